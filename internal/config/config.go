@@ -1,0 +1,252 @@
+// Package config is sigild's configuration: one YAML file, decoded strictly
+// and validated in one place, with errors that name the field at fault.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/goccy/go-yaml"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+)
+
+// maxFileSize bounds the configuration file.
+const maxFileSize = 1 << 20
+
+// Config is sigild's configuration file.
+type Config struct {
+	// Listen is the HTTPS address, host:port.
+	Listen string `yaml:"listen"`
+	// TrustDomain is the SPIFFE trust domain sigil issues identities in.
+	TrustDomain string `yaml:"trust_domain"`
+	// Store is the database DSN: "sqlite:PATH" (default) or "postgres://…".
+	Store string `yaml:"store"`
+	HSM   HSM    `yaml:"hsm"`
+	CA    CA     `yaml:"ca"`
+	TLS   TLS    `yaml:"tls"`
+	// Attestation configures what enrollment evidence must show.
+	Attestation Attestation `yaml:"attestation"`
+	Policy      Policy      `yaml:"policy"`
+}
+
+// HSM locates the PKCS#11 token holding every signing key.
+type HSM struct {
+	// URI is an RFC 7512 pkcs11: URI with module-path, token and, for the
+	// PIN, pin-source=file:… . A pin-value in the URI is refused.
+	URI string `yaml:"uri"`
+	// PINEnv names an environment variable holding the PIN, used when the
+	// URI has no pin-source.
+	PINEnv string `yaml:"pin_env"`
+}
+
+// CA sets the key labels and lifetimes of the CA hierarchy.
+type CA struct {
+	RootLabel   string        `yaml:"root_label"`
+	IssuerLabel string        `yaml:"issuer_label"`
+	RootTTL     time.Duration `yaml:"root_ttl"`
+	IssuerTTL   time.Duration `yaml:"issuer_ttl"`
+	// SVIDTTL is the default certificate lifetime; SVIDMaxTTL its cap.
+	SVIDTTL    time.Duration `yaml:"svid_ttl"`
+	SVIDMaxTTL time.Duration `yaml:"svid_max_ttl"`
+}
+
+// TLS names sigild's server certificate.
+type TLS struct {
+	KeyLabel    string        `yaml:"key_label"`
+	DNSNames    []string      `yaml:"dns_names"`
+	IPAddresses []string      `yaml:"ip_addresses"`
+	TTL         time.Duration `yaml:"ttl"`
+}
+
+// Attestation says which TPMs to trust and what they must quote.
+type Attestation struct {
+	// EKRoots are PEM files of CAs that issue EK certificates.
+	EKRoots []string `yaml:"ek_roots"`
+	// EKAllow lists hex SHA-256 digests of EK public keys (PKIX DER)
+	// trusted without an EK certificate.
+	EKAllow []string `yaml:"ek_allow"`
+	// PCRs are the SHA-256 PCR indexes every quote must cover.
+	PCRs []int `yaml:"pcrs"`
+	// ChallengeTTL bounds the time between challenge and completion.
+	ChallengeTTL time.Duration `yaml:"challenge_ttl"`
+}
+
+// Policy locates the Cedar policy directory.
+type Policy struct {
+	Dir            string        `yaml:"dir"`
+	ReloadInterval time.Duration `yaml:"reload_interval"`
+}
+
+// Load reads, decodes and validates the file at path.
+func Load(path string) (*Config, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("config: read %s: %w", path, err)
+	}
+	if len(data) > maxFileSize {
+		return nil, fmt.Errorf("config: %s is larger than %d bytes", path, maxFileSize)
+	}
+	return Parse(data)
+}
+
+// Parse decodes and validates a configuration. Unknown fields are errors.
+func Parse(data []byte) (*Config, error) {
+	c := Defaults()
+	if err := decode(data, c); err != nil {
+		return nil, err
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func decode(data []byte, c *Config) (err error) {
+	// go-yaml v1.19.2 panics on some malformed documents (a tag on an
+	// empty sequence, found by FuzzParse): report those as errors too.
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("config: malformed YAML: %v", r)
+		}
+	}()
+	if err := yaml.UnmarshalWithOptions(data, c, yaml.Strict(), yaml.DisallowUnknownField()); err != nil {
+		// Errors from value parsers (durations) carry no position: the
+		// value itself is quoted in the message.
+		return fmt.Errorf("config: %s", yaml.FormatError(err, false, true))
+	}
+	return nil
+}
+
+// Defaults returns the values used for fields a file leaves out.
+func Defaults() *Config {
+	return &Config{
+		Listen: "127.0.0.1:8443",
+		Store:  "sqlite:sigil.db",
+		HSM:    HSM{PINEnv: "SIGIL_HSM_PIN"},
+		CA: CA{
+			RootLabel: "sigil-root", IssuerLabel: "sigil-issuer",
+			RootTTL: 10 * 365 * 24 * time.Hour, IssuerTTL: 365 * 24 * time.Hour,
+			SVIDTTL: time.Hour, SVIDMaxTTL: 24 * time.Hour,
+		},
+		TLS:         TLS{KeyLabel: "sigil-tls", DNSNames: []string{"localhost"}, TTL: 30 * 24 * time.Hour},
+		Attestation: Attestation{PCRs: []int{0, 1, 2, 3, 4, 5, 6, 7}, ChallengeTTL: time.Minute},
+		Policy:      Policy{ReloadInterval: 2 * time.Second},
+	}
+}
+
+// Validate checks every field and reports all problems at once, each
+// prefixed with its YAML path.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("config: %s: %s", field, fmt.Sprintf(format, args...)))
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		bad("listen", "want host:port, got %q", c.Listen)
+	}
+	if _, err := spiffeid.TrustDomainFromString(c.TrustDomain); err != nil {
+		bad("trust_domain", "%q is not a SPIFFE trust domain (%v)", c.TrustDomain, err)
+	}
+	if !strings.HasPrefix(c.Store, "sqlite:") && !strings.HasPrefix(c.Store, "postgres://") {
+		bad("store", `want "sqlite:PATH" or "postgres://…", got %q`, c.Store)
+	}
+	c.validateHSM(bad)
+	c.validateCA(bad)
+	c.validateTLS(bad)
+	c.validateAttestation(bad)
+	if c.Policy.Dir == "" {
+		bad("policy.dir", "required")
+	}
+	if c.Policy.ReloadInterval < 0 {
+		bad("policy.reload_interval", "must not be negative")
+	}
+	return errors.Join(errs...)
+}
+
+type reporter func(field, format string, args ...any)
+
+func (c *Config) validateHSM(bad reporter) {
+	switch {
+	case !strings.HasPrefix(c.HSM.URI, "pkcs11:"):
+		bad("hsm.uri", "want an RFC 7512 pkcs11: URI")
+	case strings.Contains(c.HSM.URI, "pin-value="):
+		bad("hsm.uri", "pin-value would put the PIN in the file: use pin-source=file:… or hsm.pin_env")
+	}
+}
+
+func (c *Config) validateCA(bad reporter) {
+	for field, label := range map[string]string{"ca.root_label": c.CA.RootLabel, "ca.issuer_label": c.CA.IssuerLabel, "tls.key_label": c.TLS.KeyLabel} {
+		if label == "" {
+			bad(field, "required")
+		}
+	}
+	if c.CA.RootLabel == c.CA.IssuerLabel {
+		bad("ca.issuer_label", "must differ from ca.root_label")
+	}
+	positive(bad, "ca.root_ttl", c.CA.RootTTL)
+	positive(bad, "ca.issuer_ttl", c.CA.IssuerTTL)
+	positive(bad, "ca.svid_ttl", c.CA.SVIDTTL)
+	if c.CA.IssuerTTL > c.CA.RootTTL {
+		bad("ca.issuer_ttl", "%v outlives ca.root_ttl %v", c.CA.IssuerTTL, c.CA.RootTTL)
+	}
+	if c.CA.SVIDMaxTTL < c.CA.SVIDTTL {
+		bad("ca.svid_max_ttl", "%v is shorter than ca.svid_ttl %v", c.CA.SVIDMaxTTL, c.CA.SVIDTTL)
+	}
+}
+
+func (c *Config) validateTLS(bad reporter) {
+	if len(c.TLS.DNSNames) == 0 && len(c.TLS.IPAddresses) == 0 {
+		bad("tls", "needs dns_names or ip_addresses")
+	}
+	for i, ip := range c.TLS.IPAddresses {
+		if net.ParseIP(ip) == nil {
+			bad(fmt.Sprintf("tls.ip_addresses[%d]", i), "%q is not an IP address", ip)
+		}
+	}
+	positive(bad, "tls.ttl", c.TLS.TTL)
+}
+
+func (c *Config) validateAttestation(bad reporter) {
+	a := c.Attestation
+	if len(a.EKRoots) == 0 && len(a.EKAllow) == 0 {
+		bad("attestation", "needs ek_roots or ek_allow: no TPM would be trusted")
+	}
+	for i, h := range a.EKAllow {
+		if len(h) != 64 || strings.Trim(strings.ToLower(h), "0123456789abcdef") != "" {
+			bad(fmt.Sprintf("attestation.ek_allow[%d]", i), "want a hex SHA-256 digest")
+		}
+	}
+	if len(a.PCRs) == 0 {
+		bad("attestation.pcrs", "required: a quote must cover at least one PCR")
+	}
+	for i, p := range a.PCRs {
+		if p < 0 || p > 23 {
+			bad(fmt.Sprintf("attestation.pcrs[%d]", i), "%d is not a PCR index (0-23)", p)
+		}
+	}
+	positive(bad, "attestation.challenge_ttl", a.ChallengeTTL)
+	if a.ChallengeTTL > 10*time.Minute {
+		bad("attestation.challenge_ttl", "%v is longer than 10m", a.ChallengeTTL)
+	}
+}
+
+func positive(bad reporter, field string, d time.Duration) {
+	if d <= 0 {
+		bad(field, "must be positive, got %v", d)
+	}
+}
+
+// SVIDIdentity is the SPIFFE ID sigild presents in its own TLS certificate.
+func (c *Config) SVIDIdentity() string {
+	return "spiffe://" + c.TrustDomain + "/sigild"
+}

@@ -1,0 +1,81 @@
+package config_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sigil-dev/sigil/internal/config"
+)
+
+const valid = `
+listen: 127.0.0.1:9443
+trust_domain: sigil.test
+store: sqlite:/tmp/x.db
+hsm:
+  uri: "pkcs11:token=sigil?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/run/pin"
+ca:
+  svid_ttl: 30m
+attestation:
+  ek_roots: [ek-ca.pem]
+  pcrs: [0, 7]
+policy:
+  dir: policies
+`
+
+func TestParseValid(t *testing.T) {
+	c, err := config.Parse([]byte(valid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.CA.SVIDTTL != 30*time.Minute || c.CA.SVIDMaxTTL != 24*time.Hour {
+		t.Errorf("svid ttl %v max %v: want 30m from the file and the 24h default", c.CA.SVIDTTL, c.CA.SVIDMaxTTL)
+	}
+	if got := c.Attestation.PCRs; len(got) != 2 || got[1] != 7 {
+		t.Errorf("pcrs = %v", got)
+	}
+}
+
+func TestParseRejects(t *testing.T) {
+	tests := []struct {
+		name    string
+		replace [2]string
+		want    string
+	}{
+		{"unknown-field", [2]string{"listen:", "lisen:"}, "unknown field"},
+		{"bad-listen", [2]string{"127.0.0.1:9443", "nowhere"}, "listen: want host:port"},
+		{"bad-trust-domain", [2]string{"sigil.test", "Sigil Test"}, "trust_domain:"},
+		{"pin-in-uri", [2]string{"pin-source=file:/run/pin", "pin-value=1234"}, "hsm.uri: pin-value would put the PIN"},
+		{"not-a-pkcs11-uri", [2]string{`"pkcs11:`, `"file:`}, "hsm.uri: want an RFC 7512"},
+		{"bad-store", [2]string{"sqlite:/tmp/x.db", "mysql://x"}, "store: want"},
+		{"pcr-out-of-range", [2]string{"[0, 7]", "[0, 24]"}, "attestation.pcrs[1]: 24 is not a PCR index"},
+		{"no-pcrs", [2]string{"[0, 7]", "[]"}, "attestation.pcrs: required"},
+		{"no-ek-trust", [2]string{"ek_roots: [ek-ca.pem]", "ek_roots: []"}, "attestation: needs ek_roots or ek_allow"},
+		{"bad-duration", [2]string{"svid_ttl: 30m", "svid_ttl: soon"}, `invalid duration "soon"`},
+		{"svid-ttl-over-cap", [2]string{"svid_ttl: 30m", "svid_ttl: 48h"}, "ca.svid_max_ttl: 24h0m0s is shorter than ca.svid_ttl"},
+		{"no-policy-dir", [2]string{"dir: policies", "dir: \"\""}, "policy.dir: required"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := strings.Replace(valid, tt.replace[0], tt.replace[1], 1)
+			if in == valid {
+				t.Fatalf("fixture does not contain %q", tt.replace[0])
+			}
+			_, err := config.Parse([]byte(in))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Parse error = %v, want %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(valid))
+	f.Add([]byte("listen: [\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := config.Parse(data)
+		if err == nil && c.Validate() != nil {
+			t.Fatal("Parse accepted a config that does not validate")
+		}
+	})
+}
