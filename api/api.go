@@ -1,0 +1,109 @@
+// Package api holds the JSON messages of sigil's HTTP API, shared by the
+// server and by workloads. Binary fields are base64 (encoding/json's []byte).
+// TPM structures travel in their TPM 2.0 wire encodings, as go-attestation
+// produces and consumes them.
+package api
+
+import "time"
+
+// Paths of the enrollment endpoints.
+const (
+	PathChallenge = "/v1/enroll/challenge"
+	PathComplete  = "/v1/enroll/complete"
+	PathRenew     = "/v1/renew"
+	PathBundle    = "/v1/bundle"
+	PathCRL       = "/v1/crl"
+)
+
+// MaxRequestBytes bounds every request body sigil accepts on the enrollment
+// endpoints; an event log is the largest part.
+const MaxRequestBytes = 1 << 20
+
+// AK is a TPM attestation key's public area and its creation evidence
+// (go-attestation's AttestationParameters).
+type AK struct {
+	Public            []byte `json:"public"`             // TPMT_PUBLIC
+	CreateData        []byte `json:"create_data"`        // TPMS_CREATION_DATA
+	CreateAttestation []byte `json:"create_attestation"` // TPMS_ATTEST
+	CreateSignature   []byte `json:"create_signature"`   // TPMT_SIGNATURE
+}
+
+// ChallengeRequest starts an enrollment.
+type ChallengeRequest struct {
+	// EKCertificate is the DER EK certificate; it may be empty when the EK
+	// public key is allow-listed instead.
+	EKCertificate []byte `json:"ek_certificate,omitempty"`
+	// EKPublic is the EK public key, PKIX DER.
+	EKPublic []byte `json:"ek_public"`
+	AK       AK     `json:"ak"`
+	// Identity is the requested SPIFFE ID.
+	Identity string `json:"identity"`
+}
+
+// Challenge is the server's answer: a credential only the TPM holding both
+// the EK and the AK can activate, and the nonce every later proof must carry.
+type Challenge struct {
+	ID         string    `json:"challenge_id"`
+	Credential []byte    `json:"credential"`       // TPM2B_ID_OBJECT
+	Secret     []byte    `json:"encrypted_secret"` // TPM2B_ENCRYPTED_SECRET
+	Nonce      []byte    `json:"nonce"`
+	PCRs       []int     `json:"pcrs"` // SHA-256 PCRs the quote must cover
+	ExpiresAt  time.Time `json:"expires_at"`
+}
+
+// Quote is a TPM2_Quote and its signature by the AK.
+type Quote struct {
+	Quote     []byte `json:"quote"`     // TPMS_ATTEST
+	Signature []byte `json:"signature"` // TPMT_SIGNATURE
+}
+
+// PCR is one PCR value as read from the TPM.
+type PCR struct {
+	Index  int    `json:"index"`
+	Alg    string `json:"alg"` // "sha1" or "sha256"
+	Digest []byte `json:"digest"`
+}
+
+// Platform is the boot state: quotes over PCRs and the event log that
+// explains them.
+type Platform struct {
+	Quotes   []Quote `json:"quotes"`
+	PCRs     []PCR   `json:"pcrs"`
+	EventLog []byte  `json:"event_log"`
+}
+
+// CertifiedKey is an application key and its certification by the AK
+// (go-attestation's CertificationParameters).
+type CertifiedKey struct {
+	Public            []byte `json:"public"`             // TPMT_PUBLIC
+	CreateData        []byte `json:"create_data"`        // TPMS_CREATION_DATA
+	CreateAttestation []byte `json:"create_attestation"` // TPMS_ATTEST
+	CreateSignature   []byte `json:"create_signature"`   // TPMT_SIGNATURE
+}
+
+// CompleteRequest proves the challenge and asks for the certificate.
+type CompleteRequest struct {
+	ChallengeID string       `json:"challenge_id"`
+	Secret      []byte       `json:"secret"` // the activated credential
+	Platform    Platform     `json:"platform"`
+	Key         CertifiedKey `json:"key"`
+	CSR         []byte       `json:"csr"` // DER, signed by Key
+}
+
+// Certificate is an issued X.509-SVID.
+type Certificate struct {
+	// Chain is the leaf followed by the issuing CA, DER.
+	Chain          [][]byte  `json:"chain"`
+	SPIFFEID       string    `json:"spiffe_id"`
+	ExpiresAt      time.Time `json:"expires_at"`
+	EvidenceDigest string    `json:"evidence_digest"`
+	PolicyVersion  string    `json:"policy_version"`
+}
+
+// Error is the body of every non-2xx answer outside the OAuth endpoints.
+type Error struct {
+	// Code is stable and machine-readable, e.g. "policy_denied".
+	Code string `json:"error"`
+	// Description tells a person what to fix.
+	Description string `json:"error_description"`
+}
