@@ -1,0 +1,169 @@
+#!/usr/bin/env bash
+# Start, stop and boot a swtpm whose files all live in one directory.
+#
+#   testenv/swtpm.sh start DIR [PORT]   provision once, start; prints swtpm:127.0.0.1:PORT
+#   testenv/swtpm.sh addr  DIR          prints the address of the running swtpm
+#   testenv/swtpm.sh boot  DIR          synthetic measured boot, writes DIR/eventlog.bin
+#   testenv/swtpm.sh stop  DIR          stops it (by the PID in DIR/swtpm.pid only)
+#
+# TPM commands are served on 127.0.0.1:PORT, the control channel on PORT+1 (the
+# layout the tpm2-tss swtpm TCTI expects: swtpm:host=127.0.0.1,port=PORT).
+# PORT is picked at random when not given. Every command is idempotent.
+#
+# DIR/ekca     private EK CA (ECDSA P-256, made for DIR) that swtpm_localca uses
+# DIR/ek-ca.pem the EK root to trust
+# DIR/state    swtpm state: RSA 2048 and ECC P-384 EKs with certificates, RSA SRK
+#              at 0x81000001, SHA-1 and SHA-256 PCR banks, NV locked
+# DIR/eventlog.bin  event log of `boot` (removed by `start`: PCRs reset on start)
+#
+# Set SWTPM_EKCA_DIR to a directory to share one EK CA between several DIRs.
+# Nothing is read from or written to /etc or /var/lib/swtpm-localca.
+set -euo pipefail
+
+die() { echo "swtpm.sh: $*" >&2; exit 1; }
+usage() { die "usage: $0 start DIR [PORT] | addr DIR | boot DIR | stop DIR"; }
+
+need_tools() {
+	local t
+	for t in swtpm swtpm_setup swtpm_localca openssl; do
+		command -v "$t" >/dev/null ||
+			die "$t not found: apt-get install swtpm swtpm-tools tpm2-openssl (or run make test)"
+	done
+}
+
+# pid_of DIR: the PID of DIR's running swtpm, or nothing.
+pid_of() {
+	local pidfile=$1/swtpm.pid pid
+	[[ -s $pidfile ]] || return 0
+	pid=$(<"$pidfile")
+	[[ $pid =~ ^[0-9]+$ ]] || return 0
+	# Only a live swtpm serving this DIR's state counts; a reused PID does not.
+	if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "dir=$1/state"; then
+		echo "$pid"
+	fi
+}
+
+make_ca() {
+	local ca=$1 localca
+	[[ -s $ca/ek-ca.pem ]] && return 0
+	mkdir -p "$ca"
+	chmod 700 "$ca"
+	localca=$(command -v swtpm_localca)
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+		-keyout "$ca/signkey.pem" -out "$ca/issuercert.pem" -days 3650 \
+		-subj "/O=sigil test/CN=sigil test EK CA $(openssl rand -hex 4)" \
+		-addext "basicConstraints=critical,CA:TRUE,pathlen:0" \
+		-addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null ||
+		die "cannot create the EK CA in $ca"
+	cat >"$ca/swtpm-localca.conf" <<-EOF
+		statedir = $ca
+		signingkey = $ca/signkey.pem
+		issuercert = $ca/issuercert.pem
+		certserial = $ca/certserial
+	EOF
+	printf '%s\n' --platform-manufacturer\ sigil --platform-version\ 2.0 \
+		--platform-model\ swtpm >"$ca/swtpm-localca.options"
+	cat >"$ca/swtpm_setup.conf" <<-EOF
+		create_certs_tool = $localca
+		create_certs_tool_config = $ca/swtpm-localca.conf
+		create_certs_tool_options = $ca/swtpm-localca.options
+		active_pcr_banks = sha1,sha256
+	EOF
+	cp "$ca/issuercert.pem" "$ca/ek-ca.pem" # last: marks the CA complete
+}
+
+provision() {
+	local dir=$1 ca=$2
+	[[ -s $dir/state/tpm2-00.permall ]] && return 0
+	mkdir -p "$dir/state"
+	TMPDIR=$dir swtpm_setup --tpm2 --tpmstate "$dir/state" \
+		--create-ek-cert --create-platform-cert --lock-nvram --create-spk \
+		--pcr-banks sha1,sha256 --config "$ca/swtpm_setup.conf" \
+		--logfile "$dir/swtpm_setup.log" >/dev/null 2>&1 ||
+		die "swtpm_setup failed, see $dir/swtpm_setup.log"
+}
+
+port_free() {
+	[[ -z $(ss -Hltn "( sport = :$1 or sport = :$(($1 + 1)) )" 2>/dev/null) ]]
+}
+
+# launch DIR PORT: start the daemon; fails if a port is taken.
+launch() {
+	rm -f "$1/swtpm.pid"
+	swtpm socket --tpm2 --tpmstate "dir=$1/state" \
+		--server "type=tcp,port=$2,bindaddr=127.0.0.1" \
+		--ctrl "type=tcp,port=$(($2 + 1)),bindaddr=127.0.0.1" \
+		--flags not-need-init,startup-clear \
+		--pid "file=$1/swtpm.pid" --log "file=$1/swtpm.log" --daemon
+}
+
+cmd_start() {
+	local dir=$1 port=${2:-} ca try
+	need_tools
+	mkdir -p "$dir"
+	dir=$(cd "$dir" && pwd)
+	if [[ -n $(pid_of "$dir") ]]; then
+		cmd_addr "$dir"
+		return
+	fi
+	ca=${SWTPM_EKCA_DIR:-$dir/ekca}
+	make_ca "$ca"
+	cp "$ca/ek-ca.pem" "$dir/ek-ca.pem"
+	provision "$dir" "$ca"
+	rm -f "$dir/eventlog.bin"
+	if [[ -n $port ]]; then
+		launch "$dir" "$port" || die "cannot start swtpm on ports $port and $((port + 1)), see $dir/swtpm.log"
+	else
+		for try in $(seq 20); do
+			port=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
+			port_free "$port" && launch "$dir" "$port" 2>/dev/null && break
+			port=
+		done
+		[[ -n $port ]] || die "no free port pair for swtpm, see $dir/swtpm.log"
+	fi
+	echo "$port" >"$dir/port"
+	cmd_addr "$dir"
+}
+
+cmd_addr() {
+	local dir
+	dir=$(cd "$1" 2>/dev/null && pwd) || die "no such directory: $1"
+	[[ -n $(pid_of "$dir") ]] || die "no swtpm running for $dir"
+	echo "swtpm:127.0.0.1:$(<"$dir/port")"
+}
+
+cmd_boot() {
+	local dir addr
+	dir=$(cd "$1" 2>/dev/null && pwd) || die "no such directory: $1"
+	addr=$(cmd_addr "$dir")
+	[[ -s $dir/eventlog.bin ]] && return 0 # already booted since start
+	(cd "$(dirname "$0")/.." && go run ./testenv/cmd/measuredboot -tpm "$addr" -out "$dir/eventlog.bin.tmp") ||
+		die "measured boot failed"
+	mv "$dir/eventlog.bin.tmp" "$dir/eventlog.bin"
+}
+
+cmd_stop() {
+	local dir pid i
+	dir=$(cd "$1" 2>/dev/null && pwd) || return 0
+	pid=$(pid_of "$dir")
+	if [[ -n $pid ]]; then
+		kill -TERM "$pid" 2>/dev/null || true
+		for i in $(seq 50); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.1
+		done
+		if kill -0 "$pid" 2>/dev/null; then
+			kill -KILL "$pid" 2>/dev/null || true
+		fi
+	fi
+	rm -f "$dir/swtpm.pid"
+}
+
+[[ $# -ge 2 ]] || usage
+case $1 in
+start) [[ $# -le 3 ]] || usage; cmd_start "$2" "${3:-}" ;;
+addr) [[ $# -eq 2 ]] || usage; cmd_addr "$2" ;;
+boot) [[ $# -eq 2 ]] || usage; cmd_boot "$2" ;;
+stop) [[ $# -eq 2 ]] || usage; cmd_stop "$2" ;;
+*) usage ;;
+esac
