@@ -1,0 +1,178 @@
+// Package store persists what the server must remember: enrollment
+// challenges, devices, certificates and attestation evidence.
+//
+// Open returns a Store for a DSN. SQLite (a file, WAL mode) is the default
+// for one process; PostgreSQL, for several replicas sharing state, will sit
+// behind the same interfaces.
+//
+// Writes that belong together go through Store.Tx:
+//
+//	err := st.Tx(ctx, func(tx store.Tx) error {
+//		ch, err := tx.ConsumeChallenge(ctx, id, now)
+//		if err != nil {
+//			return err
+//		}
+//		...
+//		return tx.InsertCertificate(ctx, cert)
+//	})
+//
+// Every write method on Store is the same method run in a transaction of its
+// own.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Errors callers act on. Every error the package returns starts with
+// "store:"; test for these with errors.Is.
+var (
+	// ErrNotFound: the record, or a record it refers to, does not exist.
+	// For a lookup by a client-supplied key answer 404 / invalid_grant.
+	ErrNotFound = errors.New("not found")
+
+	// ErrConflict: the write contradicts a stored record (a duplicate key,
+	// an AK already bound to another EK, a certificate already revoked).
+	// Do not retry; report the conflict, or treat an idempotent repeat
+	// (revoking twice) as done.
+	ErrConflict = errors.New("conflict")
+
+	// ErrChallengeUsed: the challenge was already consumed. Reject the
+	// request as a replay (invalid_grant) and audit it; never reissue.
+	ErrChallengeUsed = errors.New("challenge already used")
+
+	// ErrChallengeExpired: the challenge outlived its TTL. Reject the
+	// request; the client starts over with a new challenge.
+	ErrChallengeExpired = errors.New("challenge expired")
+
+	// ErrDeviceDisabled: a certificate was to be issued to a disabled
+	// device. Deny the request (access_denied).
+	ErrDeviceDisabled = errors.New("device disabled")
+)
+
+// ReasonDeviceDisabled is the revocation reason SetDeviceStatus records on
+// the certificates of a device it disables.
+const ReasonDeviceDisabled = "device disabled"
+
+// Store is the server's persistent state.
+type Store interface {
+	Reader
+	Writer
+
+	// Tx runs fn in one write transaction: it commits if fn returns nil
+	// and rolls back if fn returns an error, which Tx returns unchanged,
+	// or panics. Use tx only inside fn, and only tx: on SQLite the
+	// transaction holds the single write connection, so a write through
+	// the Store inside fn waits until ctx ends. Tx runs fn once and does
+	// not retry. Keep fn short, it holds the database's write lock: do slow
+	// work (verification, HSM signing) before it.
+	Tx(ctx context.Context, fn func(tx Tx) error) error
+
+	// Ping reports whether the database answers, for /readyz.
+	Ping(ctx context.Context) error
+
+	// Close releases the database. Calls after Close fail.
+	Close() error
+}
+
+// Tx is a write transaction; see Store.Tx.
+type Tx interface {
+	Reader
+	Writer
+}
+
+// Reader looks records up. Lookups by key return ErrNotFound for a key not
+// stored; lists return an empty slice.
+type Reader interface {
+	Challenge(ctx context.Context, id string) (Challenge, error)
+	Device(ctx context.Context, ekHash string) (Device, error)
+	// Devices lists all devices by EK hash.
+	Devices(ctx context.Context) ([]Device, error)
+	Certificate(ctx context.Context, serial string) (Certificate, error)
+	// DeviceCertificates lists a device's certificates, oldest first.
+	DeviceCertificates(ctx context.Context, ekHash string) ([]Certificate, error)
+	// Revocations lists the revoked certificates still valid at the given
+	// time, by serial, for a CRL; the zero time lists them all.
+	Revocations(ctx context.Context, unexpiredAt time.Time) ([]Revocation, error)
+	Evidence(ctx context.Context, digest string) (Evidence, error)
+}
+
+// Writer changes records. A duplicate key is ErrConflict.
+type Writer interface {
+	CreateChallenge(ctx context.Context, c Challenge) error
+
+	// ConsumeChallenge marks the challenge used at now and returns it.
+	// Of any number of concurrent calls for one id, also from other
+	// processes on the same database, exactly one succeeds; the others get
+	// ErrChallengeUsed. An unknown id is
+	// ErrNotFound, one with ExpiresAt <= now ErrChallengeExpired. Check
+	// the returned Kind, EKHash and AKHash in the same transaction. To burn
+	// a challenge on a failed attempt, consume it outside the transaction
+	// that would have completed it.
+	ConsumeChallenge(ctx context.Context, id string, now time.Time) (Challenge, error)
+
+	// PurgeExpiredChallenges deletes challenges that expired before the
+	// given time, consumed or not, and returns how many it deleted.
+	PurgeExpiredChallenges(ctx context.Context, before time.Time) (int64, error)
+
+	// BindDevice stores a new device (Status "" means active) or rebinds
+	// a known EK to d.AKHash, keeping its status and, when d.EKCertDER is
+	// nil, its EK certificate. previousAK is the AK the EK was bound to if
+	// that differs from d.AKHash, else "": a non-empty previousAK is a
+	// rebind for the caller to audit. An AK bound to another EK is
+	// ErrConflict.
+	BindDevice(ctx context.Context, d Device, now time.Time) (previousAK string, err error)
+
+	// SetDeviceStatus sets a device's status. Disabling it also revokes,
+	// with ReasonDeviceDisabled at now, every certificate of the device
+	// not yet revoked, and returns their serials for the caller to audit.
+	// Enabling a device does not unrevoke anything.
+	SetDeviceStatus(ctx context.Context, ekHash string, status DeviceStatus, now time.Time) (revoked []string, err error)
+
+	// InsertCertificate stores an issued certificate. Its device and
+	// evidence must be stored first (else ErrNotFound) and the device
+	// active (else ErrDeviceDisabled).
+	InsertCertificate(ctx context.Context, c Certificate) error
+
+	// RevokeCertificate records a revocation. Revoking a certificate
+	// already revoked is ErrConflict and keeps the first revocation.
+	RevokeCertificate(ctx context.Context, serial, reason string, at time.Time) error
+
+	// PutEvidence stores evidence. Storing the same evidence again is a
+	// no-op; a different record under a stored digest is ErrConflict.
+	PutEvidence(ctx context.Context, e Evidence) error
+}
+
+// Open opens the store a DSN names, creating and migrating the schema as
+// needed:
+//
+//	sqlite:/var/lib/sigil/sigil.db   SQLite file
+//	file:/var/lib/sigil/sigil.db     SQLite URI
+//	/var/lib/sigil/sigil.db          SQLite file
+//	postgres://…, postgresql://…     PostgreSQL (not built yet)
+//
+// A SQLite DSN may carry driver query parameters (for example
+// "?_pragma=synchronous(NORMAL)"); the store manages journal_mode,
+// foreign_keys, query_only and _txlock itself.
+func Open(ctx context.Context, dsn string) (Store, error) {
+	switch {
+	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
+		return nil, errors.New("store: postgres is not built yet; use a sqlite DSN")
+	case strings.HasPrefix(dsn, "sqlite:"):
+		return openSQLite(ctx, strings.TrimPrefix(strings.TrimPrefix(dsn, "sqlite:"), "//"))
+	case strings.Contains(dsn, "://"):
+		return nil, fmt.Errorf("store: unsupported DSN scheme in %q", redact(dsn))
+	default:
+		return openSQLite(ctx, dsn)
+	}
+}
+
+// redact drops everything after the scheme, which may hold a password.
+func redact(dsn string) string {
+	scheme, _, _ := strings.Cut(dsn, "://")
+	return scheme + "://…"
+}
