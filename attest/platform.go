@@ -1,6 +1,7 @@
 package attest
 
 import (
+	"bytes"
 	"crypto"
 	"encoding/hex"
 
@@ -81,13 +82,35 @@ func replay(log []byte, quoted []attest.PCR, boot *Boot) error {
 	if err != nil {
 		return fail(StepEventLog, "does not replay to the quoted PCRs: %v", err)
 	}
+	measured := map[int]bool{}
 	for _, e := range events {
+		measured[e.Index] = true
 		boot.EventDigests = append(boot.EventDigests, hex.EncodeToString(e.Digest))
+	}
+	// go-attestation accepts a PCR without events whatever its value: a log
+	// with every event of a PCR removed would replay. A PCR the log does not
+	// explain must still hold its reset value.
+	for _, pcr := range quoted {
+		if !measured[pcr.Index] && !bytes.Equal(pcr.Digest, resetValue(pcr.Index, len(pcr.Digest))) {
+			return fail(StepEventLog, "PCR %d was extended but the event log has no events for it", pcr.Index)
+		}
 	}
 	if sb, err := attest.ParseSecurebootState(events); err == nil {
 		boot.SecureBoot = sb.Enabled
 	}
 	return nil
+}
+
+// resetValue is a PCR's value after TPM2_Startup(CLEAR): all ones for the
+// DRTM PCRs 17-22, zeros otherwise.
+func resetValue(index, size int) []byte {
+	b := make([]byte, size)
+	if index >= 17 && index <= 22 {
+		for i := range b {
+			b[i] = 0xff
+		}
+	}
+	return b
 }
 
 func convertPCRs(in []api.PCR) ([]attest.PCR, error) {

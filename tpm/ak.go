@@ -5,6 +5,7 @@ import (
 	"crypto"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/google/go-attestation/attest"
 )
@@ -115,6 +116,24 @@ func (a *AK) Public() crypto.PublicKey { return a.pub.Public }
 // are given) with nonce as qualifying data, and returns the quotes, the PCR
 // values they cover and the event log.
 func (a *AK) Quote(ctx context.Context, nonce []byte, banks ...attest.HashAlg) (*attest.PlatformParameters, error) {
+	return a.quote(ctx, nonce, banks, allPCRs)
+}
+
+// QuotePCRs quotes only the given PCRs of one bank. A verifier must refuse a
+// quote that leaves out a PCR its policy names; this is how a workload (or a
+// test playing an attacker) produces one.
+func (a *AK) QuotePCRs(ctx context.Context, nonce []byte, bank attest.HashAlg, pcrs []int) (*attest.PlatformParameters, error) {
+	for _, p := range pcrs {
+		if p < 0 || p >= len(allPCRs) {
+			return nil, fmt.Errorf("tpm: quote: PCR %d out of range", p)
+		}
+	}
+	return a.quote(ctx, nonce, []attest.HashAlg{bank}, pcrs)
+}
+
+var allPCRs = []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23}
+
+func (a *AK) quote(ctx context.Context, nonce []byte, banks []attest.HashAlg, sel []int) (*attest.PlatformParameters, error) {
 	if len(nonce) == 0 {
 		return nil, errors.New("tpm: quote: empty nonce")
 	}
@@ -133,7 +152,7 @@ func (a *AK) Quote(ctx context.Context, nonce []byte, banks ...attest.HashAlg) (
 		}
 		return a.t.withAK(a.blob, func(ak *attest.AK) error {
 			for _, alg := range banks {
-				q, pcrs, err := a.quoteBank(ak, nonce, alg)
+				q, pcrs, err := a.quoteBank(ak, nonce, alg, sel)
 				if err != nil {
 					return err
 				}
@@ -151,14 +170,15 @@ func (a *AK) Quote(ctx context.Context, nonce []byte, banks ...attest.HashAlg) (
 
 // quoteBank reads a bank's PCRs and quotes them, again if a PCR changed in
 // between.
-func (a *AK) quoteBank(ak *attest.AK, nonce []byte, alg attest.HashAlg) (*attest.Quote, []attest.PCR, error) {
+func (a *AK) quoteBank(ak *attest.AK, nonce []byte, alg attest.HashAlg, sel []int) (*attest.Quote, []attest.PCR, error) {
 	var lastErr error
 	for range 3 {
-		pcrs, err := a.t.at.PCRs(alg)
+		all, err := a.t.at.PCRs(alg)
 		if err != nil {
 			return nil, nil, fmt.Errorf("read %v pcrs: %w", alg, err)
 		}
-		q, err := ak.Quote(a.t.at, nonce, alg)
+		pcrs := slices.DeleteFunc(all, func(p attest.PCR) bool { return !slices.Contains(sel, p.Index) })
+		q, err := ak.QuotePCRs(a.t.at, nonce, alg, sel)
 		if err != nil {
 			return nil, nil, fmt.Errorf("quote %v: %w", alg, err)
 		}
