@@ -253,6 +253,16 @@ func DevMeasurements() MeasuredBoot {
 	return MeasuredBoot{Events: ev}
 }
 
+// DebugMeasurements is DevMeasurements on a machine that booted debug
+// firmware: an extra PCR 1 event whose digest is SHA-256("debug-firmware"),
+// the marker the dev policy forbids.
+func DebugMeasurements() MeasuredBoot {
+	dev := DevMeasurements()
+	events := append([]Event{}, dev.Events[:2]...)
+	events = append(events, Event{PCR: 1, Type: EvPostCode, Data: []byte("debug-firmware")})
+	return MeasuredBoot{Events: append(events, dev.Events[2:]...)}
+}
+
 // fakeImage is a deterministic stand-in for a binary called name.
 func fakeImage(name string, size int) []byte {
 	out := make([]byte, 0, size+sha256.Size)

@@ -3,7 +3,8 @@
 #
 #   testenv/swtpm.sh start DIR [PORT]   provision once, start; prints swtpm:127.0.0.1:PORT
 #   testenv/swtpm.sh addr  DIR          prints the address of the running swtpm
-#   testenv/swtpm.sh boot  DIR          synthetic measured boot, writes DIR/eventlog.bin
+#   testenv/swtpm.sh boot  DIR [PROFILE] synthetic measured boot (PROFILE dev, the
+#                                       default, or debug), writes DIR/eventlog.bin
 #   testenv/swtpm.sh stop  DIR          stops it (by the PID in DIR/swtpm.pid only)
 #
 # TPM commands are served on 127.0.0.1:PORT, the control channel on PORT+1 (the
@@ -21,7 +22,7 @@
 set -euo pipefail
 
 die() { echo "swtpm.sh: $*" >&2; exit 1; }
-usage() { die "usage: $0 start DIR [PORT] | addr DIR | boot DIR | stop DIR"; }
+usage() { die "usage: $0 start DIR [PORT] | addr DIR | boot DIR [dev|debug] | stop DIR"; }
 
 need_tools() {
 	local t
@@ -133,11 +134,11 @@ cmd_addr() {
 }
 
 cmd_boot() {
-	local dir addr
+	local dir addr profile=${2:-dev}
 	dir=$(cd "$1" 2>/dev/null && pwd) || die "no such directory: $1"
 	addr=$(cmd_addr "$dir")
 	[[ -s $dir/eventlog.bin ]] && return 0 # already booted since start
-	(cd "$(dirname "$0")/.." && go run ./testenv/cmd/measuredboot -tpm "$addr" -out "$dir/eventlog.bin.tmp") ||
+	(cd "$(dirname "$0")/.." && go run ./testenv/cmd/measuredboot -tpm "$addr" -profile "$profile" -out "$dir/eventlog.bin.tmp") ||
 		die "measured boot failed"
 	mv "$dir/eventlog.bin.tmp" "$dir/eventlog.bin"
 }
@@ -163,7 +164,7 @@ cmd_stop() {
 case $1 in
 start) [[ $# -le 3 ]] || usage; cmd_start "$2" "${3:-}" ;;
 addr) [[ $# -eq 2 ]] || usage; cmd_addr "$2" ;;
-boot) [[ $# -eq 2 ]] || usage; cmd_boot "$2" ;;
+boot) [[ $# -eq 2 || $# -eq 3 ]] || usage; cmd_boot "$2" "${3:-}" ;;
 stop) [[ $# -eq 2 ]] || usage; cmd_stop "$2" ;;
 *) usage ;;
 esac

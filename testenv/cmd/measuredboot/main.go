@@ -1,5 +1,6 @@
 // Command measuredboot runs testenv's synthetic measured boot
-// (testenv.DevMeasurements) on a freshly started swtpm and writes the event
+// (testenv.DevMeasurements, or DebugMeasurements with -profile debug) on a
+// freshly started swtpm and writes the event
 // log the workload reads:
 //
 //	go run ./testenv/cmd/measuredboot -tpm swtpm:127.0.0.1:2321 -out DIR/eventlog.bin
@@ -20,21 +21,27 @@ import (
 func main() {
 	addr := flag.String("tpm", "", "the TPM, as swtpm:HOST:PORT")
 	out := flag.String("out", "", "where to write the event log")
+	profile := flag.String("profile", "dev", "the boot to measure: dev, or debug (dev plus debug firmware)")
 	flag.Parse()
 	if *addr == "" || *out == "" || flag.NArg() > 0 {
 		flag.Usage()
 		os.Exit(2)
 	}
-	if err := run(*addr, *out); err != nil {
+	boot, ok := map[string]testenv.MeasuredBoot{"dev": testenv.DevMeasurements(), "debug": testenv.DebugMeasurements()}[*profile]
+	if !ok {
+		fmt.Fprintf(os.Stderr, "measuredboot: unknown profile %q: want dev or debug\n", *profile)
+		os.Exit(2)
+	}
+	if err := run(boot, *addr, *out); err != nil {
 		fmt.Fprintln(os.Stderr, "measuredboot:", err)
 		os.Exit(1)
 	}
 }
 
-func run(addr, out string) error {
+func run(boot testenv.MeasuredBoot, addr, out string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	log, err := testenv.DevMeasurements().Run(ctx, addr)
+	log, err := boot.Run(ctx, addr)
 	if err != nil {
 		return err
 	}
