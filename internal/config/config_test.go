@@ -1,6 +1,7 @@
 package config_test
 
 import (
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -78,4 +79,18 @@ func FuzzParse(f *testing.F) {
 			t.Fatal("Parse accepted a config that does not validate")
 		}
 	})
+}
+
+// The dev stack's configuration (testenv/sigild.yaml) is valid once
+// testenv/up.sh fills in its placeholders.
+func TestDevStackConfig(t *testing.T) {
+	raw, err := os.ReadFile("../../testenv/sigild.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := strings.NewReplacer("@DIR@", "/srv/sigil", "@PORT@", "8443",
+		"@HSM_URI@", "pkcs11:token=sigil?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/srv/sigil/hsm/pin").Replace(string(raw))
+	if _, err := config.Parse([]byte(s)); err != nil {
+		t.Fatal(err)
+	}
 }

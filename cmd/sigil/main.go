@@ -1,0 +1,46 @@
+// Command sigil is the workload and operator CLI of sigil.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/alecthomas/kong"
+)
+
+type cli struct {
+	Enroll enrollCmd `cmd:"" help:"Enroll this host's TPM and obtain an X.509-SVID."`
+	Policy policyCmd `cmd:"" help:"Check and test Cedar policy directories."`
+	HSM    hsmCmd    `cmd:"" name:"hsm" help:"Inspect and manage HSM keys."`
+}
+
+// exitError carries a specific exit code.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+
+func main() {
+	var c cli
+	k := kong.Parse(&c, kong.Name("sigil"), kong.Description("sigil: hardware-rooted workload identity and tokens."))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	k.BindTo(ctx, (*context.Context)(nil))
+	err := k.Run()
+	stop()
+	if err == nil {
+		return
+	}
+	fmt.Fprintln(os.Stderr, "sigil:", err)
+	var ee *exitError
+	if errors.As(err, &ee) {
+		os.Exit(ee.code)
+	}
+	os.Exit(1)
+}

@@ -1,0 +1,107 @@
+// Command sigild is the sigil service: attested enrollment and the CA, with
+// every key in a PKCS#11 HSM.
+//
+//	sigild init --config FILE   create HSM keys and the CA hierarchy (idempotent)
+//	sigild --config FILE        serve
+package main
+
+import (
+	"context"
+	"encoding/pem"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/alecthomas/kong"
+
+	"github.com/sigil-dev/sigil/internal/config"
+	"github.com/sigil-dev/sigil/internal/daemon"
+)
+
+type cli struct {
+	Config   string `help:"Configuration file (YAML)." type:"existingfile" required:"" short:"c"`
+	LogLevel string `help:"Log level: debug, info, warn, error." default:"info" enum:"debug,info,warn,error"`
+
+	Serve  serveCmd  `cmd:"" default:"1" help:"Serve the API (the default)."`
+	Init   initCmd   `cmd:"" help:"Create the HSM keys and CA certificates; keeps what exists."`
+	Bundle bundleCmd `cmd:"" help:"Print the trust bundle (the root CA certificate, PEM)."`
+}
+
+type bundleCmd struct{}
+
+func (bundleCmd) Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	h, err := daemon.OpenHSM(ctx, cfg, log, nil)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	pki, err := daemon.Load(ctx, cfg, h)
+	if err != nil {
+		return err
+	}
+	return pem.Encode(os.Stdout, &pem.Block{Type: "CERTIFICATE", Bytes: pki.Root.Raw})
+}
+
+type serveCmd struct{}
+
+type initCmd struct{}
+
+func (initCmd) Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	h, err := daemon.OpenHSM(ctx, cfg, log, nil)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	pki, err := daemon.Init(ctx, cfg, h, log)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("root CA:    %s (key %s)\nissuing CA: %s (key %s)\nTLS:        %s (key %s)\n",
+		pki.Root.Subject, pki.RootKey.KID(), pki.Issuer.Subject, pki.IssuerKey.KID(), pki.TLS.Subject, pki.TLSKey.KID())
+	return nil
+}
+
+func (serveCmd) Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	d, err := daemon.New(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		for range hup {
+			if err := d.ReloadPolicy(); err != nil {
+				log.Error("policy reload rejected; the previous policy set stays active", "err", err)
+			}
+		}
+	}()
+	return d.Serve(ctx)
+}
+
+func main() {
+	var c cli
+	k := kong.Parse(&c, kong.Name("sigild"), kong.Description("sigil: hardware-rooted workload identity service."))
+	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level(c.LogLevel)}))
+	cfg, err := config.Load(c.Config)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "sigild:", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	k.BindTo(ctx, (*context.Context)(nil))
+	if err := k.Run(cfg, log); err != nil {
+		log.Error("sigild failed", "err", err)
+		fmt.Fprintln(os.Stderr, "sigild:", err)
+		os.Exit(1)
+	}
+}
+
+func level(s string) slog.Level {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(s))
+	return l
+}

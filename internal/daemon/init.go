@@ -1,0 +1,109 @@
+// Package daemon wires sigild: it creates the HSM keys and CA hierarchy
+// (Init) and runs the HTTPS service (Run).
+package daemon
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+
+	"go.step.sm/crypto/keyutil"
+
+	"github.com/sigil-dev/sigil/ca"
+	"github.com/sigil-dev/sigil/hsm"
+	"github.com/sigil-dev/sigil/internal/config"
+)
+
+// PKI is the CA hierarchy and TLS identity, keys in the HSM.
+type PKI struct {
+	Root, Issuer, TLS          *x509.Certificate
+	RootKey, IssuerKey, TLSKey *hsm.Key
+}
+
+// Init creates, idempotently, the root CA, issuing CA and TLS keys in the HSM
+// and their certificates (stored on the token beside the keys). Existing keys
+// and certificates are kept; a certificate that does not match its key is an
+// error, never silently replaced.
+func Init(ctx context.Context, cfg *config.Config, h *hsm.HSM, log *slog.Logger) (*PKI, error) {
+	p := &PKI{}
+	var err error
+	if p.RootKey, err = ensureKey(ctx, h, cfg.CA.RootLabel, hsm.ES384, log); err != nil {
+		return nil, err
+	}
+	if p.IssuerKey, err = ensureKey(ctx, h, cfg.CA.IssuerLabel, hsm.ES256, log); err != nil {
+		return nil, err
+	}
+	if p.TLSKey, err = ensureKey(ctx, h, cfg.TLS.KeyLabel, hsm.ES256, log); err != nil {
+		return nil, err
+	}
+	steps := []struct {
+		label  string
+		key    *hsm.Key
+		dst    **x509.Certificate
+		create func() (*x509.Certificate, error)
+	}{
+		{cfg.CA.RootLabel, p.RootKey, &p.Root, func() (*x509.Certificate, error) {
+			return ca.NewRoot(p.RootKey, cfg.TrustDomain+" root CA", cfg.CA.RootTTL)
+		}},
+		{cfg.CA.IssuerLabel, p.IssuerKey, &p.Issuer, func() (*x509.Certificate, error) {
+			return ca.NewIssuer(p.Root, p.RootKey, p.IssuerKey.Public(), cfg.TrustDomain+" issuing CA", cfg.TrustDomain, cfg.CA.IssuerTTL)
+		}},
+		{cfg.TLS.KeyLabel, p.TLSKey, &p.TLS, func() (*x509.Certificate, error) {
+			return ca.NewServer(p.Issuer, p.IssuerKey, p.TLSKey.Public(), serverName(cfg), cfg.TLS.TTL)
+		}},
+	}
+	for _, s := range steps {
+		if *s.dst, err = ensureCertificate(ctx, h, s.label, s.key, s.create, log); err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+func ensureKey(ctx context.Context, h *hsm.HSM, name string, alg hsm.Alg, log *slog.Logger) (*hsm.Key, error) {
+	k, err := h.Find(ctx, name)
+	if err == nil {
+		return k, nil
+	}
+	if !errors.Is(err, hsm.ErrKeyNotFound) {
+		return nil, err
+	}
+	k, err = h.Generate(ctx, name, alg)
+	if err != nil {
+		return nil, err
+	}
+	log.InfoContext(ctx, "created HSM key", "label", k.Label(), "alg", k.Alg(), "kid", k.KID())
+	return k, nil
+}
+
+func ensureCertificate(ctx context.Context, h *hsm.HSM, label string, key *hsm.Key, create func() (*x509.Certificate, error), log *slog.Logger) (*x509.Certificate, error) {
+	cert, err := h.Certificate(ctx, label)
+	switch {
+	case err == nil:
+		if !keyutil.Equal(key.Public(), cert.PublicKey) {
+			return nil, fmt.Errorf("daemon: certificate %q on the token is not for key %s", label, key.Label())
+		}
+		return cert, nil
+	case !errors.Is(err, hsm.ErrCertificateNotFound):
+		return nil, err
+	}
+	if cert, err = create(); err != nil {
+		return nil, err
+	}
+	if err := h.PutCertificate(ctx, label, cert); err != nil {
+		return nil, err
+	}
+	log.InfoContext(ctx, "created certificate", "label", label, "subject", cert.Subject.String(), "not_after", cert.NotAfter)
+	return cert, nil
+}
+
+func serverName(cfg *config.Config) ca.ServerName {
+	n := ca.ServerName{DNSNames: cfg.TLS.DNSNames, ID: cfg.SVIDIdentity()}
+	for _, ip := range cfg.TLS.IPAddresses {
+		n.IPs = append(n.IPs, net.ParseIP(ip))
+	}
+	return n
+}

@@ -1,0 +1,251 @@
+package daemon
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/sigil-dev/sigil/attest"
+	"github.com/sigil-dev/sigil/ca"
+	"github.com/sigil-dev/sigil/hsm"
+	"github.com/sigil-dev/sigil/internal/config"
+	"github.com/sigil-dev/sigil/internal/enroll"
+	"github.com/sigil-dev/sigil/internal/server"
+	"github.com/sigil-dev/sigil/internal/store"
+	"github.com/sigil-dev/sigil/policy"
+)
+
+// Daemon is a running sigild.
+type Daemon struct {
+	cfg    *config.Config
+	log    *slog.Logger
+	hsm    *hsm.HSM
+	store  store.Store
+	policy *policy.Engine
+	pki    *PKI
+	ca     *ca.CA
+	verify *attest.Verifier
+	srv    *http.Server
+}
+
+// OpenHSM opens the configured token.
+func OpenHSM(ctx context.Context, cfg *config.Config, log *slog.Logger, reg prometheus.Registerer) (*hsm.HSM, error) {
+	opts := []hsm.Option{hsm.WithLogger(log)}
+	if cfg.HSM.PINEnv != "" {
+		opts = append(opts, hsm.WithPINEnv(cfg.HSM.PINEnv))
+	}
+	if reg != nil {
+		opts = append(opts, hsm.WithMetrics(reg))
+	}
+	return hsm.Open(ctx, cfg.HSM.URI, opts...)
+}
+
+// New opens everything sigild needs. The HSM must have been initialised
+// (Init); New never creates keys.
+func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Daemon, error) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	d := &Daemon{cfg: cfg, log: log}
+	var err error
+	if d.hsm, err = OpenHSM(ctx, cfg, log, reg); err != nil {
+		return nil, err
+	}
+	if err := d.open(ctx); err != nil {
+		d.Close()
+		return nil, err
+	}
+	handler := d.server(reg).Handler()
+	d.srv = &http.Server{
+		Addr:              cfg.Listen,
+		Handler:           handler,
+		TLSConfig:         d.tlsConfig(),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	return d, nil
+}
+
+func (d *Daemon) open(ctx context.Context) error {
+	var err error
+	if d.pki, err = Load(ctx, d.cfg, d.hsm); err != nil {
+		return err
+	}
+	d.ca, err = ca.New(d.pki.Root, d.pki.Issuer, d.pki.IssuerKey, d.cfg.TrustDomain, ca.WithTTL(d.cfg.CA.SVIDTTL, d.cfg.CA.SVIDMaxTTL))
+	if err != nil {
+		return err
+	}
+	if d.verify, err = verifier(d.cfg.Attestation); err != nil {
+		return err
+	}
+	if d.store, err = store.Open(ctx, d.cfg.Store); err != nil {
+		return err
+	}
+	d.policy, err = policy.NewEngine(ctx, d.cfg.Policy.Dir, policy.WithLogger(d.log), policy.WithPollInterval(d.cfg.Policy.ReloadInterval))
+	return err
+}
+
+// Load finds the keys and certificates Init created.
+func Load(ctx context.Context, cfg *config.Config, h *hsm.HSM) (*PKI, error) {
+	p := &PKI{}
+	for _, s := range []struct {
+		label string
+		key   **hsm.Key
+		cert  **x509.Certificate
+	}{
+		{cfg.CA.RootLabel, &p.RootKey, &p.Root},
+		{cfg.CA.IssuerLabel, &p.IssuerKey, &p.Issuer},
+		{cfg.TLS.KeyLabel, &p.TLSKey, &p.TLS},
+	} {
+		var err error
+		if *s.key, err = h.Find(ctx, s.label); err != nil {
+			return nil, fmt.Errorf("%w (run `sigild init` first)", err)
+		}
+		if *s.cert, err = h.Certificate(ctx, s.label); err != nil {
+			return nil, fmt.Errorf("%w (run `sigild init` first)", err)
+		}
+	}
+	return p, nil
+}
+
+func (d *Daemon) server(reg *prometheus.Registry) *server.Server {
+	td := spiffeid.RequireTrustDomainFromString(d.cfg.TrustDomain)
+	return &server.Server{
+		Enroll: &enroll.Service{
+			Verifier: d.verify, Policy: d.policy, CA: d.ca, Store: d.store,
+			TrustDomain: td, ChallengeTTL: d.cfg.Attestation.ChallengeTTL, Log: d.log,
+		},
+		Bundle: d.ca.Bundle(),
+		CRL:    d.crl,
+		Ready: map[string]server.Checker{
+			"hsm":   server.CheckFunc(d.hsm.Healthy),
+			"store": server.CheckFunc(d.store.Ping),
+		},
+		Log:      d.log,
+		Registry: reg,
+	}
+}
+
+func (d *Daemon) tlsConfig() *tls.Config {
+	roots := x509.NewCertPool()
+	roots.AddCert(d.pki.Root)
+	return &tls.Config{
+		MinVersion: tls.VersionTLS13,
+		Certificates: []tls.Certificate{{
+			Certificate: [][]byte{d.pki.TLS.Raw, d.pki.Issuer.Raw},
+			PrivateKey:  d.pki.TLSKey,
+			Leaf:        d.pki.TLS,
+		}},
+		// Enrollment is server-authenticated only; renewal and tokens
+		// present the workload's X.509-SVID.
+		ClientAuth: tls.VerifyClientCertIfGiven,
+		ClientCAs:  roots,
+	}
+}
+
+// crl signs a fresh CRL of every revoked, unexpired certificate.
+func (d *Daemon) crl(ctx context.Context) ([]byte, error) {
+	revs, err := d.store.Revocations(ctx, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	list := make([]ca.Revoked, 0, len(revs))
+	for _, r := range revs {
+		serial, ok := new(big.Int).SetString(r.Serial, 16)
+		if !ok {
+			return nil, fmt.Errorf("daemon: stored serial %q is not hex", r.Serial)
+		}
+		list = append(list, ca.Revoked{Serial: serial, At: r.RevokedAt})
+	}
+	return d.ca.CRL(big.NewInt(time.Now().Unix()), list, time.Hour)
+}
+
+// Serve answers on the configured address until ctx ends, then shuts down
+// gracefully.
+func (d *Daemon) Serve(ctx context.Context) error {
+	ln, err := net.Listen("tcp", d.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("daemon: listen: %w", err)
+	}
+	return d.ServeListener(ctx, ln)
+}
+
+// ServeListener is Serve on a given listener.
+func (d *Daemon) ServeListener(ctx context.Context, ln net.Listener) error {
+	errc := make(chan error, 1)
+	go func() { errc <- d.srv.ServeTLS(ln, "", "") }()
+	d.log.InfoContext(ctx, "serving", "addr", ln.Addr().String(), "trust_domain", d.cfg.TrustDomain, "policy_version", d.policy.Set().Version())
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := d.srv.Shutdown(shutdown); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// ReloadPolicy re-reads the policy directory (SIGHUP).
+func (d *Daemon) ReloadPolicy() error { return d.policy.Reload() }
+
+// Close releases the HSM and the store.
+func (d *Daemon) Close() {
+	if d.store != nil {
+		d.store.Close()
+	}
+	if d.hsm != nil {
+		d.hsm.Close()
+	}
+}
+
+// loadCertificates reads every certificate in the PEM files at paths.
+func loadCertificates(paths []string) ([]*x509.Certificate, error) {
+	var out []*x509.Certificate
+	for _, p := range paths {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return nil, fmt.Errorf("daemon: read %s: %w", p, err)
+		}
+		for block, rest := pem.Decode(data); block != nil; block, rest = pem.Decode(rest) {
+			if block.Type != "CERTIFICATE" {
+				continue
+			}
+			c, err := x509.ParseCertificate(block.Bytes)
+			if err != nil {
+				return nil, fmt.Errorf("daemon: %s: %w", p, err)
+			}
+			out = append(out, c)
+		}
+	}
+	if len(out) == 0 && len(paths) > 0 {
+		return nil, errors.New("daemon: attestation.ek_roots holds no certificate")
+	}
+	return out, nil
+}
+
+func verifier(c config.Attestation) (*attest.Verifier, error) {
+	roots, err := loadCertificates(c.EKRoots)
+	if err != nil {
+		return nil, err
+	}
+	return attest.NewVerifier(attest.Config{EKRoots: roots, EKAllow: c.EKAllow, PCRs: c.PCRs})
+}

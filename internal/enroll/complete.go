@@ -1,0 +1,155 @@
+package enroll
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/sigil-dev/sigil/api"
+	"github.com/sigil-dev/sigil/attest"
+	"github.com/sigil-dev/sigil/ca"
+	"github.com/sigil-dev/sigil/internal/store"
+	"github.com/sigil-dev/sigil/policy"
+)
+
+// Issued is a certificate and what it was issued on.
+type Issued struct {
+	Certificate *api.Certificate
+	Result      *attest.Result
+	Decision    policy.Decision
+	// PreviousAK is the AK hash the EK was bound to before, when this
+	// enrollment rebound the device.
+	PreviousAK string
+}
+
+// Complete consumes the challenge — a failed attempt burns it — verifies the
+// evidence against it, asks policy, issues the certificate and records
+// device, evidence and certificate in one transaction. Nothing is returned
+// unless it was recorded.
+func (s *Service) Complete(ctx context.Context, req api.CompleteRequest) (*Issued, error) {
+	ch, err := s.consume(ctx, req.ChallengeID, store.ChallengeEnroll)
+	if err != nil {
+		return nil, err
+	}
+	var p pending
+	if err := json.Unmarshal(ch.Pending, &p); err != nil {
+		return nil, fmt.Errorf("enroll: challenge state: %w", err)
+	}
+	res, err := s.Verifier.Complete(attest.Pending{
+		Identity: ch.SPIFFEID, EKCertificate: p.EKCertificate, EKPublic: p.EKPublic,
+		AK: p.AK, Nonce: ch.Nonce, SecretHash: ch.SecretHash,
+	}, req)
+	if err != nil {
+		return nil, err
+	}
+	if res.EK.Hash != ch.EKHash || res.AK.Hash != ch.AKHash {
+		return nil, errors.New("enroll: verified EK or AK differs from the challenge's")
+	}
+	return s.issue(ctx, ch, res)
+}
+
+func (s *Service) issue(ctx context.Context, ch store.Challenge, res *attest.Result) (*Issued, error) {
+	id, err := spiffeid.FromString(ch.SPIFFEID)
+	if err != nil {
+		return nil, fmt.Errorf("enroll: stored identity: %w", err)
+	}
+	prevAK, err := s.boundAK(ctx, res.EK.Hash)
+	if err != nil {
+		return nil, err
+	}
+	if prevAK == res.AK.Hash {
+		prevAK = ""
+	}
+	d, err := s.decide(res, id, prevAK)
+	if err != nil {
+		return nil, err
+	}
+	digest, err := res.Evidence.Digest()
+	if err != nil {
+		return nil, fmt.Errorf("enroll: evidence digest: %w", err)
+	}
+	ekHash, _ := hex.DecodeString(res.EK.Hash)
+	cert, err := s.CA.Issue(ctx, ca.Request{
+		CSR: res.CSR, Key: res.Key, ID: id,
+		Evidence: ca.Evidence{Digest: digest, EKHash: ekHash, PolicyVersion: d.Version},
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := s.record(ctx, res, cert, hex.EncodeToString(digest), d.Version, prevAK); err != nil {
+		return nil, err
+	}
+	return &Issued{Certificate: s.answer(cert, digest, d.Version), Result: res, Decision: d, PreviousAK: prevAK}, nil
+}
+
+// consume burns the challenge, whatever the outcome of the attempt.
+func (s *Service) consume(ctx context.Context, id string, kind store.ChallengeKind) (store.Challenge, error) {
+	if id == "" || len(id) > 64 {
+		return store.Challenge{}, fmt.Errorf("%w: challenge id missing or too long", ErrBadRequest)
+	}
+	ch, err := s.Store.ConsumeChallenge(ctx, id, s.now())
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return ch, fmt.Errorf("%w: %q", ErrUnknownChallenge, id)
+	case errors.Is(err, store.ErrChallengeUsed):
+		return ch, fmt.Errorf("%w: %q", ErrChallengeUsed, id)
+	case errors.Is(err, store.ErrChallengeExpired):
+		return ch, fmt.Errorf("%w: %q", ErrChallengeExpired, id)
+	case err != nil:
+		return ch, fmt.Errorf("enroll: consume challenge: %w", err)
+	case ch.Kind != kind:
+		return ch, fmt.Errorf("%w: challenge %q is for %s, not %s", ErrBadRequest, id, ch.Kind, kind)
+	}
+	return ch, nil
+}
+
+// boundAK returns the AK hash the EK is bound to, or "" for a new device.
+func (s *Service) boundAK(ctx context.Context, ekHash string) (string, error) {
+	d, err := s.Store.Device(ctx, ekHash)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return "", nil
+	case err != nil:
+		return "", fmt.Errorf("enroll: look up device: %w", err)
+	case d.Status == store.DeviceDisabled:
+		return "", fmt.Errorf("%w: EK %s", ErrDeviceDisabled, ekHash)
+	}
+	return d.AKHash, nil
+}
+
+// decide asks policy whether the device may hold the identity and, when its
+// EK is bound to another AK, whether it may rebind.
+func (s *Service) decide(res *attest.Result, id spiffeid.ID, prevAK string) (policy.Decision, error) {
+	facts := Facts(res)
+	if prevAK != "" {
+		prev, _ := hex.DecodeString(prevAK)
+		d := s.Policy.Decide(policy.EnrollRequest{Action: policy.Rebind, Device: facts, Identity: id.String(), PreviousAKHash: prev})
+		if !d.Allowed {
+			return d, &DeniedError{Identity: id.String() + " (rebind to a new AK)", Decision: d}
+		}
+	}
+	d := s.Policy.Decide(policy.EnrollRequest{Action: policy.Enroll, Device: facts, Identity: id.String()})
+	if !d.Allowed {
+		return d, &DeniedError{Identity: id.String(), Decision: d}
+	}
+	return d, nil
+}
+
+// Facts are the policy facts of a verified enrollment.
+func Facts(res *attest.Result) policy.DeviceFacts {
+	ek, _ := hex.DecodeString(res.EK.Hash)
+	ak, _ := hex.DecodeString(res.AK.Hash)
+	f := policy.DeviceFacts{
+		EKHash: ek, EKIssuer: res.EK.Issuer, AKHash: ak,
+		SecureBoot: res.Boot.SecureBoot, PCRs: res.Boot.PCRs,
+	}
+	for _, d := range res.Boot.EventDigests {
+		b, _ := hex.DecodeString(d)
+		f.EventDigests = append(f.EventDigests, b)
+	}
+	return f
+}

@@ -1,0 +1,33 @@
+package enroll
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/sigil-dev/sigil/policy"
+)
+
+// Errors callers map to answers. Each is wrapped with detail for logs.
+var (
+	// ErrBadRequest: the request is malformed (400).
+	ErrBadRequest = errors.New("bad request")
+	// ErrUnknownChallenge: no such challenge (404); start over.
+	ErrUnknownChallenge = errors.New("unknown challenge")
+	// ErrChallengeUsed: a replayed completion (409); never retried.
+	ErrChallengeUsed = errors.New("challenge already used")
+	// ErrChallengeExpired: the challenge outlived its TTL (410); start over.
+	ErrChallengeExpired = errors.New("challenge expired")
+	// ErrDeviceDisabled: the device may not hold certificates (403).
+	ErrDeviceDisabled = errors.New("device disabled")
+)
+
+// DeniedError is a policy denial. Its message names the identity, why it was
+// denied and which policy set version decided.
+type DeniedError struct {
+	Identity string
+	Decision policy.Decision
+}
+
+func (e *DeniedError) Error() string {
+	return fmt.Sprintf("policy denied %s: %s", e.Identity, e.Decision.Reason())
+}

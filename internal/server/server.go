@@ -1,0 +1,164 @@
+// Package server is sigild's HTTP API: routing, body limits, error answers,
+// health and metrics around the domain services.
+package server
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/sigil-dev/sigil/api"
+	"github.com/sigil-dev/sigil/internal/enroll"
+)
+
+// Checker reports whether a dependency answers; used by /readyz.
+type Checker interface {
+	Healthy(ctx context.Context) error
+}
+
+// CheckFunc adapts a function to Checker.
+type CheckFunc func(ctx context.Context) error
+
+// Healthy calls f.
+func (f CheckFunc) Healthy(ctx context.Context) error { return f(ctx) }
+
+// Server serves the API.
+type Server struct {
+	Enroll *enroll.Service
+	// Bundle is the trust bundle PEM.
+	Bundle []byte
+	// CRL returns the current DER CRL.
+	CRL func(ctx context.Context) ([]byte, error)
+	// Ready lists the dependencies /readyz checks, by name.
+	Ready    map[string]Checker
+	Log      *slog.Logger
+	Registry *prometheus.Registry
+
+	metrics *metrics
+}
+
+// Handler returns the API's routes.
+func (s *Server) Handler() http.Handler {
+	s.metrics = newMetrics(s.Registry)
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
+	mux.HandleFunc("GET /readyz", s.readyz)
+	mux.HandleFunc("GET "+api.PathBundle, s.bundle)
+	mux.HandleFunc("GET "+api.PathCRL, s.crl)
+	mux.HandleFunc("POST "+api.PathChallenge, s.challenge)
+	mux.HandleFunc("POST "+api.PathComplete, s.complete)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.Registry, promhttp.HandlerOpts{}))
+	return s.metrics.instrument(mux)
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	for name, c := range s.Ready {
+		if err := c.Healthy(ctx); err != nil {
+			s.Log.WarnContext(ctx, "not ready", "dependency", name, "err", err)
+			http.Error(w, name+" unavailable\n", http.StatusServiceUnavailable)
+			return
+		}
+	}
+	io.WriteString(w, "ready\n")
+}
+
+func (s *Server) bundle(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/x-pem-file")
+	w.Write(s.Bundle)
+}
+
+func (s *Server) crl(w http.ResponseWriter, r *http.Request) {
+	der, err := s.CRL(r.Context())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/pkix-crl")
+	w.Write(der)
+}
+
+func (s *Server) challenge(w http.ResponseWriter, r *http.Request) {
+	var req api.ChallengeRequest
+	if !s.decode(w, r, &req) {
+		return
+	}
+	ch, err := s.Enroll.Challenge(r.Context(), req)
+	if err != nil {
+		s.metrics.enrollments.WithLabelValues("challenge", outcome(err)).Inc()
+		s.fail(w, r, err)
+		return
+	}
+	s.metrics.enrollments.WithLabelValues("challenge", "ok").Inc()
+	writeJSON(w, http.StatusOK, ch)
+}
+
+func (s *Server) complete(w http.ResponseWriter, r *http.Request) {
+	var req api.CompleteRequest
+	if !s.decode(w, r, &req) {
+		return
+	}
+	issued, err := s.Enroll.Complete(r.Context(), req)
+	if err != nil {
+		s.metrics.enrollments.WithLabelValues("complete", outcome(err)).Inc()
+		s.fail(w, r, err)
+		return
+	}
+	s.metrics.enrollments.WithLabelValues("complete", "ok").Inc()
+	s.Log.InfoContext(r.Context(), "enrolled",
+		"spiffe_id", issued.Certificate.SPIFFEID, "ek", issued.Result.EK.Hash,
+		"evidence", issued.Certificate.EvidenceDigest, "policy_version", issued.Decision.Version,
+		"policies", issued.Decision.PolicyIDs, "rebind_from", issued.PreviousAK)
+	writeJSON(w, http.StatusOK, issued.Certificate)
+}
+
+// decode reads a JSON body of at most api.MaxRequestBytes, rejecting unknown
+// fields and trailing data.
+func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	r.Body = http.MaxBytesReader(w, r.Body, api.MaxRequestBytes)
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	if err == nil && dec.More() {
+		err = errors.New("trailing data after the JSON object")
+	}
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeError(w, http.StatusRequestEntityTooLarge, "request_too_large", fmt.Sprintf("request body exceeds %d bytes", api.MaxRequestBytes))
+			return false
+		}
+		writeError(w, http.StatusBadRequest, "invalid_request", "malformed JSON body: "+err.Error())
+		return false
+	}
+	return true
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, code, description string) {
+	writeJSON(w, status, api.Error{Code: code, Description: description})
+}
+
+// peerCertificate returns the verified client certificate, if any.
+func peerCertificate(r *http.Request) *x509.Certificate {
+	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 {
+		return nil
+	}
+	return r.TLS.VerifiedChains[0][0]
+}

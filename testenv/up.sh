@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Start the dev stack under DIR: a SoftHSM token, N swtpm "hosts" booted with
+# the dev measurements, and a dev sigild using both.
+#
+#   testenv/up.sh DIR [--tpms N]     (N defaults to 2)
+#   testenv/down.sh DIR              stops everything up.sh started
+#
+# Writes DIR/env, a shell file to source:
+#   SIGIL_SERVER        https://127.0.0.1:PORT
+#   SIGIL_CA_BUNDLE     the trust bundle (PEM)
+#   SIGIL_TRUST_DOMAIN  sigil.test
+#   SIGIL_TPMS          space-separated swtpm:HOST:PORT
+#   SIGIL_EVENT_LOGS    their event logs, in the same order
+#   SIGIL_HSM_URI       the token's pkcs11: URI (PIN from a file under DIR)
+#   SIGIL_POLICY_DIR    the policy directory sigild watches
+#   SIGIL_EK_ROOTS      the EK CA that issued every dev TPM's EK certificate
+# The dev policy lets any dev TPM enroll as spiffe://sigil.test/workload/NAME.
+# Nothing is written outside DIR; processes are stopped by the PIDs recorded
+# there. Every step is idempotent: running up.sh again reuses what runs.
+set -euo pipefail
+
+die() { echo "up.sh: $*" >&2; exit 1; }
+
+[[ $# -ge 1 ]] || die "usage: $0 DIR [--tpms N]"
+root=$(cd "$(dirname "$0")/.." && pwd)
+mkdir -p "$1"
+dir=$(cd "$1" && pwd)
+tpms=2
+if [[ ${2:-} == --tpms ]]; then
+	[[ ${3:-} =~ ^[1-9][0-9]?$ ]] || die "--tpms wants a number from 1 to 99"
+	tpms=$3
+fi
+
+for b in sigild sigil; do
+	[[ -x $root/bin/$b ]] || (cd "$root" && go build -trimpath -o bin/ ./cmd/...)
+done
+
+# The HSM.
+eval "$("$root/testenv/softhsm.sh" start "$dir/hsm")"
+
+# The TPMs, with one EK CA for all of them.
+addrs=() logs=()
+for i in $(seq "$tpms"); do
+	addrs+=("$(SWTPM_EKCA_DIR="$dir/ekca" "$root/testenv/swtpm.sh" start "$dir/tpm$i")")
+	"$root/testenv/swtpm.sh" boot "$dir/tpm$i" dev
+	logs+=("$dir/tpm$i/eventlog.bin")
+done
+
+# The policy and the configuration.
+mkdir -p "$dir/policy"
+cp -R "$root/testenv/policy/." "$dir/policy/"
+
+pid_alive() { [[ -s $1 ]] && kill -0 "$(<"$1")" 2>/dev/null; }
+
+# free_port prints a loopback port nothing listens on.
+free_port() {
+	local p
+	for _ in $(seq 50); do
+		p=$((20000 + RANDOM % 40000))
+		(exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
+	done
+	die "no free port"
+}
+
+if ! pid_alive "$dir/sigild.pid"; then
+	port=$(free_port)
+	sed -e "s|@DIR@|$dir|g" -e "s|@PORT@|$port|g" -e "s|@HSM_URI@|${SIGIL_HSM_URI//&/\\&}|g" \
+		"$root/testenv/sigild.yaml" >"$dir/sigild.yaml"
+	"$root/bin/sigild" --config "$dir/sigild.yaml" --log-level warn init >"$dir/init.out"
+	"$root/bin/sigild" --config "$dir/sigild.yaml" bundle >"$dir/bundle.pem"
+	nohup "$root/bin/sigild" --config "$dir/sigild.yaml" >"$dir/sigild.log" 2>&1 &
+	echo $! >"$dir/sigild.pid"
+fi
+listen=$(sed -n 's/^listen: *//p' "$dir/sigild.yaml")
+server="https://$listen"
+for _ in $(seq 100); do
+	curl -fsS --cacert "$dir/bundle.pem" "$server/readyz" >/dev/null 2>&1 && break
+	pid_alive "$dir/sigild.pid" || die "sigild exited; see $dir/sigild.log"
+	sleep 0.1
+done
+curl -fsS --cacert "$dir/bundle.pem" "$server/readyz" >/dev/null || die "sigild is not ready; see $dir/sigild.log"
+
+cat >"$dir/env" <<ENV
+export SIGIL_SERVER='$server'
+export SIGIL_CA_BUNDLE='$dir/bundle.pem'
+export SIGIL_TRUST_DOMAIN='sigil.test'
+export SIGIL_TPMS='${addrs[*]}'
+export SIGIL_EVENT_LOGS='${logs[*]}'
+export SIGIL_HSM_URI='$SIGIL_HSM_URI'
+export SOFTHSM2_CONF='$SOFTHSM2_CONF'
+export SIGIL_POLICY_DIR='$dir/policy'
+export SIGIL_EK_ROOTS='$dir/ekca/ek-ca.pem'
+ENV
+echo "up.sh: sigild at $server with $tpms TPMs; source $dir/env" >&2
