@@ -107,3 +107,15 @@ type Error struct {
 	// Description tells a person what to fix.
 	Description string `json:"error_description"`
 }
+
+// PathRenewChallenge starts a renewal; like PathRenew it needs the current
+// X.509-SVID as the TLS client certificate.
+const PathRenewChallenge = "/v1/renew/challenge"
+
+// RenewRequest proves the device still boots as policy requires: a fresh
+// quote by the AK pinned at enrollment, and a CSR by the certificate's key.
+type RenewRequest struct {
+	ChallengeID string   `json:"challenge_id"`
+	Platform    Platform `json:"platform"`
+	CSR         []byte   `json:"csr"`
+}

@@ -31,8 +31,10 @@ type Evidence struct {
 }
 
 // Digest is the SHA-256 of the evidence's JSON encoding.
-func (e *Evidence) Digest() ([]byte, error) {
-	b, err := json.Marshal(e)
+func (e *Evidence) Digest() ([]byte, error) { return digestJSON(e) }
+
+func digestJSON(v any) ([]byte, error) {
+	b, err := json.Marshal(v)
 	if err != nil {
 		return nil, err
 	}

@@ -20,9 +20,9 @@ import (
 type EnrollConfig struct {
 	// Server is the sigild base URL, https://HOST:PORT.
 	Server string
-	// Roots are the CAs trusted for the server's certificate (the trust
-	// bundle, obtained out of band).
-	Roots *x509.CertPool
+	// CABundle is the PEM trust bundle for the server's certificate,
+	// obtained out of band. It is kept in the state directory for renewals.
+	CABundle []byte
 	// TPM is "/dev/tpmrm0" or "swtpm:HOST:PORT".
 	TPM string
 	// EventLog is the measured-boot log; empty means the kernel's.
@@ -47,7 +47,11 @@ func Enroll(ctx context.Context, c EnrollConfig) (*State, error) {
 		return nil, err
 	}
 	defer t.Close()
-	e := &enrollment{cfg: c, tpm: t, hc: newHTTPClient(c.Roots, nil)}
+	roots, err := pool(c.CABundle)
+	if err != nil {
+		return nil, err
+	}
+	e := &enrollment{cfg: c, tpm: t, hc: newHTTPClient(roots, nil)}
 	return e.run(ctx)
 }
 
@@ -56,7 +60,7 @@ func (c EnrollConfig) check() error {
 	switch {
 	case err != nil || u.Scheme != "https" || u.Host == "":
 		return fmt.Errorf("client: server %q: want https://HOST:PORT", c.Server)
-	case c.Roots == nil:
+	case len(c.CABundle) == 0:
 		return errors.New("client: no CA bundle to trust the server with")
 	case c.Identity == "" || c.StateDir == "" || c.TPM == "":
 		return errors.New("client: identity, TPM and state directory are required")

@@ -1,10 +1,13 @@
 package client
 
 import (
+	"crypto"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"time"
@@ -18,9 +21,13 @@ import (
 // Files in a state directory besides the TPM's (tpm.AKFile, tpm.KeyFile,
 // tpm.KeyPEMFile).
 const (
-	StateFile = "state.json"
-	CertFile  = "cert.pem" // leaf, then the issuing CA
+	StateFile  = "state.json"
+	CertFile   = "cert.pem"   // leaf, then the issuing CA
+	BundleFile = "bundle.pem" // the trust bundle the server is checked against
 )
+
+// maxStateFile bounds what LoadState reads from a state file.
+const maxStateFile = 1 << 20
 
 // State is what an enrolled workload keeps.
 type State struct {
@@ -33,36 +40,83 @@ type State struct {
 	PolicyVersion  string    `json:"policy_version"`
 	// Chain is the leaf then the issuing CA.
 	Chain []*x509.Certificate `json:"-"`
+
+	roots *x509.CertPool
 }
 
+// save writes a first enrollment: TPM blobs, bundle, certificate, state.
 func save(c EnrollConfig, ak *tpm.AK, key *tpm.Key, cert *api.Certificate) (*State, error) {
-	st := &State{
-		Server: c.Server, TPM: c.TPM, EventLog: c.EventLog, SPIFFEID: cert.SPIFFEID,
-		ExpiresAt: cert.ExpiresAt, EvidenceDigest: cert.EvidenceDigest, PolicyVersion: cert.PolicyVersion,
-	}
-	var chainPEM []byte
-	for _, der := range cert.Chain {
-		c, err := x509.ParseCertificate(der)
-		if err != nil {
-			return nil, fmt.Errorf("client: issued certificate: %w", err)
-		}
-		st.Chain = append(st.Chain, c)
-		chainPEM = append(chainPEM, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...)
-	}
-	if len(st.Chain) == 0 || !keyutil.Equal(key.Public(), st.Chain[0].PublicKey) {
-		return nil, fmt.Errorf("client: the issued certificate is not for the TPM key")
-	}
+	st := &State{Server: c.Server, TPM: c.TPM, EventLog: c.EventLog}
 	if err := tpm.Save(c.StateDir, ak, key); err != nil {
 		return nil, err
 	}
-	meta, err := json.MarshalIndent(st, "", "  ")
+	if err := writeFile(filepath.Join(c.StateDir, BundleFile), c.CABundle); err != nil {
+		return nil, err
+	}
+	return st.update(c.StateDir, key.Public(), cert)
+}
+
+// update records a newly issued certificate for key in dir.
+func (st *State) update(dir string, key crypto.PublicKey, cert *api.Certificate) (*State, error) {
+	var chainPEM []byte
+	for _, der := range cert.Chain {
+		chainPEM = append(chainPEM, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...)
+	}
+	chain, err := parseChain(chainPEM)
 	if err != nil {
 		return nil, err
 	}
-	if err := writeFile(filepath.Join(c.StateDir, CertFile), chainPEM); err != nil {
+	if !keyutil.Equal(key, chain[0].PublicKey) {
+		return nil, errors.New("client: the issued certificate is not for the TPM key")
+	}
+	next := *st
+	next.Chain, next.SPIFFEID, next.ExpiresAt = chain, cert.SPIFFEID, cert.ExpiresAt
+	next.EvidenceDigest, next.PolicyVersion = cert.EvidenceDigest, cert.PolicyVersion
+	meta, err := json.MarshalIndent(&next, "", "  ")
+	if err != nil {
 		return nil, err
 	}
-	return st, writeFile(filepath.Join(c.StateDir, StateFile), append(meta, '\n'))
+	if err := writeFile(filepath.Join(dir, CertFile), chainPEM); err != nil {
+		return nil, err
+	}
+	return &next, writeFile(filepath.Join(dir, StateFile), append(meta, '\n'))
+}
+
+func parseChain(data []byte) ([]*x509.Certificate, error) {
+	var chain []*x509.Certificate
+	for block, rest := pem.Decode(data); block != nil; block, rest = pem.Decode(rest) {
+		c, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("client: certificate: %w", err)
+		}
+		chain = append(chain, c)
+	}
+	if len(chain) == 0 {
+		return nil, errors.New("client: no certificate")
+	}
+	return chain, nil
+}
+
+// pool parses a PEM trust bundle.
+func pool(bundle []byte) (*x509.CertPool, error) {
+	p := x509.NewCertPool()
+	if !p.AppendCertsFromPEM(bundle) {
+		return nil, errors.New("client: the CA bundle holds no PEM certificate")
+	}
+	return p, nil
+}
+
+func readJSON(path string, v any) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("client: %w", err)
+	}
+	defer f.Close()
+	dec := json.NewDecoder(io.LimitReader(f, maxStateFile))
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("client: %s: %w", path, err)
+	}
+	return nil
 }
 
 // writeFile replaces path atomically with mode 0600.

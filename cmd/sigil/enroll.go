@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"os"
@@ -20,35 +19,49 @@ type enrollCmd struct {
 }
 
 func (c enrollCmd) Run(ctx context.Context) error {
-	roots, err := readBundle(c.CABundle)
+	bundle, err := os.ReadFile(c.CABundle)
 	if err != nil {
 		return err
 	}
 	st, err := client.Enroll(ctx, client.EnrollConfig{
-		Server: c.Server, Roots: roots, TPM: c.TPM, EventLog: c.EventLog,
+		Server: c.Server, CABundle: bundle, TPM: c.TPM, EventLog: c.EventLog,
 		Identity: c.Identity, StateDir: c.State,
 	})
 	if err != nil {
-		var se *client.ServerError
-		if errors.As(err, &se) && se.Code == "policy_denied" {
-			return &exitError{code: 3, err: err}
-		}
-		return err
+		return exitCode(err)
 	}
-	fmt.Printf("enrolled %s\n  certificate serial %s, expires %s\n  evidence %s, policy %s\n  state in %s\n",
-		st.SPIFFEID, st.Chain[0].SerialNumber.Text(16), st.ExpiresAt.Format("2006-01-02 15:04:05 MST"),
-		st.EvidenceDigest, st.PolicyVersion, c.State)
+	report("enrolled", st, c.State)
 	return nil
 }
 
-func readBundle(path string) (*x509.CertPool, error) {
-	pem, err := os.ReadFile(path)
+type renewCmd struct {
+	State string `help:"State directory written by sigil enroll." type:"existingdir" required:""`
+}
+
+func (c renewCmd) Run(ctx context.Context) error {
+	st, err := client.Renew(ctx, c.State)
 	if err != nil {
-		return nil, err
+		return exitCode(err)
 	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("%s holds no PEM certificate", path)
+	report("renewed", st, c.State)
+	return nil
+}
+
+// exitCode gives a policy denial its own exit code, 3, and a temporary
+// failure (HSM or server unavailable) 4.
+func exitCode(err error) error {
+	var se *client.ServerError
+	switch {
+	case errors.As(err, &se) && se.Code == "policy_denied":
+		return &exitError{code: 3, err: err}
+	case errors.As(err, &se) && se.Temporary():
+		return &exitError{code: 4, err: err}
 	}
-	return pool, nil
+	return err
+}
+
+func report(what string, st *client.State, dir string) {
+	fmt.Printf("%s %s\n  certificate serial %s, expires %s\n  evidence %s, policy %s\n  state in %s\n",
+		what, st.SPIFFEID, st.Chain[0].SerialNumber.Text(16), st.ExpiresAt.Format("2006-01-02 15:04:05 MST"),
+		st.EvidenceDigest, st.PolicyVersion, dir)
 }

@@ -141,13 +141,15 @@ func (s *Service) decide(res *attest.Result, id spiffeid.ID, prevAK string) (pol
 
 // Facts are the policy facts of a verified enrollment.
 func Facts(res *attest.Result) policy.DeviceFacts {
-	ek, _ := hex.DecodeString(res.EK.Hash)
-	ak, _ := hex.DecodeString(res.AK.Hash)
-	f := policy.DeviceFacts{
-		EKHash: ek, EKIssuer: res.EK.Issuer, AKHash: ak,
-		SecureBoot: res.Boot.SecureBoot, PCRs: res.Boot.PCRs,
-	}
-	for _, d := range res.Boot.EventDigests {
+	return facts(res.EK.Hash, res.EK.Issuer, res.AK.Hash, res.Boot)
+}
+
+// facts builds policy facts from verified hex digests and boot facts.
+func facts(ekHash, ekIssuer, akHash string, boot *attest.Boot) policy.DeviceFacts {
+	ek, _ := hex.DecodeString(ekHash)
+	ak, _ := hex.DecodeString(akHash)
+	f := policy.DeviceFacts{EKHash: ek, EKIssuer: ekIssuer, AKHash: ak, SecureBoot: boot.SecureBoot, PCRs: boot.PCRs}
+	for _, d := range boot.EventDigests {
 		b, _ := hex.DecodeString(d)
 		f.EventDigests = append(f.EventDigests, b)
 	}

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	"github.com/sigil-dev/sigil/api"
@@ -36,10 +37,19 @@ func (s *Service) record(ctx context.Context, res *attest.Result, cert *x509.Cer
 		}
 		return tx.InsertCertificate(ctx, certificateRecord(cert, res.EK.Hash, digest, version))
 	})
-	if err != nil {
-		return fmt.Errorf("enroll: record issuance: %w", err)
+	return recordErr("issuance", err)
+}
+
+// recordErr names a failed recording, keeping a device disabled meanwhile
+// recognisable as such.
+func recordErr(what string, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, store.ErrDeviceDisabled):
+		return fmt.Errorf("%w: disabled during %s", ErrDeviceDisabled, what)
 	}
-	return nil
+	return fmt.Errorf("enroll: record %s: %w", what, err)
 }
 
 func certificateRecord(cert *x509.Certificate, ekHash, digest, version string) store.Certificate {

@@ -40,6 +40,8 @@ func classify(err error) (status int, code, description string) {
 		return http.StatusConflict, "challenge_used", "challenge already used: start a new enrollment"
 	case errors.Is(err, enroll.ErrChallengeExpired):
 		return http.StatusGone, "challenge_expired", "challenge expired: start a new enrollment"
+	case errors.Is(err, enroll.ErrNotRenewable):
+		return http.StatusForbidden, "not_renewable", err.Error() + "; enroll again"
 	case errors.Is(err, enroll.ErrDeviceDisabled):
 		return http.StatusForbidden, "device_disabled", "this device is disabled"
 	case errors.Is(err, hsm.ErrUnavailable):

@@ -56,6 +56,8 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET "+api.PathCRL, s.crl)
 	mux.HandleFunc("POST "+api.PathChallenge, s.challenge)
 	mux.HandleFunc("POST "+api.PathComplete, s.complete)
+	mux.HandleFunc("POST "+api.PathRenewChallenge, s.renewChallenge)
+	mux.HandleFunc("POST "+api.PathRenew, s.renew)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.Registry, promhttp.HandlerOpts{}))
 	return s.metrics.instrument(mux)
 }
@@ -119,6 +121,34 @@ func (s *Server) complete(w http.ResponseWriter, r *http.Request) {
 		"spiffe_id", issued.Certificate.SPIFFEID, "ek", issued.Result.EK.Hash,
 		"evidence", issued.Certificate.EvidenceDigest, "policy_version", issued.Decision.Version,
 		"policies", issued.Decision.PolicyIDs, "rebind_from", issued.PreviousAK)
+	writeJSON(w, http.StatusOK, issued.Certificate)
+}
+
+func (s *Server) renewChallenge(w http.ResponseWriter, r *http.Request) {
+	ch, err := s.Enroll.RenewChallenge(r.Context(), peerCertificate(r))
+	if err != nil {
+		s.metrics.enrollments.WithLabelValues("renew_challenge", outcome(err)).Inc()
+		s.fail(w, r, err)
+		return
+	}
+	s.metrics.enrollments.WithLabelValues("renew_challenge", "ok").Inc()
+	writeJSON(w, http.StatusOK, ch)
+}
+
+func (s *Server) renew(w http.ResponseWriter, r *http.Request) {
+	var req api.RenewRequest
+	if !s.decode(w, r, &req) {
+		return
+	}
+	issued, err := s.Enroll.Renew(r.Context(), peerCertificate(r), req)
+	if err != nil {
+		s.metrics.enrollments.WithLabelValues("renew", outcome(err)).Inc()
+		s.fail(w, r, err)
+		return
+	}
+	s.metrics.enrollments.WithLabelValues("renew", "ok").Inc()
+	s.Log.InfoContext(r.Context(), "renewed", "spiffe_id", issued.Certificate.SPIFFEID,
+		"evidence", issued.Certificate.EvidenceDigest, "policy_version", issued.Decision.Version)
 	writeJSON(w, http.StatusOK, issued.Certificate)
 }
 

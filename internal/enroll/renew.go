@@ -1,0 +1,160 @@
+package enroll
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/sigil-dev/sigil/api"
+	"github.com/sigil-dev/sigil/attest"
+	"github.com/sigil-dev/sigil/ca"
+	"github.com/sigil-dev/sigil/internal/store"
+	"github.com/sigil-dev/sigil/policy"
+)
+
+// ErrNotRenewable: the client certificate is unknown to this server, revoked
+// or its device disabled (403); the workload must enroll again.
+var ErrNotRenewable = errors.New("certificate not renewable")
+
+// renewSecret fills the secret hash of renewal challenges, which activate no
+// credential: the AK is pinned by the device record instead.
+var renewSecret = sha256.Sum256([]byte("sigil renewal: no credential"))
+
+// RenewChallenge starts a renewal for the holder of peer, the verified
+// client certificate: a nonce for a fresh quote by the pinned AK.
+func (s *Service) RenewChallenge(ctx context.Context, peer *x509.Certificate) (*api.Challenge, error) {
+	rec, dev, err := s.renewable(ctx, peer)
+	if err != nil {
+		return nil, err
+	}
+	nonce := make([]byte, attest.NonceSize)
+	_, _ = rand.Read(nonce) // crypto/rand.Read never fails
+	state, _ := json.Marshal(renewState{Serial: rec.Serial})
+	now := s.now()
+	ch := store.Challenge{
+		ID: randomID(), EKHash: dev.EKHash, AKHash: dev.AKHash, Nonce: nonce, SecretHash: renewSecret[:],
+		SPIFFEID: rec.SPIFFEID, Kind: store.ChallengeRenew, Pending: state, CreatedAt: now, ExpiresAt: now.Add(s.ChallengeTTL),
+	}
+	if err := s.Store.CreateChallenge(ctx, ch); err != nil {
+		return nil, fmt.Errorf("enroll: store challenge: %w", err)
+	}
+	return &api.Challenge{ID: ch.ID, Nonce: nonce, PCRs: s.Verifier.PCRs(), ExpiresAt: ch.ExpiresAt}, nil
+}
+
+type renewState struct {
+	Serial string `json:"serial"`
+}
+
+// Renew verifies a fresh quote by the device's pinned AK and a CSR by the
+// certificate's key, asks policy, and issues a new certificate for the same
+// identity and key. The challenge is burnt whatever the outcome.
+func (s *Service) Renew(ctx context.Context, peer *x509.Certificate, req api.RenewRequest) (*Issued, error) {
+	ch, err := s.consume(ctx, req.ChallengeID, store.ChallengeRenew)
+	if err != nil {
+		return nil, err
+	}
+	var st renewState
+	if err := json.Unmarshal(ch.Pending, &st); err != nil || st.Serial != Serial(peer) {
+		return nil, fmt.Errorf("%w: the challenge belongs to another certificate", ErrBadRequest)
+	}
+	_, dev, err := s.renewable(ctx, peer)
+	if err != nil {
+		return nil, err
+	}
+	if dev.AKHash != ch.AKHash {
+		return nil, fmt.Errorf("%w: the device was rebound to another AK since the challenge", ErrNotRenewable)
+	}
+	ev := &attest.Renewal{
+		Version: attest.EvidenceVersion, Identity: ch.SPIFFEID, Previous: st.Serial, EKHash: dev.EKHash,
+		AKPublic: dev.AKPublic, Nonce: ch.Nonce, Platform: req.Platform, CSR: req.CSR, VerifiedAt: s.now().UTC(),
+	}
+	boot, csr, err := s.Verifier.VerifyRenewal(ev, peer.PublicKey)
+	if err != nil {
+		return nil, err
+	}
+	return s.reissue(ctx, peer, dev, ev, boot, csr)
+}
+
+func (s *Service) reissue(ctx context.Context, peer *x509.Certificate, dev store.Device, ev *attest.Renewal, boot *attest.Boot, csr *x509.CertificateRequest) (*Issued, error) {
+	id, err := spiffeid.FromString(ev.Identity)
+	if err != nil {
+		return nil, fmt.Errorf("enroll: stored identity: %w", err)
+	}
+	facts := deviceFacts(dev, boot)
+	d := s.Policy.Decide(policy.EnrollRequest{Action: policy.Renew, Device: facts, Identity: id.String()})
+	if !d.Allowed {
+		return nil, &DeniedError{Identity: id.String() + " (renewal)", Decision: d}
+	}
+	digest, err := ev.Digest()
+	if err != nil {
+		return nil, fmt.Errorf("enroll: evidence digest: %w", err)
+	}
+	ekHash, _ := hex.DecodeString(dev.EKHash)
+	cert, err := s.CA.Issue(ctx, ca.Request{
+		CSR: csr, Key: peer.PublicKey, ID: id,
+		Evidence: ca.Evidence{Digest: digest, EKHash: ekHash, PolicyVersion: d.Version},
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := s.recordRenewal(ctx, ev, cert, hex.EncodeToString(digest), d.Version); err != nil {
+		return nil, err
+	}
+	return &Issued{Certificate: s.answer(cert, digest, d.Version), Decision: d}, nil
+}
+
+// renewable checks that peer is a certificate this server issued, not
+// revoked, of an active device.
+func (s *Service) renewable(ctx context.Context, peer *x509.Certificate) (store.Certificate, store.Device, error) {
+	if peer == nil {
+		return store.Certificate{}, store.Device{}, fmt.Errorf("%w: renewal needs the current certificate as TLS client certificate", ErrNotRenewable)
+	}
+	rec, err := s.Store.Certificate(ctx, Serial(peer))
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return rec, store.Device{}, fmt.Errorf("%w: certificate %s was not issued here", ErrNotRenewable, Serial(peer))
+	case err != nil:
+		return rec, store.Device{}, fmt.Errorf("enroll: look up certificate: %w", err)
+	case rec.RevokedAt != nil:
+		return rec, store.Device{}, fmt.Errorf("%w: certificate %s is revoked (%s)", ErrNotRenewable, rec.Serial, rec.RevocationReason)
+	}
+	dev, err := s.Store.Device(ctx, rec.EKHash)
+	if err != nil {
+		return rec, dev, fmt.Errorf("enroll: look up device: %w", err)
+	}
+	if dev.Status == store.DeviceDisabled {
+		return rec, dev, fmt.Errorf("%w: EK %s", ErrDeviceDisabled, dev.EKHash)
+	}
+	return rec, dev, nil
+}
+
+func (s *Service) recordRenewal(ctx context.Context, ev *attest.Renewal, cert *x509.Certificate, digest, version string) error {
+	bundle, err := json.Marshal(ev)
+	if err != nil {
+		return fmt.Errorf("enroll: encode evidence: %w", err)
+	}
+	now := s.now()
+	err = s.Store.Tx(ctx, func(tx store.Tx) error {
+		if err := tx.PutEvidence(ctx, store.Evidence{Digest: digest, EKHash: ev.EKHash, Kind: "renew", Bundle: bundle, CreatedAt: now}); err != nil {
+			return err
+		}
+		return tx.InsertCertificate(ctx, certificateRecord(cert, ev.EKHash, digest, version))
+	})
+	return recordErr("renewal", err)
+}
+
+// deviceFacts are the policy facts of a known device with fresh boot facts.
+func deviceFacts(dev store.Device, boot *attest.Boot) policy.DeviceFacts {
+	var issuer string
+	if cert, err := x509.ParseCertificate(dev.EKCertDER); err == nil {
+		issuer = cert.Issuer.String()
+	}
+	return facts(dev.EKHash, issuer, dev.AKHash, boot)
+}
