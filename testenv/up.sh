@@ -31,8 +31,11 @@ if [[ ${2:-} == --tpms ]]; then
 	tpms=$3
 fi
 
+# SIGIL_BIN names the directory holding sigild and sigil (default: bin/,
+# built when missing).
+bin=${SIGIL_BIN:-$root/bin}
 for b in sigild sigil; do
-	[[ -x $root/bin/$b ]] || (cd "$root" && go build -trimpath -o bin/ ./cmd/...)
+	[[ -x $bin/$b ]] || (cd "$root" && go build -trimpath -o "$bin/" ./cmd/...)
 done
 
 # The HSM.
@@ -66,9 +69,9 @@ if ! pid_alive "$dir/sigild.pid"; then
 	port=$(free_port)
 	sed -e "s|@DIR@|$dir|g" -e "s|@PORT@|$port|g" -e "s|@HSM_URI@|${SIGIL_HSM_URI//&/\\&}|g" \
 		"$root/testenv/sigild.yaml" >"$dir/sigild.yaml"
-	"$root/bin/sigild" --config "$dir/sigild.yaml" --log-level warn init >"$dir/init.out"
-	"$root/bin/sigild" --config "$dir/sigild.yaml" bundle >"$dir/bundle.pem"
-	nohup "$root/bin/sigild" --config "$dir/sigild.yaml" >"$dir/sigild.log" 2>&1 &
+	"$bin/sigild" --config "$dir/sigild.yaml" --log-level warn init >"$dir/init.out"
+	"$bin/sigild" --config "$dir/sigild.yaml" bundle >"$dir/bundle.pem"
+	nohup "$bin/sigild" --config "$dir/sigild.yaml" >"$dir/sigild.log" 2>&1 &
 	echo $! >"$dir/sigild.pid"
 fi
 listen=$(sed -n 's/^listen: *//p' "$dir/sigild.yaml")

@@ -27,6 +27,7 @@ type cli struct {
 	Serve  serveCmd  `cmd:"" default:"1" help:"Serve the API (the default)."`
 	Init   initCmd   `cmd:"" help:"Create the HSM keys and CA certificates; keeps what exists."`
 	Bundle bundleCmd `cmd:"" help:"Print the trust bundle (the root CA certificate, PEM)."`
+	Device deviceCmd `cmd:"" help:"List, disable and enable enrolled devices."`
 }
 
 type bundleCmd struct{}

@@ -1,0 +1,268 @@
+package main_test
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+	"go.step.sm/crypto/keyutil"
+
+	"github.com/sigil-dev/sigil/testenv"
+)
+
+// stack is the dev stack (testenv/up.sh) run from freshly built binaries.
+type stack struct {
+	t    *testing.T
+	root string // repository root
+	bin  string
+	dir  string
+	env  map[string]string
+}
+
+func startStack(t *testing.T, tpms string) *stack {
+	t.Helper()
+	testenv.RequireSWTPM(t)
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &stack{t: t, root: root, bin: t.TempDir(), dir: t.TempDir()}
+	build := exec.Command("go", "build", "-o", s.bin+"/", "./cmd/...")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := s.script("down.sh", s.dir); err != nil {
+			t.Errorf("down.sh: %v\n%s", err, out)
+		}
+	})
+	if out, err := s.script("up.sh", s.dir, "--tpms", tpms); err != nil {
+		log, _ := os.ReadFile(filepath.Join(s.dir, "sigild.log"))
+		t.Fatalf("up.sh: %v\n%s\nsigild.log:\n%s", err, out, log)
+	}
+	s.env = readEnv(t, filepath.Join(s.dir, "env"))
+	return s
+}
+
+func (s *stack) script(name string, args ...string) ([]byte, error) {
+	cmd := exec.Command(filepath.Join(s.root, "testenv", name), args...)
+	cmd.Env = append(os.Environ(), "SIGIL_BIN="+s.bin)
+	return cmd.CombinedOutput()
+}
+
+// run runs bin/NAME with the stack's environment and returns its output and
+// exit code.
+func (s *stack) run(name string, args ...string) (string, int) {
+	s.t.Helper()
+	cmd := exec.Command(filepath.Join(s.bin, name), args...)
+	cmd.Env = os.Environ()
+	for k, v := range s.env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	switch {
+	case errors.As(err, &exit):
+		return string(out), exit.ExitCode()
+	case err != nil:
+		s.t.Fatalf("%s: %v", name, err)
+	}
+	return string(out), 0
+}
+
+func (s *stack) tpm(i int) (addr, eventLog string) {
+	return strings.Fields(s.env["SIGIL_TPMS"])[i], strings.Fields(s.env["SIGIL_EVENT_LOGS"])[i]
+}
+
+func (s *stack) enroll(i int, id, state string) (string, int) {
+	addr, log := s.tpm(i)
+	return s.run("sigil", "enroll", "--tpm", addr, "--event-log", log, "--identity", id, "--state", state)
+}
+
+func readEnv(t *testing.T, path string) map[string]string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	env := map[string]string{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(strings.TrimPrefix(sc.Text(), "export "), "=")
+		if ok {
+			env[k] = strings.Trim(v, "'")
+		}
+	}
+	return env
+}
+
+func TestEnrollRenewRevokeEndToEnd(t *testing.T) {
+	s := startStack(t, "2")
+	state := filepath.Join(s.dir, "orders")
+
+	out, code := s.enroll(0, "spiffe://sigil.test/workload/orders", state)
+	if code != 0 || !strings.Contains(out, "enrolled spiffe://sigil.test/workload/orders") {
+		t.Fatalf("enroll: exit %d\n%s", code, out)
+	}
+	first := checkSVID(t, s, state, "spiffe://sigil.test/workload/orders")
+	opensslVerify(t, s, state)
+
+	t.Run("nested-identity-denied", func(t *testing.T) {
+		out, code := s.enroll(1, "spiffe://sigil.test/workload/orders/admin", filepath.Join(s.dir, "admin"))
+		if code != 3 || !strings.Contains(out, "policy denied spiffe://sigil.test/workload/orders/admin: no policy permits") {
+			t.Fatalf("exit %d, want 3 with the denial\n%s", code, out)
+		}
+	})
+	t.Run("debug-firmware-denied", func(t *testing.T) {
+		tpmDir := filepath.Join(s.dir, "tpm-debug")
+		cmd := exec.Command(filepath.Join(s.root, "testenv", "swtpm.sh"), "start", tpmDir)
+		cmd.Env = append(os.Environ(), "SWTPM_EKCA_DIR="+filepath.Join(s.dir, "ekca"))
+		addr, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("swtpm.sh start: %v", err)
+		}
+		t.Cleanup(func() { exec.Command(filepath.Join(s.root, "testenv", "swtpm.sh"), "stop", tpmDir).Run() })
+		if out, err := exec.Command(filepath.Join(s.root, "testenv", "swtpm.sh"), "boot", tpmDir, "debug").CombinedOutput(); err != nil {
+			t.Fatalf("boot: %v\n%s", err, out)
+		}
+		out, code := s.run("sigil", "enroll", "--tpm", strings.TrimSpace(string(addr)), "--event-log", filepath.Join(tpmDir, "eventlog.bin"),
+			"--identity", "spiffe://sigil.test/workload/payments", "--state", filepath.Join(s.dir, "payments"))
+		if code != 3 || !strings.Contains(out, `denied by forbid policy "no-debug-firmware"`) {
+			t.Fatalf("exit %d, want 3 naming the forbid\n%s", code, out)
+		}
+	})
+
+	out, code = s.run("sigil", "renew", "--state", state)
+	if code != 0 {
+		t.Fatalf("renew: exit %d\n%s", code, out)
+	}
+	renewed := checkSVID(t, s, state, "spiffe://sigil.test/workload/orders")
+	if renewed.SerialNumber.Cmp(first.SerialNumber) == 0 || !keyutil.Equal(renewed.PublicKey, first.PublicKey) {
+		t.Fatal("renewal must give a new certificate for the same TPM key")
+	}
+
+	devices, _ := s.run("sigild", "--config", filepath.Join(s.dir, "sigild.yaml"), "device", "list")
+	ek := deviceEK(t, devices)
+	out, code = s.run("sigild", "--config", filepath.Join(s.dir, "sigild.yaml"), "device", "disable", ek)
+	if code != 0 || !strings.Contains(out, "2 certificates revoked") {
+		t.Fatalf("disable: exit %d\n%s", code, out)
+	}
+	out, code = s.run("sigil", "renew", "--state", state)
+	if code == 0 || !strings.Contains(out, "revoked") {
+		t.Fatalf("renewal of a disabled device's certificate: exit %d\n%s", code, out)
+	}
+	crl := fetchCRL(t, s)
+	if err := crl.CheckSignatureFrom(readPEM(t, filepath.Join(state, "cert.pem"))[1]); err != nil {
+		t.Fatalf("CRL is not signed by the issuing CA: %v", err)
+	}
+	for _, c := range []*x509.Certificate{first, renewed} {
+		if !revokedIn(crl, c) {
+			t.Errorf("certificate %x is not in the CRL", c.SerialNumber)
+		}
+	}
+}
+
+// checkSVID loads the state's certificate chain and verifies it as an
+// X.509-SVID for id against the stack's bundle, with go-spiffe.
+func checkSVID(t *testing.T, s *stack, state, id string) *x509.Certificate {
+	t.Helper()
+	chain := readPEM(t, filepath.Join(state, "cert.pem"))
+	roots := readPEM(t, s.env["SIGIL_CA_BUNDLE"])
+	bundle := x509bundle.FromX509Authorities(spiffeid.RequireTrustDomainFromString("sigil.test"), roots)
+	got, _, err := x509svid.Verify(chain, bundle)
+	if err != nil {
+		t.Fatalf("go-spiffe rejects the SVID: %v", err)
+	}
+	if got.String() != id {
+		t.Fatalf("SVID is %s, want %s", got, id)
+	}
+	return chain[0]
+}
+
+func opensslVerify(t *testing.T, s *stack, state string) {
+	t.Helper()
+	chain := readPEM(t, filepath.Join(state, "cert.pem"))
+	issuer := filepath.Join(t.TempDir(), "issuer.pem")
+	if err := os.WriteFile(issuer, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: chain[1].Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("openssl", "verify", "-purpose", "sslclient", "-CAfile", s.env["SIGIL_CA_BUNDLE"],
+		"-untrusted", issuer, filepath.Join(state, "cert.pem")).CombinedOutput()
+	if err != nil || !bytes.Contains(out, []byte(": OK")) {
+		t.Fatalf("openssl verify: %v\n%s", err, out)
+	}
+}
+
+func readPEM(t *testing.T, path string) []*x509.Certificate {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []*x509.Certificate
+	for b, rest := pem.Decode(data); b != nil; b, rest = pem.Decode(rest) {
+		c, err := x509.ParseCertificate(b.Bytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+// deviceEK returns the EK hash of the one device `sigild device list` shows.
+func deviceEK(t *testing.T, list string) string {
+	t.Helper()
+	lines := strings.Split(strings.TrimSpace(list), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("want one device, got:\n%s", list)
+	}
+	return strings.Fields(lines[1])[0]
+}
+
+func fetchCRL(t *testing.T, s *stack) *x509.RevocationList {
+	t.Helper()
+	roots := x509.NewCertPool()
+	for _, c := range readPEM(t, s.env["SIGIL_CA_BUNDLE"]) {
+		roots.AddCert(c)
+	}
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
+	resp, err := hc.Get(s.env["SIGIL_SERVER"] + "/v1/crl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	der, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	crl, err := x509.ParseRevocationList(der)
+	if err != nil {
+		t.Fatalf("CRL: %v", err)
+	}
+	return crl
+}
+
+func revokedIn(crl *x509.RevocationList, c *x509.Certificate) bool {
+	for _, e := range crl.RevokedCertificateEntries {
+		if e.SerialNumber.Cmp(c.SerialNumber) == 0 {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,73 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"text/tabwriter"
+	"time"
+
+	"github.com/sigil-dev/sigil/internal/config"
+	"github.com/sigil-dev/sigil/internal/store"
+)
+
+type deviceCmd struct {
+	List    deviceListCmd    `cmd:"" help:"List enrolled devices."`
+	Disable deviceDisableCmd `cmd:"" help:"Disable a device and revoke its certificates (they appear in the CRL)."`
+	Enable  deviceEnableCmd  `cmd:"" help:"Enable a disabled device again (revoked certificates stay revoked)."`
+}
+
+type deviceListCmd struct{}
+
+func (deviceListCmd) Run(ctx context.Context, cfg *config.Config) error {
+	st, err := store.Open(ctx, cfg.Store)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	devices, err := st.Devices(ctx)
+	if err != nil {
+		return err
+	}
+	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "EK HASH\tAK HASH\tSTATUS\tENROLLED")
+	for _, d := range devices {
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", d.EKHash, d.AKHash[:16]+"…", d.Status, d.CreatedAt.Format(time.RFC3339))
+	}
+	return w.Flush()
+}
+
+type deviceDisableCmd struct {
+	EKHash string `arg:"" name:"ek-hash" help:"The device's EK hash (hex SHA-256 of the EK public key)."`
+}
+
+func (c deviceDisableCmd) Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	return setStatus(ctx, cfg, log, c.EKHash, store.DeviceDisabled)
+}
+
+type deviceEnableCmd struct {
+	EKHash string `arg:"" name:"ek-hash" help:"The device's EK hash (hex SHA-256 of the EK public key)."`
+}
+
+func (c deviceEnableCmd) Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	return setStatus(ctx, cfg, log, c.EKHash, store.DeviceActive)
+}
+
+func setStatus(ctx context.Context, cfg *config.Config, log *slog.Logger, ekHash string, status store.DeviceStatus) error {
+	st, err := store.Open(ctx, cfg.Store)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	revoked, err := st.SetDeviceStatus(ctx, ekHash, status, time.Now())
+	if err != nil {
+		return err
+	}
+	log.Info("device status changed", "ek", ekHash, "status", status, "revoked", revoked)
+	fmt.Printf("device %s is %s; %d certificates revoked\n", ekHash, status, len(revoked))
+	for _, s := range revoked {
+		fmt.Printf("  revoked %s\n", s)
+	}
+	return nil
+}
