@@ -21,6 +21,7 @@ type HSM struct {
 	opts *options
 	log  *slog.Logger
 	met  *metrics
+	work *workers
 
 	cur atomic.Pointer[conn] // nil while lost or closed
 
@@ -60,6 +61,7 @@ func Open(ctx context.Context, rawURI string, opts ...Option) (*HSM, error) {
 	if err := h.start(ctx); err != nil {
 		return nil, err
 	}
+	h.work = startWorkers(o.maxSessions)
 	return h, nil
 }
 
@@ -106,6 +108,7 @@ func (h *HSM) Close() error {
 	h.closed = true
 	c := h.cur.Swap(nil)
 	h.mu.Unlock()
+	h.work.stop()
 	h.met.unregister(h.opts.registerer)
 	if c == nil {
 		return nil
@@ -125,39 +128,6 @@ func (h *HSM) Healthy(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	_, err = do(ctx, c.probe, nil)
+	_, err = run(ctx, h.work, c.probe)
 	return h.fail(c, "health", "", err)
-}
-
-// result carries the outcome of a call made by do.
-type result[T any] struct {
-	v   T
-	err error
-}
-
-// do runs f in its own goroutine and waits for it or for ctx. PKCS#11 calls
-// cannot be interrupted: an abandoned call finishes in the background, and
-// drop, if not nil, releases its result.
-func do[T any](ctx context.Context, f func() (T, error), drop func(T)) (T, error) {
-	ch := make(chan result[T], 1)
-	go func() {
-		v, err := f()
-		ch <- result[T]{v, err}
-	}()
-	select {
-	case r := <-ch:
-		return r.v, r.err
-	case <-ctx.Done():
-		if drop != nil {
-			go dropLate(ch, drop)
-		}
-		var zero T
-		return zero, ctx.Err()
-	}
-}
-
-func dropLate[T any](ch <-chan result[T], drop func(T)) {
-	if r := <-ch; r.err == nil {
-		drop(r.v)
-	}
 }

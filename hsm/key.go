@@ -90,7 +90,7 @@ func (k *Key) sign(digest []byte, opts crypto.SignerOpts) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	sig, err := do(ctx, func() ([]byte, error) { return b.signer.Sign(nil, digest, opts) }, nil)
+	sig, err := run(ctx, k.h.work, func() ([]byte, error) { return b.signer.Sign(nil, digest, opts) })
 	if err != nil && isStaleHandle(err) {
 		k.bound.CompareAndSwap(b, nil)
 	}
@@ -107,7 +107,7 @@ func (k *Key) binding(ctx context.Context) (*binding, error) {
 	if b := k.bound.Load(); b != nil && b.conn == c {
 		return b, nil
 	}
-	s, err := do(ctx, func() (crypto11.Signer, error) { return c.find(k.info, k.pub) }, nil)
+	s, err := run(ctx, k.h.work, func() (crypto11.Signer, error) { return c.find(k.info, k.pub) })
 	if err != nil {
 		return nil, k.h.fail(c, "sign", k.info.Label, err)
 	}

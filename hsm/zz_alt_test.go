@@ -12,7 +12,7 @@ import (
 
 func TestZZAlternate(t *testing.T) {
 	tok := testenv.SoftHSM(t)
-	k := generate(t, open(t, tok.URI), "bench", hsm.ES256)
+	k := generate(t, open(t, tok.URI, hsm.WithSessions(4, 2*time.Second)), "bench", hsm.ES256)
 	raw := rawSigner(&testing.B{}, tok, tok.Module, k.Label())
 	d := sha256.Sum256([]byte("x"))
 	var tr, th time.Duration

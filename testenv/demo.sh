@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# make demo: the main job of sigil, end to end, on this machine.
+#
+#   testenv/demo.sh DIR
+#
+# Starts the dev stack under DIR (SoftHSM token, swtpm hosts, sigild), enrolls
+# a host booted with the dev measurements and one that booted debug
+# firmware, shows the policy permit one and deny the other, checks the issued
+# X.509-SVID chain, renews it, and stops everything again.
+set -euo pipefail
+
+[[ $# -eq 1 ]] || { echo "usage: $0 DIR" >&2; exit 1; }
+root=$(cd "$(dirname "$0")/.." && pwd)
+mkdir -p "$1"
+dir=$(cd "$1" && pwd)
+
+bold=$'\e[1m' dim=$'\e[2m' green=$'\e[32m' red=$'\e[31m' reset=$'\e[0m'
+[[ -t 1 ]] || bold='' dim='' green='' red='' reset=''
+step() { printf '\n%s== %s%s\n' "$bold" "$*" "$reset"; }
+show() { printf '%s$ %s%s\n' "$dim" "$*" "$reset"; }
+ok() { printf '%s✔ %s%s\n' "$green" "$*" "$reset"; }
+refused() { printf '%s✘ %s%s\n' "$red" "$*" "$reset"; }
+
+cleanup() { "$root/testenv/down.sh" "$dir" 2>/dev/null; "$root/testenv/swtpm.sh" stop "$dir/tpm-debug" 2>/dev/null || true; }
+cleanup
+rm -rf "$dir"
+mkdir -p "$dir"
+trap cleanup EXIT
+
+step "1. Start the dev stack: a SoftHSM token, a swtpm host, sigild"
+show "testenv/up.sh $dir --tpms 1"
+"$root/testenv/up.sh" "$dir" --tpms 1
+# shellcheck disable=SC1091
+source "$dir/env"
+sigil=$root/bin/sigil
+
+step "2. Every key sigild signs with lives in the HSM"
+show "sigil hsm keys"
+"$sigil" hsm keys
+show "cat $dir/init.out   (sigild init: the CA hierarchy, signed in the HSM)"
+cat "$dir/init.out"
+
+step "3. Host A (dev firmware, Secure Boot) enrolls as spiffe://sigil.test/workload/orders"
+echo "   EK certificate -> AK credential activation -> PCR quote over the server's nonce"
+echo "   -> event log replay -> TPM key certified by the AK -> policy -> certificate"
+read -r tpm_a <<<"$SIGIL_TPMS"
+read -r log_a <<<"$SIGIL_EVENT_LOGS"
+show "sigil enroll --tpm $tpm_a --identity spiffe://sigil.test/workload/orders --state $dir/orders"
+"$sigil" enroll --tpm "$tpm_a" --event-log "$log_a" --identity spiffe://sigil.test/workload/orders --state "$dir/orders"
+ok "permitted by policy"
+
+step "4. The certificate: an X.509-SVID whose key never left the TPM"
+openssl x509 -in "$dir/orders/cert.pem" -noout -subject -issuer -dates -ext subjectAltName,keyUsage,extendedKeyUsage | sed 's/^/   /'
+echo "   sigil evidence extension (evidence digest, EK hash, policy version):"
+openssl x509 -in "$dir/orders/cert.pem" -noout -text | grep -A1 '1.3.6.1.4.1.65226.1.1' | sed 's/^ */     /'
+awk 'n==1{print} /END CERTIFICATE/{n++}' "$dir/orders/cert.pem" >"$dir/issuer.pem"
+show "openssl verify -CAfile bundle.pem -untrusted issuer.pem cert.pem"
+openssl verify -purpose sslclient -CAfile "$SIGIL_CA_BUNDLE" -untrusted "$dir/issuer.pem" "$dir/orders/cert.pem"
+show "openssl pkeyutl -provider tpm2 -sign -inkey $dir/orders/key.pem   (the same key, through tpm2-openssl)"
+printf 'sigil demo' | openssl dgst -sha256 -binary >"$dir/digest.bin"
+tcti="swtpm:host=${tpm_a#swtpm:}"
+tcti="${tcti%:*},port=${tpm_a##*:}"
+TPM2OPENSSL_TCTI=$tcti openssl pkeyutl -provider tpm2 -provider default -sign \
+	-inkey "$dir/orders/key.pem" -in "$dir/digest.bin" -out "$dir/sig.bin"
+openssl x509 -in "$dir/orders/cert.pem" -noout -pubkey >"$dir/pub.pem"
+openssl pkeyutl -verify -pubin -inkey "$dir/pub.pem" -in "$dir/digest.bin" -sigfile "$dir/sig.bin"
+ok "a signature by the TPM key verifies against the certificate"
+
+step "5. Host B booted debug firmware: same TPM vendor, same EK CA, different measurements"
+show "testenv/swtpm.sh start $dir/tpm-debug && testenv/swtpm.sh boot $dir/tpm-debug debug"
+tpm_b=$(SWTPM_EKCA_DIR="$dir/ekca" "$root/testenv/swtpm.sh" start "$dir/tpm-debug")
+"$root/testenv/swtpm.sh" boot "$dir/tpm-debug" debug
+show "sigil enroll --tpm $tpm_b --identity spiffe://sigil.test/workload/payments --state $dir/payments"
+if "$sigil" enroll --tpm "$tpm_b" --event-log "$dir/tpm-debug/eventlog.bin" \
+	--identity spiffe://sigil.test/workload/payments --state "$dir/payments"; then
+	echo "host B was enrolled: the policy should have refused it" >&2
+	exit 1
+fi
+refused "denied by policy (exit code 3): its event log measured debug firmware"
+
+step "6. Host A renews: a fresh quote by the AK pinned at enrollment, same TPM key"
+show "sigil renew --state $dir/orders"
+"$sigil" renew --state "$dir/orders"
+ok "renewed"
+
+step "7. What sigild logged"
+grep -E '"msg":"(enrolled|renewed|request failed)"' "$dir/sigild.log" |
+	sed -E 's/.*"msg":"([^"]*)".*"(spiffe_id|code)":"([^"]*)".*/   \1: \3/'
+
+printf '\n%sDemo complete.%s Files are in %s; the stack is stopped.\n' "$bold" "$reset" "$dir"
