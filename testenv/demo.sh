@@ -51,8 +51,8 @@ ok "permitted by policy"
 
 step "4. The certificate: an X.509-SVID whose key never left the TPM"
 openssl x509 -in "$dir/orders/cert.pem" -noout -subject -issuer -dates -ext subjectAltName,keyUsage,extendedKeyUsage | sed 's/^/   /'
-echo "   sigil evidence extension (evidence digest, EK hash, policy version):"
-openssl x509 -in "$dir/orders/cert.pem" -noout -text | grep -A1 '1.3.6.1.4.1.65226.1.1' | sed 's/^ */     /'
+openssl x509 -in "$dir/orders/cert.pem" -noout -text | grep -q '1.3.6.1.4.1.65226.1.1' &&
+	echo "   sigil evidence extension 1.3.6.1.4.1.65226.1.1: evidence digest, EK hash, policy version"
 awk 'n==1{print} /END CERTIFICATE/{n++}' "$dir/orders/cert.pem" >"$dir/issuer.pem"
 show "openssl verify -CAfile bundle.pem -untrusted issuer.pem cert.pem"
 openssl verify -purpose sslclient -CAfile "$SIGIL_CA_BUNDLE" -untrusted "$dir/issuer.pem" "$dir/orders/cert.pem"
