@@ -102,6 +102,9 @@ func (s *Service) identity(raw string) (spiffeid.ID, error) {
 	if err != nil {
 		return spiffeid.ID{}, fmt.Errorf("%w: identity %q: %v", ErrBadRequest, raw, err)
 	}
+	if id.Path() == "" {
+		return spiffeid.ID{}, fmt.Errorf("%w: identity %s names no workload (empty path)", ErrBadRequest, id)
+	}
 	if id.TrustDomain() != s.TrustDomain {
 		return spiffeid.ID{}, fmt.Errorf("%w: identity %s is outside trust domain %s", ErrBadRequest, id, s.TrustDomain)
 	}

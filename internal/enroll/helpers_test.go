@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/url"
 	"os"
@@ -227,9 +228,7 @@ type attempt struct {
 	req      api.CompleteRequest
 }
 
-// begin asks svc for a challenge for ak and answers it as client.Enroll
-// does: activate the credential, certify a key over the nonce, quote the
-// SHA-256 bank over the nonce, sign a CSR with the key.
+// begin asks svc for a challenge for ak and answers it (see answer).
 func (d *device) begin(t testing.TB, svc *enroll.Service, ak *tpm.AK, identity string) *attempt {
 	t.Helper()
 	ctx := testCtx(t)
@@ -237,17 +236,37 @@ func (d *device) begin(t testing.TB, svc *enroll.Service, ak *tpm.AK, identity s
 	if err != nil {
 		t.Fatalf("Challenge(%s): %v", identity, err)
 	}
+	req, key, err := d.answer(ctx, ak, ch, identity)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { key.Close() })
+	return &attempt{identity: identity, ak: ak, ch: ch, key: key, req: req}
+}
+
+// answer answers a challenge as client.Enroll does: activate the
+// credential, certify a new key over the nonce, quote the SHA-256 bank over
+// the nonce, sign a CSR with the key. The caller closes the key.
+func (d *device) answer(ctx context.Context, ak *tpm.AK, ch *api.Challenge, identity string) (api.CompleteRequest, *tpm.Key, error) {
 	secret, err := ak.ActivateCredential(ctx, d.ek, gattest.EncryptedCredential{Credential: ch.Credential, Secret: ch.Secret})
 	if err != nil {
-		t.Fatalf("ActivateCredential: %v", err)
+		return api.CompleteRequest{}, nil, fmt.Errorf("ActivateCredential: %w", err)
 	}
-	key := newKey(t, ak, ch.Nonce)
-	a := &attempt{identity: identity, ak: ak, ch: ch, key: key}
-	a.req = api.CompleteRequest{
-		ChallengeID: ch.ID, Secret: secret, Platform: quote(t, ak, ch.Nonce),
-		Key: certified(key), CSR: csrFor(t, key, identity),
+	key, err := ak.NewKey(ctx, ch.Nonce)
+	if err != nil {
+		return api.CompleteRequest{}, nil, fmt.Errorf("NewKey: %w", err)
 	}
-	return a
+	platform, err := quotePlatform(ctx, ak, ch.Nonce)
+	if err != nil {
+		key.Close()
+		return api.CompleteRequest{}, nil, fmt.Errorf("Quote: %w", err)
+	}
+	csr, err := makeCSR(key, identity)
+	if err != nil {
+		key.Close()
+		return api.CompleteRequest{}, nil, fmt.Errorf("CSR: %w", err)
+	}
+	return api.CompleteRequest{ChallengeID: ch.ID, Secret: secret, Platform: platform, Key: certified(key), CSR: csr}, key, nil
 }
 
 // enroll runs a whole enrollment with a new AK and fails the test unless it

@@ -1,6 +1,7 @@
 package enroll
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -122,6 +123,8 @@ func (s *Service) renewable(ctx context.Context, peer *x509.Certificate) (store.
 		return rec, store.Device{}, fmt.Errorf("%w: certificate %s was not issued here", ErrNotRenewable, Serial(peer))
 	case err != nil:
 		return rec, store.Device{}, fmt.Errorf("enroll: look up certificate: %w", err)
+	case !bytes.Equal(rec.DER, peer.Raw):
+		return rec, store.Device{}, fmt.Errorf("%w: certificate %s is not the one issued here under that serial", ErrNotRenewable, Serial(peer))
 	case rec.RevokedAt != nil:
 		return rec, store.Device{}, fmt.Errorf("%w: certificate %s is revoked (%s)", ErrNotRenewable, rec.Serial, rec.RevocationReason)
 	}
