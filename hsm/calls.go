@@ -40,10 +40,10 @@ func dropLate[T any](ch <-chan result[T], drop func(T)) {
 }
 
 // workers are long-lived goroutines for the signing path. A new goroutine
-// per call costs about 10 µs with SoftHSM (its stack grows again through
-// crypto11 and cgo), over 10% of a P-256 signature; a long-lived one does
-// not. Their number, the session pool size, also bounds how many calls can
-// hang at once.
+// per call measured several µs slower with SoftHSM (its stack grows again
+// through crypto11 and cgo) — a few percent of a P-256 signature. Their
+// number, the session pool size, also bounds how many calls can hang at
+// once, where one goroutine per call would pile up behind a hung token.
 type workers struct {
 	jobs chan func()
 	quit chan struct{}

@@ -31,6 +31,10 @@
 // ErrInvalidURI, whose docs say what the caller should do. Every call that
 // reaches the token is bounded: by its context, or for Key.Sign and Healthy
 // by WithTimeout, and waits for a free session are bounded by WithSessions.
+// PKCS#11 calls cannot be interrupted, so signing calls run on a fixed set
+// of worker goroutines (one per session) and the caller stops waiting at its
+// deadline; a hung call keeps its worker until it returns, so at most that
+// many calls can hang at once.
 //
 // crypto11 does not recover from a lost token or session. This package does:
 // when an operation fails with a PKCS#11 code that means the sessions are

@@ -105,6 +105,10 @@ func (u *URI) tokenDesc() string {
 // for running operations. Keys from this handle fail afterwards.
 func (h *HSM) Close() error {
 	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return nil
+	}
 	h.closed = true
 	c := h.cur.Swap(nil)
 	h.mu.Unlock()

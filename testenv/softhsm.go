@@ -289,8 +289,9 @@ type P11Kit struct {
 var p11kitMu sync.Mutex
 
 // P11KitServer starts a p11-kit server for tok, sets P11_KIT_SERVER_ADDRESS
-// and stops everything in t.Cleanup. Call Stop and Start from the test's
-// goroutine.
+// and stops everything in t.Cleanup. One per test: a second call in the same
+// test would wait for the first one's cleanup forever. Call Stop and Start
+// from the test's goroutine.
 func P11KitServer(t testing.TB, tok *HSMToken) *P11Kit {
 	t.Helper()
 	RequireSoftHSM(t)
@@ -313,7 +314,7 @@ func (s *P11Kit) prepare() error {
 		return err
 	}
 	s.dir, s.Socket, s.Module = dir, filepath.Join(dir, "p11kit.sock"), filepath.Join(dir, "p11-kit-client.so")
-	s.Address = "unix:path=" + s.Socket
+	s.Address = "unix:path=" + pctEncode(s.Socket, true)
 	s.URI = tokenURI(s.tok.Label, s.Module, s.tok.PINFile)
 	if err := os.Symlink(P11KitClientModule, s.Module); err != nil {
 		return err
