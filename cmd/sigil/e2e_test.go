@@ -12,8 +12,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -147,6 +150,8 @@ func TestEnrollRenewRevokeEndToEnd(t *testing.T) {
 		}
 	})
 
+	t.Run("policy-reload", func(t *testing.T) { policyReload(t, s) })
+
 	out, code = s.run("sigil", "renew", "--state", state)
 	if code != 0 {
 		t.Fatalf("renew: exit %d\n%s", code, out)
@@ -265,4 +270,64 @@ func revokedIn(crl *x509.RevocationList, c *x509.Certificate) bool {
 		}
 	}
 	return false
+}
+
+// policyReload changes the policy directory under a running sigild and sends
+// SIGHUP: a new forbid takes effect; a broken file is rejected and the
+// previous set stays active.
+func policyReload(t *testing.T, s *stack) {
+	dir := s.env["SIGIL_POLICY_DIR"]
+	pid := readPID(t, filepath.Join(s.dir, "sigild.pid"))
+	freeze := filepath.Join(dir, "freeze.cedar")
+	writeFile(t, freeze, `@id("freeze-blocked")
+forbid (principal, action == Sigil::Action::"enroll", resource)
+when { resource.path == "/workload/blocked" };
+`)
+	syscall.Kill(pid, syscall.SIGHUP)
+	var out string
+	var code int
+	// SIGHUP is handled asynchronously: allow it a moment.
+	for range 20 {
+		out, code = s.enroll(1, "spiffe://sigil.test/workload/blocked", filepath.Join(s.dir, "blocked"))
+		if code == 3 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if code != 3 || !strings.Contains(out, `"freeze-blocked"`) {
+		t.Fatalf("after reload: exit %d, want 3 naming freeze-blocked\n%s", code, out)
+	}
+	writeFile(t, filepath.Join(dir, "broken.cedar"), "permit (principal, action, resource) when {")
+	syscall.Kill(pid, syscall.SIGHUP)
+	out, code = s.enroll(1, "spiffe://sigil.test/workload/blocked", filepath.Join(s.dir, "blocked"))
+	if code != 3 || !strings.Contains(out, `"freeze-blocked"`) {
+		t.Fatalf("a broken policy file replaced the active set: exit %d\n%s", code, out)
+	}
+	log, _ := os.ReadFile(filepath.Join(s.dir, "sigild.log"))
+	if !strings.Contains(string(log), "policy set rejected, keeping the active one") {
+		t.Error("sigild did not log the rejected policy set")
+	}
+	os.Remove(filepath.Join(dir, "broken.cedar"))
+	os.Remove(freeze)
+	syscall.Kill(pid, syscall.SIGHUP)
+}
+
+func readPID(t *testing.T, path string) int {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pid
+}
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
 }
