@@ -7,6 +7,8 @@ import (
 	"encoding/asn1"
 	"encoding/hex"
 	"slices"
+
+	"go.step.sm/crypto/keyutil"
 )
 
 // Limits on what a client may send about its EK.
@@ -67,7 +69,7 @@ func (v *Verifier) VerifyEK(certDER, pubDER []byte) (*EK, error) {
 		}
 		return nil, err
 	}
-	if !publicEqual(cert.PublicKey, pub) {
+	if !keyutil.Equal(cert.PublicKey, pub) {
 		return nil, fail(StepEK, "EK certificate is for another key than the EK public key")
 	}
 	ek.Certificate, ek.Issuer = cert, cert.Issuer.String()
@@ -103,9 +105,4 @@ func (v *Verifier) verifyEKCertificate(der []byte) (*x509.Certificate, error) {
 		return nil, fail(StepEK, "EK certificate is a CA certificate")
 	}
 	return cert, nil
-}
-
-func publicEqual(a, b crypto.PublicKey) bool {
-	k, ok := a.(interface{ Equal(crypto.PublicKey) bool })
-	return ok && k.Equal(b)
 }

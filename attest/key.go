@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/go-attestation/attest"
 	"github.com/google/go-tpm/legacy/tpm2"
+	"go.step.sm/crypto/keyutil"
 
 	"github.com/sigil-dev/sigil/api"
 )
@@ -80,7 +81,7 @@ func verifyCSR(der []byte, key crypto.PublicKey) (*x509.CertificateRequest, erro
 	if err := csr.CheckSignature(); err != nil {
 		return nil, fail(StepCSR, "signature: %v", err)
 	}
-	if !publicEqual(key, csr.PublicKey) {
+	if !keyutil.Equal(key, csr.PublicKey) {
 		return nil, fail(StepCSR, "CSR key is not the certified TPM key")
 	}
 	return csr, nil
