@@ -16,7 +16,10 @@ require (
 	github.com/smallstep/certificates v0.30.2
 	github.com/spiffe/go-spiffe/v2 v2.9.0
 	github.com/thales-e-security/pool v0.0.2
+	github.com/transparency-dev/formats v0.1.1
+	github.com/transparency-dev/merkle v0.0.2
 	go.step.sm/crypto v0.92.0
+	golang.org/x/mod v0.42.0
 	modernc.org/sqlite v1.62.0
 )
 

@@ -119,3 +119,26 @@ type RenewRequest struct {
 	Platform    Platform `json:"platform"`
 	CSR         []byte   `json:"csr"`
 }
+
+// Audit log endpoints. Entries are returned as JSON {"entries": [base64…]},
+// at most MaxAuditEntries per call; proofs as AuditProof.
+const (
+	PathAuditCheckpoint  = "/v1/audit/checkpoint"
+	PathAuditEntries     = "/v1/audit/entries"     // ?start=&end=
+	PathAuditInclusion   = "/v1/audit/inclusion"   // ?index=&size=, or ?serial=, or ?jti=
+	PathAuditConsistency = "/v1/audit/consistency" // ?from=&to=
+	MaxAuditEntries      = 1000
+)
+
+// AuditEntries is a page of log entries, in index order.
+type AuditEntries struct {
+	Entries [][]byte `json:"entries"`
+}
+
+// AuditProof is an inclusion or consistency proof (RFC 6962 hashes).
+type AuditProof struct {
+	Index  uint64   `json:"index,omitempty"`
+	From   uint64   `json:"from,omitempty"`
+	Size   uint64   `json:"size"`
+	Hashes [][]byte `json:"hashes"`
+}

@@ -82,3 +82,12 @@ func post(ctx context.Context, hc *http.Client, url string, in, out any) error {
 	}
 	return nil
 }
+
+func decodeStrict(data []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("client: decode answer: %w", err)
+	}
+	return nil
+}

@@ -14,6 +14,7 @@
 #   SIGIL_HSM_URI       the token's pkcs11: URI (PIN from a file under DIR)
 #   SIGIL_POLICY_DIR    the policy directory sigild watches
 #   SIGIL_EK_ROOTS      the EK CA that issued every dev TPM's EK certificate
+#   SIGIL_AUDIT_KEY     the audit log's public key (PEM)
 # The dev policy lets any dev TPM enroll as spiffe://sigil.test/workload/NAME.
 # Nothing is written outside DIR; processes are stopped by the PIDs recorded
 # there. Every step is idempotent: running up.sh again reuses what runs.
@@ -71,6 +72,7 @@ if ! pid_alive "$dir/sigild.pid"; then
 		"$root/testenv/sigild.yaml" >"$dir/sigild.yaml"
 	"$bin/sigild" --config "$dir/sigild.yaml" --log-level warn init >"$dir/init.out"
 	"$bin/sigild" --config "$dir/sigild.yaml" bundle >"$dir/bundle.pem"
+	"$bin/sigild" --config "$dir/sigild.yaml" audit key >"$dir/audit-key.pem"
 	nohup "$bin/sigild" --config "$dir/sigild.yaml" >"$dir/sigild.log" 2>&1 &
 	echo $! >"$dir/sigild.pid"
 fi
@@ -93,5 +95,6 @@ export SIGIL_HSM_URI='$SIGIL_HSM_URI'
 export SOFTHSM2_CONF='$SOFTHSM2_CONF'
 export SIGIL_POLICY_DIR='$dir/policy'
 export SIGIL_EK_ROOTS='$dir/ekca/ek-ca.pem'
+export SIGIL_AUDIT_KEY='$dir/audit-key.pem'
 ENV
 echo "up.sh: sigild at $server with $tpms TPMs; source $dir/env" >&2

@@ -16,6 +16,7 @@ type cli struct {
 	Enroll enrollCmd `cmd:"" help:"Enroll this host's TPM and obtain an X.509-SVID."`
 	Renew  renewCmd  `cmd:"" help:"Renew the X.509-SVID with a fresh quote from the enrolled TPM."`
 	Policy policyCmd `cmd:"" help:"Check and test Cedar policy directories."`
+	Audit  auditCmd  `cmd:"" help:"Verify the tamper-evident audit log."`
 	HSM    hsmCmd    `cmd:"" name:"hsm" help:"Inspect and manage HSM keys."`
 }
 

@@ -8,6 +8,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/sigil-dev/sigil/internal/auditlog"
 	"github.com/sigil-dev/sigil/internal/config"
 	"github.com/sigil-dev/sigil/internal/store"
 )
@@ -60,7 +61,7 @@ func setStatus(ctx context.Context, cfg *config.Config, log *slog.Logger, ekHash
 		return err
 	}
 	defer st.Close()
-	revoked, err := st.SetDeviceStatus(ctx, ekHash, status, time.Now())
+	revoked, err := auditlog.SetDeviceStatus(ctx, st, ekHash, status, time.Now())
 	if err != nil {
 		return err
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/sigil-dev/sigil/internal/config"
 	"github.com/sigil-dev/sigil/internal/daemon"
+	"github.com/sigil-dev/sigil/internal/store"
 )
 
 type cli struct {
@@ -28,6 +29,7 @@ type cli struct {
 	Init   initCmd   `cmd:"" help:"Create the HSM keys and CA certificates; keeps what exists."`
 	Bundle bundleCmd `cmd:"" help:"Print the trust bundle (the root CA certificate, PEM)."`
 	Device deviceCmd `cmd:"" help:"List, disable and enable enrolled devices."`
+	Audit  auditCmd  `cmd:"" help:"The audit log's public key and offline export."`
 }
 
 type bundleCmd struct{}
@@ -55,12 +57,18 @@ func (initCmd) Run(ctx context.Context, cfg *config.Config, log *slog.Logger) er
 		return err
 	}
 	defer h.Close()
-	pki, err := daemon.Init(ctx, cfg, h, log)
+	st, err := store.Open(ctx, cfg.Store)
 	if err != nil {
 		return err
 	}
-	fmt.Printf("root CA:    %s (key %s)\nissuing CA: %s (key %s)\nTLS:        %s (key %s)\n",
-		pki.Root.Subject, pki.RootKey.KID(), pki.Issuer.Subject, pki.IssuerKey.KID(), pki.TLS.Subject, pki.TLSKey.KID())
+	defer st.Close()
+	pki, err := daemon.Init(ctx, cfg, h, st, log)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("root CA:    %s (key %s)\nissuing CA: %s (key %s)\nTLS:        %s (key %s)\naudit log:  %s (key %s)\n",
+		pki.Root.Subject, pki.RootKey.KID(), pki.Issuer.Subject, pki.IssuerKey.KID(), pki.TLS.Subject, pki.TLSKey.KID(),
+		cfg.AuditOrigin(), pki.AuditKey.KID())
 	return nil
 }
 

@@ -32,6 +32,18 @@ type Config struct {
 	// Attestation configures what enrollment evidence must show.
 	Attestation Attestation `yaml:"attestation"`
 	Policy      Policy      `yaml:"policy"`
+	Audit       Audit       `yaml:"audit"`
+}
+
+// Audit configures the tamper-evident log.
+type Audit struct {
+	// KeyLabel names the HSM key that signs checkpoints.
+	KeyLabel string `yaml:"key_label"`
+	// Origin is the log's name in its checkpoints (C2SP tlog-checkpoint);
+	// auditors must expect exactly this string. Default: TRUST_DOMAIN/sigil-audit.
+	Origin string `yaml:"origin"`
+	// CheckpointInterval is how often new entries get a signed checkpoint.
+	CheckpointInterval time.Duration `yaml:"checkpoint_interval"`
 }
 
 // HSM locates the PKCS#11 token holding every signing key.
@@ -141,6 +153,7 @@ func Defaults() *Config {
 		TLS:         TLS{KeyLabel: "sigil-tls", DNSNames: []string{"localhost"}, TTL: 30 * 24 * time.Hour},
 		Attestation: Attestation{PCRs: []int{0, 1, 2, 3, 4, 5, 6, 7}, ChallengeTTL: time.Minute},
 		Policy:      Policy{ReloadInterval: 2 * time.Second},
+		Audit:       Audit{KeyLabel: "sigil-audit", CheckpointInterval: time.Second},
 	}
 }
 
@@ -170,6 +183,7 @@ func (c *Config) Validate() error {
 	if c.Policy.ReloadInterval < 0 {
 		bad("policy.reload_interval", "must not be negative")
 	}
+	c.validateAudit(bad)
 	return errors.Join(errs...)
 }
 
@@ -185,7 +199,7 @@ func (c *Config) validateHSM(bad reporter) {
 }
 
 func (c *Config) validateCA(bad reporter) {
-	for field, label := range map[string]string{"ca.root_label": c.CA.RootLabel, "ca.issuer_label": c.CA.IssuerLabel, "tls.key_label": c.TLS.KeyLabel} {
+	for field, label := range map[string]string{"ca.root_label": c.CA.RootLabel, "ca.issuer_label": c.CA.IssuerLabel, "tls.key_label": c.TLS.KeyLabel, "audit.key_label": c.Audit.KeyLabel} {
 		if label == "" {
 			bad(field, "required")
 		}
@@ -240,10 +254,27 @@ func (c *Config) validateAttestation(bad reporter) {
 	}
 }
 
+func (c *Config) validateAudit(bad reporter) {
+	if o := c.Audit.Origin; strings.ContainsAny(o, "\n\r") || strings.TrimSpace(o) != o {
+		bad("audit.origin", "must be one line without surrounding spaces")
+	}
+	if c.Audit.CheckpointInterval <= 0 || c.Audit.CheckpointInterval > time.Minute {
+		bad("audit.checkpoint_interval", "want between 0 and 1m, got %v", c.Audit.CheckpointInterval)
+	}
+}
+
 func positive(bad reporter, field string, d time.Duration) {
 	if d <= 0 {
 		bad(field, "must be positive, got %v", d)
 	}
+}
+
+// AuditOrigin is the origin line of the log's checkpoints.
+func (c *Config) AuditOrigin() string {
+	if c.Audit.Origin != "" {
+		return c.Audit.Origin
+	}
+	return c.TrustDomain + "/sigil-audit"
 }
 
 // SVIDIdentity is the SPIFFE ID sigild presents in its own TLS certificate.

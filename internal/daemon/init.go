@@ -12,33 +12,44 @@ import (
 
 	"go.step.sm/crypto/keyutil"
 
+	"github.com/sigil-dev/sigil/audit"
 	"github.com/sigil-dev/sigil/ca"
 	"github.com/sigil-dev/sigil/hsm"
+	"github.com/sigil-dev/sigil/internal/auditlog"
 	"github.com/sigil-dev/sigil/internal/config"
+	"github.com/sigil-dev/sigil/internal/store"
 )
 
 // PKI is the CA hierarchy and TLS identity, keys in the HSM.
 type PKI struct {
 	Root, Issuer, TLS          *x509.Certificate
 	RootKey, IssuerKey, TLSKey *hsm.Key
+	// AuditKey signs the audit log's checkpoints.
+	AuditKey *hsm.Key
 }
 
-// Init creates, idempotently, the root CA, issuing CA and TLS keys in the HSM
-// and their certificates (stored on the token beside the keys). Existing keys
-// and certificates are kept; a certificate that does not match its key is an
-// error, never silently replaced.
-func Init(ctx context.Context, cfg *config.Config, h *hsm.HSM, log *slog.Logger) (*PKI, error) {
+// Init creates, idempotently, the root CA, issuing CA, TLS and audit keys in
+// the HSM and the certificates (stored on the token beside the keys). Existing
+// keys and certificates are kept; a certificate that does not match its key is
+// an error, never silently replaced. Every key created is logged in st.
+func Init(ctx context.Context, cfg *config.Config, h *hsm.HSM, st store.Store, log *slog.Logger) (*PKI, error) {
 	p := &PKI{}
+	for _, k := range []struct {
+		dst           **hsm.Key
+		name, purpose string
+		alg           hsm.Alg
+	}{
+		{&p.RootKey, cfg.CA.RootLabel, "root CA", hsm.ES384},
+		{&p.IssuerKey, cfg.CA.IssuerLabel, "issuing CA", hsm.ES256},
+		{&p.TLSKey, cfg.TLS.KeyLabel, "TLS", hsm.ES256},
+		{&p.AuditKey, cfg.Audit.KeyLabel, "audit", hsm.ES256},
+	} {
+		var err error
+		if *k.dst, err = ensureKey(ctx, h, st, k.name, k.purpose, k.alg, log); err != nil {
+			return nil, err
+		}
+	}
 	var err error
-	if p.RootKey, err = ensureKey(ctx, h, cfg.CA.RootLabel, hsm.ES384, log); err != nil {
-		return nil, err
-	}
-	if p.IssuerKey, err = ensureKey(ctx, h, cfg.CA.IssuerLabel, hsm.ES256, log); err != nil {
-		return nil, err
-	}
-	if p.TLSKey, err = ensureKey(ctx, h, cfg.TLS.KeyLabel, hsm.ES256, log); err != nil {
-		return nil, err
-	}
 	steps := []struct {
 		label  string
 		key    *hsm.Key
@@ -63,7 +74,7 @@ func Init(ctx context.Context, cfg *config.Config, h *hsm.HSM, log *slog.Logger)
 	return p, nil
 }
 
-func ensureKey(ctx context.Context, h *hsm.HSM, name string, alg hsm.Alg, log *slog.Logger) (*hsm.Key, error) {
+func ensureKey(ctx context.Context, h *hsm.HSM, st store.Store, name, purpose string, alg hsm.Alg, log *slog.Logger) (*hsm.Key, error) {
 	k, err := h.Find(ctx, name)
 	if err == nil {
 		return k, nil
@@ -76,6 +87,10 @@ func ensureKey(ctx context.Context, h *hsm.HSM, name string, alg hsm.Alg, log *s
 		return nil, err
 	}
 	log.InfoContext(ctx, "created HSM key", "label", k.Label(), "alg", k.Alg(), "kid", k.KID())
+	entry := audit.Key{Label: k.Label(), KID: k.KID(), Alg: string(k.Alg()), Purpose: purpose}
+	if err := auditlog.Record(ctx, st, audit.KeyCreated, entry, "kid:"+k.KID()); err != nil {
+		return nil, fmt.Errorf("daemon: key %s was created but could not be logged: %w", k.Label(), err)
+	}
 	return k, nil
 }
 

@@ -19,8 +19,10 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/sigil-dev/sigil/attest"
+	"github.com/sigil-dev/sigil/audit"
 	"github.com/sigil-dev/sigil/ca"
 	"github.com/sigil-dev/sigil/hsm"
+	"github.com/sigil-dev/sigil/internal/auditlog"
 	"github.com/sigil-dev/sigil/internal/config"
 	"github.com/sigil-dev/sigil/internal/enroll"
 	"github.com/sigil-dev/sigil/internal/server"
@@ -38,6 +40,7 @@ type Daemon struct {
 	pki    *PKI
 	ca     *ca.CA
 	verify *attest.Verifier
+	audit  *audit.Log
 	srv    *http.Server
 }
 
@@ -63,7 +66,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Daemon, er
 	if d.hsm, err = OpenHSM(ctx, cfg, log, reg); err != nil {
 		return nil, err
 	}
-	if err := d.open(ctx); err != nil {
+	if err := d.open(ctx, reg); err != nil {
 		d.Close()
 		return nil, err
 	}
@@ -82,7 +85,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Daemon, er
 	return d, nil
 }
 
-func (d *Daemon) open(ctx context.Context) error {
+func (d *Daemon) open(ctx context.Context, reg prometheus.Registerer) error {
 	var err error
 	if d.pki, err = Load(ctx, d.cfg, d.hsm); err != nil {
 		return err
@@ -97,8 +100,38 @@ func (d *Daemon) open(ctx context.Context) error {
 	if d.store, err = store.Open(ctx, d.cfg.Store); err != nil {
 		return err
 	}
-	d.policy, err = policy.NewEngine(ctx, d.cfg.Policy.Dir, policy.WithLogger(d.log), policy.WithPollInterval(d.cfg.Policy.ReloadInterval))
+	if d.audit, err = d.openAudit(ctx, reg); err != nil {
+		return err
+	}
+	d.policy, err = policy.NewEngine(ctx, d.cfg.Policy.Dir, policy.WithLogger(d.log),
+		policy.WithPollInterval(d.cfg.Policy.ReloadInterval), policy.WithOnLoad(d.policyLoaded))
 	return err
+}
+
+// openAudit opens the log and checks the stored entries against its latest
+// signed checkpoint: a tampered database stops the service here.
+func (d *Daemon) openAudit(ctx context.Context, reg prometheus.Registerer) (*audit.Log, error) {
+	origin := d.cfg.AuditOrigin()
+	signer, err := audit.NewSigner(origin, d.pki.AuditKey)
+	if err != nil {
+		return nil, err
+	}
+	l, err := audit.New(store.AuditStorage(d.store), signer, origin, audit.WithInterval(d.cfg.Audit.CheckpointInterval),
+		audit.WithLogger(d.log), audit.WithMetrics(reg))
+	if err != nil {
+		return nil, err
+	}
+	return l, l.Init(ctx)
+}
+
+// policyLoaded logs every policy set that takes effect.
+func (d *Daemon) policyLoaded(version string) {
+	ctx := context.Background()
+	if err := auditlog.Record(ctx, d.store, audit.PolicyLoaded, audit.Policy{Version: version}); err != nil {
+		d.log.ErrorContext(ctx, "audit: cannot record a policy load", "version", version, "err", err)
+		return
+	}
+	d.audit.Nudge()
 }
 
 // Load finds the keys and certificates Init created.
@@ -121,6 +154,11 @@ func Load(ctx context.Context, cfg *config.Config, h *hsm.HSM) (*PKI, error) {
 			return nil, fmt.Errorf("%w (run `sigild init` first)", err)
 		}
 	}
+	k, err := h.Find(ctx, cfg.Audit.KeyLabel)
+	if err != nil {
+		return nil, fmt.Errorf("%w (run `sigild init` first)", err)
+	}
+	p.AuditKey = k
 	return p, nil
 }
 
@@ -130,9 +168,12 @@ func (d *Daemon) server(reg *prometheus.Registry) *server.Server {
 		Enroll: &enroll.Service{
 			Verifier: d.verify, Policy: d.policy, CA: d.ca, Store: d.store,
 			TrustDomain: td, ChallengeTTL: d.cfg.Attestation.ChallengeTTL, Log: d.log,
+			Nudge: d.audit.Nudge,
 		},
-		Bundle: d.ca.Bundle(),
-		CRL:    d.crl,
+		Audit:      d.audit,
+		AuditStore: d.store,
+		Bundle:     d.ca.Bundle(),
+		CRL:        d.crl,
 		Ready: map[string]server.Checker{
 			"hsm":   server.CheckFunc(d.hsm.Healthy),
 			"store": server.CheckFunc(d.store.Ping),
@@ -188,8 +229,13 @@ func (d *Daemon) Serve(ctx context.Context) error {
 
 // ServeListener is Serve on a given listener.
 func (d *Daemon) ServeListener(ctx context.Context, ln net.Listener) error {
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
 	go func() { errc <- d.srv.ServeTLS(ln, "", "") }()
+	go func() {
+		if err := d.audit.Run(ctx); err != nil {
+			errc <- fmt.Errorf("daemon: audit log: %w", err)
+		}
+	}()
 	d.log.InfoContext(ctx, "serving", "addr", ln.Addr().String(), "trust_domain", d.cfg.TrustDomain, "policy_version", d.policy.Set().Version())
 	select {
 	case err := <-errc:
@@ -201,7 +247,8 @@ func (d *Daemon) ServeListener(ctx context.Context, ln net.Listener) error {
 	if err := d.srv.Shutdown(shutdown); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
-	return nil
+	// Cover what the last requests appended.
+	return d.audit.Integrate(shutdown)
 }
 
 // ReloadPolicy re-reads the policy directory (SIGHUP).

@@ -35,6 +35,14 @@ func (s *Service) Complete(ctx context.Context, req api.CompleteRequest) (*Issue
 	if err != nil {
 		return nil, err
 	}
+	issued, err := s.complete(ctx, ch, req)
+	if err != nil {
+		s.recordDenial(ctx, ch, err)
+	}
+	return issued, err
+}
+
+func (s *Service) complete(ctx context.Context, ch store.Challenge, req api.CompleteRequest) (*Issued, error) {
 	var p pending
 	if err := json.Unmarshal(ch.Pending, &p); err != nil {
 		return nil, fmt.Errorf("enroll: challenge state: %w", err)
@@ -80,7 +88,7 @@ func (s *Service) issue(ctx context.Context, ch store.Challenge, res *attest.Res
 	if err != nil {
 		return nil, err
 	}
-	if err := s.record(ctx, res, cert, hex.EncodeToString(digest), d.Version, prevAK); err != nil {
+	if err := s.record(ctx, res, cert, hex.EncodeToString(digest), d, prevAK); err != nil {
 		return nil, err
 	}
 	return &Issued{Certificate: s.answer(cert, digest, d.Version), Result: res, Decision: d, PreviousAK: prevAK}, nil

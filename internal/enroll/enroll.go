@@ -39,6 +39,9 @@ type Service struct {
 	Log          *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Nudge, if set, is called after audit entries were committed, so the
+	// log signs a checkpoint covering them soon.
+	Nudge func()
 }
 
 func (s *Service) now() time.Time {

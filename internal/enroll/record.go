@@ -7,20 +7,29 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/sigil-dev/sigil/api"
 	"github.com/sigil-dev/sigil/attest"
+	"github.com/sigil-dev/sigil/audit"
+	"github.com/sigil-dev/sigil/internal/auditlog"
 	"github.com/sigil-dev/sigil/internal/store"
+	"github.com/sigil-dev/sigil/policy"
 )
 
-// record stores device, evidence and certificate in one transaction. A
-// rebind that raced with another enrollment of the same EK fails.
-func (s *Service) record(ctx context.Context, res *attest.Result, cert *x509.Certificate, digest, version, prevAK string) error {
+// record stores device, evidence, certificate and their audit entries in
+// one transaction. A rebind that raced with another enrollment of the same
+// EK fails.
+func (s *Service) record(ctx context.Context, res *attest.Result, cert *x509.Certificate, digest string, d policy.Decision, prevAK string) error {
 	bundle, err := json.Marshal(res.Evidence)
 	if err != nil {
 		return fmt.Errorf("enroll: encode evidence: %w", err)
 	}
 	now := s.now()
+	logged, err := enrollmentEntries(res, cert, bundle, digest, d, prevAK, now)
+	if err != nil {
+		return err
+	}
 	err = s.Store.Tx(ctx, func(tx store.Tx) error {
 		got, err := tx.BindDevice(ctx, store.Device{
 			EKHash: res.EK.Hash, EKCertDER: res.Evidence.EKCertificate, EKPublicDER: res.Evidence.EKPublic,
@@ -35,9 +44,41 @@ func (s *Service) record(ctx context.Context, res *attest.Result, cert *x509.Cer
 		if err := tx.PutEvidence(ctx, store.Evidence{Digest: digest, EKHash: res.EK.Hash, Kind: "enroll", Bundle: bundle, CreatedAt: now}); err != nil {
 			return err
 		}
-		return tx.InsertCertificate(ctx, certificateRecord(cert, res.EK.Hash, digest, version))
+		if err := tx.InsertCertificate(ctx, certificateRecord(cert, res.EK.Hash, digest, d.Version)); err != nil {
+			return err
+		}
+		return auditlog.Append(ctx, tx, logged...)
 	})
+	if err == nil {
+		s.nudge()
+	}
 	return recordErr("issuance", err)
+}
+
+// enrollmentEntries are the audit entries of an enrollment: the device with
+// its full evidence, and the certificate.
+func enrollmentEntries(res *attest.Result, cert *x509.Certificate, bundle []byte, digest string, d policy.Decision, prevAK string, now time.Time) ([]store.AuditEntry, error) {
+	enrolled, err := auditlog.Entry(audit.DeviceEnrolled, now, audit.Enrollment{
+		SPIFFEID: cert.URIs[0].String(), Serial: Serial(cert), EKHash: res.EK.Hash, AKHash: res.AK.Hash,
+		EvidenceDigest: digest, PolicyVersion: d.Version, PolicyIDs: d.PolicyIDs, PreviousAK: prevAK, Evidence: bundle,
+	})
+	if err != nil {
+		return nil, err
+	}
+	issued, err := certificateEntry(audit.CertificateIssued, cert, res.EK.Hash, digest, d.Version, nil, now)
+	if err != nil {
+		return nil, err
+	}
+	return []store.AuditEntry{enrolled, issued}, nil
+}
+
+// certificateEntry is the audit entry of an issued or renewed certificate,
+// found again by its serial.
+func certificateEntry(kind audit.Kind, cert *x509.Certificate, ekHash, digest, version string, evidence []byte, now time.Time) (store.AuditEntry, error) {
+	return auditlog.Entry(kind, now, audit.Certificate{
+		Serial: Serial(cert), SPIFFEID: cert.URIs[0].String(), EKHash: ekHash,
+		EvidenceDigest: digest, PolicyVersion: version, NotAfter: cert.NotAfter, Evidence: evidence,
+	}, "serial:"+Serial(cert))
 }
 
 // recordErr names a failed recording, keeping a device disabled meanwhile

@@ -15,7 +15,9 @@ import (
 
 	"github.com/sigil-dev/sigil/api"
 	"github.com/sigil-dev/sigil/attest"
+	"github.com/sigil-dev/sigil/audit"
 	"github.com/sigil-dev/sigil/ca"
+	"github.com/sigil-dev/sigil/internal/auditlog"
 	"github.com/sigil-dev/sigil/internal/store"
 	"github.com/sigil-dev/sigil/policy"
 )
@@ -61,6 +63,14 @@ func (s *Service) Renew(ctx context.Context, peer *x509.Certificate, req api.Ren
 	if err != nil {
 		return nil, err
 	}
+	issued, err := s.renew(ctx, ch, peer, req)
+	if err != nil {
+		s.recordDenial(ctx, ch, err)
+	}
+	return issued, err
+}
+
+func (s *Service) renew(ctx context.Context, ch store.Challenge, peer *x509.Certificate, req api.RenewRequest) (*Issued, error) {
 	var st renewState
 	if err := json.Unmarshal(ch.Pending, &st); err != nil || st.Serial != Serial(peer) {
 		return nil, fmt.Errorf("%w: the challenge belongs to another certificate", ErrBadRequest)
@@ -144,12 +154,22 @@ func (s *Service) recordRenewal(ctx context.Context, ev *attest.Renewal, cert *x
 		return fmt.Errorf("enroll: encode evidence: %w", err)
 	}
 	now := s.now()
+	logged, err := certificateEntry(audit.CertificateRenewed, cert, ev.EKHash, digest, version, bundle, now)
+	if err != nil {
+		return err
+	}
 	err = s.Store.Tx(ctx, func(tx store.Tx) error {
 		if err := tx.PutEvidence(ctx, store.Evidence{Digest: digest, EKHash: ev.EKHash, Kind: "renew", Bundle: bundle, CreatedAt: now}); err != nil {
 			return err
 		}
-		return tx.InsertCertificate(ctx, certificateRecord(cert, ev.EKHash, digest, version))
+		if err := tx.InsertCertificate(ctx, certificateRecord(cert, ev.EKHash, digest, version)); err != nil {
+			return err
+		}
+		return auditlog.Append(ctx, tx, logged)
 	})
+	if err == nil {
+		s.nudge()
+	}
 	return recordErr("renewal", err)
 }
 

@@ -5,8 +5,10 @@ import (
 	"net/http"
 
 	"github.com/sigil-dev/sigil/attest"
+	"github.com/sigil-dev/sigil/audit"
 	"github.com/sigil-dev/sigil/hsm"
 	"github.com/sigil-dev/sigil/internal/enroll"
+	"github.com/sigil-dev/sigil/internal/store"
 )
 
 // fail answers err. Verification failures are logged in full and answered
@@ -32,6 +34,10 @@ func classify(err error) (status int, code, description string) {
 		return http.StatusForbidden, "policy_denied", denied.Error()
 	case attest.StepOf(err) != "":
 		return http.StatusForbidden, "attestation_failed", "attestation evidence rejected at step " + string(attest.StepOf(err)) + "; the server log has the detail"
+	case errors.Is(err, errBadQuery):
+		return http.StatusBadRequest, "invalid_request", err.Error()
+	case errors.Is(err, store.ErrNotFound):
+		return http.StatusNotFound, "not_found", "no such entry"
 	case errors.Is(err, enroll.ErrBadRequest):
 		return http.StatusBadRequest, "invalid_request", err.Error()
 	case errors.Is(err, enroll.ErrUnknownChallenge):
@@ -44,6 +50,8 @@ func classify(err error) (status int, code, description string) {
 		return http.StatusForbidden, "not_renewable", err.Error() + "; enroll again"
 	case errors.Is(err, enroll.ErrDeviceDisabled):
 		return http.StatusForbidden, "device_disabled", "this device is disabled"
+	case errors.Is(err, audit.ErrNoCheckpoint):
+		return http.StatusServiceUnavailable, "temporarily_unavailable", "the audit log has no signed checkpoint yet; retry shortly"
 	case errors.Is(err, hsm.ErrUnavailable):
 		return http.StatusServiceUnavailable, "temporarily_unavailable", "signing service unavailable; retry later"
 	}

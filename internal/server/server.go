@@ -38,6 +38,9 @@ type Server struct {
 	Bundle []byte
 	// CRL returns the current DER CRL.
 	CRL func(ctx context.Context) ([]byte, error)
+	// Audit and AuditStore serve the audit log; nil leaves it unserved.
+	Audit      AuditLog
+	AuditStore AuditReader
 	// Ready lists the dependencies /readyz checks, by name.
 	Ready    map[string]Checker
 	Log      *slog.Logger
@@ -58,6 +61,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST "+api.PathComplete, s.complete)
 	mux.HandleFunc("POST "+api.PathRenewChallenge, s.renewChallenge)
 	mux.HandleFunc("POST "+api.PathRenew, s.renew)
+	s.auditRoutes(mux)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.Registry, promhttp.HandlerOpts{}))
 	return s.metrics.instrument(mux)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -67,4 +68,56 @@ func BenchmarkEnroll(b *testing.B) {
 			b.ReportMetric(float64(b.N)/time.Since(began).Seconds(), "tx/s")
 		})
 	}
+}
+
+// BenchmarkAuditTx measures Tx calls that append an audit entry and insert
+// a record (a challenge), as an audited operation does, with the default
+// synchronous=FULL, from 1 and from 64 goroutines, group-committed (the
+// default batch of 64) and not (WithMaxBatch(1)): the ratio of the two is
+// what group commit buys.
+func BenchmarkAuditTx(b *testing.B) {
+	for _, goroutines := range []int{1, 64} {
+		for _, mode := range []struct {
+			name     string
+			maxBatch int
+		}{{"group", defaultMaxBatch}, {"batch=1", 1}} {
+			b.Run(fmt.Sprintf("goroutines=%d/%s", goroutines, mode.name), func(b *testing.B) {
+				benchAuditTx(b, goroutines, mode.maxBatch)
+			})
+		}
+	}
+}
+
+func benchAuditTx(b *testing.B, goroutines, maxBatch int) {
+	ctx := context.Background()
+	st, err := Open(ctx, filepath.Join(b.TempDir(), "sigil.db"), WithMaxBatch(maxBatch))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { st.Close() })
+	d := testDevice("bench")
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	began := time.Now()
+	for range goroutines {
+		wg.Go(func() {
+			for i := next.Add(1) - 1; i < int64(b.N); i = next.Add(1) - 1 {
+				name := fmt.Sprintf("bench-%d", i)
+				err := st.Tx(ctx, func(tx Tx) error {
+					if err := tx.CreateChallenge(ctx, testChallenge(name, d)); err != nil {
+						return err
+					}
+					_, err := tx.AppendAudit(ctx, testEntry(name, "jti:"+name))
+					return err
+				})
+				if err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	b.ReportMetric(float64(b.N)/time.Since(began).Seconds(), "tx/s")
 }

@@ -11,11 +11,26 @@ import (
 // The exceptions: placeholders are "?" where PostgreSQL wants "$1" (rewrite
 // them), and the locking noted at BindDevice and InsertCertificate.
 
-// querier is what *sql.DB and *sql.Tx have in common.
+// querier runs the package's statements: *sql.DB and *sql.Tx through
+// sqlQuerier, or a Tx's batchQuerier.
 type querier interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) scanner
+}
+
+// stdQuerier is what *sql.DB and *sql.Tx have in common.
+type stdQuerier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// sqlQuerier adapts a stdQuerier to querier.
+type sqlQuerier struct{ stdQuerier }
+
+func (q sqlQuerier) QueryRowContext(ctx context.Context, query string, args ...any) scanner {
+	return q.stdQuerier.QueryRowContext(ctx, query, args...)
 }
 
 // reader implements Reader with q.
@@ -34,6 +49,8 @@ var (
 	_ Reader = reader{}
 	_ Writer = writer{}
 	_ Tx     = txn{}
+
+	_ querier = sqlQuerier{}
 )
 
 // scanner is what *sql.Row and *sql.Rows have in common.

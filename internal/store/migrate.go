@@ -60,7 +60,7 @@ func migrate(ctx context.Context, db *sql.DB, ms []migration) error {
 		applied_at BIGINT NOT NULL)`); err != nil {
 		return fmt.Errorf("store: migrate: %w", err)
 	}
-	applied, err := appliedMigrations(ctx, tx)
+	applied, err := appliedMigrations(ctx, sqlQuerier{tx})
 	if err != nil {
 		return err
 	}

@@ -17,10 +17,11 @@ import (
 
 // SQLite settings. The store keeps two pools on one file:
 //
-//   - one writer connection. Writers wait for it in database/sql, for as
-//     long as their ctx allows, rather than in SQLite's busy handler, which
-//     polls with sleeps and fails with SQLITE_BUSY once busy_timeout has
-//     passed: with an unbounded pool, 64 goroutines writing got tens of
+//   - one writer connection, which the group committer (groupcommit.go)
+//     alone uses. Writers queue for it in Tx, for as long as their ctx
+//     allows, rather than in SQLite's busy handler, which polls with
+//     sleeps and fails with SQLITE_BUSY once busy_timeout has passed:
+//     with an unbounded pool, 64 goroutines writing got tens of
 //     SQLITE_BUSY errors per 3200 transactions. Transactions BEGIN
 //     IMMEDIATE (_txlock=immediate) and so take the write lock up front; a
 //     deferred transaction that reads and then writes fails with
@@ -45,11 +46,12 @@ type sqliteStore struct {
 	reader // on the read pool
 	w      *sql.DB
 	r      *sql.DB
+	gc     *committer // on w
 }
 
 var _ Store = (*sqliteStore)(nil)
 
-func openSQLite(ctx context.Context, dsn string) (Store, error) {
+func openSQLite(ctx context.Context, dsn string, o options) (Store, error) {
 	base, err := sqliteDSN(dsn)
 	if err != nil {
 		return nil, err
@@ -74,7 +76,7 @@ func openSQLite(ctx context.Context, dsn string) (Store, error) {
 		w.Close()
 		return nil, err
 	}
-	return &sqliteStore{reader: reader{r}, w: w, r: r}, nil
+	return &sqliteStore{reader: reader{sqlQuerier{r}}, w: w, r: r, gc: &committer{db: w, maxBatch: o.maxBatch}}, nil
 }
 
 // sqliteDSN validates dsn and returns it with the store's pragmas and a
@@ -170,30 +172,22 @@ func checkSQLite(ctx context.Context, db *sql.DB) error {
 	return nil
 }
 
+// Tx runs fn alone or queues it for a batch; see groupcommit.go.
 func (s *sqliteStore) Tx(ctx context.Context, fn func(Tx) error) error {
-	sqlTx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("store: begin: %w", err)
-	}
-	defer func() {
-		if p := recover(); p != nil {
-			sqlTx.Rollback()
-			panic(p)
-		}
-	}()
-	if err := fn(txn{reader{sqlTx}, writer{sqlTx}}); err != nil {
-		if rbErr := sqlTx.Rollback(); rbErr != nil && !errors.Is(rbErr, sql.ErrTxDone) {
-			return errors.Join(err, fmt.Errorf("store: rollback: %w", rbErr))
-		}
+	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := sqlTx.Commit(); err != nil {
-		if errors.Is(err, sql.ErrTxDone) && ctx.Err() != nil {
-			err = ctx.Err() // database/sql rolled back when ctx ended
-		}
-		return fmt.Errorf("store: commit: %w", classify(err))
+	c := s.gc.enter(ctx)
+	if c == nil {
+		defer s.gc.leave()
+		return s.gc.alone(ctx, fn)
 	}
-	return nil
+	tx, err := c.await()
+	if err != nil {
+		return err
+	}
+	c.run(tx, fn)
+	return <-c.done
 }
 
 // Ping reads the database file through the read pool; it does not queue

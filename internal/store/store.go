@@ -1,5 +1,6 @@
 // Package store persists what the server must remember: enrollment
-// challenges, devices, certificates and attestation evidence.
+// challenges, devices, certificates, attestation evidence and the audit
+// log.
 //
 // Open returns a Store for a DSN. SQLite (a file, WAL mode) is the default
 // for one process; PostgreSQL, for several replicas sharing state, will sit
@@ -63,13 +64,32 @@ type Store interface {
 	Reader
 	Writer
 
-	// Tx runs fn in one write transaction: it commits if fn returns nil
-	// and rolls back if fn returns an error, which Tx returns unchanged,
-	// or panics. Use tx only inside fn, and only tx: on SQLite the
-	// transaction holds the single write connection, so a write through
-	// the Store inside fn waits until ctx ends. Tx runs fn once and does
-	// not retry. Keep fn short, it holds the database's write lock: do slow
-	// work (verification, HSM signing) before it.
+	// Tx runs fn in a write transaction: fn's writes take effect if it
+	// returns nil and are undone if it returns an error, which Tx returns
+	// unchanged, or panics, which Tx lets through. Tx runs fn once, on the
+	// calling goroutine, and does not retry.
+	//
+	// Concurrent calls are group-committed (see WithMaxBatch): their fns run
+	// one after another, in the order the calls came, in one database
+	// transaction that commits once for all of them, each fn in a savepoint
+	// of its own. So:
+	//   - fn sees the writes of the fns before it in its batch, and does not
+	//     know whether they will commit. Tx returns when the batch has ended:
+	//     nil if it committed; fn's error if fn failed, its writes alone
+	//     undone; and, to every caller of the batch, the commit error if the
+	//     commit failed (fn's own error may have come from writes that never
+	//     committed).
+	//   - ctx: if ctx ends before fn starts, fn does not run and Tx returns
+	//     ctx.Err(). Once fn runs, ctx no longer interrupts a statement, which
+	//     could undo the whole batch: a statement started after ctx ended
+	//     fails with ctx.Err(), and if ctx has ended when fn returns nil, fn's
+	//     writes are undone and Tx returns ctx.Err(). Then Tx waits for the
+	//     batch to end whatever ctx does: nil means committed.
+	//
+	// Use tx only inside fn, and only tx: a write through the Store inside
+	// fn waits until its ctx ends, as fn holds the database's write lock.
+	// Keep fn short, the callers after it in its batch wait for it: do slow
+	// work (verification, HSM signing) before Tx.
 	Tx(ctx context.Context, fn func(tx Tx) error) error
 
 	// Ping reports whether the database answers, for /readyz.
@@ -99,6 +119,22 @@ type Reader interface {
 	// time, by serial, for a CRL; the zero time lists them all.
 	Revocations(ctx context.Context, unexpiredAt time.Time) ([]Revocation, error)
 	Evidence(ctx context.Context, digest string) (Evidence, error)
+
+	// AuditSize is the number of entries in the audit log.
+	AuditSize(ctx context.Context) (uint64, error)
+	// AuditEntries returns the Data of the entries with index in
+	// [start, end): end-start of them, in index order, at most
+	// MaxAuditRange. An index past the log is ErrNotFound.
+	AuditEntries(ctx context.Context, start, end uint64) ([][]byte, error)
+	// AuditLeafHashes is AuditEntries for the entries' leaf hashes.
+	AuditLeafHashes(ctx context.Context, start, end uint64) ([][]byte, error)
+	// AuditIndex returns the index of the entry stored with key.
+	AuditIndex(ctx context.Context, key string) (uint64, error)
+	// LatestCheckpoint returns the note of the checkpoint of the largest
+	// tree size, or nil when there is none.
+	LatestCheckpoint(ctx context.Context) ([]byte, error)
+	// Checkpoints lists the stored checkpoints, smallest size first.
+	Checkpoints(ctx context.Context) ([]Checkpoint, error)
 }
 
 // Writer changes records. A duplicate key is ErrConflict.
@@ -145,6 +181,20 @@ type Writer interface {
 	// PutEvidence stores evidence. Storing the same evidence again is a
 	// no-op; a different record under a stored digest is ErrConflict.
 	PutEvidence(ctx context.Context, e Evidence) error
+
+	// AppendAudit appends e to the audit log under the next index, which
+	// it returns, and stores e.Keys to find it by; it ignores e.Index.
+	// Call it in the Tx of the operation e records, so that neither takes
+	// effect without the other. A key already stored is ErrConflict, and
+	// then nothing of e is stored.
+	AppendAudit(ctx context.Context, e AuditEntry) (index uint64, err error)
+
+	// PutCheckpoint stores the signed checkpoint note of the tree of the
+	// first size entries. Storing the same note again is a no-op. Another
+	// note for a stored size is ErrConflict: another replica checkpointed
+	// that size first; use the stored note. A size past the log is
+	// ErrNotFound.
+	PutCheckpoint(ctx context.Context, size uint64, note []byte) error
 }
 
 // Open opens the store a DSN names, creating and migrating the schema as
@@ -158,17 +208,40 @@ type Writer interface {
 // A SQLite DSN may carry driver query parameters (for example
 // "?_pragma=synchronous(NORMAL)"); the store manages journal_mode,
 // foreign_keys, query_only and _txlock itself.
-func Open(ctx context.Context, dsn string) (Store, error) {
+func Open(ctx context.Context, dsn string, opts ...Option) (Store, error) {
+	o := options{maxBatch: defaultMaxBatch}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.maxBatch < 1 {
+		return nil, fmt.Errorf("store: WithMaxBatch(%d): want at least 1", o.maxBatch)
+	}
 	switch {
 	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
 		return nil, errors.New("store: postgres is not built yet; use a sqlite DSN")
 	case strings.HasPrefix(dsn, "sqlite:"):
-		return openSQLite(ctx, strings.TrimPrefix(strings.TrimPrefix(dsn, "sqlite:"), "//"))
+		return openSQLite(ctx, strings.TrimPrefix(strings.TrimPrefix(dsn, "sqlite:"), "//"), o)
 	case strings.Contains(dsn, "://"):
 		return nil, fmt.Errorf("store: unsupported DSN scheme in %q", redact(dsn))
 	default:
-		return openSQLite(ctx, dsn)
+		return openSQLite(ctx, dsn, o)
 	}
+}
+
+// An Option changes how Open sets the store up.
+type Option func(*options)
+
+type options struct {
+	maxBatch int
+}
+
+const defaultMaxBatch = 64
+
+// WithMaxBatch sets how many waiting Store.Tx calls at most share one
+// database transaction and its commit; the default is 64. 1 turns group
+// commit off: each Tx commits on its own.
+func WithMaxBatch(n int) Option {
+	return func(o *options) { o.maxBatch = n }
 }
 
 // redact drops everything after the scheme, which may hold a password.

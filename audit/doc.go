@@ -1,0 +1,77 @@
+// Package audit is sigil's tamper-evident log: typed entries in an RFC 6962
+// Merkle tree, checkpoints signed by an HSM key, inclusion and consistency
+// proofs, and the offline auditor. It does not store anything itself: the
+// server appends entries to its database in the transaction of the
+// operation each records, and the Log reads them through Storage.
+//
+// # Entries
+//
+// An entry (Entry, Encode, Decode) is one line of compact JSON:
+//
+//	{"kind":"certificate.issued","time":"2025-06-01T12:00:00.123Z","data":{...}}
+//
+// kind is one of the Kind constants; time is RFC 3339 in UTC, with
+// fractional seconds only when there are any; data is the payload of the
+// kind's type (Enrollment, Denial, Certificate, Device, Policy, Key, Token)
+// with its snake_case fields, exactly as encoding/json marshals it. The
+// encoding is canonical: one entry, one byte string. Decode accepts nothing
+// else: no unknown kind or field, no trailing bytes, no other key order,
+// spacing, escaping or time zone, at most MaxEntrySize bytes. An
+// Enrollment's evidence field is the attest.Evidence bundle byte for byte
+// (json.Marshal output passes through unchanged), so its SHA-256 is the
+// entry's evidence_digest. Tokens are recorded by jti, never the token.
+//
+// The leaf hash of an entry (LeafHash) is SHA-256(0x00 || encoded entry);
+// interior nodes are SHA-256(0x01 || left || right), as RFC 6962 says.
+//
+// # Checkpoints
+//
+// A checkpoint is C2SP tlog-checkpoint text, wrapped in a C2SP signed note:
+//
+//	sigil.test/sigil-audit
+//	4
+//	paWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaU=
+//	time 2025-06-01T12:00:00.123Z
+//
+//	— sigil.test/sigil-audit Da3asDBFAiACldlYXJw9sOH+ToHwDaxR5onL6pdBj6hiZYD33RFEDAIhAKcM+0rHmalmdTRQ0uEOfMRFqCHExF262o0hVMrXBkmf
+//
+// The lines are the origin, the tree size in decimal, the base64 root hash
+// and one extension line, "time " and the signing time in RFC 3339 UTC.
+// The origin is also the key name. The signature line carries the 4-byte
+// key ID, SHA-256(name || "\n" || 0x02 || SubjectPublicKeyInfo DER)[:4],
+// then the ASN.1 DER ECDSA P-256 signature of SHA-256 of the text (the
+// lines above the blank line, each with its newline). See Signer for how
+// this key ID differs from Rekor's. OpenCheckpoint verifies one; other
+// signatures on the note (witness cosignatures) are ignored.
+//
+// # The Log
+//
+// New, then Run: every interval and on Nudge, Run reads the entries stored
+// since the last checkpoint, checks their stored leaf hashes, extends an
+// in-memory compact range and signs and stores one checkpoint for the
+// batch. At start (Init) it rebuilds the range and refuses storage that
+// does not match its own latest checkpoint (ErrTampered). An HSM or
+// storage failure is logged, counted and retried at the next tick.
+//
+// # Export directory
+//
+// WriteExport writes, and DirSource reads:
+//
+//	DIR/checkpoint                the latest signed checkpoint note
+//	DIR/checkpoints/<size>        signed checkpoint notes by decimal tree size
+//	                              (the latest, and every stored one the storage lists)
+//	DIR/entries/<first>.jsonl     entries first .. first+999, one encoded entry
+//	                              per line, each line ending in "\n"; every
+//	                              file but the last holds exactly BundleSize
+//
+// # Auditing
+//
+// Verify reads a Source (a server, a DirSource), verifies the checkpoint
+// signature and origin, hashes every entry up to the checkpoint's root,
+// checks every other signed checkpoint it sees is a prefix, decodes every
+// entry and hands it to an OnEntry hook, and proves the checkpoint in its
+// state file consistent with the new one before replacing it. Failures are
+// typed: RollbackError, ForkError, MismatchError, EntryError, and the
+// sentinels ErrCheckpointSignature, ErrOriginMismatch,
+// ErrMalformedCheckpoint, ErrState.
+package audit

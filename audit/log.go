@@ -1,0 +1,386 @@
+package audit
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/transparency-dev/merkle/compact"
+)
+
+// Storage holds the log: entries, appended elsewhere (in the transaction of
+// the operation each records), and the checkpoints the Log signs.
+type Storage interface {
+	// Size returns the number of entries stored.
+	Size(ctx context.Context) (uint64, error)
+	// LeafHashes returns LeafHash of entries [start, end): end-start
+	// hashes in index order.
+	LeafHashes(ctx context.Context, start, end uint64) ([][]byte, error)
+	// Entries returns the encoded entries [start, end): end-start of them
+	// in index order.
+	Entries(ctx context.Context, start, end uint64) ([][]byte, error)
+	// LatestCheckpoint returns the stored checkpoint note of the largest
+	// size, or nil when none is stored.
+	LatestCheckpoint(ctx context.Context) ([]byte, error)
+	// PutCheckpoint stores the signed checkpoint note of the tree of the
+	// first size entries.
+	PutCheckpoint(ctx context.Context, size uint64, note []byte) error
+}
+
+// CheckpointLister is an optional interface of a Storage or a Source: it
+// returns every checkpoint note stored or published, in any order.
+// WriteExport exports them and Verify checks them all.
+type CheckpointLister interface {
+	Checkpoints(ctx context.Context) ([][]byte, error)
+}
+
+// Log integrates the entries of a Storage into a Merkle tree and signs a
+// checkpoint for each batch of new entries. Run does the work; the other
+// methods are safe for concurrent use.
+type Log struct {
+	storage Storage
+	signer  *Signer
+	origin  string
+	o       options
+	m       *metrics
+	nudge   chan struct{}
+	running atomic.Bool
+
+	work sync.Mutex     // serialises Init and Integrate
+	rng  *compact.Range // leaves integrated so far, under work
+
+	mu      sync.Mutex
+	latest  []byte        // latest signed note, nil if none
+	size    uint64        // its size
+	changed chan struct{} // closed and replaced when latest changes
+}
+
+// New returns a Log of the entries in storage, signing checkpoints with
+// signer. origin is the log's name in every checkpoint; it must be the
+// signer's name, so that a verifier built from the name and the public key
+// pins both (C2SP recommends the origin as the key name).
+func New(storage Storage, signer *Signer, origin string, opts ...Option) (*Log, error) {
+	switch {
+	case storage == nil || signer == nil:
+		return nil, errors.New("audit: new log: nil storage or signer")
+	case signer.Name() != origin:
+		return nil, fmt.Errorf("audit: new log: origin %q, but the signer's key is named %q", origin, signer.Name())
+	}
+	o, err := newOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	m, err := newMetrics(o.registerer)
+	if err != nil {
+		return nil, err
+	}
+	return &Log{storage: storage, signer: signer, origin: origin, o: o, m: m,
+		nudge: make(chan struct{}, 1), changed: make(chan struct{})}, nil
+}
+
+// Init rebuilds the tree from the storage's leaf hashes and checks it
+// against the latest stored checkpoint: signed by the log key, for the log's
+// origin, covering no more entries than are stored, with the recomputed
+// root. A mismatch is ErrTampered. Integrate and Run call Init; call it
+// first to fail before serving. It does its work once.
+func (l *Log) Init(ctx context.Context) error {
+	l.work.Lock()
+	defer l.work.Unlock()
+	return l.init(ctx)
+}
+
+func (l *Log) init(ctx context.Context) error {
+	if l.rng != nil {
+		return nil
+	}
+	note, cp, err := l.storedCheckpoint(ctx)
+	if err != nil {
+		return err
+	}
+	rng, err := scan(ctx, l.storage, cp.Size, nil)
+	if err != nil {
+		return err
+	}
+	if note != nil && !sameHash(rootOf(rng), cp.Hash) {
+		return fmt.Errorf("%w: the leaf hashes of the first %d entries do not hash to the stored checkpoint's root", ErrTampered, cp.Size)
+	}
+	l.rng = rng
+	if note != nil {
+		l.publish(note, cp.Size)
+	}
+	return nil
+}
+
+// storedCheckpoint reads and opens the latest stored checkpoint and checks
+// the storage holds the entries it covers. No checkpoint is a nil note.
+func (l *Log) storedCheckpoint(ctx context.Context) ([]byte, Checkpoint, error) {
+	note, err := l.storage.LatestCheckpoint(ctx)
+	if err != nil || len(note) == 0 {
+		return nil, Checkpoint{}, readErr("latest checkpoint", err)
+	}
+	cp, err := OpenCheckpoint(note, l.signer.Verifier())
+	if err != nil {
+		return nil, Checkpoint{}, fmt.Errorf("%w: stored checkpoint: %w", ErrTampered, err)
+	}
+	stored, err := l.storage.Size(ctx)
+	if err != nil {
+		return nil, Checkpoint{}, readErr("size", err)
+	}
+	if stored < cp.Size {
+		return nil, Checkpoint{}, fmt.Errorf("%w: the stored checkpoint covers %d entries, the storage has %d", ErrTampered, cp.Size, stored)
+	}
+	return note, cp, nil
+}
+
+func readErr(what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("audit: read %s: %w", what, err)
+}
+
+// Run integrates new entries every interval and whenever nudged, until ctx
+// ends, when it returns nil. Failures to read, sign (the HSM is down) or
+// store are logged, counted and retried at the next tick; only ErrTampered
+// stops Run, which returns it. Run at most once at a time; other
+// goroutines may call Integrate meanwhile.
+func (l *Log) Run(ctx context.Context) error {
+	if !l.running.CompareAndSwap(false, true) {
+		return errors.New("audit: Run is already running")
+	}
+	defer l.running.Store(false)
+	t := time.NewTicker(l.o.interval)
+	defer t.Stop()
+	for {
+		if err := l.Integrate(ctx); errors.Is(err, ErrTampered) {
+			l.o.logger.ErrorContext(ctx, "audit: log storage tampered with; stopping", "err", err)
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		case <-l.nudge:
+		}
+	}
+}
+
+// Integrate does one round of Run's work now: Init if not done, then
+// integrate the entries stored since the last checkpoint and sign and store
+// a checkpoint for them (also for an empty log without one). It returns
+// the failure Run would log and retry, or ErrTampered. A server can call
+// it at shutdown, after its last append, to checkpoint everything.
+func (l *Log) Integrate(ctx context.Context) error {
+	l.work.Lock()
+	defer l.work.Unlock()
+	if err := l.init(ctx); err != nil {
+		if !errors.Is(err, ErrTampered) {
+			return l.failed(ctx, stageRead, err)
+		}
+		return err
+	}
+	return l.integrate(ctx)
+}
+
+// Nudge asks Run to integrate new entries now rather than at the next
+// tick. It never blocks.
+func (l *Log) Nudge() {
+	select {
+	case l.nudge <- struct{}{}:
+	default:
+	}
+}
+
+// integrate extends the tree with the entries stored since the last
+// checkpoint and signs and stores a checkpoint for them.
+func (l *Log) integrate(ctx context.Context) error {
+	began := time.Now()
+	stored, err := l.storage.Size(ctx)
+	if err != nil {
+		return l.failed(ctx, stageRead, err)
+	}
+	size, has := l.current()
+	l.m.observe(size, stored)
+	switch {
+	case stored < l.rng.End():
+		return fmt.Errorf("%w: the storage has %d entries, %d were integrated", ErrTampered, stored, l.rng.End())
+	case has && size == stored:
+		return nil
+	}
+	if err := l.extend(ctx, stored); err != nil {
+		if errors.Is(err, ErrTampered) {
+			return err
+		}
+		return l.failed(ctx, stageRead, err)
+	}
+	return l.checkpoint(ctx, stored, began)
+}
+
+// extend appends leaves up to index to, checking each stored leaf hash
+// against its entry: the log never signs a tree of hashes that do not
+// match the entries auditors will read.
+func (l *Log) extend(ctx context.Context, to uint64) error {
+	for l.rng.End() < to {
+		start := l.rng.End()
+		end := min(start+readChunk, to)
+		hashes, err := readLeafHashes(ctx, l.storage, start, end)
+		if err != nil {
+			return err
+		}
+		if err := l.checkLeaves(ctx, start, end, hashes); err != nil {
+			return err
+		}
+		for _, h := range hashes {
+			if err := l.rng.Append(h, nil); err != nil {
+				return fmt.Errorf("audit: append leaf: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+// checkLeaves compares hashes with the leaf hashes of entries [start, end).
+func (l *Log) checkLeaves(ctx context.Context, start, end uint64, hashes [][]byte) error {
+	entries, err := l.storage.Entries(ctx, start, end)
+	if err != nil {
+		return readErr(fmt.Sprintf("entries [%d, %d)", start, end), err)
+	}
+	if uint64(len(entries)) != end-start {
+		return fmt.Errorf("audit: read entries [%d, %d): got %d", start, end, len(entries))
+	}
+	for i, e := range entries {
+		if !bytes.Equal(LeafHash(e), hashes[i]) {
+			return fmt.Errorf("%w: the stored leaf hash of entry %d is not the hash of the entry", ErrTampered, start+uint64(i))
+		}
+	}
+	return nil
+}
+
+// checkpoint signs and stores the checkpoint of the tree integrated so far.
+func (l *Log) checkpoint(ctx context.Context, stored uint64, began time.Time) error {
+	cp := Checkpoint{Origin: l.origin, Size: l.rng.End(), Hash: rootOf(l.rng), Time: l.o.now().UTC().Truncate(time.Millisecond)}
+	note, err := l.signer.Sign(cp)
+	if err != nil {
+		return l.failed(ctx, stageSign, err)
+	}
+	if err := l.storage.PutCheckpoint(ctx, cp.Size, note); err != nil {
+		if note = l.adopt(ctx, cp); note == nil {
+			return l.failed(ctx, stageStore, err)
+		}
+	}
+	l.publish(note, cp.Size)
+	l.m.checkpointed(cp.Size, stored, time.Since(began))
+	l.o.logger.DebugContext(ctx, "audit: checkpoint signed", "size", cp.Size, "root", b64(cp.Hash))
+	return nil
+}
+
+// adopt returns the stored latest checkpoint if it is a valid checkpoint of
+// the same tree as cp (another replica stored that size first), else nil.
+func (l *Log) adopt(ctx context.Context, cp Checkpoint) []byte {
+	note, err := l.storage.LatestCheckpoint(ctx)
+	if err != nil || len(note) == 0 {
+		return nil
+	}
+	got, err := OpenCheckpoint(note, l.signer.Verifier())
+	if err != nil || got.Size != cp.Size || !sameHash(got.Hash, cp.Hash) {
+		return nil
+	}
+	return note
+}
+
+// failed logs and counts a failure that the next tick retries.
+func (l *Log) failed(ctx context.Context, stage string, err error) error {
+	if ctx.Err() != nil {
+		return err
+	}
+	l.m.fail(stage)
+	l.o.logger.WarnContext(ctx, "audit: checkpoint failed; retrying at the next tick", "stage", stage, "err", err)
+	return fmt.Errorf("audit: checkpoint (%s): %w", stage, err)
+}
+
+// publish makes note, of the given size, the latest checkpoint.
+func (l *Log) publish(note []byte, size uint64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.latest, l.size = note, size
+	close(l.changed)
+	l.changed = make(chan struct{})
+}
+
+// current returns the latest checkpoint's size and whether there is one.
+func (l *Log) current() (uint64, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.size, l.latest != nil
+}
+
+// Checkpoint returns the latest signed checkpoint note: the one Run signed
+// or found at Init, else the one in storage. ErrNoCheckpoint if none.
+func (l *Log) Checkpoint(ctx context.Context) ([]byte, error) {
+	l.mu.Lock()
+	note := l.latest
+	l.mu.Unlock()
+	if note == nil {
+		var err error
+		if note, err = l.storage.LatestCheckpoint(ctx); err != nil {
+			return nil, readErr("latest checkpoint", err)
+		}
+	}
+	if len(note) == 0 {
+		return nil, ErrNoCheckpoint
+	}
+	return bytes.Clone(note), nil
+}
+
+// WaitFor blocks until a checkpoint covers at least size entries, nudging
+// Run, and returns it; or until ctx ends.
+func (l *Log) WaitFor(ctx context.Context, size uint64) ([]byte, error) {
+	for {
+		l.mu.Lock()
+		note, have, changed := l.latest, l.size, l.changed
+		l.mu.Unlock()
+		if note != nil && have >= size {
+			return bytes.Clone(note), nil
+		}
+		l.Nudge()
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("audit: wait for a checkpoint of size %d: %w", size, ctx.Err())
+		case <-changed:
+		}
+	}
+}
+
+// InclusionProof returns the inclusion proof of entry index in the tree of
+// the first size entries (index < size <= entries stored).
+func (l *Log) InclusionProof(ctx context.Context, index, size uint64) ([][]byte, error) {
+	if err := l.checkSize(ctx, size); err != nil {
+		return nil, err
+	}
+	return InclusionProof(ctx, l.storage, index, size)
+}
+
+// ConsistencyProof returns the consistency proof between the trees of the
+// first m and the first n entries (m <= n <= entries stored).
+func (l *Log) ConsistencyProof(ctx context.Context, m, n uint64) ([][]byte, error) {
+	if err := l.checkSize(ctx, n); err != nil {
+		return nil, err
+	}
+	return ConsistencyProof(ctx, l.storage, m, n)
+}
+
+// checkSize refuses a tree size beyond the stored entries.
+func (l *Log) checkSize(ctx context.Context, size uint64) error {
+	stored, err := l.storage.Size(ctx)
+	if err != nil {
+		return readErr("size", err)
+	}
+	if size > stored {
+		return fmt.Errorf("audit: tree size %d is beyond the log's %d entries", size, stored)
+	}
+	return nil
+}

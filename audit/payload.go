@@ -1,0 +1,110 @@
+package audit
+
+import (
+	"encoding/json"
+	"reflect"
+	"time"
+)
+
+// Enrollment is the payload of DeviceEnrolled: a device proved its identity
+// and got a certificate. Evidence is the full attest.Evidence bundle exactly
+// as stored: its SHA-256 is EvidenceDigest, and an auditor re-verifies it
+// offline.
+type Enrollment struct {
+	SPIFFEID       string          `json:"spiffe_id"`
+	Serial         string          `json:"serial"`
+	EKHash         string          `json:"ek_hash"`
+	AKHash         string          `json:"ak_hash"`
+	EvidenceDigest string          `json:"evidence_digest"`
+	PolicyVersion  string          `json:"policy_version"`
+	PolicyIDs      []string        `json:"policy_ids,omitempty"`
+	PreviousAK     string          `json:"previous_ak,omitempty"` // set when the EK was rebound to a new AK
+	Evidence       json.RawMessage `json:"evidence,omitempty"`
+}
+
+// Denial is the payload of EnrollmentDenied: attestation or policy refused
+// a device.
+type Denial struct {
+	SPIFFEID      string   `json:"spiffe_id"`
+	EKHash        string   `json:"ek_hash"`
+	Reason        string   `json:"reason"`
+	PolicyVersion string   `json:"policy_version,omitempty"`
+	PolicyIDs     []string `json:"policy_ids,omitempty"`
+}
+
+// Certificate is the payload of CertificateIssued, CertificateRenewed and
+// CertificateRevoked. Evidence is the renewal evidence bundle (renewals
+// only); Reason the revocation reason (revocations only).
+type Certificate struct {
+	Serial         string          `json:"serial"`
+	SPIFFEID       string          `json:"spiffe_id,omitempty"`
+	EKHash         string          `json:"ek_hash,omitempty"`
+	EvidenceDigest string          `json:"evidence_digest,omitempty"`
+	PolicyVersion  string          `json:"policy_version,omitempty"`
+	NotAfter       time.Time       `json:"not_after,omitzero"`
+	Evidence       json.RawMessage `json:"evidence,omitempty"`
+	Reason         string          `json:"reason,omitempty"`
+}
+
+// Device is the payload of DeviceDisabled and DeviceEnabled. The
+// certificates a disabling revokes get CertificateRevoked entries of their
+// own.
+type Device struct {
+	EKHash string `json:"ek_hash"`
+	Status string `json:"status"`
+}
+
+// Policy is the payload of PolicyLoaded: the content-hash version of the
+// policy set and how many policies it holds.
+type Policy struct {
+	Version  string `json:"version"`
+	Policies int    `json:"policies"`
+}
+
+// Key is the payload of KeyCreated, KeyRotated and KeyRetired: an HSM key
+// by label and key id, never key material.
+type Key struct {
+	Label   string `json:"label"`
+	KID     string `json:"kid"`
+	Alg     string `json:"alg"`
+	Purpose string `json:"purpose"`
+}
+
+// Token is the payload of TokenIssued, TokenExchanged and TokenRevoked. It
+// never holds the token itself. Act is the delegation chain, the current
+// actor first; CNF is the x5t#S256 certificate thumbprint the token is
+// bound to.
+type Token struct {
+	JTI       string    `json:"jti"`
+	ParentJTI string    `json:"parent_jti,omitempty"`
+	Sub       string    `json:"sub"`
+	Act       []string  `json:"act,omitempty"`
+	Aud       []string  `json:"aud,omitempty"`
+	Scope     string    `json:"scope,omitempty"`
+	Exp       time.Time `json:"exp,omitzero"`
+	CNF       string    `json:"cnf,omitempty"`
+}
+
+// payloads maps each kind to its payload type.
+var payloads = map[Kind]reflect.Type{
+	DeviceEnrolled:     reflect.TypeFor[Enrollment](),
+	EnrollmentDenied:   reflect.TypeFor[Denial](),
+	CertificateIssued:  reflect.TypeFor[Certificate](),
+	CertificateRenewed: reflect.TypeFor[Certificate](),
+	CertificateRevoked: reflect.TypeFor[Certificate](),
+	DeviceDisabled:     reflect.TypeFor[Device](),
+	DeviceEnabled:      reflect.TypeFor[Device](),
+	PolicyLoaded:       reflect.TypeFor[Policy](),
+	KeyCreated:         reflect.TypeFor[Key](),
+	KeyRotated:         reflect.TypeFor[Key](),
+	KeyRetired:         reflect.TypeFor[Key](),
+	TokenIssued:        reflect.TypeFor[Token](),
+	TokenExchanged:     reflect.TypeFor[Token](),
+	TokenRevoked:       reflect.TypeFor[Token](),
+}
+
+// Known reports whether k is one of the Kind constants.
+func (k Kind) Known() bool {
+	_, ok := payloads[k]
+	return ok
+}

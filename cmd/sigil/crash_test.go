@@ -1,0 +1,118 @@
+package main_test
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sigil-dev/sigil/audit"
+)
+
+// Kill sigild (SIGKILL) in the middle of a burst of enrollments from two
+// hosts; after a restart the audit log verifies and holds every enrollment
+// that was reported a success.
+func TestCrashDuringEnrollmentBurst(t *testing.T) {
+	s := startStack(t, "2")
+	var (
+		mu        sync.Mutex
+		succeeded []string // SPIFFE IDs whose enrollment returned success
+		wg        sync.WaitGroup
+		stop      = make(chan struct{})
+	)
+	for host := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := 0; ; n++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				id := fmt.Sprintf("spiffe://sigil.test/workload/burst-%d-%d", host, n)
+				out, code := s.enroll(host, id, filepath.Join(s.dir, fmt.Sprintf("burst-%d-%d", host, n)))
+				if code == 0 {
+					mu.Lock()
+					succeeded = append(succeeded, id)
+					mu.Unlock()
+				} else if !strings.Contains(out, "connect") && !strings.Contains(out, "EOF") && !strings.Contains(out, "reset") {
+					t.Errorf("enrollment failed other than by the crash: %s", out)
+				}
+			}
+		}()
+	}
+	waitFor(t, 30*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return len(succeeded) >= 6 })
+	pid := readPID(t, filepath.Join(s.dir, "sigild.pid"))
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	close(stop)
+	wg.Wait()
+	waitFor(t, 10*time.Second, func() bool { return syscall.Kill(pid, 0) != nil })
+
+	if out, err := s.script("up.sh", s.dir, "--tpms", "2"); err != nil {
+		t.Fatalf("restart: %v\n%s", err, out)
+	}
+	s.env = readEnv(t, filepath.Join(s.dir, "env"))
+	out, code := s.run("sigil", "audit", "verify", "--state", filepath.Join(t.TempDir(), "state"))
+	if code != 0 {
+		t.Fatalf("audit verify after the crash: exit %d\n%s", code, out)
+	}
+	logged := loggedIdentities(t, s)
+	for _, id := range succeeded {
+		if !logged[id] {
+			t.Errorf("enrollment of %s returned success but is not in the log", id)
+		}
+	}
+	t.Logf("%d enrollments succeeded before the crash; all in the log", len(succeeded))
+}
+
+// loggedIdentities exports the log and returns the SPIFFE IDs it enrolled.
+func loggedIdentities(t *testing.T, s *stack) map[string]bool {
+	t.Helper()
+	export := filepath.Join(t.TempDir(), "export")
+	if out, code := s.run("sigild", "--config", filepath.Join(s.dir, "sigild.yaml"), "audit", "export", export); code != 0 {
+		t.Fatalf("export: %s", out)
+	}
+	src := audit.DirSource(export)
+	note, err := src.Checkpoint(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp, err := audit.PeekCheckpoint(note)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries, err := src.Entries(t.Context(), 0, cp.Size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]bool{}
+	for _, data := range entries {
+		e, err := audit.Decode(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p, err := e.Payload(); err == nil {
+			if en, ok := p.(*audit.Enrollment); ok {
+				ids[en.SPIFFEID] = true
+			}
+		}
+	}
+	return ids
+}
+
+func waitFor(t *testing.T, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met within %v", d)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

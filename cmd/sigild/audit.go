@@ -1,0 +1,56 @@
+package main
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"log/slog"
+	"os"
+
+	"github.com/sigil-dev/sigil/audit"
+	"github.com/sigil-dev/sigil/internal/config"
+	"github.com/sigil-dev/sigil/internal/daemon"
+	"github.com/sigil-dev/sigil/internal/store"
+)
+
+type auditCmd struct {
+	Key    auditKeyCmd    `cmd:"" help:"Print the audit log's public key (PEM), to give auditors out of band."`
+	Export auditExportCmd `cmd:"" help:"Write the log's entries and checkpoints to a directory for offline audit."`
+}
+
+type auditKeyCmd struct{}
+
+func (auditKeyCmd) Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	h, err := daemon.OpenHSM(ctx, cfg, log, nil)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	k, err := h.Find(ctx, cfg.Audit.KeyLabel)
+	if err != nil {
+		return fmt.Errorf("%w (run `sigild init` first)", err)
+	}
+	der, err := x509.MarshalPKIXPublicKey(k.Public())
+	if err != nil {
+		return err
+	}
+	return pem.Encode(os.Stdout, &pem.Block{Type: "PUBLIC KEY", Bytes: der})
+}
+
+type auditExportCmd struct {
+	Dir string `arg:"" help:"Directory to write (created if missing)." type:"path"`
+}
+
+func (c auditExportCmd) Run(ctx context.Context, cfg *config.Config) error {
+	st, err := store.Open(ctx, cfg.Store)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if err := audit.WriteExport(ctx, store.AuditStorage(st), c.Dir); err != nil {
+		return err
+	}
+	fmt.Printf("exported the audit log of %s to %s\n", cfg.AuditOrigin(), c.Dir)
+	return nil
+}

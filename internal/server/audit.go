@@ -1,0 +1,135 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+
+	"github.com/sigil-dev/sigil/api"
+	"github.com/sigil-dev/sigil/internal/store"
+)
+
+// AuditLog is what the API serves of the audit log: signed checkpoints and
+// proofs against them.
+type AuditLog interface {
+	Checkpoint(ctx context.Context) ([]byte, error)
+	InclusionProof(ctx context.Context, index, size uint64) ([][]byte, error)
+	ConsistencyProof(ctx context.Context, m, n uint64) ([][]byte, error)
+}
+
+// AuditReader reads log entries and finds them by key ("serial:…",
+// "jti:…").
+type AuditReader interface {
+	AuditEntries(ctx context.Context, start, end uint64) ([][]byte, error)
+	AuditIndex(ctx context.Context, key string) (uint64, error)
+}
+
+func (s *Server) auditRoutes(mux *http.ServeMux) {
+	if s.Audit == nil {
+		return
+	}
+	mux.HandleFunc("GET "+api.PathAuditCheckpoint, s.auditCheckpoint)
+	mux.HandleFunc("GET "+api.PathAuditEntries, s.auditEntries)
+	mux.HandleFunc("GET "+api.PathAuditInclusion, s.auditInclusion)
+	mux.HandleFunc("GET "+api.PathAuditConsistency, s.auditConsistency)
+}
+
+func (s *Server) auditCheckpoint(w http.ResponseWriter, r *http.Request) {
+	note, err := s.Audit.Checkpoint(r.Context())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Write(note)
+}
+
+func (s *Server) auditEntries(w http.ResponseWriter, r *http.Request) {
+	q := queryInts(r, "start", "end")
+	if q.err == nil && (q.v["end"] <= q.v["start"] || q.v["end"]-q.v["start"] > api.MaxAuditEntries) {
+		q.err = fmt.Errorf("want start < end and at most %d entries", api.MaxAuditEntries)
+	}
+	if q.err != nil {
+		writeError(w, http.StatusBadRequest, "invalid_request", q.err.Error())
+		return
+	}
+	entries, err := s.AuditStore.AuditEntries(r.Context(), q.v["start"], q.v["end"])
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, api.AuditEntries{Entries: entries})
+}
+
+func (s *Server) auditInclusion(w http.ResponseWriter, r *http.Request) {
+	index, err := s.entryIndex(r)
+	q := queryInts(r, "size")
+	if err == nil {
+		err = q.err
+	}
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	hashes, err := s.Audit.InclusionProof(r.Context(), index, q.v["size"])
+	if err != nil {
+		s.fail(w, r, fmt.Errorf("%w: %v", errBadQuery, err))
+		return
+	}
+	writeJSON(w, http.StatusOK, api.AuditProof{Index: index, Size: q.v["size"], Hashes: hashes})
+}
+
+// entryIndex reads ?index=, or finds the entry of ?serial= or ?jti=.
+func (s *Server) entryIndex(r *http.Request) (uint64, error) {
+	for _, key := range []string{"serial", "jti"} {
+		if v := r.URL.Query().Get(key); v != "" {
+			if len(v) > 128 {
+				return 0, fmt.Errorf("%w: %s too long", errBadQuery, key)
+			}
+			return s.AuditStore.AuditIndex(r.Context(), key+":"+v)
+		}
+	}
+	q := queryInts(r, "index")
+	return q.v["index"], q.err
+}
+
+func (s *Server) auditConsistency(w http.ResponseWriter, r *http.Request) {
+	q := queryInts(r, "from", "to")
+	if q.err != nil {
+		s.fail(w, r, q.err)
+		return
+	}
+	hashes, err := s.Audit.ConsistencyProof(r.Context(), q.v["from"], q.v["to"])
+	if err != nil {
+		s.fail(w, r, fmt.Errorf("%w: %v", errBadQuery, err))
+		return
+	}
+	writeJSON(w, http.StatusOK, api.AuditProof{From: q.v["from"], Size: q.v["to"], Hashes: hashes})
+}
+
+// errBadQuery marks a malformed or out-of-range query (400).
+var errBadQuery = errors.New("invalid query")
+
+type ints struct {
+	v   map[string]uint64
+	err error
+}
+
+// queryInts parses the named query parameters as unsigned integers.
+func queryInts(r *http.Request, names ...string) ints {
+	out := ints{v: map[string]uint64{}}
+	for _, n := range names {
+		v, err := strconv.ParseUint(r.URL.Query().Get(n), 10, 63)
+		if err != nil {
+			out.err = fmt.Errorf("%w: %s must be a non-negative integer", errBadQuery, n)
+			return out
+		}
+		out.v[n] = v
+	}
+	return out
+}
+
+var _ AuditReader = store.Store(nil)
