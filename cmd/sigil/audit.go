@@ -21,9 +21,9 @@ type auditCmd struct {
 }
 
 type auditVerifyCmd struct {
-	Server   string `help:"sigild URL (or use --dir)." env:"SIGIL_SERVER" xor:"source"`
+	Server   string `help:"sigild URL (or use --dir)." env:"SIGIL_SERVER"`
 	CABundle string `name:"ca-bundle" help:"PEM trust bundle for --server." env:"SIGIL_CA_BUNDLE"`
-	Dir      string `help:"An export directory (sigild audit export) instead of a server." type:"existingdir" xor:"source"`
+	Dir      string `help:"An export directory (sigild audit export); takes precedence over --server." type:"existingdir"`
 	Key      string `help:"The log's public key, PEM, obtained out of band." env:"SIGIL_AUDIT_KEY" type:"existingfile" required:""`
 	Origin   string `help:"The log's origin line; default TRUST_DOMAIN/sigil-audit." env:"SIGIL_AUDIT_ORIGIN"`
 	EKRoots  string `name:"ek-roots" help:"PEM of the EK CAs, to re-verify enrollment evidence." env:"SIGIL_EK_ROOTS" type:"existingfile" required:""`

@@ -42,12 +42,7 @@ func startStack(t *testing.T, tpms string) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &stack{t: t, root: root, bin: t.TempDir(), dir: t.TempDir()}
-	build := exec.Command("go", "build", "-o", s.bin+"/", "./cmd/...")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	s := &stack{t: t, root: root, bin: buildCLI(t), dir: t.TempDir()}
 	t.Cleanup(func() {
 		if out, err := s.script("down.sh", s.dir); err != nil {
 			t.Errorf("down.sh: %v\n%s", err, out)
