@@ -14,9 +14,9 @@ import (
 //
 // With synchronous=FULL every SQLite commit is an fsync, and the one writer
 // connection commits one transaction at a time: about 2000 transactions a
-// second however many callers wait. So Store.Tx queues its callers, and a
-// committer goroutine runs up to maxBatch of them in one transaction, each
-// fn in a savepoint:
+// second however many callers wait. So Tx calls that find the writer busy
+// queue up, and a committer goroutine runs up to maxBatch of them in one
+// transaction, each fn in a savepoint:
 //
 //	BEGIN IMMEDIATE
 //	SAVEPOINT fn; fn₁; RELEASE fn                      fn₁ returned nil
@@ -186,7 +186,7 @@ func (g *committer) loop() {
 }
 
 // take removes up to maxBatch calls from the queue, dropping abandoned
-// ones. It returns nil, and marks the committer stopped, when the queue is
+// ones. It returns nil, and marks the committer idle, when the queue is
 // empty.
 func (g *committer) take() []*txCall {
 	g.mu.Lock()
@@ -240,10 +240,10 @@ func (g *committer) commit(calls []*txCall) {
 
 // batch is one database transaction shared by Tx calls.
 type batch struct {
-	tx        *sql.Tx
-	ran       []*txCall // whose fn ran, or was refused for its ctx
-	outcomes  []error
-	committed bool // some fn returned nil: the batch commits
+	tx       *sql.Tx
+	ran      []*txCall // whose fn ran, or was refused for its ctx
+	outcomes []error
+	commits  bool // some fn returned nil
 }
 
 // run gives c its turn in a savepoint. An error means the transaction can
@@ -263,7 +263,7 @@ func (b *batch) run(c *txCall) error {
 			return fmt.Errorf("rollback to savepoint: %w", err)
 		}
 	} else {
-		b.committed = true
+		b.commits = true
 	}
 	if _, err := b.tx.Exec(`RELEASE fn`); err != nil {
 		return fmt.Errorf("release savepoint: %w", err)
@@ -275,7 +275,7 @@ func (b *batch) run(c *txCall) error {
 // every caller its result.
 func (b *batch) end() {
 	var commitErr, rollbackErr error
-	if b.committed {
+	if b.commits {
 		if err := b.tx.Commit(); err != nil {
 			commitErr = fmt.Errorf("store: commit: %w", classify(err))
 		}

@@ -409,3 +409,26 @@ func TestTxAfterClose(t *testing.T) {
 		t.Fatalf("Tx after Close = %v", err)
 	}
 }
+
+// TestTxAloneGoexit: an fn that ends its goroutine (t.FailNow in a test)
+// in a Tx that ran alone leaves no writes and a usable store.
+func TestTxAloneGoexit(t *testing.T) {
+	st, _ := openStore(t)
+	ctx := context.Background()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		st.Tx(ctx, func(tx Tx) error {
+			if _, err := tx.AppendAudit(ctx, testEntry("exits")); err != nil {
+				t.Error(err)
+			}
+			runtime.Goexit()
+			return nil
+		})
+		t.Error("Tx returned")
+	}()
+	<-done
+	if idx, err := st.AppendAudit(ctx, testEntry("next")); err != nil || idx != 0 {
+		t.Fatalf("AppendAudit after the goroutine exited = %d, %v; want index 0", idx, err)
+	}
+}
