@@ -19,6 +19,10 @@ var (
 	ErrChallengeExpired = errors.New("challenge expired")
 	// ErrDeviceDisabled: the device may not hold certificates (403).
 	ErrDeviceDisabled = errors.New("device disabled")
+	// ErrNotRecorded: the operation and its audit entry could not be
+	// committed, so nothing took effect and nothing was issued. Answer 503
+	// with Retry-After; the client may try again.
+	ErrNotRecorded = errors.New("could not record the operation in the store and the audit log")
 )
 
 // DeniedError is a policy denial. Its message names the identity, why it was

@@ -90,7 +90,7 @@ func recordErr(what string, err error) error {
 	case errors.Is(err, store.ErrDeviceDisabled):
 		return fmt.Errorf("%w: disabled during %s", ErrDeviceDisabled, what)
 	}
-	return fmt.Errorf("enroll: record %s: %w", what, err)
+	return fmt.Errorf("enroll: %w: %s: %w", ErrNotRecorded, what, err)
 }
 
 func certificateRecord(cert *x509.Certificate, ekHash, digest, version string) store.Certificate {

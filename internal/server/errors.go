@@ -24,6 +24,9 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	if status == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", "5")
 	}
+	if errors.Is(err, enroll.ErrNotRecorded) && s.metrics != nil {
+		s.metrics.unrecorded.Inc()
+	}
 	writeError(w, status, code, desc)
 }
 
@@ -50,6 +53,8 @@ func classify(err error) (status int, code, description string) {
 		return http.StatusForbidden, "not_renewable", err.Error() + "; enroll again"
 	case errors.Is(err, enroll.ErrDeviceDisabled):
 		return http.StatusForbidden, "device_disabled", "this device is disabled"
+	case errors.Is(err, enroll.ErrNotRecorded):
+		return http.StatusServiceUnavailable, "temporarily_unavailable", "the operation could not be recorded, so it did not take effect; retry later"
 	case errors.Is(err, audit.ErrNoCheckpoint):
 		return http.StatusServiceUnavailable, "temporarily_unavailable", "the audit log has no signed checkpoint yet; retry shortly"
 	case errors.Is(err, hsm.ErrUnavailable):

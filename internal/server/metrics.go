@@ -11,6 +11,7 @@ import (
 type metrics struct {
 	enrollments *prometheus.CounterVec
 	requests    *prometheus.HistogramVec
+	unrecorded  prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -24,8 +25,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help:    "HTTP request latency by route and status.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
 		}, []string{"route", "status"}),
+		unrecorded: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sigil_unrecorded_operations_total",
+			Help: "Operations refused because they and their audit entry could not be committed.",
+		}),
 	}
-	reg.MustRegister(m.enrollments, m.requests)
+	reg.MustRegister(m.enrollments, m.requests, m.unrecorded)
 	return m
 }
 

@@ -103,6 +103,7 @@ func TestClassify(t *testing.T) {
 		{"disabled", enroll.ErrDeviceDisabled, http.StatusForbidden, "device_disabled"},
 		{"not-renewable", enroll.ErrNotRenewable, http.StatusForbidden, "not_renewable"},
 		{"hsm-down", &hsm.Error{Op: "sign", Kind: hsm.ErrUnavailable}, http.StatusServiceUnavailable, "temporarily_unavailable"},
+		{"not-recorded", fmt.Errorf("enroll: %w: issuance: disk full", enroll.ErrNotRecorded), http.StatusServiceUnavailable, "temporarily_unavailable"},
 		{"other", errors.New("disk on fire"), http.StatusInternalServerError, "server_error"},
 	}
 	for _, tt := range tests {
