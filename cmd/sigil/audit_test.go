@@ -3,13 +3,19 @@ package main_test
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/sigil-dev/sigil/api"
 	"github.com/sigil-dev/sigil/audit"
 	"github.com/sigil-dev/sigil/internal/auditlog"
 	"github.com/sigil-dev/sigil/internal/store"
@@ -33,6 +39,8 @@ func TestAuditVerifyDetectsTampering(t *testing.T) {
 	if out, code := verifyDir(s, good, seen); code != 0 {
 		t.Fatalf("the genuine export does not verify: %s", out)
 	}
+
+	t.Run("served-proofs", func(t *testing.T) { servedProofs(t, s, old, good, state) })
 
 	tests := []struct {
 		name   string
@@ -196,4 +204,58 @@ func enrollmentEntries(t *testing.T, evidence []byte) []store.AuditEntry {
 		t.Fatal(err)
 	}
 	return []store.AuditEntry{e}
+}
+
+// servedProofs checks sigild's proof endpoints against the signed
+// checkpoints: the inclusion proof of the renewed certificate, found by its
+// serial, and the consistency proof between the old and new checkpoints.
+func servedProofs(t *testing.T, s *stack, old, cur, state string) {
+	key, err := audit.ParseVerifierPEM("sigil.test/sigil-audit", readFileT(t, s.env["SIGIL_AUDIT_KEY"]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	open := func(dir string) audit.Checkpoint {
+		cp, err := audit.OpenCheckpoint(readFileT(t, filepath.Join(dir, "checkpoint")), key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cp
+	}
+	a, b := open(old), open(cur)
+	serial := readPEM(t, filepath.Join(state, "cert.pem"))[0].SerialNumber.Text(16)
+	var inc api.AuditProof
+	getJSON(t, s, fmt.Sprintf("%s?serial=%s&size=%d", api.PathAuditInclusion, serial, b.Size), &inc)
+	entries, err := audit.DirSource(cur).Entries(t.Context(), inc.Index, inc.Index+1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := audit.VerifyInclusion(audit.LeafHash(entries[0]), inc.Index, b.Size, inc.Hashes, b.Hash); err != nil {
+		t.Errorf("inclusion proof of serial %s: %v", serial, err)
+	}
+	var cons api.AuditProof
+	getJSON(t, s, fmt.Sprintf("%s?from=%d&to=%d", api.PathAuditConsistency, a.Size, b.Size), &cons)
+	if err := audit.VerifyConsistency(a.Size, b.Size, cons.Hashes, a.Hash, b.Hash); err != nil {
+		t.Errorf("consistency proof %d→%d: %v", a.Size, b.Size, err)
+	}
+}
+
+func getJSON(t *testing.T, s *stack, path string, v any) {
+	t.Helper()
+	roots := x509.NewCertPool()
+	for _, c := range readPEM(t, s.env["SIGIL_CA_BUNDLE"]) {
+		roots.AddCert(c)
+	}
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
+	resp, err := hc.Get(s.env["SIGIL_SERVER"] + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(resp.Body)
+		t.Fatalf("GET %s: %d %s", path, resp.StatusCode, body)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatal(err)
+	}
 }
