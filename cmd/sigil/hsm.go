@@ -13,8 +13,7 @@ type hsmCmd struct {
 	URI    string `name:"hsm" help:"RFC 7512 pkcs11: URI of the token." env:"SIGIL_HSM_URI" required:""`
 	PINEnv string `help:"Environment variable holding the PIN, when the URI has no pin-source." default:"SIGIL_HSM_PIN"`
 
-	Keys   hsmKeysCmd   `cmd:"" help:"List the keys on the token."`
-	Rotate hsmRotateCmd `cmd:"" help:"Create the next version of a key beside the current one."`
+	Keys hsmKeysCmd `cmd:"" help:"List the keys on the token."`
 }
 
 func (c *hsmCmd) open(ctx context.Context) (*hsm.HSM, error) {
@@ -39,22 +38,4 @@ func (hsmKeysCmd) Run(ctx context.Context, parent *hsmCmd) error {
 		fmt.Fprintf(w, "%s\t%s\t%s\n", k.Label, k.Alg, k.KID)
 	}
 	return w.Flush()
-}
-
-type hsmRotateCmd struct {
-	Name string `arg:"" help:"Key name (its label without the version suffix)."`
-}
-
-func (c hsmRotateCmd) Run(ctx context.Context, parent *hsmCmd) error {
-	h, err := parent.open(ctx)
-	if err != nil {
-		return err
-	}
-	defer h.Close()
-	k, err := h.Rotate(ctx, c.Name)
-	if err != nil {
-		return err
-	}
-	fmt.Printf("created %s (%s, kid %s)\n", k.Label(), k.Alg(), k.KID())
-	return nil
 }

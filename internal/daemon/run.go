@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"go.step.sm/crypto/keyutil"
 
 	"github.com/sigil-dev/sigil/attest"
 	"github.com/sigil-dev/sigil/audit"
@@ -152,6 +153,9 @@ func Load(ctx context.Context, cfg *config.Config, h *hsm.HSM) (*PKI, error) {
 		}
 		if *s.cert, err = h.Certificate(ctx, s.label); err != nil {
 			return nil, fmt.Errorf("%w (run `sigild init` first)", err)
+		}
+		if !keyutil.Equal((*s.key).Public(), (*s.cert).PublicKey) {
+			return nil, fmt.Errorf("daemon: certificate %q is not for key %s: a key was rotated without its certificate", s.label, (*s.key).Label())
 		}
 	}
 	k, err := h.Find(ctx, cfg.Audit.KeyLabel)
