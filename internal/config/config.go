@@ -33,6 +33,44 @@ type Config struct {
 	Attestation Attestation `yaml:"attestation"`
 	Policy      Policy      `yaml:"policy"`
 	Audit       Audit       `yaml:"audit"`
+	Tokens      Tokens      `yaml:"tokens"`
+}
+
+// Tokens configures the token service (OAuth 2.0 token exchange).
+type Tokens struct {
+	// Issuer is the "iss" of every token: the service's HTTPS URL.
+	// Default: https://<first tls.dns_names>:<listen port>.
+	Issuer string `yaml:"issuer"`
+	// KeyLabel names the HSM signing key; Alg is its algorithm for a new
+	// key: ES256 (default), ES384 or PS256.
+	KeyLabel string `yaml:"key_label"`
+	Alg      string `yaml:"alg"`
+	// DefaultTTL and MaxTTL bound token lifetimes; policy may narrow them.
+	DefaultTTL time.Duration `yaml:"default_ttl"`
+	MaxTTL     time.Duration `yaml:"max_ttl"`
+	// MaxActDepth bounds the delegation chain.
+	MaxActDepth int `yaml:"max_act_depth"`
+	// RotationLead is how long a new key is published before it signs.
+	RotationLead time.Duration `yaml:"rotation_lead"`
+	// OpaqueAudiences get reference tokens, resolvable only by
+	// introspection, instead of JWTs.
+	OpaqueAudiences []string `yaml:"opaque_audiences"`
+	// Admins are SPIFFE IDs that may introspect and revoke any token.
+	Admins []string `yaml:"admins"`
+	// External lists issuers whose tokens may start a delegation chain.
+	External []ExternalIssuer `yaml:"external_issuers"`
+}
+
+// ExternalIssuer is a token issuer trusted for subject tokens, such as a
+// user IdP.
+type ExternalIssuer struct {
+	Issuer     string   `yaml:"issuer"`
+	JWKSFile   string   `yaml:"jwks_file"`
+	Algorithms []string `yaml:"algorithms"`
+	// SubClaim and ScopeClaim name the claims that give sub and scope
+	// (defaults "sub" and "scope").
+	SubClaim   string `yaml:"sub_claim"`
+	ScopeClaim string `yaml:"scope_claim"`
 }
 
 // Audit configures the tamper-evident log.
@@ -154,6 +192,10 @@ func Defaults() *Config {
 		Attestation: Attestation{PCRs: []int{0, 1, 2, 3, 4, 5, 6, 7}, ChallengeTTL: time.Minute},
 		Policy:      Policy{ReloadInterval: 2 * time.Second},
 		Audit:       Audit{KeyLabel: "sigil-audit", CheckpointInterval: time.Second},
+		Tokens: Tokens{
+			KeyLabel: "sigil-token", Alg: "ES256", DefaultTTL: 5 * time.Minute, MaxTTL: time.Hour,
+			MaxActDepth: 4, RotationLead: 10 * time.Minute,
+		},
 	}
 }
 
@@ -184,6 +226,7 @@ func (c *Config) Validate() error {
 		bad("policy.reload_interval", "must not be negative")
 	}
 	c.validateAudit(bad)
+	c.validateTokens(bad)
 	return errors.Join(errs...)
 }
 
@@ -261,6 +304,63 @@ func (c *Config) validateAudit(bad reporter) {
 	if c.Audit.CheckpointInterval <= 0 || c.Audit.CheckpointInterval > time.Minute {
 		bad("audit.checkpoint_interval", "want between 0 and 1m, got %v", c.Audit.CheckpointInterval)
 	}
+}
+
+func (c *Config) validateTokens(bad reporter) {
+	t := c.Tokens
+	if t.Issuer != "" && !strings.HasPrefix(t.Issuer, "https://") {
+		bad("tokens.issuer", "want an https:// URL, got %q", t.Issuer)
+	}
+	if t.KeyLabel == "" {
+		bad("tokens.key_label", "required")
+	}
+	if t.Alg != "ES256" && t.Alg != "ES384" && t.Alg != "PS256" {
+		bad("tokens.alg", "want ES256, ES384 or PS256, got %q", t.Alg)
+	}
+	positive(bad, "tokens.default_ttl", t.DefaultTTL)
+	if t.MaxTTL < t.DefaultTTL {
+		bad("tokens.max_ttl", "%v is shorter than tokens.default_ttl %v", t.MaxTTL, t.DefaultTTL)
+	}
+	if t.MaxActDepth < 1 || t.MaxActDepth > 16 {
+		bad("tokens.max_act_depth", "want 1 to 16, got %d", t.MaxActDepth)
+	}
+	if t.RotationLead < 0 {
+		bad("tokens.rotation_lead", "must not be negative")
+	}
+	for i, a := range t.Admins {
+		if _, err := spiffeid.FromString(a); err != nil {
+			bad(fmt.Sprintf("tokens.admins[%d]", i), "%q is not a SPIFFE ID", a)
+		}
+	}
+	for i, e := range t.External {
+		field := fmt.Sprintf("tokens.external_issuers[%d]", i)
+		switch {
+		case e.Issuer == "":
+			bad(field+".issuer", "required")
+		case e.JWKSFile == "":
+			bad(field+".jwks_file", "required")
+		case len(e.Algorithms) == 0:
+			bad(field+".algorithms", "required: the algorithms this issuer signs with")
+		}
+		for _, alg := range e.Algorithms {
+			if strings.HasPrefix(alg, "HS") || strings.EqualFold(alg, "none") {
+				bad(field+".algorithms", "%s is not allowed: only asymmetric signatures", alg)
+			}
+		}
+	}
+}
+
+// TokenIssuer is the "iss" of sigil's tokens.
+func (c *Config) TokenIssuer() string {
+	if c.Tokens.Issuer != "" {
+		return c.Tokens.Issuer
+	}
+	host := "localhost"
+	if len(c.TLS.DNSNames) > 0 {
+		host = c.TLS.DNSNames[0]
+	}
+	_, port, _ := net.SplitHostPort(c.Listen)
+	return "https://" + net.JoinHostPort(host, port)
 }
 
 func positive(bad reporter, field string, d time.Duration) {

@@ -55,6 +55,9 @@ func TestParseRejects(t *testing.T) {
 		{"bad-duration", [2]string{"svid_ttl: 30m", "svid_ttl: soon"}, `invalid duration "soon"`},
 		{"svid-ttl-over-cap", [2]string{"svid_ttl: 30m", "svid_ttl: 48h"}, "ca.svid_max_ttl: 24h0m0s is shorter than ca.svid_ttl"},
 		{"no-policy-dir", [2]string{"dir: policies", "dir: \"\""}, "policy.dir: required"},
+		{"token-alg-hs256", [2]string{"dir: policies", "dir: policies\ntokens:\n  alg: HS256"}, "tokens.alg: want ES256, ES384 or PS256"},
+		{"external-hs256", [2]string{"dir: policies", "dir: policies\ntokens:\n  external_issuers:\n    - {issuer: https://idp, jwks_file: j, algorithms: [HS256]}"}, "HS256 is not allowed"},
+		{"act-depth-zero", [2]string{"dir: policies", "dir: policies\ntokens:\n  max_act_depth: 0"}, "tokens.max_act_depth: want 1 to 16"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
