@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"go.step.sm/crypto/keyutil"
+	"go.step.sm/crypto/pemutil"
 
 	"github.com/sigil-dev/sigil/api"
 	"github.com/sigil-dev/sigil/tpm"
@@ -83,16 +84,9 @@ func (st *State) update(dir string, key crypto.PublicKey, cert *api.Certificate)
 }
 
 func parseChain(data []byte) ([]*x509.Certificate, error) {
-	var chain []*x509.Certificate
-	for block, rest := pem.Decode(data); block != nil; block, rest = pem.Decode(rest) {
-		c, err := x509.ParseCertificate(block.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("client: certificate: %w", err)
-		}
-		chain = append(chain, c)
-	}
-	if len(chain) == 0 {
-		return nil, errors.New("client: no certificate")
+	chain, err := pemutil.ParseCertificateBundle(data)
+	if err != nil {
+		return nil, fmt.Errorf("client: certificate chain: %w", err)
 	}
 	return chain, nil
 }

@@ -3,13 +3,13 @@ package main
 import (
 	"context"
 	"crypto/sha256"
-	"crypto/x509"
 	"encoding/hex"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"go.step.sm/crypto/pemutil"
 
 	"github.com/sigil-dev/sigil/audit"
 	"github.com/sigil-dev/sigil/client"
@@ -51,7 +51,7 @@ func (c auditVerifyCmd) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	roots, err := readCertificates(c.EKRoots)
+	roots, err := pemutil.ReadCertificateBundle(c.EKRoots)
 	if err != nil {
 		return err
 	}
@@ -96,23 +96,4 @@ func (c auditVerifyCmd) statePath(origin string) (string, error) {
 	}
 	sum := sha256.Sum256([]byte(origin))
 	return filepath.Join(base, "sigil", "audit", hex.EncodeToString(sum[:8])+".checkpoint"), nil
-}
-
-func readCertificates(path string) ([]*x509.Certificate, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	var out []*x509.Certificate
-	for b, rest := pem.Decode(data); b != nil; b, rest = pem.Decode(rest) {
-		c, err := x509.ParseCertificate(b.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
-		}
-		out = append(out, c)
-	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("%s holds no PEM certificate", path)
-	}
-	return out, nil
 }

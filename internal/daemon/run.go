@@ -4,20 +4,19 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/big"
 	"net"
 	"net/http"
-	"os"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"go.step.sm/crypto/keyutil"
+	"go.step.sm/crypto/pemutil"
 
 	"github.com/sigil-dev/sigil/attest"
 	"github.com/sigil-dev/sigil/audit"
@@ -268,35 +267,14 @@ func (d *Daemon) Close() {
 	}
 }
 
-// loadCertificates reads every certificate in the PEM files at paths.
-func loadCertificates(paths []string) ([]*x509.Certificate, error) {
-	var out []*x509.Certificate
-	for _, p := range paths {
-		data, err := os.ReadFile(p)
-		if err != nil {
-			return nil, fmt.Errorf("daemon: read %s: %w", p, err)
-		}
-		for block, rest := pem.Decode(data); block != nil; block, rest = pem.Decode(rest) {
-			if block.Type != "CERTIFICATE" {
-				continue
-			}
-			c, err := x509.ParseCertificate(block.Bytes)
-			if err != nil {
-				return nil, fmt.Errorf("daemon: %s: %w", p, err)
-			}
-			out = append(out, c)
-		}
-	}
-	if len(out) == 0 && len(paths) > 0 {
-		return nil, errors.New("daemon: attestation.ek_roots holds no certificate")
-	}
-	return out, nil
-}
-
 func verifier(c config.Attestation) (*attest.Verifier, error) {
-	roots, err := loadCertificates(c.EKRoots)
-	if err != nil {
-		return nil, err
+	var roots []*x509.Certificate
+	for _, path := range c.EKRoots {
+		certs, err := pemutil.ReadCertificateBundle(path)
+		if err != nil {
+			return nil, fmt.Errorf("daemon: attestation.ek_roots: %w", err)
+		}
+		roots = append(roots, certs...)
 	}
 	return attest.NewVerifier(attest.Config{EKRoots: roots, EKAllow: c.EKAllow, PCRs: c.PCRs})
 }
