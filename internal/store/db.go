@@ -9,7 +9,8 @@ import (
 // The package's SQL is written to run on PostgreSQL too: standard SQL plus
 // ON CONFLICT and RETURNING, which SQLite (3.35+) and PostgreSQL both have.
 // The exceptions: placeholders are "?" where PostgreSQL wants "$1" (rewrite
-// them), and the locking noted at BindDevice and InsertCertificate.
+// them), and the locking noted at BindDevice, InsertCertificate,
+// InsertToken and RevokeToken.
 
 // querier runs the package's statements: *sql.DB and *sql.Tx through
 // sqlQuerier, or a Tx's batchQuerier.

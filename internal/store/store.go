@@ -1,6 +1,6 @@
 // Package store persists what the server must remember: enrollment
-// challenges, devices, certificates, attestation evidence and the audit
-// log.
+// challenges, devices, certificates, attestation evidence, the audit log,
+// and the issued access tokens with their revocations.
 //
 // Open returns a Store for a DSN. SQLite (a file, WAL mode) is the default
 // for one process; PostgreSQL, for several replicas sharing state, will sit
@@ -53,6 +53,11 @@ var (
 	// ErrDeviceDisabled: a certificate was to be issued to a disabled
 	// device. Deny the request (access_denied).
 	ErrDeviceDisabled = errors.New("device disabled")
+
+	// ErrRevoked: a token was to be stored as exchanged from a token that
+	// has been revoked meanwhile. Reject the exchange (invalid_grant) as
+	// for a revoked subject token; the new token must not be returned.
+	ErrRevoked = errors.New("parent token revoked")
 )
 
 // ReasonDeviceDisabled is the revocation reason SetDeviceStatus records on
@@ -135,6 +140,22 @@ type Reader interface {
 	LatestCheckpoint(ctx context.Context) ([]byte, error)
 	// Checkpoints lists the stored checkpoints, smallest size first.
 	Checkpoints(ctx context.Context) ([]Checkpoint, error)
+
+	Token(ctx context.Context, jti string) (Token, error)
+	// TokenByHandle finds an opaque token by the SHA-256 of its handle.
+	TokenByHandle(ctx context.Context, handleHash []byte) (Token, error)
+	// TokenChildren lists the tokens exchanged directly from the token
+	// jti, oldest first.
+	TokenChildren(ctx context.Context, jti string) ([]Token, error)
+	// RevocationEvents returns the revocation events with Seq > afterSeq,
+	// in Seq order: at most limit of them, and at most
+	// MaxRevocationEvents (also when limit < 1). Start a feed from
+	// LatestRevocationSeq, or from the last Seq a subscriber has seen.
+	RevocationEvents(ctx context.Context, afterSeq uint64, limit int) ([]RevocationEvent, error)
+	// LatestRevocationSeq is the Seq of the last revocation event, 0
+	// before the first. It never decreases, not even when
+	// PurgeExpiredTokens deletes events.
+	LatestRevocationSeq(ctx context.Context) (uint64, error)
 }
 
 // Writer changes records. A duplicate key is ErrConflict.
@@ -195,6 +216,33 @@ type Writer interface {
 	// that size first; use the stored note. A size past the log is
 	// ErrNotFound.
 	PutCheckpoint(ctx context.Context, size uint64, note []byte) error
+
+	// InsertToken stores the record of an issued token, unrevoked (it
+	// ignores t.RevokedAt and t.RevocationReason). Call it in the Tx that
+	// appends the token's audit entry, before returning the token. A
+	// duplicate JTI or HandleHash is ErrConflict. A ParentJTI not stored
+	// is ErrNotFound, one revoked ErrRevoked (a revocation committed
+	// between checking the subject token and this), and a token that
+	// would expire after its parent ErrConflict: lifetimes only narrow.
+	InsertToken(ctx context.Context, t Token) error
+
+	// RevokeToken revokes, with reason at the given time, the token jti
+	// and every token exchanged from it, transitively, skipping those
+	// already revoked; it appends one RevocationEvent for each token it
+	// revokes, in the order it returns them: jti first, each token after
+	// the token it was exchanged from. An unknown jti is ErrNotFound.
+	// Revoking a revoked token again revokes nothing and returns an empty
+	// list, not an error (RFC 7009: revocation is idempotent); its
+	// subtree was revoked with it, as InsertToken refuses children of a
+	// revoked token.
+	RevokeToken(ctx context.Context, jti, reason string, at time.Time) (revoked []string, err error)
+
+	// PurgeExpiredTokens deletes the tokens that expired before the given
+	// time, revoked or not, with their revocation events, and returns how
+	// many tokens it deleted. As no token outlives its parent, it deletes
+	// whole subtrees: no live token loses the parent its revocation
+	// cascades from.
+	PurgeExpiredTokens(ctx context.Context, before time.Time) (int64, error)
 }
 
 // Open opens the store a DSN names, creating and migrating the schema as
