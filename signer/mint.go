@@ -1,0 +1,153 @@
+package signer
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Minter signs tokens of one issuer with the signing version of a KeySet.
+type Minter struct {
+	issuer string
+	keys   *KeySet
+	o      *options
+}
+
+// NewMinter returns a Minter for issuer (the iss of every token, an https
+// URL) signing with keys. Options: WithClock, WithLogger.
+func NewMinter(issuer string, keys *KeySet, opts ...Option) (*Minter, error) {
+	o, err := newOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	if issuer == "" || keys == nil {
+		return nil, errors.New("signer: NewMinter needs an issuer and a KeySet")
+	}
+	return &Minter{issuer: issuer, keys: keys, o: o}, nil
+}
+
+// AccessToken signs c as an RFC 9068 access token (typ at+jwt) and returns
+// it with the claims as signed. Minter sets Type, Issuer and a fresh ID;
+// IssuedAt defaults to now and NotBefore to IssuedAt. Subject, Audience and
+// Expiry are required; the lifetime (Expiry - IssuedAt) may not exceed the
+// KeySet's Retain, Expiry must be in the future, and the token may not
+// exceed MaxTokenSize. The transaction token claims (Txn, TxnContext,
+// RequestContext) are dropped. ctx is checked before signing; the HSM call
+// itself is bounded by the hsm handle's WithTimeout.
+func (m *Minter) AccessToken(ctx context.Context, c Claims) (string, *Claims, error) {
+	c.Txn, c.TxnContext, c.RequestContext = "", nil, nil
+	return m.mint(ctx, AccessToken, c)
+}
+
+// TxnToken signs c as a transaction token (typ txntoken+jwt), with the
+// same rules as AccessToken. A missing Txn gets a fresh random id.
+func (m *Minter) TxnToken(ctx context.Context, c Claims) (string, *Claims, error) {
+	if c.Txn == "" {
+		c.Txn = newID()
+	}
+	return m.mint(ctx, TxnToken, c)
+}
+
+func (m *Minter) mint(ctx context.Context, typ TokenType, c Claims) (string, *Claims, error) {
+	if err := ctx.Err(); err != nil {
+		return "", nil, fmt.Errorf("signer: mint: %w", err)
+	}
+	now := m.o.clock()
+	m.fill(typ, &c, now)
+	if err := m.check(&c, now); err != nil {
+		return "", nil, err
+	}
+	key, err := m.keys.signing(now)
+	if err != nil {
+		return "", nil, err
+	}
+	payload, err := json.Marshal(c.wire())
+	if err != nil {
+		return "", nil, fmt.Errorf("signer: mint: encode claims: %w", err)
+	}
+	jws, err := key.signers[typ].Sign(payload)
+	if err != nil {
+		return "", nil, fmt.Errorf("signer: mint: sign with %s: %w", key.state.Label, err)
+	}
+	tok, err := jws.CompactSerialize()
+	if err == nil && len(tok) > MaxTokenSize {
+		err = fmt.Errorf("token of %d bytes exceeds MaxTokenSize: fewer audiences, scopes or context", len(tok))
+	}
+	if err != nil {
+		return "", nil, fmt.Errorf("signer: mint: %w", err)
+	}
+	m.o.log.DebugContext(ctx, "signer: token minted", "typ", typ, "jti", c.ID, "kid", key.pub.KID, "sub", c.Subject, "exp", c.Expiry)
+	return tok, &c, nil
+}
+
+func (m *Minter) fill(typ TokenType, c *Claims, now time.Time) {
+	c.Type, c.Issuer, c.ID = typ, m.issuer, newID()
+	if c.IssuedAt.IsZero() {
+		c.IssuedAt = now
+	}
+	if c.NotBefore.IsZero() {
+		c.NotBefore = c.IssuedAt
+	}
+	c.IssuedAt = c.IssuedAt.UTC().Truncate(time.Second)
+	c.NotBefore = c.NotBefore.UTC().Truncate(time.Second)
+	c.Expiry = c.Expiry.UTC().Truncate(time.Second)
+}
+
+func (m *Minter) check(c *Claims, now time.Time) error {
+	life := c.Expiry.Sub(c.IssuedAt)
+	switch {
+	case c.Subject == "" || len(c.Audience) == 0:
+		return errors.New("signer: mint: subject and audience are required")
+	case !c.Expiry.After(now) || life <= 0:
+		return errors.New("signer: mint: expiry must be in the future and after issued-at")
+	case life > m.keys.o.retain:
+		return fmt.Errorf("signer: mint: lifetime %v exceeds the key retention %v", life, m.keys.o.retain)
+	case !c.Actor.valid():
+		return errors.New("signer: mint: every act level needs a subject")
+	}
+	return nil
+}
+
+// newID returns 128 random bits, base64url: a jti or txn.
+func newID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b) // never fails (crypto/rand, Go 1.24+)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// referenceLen is the length of a reference token: 32 bytes, base64url.
+const referenceLen = 43
+
+// NewReference returns a new opaque reference token (256 random bits,
+// base64url, 43 characters, no dots) and its digest. Hand the handle to the
+// client once; store only the digest.
+func NewReference() (handle, digest string) {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	handle = base64.RawURLEncoding.EncodeToString(b)
+	return handle, digestOf(handle)
+}
+
+// ReferenceDigest returns the digest of a presented reference token, the
+// key to look its record up by: base64url(SHA-256(handle)). It fails if
+// handle does not have the shape NewReference gives (introspection then
+// answers active:false).
+func ReferenceDigest(handle string) (string, error) {
+	if len(handle) != referenceLen || !isBase64URL(handle, false) {
+		return "", errors.New("signer: not a reference token")
+	}
+	if _, err := base64.RawURLEncoding.Strict().DecodeString(handle); err != nil {
+		return "", errors.New("signer: not a reference token")
+	}
+	return digestOf(handle), nil
+}
+
+func digestOf(handle string) string {
+	sum := sha256.Sum256([]byte(handle))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}

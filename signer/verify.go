@@ -1,0 +1,321 @@
+package signer
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	jose "github.com/go-jose/go-jose/v4"
+)
+
+// MaxTokenSize is the largest token Verifier parses, in bytes.
+const MaxTokenSize = 8 << 10
+
+// PublicKeys resolves our own verification keys; *KeySet satisfies it with
+// its published keys.
+type PublicKeys interface {
+	Lookup(kid string) (PublicKey, bool)
+}
+
+// Verifier checks tokens of our issuer and of configured external issuers.
+// It is safe for concurrent use. Every error it returns is a *TokenError.
+type Verifier struct {
+	ours     *issuer
+	external map[string]*issuer
+	o        *options
+}
+
+// issuer is what the Verifier trusts of one issuer.
+type issuer struct {
+	name   string
+	algs   []jose.SignatureAlgorithm
+	types  []string // typ values accepted by Verify
+	lookup func(ctx context.Context, kid string) (PublicKey, error)
+	ext    *ExternalIssuer // nil for ours
+}
+
+// NewVerifier returns a Verifier for tokens issued by iss and signed with
+// keys (ES256, ES384 or PS256). Options: WithLeeway, WithExternalIssuers,
+// WithClock, WithLogger.
+func NewVerifier(iss string, keys PublicKeys, opts ...Option) (*Verifier, error) {
+	o, err := newOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	if iss == "" || keys == nil {
+		return nil, errors.New("signer: NewVerifier needs an issuer and its keys")
+	}
+	v := &Verifier{o: o, external: map[string]*issuer{}}
+	v.ours = &issuer{name: iss, algs: ourAlgs, types: []string{string(AccessToken)}, lookup: ownKeys(keys)}
+	for _, e := range o.external {
+		if e.Issuer == iss || v.external[e.Issuer] != nil {
+			return nil, fmt.Errorf("signer: external issuer %q: Issuer: configured twice", e.Issuer)
+		}
+		x, err := newExternal(e, o)
+		if err != nil {
+			return nil, err
+		}
+		v.external[e.Issuer] = x
+	}
+	return v, nil
+}
+
+var errUnknownKID = errors.New("no published key with this kid")
+
+func ownKeys(keys PublicKeys) func(context.Context, string) (PublicKey, error) {
+	return func(_ context.Context, kid string) (PublicKey, error) {
+		if k, ok := keys.Lookup(kid); ok {
+			return k, nil
+		}
+		return PublicKey{}, errUnknownKID
+	}
+}
+
+// Verify checks an access token (typ at+jwt, or for an external issuer a
+// typ it is configured with) issued to audience, and returns its claims.
+func (v *Verifier) Verify(ctx context.Context, token, audience string) (*Claims, error) {
+	return v.verify(ctx, token, audience, AccessToken)
+}
+
+// VerifyTxn checks a transaction token (typ txntoken+jwt) of our issuer
+// issued to audience, and returns its claims.
+func (v *Verifier) VerifyTxn(ctx context.Context, token, audience string) (*Claims, error) {
+	return v.verify(ctx, token, audience, TxnToken)
+}
+
+func (v *Verifier) verify(ctx context.Context, token, audience string, want TokenType) (*Claims, error) {
+	c, err := v.check(ctx, token, audience, want)
+	if err != nil {
+		v.o.log.InfoContext(ctx, "signer: token rejected", "kind", err.Kind, "reason", err.Reason, "err", err.Err)
+		return nil, err
+	}
+	return c, nil
+}
+
+func (v *Verifier) check(ctx context.Context, token, audience string, want TokenType) (*Claims, *TokenError) {
+	p, err := parse(token)
+	if err != nil {
+		return nil, err
+	}
+	iss, err := v.issuerOf(p, want)
+	if err != nil {
+		return nil, err
+	}
+	payload, err := iss.verifySignature(ctx, token, p)
+	if err != nil {
+		return nil, err
+	}
+	c, err := iss.claims(payload, want)
+	if err != nil {
+		return nil, err
+	}
+	return c, v.validate(c, audience, iss)
+}
+
+// parsed is a compact JWS taken apart, before its signature is checked.
+type parsed struct {
+	header map[string]json.RawMessage
+	alg    string
+	kid    string
+	typ    string // lower case, without "application/"
+	iss    string
+}
+
+// parse checks the shape of token and reads its header and issuer.
+func parse(token string) (*parsed, *TokenError) {
+	switch {
+	case len(token) > MaxTokenSize:
+		return nil, malformed("token too large", nil)
+	case strings.Count(token, ".") == 4:
+		return nil, malformed("encrypted tokens (JWE) are not accepted", nil)
+	case strings.Count(token, ".") != 2:
+		return nil, malformed("not a compact JWS", nil)
+	case !isBase64URL(token, true):
+		return nil, malformed("not base64url", nil)
+	}
+	parts := strings.Split(token, ".")
+	var raw [3][]byte
+	for i, s := range parts {
+		b, err := base64.RawURLEncoding.Strict().DecodeString(s)
+		if err != nil {
+			return nil, malformed("not base64url", err)
+		}
+		raw[i] = b
+	}
+	hdr, err := jsonObject(raw[0])
+	if err != nil {
+		return nil, malformed("header is not a JSON object", err)
+	}
+	if p := bytes.TrimSpace(raw[1]); !bytes.HasPrefix(p, []byte("{")) || !json.Valid(p) {
+		return nil, malformed("claims are not a JSON object", nil)
+	}
+	return readHeader(hdr, raw[1])
+}
+
+// refused are header parameters that would let the token choose its key or
+// change how it is processed.
+var refused = []string{"jwk", "jku", "x5u", "x5c", "crit", "b64"}
+
+func readHeader(hdr map[string]json.RawMessage, payload []byte) (*parsed, *TokenError) {
+	for _, name := range refused {
+		if _, ok := hdr[name]; ok {
+			return nil, invalid("header parameter "+name+" not accepted", nil)
+		}
+	}
+	p := &parsed{header: hdr}
+	for name, dst := range map[string]*string{"alg": &p.alg, "kid": &p.kid, "typ": &p.typ} {
+		if v, ok := hdr[name]; ok && json.Unmarshal(v, dst) != nil {
+			return nil, invalid("header parameter "+name+" is not a string", nil)
+		}
+	}
+	p.typ = strings.TrimPrefix(strings.ToLower(p.typ), "application/")
+	var iss struct {
+		Iss string `json:"iss"`
+	}
+	if err := json.Unmarshal(payload, &iss); err != nil || iss.Iss == "" {
+		return nil, invalid("missing or bad iss", err)
+	}
+	p.iss = iss.Iss
+	return p, nil
+}
+
+// issuerOf finds the issuer of p and checks typ and alg against it.
+func (v *Verifier) issuerOf(p *parsed, want TokenType) (*issuer, *TokenError) {
+	iss := v.external[p.iss]
+	switch {
+	case p.iss == v.ours.name:
+		iss = v.ours
+	case iss == nil || want != AccessToken:
+		return nil, invalid("unknown issuer", nil)
+	}
+	types := iss.types
+	if want != AccessToken {
+		types = []string{string(want)}
+	}
+	switch {
+	case !slices.Contains(types, p.typ):
+		return nil, invalid("missing or wrong typ", nil)
+	case !slices.Contains(iss.algs, jose.SignatureAlgorithm(p.alg)):
+		return nil, invalid("algorithm not allowed", nil)
+	case p.kid == "":
+		return nil, invalid("missing kid", nil)
+	}
+	return iss, nil
+}
+
+// verifySignature checks the signature with the issuer's key for the kid
+// and returns the verified payload.
+func (iss *issuer) verifySignature(ctx context.Context, token string, p *parsed) ([]byte, *TokenError) {
+	key, err := iss.lookup(ctx, p.kid)
+	if err != nil {
+		return nil, invalid("unknown key id", err)
+	}
+	if (key.Alg != "" && key.Alg != p.alg) || !keyFits(p.alg, key.Key) {
+		return nil, invalid("key does not match algorithm", nil)
+	}
+	jws, err := jose.ParseSignedCompact(token, iss.algs)
+	if err != nil {
+		return nil, invalid("rejected by the JOSE parser", err)
+	}
+	if len(jws.Signatures) != 1 || jws.Signatures[0].Protected.Algorithm != p.alg {
+		return nil, invalid("rejected by the JOSE parser", nil)
+	}
+	payload, err := jws.Verify(key.Key)
+	if err != nil {
+		return nil, invalid("bad signature", err)
+	}
+	return payload, nil
+}
+
+// claims decodes a verified payload.
+func (iss *issuer) claims(payload []byte, want TokenType) (*Claims, *TokenError) {
+	if iss.ext != nil {
+		return iss.ext.claims(payload)
+	}
+	var w wireClaims
+	if err := json.Unmarshal(payload, &w); err != nil {
+		return nil, invalid("bad claims", err)
+	}
+	c := w.claims(want)
+	switch {
+	case c.IssuedAt.IsZero() || c.ID == "":
+		return nil, invalid("missing iat or jti", nil)
+	case want == TxnToken && c.Txn == "":
+		return nil, invalid("missing txn", nil)
+	}
+	return c, nil
+}
+
+// validate checks audience, times and the claims every token needs.
+func (v *Verifier) validate(c *Claims, audience string, iss *issuer) *TokenError {
+	now, leeway := v.o.clock(), v.o.leeway
+	switch {
+	case c.Issuer != iss.name:
+		return invalid("unknown issuer", nil)
+	case c.Subject == "":
+		return invalid("missing sub", nil)
+	case audience == "" || !slices.Contains(c.Audience, audience):
+		return invalid("wrong audience", nil)
+	case c.Expiry.IsZero():
+		return invalid("missing exp", nil)
+	case !now.Before(c.Expiry.Add(leeway)):
+		return invalid("expired", nil)
+	case !c.NotBefore.IsZero() && now.Add(leeway).Before(c.NotBefore):
+		return invalid("not yet valid", nil)
+	case !c.IssuedAt.IsZero() && now.Add(leeway).Before(c.IssuedAt):
+		return invalid("issued in the future", nil)
+	case !c.Actor.valid():
+		return invalid("act claim without sub", nil)
+	}
+	return nil
+}
+
+// isBase64URL reports whether s has only base64url characters (and dots if
+// dots is set).
+func isBase64URL(s string, dots bool) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		ok := 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || dots && c == '.'
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// jsonObject decodes a JSON object, refusing duplicate member names and
+// trailing data.
+func jsonObject(b []byte) (map[string]json.RawMessage, error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return nil, errors.New("not a JSON object")
+	}
+	m := map[string]json.RawMessage{}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return nil, err
+		}
+		name, _ := t.(string)
+		if _, dup := m[name]; dup {
+			return nil, fmt.Errorf("duplicate member %q", name)
+		}
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return nil, err
+		}
+		m[name] = v
+	}
+	if _, err := dec.Token(); err != nil {
+		return nil, err
+	}
+	if len(bytes.TrimSpace(b[dec.InputOffset():])) != 0 {
+		return nil, errors.New("trailing data after the JSON object")
+	}
+	return m, nil
+}
