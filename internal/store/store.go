@@ -243,6 +243,12 @@ type Writer interface {
 	// whole subtrees: no live token loses the parent its revocation
 	// cascades from.
 	PurgeExpiredTokens(ctx context.Context, before time.Time) (int64, error)
+
+	// FirstSeen records now as the time the signing key kid was first
+	// seen, unless one is recorded, and returns the recorded time: the
+	// token service's key rotation schedule derives from it on every
+	// replica alike.
+	FirstSeen(ctx context.Context, kid string, now time.Time) (time.Time, error)
 }
 
 // Open opens the store a DSN names, creating and migrating the schema as
