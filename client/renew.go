@@ -8,56 +8,47 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/sigil-dev/sigil/api"
-	"github.com/sigil-dev/sigil/tpm"
 )
 
 // Renew renews the certificate in stateDir: over mTLS with the current
 // certificate and TPM key, it quotes the PCRs over the server's nonce with
 // the AK pinned at enrollment and sends a CSR by the same key.
 func Renew(ctx context.Context, stateDir string) (*State, error) {
-	st, err := LoadState(stateDir)
+	w, err := Open(ctx, stateDir)
 	if err != nil {
 		return nil, err
 	}
-	var opts []tpm.Option
-	if st.EventLog != "" {
-		opts = append(opts, tpm.WithEventLog(st.EventLog))
-	}
-	t, err := tpm.Open(ctx, st.TPM, opts...)
-	if err != nil {
-		return nil, err
-	}
-	defer t.Close()
-	ak, key, err := t.Load(ctx, stateDir)
-	if err != nil {
-		return nil, err
-	}
-	if key == nil {
-		return nil, fmt.Errorf("client: %s holds no TPM key: enroll first", stateDir)
-	}
-	defer key.Close()
-	hc := newHTTPClient(st.roots, &tls.Certificate{Certificate: st.chainDER(), PrivateKey: key, Leaf: st.Chain[0]})
-	base := strings.TrimSuffix(st.Server, "/")
+	defer w.Close()
+	return w.Renew(ctx)
+}
+
+// Renew renews the workload's certificate and saves it.
+func (w *Workload) Renew(ctx context.Context) (*State, error) {
 	var ch api.Challenge
-	if err := post(ctx, hc, base+api.PathRenewChallenge, struct{}{}, &ch); err != nil {
-		return nil, fmt.Errorf("renew %s: %w", st.SPIFFEID, err)
+	if err := post(ctx, w.hc, w.url(api.PathRenewChallenge), struct{}{}, &ch); err != nil {
+		return nil, fmt.Errorf("renew %s: %w", w.State.SPIFFEID, err)
 	}
-	platform, err := quote(ctx, ak, ch.Nonce)
+	platform, err := quote(ctx, w.ak, ch.Nonce)
 	if err != nil {
 		return nil, err
 	}
-	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{URIs: st.Chain[0].URIs}, key)
+	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{URIs: w.State.Chain[0].URIs}, w.key)
 	if err != nil {
 		return nil, fmt.Errorf("client: sign CSR with the TPM key: %w", err)
 	}
 	var cert api.Certificate
-	if err := post(ctx, hc, base+api.PathRenew, api.RenewRequest{ChallengeID: ch.ID, Platform: platform, CSR: csr}, &cert); err != nil {
-		return nil, fmt.Errorf("renew %s: %w", st.SPIFFEID, err)
+	if err := post(ctx, w.hc, w.url(api.PathRenew), api.RenewRequest{ChallengeID: ch.ID, Platform: platform, CSR: csr}, &cert); err != nil {
+		return nil, fmt.Errorf("renew %s: %w", w.State.SPIFFEID, err)
 	}
-	return st.update(stateDir, key.Public(), &cert)
+	st, err := w.State.update(w.dir, w.key.Public(), &cert)
+	if err != nil {
+		return nil, err
+	}
+	w.State = st
+	w.hc = newHTTPClient(st.roots, &tls.Certificate{Certificate: st.chainDER(), PrivateKey: w.key, Leaf: st.Chain[0]})
+	return st, nil
 }
 
 // LoadState reads the state Enroll or Renew saved in dir.

@@ -15,6 +15,12 @@ import (
 type cli struct {
 	Enroll enrollCmd `cmd:"" help:"Enroll this host's TPM and obtain an X.509-SVID."`
 	Renew  renewCmd  `cmd:"" help:"Renew the X.509-SVID with a fresh quote from the enrolled TPM."`
+
+	Token      tokenCmd      `cmd:"" help:"Get a token for this workload (client_credentials over mTLS)."`
+	Exchange   exchangeCmd   `cmd:"" help:"Exchange a subject token for a narrower one, acting on its behalf (RFC 8693)."`
+	Introspect introspectCmd `cmd:"" help:"Show what sigild knows of a token (RFC 7662)."`
+	Revoke     revokeCmd     `cmd:"" help:"Revoke a token and every token exchanged from it (RFC 7009)."`
+
 	Policy policyCmd `cmd:"" help:"Check and test Cedar policy directories."`
 	Audit  auditCmd  `cmd:"" help:"Verify the tamper-evident audit log."`
 	HSM    hsmCmd    `cmd:"" name:"hsm" help:"Inspect and manage HSM keys."`
