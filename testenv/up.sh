@@ -15,6 +15,7 @@
 #   SIGIL_POLICY_DIR    the policy directory sigild watches
 #   SIGIL_EK_ROOTS      the EK CA that issued every dev TPM's EK certificate
 #   SIGIL_AUDIT_KEY     the audit log's public key (PEM)
+#   SIGIL_IDP_DIR       the demo user IdP (bin/demoidp token DIR -sub … -aud …)
 # The dev policy lets any dev TPM enroll as spiffe://sigil.test/workload/NAME.
 # Nothing is written outside DIR; processes are stopped by the PIDs recorded
 # there. Every step is idempotent: running up.sh again reuses what runs.
@@ -35,8 +36,8 @@ fi
 # SIGIL_BIN names the directory holding sigild and sigil (default: bin/,
 # built when missing).
 bin=${SIGIL_BIN:-$root/bin}
-for b in sigild sigil; do
-	[[ -x $bin/$b ]] || (cd "$root" && go build -trimpath -o "$bin/" ./cmd/...)
+for b in sigild sigil demoidp; do
+	[[ -x $bin/$b ]] || (cd "$root" && go build -trimpath -o "$bin/" ./cmd/... ./testenv/cmd/demoidp)
 done
 
 # The HSM.
@@ -49,6 +50,9 @@ for i in $(seq "$tpms"); do
 	"$root/testenv/swtpm.sh" boot "$dir/tpm$i" dev
 	logs+=("$dir/tpm$i/eventlog.bin")
 done
+
+# The demo user IdP, whose tokens start delegation chains.
+"$bin/demoidp" init "$dir/idp"
 
 # The policy and the configuration.
 mkdir -p "$dir/policy"
@@ -96,5 +100,6 @@ export SOFTHSM2_CONF='$SOFTHSM2_CONF'
 export SIGIL_POLICY_DIR='$dir/policy'
 export SIGIL_EK_ROOTS='$dir/ekca/ek-ca.pem'
 export SIGIL_AUDIT_KEY='$dir/audit-key.pem'
+export SIGIL_IDP_DIR='$dir/idp'
 ENV
 echo "up.sh: sigild at $server with $tpms TPMs; source $dir/env" >&2

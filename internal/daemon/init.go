@@ -26,6 +26,9 @@ type PKI struct {
 	RootKey, IssuerKey, TLSKey *hsm.Key
 	// AuditKey signs the audit log's checkpoints.
 	AuditKey *hsm.Key
+	// TokenKey is the first version of the token signing key; the token
+	// service's key set follows its rotations.
+	TokenKey *hsm.Key
 }
 
 // Init creates, idempotently, the root CA, issuing CA, TLS and audit keys in
@@ -43,6 +46,7 @@ func Init(ctx context.Context, cfg *config.Config, h *hsm.HSM, st store.Store, l
 		{&p.IssuerKey, cfg.CA.IssuerLabel, "issuing CA", hsm.ES256},
 		{&p.TLSKey, cfg.TLS.KeyLabel, "TLS", hsm.ES256},
 		{&p.AuditKey, cfg.Audit.KeyLabel, "audit", hsm.ES256},
+		{&p.TokenKey, cfg.Tokens.KeyLabel, "token", hsm.Alg(cfg.Tokens.Alg)},
 	} {
 		var err error
 		if *k.dst, err = ensureKey(ctx, h, st, k.name, k.purpose, k.alg, log); err != nil {
