@@ -27,7 +27,9 @@ import (
 	"github.com/sigil-dev/sigil/internal/enroll"
 	"github.com/sigil-dev/sigil/internal/server"
 	"github.com/sigil-dev/sigil/internal/store"
+	"github.com/sigil-dev/sigil/internal/tokens"
 	"github.com/sigil-dev/sigil/policy"
+	"github.com/sigil-dev/sigil/signer"
 )
 
 // Daemon is a running sigild.
@@ -41,6 +43,8 @@ type Daemon struct {
 	ca     *ca.CA
 	verify *attest.Verifier
 	audit  *audit.Log
+	tokens *tokens.Service
+	keys   *signer.KeySet
 	srv    *http.Server
 }
 
@@ -105,6 +109,10 @@ func (d *Daemon) open(ctx context.Context, reg prometheus.Registerer) error {
 	}
 	d.policy, err = policy.NewEngine(ctx, d.cfg.Policy.Dir, policy.WithLogger(d.log),
 		policy.WithPollInterval(d.cfg.Policy.ReloadInterval), policy.WithOnLoad(d.policyLoaded))
+	if err != nil {
+		return err
+	}
+	d.tokens, d.keys, err = d.openTokens(ctx)
 	return err
 }
 
@@ -175,6 +183,7 @@ func (d *Daemon) server(reg *prometheus.Registry) *server.Server {
 		},
 		Audit:      d.audit,
 		AuditStore: d.store,
+		Tokens:     d.tokens,
 		Bundle:     d.ca.Bundle(),
 		CRL:        d.crl,
 		Ready: map[string]server.Checker{
@@ -232,13 +241,20 @@ func (d *Daemon) Serve(ctx context.Context) error {
 
 // ServeListener is Serve on a given listener.
 func (d *Daemon) ServeListener(ctx context.Context, ln net.Listener) error {
-	errc := make(chan error, 2)
+	errc := make(chan error, 4)
 	go func() { errc <- d.srv.ServeTLS(ln, "", "") }()
-	go func() {
-		if err := d.audit.Run(ctx); err != nil {
-			errc <- fmt.Errorf("daemon: audit log: %w", err)
-		}
-	}()
+	background := map[string]func(context.Context) error{
+		"audit log":       d.audit.Run,
+		"token keys":      func(ctx context.Context) error { return d.keys.Run(ctx, keyRefresh(d.cfg.Tokens.RotationLead)) },
+		"revocation feed": d.tokens.Run,
+	}
+	for name, run := range background {
+		go func() {
+			if err := run(ctx); err != nil && ctx.Err() == nil {
+				errc <- fmt.Errorf("daemon: %s: %w", name, err)
+			}
+		}()
+	}
 	d.log.InfoContext(ctx, "serving", "addr", ln.Addr().String(), "trust_domain", d.cfg.TrustDomain, "policy_version", d.policy.Set().Version())
 	select {
 	case err := <-errc:

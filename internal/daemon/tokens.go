@@ -1,0 +1,71 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/sigil-dev/sigil/internal/config"
+	"github.com/sigil-dev/sigil/internal/tokens"
+	"github.com/sigil-dev/sigil/signer"
+)
+
+// openTokens builds the token service: the key set over the HSM token key
+// (first sightings shared through the store), the minter, the verifier of
+// our tokens and the configured external issuers'.
+func (d *Daemon) openTokens(ctx context.Context) (*tokens.Service, *signer.KeySet, error) {
+	t := d.cfg.Tokens
+	keys, err := signer.NewKeySet(d.hsm, t.KeyLabel, d.store,
+		signer.WithLead(t.RotationLead), signer.WithRetain(t.MaxTTL), signer.WithLogger(d.log))
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := keys.Refresh(ctx); err != nil {
+		return nil, nil, fmt.Errorf("daemon: token keys: %w (run `sigild init` first)", err)
+	}
+	issuer := d.cfg.TokenIssuer()
+	mint, err := signer.NewMinter(issuer, keys, signer.WithLogger(d.log))
+	if err != nil {
+		return nil, nil, err
+	}
+	ext, err := externalIssuers(t.External)
+	if err != nil {
+		return nil, nil, err
+	}
+	verify, err := signer.NewVerifier(issuer, keys, signer.WithExternalIssuers(ext...), signer.WithLogger(d.log))
+	if err != nil {
+		return nil, nil, err
+	}
+	svc, err := tokens.New(tokens.Config{
+		Issuer: issuer, Minter: mint, Keys: keys, KeySource: d.hsm, Verifier: verify,
+		Attest: d.verify, Policy: d.policy, Store: d.store,
+		MaxLifetime: t.MaxTTL, DefaultTTL: t.DefaultTTL, MaxActDepth: t.MaxActDepth,
+		OpaqueAudiences: t.OpaqueAudiences, Admins: t.Admins, Log: d.log, Nudge: d.audit.Nudge,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return svc, keys, nil
+}
+
+func externalIssuers(cfg []config.ExternalIssuer) ([]signer.ExternalIssuer, error) {
+	out := make([]signer.ExternalIssuer, 0, len(cfg))
+	for i, e := range cfg {
+		jwks, err := os.ReadFile(e.JWKSFile)
+		if err != nil {
+			return nil, fmt.Errorf("daemon: tokens.external_issuers[%d].jwks_file: %w", i, err)
+		}
+		out = append(out, signer.ExternalIssuer{
+			Issuer: e.Issuer, JWKS: jwks, Algorithms: e.Algorithms,
+			SubjectClaim: e.SubClaim, ScopeClaim: e.ScopeClaim,
+		})
+	}
+	return out, nil
+}
+
+// keyRefresh is how often the token key set reads the HSM: well within the
+// rotation lead, as the key set requires.
+func keyRefresh(lead time.Duration) time.Duration {
+	return min(max(lead/4, time.Second), time.Minute)
+}
