@@ -27,9 +27,9 @@ rm -rf "$dir"
 mkdir -p "$dir"
 trap cleanup EXIT
 
-step "1. Start the dev stack: a SoftHSM token, a swtpm host, sigild"
-show "testenv/up.sh $dir --tpms 1"
-"$root/testenv/up.sh" "$dir" --tpms 1
+step "1. Start the dev stack: a SoftHSM token, three swtpm hosts, sigild"
+show "testenv/up.sh $dir --tpms 3"
+"$root/testenv/up.sh" "$dir" --tpms 3
 # shellcheck disable=SC1091
 source "$dir/env"
 sigil=$root/bin/sigil
@@ -43,8 +43,8 @@ cat "$dir/init.out"
 step "3. Host A (dev firmware, Secure Boot) enrolls as spiffe://sigil.test/workload/orders"
 echo "   EK certificate -> AK credential activation -> PCR quote over the server's nonce"
 echo "   -> event log replay -> TPM key certified by the AK -> policy -> certificate"
-read -r tpm_a <<<"$SIGIL_TPMS"
-read -r log_a <<<"$SIGIL_EVENT_LOGS"
+read -r tpm_a tpm_b2 tpm_c <<<"$SIGIL_TPMS"
+read -r log_a log_b2 log_c <<<"$SIGIL_EVENT_LOGS"
 show "sigil enroll --tpm $tpm_a --identity spiffe://sigil.test/workload/orders --state $dir/orders"
 "$sigil" enroll --tpm "$tpm_a" --event-log "$log_a" --identity spiffe://sigil.test/workload/orders --state "$dir/orders"
 ok "permitted by policy"
@@ -70,9 +70,9 @@ step "5. Host B booted debug firmware: same TPM vendor, same EK CA, different me
 show "testenv/swtpm.sh start $dir/tpm-debug && testenv/swtpm.sh boot $dir/tpm-debug debug"
 tpm_b=$(SWTPM_EKCA_DIR="$dir/ekca" "$root/testenv/swtpm.sh" start "$dir/tpm-debug")
 "$root/testenv/swtpm.sh" boot "$dir/tpm-debug" debug
-show "sigil enroll --tpm $tpm_b --identity spiffe://sigil.test/workload/payments --state $dir/payments"
+show "sigil enroll --tpm $tpm_b --identity spiffe://sigil.test/workload/billing --state $dir/billing"
 if "$sigil" enroll --tpm "$tpm_b" --event-log "$dir/tpm-debug/eventlog.bin" \
-	--identity spiffe://sigil.test/workload/payments --state "$dir/payments"; then
+	--identity spiffe://sigil.test/workload/billing --state "$dir/billing"; then
 	echo "host B was enrolled: the policy should have refused it" >&2
 	exit 1
 fi
@@ -83,7 +83,33 @@ show "sigil renew --state $dir/orders"
 "$sigil" renew --state "$dir/orders"
 ok "renewed"
 
-step "7. An auditor verifies the log offline: checkpoint signatures, hashes, every enrollment's evidence"
+step "7. Delegation: a user's request flows frontend → orders → payments with narrowing, bound tokens"
+"$sigil" enroll --tpm "$tpm_b2" --event-log "$log_b2" --identity spiffe://sigil.test/workload/frontend --state "$dir/frontend" >/dev/null
+"$sigil" enroll --tpm "$tpm_c" --event-log "$log_c" --identity spiffe://sigil.test/workload/payments --state "$dir/payments" >/dev/null
+ok "frontend and payments enrolled on their own TPMs"
+idp=$root/bin/demoidp
+show "demoidp token -sub alice -aud spiffe://sigil.test/workload/frontend -scope 'orders:read orders:write payments:charge'"
+user=$("$idp" token "$SIGIL_IDP_DIR" -sub alice -aud spiffe://sigil.test/workload/frontend -scope "orders:read orders:write payments:charge")
+show "sigil exchange --state frontend --subject-token \$USER_TOKEN --audience spiffe://sigil.test/workload/orders --scope 'orders:read payments:charge'"
+t1=$("$sigil" exchange --state "$dir/frontend" --subject-token "$user" --audience spiffe://sigil.test/workload/orders --scope "orders:read payments:charge")
+show "sigil exchange --state orders --subject-token \$T1 --audience spiffe://sigil.test/workload/payments --scope payments:charge"
+t2=$("$sigil" exchange --state "$dir/orders" --subject-token "$t1" --audience spiffe://sigil.test/workload/payments --scope payments:charge)
+show "sigil introspect --state payments \$T2   (payments is the audience)"
+"$sigil" introspect --state "$dir/payments" "$t2" | sed 's/^/   /'
+ok "sub alice; act: orders, on behalf of frontend; scope narrowed to payments:charge; bound to orders' certificate (cnf)"
+show "sigil exchange --state orders --subject-token \$T1 --audience spiffe://sigil.test/workload/payments --scope orders:write   (widening)"
+if "$sigil" exchange --state "$dir/orders" --subject-token "$t1" --audience spiffe://sigil.test/workload/payments --scope orders:write; then
+	echo "a widening exchange succeeded" >&2
+	exit 1
+fi
+refused "scope widening refused"
+show "sigil revoke --state frontend \$T1   (the user's original exchange)"
+"$sigil" revoke --state "$dir/frontend" "$t1"
+show "sigil introspect --state payments \$T2"
+"$sigil" introspect --state "$dir/payments" "$t2" | sed 's/^/   /'
+ok "revoking the user's exchange made every token derived from it inactive"
+
+step "8. An auditor verifies the log offline: checkpoint signatures, hashes, every enrollment's evidence"
 echo "   (the log's public key comes out of band: sigild audit key)"
 sleep 1.2 # one checkpoint interval, so the last renewal is covered
 show "sigil audit verify --server \$SIGIL_SERVER --ca-bundle bundle.pem --key audit-key.pem --ek-roots ek-ca.pem"
