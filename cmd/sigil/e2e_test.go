@@ -62,6 +62,21 @@ func (s *stack) script(name string, args ...string) ([]byte, error) {
 	return cmd.CombinedOutput()
 }
 
+// runBinary is run, for a binary whose stderr is not part of its answer.
+func (s *stack) runBinary(name string, args ...string) (string, int) {
+	s.t.Helper()
+	cmd := exec.Command(filepath.Join(s.bin, name), args...)
+	out, err := cmd.Output()
+	var exit *exec.ExitError
+	if errors.As(err, &exit) {
+		return string(out), exit.ExitCode()
+	}
+	if err != nil {
+		s.t.Fatalf("%s: %v", name, err)
+	}
+	return string(out), 0
+}
+
 // run runs bin/NAME with the stack's environment and returns its output and
 // exit code.
 func (s *stack) run(name string, args ...string) (string, int) {
