@@ -18,6 +18,7 @@ import (
 
 	"github.com/sigil-dev/sigil/api"
 	"github.com/sigil-dev/sigil/internal/enroll"
+	"github.com/sigil-dev/sigil/internal/tokens"
 )
 
 // Checker reports whether a dependency answers; used by /readyz.
@@ -41,6 +42,8 @@ type Server struct {
 	// Audit and AuditStore serve the audit log; nil leaves it unserved.
 	Audit      AuditLog
 	AuditStore AuditReader
+	// Tokens serves the token service (oauth.go); nil leaves it unserved.
+	Tokens *tokens.Service
 	// Ready lists the dependencies /readyz checks, by name.
 	Ready    map[string]Checker
 	Log      *slog.Logger
@@ -62,6 +65,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST "+api.PathRenewChallenge, s.renewChallenge)
 	mux.HandleFunc("POST "+api.PathRenew, s.renew)
 	s.auditRoutes(mux)
+	s.oauthRoutes(mux)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.Registry, promhttp.HandlerOpts{}))
 	return s.metrics.instrument(mux)
 }

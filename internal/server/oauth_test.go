@@ -1,0 +1,573 @@
+package server
+
+import (
+	"bufio"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sigil-dev/sigil/internal/store"
+	"github.com/sigil-dev/sigil/internal/tokens"
+	"github.com/sigil-dev/sigil/internal/tokens/tokenstest"
+	"github.com/sigil-dev/sigil/signer"
+	"github.com/sigil-dev/sigil/testenv"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+// oauthServer is sigild's API with the token service, over mutual TLS
+// (HTTP/2, as sigild negotiates it).
+type oauthServer struct {
+	*tokenstest.Env
+	url      string
+	registry *prometheus.Registry
+}
+
+func newOAuthServer(t *testing.T, opts ...func(*tokens.Config)) *oauthServer {
+	t.Helper()
+	e := tokenstest.New(t, opts...)
+	return serve(t, e, e.Service)
+}
+
+func serve(t *testing.T, e *tokenstest.Env, svc *tokens.Service) *oauthServer {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	s := &Server{Tokens: svc, Log: tokenstest.Logger(t), Registry: reg}
+	srv := httptest.NewUnstartedServer(s.Handler())
+	srv.TLS = e.ServerTLS(t)
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	return &oauthServer{Env: e, url: srv.URL, registry: reg}
+}
+
+// client is an HTTP client presenting w's certificate (none if nil).
+func (o *oauthServer) client(w *tokenstest.Workload) *http.Client {
+	return &http.Client{
+		Transport: &http.Transport{TLSClientConfig: o.ClientTLS(w), ForceAttemptHTTP2: true},
+		Timeout:   10 * time.Second,
+	}
+}
+
+// answer is a decoded JSON response.
+type answer struct {
+	status int
+	header http.Header
+	body   map[string]any
+	raw    string
+}
+
+func (a answer) str(name string) string { s, _ := a.body[name].(string); return s }
+
+func (o *oauthServer) post(t *testing.T, c *http.Client, path string, f url.Values) answer {
+	t.Helper()
+	resp, err := c.Post(o.url+path, "application/x-www-form-urlencoded", strings.NewReader(f.Encode()))
+	if err != nil {
+		t.Fatalf("POST %s: %v", path, err)
+	}
+	return read(t, resp)
+}
+
+func read(t *testing.T, resp *http.Response) answer {
+	t.Helper()
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := answer{status: resp.StatusCode, header: resp.Header, raw: string(data)}
+	if len(data) > 0 {
+		if err := json.Unmarshal(data, &a.body); err != nil {
+			t.Fatalf("body %q: %v", data, err)
+		}
+	}
+	return a
+}
+
+// token gets a token as c, failing the test unless it succeeds.
+func (o *oauthServer) token(t *testing.T, c *http.Client, f url.Values) answer {
+	t.Helper()
+	a := o.post(t, c, tokens.PathToken, f)
+	if a.status != http.StatusOK || a.str("access_token") == "" {
+		t.Fatalf("token: %d %s", a.status, a.raw)
+	}
+	return a
+}
+
+func ccForm(audience string, kv ...string) url.Values {
+	f := url.Values{"grant_type": {tokens.GrantClientCredentials}, "audience": {audience}}
+	for i := 0; i+1 < len(kv); i += 2 {
+		f.Add(kv[i], kv[i+1])
+	}
+	return f
+}
+
+func exchangeForm(subject, audience string, kv ...string) url.Values {
+	f := url.Values{
+		"grant_type": {tokens.GrantTokenExchange}, "subject_token": {subject},
+		"subject_token_type": {signer.TokenTypeAccessToken}, "audience": {audience},
+	}
+	for i := 0; i+1 < len(kv); i += 2 {
+		f.Add(kv[i], kv[i+1])
+	}
+	return f
+}
+
+// The whole flow over mTLS: a token, an exchange, introspection with cnf
+// and act, and a revocation that reaches the feed and deactivates the
+// derived token.
+func TestOAuthFlow(t *testing.T) {
+	t.Parallel()
+	o := newOAuthServer(t)
+	a, b, c, rs := o.Workload(t, "a"), o.Workload(t, "b"), o.Workload(t, "c"), o.Workload(t, "rs")
+	feed := o.subscribe(t, o.client(rs), "")
+	ab := o.token(t, o.client(a), ccForm(b.ID, "scope", "read write"))
+	if ab.header.Get("Cache-Control") != "no-store" || ab.header.Get("Pragma") != "no-cache" || ab.str("token_type") != "Bearer" {
+		t.Errorf("token answer headers %v, body %s", ab.header, ab.raw)
+	}
+	bc := o.token(t, o.client(b), exchangeForm(ab.str("access_token"), c.ID, "scope", "read"))
+	if bc.str("issued_token_type") != signer.TokenTypeAccessToken || bc.str("scope") != "read" || bc.body["expires_in"].(float64) <= 0 {
+		t.Errorf("exchange answer %s", bc.raw)
+	}
+	in := o.post(t, o.client(c), tokens.PathIntrospect, url.Values{"token": {bc.str("access_token")}, "token_type_hint": {"access_token"}})
+	cnf, _ := in.body["cnf"].(map[string]any)
+	act, _ := in.body["act"].(map[string]any)
+	if in.status != http.StatusOK || in.body["active"] != true || cnf["x5t#S256"] != signer.Thumbprint(b.Cert.Raw) || act["sub"] != b.ID || in.str("sub") != a.ID {
+		t.Fatalf("introspection: %d %s", in.status, in.raw)
+	}
+	start := time.Now()
+	if r := o.post(t, o.client(a), tokens.PathRevoke, url.Values{"token": {ab.str("access_token")}}); r.status != http.StatusOK {
+		t.Fatalf("revoke: %d %s", r.status, r.raw)
+	}
+	var revoked []string
+	var ids []string
+	for range 2 {
+		ev := feed.next(t)
+		ids = append(ids, ev.id)
+		revoked = append(revoked, o.setJTI(t, ev.data))
+	}
+	t.Logf("revocations reached the subscriber %v after the request", time.Since(start))
+	jtis := []string{jtiOf(t, ab.str("access_token")), jtiOf(t, bc.str("access_token"))}
+	slices.Sort(revoked)
+	slices.Sort(jtis)
+	if !slices.Equal(revoked, jtis) || ids[0] == ids[1] {
+		t.Errorf("feed: ids %v revoked %v, want %v", ids, revoked, jtis)
+	}
+	in = o.post(t, o.client(c), tokens.PathIntrospect, url.Values{"token": {bc.str("access_token")}})
+	if in.raw != `{"active":false}`+"\n" {
+		t.Errorf("introspection after revocation: %s", in.raw)
+	}
+}
+
+// The revocation feed resumes after Last-Event-ID.
+func TestOAuthFeedResumes(t *testing.T) {
+	t.Parallel()
+	o := newOAuthServer(t)
+	a, b, rs := o.Workload(t, "a"), o.Workload(t, "b"), o.Workload(t, "rs")
+	var jtis []string
+	for range 3 {
+		tok := o.token(t, o.client(a), ccForm(b.ID)).str("access_token")
+		jtis = append(jtis, jtiOf(t, tok))
+		if r := o.post(t, o.client(b), tokens.PathRevoke, url.Values{"token": {tok}}); r.status != http.StatusOK {
+			t.Fatalf("revoke: %d %s", r.status, r.raw)
+		}
+	}
+	seq, err := o.Store.LatestRevocationSeq(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	feed := o.subscribe(t, o.client(rs), fmt.Sprint(seq-2))
+	for i, want := range jtis[1:] {
+		ev := feed.next(t)
+		if ev.id != fmt.Sprint(seq-1+uint64(i)) || o.setJTI(t, ev.data) != want {
+			t.Errorf("resumed event %s for %s, want %d for %s", ev.id, o.setJTI(t, ev.data), seq-1+uint64(i), want)
+		}
+	}
+}
+
+// The client is its certificate: without one, or with a revoked one,
+// every endpoint answers 401 invalid_client; one from another CA does
+// not get through TLS.
+func TestOAuthClientAuthentication(t *testing.T) {
+	t.Parallel()
+	o := newOAuthServer(t)
+	b, gone := o.Workload(t, "b"), o.Workload(t, "gone")
+	o.RevokeCertificate(t, gone)
+	for _, w := range []*tokenstest.Workload{nil, gone} {
+		c := o.client(w)
+		for path, f := range map[string]url.Values{
+			tokens.PathToken: ccForm(b.ID), tokens.PathIntrospect: {"token": {"x"}}, tokens.PathRevoke: {"token": {"x"}},
+		} {
+			if a := o.post(t, c, path, f); a.status != http.StatusUnauthorized || a.str("error") != tokens.InvalidClient {
+				t.Errorf("%s with certificate %v: %d %s, want 401 invalid_client", path, w != nil, a.status, a.raw)
+			}
+		}
+		resp, err := c.Get(o.url + tokens.PathRevocations)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a := read(t, resp); a.status != http.StatusUnauthorized {
+			t.Errorf("feed: %d %s, want 401", a.status, a.raw)
+		}
+	}
+	other, err := tokenstest.NewCA(newECKey(t), newECKey(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	foreign := tokenstest.Issue(t, other, b.ID, o.Evidence())
+	_, err = o.client(foreign).Post(o.url+tokens.PathToken, "application/x-www-form-urlencoded", strings.NewReader(ccForm(b.ID).Encode()))
+	if err == nil {
+		t.Error("a certificate of another CA got through the TLS handshake")
+	}
+}
+
+// Bodies: the size limit, the media type, and the token parameter.
+func TestOAuthRequestBodies(t *testing.T) {
+	t.Parallel()
+	o := newOAuthServer(t)
+	a := o.Workload(t, "a")
+	c := o.client(a)
+	tests := []struct {
+		name        string
+		path        string
+		contentType string
+		body        string
+		status      int
+		code        string
+	}{
+		{"too large", tokens.PathToken, "application/x-www-form-urlencoded", "grant_type=client_credentials&scope=" + strings.Repeat("a", MaxOAuthForm), http.StatusRequestEntityTooLarge, signer.InvalidRequest},
+		{"JSON", tokens.PathToken, "application/json", `{"grant_type":"client_credentials"}`, http.StatusBadRequest, signer.InvalidRequest},
+		{"no token", tokens.PathIntrospect, "application/x-www-form-urlencoded", "token_type_hint=access_token", http.StatusBadRequest, signer.InvalidRequest},
+		{"two tokens", tokens.PathRevoke, "application/x-www-form-urlencoded", "token=a&token=b", http.StatusBadRequest, signer.InvalidRequest},
+		{"malformed form", tokens.PathToken, "application/x-www-form-urlencoded", "grant_type=%zz", http.StatusBadRequest, signer.InvalidRequest},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, err := c.Post(o.url+tt.path, tt.contentType, strings.NewReader(tt.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if a := read(t, resp); a.status != tt.status || a.str("error") != tt.code || a.header.Get("Cache-Control") != "no-store" {
+				t.Errorf("got %d %s %v, want %d %s", a.status, a.raw, a.header, tt.status, tt.code)
+			}
+		})
+	}
+	resp, err := c.Get(o.url + tokens.PathToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Body.Close(); resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Errorf("GET %s = %d, want 405", tokens.PathToken, resp.StatusCode)
+	}
+}
+
+// The attacks of the issue over HTTP: the OAuth code and status of each.
+func TestOAuthTokenAttacks(t *testing.T) {
+	t.Parallel()
+	o := newOAuthServer(t)
+	a, b, c, d := o.Workload(t, "a"), o.Workload(t, "b"), o.Workload(t, "c"), o.Workload(t, "d")
+	ab := o.token(t, o.client(a), ccForm(b.ID, "scope", "read")).str("access_token")
+	bc := o.token(t, o.client(b), exchangeForm(ab, c.ID)).str("access_token")
+	cd := o.token(t, o.client(c), exchangeForm(bc, d.ID)).str("access_token")
+	revoked := o.token(t, o.client(a), ccForm(b.ID)).str("access_token")
+	if r := o.post(t, o.client(a), tokens.PathRevoke, url.Values{"token": {revoked}}); r.status != http.StatusOK {
+		t.Fatal(r.raw)
+	}
+	tests := []struct {
+		name   string
+		caller *tokenstest.Workload
+		form   url.Values
+		code   string
+	}{
+		{"missing subject_token", b, url.Values{"grant_type": {tokens.GrantTokenExchange}, "audience": {c.ID}}, signer.InvalidRequest},
+		{"garbage subject_token", b, exchangeForm("garbage.garbage.garbage", c.ID), signer.InvalidRequest},
+		{"subject token for another audience", c, exchangeForm(ab, d.ID), signer.InvalidGrant},
+		{"revoked subject token", b, exchangeForm(revoked, c.ID), signer.InvalidGrant},
+		{"scope widening", b, exchangeForm(ab, c.ID, "scope", "read write"), signer.InvalidScope},
+		{"audience not permitted", b, exchangeForm(ab, "https://evil.example"), signer.InvalidTarget},
+		{"act deeper than the limit", d, exchangeForm(cd, a.ID), signer.InvalidGrant},
+		{"unsupported grant", b, url.Values{"grant_type": {"password"}}, tokens.UnsupportedGrantType},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := o.post(t, o.client(tt.caller), tokens.PathToken, tt.form)
+			if r.status != http.StatusBadRequest || r.str("error") != tt.code || r.str("error_description") == "" || r.str("access_token") != "" {
+				t.Errorf("got %d %s, want 400 %s", r.status, r.raw, tt.code)
+			}
+		})
+	}
+}
+
+// 64 concurrent identical exchanges over keep-alive connections: all
+// succeed with distinct jtis, each recorded and audited.
+func TestOAuthConcurrentExchanges(t *testing.T) {
+	t.Parallel()
+	o := newOAuthServer(t)
+	a, b, c := o.Workload(t, "a"), o.Workload(t, "b"), o.Workload(t, "c")
+	ab := o.token(t, o.client(a), ccForm(b.ID)).str("access_token")
+	client := o.client(b)
+	const n = 64
+	jtis := make([]string, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			resp, err := client.Post(o.url+tokens.PathToken, "application/x-www-form-urlencoded", strings.NewReader(exchangeForm(ab, c.ID).Encode()))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			var body struct {
+				AccessToken string `json:"access_token"`
+			}
+			err = json.NewDecoder(resp.Body).Decode(&body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK || err != nil {
+				t.Errorf("exchange %d: %d %v", i, resp.StatusCode, err)
+				return
+			}
+			jtis[i] = jtiOf(t, body.AccessToken)
+		})
+	}
+	wg.Wait()
+	slices.Sort(jtis)
+	if len(slices.Compact(slices.Clone(jtis))) != n || jtis[0] == "" {
+		t.Fatalf("jtis not distinct: %v", jtis)
+	}
+	for _, jti := range jtis {
+		if rec, err := o.Store.Token(t.Context(), jti); err != nil || rec.ParentJTI != jtiOf(t, ab) {
+			t.Errorf("record of %s: %+v %v", jti, rec, err)
+		}
+		if _, err := o.Store.AuditIndex(t.Context(), "jti:"+jti); err != nil {
+			t.Errorf("audit entry of %s: %v", jti, err)
+		}
+	}
+}
+
+// Fail closed: a token that cannot be recorded is not returned, the
+// answer is 503 with Retry-After, and the refusal is counted.
+func TestOAuthNotRecorded(t *testing.T) {
+	t.Parallel()
+	e := tokenstest.New(t)
+	cfg := e.Config
+	cfg.Store = brokenLog{e.Store}
+	o := serve(t, e, e.Start(t, cfg))
+	a, b := o.Workload(t, "a"), o.Workload(t, "b")
+	r := o.post(t, o.client(a), tokens.PathToken, ccForm(b.ID))
+	if r.status != http.StatusServiceUnavailable || r.header.Get("Retry-After") == "" || r.str("error") != "temporarily_unavailable" || strings.Contains(r.raw, "access_token") {
+		t.Errorf("got %d %v %s, want 503 with Retry-After and no token", r.status, r.header, r.raw)
+	}
+	if n := counter(t, o.registry, "sigil_unrecorded_operations_total"); n != 1 {
+		t.Errorf("unrecorded operations counted: %v, want 1", n)
+	}
+}
+
+// The RFC 8414 metadata names every endpoint; the JWKS at jwks_uri
+// verifies our tokens with a JOSE library other than go-jose.
+func TestOAuthMetadata(t *testing.T) {
+	t.Parallel()
+	o := newOAuthServer(t)
+	a, b := o.Workload(t, "a"), o.Workload(t, "b")
+	resp, err := o.client(nil).Get(o.url + tokens.PathMetadata)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := read(t, resp)
+	want := map[string]any{
+		"issuer": tokenstest.Issuer, "token_endpoint": tokenstest.Issuer + "/oauth2/token",
+		"introspection_endpoint": tokenstest.Issuer + "/oauth2/introspect", "revocation_endpoint": tokenstest.Issuer + "/oauth2/revoke",
+		"jwks_uri": tokenstest.Issuer + "/jwks.json", "tls_client_certificate_bound_access_tokens": true,
+	}
+	for k, v := range want {
+		if m.body[k] != v {
+			t.Errorf("%s = %v, want %v", k, m.body[k], v)
+		}
+	}
+	for k, v := range map[string]string{
+		"grant_types_supported": tokens.GrantTokenExchange, "token_endpoint_auth_methods_supported": "tls_client_auth",
+		"sigil_token_types_supported": signer.TokenTypeTxnToken,
+	} {
+		if l, _ := m.body[k].([]any); !slices.Contains(l, any(v)) {
+			t.Errorf("%s = %v, want it to list %s", k, m.body[k], v)
+		}
+	}
+	resp, err = o.client(nil).Get(o.url + tokens.PathJWKS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var set jose.JSONWebKeySet
+	if err := json.NewDecoder(resp.Body).Decode(&set); err != nil || len(set.Keys) != 1 {
+		t.Fatalf("JWKS: %v, %d keys", err, len(set.Keys))
+	}
+	tok := o.token(t, o.client(a), ccForm(b.ID)).str("access_token")
+	parsed, err := jwt.Parse(tok, func(tk *jwt.Token) (any, error) {
+		if keys := set.Key(fmt.Sprint(tk.Header["kid"])); len(keys) == 1 {
+			return keys[0].Key, nil
+		}
+		return nil, errors.New("unknown kid")
+	}, jwt.WithValidMethods([]string{"ES256"}), jwt.WithAudience(b.ID), jwt.WithIssuer(tokenstest.Issuer))
+	if err != nil || !parsed.Valid || parsed.Header["typ"] != "at+jwt" {
+		t.Errorf("golang-jwt: %v (header %v)", err, parsed.Header)
+	}
+}
+
+// feedStream reads Server-Sent Events.
+type feedStream struct {
+	events chan sseEvent
+}
+
+type sseEvent struct{ id, data string }
+
+func (o *oauthServer) subscribe(t *testing.T, c *http.Client, lastID string) *feedStream {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, o.url+tokens.PathRevocations, nil)
+	if lastID != "" {
+		req.Header.Set("Last-Event-ID", lastID)
+	}
+	c.Timeout = 0
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/event-stream" {
+		t.Fatalf("feed: %d %v", resp.StatusCode, resp.Header)
+	}
+	f := &feedStream{events: make(chan sseEvent, 64)}
+	go func() {
+		defer resp.Body.Close()
+		var ev sseEvent
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			line := sc.Text()
+			switch {
+			case line == "" && ev.data != "":
+				f.events <- ev
+				ev = sseEvent{}
+			case strings.HasPrefix(line, "id: "):
+				ev.id = strings.TrimPrefix(line, "id: ")
+			case strings.HasPrefix(line, "data: "):
+				ev.data = strings.TrimPrefix(line, "data: ")
+			}
+		}
+	}()
+	return f
+}
+
+// next waits a second at most for the next event.
+func (f *feedStream) next(t *testing.T) sseEvent {
+	t.Helper()
+	select {
+	case ev := <-f.events:
+		return ev
+	case <-time.After(time.Second):
+		t.Fatal("no revocation event within a second")
+		return sseEvent{}
+	}
+}
+
+// setJTI verifies a SET against the served JWKS and returns the revoked
+// token's jti.
+func (o *oauthServer) setJTI(t *testing.T, set string) string {
+	t.Helper()
+	jwks, err := o.Service.JWKS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys jose.JSONWebKeySet
+	if err := json.Unmarshal(jwks, &keys); err != nil {
+		t.Fatal(err)
+	}
+	jws, err := jose.ParseSignedCompact(set, []jose.SignatureAlgorithm{jose.ES256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := keys.Key(jws.Signatures[0].Protected.KeyID)
+	if len(k) != 1 || jws.Signatures[0].Protected.ExtraHeaders["typ"] != tokens.SETType {
+		t.Fatalf("SET header %+v", jws.Signatures[0].Protected)
+	}
+	payload, err := jws.Verify(k[0].Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c tokens.SETClaims
+	if err := json.Unmarshal(payload, &c); err != nil {
+		t.Fatal(err)
+	}
+	return c.Events[tokens.EventTokenRevoked].JTI
+}
+
+// jtiOf reads the jti of a JWT without verifying it.
+func jtiOf(t *testing.T, tok string) string {
+	t.Helper()
+	var c struct {
+		JTI string `json:"jti"`
+	}
+	payload, err := jose.ParseSignedCompact(tok, []jose.SignatureAlgorithm{jose.ES256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(payload.UnsafePayloadWithoutVerification(), &c); err != nil {
+		t.Fatal(err)
+	}
+	return c.JTI
+}
+
+// counter returns the value of the counter name in reg.
+func counter(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			for _, m := range mf.GetMetric() {
+				sum += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return sum
+}
+
+func newECKey(t *testing.T) *ecdsa.PrivateKey {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// brokenLog is a store whose audit appends fail, as when the log's table
+// cannot be written.
+type brokenLog struct{ store.Store }
+
+func (b brokenLog) Tx(ctx context.Context, fn func(store.Tx) error) error {
+	return b.Store.Tx(ctx, func(tx store.Tx) error { return fn(brokenTx{tx}) })
+}
+
+type brokenTx struct{ store.Tx }
+
+func (brokenTx) AppendAudit(context.Context, store.AuditEntry) (uint64, error) {
+	return 0, errors.New("audit_entries: disk I/O error")
+}

@@ -1,0 +1,57 @@
+package tokens
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+
+	"github.com/sigil-dev/sigil/internal/enroll"
+	"github.com/sigil-dev/sigil/internal/store"
+	"github.com/sigil-dev/sigil/signer"
+)
+
+// client is an authenticated caller: its verified X.509-SVID and the
+// record of its issuance.
+type client struct {
+	cert   *x509.Certificate
+	record store.Certificate
+	caller signer.Caller
+}
+
+// authenticate checks that cert, the TLS-verified client certificate, is
+// one this server issued and has not revoked (RFC 8705 tls_client_auth:
+// the client is its certificate). TLS has checked the chain to our root
+// and the validity period; the store adds revocation and that the exact
+// certificate was issued here. Failures are invalid_client.
+func (s *Service) authenticate(ctx context.Context, cert *x509.Certificate) (*client, error) {
+	if cert == nil {
+		return nil, invalidClient("a client certificate is required: authenticate with the workload's X.509-SVID over mutual TLS (tls_client_auth)")
+	}
+	serial := enroll.Serial(cert)
+	rec, err := s.cfg.Store.Certificate(ctx, serial)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		s.log.WarnContext(ctx, "tokens: client certificate not on record", "serial", serial)
+		return nil, invalidClient("the client certificate was not issued by this server")
+	case err != nil:
+		return nil, fmt.Errorf("tokens: look up client certificate %s: %w", serial, err)
+	case !bytes.Equal(rec.DER, cert.Raw):
+		s.log.WarnContext(ctx, "tokens: client certificate differs from the one on record", "serial", serial)
+		return nil, invalidClient("the client certificate was not issued by this server")
+	case rec.RevokedAt != nil:
+		s.log.InfoContext(ctx, "tokens: revoked client certificate", "serial", serial, "spiffe_id", rec.SPIFFEID, "reason", rec.RevocationReason)
+		return nil, invalidClient("the client certificate has been revoked: renew or enroll again")
+	case !s.now().Before(rec.NotAfter):
+		return nil, invalidClient("the client certificate has expired: renew or enroll again")
+	case len(cert.URIs) != 1 || cert.URIs[0].String() != rec.SPIFFEID:
+		return nil, invalidClient("the client certificate does not carry exactly the SPIFFE ID on record")
+	}
+	return &client{cert: cert, record: rec, caller: signer.Caller{
+		ID: rec.SPIFFEID, Thumbprint: signer.Thumbprint(cert.Raw),
+		Evidence: rec.EvidenceDigest, Policy: rec.PolicyVersion,
+	}}, nil
+}
+
+func (s *Service) admin(c *client) bool { return s.admins[c.caller.ID] }

@@ -1,0 +1,95 @@
+// Package tokens is sigild's token service: the logic of POST
+// /oauth2/token, /oauth2/introspect and /oauth2/revoke, the RFC 8414
+// metadata, and the revocation feed. It ties the token library (signer),
+// policy, the store and the audit log together; package server adds HTTP.
+//
+//	svc, err := tokens.New(tokens.Config{Issuer: iss, Minter: mint, Keys: keys, KeySource: h,
+//		Verifier: verify, Attest: attestVerifier, Policy: engine, Store: st,
+//		MaxLifetime: cfg.MaxTTL, DefaultTTL: cfg.DefaultTTL, MaxActDepth: cfg.MaxActDepth,
+//		OpaqueAudiences: cfg.OpaqueAudiences, Admins: cfg.Admins, Log: log, Nudge: auditLog.Nudge})
+//	go svc.Run(ctx) // the revocation feed
+//
+// # Clients
+//
+// Every call takes the caller's TLS-verified client certificate (RFC 8705
+// tls_client_auth: the client is its X.509-SVID). It must be the very
+// certificate this server issued under its serial, not revoked, not
+// expired, with the SPIFFE ID on record; otherwise invalid_client (HTTP
+// 401). A client_id parameter, if sent, must be that SPIFFE ID.
+//
+// # Token requests
+//
+// grant_type client_credentials gives a token for the caller itself;
+// urn:ietf:params:oauth:grant-type:token-exchange one acting for the
+// subject of subject_token, with the caller nested in act (signer.Rules
+// has the invariants). Single-valued parameters may not repeat
+// (invalid_request); audience and resource may.
+//
+// A subject token may be a JWT of ours, of a configured external issuer,
+// or one of our reference tokens (subject_token_type access_token). One of
+// ours must be on record and not revoked, and becomes the new token's
+// parent: revoking it revokes the new one. An actor_token must be a JWT of
+// ours for the token service (audience: the issuer) held by the caller.
+//
+// Policy is asked per request (Cedar action "token" or "exchange") with
+// the caller's SPIFFE ID, the policy version of its certificate and the
+// facts of the device its certificate was issued on, derived by
+// re-verifying the stored evidence (enrollment: attest Reverify; renewal:
+// VerifyRenewal) and cached per certificate until it expires. Each
+// audience is asked alone, each scope with it, and finally each audience
+// with the token's whole scope set. A denied audience is invalid_target, a
+// denied scope invalid_scope, and a denial by a matching forbid policy
+// access_denied; the description names what was denied and the policy set
+// version. The policy ids that permitted a token are logged with its jti:
+// the audit payload (audit.Token) has no member for them.
+//
+// The issued token's form follows requested_token_type:
+//
+//	absent, or ...:jwt        an RFC 9068 JWT access token (at+jwt)
+//	...:access_token          a reference token: an opaque handle, resolved by introspection
+//	...:txn_token             a transaction token (txntoken+jwt), token exchange only
+//
+// except that a token for an audience in OpaqueAudiences is always a
+// reference token (asking for a JWT or transaction token for one is
+// invalid_target). Cedar's schema has no attribute for the form, so a
+// permit for the request permits either form. issued_token_type is
+// access_token, or jwt when that was asked, or txn_token; token_type is
+// Bearer, N_A for a transaction token. Lifetimes are DefaultTTL, capped by
+// MaxLifetime and the subject token's expiry.
+//
+// Every token is recorded (store.Token: jti, parent, sub, act, aud, scope,
+// exp, cnf, kind, kid, and for a reference token only the SHA-256 of its
+// handle) with its audit entry (token.issued or token.exchanged, key
+// "jti:<jti>") in one transaction before it is returned. If that fails the
+// token is dropped and the error is ErrNotRecorded (answer 503); a subject
+// token revoked meanwhile is invalid_grant.
+//
+// # Introspection
+//
+// RFC 7662 for a party in the token's audience or an admin. Anyone else
+// gets {"active": false}, as for a token that is unknown, malformed, badly
+// signed, expired, revoked or not ours, so that introspection is no oracle
+// of a token's validity for those it was not meant for (RFC 7662 §4).
+// Active answers carry sub, aud, scope, exp, iat, nbf, iss, jti,
+// client_id, act, cnf, token_type, and sigil_token_kind; JWTs add their
+// sigil_evidence, sigil_policy, sigil_sub_iss and txn claims.
+//
+// # Revocation
+//
+// RFC 7009 by the token's holder (cnf), its client, a party in its
+// audience, or an admin; others get unauthorized_client. Revoking revokes
+// every token exchanged from it, transitively, in one transaction with a
+// token.revoked audit entry for each (key "revoked:<jti>"). A token that is
+// none of ours or already revoked is a success.
+//
+// # Revocation feed
+//
+// Subscribers (mTLS, any client certificate of ours) get every revocation
+// as a Security Event Token (RFC 8417): typ secevent+jwt, signed by the
+// key that signs access tokens now (so JWKS verifies it), with an events
+// claim of EventTokenRevoked (see SETClaims). Events come in the store's
+// sequence order, which is also the SSE id, so Last-Event-ID resumes
+// without loss. This replica's revocations are read from the store as soon
+// as they commit; other replicas' at the next poll (PollInterval). A
+// subscriber that falls behind is dropped (ErrLagged) and resumes.
+package tokens

@@ -1,0 +1,189 @@
+package tokens
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/sigil-dev/sigil/attest"
+	"github.com/sigil-dev/sigil/ca"
+	"github.com/sigil-dev/sigil/internal/enroll"
+	"github.com/sigil-dev/sigil/internal/store"
+	"github.com/sigil-dev/sigil/policy"
+)
+
+// maxCachedFacts bounds the device facts cache: one entry per client
+// certificate in use.
+const maxCachedFacts = 16384
+
+// factsCache holds the policy facts of the device each client certificate
+// was issued on. Deriving them re-verifies the recorded evidence (about a
+// millisecond); they never change for a certificate, so they are kept until
+// it expires. Concurrent first requests of one certificate derive once.
+type factsCache struct {
+	st     store.Reader
+	verify *attest.Verifier
+	now    func() time.Time
+	max    int
+
+	mu      sync.Mutex
+	entries map[string]*factsEntry // by certificate serial
+}
+
+type factsEntry struct {
+	ready   chan struct{} // closed once facts and err are set
+	facts   policy.DeviceFacts
+	err     error
+	expires time.Time
+}
+
+func newFactsCache(st store.Reader, v *attest.Verifier, now func() time.Time, max int) *factsCache {
+	return &factsCache{st: st, verify: v, now: now, max: max, entries: map[string]*factsEntry{}}
+}
+
+// get returns the facts of c's device. A failure is not cached.
+func (fc *factsCache) get(ctx context.Context, c *client) (policy.DeviceFacts, error) {
+	e, owner := fc.entry(c)
+	if owner {
+		// Others may wait for this entry: their requests must not fail
+		// because this one was cancelled.
+		e.facts, e.err = fc.derive(context.WithoutCancel(ctx), c)
+		if e.err != nil {
+			fc.forget(c.record.Serial, e)
+		}
+		close(e.ready)
+	}
+	select {
+	case <-e.ready:
+		return e.facts, e.err
+	case <-ctx.Done():
+		return policy.DeviceFacts{}, ctx.Err()
+	}
+}
+
+// entry returns the cache entry of c's certificate, and whether the
+// caller must fill it.
+func (fc *factsCache) entry(c *client) (*factsEntry, bool) {
+	fc.mu.Lock()
+	defer fc.mu.Unlock()
+	if e, ok := fc.entries[c.record.Serial]; ok {
+		return e, false
+	}
+	if len(fc.entries) >= fc.max {
+		fc.evict()
+	}
+	e := &factsEntry{ready: make(chan struct{}), expires: c.record.NotAfter}
+	fc.entries[c.record.Serial] = e
+	return e, true
+}
+
+// evict drops the expired entries, or if none, an arbitrary tenth.
+func (fc *factsCache) evict() {
+	now := fc.now()
+	for k, e := range fc.entries {
+		if now.After(e.expires) {
+			delete(fc.entries, k)
+		}
+	}
+	for k := range fc.entries {
+		if len(fc.entries) < fc.max*9/10 {
+			return
+		}
+		delete(fc.entries, k)
+	}
+}
+
+func (fc *factsCache) forget(serial string, e *factsEntry) {
+	fc.mu.Lock()
+	defer fc.mu.Unlock()
+	if fc.entries[serial] == e {
+		delete(fc.entries, serial)
+	}
+}
+
+// derive re-verifies the evidence the certificate was issued on: the
+// enrollment evidence (attest.Verifier.Reverify), or a renewal's boot
+// evidence (VerifyRenewal) with the device's EK and the renewal's AK. The
+// certificate's evidence extension, signed by our CA, must name the same
+// evidence as the record, and the stored bundle must hash to it.
+func (fc *factsCache) derive(ctx context.Context, c *client) (policy.DeviceFacts, error) {
+	rec := c.record
+	if err := checkExtension(c.cert, rec); err != nil {
+		return policy.DeviceFacts{}, err
+	}
+	ev, err := fc.st.Evidence(ctx, rec.EvidenceDigest)
+	if err != nil {
+		return policy.DeviceFacts{}, fmt.Errorf("tokens: evidence of certificate %s: %w", rec.Serial, err)
+	}
+	if sum := sha256.Sum256(ev.Bundle); hex.EncodeToString(sum[:]) != rec.EvidenceDigest || ev.EKHash != rec.EKHash {
+		return policy.DeviceFacts{}, fmt.Errorf("tokens: evidence %s does not match certificate %s", rec.EvidenceDigest, rec.Serial)
+	}
+	switch ev.Kind {
+	case "enroll":
+		return fc.enrollment(ev)
+	case "renew":
+		return fc.renewal(ctx, ev, c.cert)
+	}
+	return policy.DeviceFacts{}, fmt.Errorf("tokens: evidence %s of unknown kind %q", ev.Digest, ev.Kind)
+}
+
+func checkExtension(cert *x509.Certificate, rec store.Certificate) error {
+	ext, err := ca.EvidenceOf(cert)
+	if err != nil {
+		return fmt.Errorf("tokens: certificate %s: %w", rec.Serial, err)
+	}
+	if hex.EncodeToString(ext.Digest) != rec.EvidenceDigest || hex.EncodeToString(ext.EKHash) != rec.EKHash {
+		return fmt.Errorf("tokens: certificate %s: evidence extension differs from the record", rec.Serial)
+	}
+	return nil
+}
+
+func (fc *factsCache) enrollment(ev store.Evidence) (policy.DeviceFacts, error) {
+	var e attest.Evidence
+	if err := json.Unmarshal(ev.Bundle, &e); err != nil {
+		return policy.DeviceFacts{}, fmt.Errorf("tokens: evidence %s: %w", ev.Digest, err)
+	}
+	res, err := fc.verify.Reverify(&e)
+	if err != nil {
+		return policy.DeviceFacts{}, fmt.Errorf("tokens: evidence %s no longer verifies: %w", ev.Digest, err)
+	}
+	if res.EK.Hash != ev.EKHash {
+		return policy.DeviceFacts{}, fmt.Errorf("tokens: evidence %s is of another EK", ev.Digest)
+	}
+	return enroll.Facts(res), nil
+}
+
+// renewal gives the facts a renewal was decided on: the device's EK (and
+// its certificate's issuer) from the device record, the AK that quoted,
+// and the boot facts of the quote.
+func (fc *factsCache) renewal(ctx context.Context, ev store.Evidence, cert *x509.Certificate) (policy.DeviceFacts, error) {
+	var r attest.Renewal
+	if err := json.Unmarshal(ev.Bundle, &r); err != nil {
+		return policy.DeviceFacts{}, fmt.Errorf("tokens: renewal evidence %s: %w", ev.Digest, err)
+	}
+	boot, _, err := fc.verify.VerifyRenewal(&r, cert.PublicKey)
+	if err != nil {
+		return policy.DeviceFacts{}, fmt.Errorf("tokens: renewal evidence %s no longer verifies: %w", ev.Digest, err)
+	}
+	dev, err := fc.st.Device(ctx, ev.EKHash)
+	if err != nil {
+		return policy.DeviceFacts{}, fmt.Errorf("tokens: device of renewal evidence %s: %w", ev.Digest, err)
+	}
+	var issuer string
+	if len(dev.EKCertDER) > 0 {
+		ek, err := x509.ParseCertificate(dev.EKCertDER)
+		if err != nil {
+			return policy.DeviceFacts{}, fmt.Errorf("tokens: EK certificate of device %s: %w", dev.EKHash, err)
+		}
+		issuer = ek.Issuer.String()
+	}
+	ak := sha256.Sum256(r.AKPublic)
+	return enroll.Facts(&attest.Result{
+		EK: &attest.EK{Hash: dev.EKHash, Issuer: issuer}, AK: &attest.AK{Hash: hex.EncodeToString(ak[:])}, Boot: boot,
+	}), nil
+}

@@ -1,0 +1,94 @@
+package tokens
+
+import (
+	"net/url"
+
+	"github.com/sigil-dev/sigil/signer"
+)
+
+// Grant types of the token endpoint.
+const (
+	GrantClientCredentials = "client_credentials"
+	GrantTokenExchange     = "urn:ietf:params:oauth:grant-type:token-exchange"
+)
+
+// tokenForm is a parsed token request.
+type tokenForm struct {
+	grant        string
+	subject      string
+	subjectType  string
+	actor        string
+	actorType    string
+	scope        string
+	requested    string
+	audience     []string
+	resource     []string
+	wantOpaque   bool
+	wantTxnToken bool
+}
+
+// singletons are the parameters that may appear at most once (RFC 6749
+// §3.2).
+var singletons = []string{
+	"grant_type", "client_id", "subject_token", "subject_token_type", "actor_token",
+	"actor_token_type", "scope", "requested_token_type",
+}
+
+// parseTokenForm checks the shape of a token request from callerID.
+// Verification of the tokens in it comes later.
+func parseTokenForm(form url.Values, callerID string) (*tokenForm, error) {
+	for _, p := range singletons {
+		if len(form[p]) > 1 {
+			return nil, invalidRequest("parameter %s is repeated", p)
+		}
+	}
+	if id := form.Get("client_id"); id != "" && id != callerID {
+		return nil, invalidClient("client_id is not the SPIFFE ID of the client certificate")
+	}
+	f := &tokenForm{
+		grant: form.Get("grant_type"), subject: form.Get("subject_token"), subjectType: form.Get("subject_token_type"),
+		actor: form.Get("actor_token"), actorType: form.Get("actor_token_type"), scope: form.Get("scope"),
+		requested: form.Get("requested_token_type"), audience: form["audience"], resource: form["resource"],
+	}
+	if err := f.checkGrant(); err != nil {
+		return nil, err
+	}
+	return f, f.checkRequested()
+}
+
+func (f *tokenForm) checkGrant() error {
+	switch f.grant {
+	case "":
+		return invalidRequest("grant_type is missing")
+	case GrantClientCredentials:
+		if f.subject != "" || f.subjectType != "" || f.actor != "" || f.actorType != "" {
+			return invalidRequest("client_credentials takes no subject_token or actor_token: use grant_type %s", GrantTokenExchange)
+		}
+	case GrantTokenExchange:
+		if f.actor == "" && f.actorType != "" {
+			return invalidRequest("actor_token_type without actor_token")
+		}
+	default:
+		return oauthError(UnsupportedGrantType, "grant_type must be %s or %s", GrantClientCredentials, GrantTokenExchange)
+	}
+	return nil
+}
+
+// checkRequested reads requested_token_type: absent or jwt for a JWT
+// access token, access_token for a reference token, txn_token for a
+// transaction token (token exchange only).
+func (f *tokenForm) checkRequested() error {
+	switch f.requested {
+	case "", signer.TokenTypeJWT:
+	case signer.TokenTypeAccessToken:
+		f.wantOpaque = true
+	case signer.TokenTypeTxnToken:
+		if f.grant != GrantTokenExchange {
+			return invalidRequest("a transaction token is issued by token exchange only")
+		}
+		f.wantTxnToken = true
+	default:
+		return invalidRequest("requested_token_type must be %s, %s or %s", signer.TokenTypeJWT, signer.TokenTypeAccessToken, signer.TokenTypeTxnToken)
+	}
+	return nil
+}

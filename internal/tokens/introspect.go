@@ -1,0 +1,193 @@
+package tokens
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"slices"
+	"strings"
+
+	"github.com/sigil-dev/sigil/internal/store"
+	"github.com/sigil-dev/sigil/signer"
+)
+
+// Introspection is an RFC 7662 introspection response. An inactive token
+// has Active false and nothing else.
+type Introspection struct {
+	Active    bool          `json:"active"`
+	Scope     string        `json:"scope,omitempty"`
+	ClientID  string        `json:"client_id,omitempty"`
+	TokenType string        `json:"token_type,omitempty"` // "Bearer", or "N_A" for a transaction token
+	Exp       int64         `json:"exp,omitempty"`
+	Iat       int64         `json:"iat,omitempty"`
+	Nbf       int64         `json:"nbf,omitempty"`
+	Sub       string        `json:"sub,omitempty"`
+	Aud       []string      `json:"aud,omitempty"`
+	Iss       string        `json:"iss,omitempty"`
+	JTI       string        `json:"jti,omitempty"`
+	Act       *signer.Actor `json:"act,omitempty"` // RFC 8693 §4.1
+	Cnf       *Confirmation `json:"cnf,omitempty"` // RFC 8705 §3.2
+
+	// Extensions: the token's form (jwt, opaque or txn), and for JWTs the
+	// claims of that name.
+	Kind          string `json:"sigil_token_kind,omitempty"`
+	Evidence      string `json:"sigil_evidence,omitempty"`
+	Policy        string `json:"sigil_policy,omitempty"`
+	SubjectIssuer string `json:"sigil_sub_iss,omitempty"`
+	Txn           string `json:"txn,omitempty"`
+}
+
+// Confirmation is the cnf member: the thumbprint of the certificate the
+// token is bound to. A resource server compares it with the certificate
+// the token was presented over.
+type Confirmation struct {
+	X5tS256 string `json:"x5t#S256"`
+}
+
+// Introspect answers an RFC 7662 introspection request for token from the
+// holder of caller. Only a party in the token's audience, or an admin,
+// learns about it; anyone else gets active:false, as for a token that is
+// unknown, malformed, badly signed, expired or revoked (RFC 7662 §2.2 and
+// §4: no answer tells an unauthorized caller whether a token is valid).
+// Errors: invalid_client for the caller, or a store failure.
+func (s *Service) Introspect(ctx context.Context, caller *x509.Certificate, token string) (*Introspection, error) {
+	c, err := s.authenticate(ctx, caller)
+	if err != nil {
+		return nil, err
+	}
+	t, err := s.resolve(ctx, token)
+	switch {
+	case err != nil:
+		return nil, err
+	case t == nil:
+		return &Introspection{}, nil
+	case !s.admin(c) && !slices.Contains(t.record.Aud, c.caller.ID):
+		s.log.InfoContext(ctx, "tokens: introspection by a party outside the audience", "jti", t.record.JTI, "caller", c.caller.ID)
+		return &Introspection{}, nil
+	case t.record.RevokedAt != nil || !s.now().Before(t.record.ExpiresAt):
+		return &Introspection{}, nil
+	}
+	return s.introspection(t), nil
+}
+
+// presented is a token resolved to its record: a JWT of ours whose
+// signature verified (claims set), or a reference token (claims nil).
+type presented struct {
+	record store.Token
+	claims *signer.Claims
+}
+
+// resolve finds the record of a presented token of ours, revoked or not.
+// nil means the token is none of ours: unknown, malformed, badly signed,
+// expired, of another issuer, or not on record.
+func (s *Service) resolve(ctx context.Context, token string) (*presented, error) {
+	if token == "" || len(token) > signer.MaxTokenSize {
+		return nil, nil
+	}
+	if !strings.Contains(token, ".") {
+		return s.resolveReference(ctx, token)
+	}
+	typ, aud := peek(token)
+	if len(aud) == 0 {
+		return nil, nil
+	}
+	// Any audience of the token will do for the Verifier: the signature
+	// covers them all, and who may see the token is decided on its record.
+	var c *signer.Claims
+	var err error
+	switch typ {
+	case string(signer.AccessToken):
+		c, err = s.cfg.Verifier.Verify(ctx, token, aud[0])
+	case string(signer.TxnToken):
+		c, err = s.cfg.Verifier.VerifyTxn(ctx, token, aud[0])
+	default:
+		return nil, nil
+	}
+	if err != nil || c.Issuer != s.issuer {
+		return nil, nil
+	}
+	rec, err := s.cfg.Store.Token(ctx, c.ID)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil, nil
+	case err != nil:
+		return nil, err
+	case rec.Sub != c.Subject || rec.CNF != c.Confirmation || rec.Kind != kindOf[c.Type]:
+		s.log.ErrorContext(ctx, "tokens: signed token differs from its record", "jti", c.ID)
+		return nil, nil
+	}
+	return &presented{record: rec, claims: c}, nil
+}
+
+func (s *Service) resolveReference(ctx context.Context, handle string) (*presented, error) {
+	digest, err := signer.ReferenceDigest(handle)
+	if err != nil {
+		return nil, nil
+	}
+	rec, err := s.referenceRecord(ctx, digest)
+	switch {
+	case errors.Is(err, store.ErrRevoked):
+		return &presented{record: rec}, nil
+	case errors.Is(err, store.ErrNotFound):
+		return nil, nil
+	case err != nil:
+		return nil, err
+	}
+	return &presented{record: rec}, nil
+}
+
+// kindOf is the record kind of each JWT type.
+var kindOf = map[signer.TokenType]string{signer.AccessToken: store.TokenJWT, signer.TxnToken: store.TokenTxn}
+
+// peek reads typ and aud of a JWT without verifying it, to pick how to
+// verify it.
+func peek(token string) (typ string, aud []string) {
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return "", nil
+	}
+	var hdr struct {
+		Typ string `json:"typ"`
+	}
+	var claims struct {
+		Aud json.RawMessage `json:"aud"`
+	}
+	if decodePart(parts[0], &hdr) != nil || decodePart(parts[1], &claims) != nil {
+		return "", nil
+	}
+	if json.Unmarshal(claims.Aud, &aud) != nil {
+		var one string
+		if json.Unmarshal(claims.Aud, &one) != nil || one == "" {
+			return "", nil
+		}
+		aud = []string{one}
+	}
+	return strings.TrimPrefix(strings.ToLower(hdr.Typ), "application/"), aud
+}
+
+func decodePart(part string, v any) error {
+	b, err := base64.RawURLEncoding.DecodeString(part)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, v)
+}
+
+func (s *Service) introspection(t *presented) *Introspection {
+	r := t.record
+	out := &Introspection{
+		Active: true, Scope: r.Scope, ClientID: r.ClientID, TokenType: "Bearer",
+		Exp: r.ExpiresAt.Unix(), Iat: r.IssuedAt.Unix(), Nbf: r.IssuedAt.Unix(), Sub: r.Sub, Aud: r.Aud,
+		Iss: s.issuer, JTI: r.JTI, Act: actorOf(r.Act), Cnf: &Confirmation{X5tS256: r.CNF}, Kind: r.Kind,
+	}
+	if r.Kind == store.TokenTxn {
+		out.TokenType = "N_A"
+	}
+	if c := t.claims; c != nil {
+		out.Act, out.Nbf = c.Actor, c.NotBefore.Unix()
+		out.Evidence, out.Policy, out.SubjectIssuer, out.Txn = c.Evidence, c.Policy, c.SubjectIssuer, c.Txn
+	}
+	return out
+}

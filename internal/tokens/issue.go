@@ -1,0 +1,208 @@
+package tokens
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/sigil-dev/sigil/audit"
+	"github.com/sigil-dev/sigil/internal/auditlog"
+	"github.com/sigil-dev/sigil/internal/store"
+	"github.com/sigil-dev/sigil/signer"
+)
+
+// minted is a signed (or, for a reference token, generated) token and its
+// record.
+type minted struct {
+	token     string
+	record    store.Token
+	claims    *signer.Claims
+	tokenType string // issued_token_type
+}
+
+// issue picks the token's form, asks policy about the token as it will
+// be, mints it, records and audits it, and answers.
+func (s *Service) issue(ctx context.Context, c *client, f *tokenForm, iss *issuance) (*Response, error) {
+	opaque, err := s.form(f, iss.claims)
+	if err != nil {
+		return nil, err
+	}
+	if err := iss.gate.check(iss.claims); err != nil {
+		return nil, err
+	}
+	var m *minted
+	switch {
+	case opaque:
+		m, err = s.reference(iss.claims)
+	case f.wantTxnToken:
+		m, err = s.jwt(ctx, iss.claims, s.cfg.Minter.TxnToken, store.TokenTxn, signer.TokenTypeTxnToken)
+	default:
+		typ := signer.TokenTypeAccessToken
+		if f.requested == signer.TokenTypeJWT {
+			typ = signer.TokenTypeJWT
+		}
+		m, err = s.jwt(ctx, iss.claims, s.cfg.Minter.AccessToken, store.TokenJWT, typ)
+	}
+	if err != nil {
+		return nil, err
+	}
+	m.record.ParentJTI = iss.parent
+	if err := s.record(ctx, iss.kind, m.record); err != nil {
+		return nil, err
+	}
+	s.log.InfoContext(ctx, "tokens: issued", "jti", m.record.JTI, "kind", m.record.Kind, "grant", f.grant,
+		"parent", iss.parent, "sub", m.record.Sub, "client_id", c.caller.ID, "aud", m.record.Aud,
+		"scope", m.record.Scope, "exp", m.record.ExpiresAt, "policies", iss.gate.permits)
+	return s.response(m), nil
+}
+
+// form decides between a JWT and a reference token: a reference token
+// when any audience is configured for them or the client asked for one
+// (requested_token_type access_token); a JWT otherwise. A JWT or
+// transaction token asked for an audience configured for reference tokens
+// is invalid_target.
+func (s *Service) form(f *tokenForm, c *signer.Claims) (bool, error) {
+	for _, a := range c.Audience {
+		if !s.opaque[a] {
+			continue
+		}
+		if f.requested == signer.TokenTypeJWT || f.wantTxnToken {
+			return false, oauthError(signer.InvalidTarget, "audience %q accepts reference tokens only: request %s or leave requested_token_type out", a, signer.TokenTypeAccessToken)
+		}
+		return true, nil
+	}
+	return f.wantOpaque, nil
+}
+
+type mintFunc func(context.Context, signer.Claims) (string, *signer.Claims, error)
+
+func (s *Service) jwt(ctx context.Context, c *signer.Claims, mint mintFunc, kind, tokenType string) (*minted, error) {
+	tok, signed, err := mint(ctx, *c)
+	if err != nil {
+		return nil, err
+	}
+	rec := recordOf(signed, kind)
+	if rec.KID, err = kidOf(tok); err != nil {
+		return nil, err
+	}
+	return &minted{token: tok, record: rec, claims: signed, tokenType: tokenType}, nil
+}
+
+// reference makes a reference token for c: the handle goes to the client,
+// only its digest to the store.
+func (s *Service) reference(c *signer.Claims) (*minted, error) {
+	handle, digest := signer.NewReference()
+	hash, err := base64.RawURLEncoding.DecodeString(digest)
+	if err != nil {
+		return nil, fmt.Errorf("tokens: reference digest: %w", err)
+	}
+	claims := *c
+	claims.Type, claims.Issuer, claims.ID = signer.AccessToken, s.issuer, newJTI()
+	if !claims.Expiry.After(s.now()) {
+		return nil, errors.New("tokens: reference token would be expired")
+	}
+	rec := recordOf(&claims, store.TokenOpaque)
+	rec.HandleHash = hash
+	return &minted{token: handle, record: rec, claims: &claims, tokenType: signer.TokenTypeAccessToken}, nil
+}
+
+func recordOf(c *signer.Claims, kind string) store.Token {
+	return store.Token{
+		JTI: c.ID, Sub: c.Subject, ClientID: c.ClientID, Act: actChain(c.Actor), Aud: c.Audience,
+		Scope: strings.Join(c.Scope, " "), IssuedAt: c.IssuedAt, ExpiresAt: c.Expiry, CNF: c.Confirmation, Kind: kind,
+	}
+}
+
+// record stores the token and its audit entry in one transaction. A
+// subject token revoked meanwhile fails the exchange (invalid_grant);
+// any other failure is ErrNotRecorded, and the token is never returned.
+func (s *Service) record(ctx context.Context, kind audit.Kind, rec store.Token) error {
+	entry, err := auditlog.Entry(kind, s.now(), auditToken(rec), "jti:"+rec.JTI)
+	if err != nil {
+		return notRecorded("token "+rec.JTI, err)
+	}
+	err = s.cfg.Store.Tx(ctx, func(tx store.Tx) error {
+		if err := tx.InsertToken(ctx, rec); err != nil {
+			return err
+		}
+		return auditlog.Append(ctx, tx, entry)
+	})
+	switch {
+	case err == nil:
+		s.nudge()
+		return nil
+	case errors.Is(err, store.ErrRevoked):
+		return invalidGrant("subject_token has been revoked")
+	}
+	s.log.ErrorContext(ctx, "tokens: token not recorded, not issued", "jti", rec.JTI, "err", err)
+	return notRecorded("token "+rec.JTI, err)
+}
+
+func auditToken(rec store.Token) audit.Token {
+	return audit.Token{
+		JTI: rec.JTI, ParentJTI: rec.ParentJTI, Sub: rec.Sub, Act: rec.Act, Aud: rec.Aud,
+		Scope: rec.Scope, Exp: rec.ExpiresAt.UTC(), CNF: rec.CNF,
+	}
+}
+
+func (s *Service) response(m *minted) *Response {
+	typ := "Bearer"
+	if m.record.Kind == store.TokenTxn {
+		typ = "N_A"
+	}
+	return &Response{
+		AccessToken: m.token, IssuedTokenType: m.tokenType, TokenType: typ,
+		ExpiresIn: int64(m.record.ExpiresAt.Sub(s.now()) / time.Second), Scope: m.record.Scope, JTI: m.record.JTI,
+	}
+}
+
+// kidOf reads the kid header of a JWT we just signed.
+func kidOf(token string) (string, error) {
+	h, _, ok := strings.Cut(token, ".")
+	var hdr struct {
+		KID string `json:"kid"`
+	}
+	b, err := base64.RawURLEncoding.DecodeString(h)
+	if ok && err == nil {
+		err = json.Unmarshal(b, &hdr)
+	}
+	if !ok || err != nil || hdr.KID == "" {
+		return "", errors.New("tokens: minted token has no kid header")
+	}
+	return hdr.KID, nil
+}
+
+// newJTI returns 128 random bits, base64url, as signer's jtis.
+func newJTI() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b) // never fails (crypto/rand, Go 1.24+)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// referenceRecord finds the record of a reference token by its digest
+// (signer.ReferenceDigest); a revoked one is store.ErrRevoked.
+func (s *Service) referenceRecord(ctx context.Context, digest string) (store.Token, error) {
+	hash, err := base64.RawURLEncoding.DecodeString(digest)
+	if err != nil {
+		return store.Token{}, fmt.Errorf("tokens: reference digest: %w", err)
+	}
+	rec, err := s.cfg.Store.TokenByHandle(ctx, hash)
+	if err == nil && rec.RevokedAt != nil {
+		err = store.ErrRevoked
+	}
+	return rec, err
+}
+
+// claimsOf gives the claims of a reference token from its record.
+func claimsOf(rec store.Token, issuer string) *signer.Claims {
+	return &signer.Claims{
+		Type: signer.AccessToken, Issuer: issuer, Subject: rec.Sub, Audience: rec.Aud,
+		IssuedAt: rec.IssuedAt, NotBefore: rec.IssuedAt, Expiry: rec.ExpiresAt, ID: rec.JTI,
+		ClientID: rec.ClientID, Scope: strings.Fields(rec.Scope), Confirmation: rec.CNF, Actor: actorOf(rec.Act),
+	}
+}
