@@ -1,10 +1,13 @@
 package main_test
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // A user token from the demo IdP starts a delegation chain through three
@@ -78,4 +81,72 @@ func introspect(t *testing.T, s *stack, as, token string) map[string]any {
 		t.Fatalf("introspect output: %v\n%s", err, out)
 	}
 	return info
+}
+
+// Rotating the token key under a running sigild publishes the new key in
+// JWKS at once, keeps signing with the old one for the lead time, and
+// leaves tokens issued before the rotation valid.
+func TestTokenKeyRotation(t *testing.T) {
+	s := startStack(t, "1")
+	if out, code := s.enroll(0, "spiffe://sigil.test/workload/frontend", filepath.Join(s.dir, "frontend")); code != 0 {
+		t.Fatalf("enroll: %s", out)
+	}
+	token := func() string {
+		out, code := s.run("sigil", "token", "--state", filepath.Join(s.dir, "frontend"), "--audience", "spiffe://sigil.test/workload/frontend")
+		if code != 0 {
+			t.Fatalf("token: %s", out)
+		}
+		return strings.TrimSpace(out)
+	}
+	before := token()
+	config := filepath.Join(s.dir, "sigild.yaml")
+	if out, code := s.run("sigild", "--config", config, "key", "rotate", "--purpose", "token"); code != 0 || !strings.Contains(out, "sigil-token.v2") {
+		t.Fatalf("rotate: exit %d %s", code, out)
+	}
+	syscall.Kill(readPID(t, filepath.Join(s.dir, "sigild.pid")), syscall.SIGHUP)
+	waitFor(t, 10*time.Second, func() bool { return len(jwksKIDs(t, s)) == 2 })
+	after := token()
+	if kid(t, after) != kid(t, before) {
+		t.Error("the new key signs before its lead time")
+	}
+	for _, tok := range []string{before, after} {
+		if info := introspect(t, s, "frontend", tok); info["active"] != true {
+			t.Errorf("token inactive across a rotation: %v", info)
+		}
+	}
+	if out, _ := s.run("sigild", "--config", config, "key", "list"); !strings.Contains(out, "sigil-token.v1") || !strings.Contains(out, "sigil-token.v2") {
+		t.Errorf("key list:\n%s", out)
+	}
+}
+
+func jwksKIDs(t *testing.T, s *stack) []string {
+	t.Helper()
+	var set struct {
+		Keys []struct {
+			KID string `json:"kid"`
+		} `json:"keys"`
+	}
+	getJSON(t, s, "/jwks.json", &set)
+	var kids []string
+	for _, k := range set.Keys {
+		kids = append(kids, k.KID)
+	}
+	return kids
+}
+
+// kid returns the kid header of a compact JWS.
+func kid(t *testing.T, token string) string {
+	t.Helper()
+	header, _, _ := strings.Cut(token, ".")
+	raw, err := base64.RawURLEncoding.DecodeString(header)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var h struct {
+		KID string `json:"kid"`
+	}
+	if err := json.Unmarshal(raw, &h); err != nil {
+		t.Fatal(err)
+	}
+	return h.KID
 }

@@ -30,6 +30,7 @@ type cli struct {
 	Bundle bundleCmd `cmd:"" help:"Print the trust bundle (the root CA certificate, PEM)."`
 	Device deviceCmd `cmd:"" help:"List, disable and enable enrolled devices."`
 	Audit  auditCmd  `cmd:"" help:"The audit log's public key and offline export."`
+	Key    keyCmd    `cmd:"" help:"Rotate and list the token signing keys (rotations are logged)."`
 }
 
 type bundleCmd struct{}
@@ -82,8 +83,8 @@ func (serveCmd) Run(ctx context.Context, cfg *config.Config, log *slog.Logger) e
 	signal.Notify(hup, syscall.SIGHUP)
 	go func() {
 		for range hup {
-			if err := d.ReloadPolicy(); err != nil {
-				log.Error("policy reload rejected; the previous policy set stays active", "err", err)
+			if err := d.Reload(ctx); err != nil {
+				log.Error("reload incomplete; what failed to load stays as it was", "err", err)
 			}
 		}
 	}()

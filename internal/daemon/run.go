@@ -270,8 +270,12 @@ func (d *Daemon) ServeListener(ctx context.Context, ln net.Listener) error {
 	return d.audit.Integrate(shutdown)
 }
 
-// ReloadPolicy re-reads the policy directory (SIGHUP).
-func (d *Daemon) ReloadPolicy() error { return d.policy.Reload() }
+// Reload re-reads the policy directory and the token signing keys (SIGHUP):
+// after `sigild key rotate`, replicas publish the new key at once rather
+// than at their next periodic refresh.
+func (d *Daemon) Reload(ctx context.Context) error {
+	return errors.Join(d.policy.Reload(), d.keys.Refresh(ctx))
+}
 
 // Close releases the HSM and the store.
 func (d *Daemon) Close() {
