@@ -118,7 +118,7 @@ func loggedIdentities(t *testing.T, s *stack) map[string]bool {
 	return ids
 }
 
-func waitFor(t *testing.T, d time.Duration, cond func() bool) {
+func waitFor(t testing.TB, d time.Duration, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for !cond() {

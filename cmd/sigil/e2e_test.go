@@ -28,14 +28,14 @@ import (
 
 // stack is the dev stack (testenv/up.sh) run from freshly built binaries.
 type stack struct {
-	t    *testing.T
+	t    testing.TB
 	root string // repository root
 	bin  string
 	dir  string
 	env  map[string]string
 }
 
-func startStack(t *testing.T, tpms string) *stack {
+func startStack(t testing.TB, tpms string) *stack {
 	t.Helper()
 	testenv.RequireSWTPM(t)
 	root, err := filepath.Abs("../..")
@@ -106,7 +106,7 @@ func (s *stack) enroll(i int, id, state string) (string, int) {
 	return s.run("sigil", "enroll", "--tpm", addr, "--event-log", log, "--identity", id, "--state", state)
 }
 
-func readEnv(t *testing.T, path string) map[string]string {
+func readEnv(t testing.TB, path string) map[string]string {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {

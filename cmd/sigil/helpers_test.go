@@ -27,7 +27,7 @@ var (
 )
 
 // buildCLI builds sigild and sigil once per test process.
-func buildCLI(t *testing.T) string {
+func buildCLI(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
 		if binDir, buildErr = os.MkdirTemp("", "sigil-bin-"); buildErr != nil {
