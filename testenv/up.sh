@@ -77,7 +77,8 @@ if ! pid_alive "$dir/sigild.pid"; then
 	"$bin/sigild" --config "$dir/sigild.yaml" --log-level warn init >"$dir/init.out"
 	"$bin/sigild" --config "$dir/sigild.yaml" bundle >"$dir/bundle.pem"
 	"$bin/sigild" --config "$dir/sigild.yaml" audit key >"$dir/audit-key.pem"
-	nohup "$bin/sigild" --config "$dir/sigild.yaml" >"$dir/sigild.log" 2>&1 &
+	# shellcheck disable=SC2086 # SIGILD_FLAGS: extra flags, e.g. "--pprof 127.0.0.1:6060"
+	nohup "$bin/sigild" --config "$dir/sigild.yaml" serve ${SIGILD_FLAGS:-} >"$dir/sigild.log" 2>&1 &
 	echo $! >"$dir/sigild.pid"
 fi
 listen=$(sed -n 's/^listen: *//p' "$dir/sigild.yaml")

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -21,10 +22,16 @@ import (
 
 // exchangeConcurrency is how many goroutines drive the exchanges, and the
 // crypto floor, over one HTTP/2 mTLS connection kept alive.
-const (
-	exchangeConcurrency = 16
-	exchanges           = 3000
-)
+const exchangeConcurrency = 16
+
+// exchanges per measurement; SIGIL_BENCH_EXCHANGES overrides it (longer
+// runs, for profiling sigild with SIGILD_FLAGS="--pprof 127.0.0.1:6060").
+var exchanges = func() int {
+	if n, err := strconv.Atoi(os.Getenv("SIGIL_BENCH_EXCHANGES")); err == nil && n > 0 {
+		return n
+	}
+	return 3000
+}()
 
 // BenchmarkExchange runs a real sigild (SoftHSM, SQLite, audit log on) and
 // measures token exchange over mTLS keep-alive against the crypto floor of

@@ -48,7 +48,9 @@ func (bundleCmd) Run(ctx context.Context, cfg *config.Config, log *slog.Logger) 
 	return pem.Encode(os.Stdout, &pem.Block{Type: "CERTIFICATE", Bytes: pki.Root.Raw})
 }
 
-type serveCmd struct{}
+type serveCmd struct {
+	Pprof string `help:"Serve Go's pprof profiles on this loopback address (off by default)." placeholder:"127.0.0.1:PORT"`
+}
 
 type initCmd struct{}
 
@@ -73,7 +75,12 @@ func (initCmd) Run(ctx context.Context, cfg *config.Config, log *slog.Logger) er
 	return nil
 }
 
-func (serveCmd) Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+func (c serveCmd) Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	if c.Pprof != "" {
+		if err := servePprof(c.Pprof, log); err != nil {
+			return err
+		}
+	}
 	d, err := daemon.New(ctx, cfg, log)
 	if err != nil {
 		return err
