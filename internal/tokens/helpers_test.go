@@ -125,6 +125,15 @@ func newKey(t testing.TB) *ecdsa.PrivateKey {
 // audience is the token service itself: actor tokens.
 func actorTokenPolicy(t testing.TB) *policy.Set {
 	t.Helper()
+	return policyWith(t, `@id("test-actor-tokens")
+permit (principal is Sigil::Workload, action == Sigil::Action::"token", resource is Sigil::Audience)
+when { resource.name == "`+tokenstest.Issuer+`" };
+`)
+}
+
+// policyWith is the dev policy plus one more file.
+func policyWith(t testing.TB, extra string) *policy.Set {
+	t.Helper()
 	dir := t.TempDir()
 	files, err := filepath.Glob("../../testenv/policy/*.cedar")
 	if err != nil || len(files) == 0 {
@@ -139,11 +148,7 @@ func actorTokenPolicy(t testing.TB) *policy.Set {
 			t.Fatal(err)
 		}
 	}
-	extra := `@id("test-actor-tokens")
-permit (principal is Sigil::Workload, action == Sigil::Action::"token", resource is Sigil::Audience)
-when { resource.name == "` + tokenstest.Issuer + `" };
-`
-	if err := os.WriteFile(filepath.Join(dir, "actor.cedar"), []byte(extra), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "extra.cedar"), []byte(extra), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	set, err := policy.Load(dir)

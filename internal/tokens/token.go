@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/sigil-dev/sigil/attest"
 	"github.com/sigil-dev/sigil/audit"
 	"github.com/sigil-dev/sigil/internal/store"
 	"github.com/sigil-dev/sigil/policy"
@@ -54,6 +55,10 @@ func (s *Service) Token(ctx context.Context, caller *x509.Certificate, form url.
 		return nil, err
 	}
 	facts, err := s.facts.get(ctx, c)
+	if step := attest.StepOf(err); step != "" {
+		s.log.WarnContext(ctx, "tokens: client's attestation evidence no longer verifies", "serial", c.record.Serial, "err", err)
+		return nil, oauthError(signer.AccessDenied, "the attestation evidence of the client certificate no longer verifies (step %s): renew or enroll again", step)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -347,9 +347,11 @@ func (e *Env) ClientTLS(w *Workload) *tls.Config {
 	return c
 }
 
-// Logger logs to the test's output.
+// Logger logs to the test's output; benchmarks and fuzz targets log
+// nothing.
 func Logger(t testing.TB) *slog.Logger {
-	if _, ok := t.(*testing.B); ok {
+	switch t.(type) {
+	case *testing.B, *testing.F:
 		return slog.New(slog.DiscardHandler)
 	}
 	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
