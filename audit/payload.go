@@ -83,6 +83,8 @@ type Token struct {
 	Scope     string    `json:"scope,omitempty"`
 	Exp       time.Time `json:"exp,omitzero"`
 	CNF       string    `json:"cnf,omitempty"`
+	// PolicyIDs are the policies that permitted an issued token.
+	PolicyIDs []string `json:"policy_ids,omitempty"`
 }
 
 // payloads maps each kind to its payload type.

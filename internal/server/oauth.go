@@ -196,7 +196,7 @@ func (s *oauth) revocations(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer sub.Close()
-	rc := http.NewResponseController(unwrap(w))
+	rc := http.NewResponseController(w)
 	_ = rc.SetReadDeadline(time.Time{}) // the server's ReadTimeout would end the stream
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-store")
@@ -223,16 +223,6 @@ func (s *oauth) revocations(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-}
-
-// unwrap returns the connection's ResponseWriter under the metrics'
-// statusWriter, which has no Unwrap method for http.ResponseController to
-// reach Flush and the deadlines through.
-func unwrap(w http.ResponseWriter) http.ResponseWriter {
-	if sw, ok := w.(*statusWriter); ok {
-		return sw.ResponseWriter
-	}
-	return w
 }
 
 // sse writes and flushes one piece of the stream within feedWriteTimeout.

@@ -52,7 +52,7 @@ func (s *Service) issue(ctx context.Context, c *client, f *tokenForm, iss *issua
 		return nil, err
 	}
 	m.record.ParentJTI = iss.parent
-	if err := s.record(ctx, iss.kind, m.record); err != nil {
+	if err := s.record(ctx, iss.kind, m.record, iss.gate.permits); err != nil {
 		return nil, err
 	}
 	s.log.InfoContext(ctx, "tokens: issued", "jti", m.record.JTI, "kind", m.record.Kind, "grant", f.grant,
@@ -121,8 +121,10 @@ func recordOf(c *signer.Claims, kind string) store.Token {
 // record stores the token and its audit entry in one transaction. A
 // subject token revoked meanwhile fails the exchange (invalid_grant);
 // any other failure is ErrNotRecorded, and the token is never returned.
-func (s *Service) record(ctx context.Context, kind audit.Kind, rec store.Token) error {
-	entry, err := auditlog.Entry(kind, s.now(), auditToken(rec), "jti:"+rec.JTI)
+func (s *Service) record(ctx context.Context, kind audit.Kind, rec store.Token, policies []string) error {
+	payload := auditToken(rec)
+	payload.PolicyIDs = policies
+	entry, err := auditlog.Entry(kind, s.now(), payload, "jti:"+rec.JTI)
 	if err != nil {
 		return notRecorded("token "+rec.JTI, err)
 	}
