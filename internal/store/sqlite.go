@@ -43,9 +43,10 @@ var sqliteManaged = []string{"_txlock", "_journal_mode", "_journal", "_foreign_k
 	"_query_only", "journal_mode", "foreign_keys", "query_only", "locking_mode"}
 
 type sqliteStore struct {
-	reader // on the read pool
+	reader // on the read pool, through rq
 	w      *sql.DB
 	r      *sql.DB
+	rq     *stmtQuerier
 	gc     *committer // on w
 }
 
@@ -76,7 +77,8 @@ func openSQLite(ctx context.Context, dsn string, o options) (Store, error) {
 		w.Close()
 		return nil, err
 	}
-	return &sqliteStore{reader: reader{sqlQuerier{r}}, w: w, r: r, gc: &committer{db: w, maxBatch: o.maxBatch}}, nil
+	rq := newStmtQuerier(r)
+	return &sqliteStore{reader: reader{rq}, w: w, r: r, rq: rq, gc: &committer{db: w, maxBatch: o.maxBatch}}, nil
 }
 
 // sqliteDSN validates dsn and returns it with the store's pragmas and a
@@ -204,6 +206,7 @@ func (s *sqliteStore) Ping(ctx context.Context) error {
 func (s *sqliteStore) Close() error {
 	// Readers first, so that the writer, the last connection, checkpoints
 	// the WAL into the database file.
+	s.rq.close()
 	return errors.Join(s.r.Close(), s.w.Close())
 }
 
