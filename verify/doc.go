@@ -1,0 +1,50 @@
+// Package verify is sigil's library for resource servers: it verifies the
+// access tokens sigild issues and binds them to the caller's TLS client
+// certificate.
+//
+//	v, err := verify.New(ctx, verify.Config{
+//		Issuer:   "https://sigil.example",
+//		Audience: "spiffe://example.org/orders",
+//		JWKSURL:  "https://sigil.example/jwks.json",
+//		Client:   mtlsClient,
+//		Revocation: verify.Revocation{FeedURL: "https://sigil.example/v1/revocations"},
+//	})
+//	mux.Handle("/orders", v.Middleware(verify.RequireScope("orders:read", orders)))
+//	// in orders: c, _ := verify.FromContext(r.Context()); c.Subject, c.ActChain()
+//
+// # Verification
+//
+// Verify checks, in order: at most MaxTokenSize bytes and exactly two
+// dots; a protected header without jwk, jku, x5u, x5c, crit or b64 (they
+// are refused, never ignored), typ at+jwt, alg in Config.Algorithms and
+// a kid found in the issuer's JWKS (fetched again on an unknown kid at
+// most once per MinRefresh; keys never come from the token); the
+// signature, through go-jose with the pinned algorithms; iss, aud
+// containing Config.Audience, exp, nbf and iat with Config.Leeway, a
+// lifetime of at most MaxLifetime, a jti; cnf.x5t#S256 equal to the
+// SHA-256 thumbprint of the peer certificate (RFC 8705), so a token
+// presented without the certificate it is bound to is refused; and that
+// the jti is not revoked.
+//
+// Failures wrap ErrInvalidToken (answer 401 invalid_token) and a fixed,
+// non-leaky reason that is the error_description; the precise cause is
+// logged at debug level with the jti, never the token.
+// ErrRevocationUnknown means revocation cannot be checked: answer 503.
+//
+// # Revocation
+//
+// With Revocation.FeedURL, New starts a client of sigild's revocation feed
+// (Server-Sent Events, one RFC 8417 Security Event Token per revoked
+// token, typ secevent+jwt, signed by a key of the same JWKS). It starts
+// from the first event (Last-Event-ID 0), resumes after the last event it
+// applied, and reconnects with jittered exponential backoff. A SET that
+// does not verify ends the connection without being skipped. A revoked
+// jti is remembered until MaxLifetime after the revocation, or the token's
+// own expiry once a token with that jti has been seen.
+//
+// While the feed is down, Verify asks Revocation.Introspect when it is
+// set. Without it, or when introspection fails, tokens are accepted until
+// the feed has been down for MaxStaleness, and refused with
+// ErrRevocationUnknown after. With Introspect alone every token is
+// introspected. With neither, revocation is not checked.
+package verify

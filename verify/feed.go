@@ -1,0 +1,146 @@
+package verify
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Feed client settings.
+const (
+	setType           = "secevent+jwt"
+	eventTokenRevoked = "https://schemas.sigil.dev/secevent/token-revoked"
+	feedIdleTimeout   = 40 * time.Second // sigild sends a keep-alive every 15s
+	backoffMin        = 100 * time.Millisecond
+	backoffMax        = 5 * time.Second
+	maxEventBytes     = 64 << 10
+)
+
+// errFeedEnded is a feed stream that the server closed.
+var errFeedEnded = errors.New("verify: revocation feed ended")
+
+// runFeed follows the revocation feed until ctx ends, reconnecting with
+// jittered exponential backoff and resuming after the last event applied.
+func (v *Verifier) runFeed(ctx context.Context) {
+	last := "0" // from the first event: revocations before we started count
+	backoff := backoffMin
+	poisoned := false
+	for ctx.Err() == nil {
+		connected, err := v.follow(ctx, &last, &poisoned)
+		v.revs.setUp(false)
+		if ctx.Err() != nil {
+			return
+		}
+		v.log.WarnContext(ctx, "verify: revocation feed down", "last_event_id", last, "err", err)
+		if connected && !poisoned {
+			backoff = backoffMin
+		}
+		wait := backoff/2 + rand.N(backoff/2+1)
+		backoff = min(2*backoff, backoffMax)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
+}
+
+// follow reads one connection of the feed; connected reports whether the
+// connection was established. After an event that does not verify the feed
+// is poisoned: it does not count as up, and so MaxStaleness runs, until an
+// event after it verifies.
+func (v *Verifier) follow(ctx context.Context, last *string, poisoned *bool) (connected bool, err error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, v.cfg.Revocation.FeedURL, nil)
+	if err != nil {
+		return false, err
+	}
+	req.Header.Set("Accept", "text/event-stream")
+	req.Header.Set("Last-Event-ID", *last)
+	resp, err := v.cfg.Client.Do(req)
+	if err != nil {
+		return false, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		return false, fmt.Errorf("GET %s: %s", v.cfg.Revocation.FeedURL, resp.Status)
+	}
+	idle := time.AfterFunc(feedIdleTimeout, cancel)
+	defer idle.Stop()
+	if !*poisoned {
+		v.revs.setUp(true)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 4096), maxEventBytes)
+	var id, data string
+	for sc.Scan() {
+		idle.Reset(feedIdleTimeout)
+		line := sc.Text()
+		field, value, _ := strings.Cut(line, ":")
+		value = strings.TrimPrefix(value, " ")
+		switch field {
+		case "id":
+			id = value
+		case "data":
+			data += value
+		case "":
+			if line != "" { // a comment
+				continue
+			}
+			if data != "" {
+				if err := v.applyEvent(ctx, data); err != nil {
+					*poisoned = true
+					return true, err
+				}
+				*poisoned = false
+				v.revs.setUp(true)
+				if id != "" {
+					*last = id
+				}
+			}
+			id, data = "", ""
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return true, err
+	}
+	return true, errFeedEnded
+}
+
+// applyEvent verifies a revocation SET and records the revoked jti.
+func (v *Verifier) applyEvent(ctx context.Context, set string) error {
+	payload, err := v.verifySigned(ctx, set, setType)
+	if err != nil {
+		return fmt.Errorf("verify: revocation event: %w", err)
+	}
+	var claims struct {
+		Issuer string `json:"iss"`
+		TOE    int64  `json:"toe"`
+		Events map[string]struct {
+			JTI string `json:"jti"`
+			Seq uint64 `json:"seq"`
+		} `json:"events"`
+	}
+	if err := json.Unmarshal(payload, &claims); err != nil {
+		return fmt.Errorf("verify: revocation event: %w", err)
+	}
+	ev, ok := claims.Events[eventTokenRevoked]
+	if claims.Issuer != v.cfg.Issuer || !ok || ev.JTI == "" {
+		return fmt.Errorf("verify: revocation event %s: wrong issuer or no token-revoked event", strconv.FormatUint(ev.Seq, 10))
+	}
+	toe := time.Unix(claims.TOE, 0)
+	if now := v.cfg.Now(); toe.After(now) {
+		toe = now
+	}
+	v.revs.add(ev.JTI, toe)
+	v.log.InfoContext(ctx, "verify: token revoked", "jti", ev.JTI, "seq", ev.Seq)
+	return nil
+}
