@@ -279,6 +279,7 @@ type P11Kit struct {
 	tok    *HSMToken
 	bin    string
 	dir    string
+	conf   string  // the server's own SOFTHSM2_CONF (see privateToken)
 	prev   *string // P11_KIT_SERVER_ADDRESS before
 	envSet bool
 	mu     sync.Mutex
@@ -288,8 +289,9 @@ type P11Kit struct {
 
 var p11kitMu sync.Mutex
 
-// P11KitServer starts a p11-kit server for tok, sets P11_KIT_SERVER_ADDRESS
-// and stops everything in t.Cleanup. One per test: a second call in the same
+// P11KitServer starts a p11-kit server serving a token with tok's label and
+// PINs from a token directory of its own, sets P11_KIT_SERVER_ADDRESS and
+// stops everything in t.Cleanup. One per test: a second call in the same
 // test would wait for the first one's cleanup forever. Call Stop and Start
 // from the test's goroutine.
 func P11KitServer(t testing.TB, tok *HSMToken) *P11Kit {
@@ -319,6 +321,9 @@ func (s *P11Kit) prepare() error {
 	if err := os.Symlink(P11KitClientModule, s.Module); err != nil {
 		return err
 	}
+	if err := s.privateToken(); err != nil {
+		return err
+	}
 	if v, ok := os.LookupEnv("P11_KIT_SERVER_ADDRESS"); ok {
 		s.prev = &v
 	}
@@ -345,6 +350,29 @@ func (s *P11Kit) Start() {
 	}
 }
 
+// privateToken gives the server a token directory of its own, holding a
+// token with the same label and PINs. Sharing the process-wide directory
+// breaks the test process's SoftHSM: while a stopped (SIGSTOP) server holds
+// a token's lock, every C_GetSlotList in this process fails with
+// CKR_GENERAL_ERROR.
+func (s *P11Kit) privateToken() error {
+	tokens := filepath.Join(s.dir, "tokens")
+	if err := os.Mkdir(tokens, 0o700); err != nil {
+		return err
+	}
+	s.conf = filepath.Join(s.dir, "softhsm2.conf")
+	conf := "directories.tokendir = " + tokens + "\nobjectstore.backend = file\nlog.level = ERROR\n"
+	if err := os.WriteFile(s.conf, []byte(conf), 0o600); err != nil {
+		return err
+	}
+	cmd := exec.Command("softhsm2-util", "--init-token", "--free", "--label", s.tok.Label, "--pin", s.tok.PIN, "--so-pin", s.tok.SOPIN)
+	cmd.Env = append(os.Environ(), "SOFTHSM2_CONF="+s.conf)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("softhsm2-util --init-token: %v: %s", err, out)
+	}
+	return nil
+}
+
 func (s *P11Kit) launch() error {
 	logf, err := os.OpenFile(filepath.Join(s.dir, "server.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
@@ -353,7 +381,7 @@ func (s *P11Kit) launch() error {
 	defer logf.Close()
 	cmd := exec.Command(s.bin, "server", "-f", "--provider", SoftHSMModule, "-n", s.Socket,
 		"pkcs11:token="+pctEncode(s.tok.Label, false))
-	cmd.Env = append(os.Environ(), "SOFTHSM2_CONF="+s.tok.Conf)
+	cmd.Env = append(os.Environ(), "SOFTHSM2_CONF="+s.conf)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Own process group: the server forks a p11-kit-remote per connection,
 	// and Stop must end those too.
