@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 
 	"github.com/google/go-attestation/attest"
 	"go.step.sm/crypto/tpm/tss2"
@@ -38,6 +39,12 @@ type Key struct {
 	closed bool
 }
 
+// newKeyMu serialises go-attestation's NewKey across every TPM in the
+// process: v0.6.4 fills its key template by writing through the pointers of
+// a package-level template (wrapped_tpm20.go templateFromConfig), a data
+// race between two TPMs creating keys at once.
+var newKeyMu sync.Mutex
+
 // NewKey creates an ECDSA P-256 key under the SRK and certifies it with the
 // AK, with qualifyingData (the verifier's nonce) as the attestation's
 // extraData.
@@ -45,11 +52,13 @@ func (a *AK) NewKey(ctx context.Context, qualifyingData []byte) (*Key, error) {
 	var key *Key
 	err := a.t.do(ctx, "create key", func() error {
 		return a.t.withAK(a.blob, func(ak *attest.AK) error {
+			newKeyMu.Lock()
 			k, err := a.t.at.NewKey(ak, &attest.KeyConfig{
 				Algorithm:      attest.ECDSA,
 				Size:           256,
 				QualifyingData: qualifyingData,
 			})
+			newKeyMu.Unlock()
 			if err != nil {
 				return err
 			}
