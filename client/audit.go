@@ -2,10 +2,7 @@ package client
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 
@@ -66,24 +63,7 @@ func (s *AuditSource) get(ctx context.Context, path string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	resp, err := s.hc.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("client: %w", err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxAuditResponse+1))
-	if err != nil {
-		return nil, fmt.Errorf("client: read %s: %w", path, err)
-	}
-	if len(data) > maxAuditResponse {
-		return nil, errors.New("client: audit answer too large")
-	}
-	if resp.StatusCode != http.StatusOK {
-		var e api.Error
-		_ = json.Unmarshal(data, &e)
-		return nil, &ServerError{Status: resp.StatusCode, Code: e.Code, Description: e.Description}
-	}
-	return data, nil
+	return roundTrip(s.hc, req, maxAuditResponse)
 }
 
 // maxAuditResponse bounds one page of entries (enrollments carry evidence).

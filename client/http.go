@@ -6,7 +6,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -60,27 +59,38 @@ func post(ctx context.Context, hc *http.Client, url string, in, out any) error {
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := hc.Do(req)
+	data, err := roundTrip(hc, req, maxResponse)
 	if err != nil {
-		return fmt.Errorf("client: %w", err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse+1))
-	if err != nil {
-		return fmt.Errorf("client: read answer: %w", err)
-	}
-	if len(data) > maxResponse {
-		return errors.New("client: answer larger than 1 MiB")
-	}
-	if resp.StatusCode != http.StatusOK {
-		var e api.Error
-		_ = json.Unmarshal(data, &e)
-		return &ServerError{Status: resp.StatusCode, Code: e.Code, Description: e.Description}
+		return err
 	}
 	if err := json.Unmarshal(data, out); err != nil {
 		return fmt.Errorf("client: decode answer: %w", err)
 	}
 	return nil
+}
+
+// roundTrip sends req and returns the body of a 200 answer, at most limit
+// bytes. Any other status is a *ServerError carrying the answer's error code
+// and description (sigil's API and OAuth use the same two members).
+func roundTrip(hc *http.Client, req *http.Request, limit int64) ([]byte, error) {
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("client: %w", err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("client: read answer to %s: %w", req.URL.Path, err)
+	}
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("client: answer to %s larger than %d bytes", req.URL.Path, limit)
+	}
+	if resp.StatusCode != http.StatusOK {
+		var e api.Error
+		_ = json.Unmarshal(data, &e)
+		return nil, &ServerError{Status: resp.StatusCode, Code: e.Code, Description: e.Description}
+	}
+	return data, nil
 }
 
 func decodeStrict(data []byte, v any) error {

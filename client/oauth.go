@@ -5,23 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
-)
 
-// OAuth 2.0 endpoints of sigild and the token types of RFC 8693.
-const (
-	PathToken      = "/oauth2/token"
-	PathIntrospect = "/oauth2/introspect"
-	PathRevoke     = "/oauth2/revoke"
-
-	GrantClientCredentials = "client_credentials"
-	GrantTokenExchange     = "urn:ietf:params:oauth:grant-type:token-exchange"
-	TokenTypeAccessToken   = "urn:ietf:params:oauth:token-type:access_token"
-	TokenTypeJWT           = "urn:ietf:params:oauth:token-type:jwt"
-	TokenTypeTxnToken      = "urn:ietf:params:oauth:token-type:txn_token"
+	"github.com/sigil-dev/sigil/api"
 )
 
 // TokenRequest asks for a token: for the workload itself, or, with a
@@ -49,15 +37,15 @@ type TokenResponse struct {
 // Token gets a token from sigild over mTLS.
 func (w *Workload) Token(ctx context.Context, r TokenRequest) (*TokenResponse, error) {
 	form := url.Values{}
-	form.Set("grant_type", GrantClientCredentials)
+	form.Set("grant_type", api.GrantClientCredentials)
 	if r.SubjectToken != "" {
-		form.Set("grant_type", GrantTokenExchange)
+		form.Set("grant_type", api.GrantTokenExchange)
 		form.Set("subject_token", r.SubjectToken)
-		form.Set("subject_token_type", orDefault(r.SubjectTokenType, TokenTypeAccessToken))
+		form.Set("subject_token_type", orDefault(r.SubjectTokenType, api.TokenTypeAccessToken))
 	}
 	if r.ActorToken != "" {
 		form.Set("actor_token", r.ActorToken)
-		form.Set("actor_token_type", orDefault(r.ActorTokenType, TokenTypeAccessToken))
+		form.Set("actor_token_type", orDefault(r.ActorTokenType, api.TokenTypeAccessToken))
 	}
 	for _, a := range r.Audience {
 		form.Add("audience", a)
@@ -72,7 +60,7 @@ func (w *Workload) Token(ctx context.Context, r TokenRequest) (*TokenResponse, e
 		form.Set("requested_token_type", r.RequestedTokenType)
 	}
 	var out TokenResponse
-	if err := w.postForm(ctx, PathToken, form, &out); err != nil {
+	if err := w.postForm(ctx, api.PathToken, form, &out); err != nil {
 		return nil, err
 	}
 	return &out, nil
@@ -82,7 +70,7 @@ func (w *Workload) Token(ctx context.Context, r TokenRequest) (*TokenResponse, e
 // token's audience.
 func (w *Workload) Introspect(ctx context.Context, token string) (map[string]any, error) {
 	var out map[string]any
-	if err := w.postForm(ctx, PathIntrospect, url.Values{"token": {token}}, &out); err != nil {
+	if err := w.postForm(ctx, api.PathIntrospect, url.Values{"token": {token}}, &out); err != nil {
 		return nil, err
 	}
 	return out, nil
@@ -90,7 +78,7 @@ func (w *Workload) Introspect(ctx context.Context, token string) (map[string]any
 
 // Revoke revokes token and every token exchanged from it (RFC 7009).
 func (w *Workload) Revoke(ctx context.Context, token string) error {
-	return w.postForm(ctx, PathRevoke, url.Values{"token": {token}}, nil)
+	return w.postForm(ctx, api.PathRevoke, url.Values{"token": {token}}, nil)
 }
 
 func (w *Workload) postForm(ctx context.Context, path string, form url.Values, out any) error {
@@ -99,28 +87,13 @@ func (w *Workload) postForm(ctx context.Context, path string, form url.Values, o
 		return err
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	resp, err := w.hc.Do(req)
-	if err != nil {
-		return fmt.Errorf("client: %w", err)
+	data, err := roundTrip(w.hc, req, maxResponse)
+	var se *ServerError
+	if errors.As(err, &se) {
+		se.Description = se.Code + ": " + se.Description // OAuth descriptions do not repeat the code
 	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse+1))
-	if err != nil {
-		return fmt.Errorf("client: read answer: %w", err)
-	}
-	if len(data) > maxResponse {
-		return errors.New("client: answer larger than 1 MiB")
-	}
-	if resp.StatusCode != http.StatusOK {
-		var e struct {
-			Code        string `json:"error"`
-			Description string `json:"error_description"`
-		}
-		_ = json.Unmarshal(data, &e)
-		return &ServerError{Status: resp.StatusCode, Code: e.Code, Description: e.Code + ": " + e.Description}
-	}
-	if out == nil {
-		return nil
+	if err != nil || out == nil {
+		return err
 	}
 	if err := json.Unmarshal(data, out); err != nil {
 		return fmt.Errorf("client: decode answer: %w", err)

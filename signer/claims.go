@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/sigil-dev/sigil/api"
 )
 
 // TokenType is a JWT's "typ" header: what kind of token it is.
@@ -23,9 +25,9 @@ const (
 // for subject_token_type, actor_token_type, requested_token_type and
 // issued_token_type.
 const (
-	TokenTypeAccessToken = "urn:ietf:params:oauth:token-type:access_token"
-	TokenTypeJWT         = "urn:ietf:params:oauth:token-type:jwt"
-	TokenTypeTxnToken    = "urn:ietf:params:oauth:token-type:txn_token"
+	TokenTypeAccessToken = api.TokenTypeAccessToken
+	TokenTypeJWT         = api.TokenTypeJWT
+	TokenTypeTxnToken    = api.TokenTypeTxnToken
 )
 
 // Claims is the content of a token: what Minter signs and what Verifier

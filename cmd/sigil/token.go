@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/sigil-dev/sigil/api"
 	"github.com/sigil-dev/sigil/client"
 )
 
@@ -44,28 +45,25 @@ func (c exchangeCmd) Run(ctx context.Context) error {
 	}, c.JSON)
 }
 
+// tokenType maps the flag's short names to RFC 8693 token type URNs.
 func tokenType(short string) string {
-	if short == "" {
-		return ""
-	}
-	return "urn:ietf:params:oauth:token-type:" + short
+	return map[string]string{
+		"access_token": api.TokenTypeAccessToken, "jwt": api.TokenTypeJWT, "txn_token": api.TokenTypeTxnToken,
+	}[short]
 }
 
 func requestToken(ctx context.Context, state string, r client.TokenRequest, asJSON bool) error {
-	w, err := client.Open(ctx, state)
-	if err != nil {
-		return err
-	}
-	defer w.Close()
-	resp, err := w.Token(ctx, r)
-	if err != nil {
-		return exitCode(err)
-	}
-	if asJSON {
-		return printJSON(resp)
-	}
-	fmt.Println(resp.AccessToken)
-	return nil
+	return withWorkload(ctx, state, func(w *client.Workload) error {
+		resp, err := w.Token(ctx, r)
+		switch {
+		case err != nil:
+			return err
+		case asJSON:
+			return printJSON(resp)
+		}
+		fmt.Println(resp.AccessToken)
+		return nil
+	})
 }
 
 type introspectCmd struct {
@@ -75,16 +73,13 @@ type introspectCmd struct {
 
 // Run prints what sigild knows of a token (RFC 7662).
 func (c introspectCmd) Run(ctx context.Context) error {
-	w, err := client.Open(ctx, c.State)
-	if err != nil {
-		return err
-	}
-	defer w.Close()
-	info, err := w.Introspect(ctx, c.Token)
-	if err != nil {
-		return exitCode(err)
-	}
-	return printJSON(info)
+	return withWorkload(ctx, c.State, func(w *client.Workload) error {
+		info, err := w.Introspect(ctx, c.Token)
+		if err != nil {
+			return err
+		}
+		return printJSON(info)
+	})
 }
 
 type revokeCmd struct {
@@ -94,16 +89,24 @@ type revokeCmd struct {
 
 // Run revokes a token and its descendants (RFC 7009).
 func (c revokeCmd) Run(ctx context.Context) error {
-	w, err := client.Open(ctx, c.State)
+	return withWorkload(ctx, c.State, func(w *client.Workload) error {
+		if err := w.Revoke(ctx, c.Token); err != nil {
+			return err
+		}
+		fmt.Println("revoked")
+		return nil
+	})
+}
+
+// withWorkload opens the workload in state (its TPM key for mTLS), runs fn
+// and gives a server's refusal its exit code.
+func withWorkload(ctx context.Context, state string, fn func(*client.Workload) error) error {
+	w, err := client.Open(ctx, state)
 	if err != nil {
 		return err
 	}
 	defer w.Close()
-	if err := w.Revoke(ctx, c.Token); err != nil {
-		return exitCode(err)
-	}
-	fmt.Println("revoked")
-	return nil
+	return exitCode(fn(w))
 }
 
 func printJSON(v any) error {

@@ -3,13 +3,14 @@ package tokens
 import (
 	"net/url"
 
+	"github.com/sigil-dev/sigil/api"
 	"github.com/sigil-dev/sigil/signer"
 )
 
 // Grant types of the token endpoint.
 const (
-	GrantClientCredentials = "client_credentials"
-	GrantTokenExchange     = "urn:ietf:params:oauth:grant-type:token-exchange"
+	GrantClientCredentials = api.GrantClientCredentials
+	GrantTokenExchange     = api.GrantTokenExchange
 )
 
 // tokenForm is a parsed token request.

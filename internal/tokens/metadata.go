@@ -3,17 +3,19 @@ package tokens
 import (
 	"strings"
 
+	"github.com/sigil-dev/sigil/api"
 	"github.com/sigil-dev/sigil/signer"
 )
 
-// Paths of the token service's endpoints, relative to the issuer.
+// Paths of the token service's endpoints, relative to the issuer (defined
+// in api, shared with workloads).
 const (
-	PathToken       = "/oauth2/token"
-	PathIntrospect  = "/oauth2/introspect"
-	PathRevoke      = "/oauth2/revoke"
-	PathJWKS        = "/jwks.json"
-	PathRevocations = "/v1/revocations"
-	PathMetadata    = "/.well-known/oauth-authorization-server"
+	PathToken       = api.PathToken
+	PathIntrospect  = api.PathIntrospect
+	PathRevoke      = api.PathRevoke
+	PathJWKS        = api.PathJWKS
+	PathRevocations = api.PathRevocations
+	PathMetadata    = api.PathMetadata
 )
 
 // Metadata is the RFC 8414 authorization server metadata. Members named
