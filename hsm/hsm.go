@@ -65,13 +65,8 @@ func Open(ctx context.Context, rawURI string, opts ...Option) (*HSM, error) {
 	return h, nil
 }
 
-// openAttempts bounds how often Open tries a module that answers with a
-// transient error (CKR_GENERAL_ERROR, CKR_DEVICE_ERROR…): HSMs and their
-// modules report those while busy or still initialising.
-const openAttempts = 3
-
 func (h *HSM) start(ctx context.Context) error {
-	c, err := h.configureRetrying(ctx)
+	c, err := do(ctx, h.configure, closeContext)
 	if err != nil {
 		return &Error{Op: "open", Kind: kindOf(err), Err: fmt.Errorf("%s via %s: %w", h.uri.tokenDesc(), h.uri.ModulePath, err)}
 	}
@@ -83,23 +78,6 @@ func (h *HSM) start(ctx context.Context) error {
 	defer h.mu.Unlock()
 	h.install(c)
 	return nil
-}
-
-// configureRetrying configures, trying again after a short pause when the
-// error is one that may pass (never a bad PIN or a missing token).
-func (h *HSM) configureRetrying(ctx context.Context) (*crypto11.Context, error) {
-	for attempt := 1; ; attempt++ {
-		c, err := do(ctx, h.configure, closeContext)
-		if err == nil || attempt == openAttempts || kindOf(err) != ErrUnavailable || ctx.Err() != nil {
-			return c, err
-		}
-		h.log.Warn("hsm: open failed, retrying", "attempt", attempt, "err", err)
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(time.Duration(attempt) * 100 * time.Millisecond):
-		}
-	}
 }
 
 // configure builds a crypto11 context; the pool is bounded in size and wait.
