@@ -11,6 +11,8 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+
+	"github.com/sigil-dev/sigil/internal/atomicfile"
 )
 
 // Export directory layout; see the package documentation.
@@ -190,7 +192,7 @@ func WriteExport(ctx context.Context, s Storage, dir string) error {
 	if err := writeCheckpoints(ctx, s, dir, note, cp.Size); err != nil {
 		return err
 	}
-	return writeFileAtomic(filepath.Join(dir, exportCheckpoint), note, 0o644)
+	return atomicfile.WriteMode(filepath.Join(dir, exportCheckpoint), note, 0o644)
 }
 
 // writeBundle writes entries [first, end) to entries/<first>.jsonl.
@@ -214,7 +216,7 @@ func writeBundle(ctx context.Context, s Storage, dir string, first, end uint64) 
 		}
 	}
 	path := filepath.Join(dir, exportEntries, strconv.FormatUint(first, 10)+".jsonl")
-	return writeFileAtomic(path, buf.Bytes(), 0o644)
+	return atomicfile.WriteMode(path, buf.Bytes(), 0o644)
 }
 
 // writeCheckpoints writes latest and the checkpoints s lists, up to size,
@@ -236,7 +238,7 @@ func writeCheckpoints(ctx context.Context, s Storage, dir string, latest []byte,
 		if c.Size > size {
 			continue // stored after the latest was read
 		}
-		if err := writeFileAtomic(filepath.Join(dir, exportCheckpoints, strconv.FormatUint(c.Size, 10)), n, 0o644); err != nil {
+		if err := atomicfile.WriteMode(filepath.Join(dir, exportCheckpoints, strconv.FormatUint(c.Size, 10)), n, 0o644); err != nil {
 			return err
 		}
 	}

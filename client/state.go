@@ -16,6 +16,7 @@ import (
 	"go.step.sm/crypto/pemutil"
 
 	"github.com/sigil-dev/sigil/api"
+	"github.com/sigil-dev/sigil/internal/atomicfile"
 	"github.com/sigil-dev/sigil/tpm"
 )
 
@@ -115,20 +116,8 @@ func readJSON(path string, v any) error {
 
 // writeFile replaces path atomically with mode 0600.
 func writeFile(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
-	if err != nil {
-		return fmt.Errorf("client: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
+	if err := atomicfile.Write(path, data); err != nil {
 		return fmt.Errorf("client: write %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("client: write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("client: %w", err)
 	}
 	return nil
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/sigil-dev/sigil/internal/atomicfile"
 )
 
 // Files Save writes to and Load reads from a workload's state directory.
@@ -65,22 +67,7 @@ func (t *TPM) Load(ctx context.Context, dir string) (*AK, *Key, error) {
 
 // writeFile replaces path with data through a temporary file and rename.
 func writeFile(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return fmt.Errorf("tpm: save: %w", err)
-	}
-	defer os.Remove(f.Name())
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
+	if err := atomicfile.Write(path, data); err != nil {
 		return fmt.Errorf("tpm: save %s: %w", path, err)
 	}
 	return nil
