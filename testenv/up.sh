@@ -70,24 +70,42 @@ free_port() {
 	die "no free port"
 }
 
-if ! pid_alive "$dir/sigild.pid"; then
-	port=$(free_port)
-	sed -e "s|@DIR@|$dir|g" -e "s|@PORT@|$port|g" -e "s|@HSM_URI@|${SIGIL_HSM_URI//&/\\&}|g" \
+# configure writes DIR/sigild.yaml for a port; init is idempotent.
+configure() {
+	sed -e "s|@DIR@|$dir|g" -e "s|@PORT@|$1|g" -e "s|@HSM_URI@|${SIGIL_HSM_URI//&/\\&}|g" \
 		"$root/testenv/sigild.yaml" >"$dir/sigild.yaml"
 	"$bin/sigild" --config "$dir/sigild.yaml" --log-level warn init >"$dir/init.out"
 	"$bin/sigild" --config "$dir/sigild.yaml" bundle >"$dir/bundle.pem"
 	"$bin/sigild" --config "$dir/sigild.yaml" audit key >"$dir/audit-key.pem"
+}
+
+# serve starts sigild and waits until it is ready; it fails if sigild
+# exits, which it does when another process took the port meanwhile.
+serve() {
 	# shellcheck disable=SC2086 # SIGILD_FLAGS: extra flags, e.g. "--pprof 127.0.0.1:6060"
 	nohup "$bin/sigild" --config "$dir/sigild.yaml" serve ${SIGILD_FLAGS:-} >"$dir/sigild.log" 2>&1 &
 	echo $! >"$dir/sigild.pid"
+	for _ in $(seq 100); do
+		curl -fsS --cacert "$dir/bundle.pem" "https://$(listen)/readyz" >/dev/null 2>&1 && return 0
+		pid_alive "$dir/sigild.pid" || return 1
+		sleep 0.1
+	done
+	die "sigild is not ready; see $dir/sigild.log"
+}
+
+listen() { sed -n 's/^listen: *//p' "$dir/sigild.yaml"; }
+
+if ! pid_alive "$dir/sigild.pid"; then
+	# A free port can be taken by another process before sigild binds it:
+	# try a few.
+	for attempt in 1 2 3 4 5; do
+		configure "$(free_port)"
+		serve && break
+		grep -q 'address already in use' "$dir/sigild.log" && [[ $attempt -lt 5 ]] ||
+			die "sigild exited; see $dir/sigild.log"
+	done
 fi
-listen=$(sed -n 's/^listen: *//p' "$dir/sigild.yaml")
-server="https://$listen"
-for _ in $(seq 100); do
-	curl -fsS --cacert "$dir/bundle.pem" "$server/readyz" >/dev/null 2>&1 && break
-	pid_alive "$dir/sigild.pid" || die "sigild exited; see $dir/sigild.log"
-	sleep 0.1
-done
+server="https://$(listen)"
 curl -fsS --cacert "$dir/bundle.pem" "$server/readyz" >/dev/null || die "sigild is not ready; see $dir/sigild.log"
 
 cat >"$dir/env" <<ENV
