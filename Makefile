@@ -38,7 +38,7 @@ deps:
 ## build: bin/sigild and bin/sigil
 build:
 	@mkdir -p $(BIN)
-	$(GO) build -trimpath -o $(BIN)/ ./cmd/... ./testenv/cmd/demoidp
+	$(GO) build -trimpath -o $(BIN)/ ./cmd/... ./testenv/cmd/demoidp ./examples/showcase
 
 vet:
 	$(GO) vet ./...

@@ -88,6 +88,9 @@ type CompleteRequest struct {
 	Platform    Platform     `json:"platform"`
 	Key         CertifiedKey `json:"key"`
 	CSR         []byte       `json:"csr"` // DER, signed by Key
+	// ServerAuth asks for the serverAuth extended key usage too, for a
+	// workload that also serves mTLS with its X.509-SVID. Renewals keep it.
+	ServerAuth bool `json:"server_auth,omitempty"`
 }
 
 // Certificate is an issued X.509-SVID.

@@ -31,6 +31,9 @@ type EnrollConfig struct {
 	Identity string
 	// StateDir receives the TPM blobs, the key PEM and the certificate.
 	StateDir string
+	// ServerAuth asks for a certificate that also serves TLS (the
+	// serverAuth extended key usage), for a workload that serves mTLS.
+	ServerAuth bool
 }
 
 // Enroll runs the enrollment protocol and saves the result in StateDir.
@@ -146,7 +149,7 @@ func (e *enrollment) completion(ctx context.Context, ch *api.Challenge, secret [
 	}
 	cp := key.CertificationParameters()
 	return api.CompleteRequest{
-		ChallengeID: ch.ID, Secret: secret, Platform: platform, CSR: csr,
+		ChallengeID: ch.ID, Secret: secret, Platform: platform, CSR: csr, ServerAuth: e.cfg.ServerAuth,
 		Key: api.CertifiedKey{Public: cp.Public, CreateData: cp.CreateData, CreateAttestation: cp.CreateAttestation, CreateSignature: cp.CreateSignature},
 	}, nil
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -34,6 +35,34 @@ func (e *ServerError) Error() string {
 // Temporary reports whether trying again later may succeed.
 func (e *ServerError) Temporary() bool {
 	return e.Status == http.StatusServiceUnavailable || e.Status == http.StatusTooManyRequests
+}
+
+// Is makes errors.Is(err, ErrUnavailable) true for a temporary answer and
+// errors.Is(err, ErrDenied) for a refusal by policy or by the token rules.
+func (e *ServerError) Is(target error) bool {
+	switch target {
+	case ErrUnavailable:
+		return e.Temporary()
+	case ErrDenied:
+		return deniedCodes[e.Code]
+	}
+	return false
+}
+
+// Kinds of failure, for errors.Is.
+var (
+	// ErrUnavailable: sigild, its HSM or its store is unavailable, or
+	// unreachable; try again later.
+	ErrUnavailable = errors.New("sigil unavailable")
+	// ErrDenied: the policy or the token rules refuse the request; trying
+	// again will not help until the policy or the request changes.
+	ErrDenied = errors.New("denied")
+)
+
+// deniedCodes are the refusals of enrollment and of the OAuth endpoints.
+var deniedCodes = map[string]bool{
+	"policy_denied": true, "access_denied": true, "unauthorized_client": true,
+	"invalid_scope": true, "invalid_target": true, "invalid_grant": true,
 }
 
 // newHTTPClient returns a client that trusts only roots, over TLS 1.3.
@@ -75,7 +104,7 @@ func post(ctx context.Context, hc *http.Client, url string, in, out any) error {
 func roundTrip(hc *http.Client, req *http.Request, limit int64) ([]byte, error) {
 	resp, err := hc.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("client: %w", err)
+		return nil, fmt.Errorf("client: %w: %w", ErrUnavailable, err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))

@@ -34,8 +34,14 @@ type TokenResponse struct {
 	Scope           string `json:"scope,omitempty"`
 }
 
-// Token gets a token from sigild over mTLS.
+// Token gets a token from sigild over mTLS, bound to the workload's
+// current certificate.
 func (w *Workload) Token(ctx context.Context, r TokenRequest) (*TokenResponse, error) {
+	return w.token(ctx, w.cur.Load(), r)
+}
+
+// token gets a token bound to id's certificate.
+func (w *Workload) token(ctx context.Context, id *identity, r TokenRequest) (*TokenResponse, error) {
 	form := url.Values{}
 	form.Set("grant_type", api.GrantClientCredentials)
 	if r.SubjectToken != "" {
@@ -60,7 +66,7 @@ func (w *Workload) Token(ctx context.Context, r TokenRequest) (*TokenResponse, e
 		form.Set("requested_token_type", r.RequestedTokenType)
 	}
 	var out TokenResponse
-	if err := w.postForm(ctx, api.PathToken, form, &out); err != nil {
+	if err := w.postForm(ctx, id.hc, api.PathToken, form, &out); err != nil {
 		return nil, err
 	}
 	return &out, nil
@@ -70,7 +76,7 @@ func (w *Workload) Token(ctx context.Context, r TokenRequest) (*TokenResponse, e
 // token's audience.
 func (w *Workload) Introspect(ctx context.Context, token string) (map[string]any, error) {
 	var out map[string]any
-	if err := w.postForm(ctx, api.PathIntrospect, url.Values{"token": {token}}, &out); err != nil {
+	if err := w.postForm(ctx, w.HTTPClient(), api.PathIntrospect, url.Values{"token": {token}}, &out); err != nil {
 		return nil, err
 	}
 	return out, nil
@@ -78,16 +84,16 @@ func (w *Workload) Introspect(ctx context.Context, token string) (map[string]any
 
 // Revoke revokes token and every token exchanged from it (RFC 7009).
 func (w *Workload) Revoke(ctx context.Context, token string) error {
-	return w.postForm(ctx, api.PathRevoke, url.Values{"token": {token}}, nil)
+	return w.postForm(ctx, w.HTTPClient(), api.PathRevoke, url.Values{"token": {token}}, nil)
 }
 
-func (w *Workload) postForm(ctx context.Context, path string, form url.Values, out any) error {
+func (w *Workload) postForm(ctx context.Context, hc *http.Client, path string, form url.Values, out any) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.url(path), strings.NewReader(form.Encode()))
 	if err != nil {
 		return err
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	data, err := roundTrip(w.hc, req, maxResponse)
+	data, err := roundTrip(hc, req, maxResponse)
 	var se *ServerError
 	if errors.As(err, &se) {
 		se.Description = se.Code + ": " + se.Description // OAuth descriptions do not repeat the code

@@ -3,7 +3,6 @@ package client
 import (
 	"context"
 	"crypto/rand"
-	"crypto/tls"
 	"crypto/x509"
 	"fmt"
 	"os"
@@ -24,30 +23,33 @@ func Renew(ctx context.Context, stateDir string) (*State, error) {
 	return w.Renew(ctx)
 }
 
-// Renew renews the workload's certificate and saves it.
+// Renew renews the workload's certificate and saves it. Tokens and
+// connections of the previous certificate stay usable until it expires.
 func (w *Workload) Renew(ctx context.Context) (*State, error) {
+	w.renewMu.Lock()
+	defer w.renewMu.Unlock()
+	id := w.cur.Load()
 	var ch api.Challenge
-	if err := post(ctx, w.hc, w.url(api.PathRenewChallenge), struct{}{}, &ch); err != nil {
-		return nil, fmt.Errorf("renew %s: %w", w.State.SPIFFEID, err)
+	if err := post(ctx, id.hc, w.url(api.PathRenewChallenge), struct{}{}, &ch); err != nil {
+		return nil, fmt.Errorf("renew %s: %w", id.state.SPIFFEID, err)
 	}
 	platform, err := quote(ctx, w.ak, ch.Nonce)
 	if err != nil {
 		return nil, err
 	}
-	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{URIs: w.State.Chain[0].URIs}, w.key)
+	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{URIs: id.state.Chain[0].URIs}, w.key)
 	if err != nil {
 		return nil, fmt.Errorf("client: sign CSR with the TPM key: %w", err)
 	}
 	var cert api.Certificate
-	if err := post(ctx, w.hc, w.url(api.PathRenew), api.RenewRequest{ChallengeID: ch.ID, Platform: platform, CSR: csr}, &cert); err != nil {
-		return nil, fmt.Errorf("renew %s: %w", w.State.SPIFFEID, err)
+	if err := post(ctx, id.hc, w.url(api.PathRenew), api.RenewRequest{ChallengeID: ch.ID, Platform: platform, CSR: csr}, &cert); err != nil {
+		return nil, fmt.Errorf("renew %s: %w", id.state.SPIFFEID, err)
 	}
-	st, err := w.State.update(w.dir, w.key.Public(), &cert)
+	st, err := id.state.update(w.dir, w.key.Public(), &cert)
 	if err != nil {
 		return nil, err
 	}
-	w.State = st
-	w.hc = newHTTPClient(st.roots, &tls.Certificate{Certificate: st.chainDER(), PrivateKey: w.key, Leaf: st.Chain[0]})
+	w.cur.Store(newIdentity(st, w.key))
 	return st, nil
 }
 

@@ -2,10 +2,14 @@ package client
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/base64"
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/sigil-dev/sigil/tpm"
 )
@@ -13,12 +17,30 @@ import (
 // Workload is an enrolled workload opened from its state directory: its
 // certificate and the TPM key behind it, ready for mTLS to sigild.
 type Workload struct {
-	State *State
-	dir   string
-	tpm   *tpm.TPM
-	ak    *tpm.AK
-	key   *tpm.Key
+	dir     string
+	tpm     *tpm.TPM
+	ak      *tpm.AK
+	key     *tpm.Key
+	renewMu sync.Mutex // one renewal at a time
+	cur     atomic.Pointer[identity]
+}
+
+// identity is one certificate of the workload and what is bound to it: the
+// HTTPS client to sigild that presents it, so that a token fetched through
+// hc is bound (cnf) to cert. A renewal makes a new identity; the old one
+// keeps working until its certificate expires.
+type identity struct {
+	state *State
+	cert  *tls.Certificate
+	thumb string // cnf x5t#S256 of cert
 	hc    *http.Client
+	peers peerTransports // to workload servers, presenting cert
+}
+
+func newIdentity(st *State, key *tpm.Key) *identity {
+	cert := &tls.Certificate{Certificate: st.chainDER(), PrivateKey: key, Leaf: st.Chain[0]}
+	sum := sha256.Sum256(st.Chain[0].Raw)
+	return &identity{state: st, cert: cert, thumb: base64.RawURLEncoding.EncodeToString(sum[:]), hc: newHTTPClient(st.roots, cert)}
 }
 
 // Open opens the TPM named in dir's state and loads the workload's AK and
@@ -44,8 +66,8 @@ func Open(ctx context.Context, dir string) (*Workload, error) {
 		t.Close()
 		return nil, err
 	}
-	w := &Workload{State: st, dir: dir, tpm: t, ak: ak, key: key}
-	w.hc = newHTTPClient(st.roots, &tls.Certificate{Certificate: st.chainDER(), PrivateKey: key, Leaf: st.Chain[0]})
+	w := &Workload{dir: dir, tpm: t, ak: ak, key: key}
+	w.cur.Store(newIdentity(st, key))
 	return w, nil
 }
 
@@ -55,10 +77,13 @@ func (w *Workload) Close() error {
 	return w.tpm.Close()
 }
 
-// HTTPClient is an HTTPS client that presents the workload's certificate,
-// signing the handshake with the TPM key.
-func (w *Workload) HTTPClient() *http.Client { return w.hc }
+// State is the workload's current enrollment: identity and certificate.
+func (w *Workload) State() *State { return w.cur.Load().state }
+
+// HTTPClient is an HTTPS client that presents the workload's current
+// certificate, signing the handshake with the TPM key.
+func (w *Workload) HTTPClient() *http.Client { return w.cur.Load().hc }
 
 func (w *Workload) url(path string) string {
-	return strings.TrimSuffix(w.State.Server, "/") + path
+	return strings.TrimSuffix(w.State().Server, "/") + path
 }

@@ -14,12 +14,17 @@ import (
 	"time"
 )
 
-// BenchmarkVerify compares Verify (cached JWKS, cnf check, revocation set)
-// and the Middleware with a bare ecdsa.Verify of the same token's
-// signature over a precomputed digest, interleaved in one loop, and
-// reports their rates relative to it (goal: rate-ratio ≥ 0.8);
-// es256-rate-ratio compares with SHA-256 of the signing input plus
-// ecdsa.Verify, a whole raw ES256 verification.
+// BenchmarkVerify times Verify (cached JWKS, cnf check, revocation set),
+// the Middleware, a raw ES256 verification of the same token (SHA-256 of
+// the signing input plus ecdsa.Verify) and a bare ecdsa.Verify over a
+// precomputed digest, interleaved in one loop, and reports rates relative
+// to the raw ones (a rate ratio is the raw time over the measured time).
+//
+// The criterion is middleware-es256-ratio ≥ 0.8: the Middleware verifies
+// at least 80% as many tokens per second as raw ES256 verification.
+// es256-rate-ratio is the same for Verify alone; rate-ratio and
+// middleware-rate-ratio compare with the bare ecdsa.Verify, a stricter
+// floor than the criterion's.
 func BenchmarkVerify(b *testing.B) {
 	e := newEnv(b)
 	f := newFeedServer(b)
@@ -74,7 +79,9 @@ func BenchmarkVerify(b *testing.B) {
 	b.ReportMetric(float64(tVerify.Nanoseconds())/n, "verify-ns/op")
 	b.ReportMetric(float64(tMiddleware.Nanoseconds())/n, "middleware-ns/op")
 	b.ReportMetric(float64(tRaw.Nanoseconds())/n, "ecdsa-ns/op")
+	b.ReportMetric(float64(tES256.Nanoseconds())/n, "es256-ns/op")
 	b.ReportMetric(float64(tRaw)/float64(tVerify), "rate-ratio")
 	b.ReportMetric(float64(tRaw)/float64(tMiddleware), "middleware-rate-ratio")
 	b.ReportMetric(float64(tES256)/float64(tVerify), "es256-rate-ratio")
+	b.ReportMetric(float64(tES256)/float64(tMiddleware), "middleware-es256-ratio")
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -27,8 +28,13 @@ type Claims struct {
 	// token is bound to; Verify checked it against the peer's.
 	Confirmation string
 
-	raw []byte // the JSON payload
+	raw   []byte // the JSON payload
+	token string // the token itself
 }
+
+// Token returns the verified token itself, to exchange it when calling
+// another service on the subject's behalf (client.Transport does).
+func (c *Claims) Token() string { return c.token }
 
 // HasScope reports whether the token grants scope s.
 func (c *Claims) HasScope(s string) bool { return slices.Contains(c.Scope, s) }
@@ -93,25 +99,27 @@ func (w *wireClaims) claims(raw []byte) (*Claims, error) {
 type audience []string
 
 func (a *audience) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err == nil {
-		*a = audience{s}
-		return nil
+	var err error
+	if b[0] == '"' {
+		*a = make(audience, 1)
+		err = json.Unmarshal(b, &(*a)[0])
+	} else {
+		err = json.Unmarshal(b, (*[]string)(a))
 	}
-	var l []string
-	if err := json.Unmarshal(b, &l); err != nil {
+	if err != nil {
 		return errors.New("aud: not a string or an array of strings")
 	}
-	*a = l
 	return nil
 }
 
 // numericDate is a JWT NumericDate, seconds since the epoch.
 type numericDate float64
 
+// UnmarshalJSON reads a JSON number; b is a valid JSON value, so only a
+// number parses as a float (not a string, true, false or null).
 func (d *numericDate) UnmarshalJSON(b []byte) error {
-	var f float64
-	if err := json.Unmarshal(b, &f); err != nil || math.IsNaN(f) || f < 0 || f > 1e11 {
+	f, err := strconv.ParseFloat(string(b), 64)
+	if err != nil || f < 0 || f > 1e11 {
 		return errors.New("not a NumericDate")
 	}
 	*d = numericDate(f)

@@ -19,7 +19,9 @@
 // are refused, never ignored), typ at+jwt, alg in Config.Algorithms and
 // a kid found in the issuer's JWKS (fetched again on an unknown kid at
 // most once per MinRefresh; keys never come from the token); the
-// signature, through go-jose with the pinned algorithms; iss, aud
+// signature over the token's signing input as received, by that key with
+// its alg (the JWKS key's alg must equal the header's, and ES256 keys
+// must be P-256, ES384 keys P-384, PS256 keys RSA); iss, aud
 // containing Config.Audience, exp, nbf and iat with Config.Leeway, a
 // lifetime of at most MaxLifetime, a jti; cnf.x5t#S256 equal to the
 // SHA-256 thumbprint of the peer certificate (RFC 8705), so a token

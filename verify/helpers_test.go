@@ -70,8 +70,8 @@ func newEnv(t testing.TB) *env {
 	}
 	t.Cleanup(func() { _ = h.Close() })
 	e := &env{h: h, clock: &clock{}, certA: newCert(t, "a"), certB: newCert(t, "b")}
-	e.keys, e.mint = newKeys(t, h, "jwt")
-	e.other, e.mint2 = newKeys(t, h, "other")
+	e.keys, e.mint = newKeys(t, h, "jwt", hsm.ES256)
+	e.other, e.mint2 = newKeys(t, h, "other", hsm.ES256)
 	if e.key, err = h.Find(ctx, "jwt"); err != nil {
 		t.Fatalf("Find: %v", err)
 	}
@@ -79,9 +79,9 @@ func newEnv(t testing.TB) *env {
 	return e
 }
 
-func newKeys(t testing.TB, h *hsm.HSM, name string) (*signer.KeySet, *signer.Minter) {
+func newKeys(t testing.TB, h *hsm.HSM, name string, alg hsm.Alg) (*signer.KeySet, *signer.Minter) {
 	t.Helper()
-	if _, err := h.Generate(t.Context(), name, hsm.ES256); err != nil {
+	if _, err := h.Generate(t.Context(), name, alg); err != nil {
 		t.Fatalf("Generate: %v", err)
 	}
 	opts := []signer.Option{signer.WithLogger(slog.New(slog.DiscardHandler))}

@@ -18,15 +18,16 @@ import (
 // maxJWKSBytes bounds a JWKS document.
 const maxJWKSBytes = 1 << 20
 
-// keyCache holds the issuer's published keys by kid. An unknown kid makes
-// it fetch the JWKS again, at most once per minRefresh.
+// keyCache holds the issuer's published keys by kid, each ready to verify
+// its algorithm. An unknown kid makes it fetch the JWKS again, at most once
+// per minRefresh.
 type keyCache struct {
 	fetch      func(context.Context) ([]byte, error)
 	algs       []string
 	minRefresh time.Duration
 	now        func() time.Time
 
-	keys atomic.Pointer[map[string]jose.JSONWebKey]
+	keys atomic.Pointer[map[string]publicKey]
 
 	mu      sync.Mutex // serialises fetches
 	fetched time.Time  // last fetch attempt
@@ -34,7 +35,7 @@ type keyCache struct {
 
 // lookup returns the key kid for alg, fetching the JWKS again if kid is
 // unknown and the last fetch is at least minRefresh ago.
-func (c *keyCache) lookup(ctx context.Context, kid, alg string) (jose.JSONWebKey, error) {
+func (c *keyCache) lookup(ctx context.Context, kid, alg string) (publicKey, error) {
 	if k, ok := c.find(kid); ok {
 		return checkAlg(k, alg)
 	}
@@ -44,28 +45,28 @@ func (c *keyCache) lookup(ctx context.Context, kid, alg string) (jose.JSONWebKey
 		return checkAlg(k, alg)
 	}
 	if c.now().Sub(c.fetched) < c.minRefresh {
-		return jose.JSONWebKey{}, errUnknownKey
+		return publicKey{}, errUnknownKey
 	}
 	if err := c.refreshLocked(ctx); err != nil {
-		return jose.JSONWebKey{}, fmt.Errorf("%w: %w", errUnknownKey, err)
+		return publicKey{}, fmt.Errorf("%w: %w", errUnknownKey, err)
 	}
 	if k, ok := c.find(kid); ok {
 		return checkAlg(k, alg)
 	}
-	return jose.JSONWebKey{}, errUnknownKey
+	return publicKey{}, errUnknownKey
 }
 
-func checkAlg(k jose.JSONWebKey, alg string) (jose.JSONWebKey, error) {
-	if k.Algorithm != alg {
-		return jose.JSONWebKey{}, errAlgorithm
+func checkAlg(k publicKey, alg string) (publicKey, error) {
+	if k.alg != alg {
+		return publicKey{}, errAlgorithm
 	}
 	return k, nil
 }
 
-func (c *keyCache) find(kid string) (jose.JSONWebKey, bool) {
+func (c *keyCache) find(kid string) (publicKey, bool) {
 	m := c.keys.Load()
 	if m == nil {
-		return jose.JSONWebKey{}, false
+		return publicKey{}, false
 	}
 	k, ok := (*m)[kid]
 	return k, ok
@@ -92,18 +93,21 @@ func (c *keyCache) refreshLocked(ctx context.Context) error {
 	return nil
 }
 
-// parseJWKS keeps the public signing keys with a kid and an allowed alg.
-func parseJWKS(b []byte, algs []string) (map[string]jose.JSONWebKey, error) {
+// parseJWKS keeps the public signing keys with a kid and an allowed alg
+// that suits the key.
+func parseJWKS(b []byte, algs []string) (map[string]publicKey, error) {
 	var set jose.JSONWebKeySet
 	if err := json.Unmarshal(b, &set); err != nil {
 		return nil, fmt.Errorf("verify: parse JWKS: %w", err)
 	}
-	keys := map[string]jose.JSONWebKey{}
+	keys := map[string]publicKey{}
 	for _, k := range set.Keys {
 		if k.KeyID == "" || !k.IsPublic() || !k.Valid() || (k.Use != "" && k.Use != "sig") || !slices.Contains(algs, k.Algorithm) {
 			continue
 		}
-		keys[k.KeyID] = k
+		if p, ok := newPublicKey(k); ok {
+			keys[k.KeyID] = p
+		}
 	}
 	if len(keys) == 0 {
 		return nil, errors.New("verify: JWKS has no usable signing key")

@@ -6,8 +6,11 @@ import (
 	"crypto/elliptic"
 	"crypto/hmac"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"slices"
 	"strings"
@@ -17,6 +20,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/cryptosigner"
 
+	"github.com/sigil-dev/sigil/hsm"
 	"github.com/sigil-dev/sigil/signer"
 )
 
@@ -162,6 +166,62 @@ func TestClaims(t *testing.T) {
 	}
 	if c.Raw()["client_id"] != caller {
 		t.Errorf("Raw()[client_id] = %v", c.Raw()["client_id"])
+	}
+}
+
+// TestVerifyAlgorithms: a token signed with each of sigil's algorithms
+// verifies, and the same token with a changed or shortened signature does
+// not.
+func TestVerifyAlgorithms(t *testing.T) {
+	e := newEnv(t)
+	for _, alg := range []hsm.Alg{hsm.ES256, hsm.ES384, hsm.PS256} {
+		t.Run(string(alg), func(t *testing.T) {
+			keys, mint := newKeys(t, e.h, strings.ToLower(string(alg)), alg)
+			e.publish(t, keys)
+			v := e.verifier(t, e.config(t))
+			tok := e.token(t, mint, e.certA)
+			if _, err := v.Verify(t.Context(), tok, e.certA); err != nil {
+				t.Fatalf("Verify: %v", err)
+			}
+			i := strings.LastIndexByte(tok, '.')
+			sig, _ := base64.RawURLEncoding.DecodeString(tok[i+1:])
+			flipped := slices.Clone(sig)
+			flipped[len(flipped)/2] ^= 1
+			for name, bad := range map[string][]byte{"changed": flipped, "shortened": sig[:len(sig)-1]} {
+				if _, err := v.Verify(t.Context(), tok[:i+1]+b64(bad), e.certA); !errors.Is(err, errSignature) {
+					t.Errorf("Verify with a %s signature = %v, want %v", name, err, errSignature)
+				}
+			}
+		})
+	}
+}
+
+// TestJWKSKeyNotSuitingAlg: a JWKS key whose type or curve is not its
+// alg's is not used, even for a token with its kid and alg.
+func TestJWKSKeyNotSuitingAlg(t *testing.T) {
+	e := newEnv(t)
+	p384, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	p256, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	rsaKey, _ := rsa.GenerateKey(rand.Reader, 2048)
+	tests := []struct {
+		name string
+		key  any
+		alg  string
+	}{
+		{"ES256 on P-384", &p384.PublicKey, "ES256"},
+		{"ES384 on P-256", &p256.PublicKey, "ES384"},
+		{"PS256 on P-256", &p256.PublicKey, "PS256"},
+		{"ES256 on RSA", &rsaKey.PublicKey, "ES256"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			jwks, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: tt.key, KeyID: "unsuited", Algorithm: tt.alg, Use: "sig"}}})
+			cfg := e.config(t)
+			cfg.JWKS = func(context.Context) ([]byte, error) { return jwks, nil }
+			if _, err := New(t.Context(), cfg); err == nil || err.Error() != "verify: JWKS has no usable signing key" {
+				t.Fatalf("New error = %v, want no usable signing key", err)
+			}
+		})
 	}
 }
 

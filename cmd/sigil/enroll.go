@@ -10,12 +10,13 @@ import (
 )
 
 type enrollCmd struct {
-	Server   string `help:"sigild URL, https://HOST:PORT." env:"SIGIL_SERVER" required:""`
-	CABundle string `name:"ca-bundle" help:"PEM trust bundle for the server." env:"SIGIL_CA_BUNDLE" type:"existingfile" required:""`
-	TPM      string `name:"tpm" help:"TPM: /dev/tpmrm0 or swtpm:HOST:PORT." default:"/dev/tpmrm0"`
-	EventLog string `help:"Measured-boot event log (default: the kernel's)."`
-	Identity string `help:"SPIFFE ID to enroll as." required:""`
-	State    string `help:"State directory for the TPM key blobs and the certificate." type:"path" required:""`
+	Server     string `help:"sigild URL, https://HOST:PORT." env:"SIGIL_SERVER" required:""`
+	CABundle   string `name:"ca-bundle" help:"PEM trust bundle for the server." env:"SIGIL_CA_BUNDLE" type:"existingfile" required:""`
+	TPM        string `name:"tpm" help:"TPM: /dev/tpmrm0 or swtpm:HOST:PORT." default:"/dev/tpmrm0"`
+	EventLog   string `help:"Measured-boot event log (default: the kernel's)."`
+	Identity   string `help:"SPIFFE ID to enroll as." required:""`
+	State      string `help:"State directory for the TPM key blobs and the certificate." type:"path" required:""`
+	ServerAuth bool   `name:"server-auth" help:"Ask for a certificate that also serves mTLS (serverAuth); renewals keep it."`
 }
 
 func (c enrollCmd) Run(ctx context.Context) error {
@@ -25,7 +26,7 @@ func (c enrollCmd) Run(ctx context.Context) error {
 	}
 	st, err := client.Enroll(ctx, client.EnrollConfig{
 		Server: c.Server, CABundle: bundle, TPM: c.TPM, EventLog: c.EventLog,
-		Identity: c.Identity, StateDir: c.State,
+		Identity: c.Identity, StateDir: c.State, ServerAuth: c.ServerAuth,
 	})
 	if err != nil {
 		return exitCode(err)

@@ -57,10 +57,10 @@ func (s *Service) complete(ctx context.Context, ch store.Challenge, req api.Comp
 	if res.EK.Hash != ch.EKHash || res.AK.Hash != ch.AKHash {
 		return nil, errors.New("enroll: verified EK or AK differs from the challenge's")
 	}
-	return s.issue(ctx, ch, res)
+	return s.issue(ctx, ch, res, req.ServerAuth)
 }
 
-func (s *Service) issue(ctx context.Context, ch store.Challenge, res *attest.Result) (*Issued, error) {
+func (s *Service) issue(ctx context.Context, ch store.Challenge, res *attest.Result, serverAuth bool) (*Issued, error) {
 	id, err := spiffeid.FromString(ch.SPIFFEID)
 	if err != nil {
 		return nil, fmt.Errorf("enroll: stored identity: %w", err)
@@ -82,7 +82,7 @@ func (s *Service) issue(ctx context.Context, ch store.Challenge, res *attest.Res
 	}
 	ekHash, _ := hex.DecodeString(res.EK.Hash)
 	cert, err := s.CA.Issue(ctx, ca.Request{
-		CSR: res.CSR, Key: res.Key, ID: id,
+		CSR: res.CSR, Key: res.Key, ID: id, ServerAuth: serverAuth,
 		Evidence: ca.Evidence{Digest: digest, EKHash: ekHash, PolicyVersion: d.Version},
 	})
 	if err != nil {

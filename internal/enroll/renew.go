@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
@@ -109,7 +110,7 @@ func (s *Service) reissue(ctx context.Context, peer *x509.Certificate, dev store
 	}
 	ekHash, _ := hex.DecodeString(dev.EKHash)
 	cert, err := s.CA.Issue(ctx, ca.Request{
-		CSR: csr, Key: peer.PublicKey, ID: id,
+		CSR: csr, Key: peer.PublicKey, ID: id, ServerAuth: slices.Contains(peer.ExtKeyUsage, x509.ExtKeyUsageServerAuth),
 		Evidence: ca.Evidence{Digest: digest, EKHash: ekHash, PolicyVersion: d.Version},
 	})
 	if err != nil {

@@ -1,0 +1,224 @@
+package client
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+)
+
+// Renewal defaults.
+const (
+	DefaultRenewAfter = 0.5 // of the certificate's lifetime
+	renewTimeout      = 30 * time.Second
+	minBackoff        = time.Second
+	maxBackoff        = time.Minute
+)
+
+// Config configures New.
+type Config struct {
+	// StateDir holds the workload's enrollment, as `sigil enroll --state`
+	// wrote it. Required.
+	StateDir string
+	// Enroll, if set, enrolls the workload first when StateDir holds no
+	// enrollment yet; its StateDir is replaced by Config.StateDir.
+	Enroll *EnrollConfig
+	// RenewAfter is the fraction of the certificate's lifetime after which
+	// it is renewed, jittered by a tenth of that either way; default 0.5.
+	RenewAfter float64
+	Log        *slog.Logger // default slog.Default()
+}
+
+// Client is a running workload identity: it keeps its X.509-SVID renewed
+// with fresh quotes from the TPM, serves it for mTLS in both directions
+// (it is an x509svid.Source and an x509bundle.Source for go-spiffe), and
+// attaches tokens to outgoing requests (Transport).
+type Client struct {
+	w      *Workload
+	bundle *x509bundle.Bundle
+	log    *slog.Logger
+	after  float64
+	tokens *tokenCache
+
+	stop context.CancelFunc
+	done chan struct{}
+}
+
+// New opens the workload in cfg.StateDir, enrolling it first when there is
+// none and cfg.Enroll says how, and starts renewing its certificate. Close
+// stops it.
+func New(ctx context.Context, cfg Config) (*Client, error) {
+	if cfg.StateDir == "" {
+		return nil, errors.New("client: Config.StateDir is required")
+	}
+	if cfg.RenewAfter < 0 || cfg.RenewAfter >= 1 {
+		return nil, fmt.Errorf("client: Config.RenewAfter %v: want a fraction in [0, 1)", cfg.RenewAfter)
+	}
+	if _, err := LoadState(cfg.StateDir); errors.Is(err, fs.ErrNotExist) && cfg.Enroll != nil {
+		ec := *cfg.Enroll
+		ec.StateDir = cfg.StateDir
+		if _, err := Enroll(ctx, ec); err != nil {
+			return nil, err
+		}
+	}
+	w, err := Open(ctx, cfg.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	id, err := spiffeid.FromString(w.State().SPIFFEID)
+	if err == nil {
+		var b *x509bundle.Bundle
+		if b, err = x509bundle.Load(id.TrustDomain(), filepath.Join(cfg.StateDir, BundleFile)); err == nil {
+			c := &Client{w: w, bundle: b, log: cfg.Log, after: cfg.RenewAfter, tokens: newTokenCache(), done: make(chan struct{})}
+			if c.log == nil {
+				c.log = slog.Default()
+			}
+			if c.after == 0 {
+				c.after = DefaultRenewAfter
+			}
+			c.log = c.log.With("spiffe_id", id.String())
+			var loop context.Context
+			loop, c.stop = context.WithCancel(context.WithoutCancel(ctx))
+			go c.renewLoop(loop)
+			return c, nil
+		}
+	}
+	w.Close()
+	return nil, fmt.Errorf("client: %s: %w", cfg.StateDir, err)
+}
+
+// Close stops renewing and releases the TPM.
+func (c *Client) Close() error {
+	c.stop()
+	<-c.done
+	return c.w.Close()
+}
+
+// Workload is the enrolled workload, for direct calls to sigild (Token,
+// Introspect, Revoke).
+func (c *Client) Workload() *Workload { return c.w }
+
+// ID is the workload's SPIFFE ID.
+func (c *Client) ID() spiffeid.ID { return c.svid().ID }
+
+// GetX509SVID returns the current X.509-SVID; its private key is the TPM
+// key. It makes Client an x509svid.Source.
+func (c *Client) GetX509SVID() (*x509svid.SVID, error) { return c.svid(), nil }
+
+func (c *Client) svid() *x509svid.SVID { return identitySVID(c.w.cur.Load(), c.w) }
+
+func identitySVID(id *identity, w *Workload) *x509svid.SVID {
+	return &x509svid.SVID{ID: spiffeid.RequireFromURI(id.state.Chain[0].URIs[0]), Certificates: id.state.Chain, PrivateKey: w.key}
+}
+
+// GetX509BundleForTrustDomain returns the trust bundle saved at enrollment
+// for the workload's own trust domain. It makes Client an
+// x509bundle.Source.
+func (c *Client) GetX509BundleForTrustDomain(td spiffeid.TrustDomain) (*x509bundle.Bundle, error) {
+	return c.bundle.GetX509BundleForTrustDomain(td)
+}
+
+// ServerTLSConfig serves mTLS with the workload's current certificate
+// (enroll with ServerAuth) and accepts clients of the trust domain that
+// authorize allows, for example tlsconfig.AuthorizeMemberOf(td). Put
+// verify's Middleware behind it for the tokens.
+func (c *Client) ServerTLSConfig(authorize tlsconfig.Authorizer) *tls.Config {
+	cfg := tlsconfig.MTLSServerConfig(c, c, authorize)
+	cfg.MinVersion = tls.VersionTLS13
+	return cfg
+}
+
+// ClientTLSConfig is mTLS to the workload server, checked by its SPIFFE
+// ID, presenting the current certificate.
+func (c *Client) ClientTLSConfig(server spiffeid.ID) *tls.Config {
+	cfg := tlsconfig.MTLSClientConfig(c, c, tlsconfig.AuthorizeID(server))
+	cfg.MinVersion = tls.VersionTLS13
+	return cfg
+}
+
+// Renew renews the certificate now, as the renewal loop does when it is
+// due.
+func (c *Client) Renew(ctx context.Context) (*State, error) { return c.w.Renew(ctx) }
+
+// RevokeSubject ends a subject's session, as on a user's logout: it has
+// sigild revoke subject (a token this workload was given: sigil's, or an
+// external issuer's such as the user's IdP token) and with it every token
+// exchanged from it, at any depth of the chain, and drops the tokens
+// cached on its behalf.
+func (c *Client) RevokeSubject(ctx context.Context, subject string) error {
+	c.tokens.forgetSubject(subjectDigest(subject))
+	return c.w.Revoke(ctx, subject)
+}
+
+// renewLoop renews the certificate after cfg.RenewAfter of its lifetime,
+// retrying with jittered exponential backoff; the current certificate is
+// served until a new one is in hand.
+func (c *Client) renewLoop(ctx context.Context) {
+	defer close(c.done)
+	var backoff time.Duration
+	for {
+		wait := backoff
+		if wait == 0 {
+			wait = c.renewIn(time.Now())
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		rctx, cancel := context.WithTimeout(ctx, renewTimeout)
+		st, err := c.w.Renew(rctx)
+		cancel()
+		switch {
+		case err == nil:
+			backoff = 0
+			c.log.Info("certificate renewed", "serial", st.Chain[0].SerialNumber.Text(16), "expires", st.ExpiresAt)
+			continue
+		case ctx.Err() != nil:
+			return
+		}
+		backoff = min(max(2*backoff, minBackoff), maxBackoff)
+		backoff = backoff/2 + rand.N(backoff/2+1)
+		level := slog.LevelWarn
+		if errors.Is(err, ErrDenied) {
+			level = slog.LevelError // retried, in case the policy changes
+		}
+		c.log.Log(ctx, level, "certificate renewal failed; the current one is served until it expires",
+			"err", err, "expires", c.w.State().ExpiresAt, "retry_in", backoff)
+	}
+}
+
+// renewIn is the time until the current certificate is due for renewal.
+func (c *Client) renewIn(now time.Time) time.Duration {
+	leaf := c.w.State().Chain[0]
+	due := time.Duration(float64(leaf.NotAfter.Sub(leaf.NotBefore)) * c.after)
+	jitter := due / 10
+	due += rand.N(2*jitter+1) - jitter
+	return max(leaf.NotBefore.Add(due).Sub(now), 0)
+}
+
+// HTTPClient is an HTTPS client for calls to the workload server, with
+// Transport(server, scope...).
+func (c *Client) HTTPClient(server spiffeid.ID, scope ...string) *http.Client {
+	return &http.Client{Transport: c.Transport(server, scope...), Timeout: 30 * time.Second}
+}
+
+// peerTransports caches, per identity, the transports to workload servers.
+type peerTransports struct {
+	mu sync.Mutex
+	m  map[spiffeid.ID]*http.Transport
+}
