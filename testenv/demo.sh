@@ -6,7 +6,9 @@
 # Starts the dev stack under DIR (SoftHSM token, swtpm hosts, sigild), enrolls
 # a host booted with the dev measurements and one that booted debug
 # firmware, shows the policy permit one and deny the other, checks the issued
-# X.509-SVID chain, renews it, and stops everything again.
+# X.509-SVID chain and renews it; runs a delegation chain with the CLI, then
+# the showcase services (frontend → orders → payments) with a stolen token
+# and a logout; verifies the audit log; and stops everything again.
 set -euo pipefail
 
 [[ $# -eq 1 ]] || { echo "usage: $0 DIR" >&2; exit 1; }
@@ -21,15 +23,29 @@ show() { printf '%s$ %s%s\n' "$dim" "$*" "$reset"; }
 ok() { printf '%s✔ %s%s\n' "$green" "$*" "$reset"; }
 refused() { printf '%s✘ %s%s\n' "$red" "$*" "$reset"; }
 
-cleanup() { "$root/testenv/down.sh" "$dir" 2>/dev/null; "$root/testenv/swtpm.sh" stop "$dir/tpm-debug" 2>/dev/null || true; }
+stop_services() { # the showcase services this demo started, by their PIDs
+	local f pid
+	for f in "$dir"/{frontend,orders,payments}.pid; do
+		[[ -s $f ]] || continue
+		pid=$(<"$f")
+		tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "--state $dir/" && kill "$pid" 2>/dev/null
+		rm -f "$f"
+	done
+	return 0
+}
+cleanup() {
+	stop_services
+	"$root/testenv/down.sh" "$dir" 2>/dev/null
+	"$root/testenv/swtpm.sh" stop "$dir/tpm-debug" 2>/dev/null || true
+}
 cleanup
 rm -rf "$dir"
 mkdir -p "$dir"
 trap cleanup EXIT
 
-step "1. Start the dev stack: a SoftHSM token, three swtpm hosts, sigild"
-show "testenv/up.sh $dir --tpms 3"
-"$root/testenv/up.sh" "$dir" --tpms 3
+step "1. Start the dev stack: a SoftHSM token, four swtpm hosts, sigild"
+show "testenv/up.sh $dir --tpms 4"
+"$root/testenv/up.sh" "$dir" --tpms 4
 # shellcheck disable=SC1091
 source "$dir/env"
 sigil=$root/bin/sigil
@@ -43,10 +59,10 @@ cat "$dir/init.out"
 step "3. Host A (dev firmware, Secure Boot) enrolls as spiffe://sigil.test/workload/orders"
 echo "   EK certificate -> AK credential activation -> PCR quote over the server's nonce"
 echo "   -> event log replay -> TPM key certified by the AK -> policy -> certificate"
-read -r tpm_a tpm_b2 tpm_c <<<"$SIGIL_TPMS"
-read -r log_a log_b2 log_c <<<"$SIGIL_EVENT_LOGS"
-show "sigil enroll --tpm $tpm_a --identity spiffe://sigil.test/workload/orders --state $dir/orders"
-"$sigil" enroll --tpm "$tpm_a" --event-log "$log_a" --identity spiffe://sigil.test/workload/orders --state "$dir/orders"
+read -r tpm_a tpm_b2 tpm_c tpm_d <<<"$SIGIL_TPMS"
+read -r log_a log_b2 log_c log_d <<<"$SIGIL_EVENT_LOGS"
+show "sigil enroll --tpm $tpm_a --identity spiffe://sigil.test/workload/orders --state $dir/orders --server-auth"
+"$sigil" enroll --server-auth --tpm "$tpm_a" --event-log "$log_a" --identity spiffe://sigil.test/workload/orders --state "$dir/orders"
 ok "permitted by policy"
 
 step "4. The certificate: an X.509-SVID whose key never left the TPM"
@@ -83,10 +99,11 @@ show "sigil renew --state $dir/orders"
 "$sigil" renew --state "$dir/orders"
 ok "renewed"
 
-step "7. Delegation: a user's request flows frontend → orders → payments with narrowing, bound tokens"
-"$sigil" enroll --tpm "$tpm_b2" --event-log "$log_b2" --identity spiffe://sigil.test/workload/frontend --state "$dir/frontend" >/dev/null
-"$sigil" enroll --tpm "$tpm_c" --event-log "$log_c" --identity spiffe://sigil.test/workload/payments --state "$dir/payments" >/dev/null
-ok "frontend and payments enrolled on their own TPMs"
+step "7. Delegation on the command line: frontend → orders → payments, narrowing, bound tokens"
+"$sigil" enroll --server-auth --tpm "$tpm_b2" --event-log "$log_b2" --identity spiffe://sigil.test/workload/frontend --state "$dir/frontend" >/dev/null
+"$sigil" enroll --server-auth --tpm "$tpm_c" --event-log "$log_c" --identity spiffe://sigil.test/workload/payments --state "$dir/payments" >/dev/null
+"$sigil" enroll --tpm "$tpm_d" --event-log "$log_d" --identity spiffe://sigil.test/workload/reports --state "$dir/reports" >/dev/null
+ok "frontend, payments and reports enrolled, each on its own TPM"
 idp=$root/bin/demoidp
 show "demoidp token -sub alice -aud spiffe://sigil.test/workload/frontend -scope 'orders:read orders:write payments:charge'"
 user=$("$idp" token "$SIGIL_IDP_DIR" -sub alice -aud spiffe://sigil.test/workload/frontend -scope "orders:read orders:write payments:charge")
@@ -103,13 +120,80 @@ if "$sigil" exchange --state "$dir/orders" --subject-token "$t1" --audience spif
 	exit 1
 fi
 refused "scope widening refused"
-show "sigil revoke --state frontend \$T1   (the user's original exchange)"
+show "sigil revoke --state frontend \$T1   (the user's first exchange)"
 "$sigil" revoke --state "$dir/frontend" "$t1"
 show "sigil introspect --state payments \$T2"
 "$sigil" introspect --state "$dir/payments" "$t2" | sed 's/^/   /'
-ok "revoking the user's exchange made every token derived from it inactive"
+ok "revoking the first exchange made every token derived from it inactive"
+echo "   An attacker copies a token that orders holds for payments (here: one orders asks for now)"
+stolen=$("$sigil" token --state "$dir/orders" --audience spiffe://sigil.test/workload/payments --scope payments:charge)
 
-step "8. An auditor verifies the log offline: checkpoint signatures, hashes, every enrollment's evidence"
+step "8. The showcase: three services built only on sigil's client and verify libraries"
+echo "   examples/showcase: every service keeps its X.509-SVID renewed from its TPM, serves mTLS with it,"
+echo "   verifies incoming tokens (issuer, audience, cnf = the caller's certificate, revocation feed),"
+echo "   and gets tokens for its outgoing calls by exchanging the one it was called with."
+showcase=$root/bin/showcase
+services=$dir/services.log
+: >"$services"
+serve() { # ROLE [NEXT_ADDR]
+	local next=()
+	[[ -n ${2:-} ]] && next=(--next "https://$2")
+	"$showcase" serve --role "$1" --state "$dir/$1" --ready "$dir/$1.addr" "${next[@]}" >>"$services" 2>&1 &
+	echo $! >"$dir/$1.pid"
+	for _ in $(seq 100); do [[ -s $dir/$1.addr ]] && break; sleep 0.05; done
+	[[ -s $dir/$1.addr ]] || { cat "$services" >&2; echo "$1 did not start" >&2; exit 1; }
+}
+seen=0
+service_output() { # print what the services wrote since the last call
+	sleep 0.1
+	tail -n +$((seen + 1)) "$services" | sed 's/^/   /'
+	seen=$(wc -l <"$services")
+}
+serve payments
+serve orders "$(<"$dir/payments.addr")"
+serve frontend "$(<"$dir/orders.addr")"
+service_output
+frontend_url=https://$(<"$dir/frontend.addr")
+
+step "9. Alice checks out: her IdP token goes to frontend; each hop exchanges it for a narrower, bound token"
+show "showcase call --url $frontend_url/checkout --id spiffe://sigil.test/workload/frontend --token \$USER_TOKEN"
+"$showcase" call --url "$frontend_url/checkout" --ca-bundle "$SIGIL_CA_BUNDLE" --id spiffe://sigil.test/workload/frontend --token "$user" | sed 's/^/   /'
+service_output
+ok "payments knows who pays (alice) and through whom (orders, on behalf of frontend)"
+
+step "10. The stolen token, replayed from another host (its own TPM and a valid certificate, but not orders' key)"
+show "showcase call --state reports --url https://payments/charge --id spiffe://sigil.test/workload/payments --token \$STOLEN"
+if "$showcase" call --state "$dir/reports" --url "https://$(<"$dir/payments.addr")/charge" \
+	--id spiffe://sigil.test/workload/payments --token "$stolen" 2>&1 | sed 's/^/   /'; then
+	echo "a stolen token was accepted" >&2
+	exit 1
+fi
+refused "refused: the token is bound (cnf x5t#S256) to orders' certificate, whose key never leaves orders' TPM"
+show "the same, with no client certificate at all"
+if "$showcase" call --ca-bundle "$SIGIL_CA_BUNDLE" --url "https://$(<"$dir/payments.addr")/charge" \
+	--id spiffe://sigil.test/workload/payments --token "$stolen" 2>&1 | sed 's/^/   /'; then
+	echo "a call without a client certificate was accepted" >&2
+	exit 1
+fi
+service_output
+refused "refused: payments accepts only mTLS from workloads of sigil.test"
+
+step "11. Alice logs out: frontend revokes her token at sigil; every token exchanged from it dies with it"
+show "showcase call --url $frontend_url/logout --token \$USER_TOKEN"
+"$showcase" call --url "$frontend_url/logout" --ca-bundle "$SIGIL_CA_BUNDLE" --id spiffe://sigil.test/workload/frontend --token "$user" | sed 's/^/   /'
+revoked_at=$(date +%s%N)
+service_output
+show "showcase call --url $frontend_url/checkout --token \$USER_TOKEN   (again)"
+if "$showcase" call --url "$frontend_url/checkout" --ca-bundle "$SIGIL_CA_BUNDLE" \
+	--id spiffe://sigil.test/workload/frontend --token "$user" 2>&1 | sed 's/^/   /'; then
+	echo "the chain still worked after logout" >&2
+	exit 1
+fi
+service_output
+refused "refused $(( ($(date +%s%N) - revoked_at) / 1000000 )) ms after the logout: sigild no longer exchanges her token, and orders and payments refuse every token exchanged from it (revocation feed)"
+stop_services
+
+step "12. An auditor verifies the log offline: checkpoint signatures, hashes, every enrollment's evidence"
 echo "   (the log's public key comes out of band: sigild audit key)"
 sleep 1.2 # one checkpoint interval, so the last renewal is covered
 show "sigil audit verify --server \$SIGIL_SERVER --ca-bundle bundle.pem --key audit-key.pem --ek-roots ek-ca.pem"

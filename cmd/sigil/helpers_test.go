@@ -33,7 +33,7 @@ func buildCLI(t testing.TB) string {
 		if binDir, buildErr = os.MkdirTemp("", "sigil-bin-"); buildErr != nil {
 			return
 		}
-		cmd := exec.Command("go", "build", "-o", binDir+"/", "./cmd/...", "./testenv/cmd/demoidp")
+		cmd := exec.Command("go", "build", "-o", binDir+"/", "./cmd/...", "./testenv/cmd/demoidp", "./examples/showcase")
 		cmd.Dir = "../.."
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = errors.New(string(out))
