@@ -1,5 +1,7 @@
 // Package client is the workload side of sigil: it enrolls a TPM-backed
-// identity and keeps its state in a directory.
+// identity, keeps it renewed, and attaches tokens to outgoing calls.
+//
+// # Enrollment
 //
 // Enroll runs the protocol of DESIGN "Enrollment": it sends the EK and a new
 // AK, activates the server's credential, creates an application key
@@ -7,4 +9,45 @@
 // log, and sends a CSR signed by the TPM key. The private key never leaves
 // the TPM; the state directory holds TPM-encrypted blobs, the key as a TSS2
 // PEM for OpenSSL's tpm2 provider, and the certificate chain.
+//
+// # A service in a few lines
+//
+// New opens the enrolled workload (or enrolls it first, with
+// Config.Enroll) and renews its X.509-SVID in the background after half its
+// lifetime, with a fresh quote by the same AK for the same TPM key,
+// retrying with jittered backoff and serving the current certificate until
+// the next one is in hand:
+//
+//	c, err := client.New(ctx, client.Config{StateDir: "/var/lib/sigil/orders"})
+//	defer c.Close()
+//
+// Serving mTLS, with tokens verified by package verify:
+//
+//	cfg, err := c.VerifyConfig(ctx) // issuer, audience = this workload, JWKS, revocation feed
+//	v, err := verify.New(ctx, cfg)
+//	srv := &http.Server{
+//		TLSConfig: c.ServerTLSConfig(tlsconfig.AuthorizeMemberOf(c.ID().TrustDomain())),
+//		Handler:   v.Middleware(verify.RequireScope("orders:write", orders)),
+//	}
+//
+// Calling another workload, with a token for it:
+//
+//	payments := c.HTTPClient(paymentsID, "payments:charge")
+//	req, _ := http.NewRequestWithContext(r.Context(), "POST", paymentsURL, body)
+//	resp, err := payments.Do(req)
+//
+// With r.Context() of a request verify's Middleware accepted, the token is
+// exchanged for the caller's (RFC 8693): the call is made on the subject's
+// behalf, the act claim names the chain, and the scope only narrows. For a
+// token from another issuer, such as a user's IdP token at the edge, say so
+// with WithSubjectToken. Tokens are bound to the certificate the call
+// presents (cnf x5t#S256): a copy of one is useless without the TPM.
+// examples/showcase is three such services.
+//
+// # Errors
+//
+// errors.Is(err, ErrDenied): the policy or the token rules refused; do not
+// retry as is. errors.Is(err, ErrUnavailable): sigild, its HSM or its store
+// is unavailable or unreachable; retry later. No error or log line of this
+// package contains a whole token.
 package client

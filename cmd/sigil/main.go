@@ -8,11 +8,14 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/alecthomas/kong"
 )
 
 type cli struct {
+	Timeout time.Duration `default:"2m" help:"Give up after this long (a TPM in use by another process, an unreachable server)."`
+
 	Enroll enrollCmd `cmd:"" help:"Enroll this host's TPM and obtain an X.509-SVID."`
 	Renew  renewCmd  `cmd:"" help:"Renew the X.509-SVID with a fresh quote from the enrolled TPM."`
 
@@ -39,6 +42,8 @@ func main() {
 	k := kong.Parse(&c, kong.Name("sigil"), kong.Description("sigil: hardware-rooted workload identity and tokens."))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
+	defer cancel()
 	k.BindTo(ctx, (*context.Context)(nil))
 	err := k.Run()
 	stop()
