@@ -52,8 +52,9 @@ type Client struct {
 	after  float64
 	tokens *tokenCache
 
-	stop context.CancelFunc
-	done chan struct{}
+	renewed chan struct{} // a renewal outside the loop: reschedule
+	stop    context.CancelFunc
+	done    chan struct{}
 }
 
 // New opens the workload in cfg.StateDir, enrolling it first when there is
@@ -81,7 +82,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	if err == nil {
 		var b *x509bundle.Bundle
 		if b, err = x509bundle.Load(id.TrustDomain(), filepath.Join(cfg.StateDir, BundleFile)); err == nil {
-			c := &Client{w: w, bundle: b, log: cfg.Log, after: cfg.RenewAfter, tokens: newTokenCache(), done: make(chan struct{})}
+			c := &Client{w: w, bundle: b, log: cfg.Log, after: cfg.RenewAfter, tokens: newTokenCache(), renewed: make(chan struct{}, 1), done: make(chan struct{})}
 			if c.log == nil {
 				c.log = slog.Default()
 			}
@@ -149,8 +150,17 @@ func (c *Client) ClientTLSConfig(server spiffeid.ID) *tls.Config {
 }
 
 // Renew renews the certificate now, as the renewal loop does when it is
-// due.
-func (c *Client) Renew(ctx context.Context) (*State, error) { return c.w.Renew(ctx) }
+// due; the loop then counts from the new certificate.
+func (c *Client) Renew(ctx context.Context) (*State, error) {
+	st, err := c.w.Renew(ctx)
+	if err == nil {
+		select {
+		case c.renewed <- struct{}{}:
+		default:
+		}
+	}
+	return st, err
+}
 
 // RevokeSubject ends a subject's session, as on a user's logout: it has
 // sigild revoke subject (a token this workload was given: sigil's, or an
@@ -170,14 +180,18 @@ func (c *Client) renewLoop(ctx context.Context) {
 	var backoff time.Duration
 	for {
 		wait := backoff
-		if wait == 0 {
-			wait = c.renewIn(time.Now())
+		if wait == 0 { // at most one renewal a second, however small RenewAfter is
+			wait = max(c.renewIn(time.Now()), minBackoff)
 		}
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
 			return
+		case <-c.renewed:
+			t.Stop()
+			backoff = 0
+			continue
 		case <-t.C:
 		}
 		rctx, cancel := context.WithTimeout(ctx, renewTimeout)

@@ -78,6 +78,7 @@ type transport struct {
 
 func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.URL.Scheme != "https" {
+		closeBody(req)
 		return nil, fmt.Errorf("client: refusing to send a token to %s: not https", req.URL.Redacted())
 	}
 	id := t.c.w.cur.Load()
@@ -87,6 +88,7 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return t.c.w.token(ctx, id, TokenRequest{Audience: []string{key.audience}, Scope: t.scope, SubjectToken: subject})
 	})
 	if err != nil {
+		closeBody(req)
 		return nil, fmt.Errorf("client: token for %s: %w", t.server, err)
 	}
 	out := req.Clone(req.Context())
@@ -94,9 +96,17 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp, err := id.peer(t.c, t.server).RoundTrip(out)
 	if err == nil && resp.StatusCode == http.StatusUnauthorized &&
 		strings.Contains(resp.Header.Get("WWW-Authenticate"), `error="invalid_token"`) {
-		t.c.tokens.forget(key)
+		t.c.tokens.forget(key, token)
 	}
 	return resp, err
+}
+
+// closeBody closes the body of a request RoundTrip does not send, as an
+// http.RoundTripper must (http.Client leaves it to the RoundTripper).
+func closeBody(req *http.Request) {
+	if req.Body != nil {
+		req.Body.Close()
+	}
 }
 
 // peer returns id's transport to server: it presents id's certificate, the
@@ -215,8 +225,11 @@ func (tc *tokenCache) forgetSubject(subject string) {
 	}
 }
 
-func (tc *tokenCache) forget(k cacheKey) {
+// forget drops token, cached under k, unless another has replaced it.
+func (tc *tokenCache) forget(k cacheKey, token string) {
 	tc.mu.Lock()
-	delete(tc.m, k)
-	tc.mu.Unlock()
+	defer tc.mu.Unlock()
+	if tc.m[k].token == token {
+		delete(tc.m, k)
+	}
 }

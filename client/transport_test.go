@@ -54,7 +54,11 @@ func TestTokenCacheRefreshesAt80Percent(t *testing.T) {
 	if tok := get(); tok != "t2" {
 		t.Fatalf("at 80%% of the lifetime: %q, want a new token", tok)
 	}
-	tc.forget(k)
+	tc.forget(k, "t1") // an older token: t2 stays
+	if tok := get(); tok != "t2" {
+		t.Fatalf("after forgetting a replaced token: %q, want t2", tok)
+	}
+	tc.forget(k, "t2")
 	if tok := get(); tok != "t3" {
 		t.Fatalf("after forget: %q, want a new token", tok)
 	}

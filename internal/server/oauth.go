@@ -225,13 +225,20 @@ func (s *oauth) revocations(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// sse writes and flushes one piece of the stream within feedWriteTimeout.
+// sse writes and flushes one piece of the stream within feedWriteTimeout,
+// then clears the deadline: over HTTP/2 a deadline that passes resets the
+// stream even with no write pending, which would cut an idle feed between
+// two keep-alives.
 func (s *oauth) sse(rc *http.ResponseController, w http.ResponseWriter, text string) bool {
 	_ = rc.SetWriteDeadline(time.Now().Add(feedWriteTimeout))
 	if _, err := fmt.Fprint(w, text); err != nil {
 		return false
 	}
-	return rc.Flush() == nil
+	if rc.Flush() != nil {
+		return false
+	}
+	_ = rc.SetWriteDeadline(time.Time{})
+	return true
 }
 
 // oauthFail answers err as an OAuth error.

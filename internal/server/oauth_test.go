@@ -421,3 +421,20 @@ func TestOAuthMetadata(t *testing.T) {
 		t.Errorf("golang-jwt: %v (header %v)", err, parsed.Header)
 	}
 }
+
+// An idle feed stays up past the write timeout: over HTTP/2 a write
+// deadline left set resets the stream even with nothing to write.
+func TestOAuthFeedIdle(t *testing.T) {
+	t.Parallel()
+	o := newOAuthServer(t)
+	a, b, rs := o.Workload(t, "a"), o.Workload(t, "b"), o.Workload(t, "rs")
+	feed := o.subscribe(t, o.client(rs), "")
+	time.Sleep(feedWriteTimeout + time.Second)
+	tok := o.token(t, o.client(a), ccForm(b.ID)).str("access_token")
+	if r := o.post(t, o.client(b), tokens.PathRevoke, url.Values{"token": {tok}}); r.status != http.StatusOK {
+		t.Fatalf("revoke: %d %s", r.status, r.raw)
+	}
+	if got := o.setJTI(t, feed.next(t).data); got != jtiOf(t, tok) {
+		t.Errorf("event for %s, want %s", got, jtiOf(t, tok))
+	}
+}
