@@ -16,6 +16,7 @@
 #   SIGIL_EK_ROOTS      the EK CA that issued every dev TPM's EK certificate
 #   SIGIL_AUDIT_KEY     the audit log's public key (PEM)
 #   SIGIL_IDP_DIR       the demo user IdP (bin/demoidp token DIR -sub … -aud …)
+#   SIGILD_CONFIG       sigild's configuration (sigil hsm rotate --purpose token)
 # The dev policy lets any dev TPM enroll as spiffe://sigil.test/workload/NAME.
 # Nothing is written outside DIR; processes are stopped by the PIDs recorded
 # there. Every step is idempotent: running up.sh again reuses what runs.
@@ -120,5 +121,6 @@ export SIGIL_POLICY_DIR='$dir/policy'
 export SIGIL_EK_ROOTS='$dir/ekca/ek-ca.pem'
 export SIGIL_AUDIT_KEY='$dir/audit-key.pem'
 export SIGIL_IDP_DIR='$dir/idp'
+export SIGILD_CONFIG='$dir/sigild.yaml'
 ENV
 echo "up.sh: sigild at $server with $tpms TPMs; source $dir/env" >&2
