@@ -12,8 +12,9 @@ import (
 
 // A user token from the demo IdP starts a delegation chain through three
 // workloads on three TPMs: scopes narrow, act nests, tokens are bound to the
-// caller's certificate, widening is refused, and revoking the first exchange
-// deactivates everything derived from it.
+// caller's certificate, widening is refused, revoking the first exchange
+// deactivates everything derived from it, and revoking the user's token
+// everything derived from that.
 func TestDelegationEndToEnd(t *testing.T) {
 	s := startStack(t, "3")
 	names := []string{"frontend", "orders", "payments"}
@@ -68,6 +69,34 @@ func TestDelegationEndToEnd(t *testing.T) {
 	if out, code := exchange("orders", t1, "payments", "payments:charge"); code == 0 || !strings.Contains(out, "revoked") {
 		t.Errorf("exchange of a revoked token: exit %d %s", code, out)
 	}
+
+	// Revoking the user's token stops every chain started from it: only
+	// a party in its audience (the frontend) may.
+	t3, code := exchange("frontend", user, "orders", "orders:read")
+	if code != 0 {
+		t.Fatalf("frontend → orders again: %s", t3)
+	}
+	t4, code := exchange("orders", t3, "payments", "orders:read")
+	if code != 0 {
+		t.Fatalf("orders → payments again: %s", t4)
+	}
+	if out, code := s.run("sigil", "revoke", "--state", state("orders"), strings.TrimSpace(user)); code == 0 || !strings.Contains(out, "unauthorized_client") {
+		t.Errorf("revocation of the user token by orders: exit %d %s, want unauthorized_client", code, out)
+	}
+	if info := introspect(t, s, "payments", t4); info["active"] != true {
+		t.Fatalf("chain inactive after a refused revocation: %v", info)
+	}
+	if out, code := s.run("sigil", "revoke", "--state", state("frontend"), strings.TrimSpace(user)); code != 0 {
+		t.Fatalf("revocation of the user token by the frontend: %s", out)
+	}
+	for as, tok := range map[string]string{"orders": t3, "payments": t4} {
+		if info := introspect(t, s, as, tok); info["active"] != false {
+			t.Errorf("token exchanged from the revoked user token is still active for %s: %v", as, info)
+		}
+	}
+	if out, code := exchange("frontend", user, "orders", "orders:read"); code == 0 || !strings.Contains(out, "revoked") {
+		t.Errorf("exchange of the revoked user token: exit %d %s", code, out)
+	}
 }
 
 func introspect(t *testing.T, s *stack, as, token string) map[string]any {
@@ -100,7 +129,7 @@ func TestTokenKeyRotation(t *testing.T) {
 	}
 	before := token()
 	config := filepath.Join(s.dir, "sigild.yaml")
-	if out, code := s.run("sigild", "--config", config, "key", "rotate", "--purpose", "token"); code != 0 || !strings.Contains(out, "sigil-token.v2") {
+	if out, code := s.run("sigil", "hsm", "rotate", "--purpose", "token", "--config", config); code != 0 || !strings.Contains(out, "sigil-token.v2") {
 		t.Fatalf("rotate: exit %d %s", code, out)
 	}
 	syscall.Kill(readPID(t, filepath.Join(s.dir, "sigild.pid")), syscall.SIGHUP)

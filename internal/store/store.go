@@ -226,6 +226,16 @@ type Writer interface {
 	// would expire after its parent ErrConflict: lifetimes only narrow.
 	InsertToken(ctx context.Context, t Token) error
 
+	// InsertExternalToken stores the record of an external issuer's
+	// subject token (Kind TokenExternal), unrevoked, unless a record of
+	// its JTI is stored: then it does nothing, whatever that record says,
+	// revoked or not. Call it in the Tx that inserts a token exchanged from
+	// it (ParentJTI: t.JTI), before InsertToken, which then refuses the
+	// token if the external one was revoked; or before RevokeToken, to
+	// revoke an external token whether or not anything was exchanged from
+	// it yet. A record of another kind is an error.
+	InsertExternalToken(ctx context.Context, t Token) error
+
 	// RevokeToken revokes, with reason at the given time, the token jti
 	// and every token exchanged from it, transitively, skipping those
 	// already revoked; it appends one RevocationEvent for each token it

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -14,7 +15,16 @@ const (
 	TokenJWT    = "jwt"    // an RFC 9068 JWT access token
 	TokenOpaque = "opaque" // a reference token, resolved by introspection through its handle
 	TokenTxn    = "txn"    // a transaction token (a JWT)
+
+	// TokenExternal is an external issuer's subject token (a user IdP's)
+	// recorded as the root of the tokens exchanged from it, so that
+	// revoking it revokes them. Its JTI starts with ExternalPrefix; it has
+	// no parent, client, cnf or kid.
+	TokenExternal = "external"
 )
+
+// ExternalPrefix starts the JTI of a TokenExternal record, and no other.
+const ExternalPrefix = "ext:"
 
 // Token is the record of an issued access token. The token itself is never
 // stored: a JWT is found by its jti, an opaque token by the SHA-256 of its
@@ -23,9 +33,10 @@ type Token struct {
 	JTI string // primary key
 
 	// ParentJTI is the jti of the subject token this one was exchanged
-	// from, a stored token; "" for a root token (client credentials, or a
-	// subject token from an external issuer). Revoking a token revokes
-	// every token exchanged from it, transitively.
+	// from, a stored token (a TokenExternal one for a subject token from an
+	// external issuer); "" for a root token (client credentials, or a
+	// TokenExternal record). Revoking a token revokes every token
+	// exchanged from it, transitively.
 	ParentJTI string
 
 	Sub       string
@@ -36,7 +47,7 @@ type Token struct {
 	IssuedAt  time.Time
 	ExpiresAt time.Time // after IssuedAt; not after the parent's ExpiresAt
 	CNF       string    // x5t#S256 of the holder's certificate
-	Kind      string    // TokenJWT, TokenOpaque or TokenTxn
+	Kind      string    // TokenJWT, TokenOpaque, TokenTxn or TokenExternal
 
 	// HandleHash is the SHA-256 of an opaque token's handle, unique; nil
 	// for a JWT. It is set exactly when Kind is TokenOpaque.
@@ -156,8 +167,12 @@ func (t Token) check() error {
 		return errors.New("no jti")
 	case t.ParentJTI == t.JTI:
 		return errors.New("exchanged from itself")
-	case t.Kind != TokenJWT && t.Kind != TokenOpaque && t.Kind != TokenTxn:
-		return fmt.Errorf("kind %q, want %q, %q or %q", t.Kind, TokenJWT, TokenOpaque, TokenTxn)
+	case t.Kind != TokenJWT && t.Kind != TokenOpaque && t.Kind != TokenTxn && t.Kind != TokenExternal:
+		return fmt.Errorf("kind %q, want %q, %q, %q or %q", t.Kind, TokenJWT, TokenOpaque, TokenTxn, TokenExternal)
+	case (t.Kind == TokenExternal) != strings.HasPrefix(t.JTI, ExternalPrefix):
+		return fmt.Errorf("a %s token with jti %q: the jti of an external one, and only its, starts with %q", t.Kind, t.JTI, ExternalPrefix)
+	case t.Kind == TokenExternal && (t.ParentJTI != "" || t.ClientID != "" || t.CNF != "" || t.KID != ""):
+		return errors.New("an external token with a parent, client, cnf or kid")
 	case (t.Kind == TokenOpaque) != (t.HandleHash != nil):
 		return fmt.Errorf("a %s token with a handle hash of %d bytes: an opaque token has one, a JWT none", t.Kind, len(t.HandleHash))
 	case t.HandleHash != nil && len(t.HandleHash) != 32:
@@ -240,6 +255,32 @@ func (w writer) PurgeExpiredTokens(ctx context.Context, before time.Time) (int64
 
 func (s *sqliteStore) InsertToken(ctx context.Context, t Token) error {
 	return s.Tx(ctx, func(tx Tx) error { return tx.InsertToken(ctx, t) })
+}
+
+// InsertExternalToken is one statement, as it runs in every exchange of an
+// external subject token: an INSERT that does nothing for a stored jti (ON
+// CONFLICT (jti), not OR IGNORE, which would also skip a row that breaks a
+// CHECK constraint).
+func (w writer) InsertExternalToken(ctx context.Context, t Token) error {
+	err := t.check()
+	if err == nil && t.Kind != TokenExternal {
+		err = fmt.Errorf("a %s token, want %s", t.Kind, TokenExternal)
+	}
+	if err != nil {
+		return fmt.Errorf("store: insert external token %q: %w", t.JTI, err)
+	}
+	_, err = w.q.ExecContext(ctx, `INSERT INTO tokens (`+tokenColumns+`)
+		VALUES (?, NULL, ?, '', ?, ?, ?, ?, ?, '', ?, NULL, '', NULL, '')
+		ON CONFLICT (jti) DO NOTHING`,
+		t.JTI, t.Sub, jsonList(t.Act), jsonList(t.Aud), t.Scope, micros(t.IssuedAt), micros(t.ExpiresAt), t.Kind)
+	if err != nil {
+		return fmt.Errorf("store: insert external token %q: %w", t.JTI, classify(err))
+	}
+	return nil
+}
+
+func (s *sqliteStore) InsertExternalToken(ctx context.Context, t Token) error {
+	return s.Tx(ctx, func(tx Tx) error { return tx.InsertExternalToken(ctx, t) })
 }
 
 func (s *sqliteStore) PurgeExpiredTokens(ctx context.Context, before time.Time) (n int64, err error) {

@@ -28,8 +28,13 @@
 // A subject token may be a JWT of ours, of a configured external issuer,
 // or one of our reference tokens (subject_token_type access_token). One of
 // ours must be on record and not revoked, and becomes the new token's
-// parent: revoking it revokes the new one. An actor_token must be a JWT of
-// ours for the token service (audience: the issuer) held by the caller.
+// parent: revoking it revokes the new one. An external issuer's (a user
+// IdP's) is recorded too, with the new token, as the root of its chains
+// (store.TokenExternal: sub, act, aud, scope and exp, named
+// "ext:"+base64url(SHA-256(header.payload)), never the token), and becomes
+// its parent alike; once revoked it is invalid_grant. An actor_token must
+// be a JWT of ours for the token service (audience: the issuer) held by
+// the caller.
 //
 // Policy is asked per request (Cedar action "token" or "exchange") with
 // the caller's SPIFFE ID, the policy version of its certificate and the
@@ -79,8 +84,16 @@
 // RFC 7009 by the token's holder (cnf), its client, a party in its
 // audience, or an admin; others get unauthorized_client. Revoking revokes
 // every token exchanged from it, transitively, in one transaction with a
-// token.revoked audit entry for each (key "revoked:<jti>"). A token that is
-// none of ours or already revoked is a success.
+// token.revoked audit entry for each (key "revoked:<jti>"). An external
+// issuer's token that verifies as a subject token would (but in any of its
+// audiences) may be revoked by a party in its audience, such as the edge
+// service that exchanged a user's token, or an admin: its record, stored
+// then if it was not, is revoked with its subtree, audited and published
+// on the feed under its "ext:" name like any other. Recording an external
+// token is not audited itself: the token.exchanged entry of the first
+// token exchanged from it names it as parent_jti. A token that is none of
+// ours or an external issuer's, has expired, or is already revoked is a
+// success.
 //
 // # Revocation feed
 //

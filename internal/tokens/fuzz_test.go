@@ -56,3 +56,30 @@ func FuzzIntrospect(f *testing.F) {
 		}
 	})
 }
+
+// FuzzRevoke presents arbitrary tokens for revocation by a workload in
+// no token's audience: every answer is a success with nothing done or
+// unauthorized_client, and neither a token of ours nor a user token's
+// chain is ever revoked.
+func FuzzRevoke(f *testing.F) {
+	e := tokenstest.New(f)
+	a, b, stranger := e.Workload(f, "a"), e.Workload(f, "b"), e.Workload(f, "stranger")
+	ours := mustToken(f, e.Service, a, cc(b.ID, "scope", "read"))
+	user := e.IdP.Token(f, "alice", a.ID, "read")
+	chain := mustToken(f, e.Service, a, exchange(user, b.ID))
+	for _, s := range []string{ours.AccessToken, user, user[:len(user)-2], "a.b.c", "", chain.AccessToken} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, token string) {
+		err := e.Service.Revoke(t.Context(), stranger.Cert, token)
+		var oe *signer.Error
+		if err != nil && (!errors.As(err, &oe) || oe.Code != signer.UnauthorizedClient) {
+			t.Fatalf("Revoke(%q): %v, want success or unauthorized_client", token, err)
+		}
+		for _, jti := range []string{ours.JTI, chain.JTI} {
+			if rec, err := e.Store.Token(t.Context(), jti); err != nil || rec.RevokedAt != nil {
+				t.Fatalf("Revoke(%q) by a stranger revoked %s (%v)", token, jti, err)
+			}
+		}
+	})
+}

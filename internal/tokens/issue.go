@@ -52,7 +52,7 @@ func (s *Service) issue(ctx context.Context, c *client, f *tokenForm, iss *issua
 		return nil, err
 	}
 	m.record.ParentJTI = iss.parent
-	if err := s.record(ctx, iss.kind, m.record, iss.gate.permits); err != nil {
+	if err := s.record(ctx, iss.kind, m.record, iss.gate.permits, iss.external); err != nil {
 		return nil, err
 	}
 	s.log.InfoContext(ctx, "tokens: issued", "jti", m.record.JTI, "kind", m.record.Kind, "grant", f.grant,
@@ -118,10 +118,12 @@ func recordOf(c *signer.Claims, kind string) store.Token {
 	}
 }
 
-// record stores the token and its audit entry in one transaction. A
-// subject token revoked meanwhile fails the exchange (invalid_grant);
-// any other failure is ErrNotRecorded, and the token is never returned.
-func (s *Service) record(ctx context.Context, kind audit.Kind, rec store.Token, policies []string) error {
+// record stores the token and its audit entry in one transaction, after
+// the record of its external subject token, if any and not stored yet. A
+// subject token revoked meanwhile, or an external one revoked ever, fails
+// the exchange (invalid_grant); any other failure is ErrNotRecorded, and
+// the token is never returned.
+func (s *Service) record(ctx context.Context, kind audit.Kind, rec store.Token, policies []string, external *store.Token) error {
 	payload := auditToken(rec)
 	payload.PolicyIDs = policies
 	entry, err := auditlog.Entry(kind, s.now(), payload, "jti:"+rec.JTI)
@@ -129,6 +131,11 @@ func (s *Service) record(ctx context.Context, kind audit.Kind, rec store.Token, 
 		return notRecorded("token "+rec.JTI, err)
 	}
 	err = s.cfg.Store.Tx(ctx, func(tx store.Tx) error {
+		if external != nil {
+			if err := tx.InsertExternalToken(ctx, *external); err != nil {
+				return err
+			}
+		}
 		if err := tx.InsertToken(ctx, rec); err != nil {
 			return err
 		}

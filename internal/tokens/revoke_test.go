@@ -3,6 +3,7 @@ package tokens_test
 import (
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/sigil-dev/sigil/audit"
 	"github.com/sigil-dev/sigil/internal/tokens"
@@ -71,7 +72,8 @@ func TestRevokeCascades(t *testing.T) {
 }
 
 // Who may revoke: the holder, the client, the audience, an admin; not the
-// subject or a stranger. Tokens that are not ours are a silent success.
+// subject or a stranger. Tokens that are neither ours nor a configured
+// issuer's live ones are a silent success (user tokens: external_test.go).
 func TestRevokeAuthorization(t *testing.T) {
 	t.Parallel()
 	e := tokenstest.New(t)
@@ -104,7 +106,10 @@ func TestRevokeAuthorization(t *testing.T) {
 			}
 		})
 	}
-	for _, tok := range []string{"", "garbage", "a.b.c", e.IdP.Token(t, "alice", ch.b.ID, "")} {
+	expired := e.IdP.Sign(t, map[string]any{"iss": tokenstest.IdPIssuer, "sub": "alice", "aud": []string{ch.b.ID},
+		"exp": time.Now().Add(-time.Hour).Unix(), "jti": "expired"})
+	unknown := tokenstest.NewIdP(t, "https://unknown-idp.test").Token(t, "alice", ch.b.ID, "")
+	for _, tok := range []string{"", "garbage", "a.b.c", expired, unknown} {
 		if err := e.Service.Revoke(t.Context(), stranger.Cert, tok); err != nil {
 			t.Errorf("Revoke(%.12q) = %v, want success (RFC 7009 §2.2)", tok, err)
 		}

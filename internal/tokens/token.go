@@ -33,9 +33,12 @@ type Response struct {
 // issuance is a token about to be minted.
 type issuance struct {
 	claims *signer.Claims
-	parent string     // jti of the subject token if it is ours, else ""
+	parent string     // jti of the subject token's record, "" for client credentials
 	kind   audit.Kind // TokenIssued or TokenExchanged
 	gate   *gate
+	// external is the record of an external subject token, stored with
+	// the new token unless it is already.
+	external *store.Token
 }
 
 // Token answers a token request (form, the POST body) from the holder of
@@ -114,13 +117,21 @@ func (s *Service) exchange(ctx context.Context, c *client, pc policy.Caller, f *
 	if err != nil {
 		return nil, g.explain(err)
 	}
-	return &issuance{claims: claims, parent: parent, kind: audit.TokenExchanged, gate: g}, nil
+	iss := &issuance{claims: claims, parent: parent, kind: audit.TokenExchanged, gate: g}
+	if sub.Issuer != s.issuer {
+		rec := externalRecord(parent, sub, claims.IssuedAt)
+		iss.external = &rec
+	}
+	return iss, nil
 }
 
 // subjectToken verifies the subject token, issued to the caller: a JWT of
-// ours or of an external issuer, or one of our reference tokens. One of
-// ours must be on record and not revoked; it becomes the new token's
-// parent.
+// ours or of an external issuer, or one of our reference tokens, and
+// returns it with the jti of its record, the new token's parent. One of
+// ours must be on record and not revoked. An external one is recorded with
+// the new token (see externalJTI), which its revocation then refuses: that
+// costs no read here, and the HSM signature of the refused token is the
+// only waste.
 func (s *Service) subjectToken(ctx context.Context, c *client, f *tokenForm) (*signer.Claims, string, error) {
 	if f.subjectType == signer.TokenTypeAccessToken && !strings.Contains(f.subject, ".") {
 		if digest, err := signer.ReferenceDigest(f.subject); err == nil {
@@ -136,7 +147,7 @@ func (s *Service) subjectToken(ctx context.Context, c *client, f *tokenForm) (*s
 		return nil, "", err
 	}
 	if sub.Issuer != s.issuer {
-		return sub, "", nil
+		return sub, externalJTI(f.subject), nil
 	}
 	if err := s.onRecord(ctx, "subject_token", sub); err != nil {
 		return nil, "", err

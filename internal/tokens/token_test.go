@@ -62,7 +62,8 @@ func TestClientCredentials(t *testing.T) {
 
 // A user's token from the IdP starts a delegation chain: each exchange
 // narrows, nests the caller in act, binds to the caller and records its
-// parent; the chain stops at the depth limit.
+// parent (the user token's record for the first); the chain stops at the
+// depth limit.
 func TestDelegationChain(t *testing.T) {
 	t.Parallel()
 	e := tokenstest.New(t)
@@ -81,7 +82,7 @@ func TestDelegationChain(t *testing.T) {
 	case bcc.Expiry.After(abc.Expiry):
 		t.Errorf("exchanged token outlives its subject: %v > %v", bcc.Expiry, abc.Expiry)
 	}
-	for jti, parent := range map[string]string{abc.ID: "", bcc.ID: abc.ID} {
+	for jti, parent := range map[string]string{abc.ID: externalJTI(user), bcc.ID: abc.ID} {
 		rec, err := e.Store.Token(t.Context(), jti)
 		if err != nil || rec.ParentJTI != parent {
 			t.Errorf("record of %s: parent %q (%v), want %q", jti, rec.ParentJTI, err, parent)

@@ -16,13 +16,21 @@ import (
 // IdP is a user identity provider whose access tokens may start a
 // delegation chain: an external issuer with a software key.
 type IdP struct {
-	key  *ecdsa.PrivateKey
-	jwks []byte
+	issuer string
+	key    *ecdsa.PrivateKey
+	jwks   []byte
 }
 
 const idpKID = "idp-key-1"
 
 func newIdP(t testing.TB) *IdP {
+	t.Helper()
+	return NewIdP(t, IdPIssuer)
+}
+
+// NewIdP makes another IdP, of issuer; give a Verifier its Issuer to
+// accept its tokens.
+func NewIdP(t testing.TB, issuer string) *IdP {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -32,28 +40,37 @@ func newIdP(t testing.TB) *IdP {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &IdP{key: key, jwks: jwks}
+	return &IdP{issuer: issuer, key: key, jwks: jwks}
 }
 
 // Issuer is the IdP's configuration for the Verifier.
 func (p *IdP) Issuer() signer.ExternalIssuer {
-	return signer.ExternalIssuer{Issuer: IdPIssuer, JWKS: p.jwks, Algorithms: []string{"ES256"}}
+	return signer.ExternalIssuer{Issuer: p.issuer, JWKS: p.jwks, Algorithms: []string{"ES256"}}
 }
 
 // Token is an access token of the IdP for user sub, issued to audience.
 func (p *IdP) Token(t testing.TB, sub, audience, scope string) string {
+	t.Helper()
+	now := time.Now()
+	return p.Sign(t, map[string]any{
+		"iss": p.issuer, "sub": sub, "aud": []string{audience}, "scope": scope,
+		"iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(10 * time.Minute).Unix(), "jti": "idp-" + now.Format(time.RFC3339Nano),
+	})
+}
+
+// Sign is an access token of the IdP with exactly the given claims.
+func (p *IdP) Sign(t testing.TB, claims map[string]any) string {
 	t.Helper()
 	opts := (&jose.SignerOptions{}).WithType("at+jwt").WithHeader("kid", idpKID)
 	sig, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: p.key}, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	now := time.Now()
-	claims, _ := json.Marshal(map[string]any{
-		"iss": IdPIssuer, "sub": sub, "aud": []string{audience}, "scope": scope,
-		"iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(10 * time.Minute).Unix(), "jti": "idp-" + now.Format(time.RFC3339Nano),
-	})
-	jws, err := sig.Sign(claims)
+	payload, err := json.Marshal(claims)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jws, err := sig.Sign(payload)
 	if err != nil {
 		t.Fatal(err)
 	}
