@@ -46,12 +46,13 @@
 //
 // # The Log
 //
-// New, then Run: every interval and on Nudge, Run reads the entries stored
-// since the last checkpoint, checks their stored leaf hashes, extends an
-// in-memory compact range and signs and stores one checkpoint for the
-// batch. At start (Init) it rebuilds the range and refuses storage that
-// does not match its own latest checkpoint (ErrTampered). An HSM or
-// storage failure is logged, counted and retried at the next tick.
+// New, then Run: every interval and on Nudge (at most every NudgeGap),
+// Run reads the entries stored since the last checkpoint, checks their
+// stored leaf hashes, extends an in-memory compact range and signs and
+// stores one checkpoint for the batch. At start (Init) it rebuilds the
+// range and refuses storage that does not match its own latest checkpoint
+// (ErrTampered). An HSM or storage failure is logged, counted and retried
+// at the next tick.
 //
 // # Export directory
 //

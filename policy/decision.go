@@ -27,7 +27,7 @@ type Decision struct {
 // request is denied, with the reason in Errors.
 func (s *Set) Decide(req Request) Decision {
 	d := Decision{Version: s.version}
-	b, err := buildChecked(req)
+	b, err := buildChecked(req, s.callers)
 	if err != nil {
 		d.Errors = []string{"invalid request: " + err.Error()}
 		return d
@@ -43,13 +43,14 @@ func (s *Set) Decide(req Request) Decision {
 	return d
 }
 
-// buildChecked builds req and checks the result against the schema, so
-// policies only ever see well-typed requests.
-func buildChecked(req Request) (built, error) {
+// buildChecked builds req, with the entities of callers cached in callers
+// if not nil, and checks the result against the schema, so policies only
+// ever see well-typed requests.
+func buildChecked(req Request, callers *callerCache) (built, error) {
 	if req == nil {
 		return built{}, fmt.Errorf("no request")
 	}
-	b, err := req.build()
+	b, err := req.build(callers)
 	if err != nil {
 		return built{}, err
 	}

@@ -22,6 +22,7 @@ type Set struct {
 	version  string
 	policies *cedar.PolicySet
 	sources  map[cedar.PolicyID]source
+	callers  *callerCache // saves work; no decision depends on it
 }
 
 // source records where a policy was defined, for messages.
@@ -111,6 +112,7 @@ func compile(dir string, files []file) (*Set, error) {
 		version:  version(files),
 		policies: cedar.NewPolicySet(),
 		sources:  map[cedar.PolicyID]source{},
+		callers:  newCallerCache(),
 	}
 	var problems []Problem
 	for _, f := range files {

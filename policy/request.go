@@ -16,7 +16,7 @@ import (
 // A Request is a question for [Set.Decide]: an [EnrollRequest] or a
 // [TokenRequest].
 type Request interface {
-	build() (built, error)
+	build(*callerCache) (built, error)
 }
 
 var (
@@ -96,7 +96,7 @@ type Subject struct {
 	ActChain []string
 }
 
-func (r EnrollRequest) build() (built, error) {
+func (r EnrollRequest) build(*callerCache) (built, error) {
 	action, ctx, err := r.actionContext()
 	if err != nil {
 		return built{}, err
@@ -142,8 +142,8 @@ func (r EnrollRequest) actionContext() (DeviceAction, cedar.Record, error) {
 	return "", cedar.Record{}, fmt.Errorf("unknown device action %q: want %q, %q or %q", action, Enroll, Renew, Rebind)
 }
 
-func (r TokenRequest) build() (built, error) {
-	caller, device, err := r.Caller.entities()
+func (r TokenRequest) build(callers *callerCache) (built, error) {
+	caller, device, err := callers.entities(r.Caller)
 	if err != nil {
 		return built{}, err
 	}

@@ -203,7 +203,7 @@ func FuzzParseTestFile(f *testing.F) {
 			if strings.TrimSpace(c.name) == "" || c.req == nil {
 				t.Fatalf("accepted case %+v", c)
 			}
-			if _, err := buildChecked(c.req); err != nil {
+			if _, err := buildChecked(c.req, nil); err != nil {
 				t.Fatalf("accepted invalid request: %v", err)
 			}
 		}

@@ -146,7 +146,7 @@ func (c testCaseYAML) parse() (testCase, error) {
 	if err != nil {
 		return tc, err
 	}
-	if _, err := buildChecked(req); err != nil {
+	if _, err := buildChecked(req, nil); err != nil {
 		return tc, fmt.Errorf("invalid request: %w", err)
 	}
 	tc.req = req

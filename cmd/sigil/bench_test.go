@@ -5,8 +5,11 @@ import (
 	"crypto"
 	"crypto/sha256"
 	"encoding/json"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -24,6 +27,13 @@ import (
 // crypto floor, over one HTTP/2 mTLS connection kept alive.
 const exchangeConcurrency = 16
 
+// The benchmark's CPUs, as taskset lists them: sigild, and the crypto
+// floor it is compared with, get serverCPU; the load generator clientCPU.
+const (
+	serverCPU = "1"
+	clientCPU = "0"
+)
+
 // exchanges per measurement; SIGIL_BENCH_EXCHANGES overrides it (longer
 // runs, for profiling sigild with SIGILD_FLAGS="--pprof 127.0.0.1:6060").
 var exchanges = func() int {
@@ -38,12 +48,40 @@ var exchanges = func() int {
 // one exchange measured in the same run: verifying the subject token plus
 // one HSM signature, at the same concurrency. It does a fixed amount of
 // work whatever b.N is (the setup takes seconds); read the custom metrics,
-// not ns/op:
+// not ns/op.
 //
-//	exchanges/s, p50-ms, p99-ms   at full load
-//	floor-ops/s, of-floor         the crypto floor and the ratio to it
-//	half-load-p99-ms              p99 at half the measured peak rate
+// sigild and the floor get the same CPU budget, one CPU: sigild (all its
+// threads, and so the GOMAXPROCS its runtime derives from its affinity) is
+// pinned to CPU 1 once it is up; the floor runs first, in this process
+// pinned to CPU 1 with GOMAXPROCS 1, while sigild idles. Then this process,
+// the load generator, is pinned to CPU 0, where it takes nothing from
+// sigild, and drives 2 s of exchanges to warm sigild up (statements
+// prepared, caches filled, and the new GOMAXPROCS, which Go rereads at
+// most once a second, in effect) before the measured runs. SoftHSM runs
+// inside sigild, and inside this process for the floor. The metrics:
+//
+//	exchanges/s, p50-ms, p99-ms  exchanges at full load: 16 goroutines,
+//	                             each sending its next request when the
+//	                             last one is answered
+//	floor-ops/s                  the crypto floor, 16 goroutines, one CPU
+//	of-floor                     exchanges/s over floor-ops/s
+//	half-load-p99-ms             p99 of exchanges started at a steady half
+//	                             of the exchanges/s measured
+//	sigild-cpu                   sigild's CPU time in the full-load run
+//	                             over its duration: below 1, sigild waited
+//	                             (for fsync, the client) or, on a busy
+//	                             machine, CPU 1 was shared
+//	sigild-cpu-us/op             sigild's CPU time per exchange at full load
+//	floor-cpu-us/op              this process's CPU time per floor operation
+//	of-floor-cpu                 floor-cpu-us/op over sigild-cpu-us/op:
+//	                             of-floor in CPU time, which the machine's
+//	                             other load disturbs less than rates
+//
+// Other processes share the CPUs too: compare several runs on one machine.
 func BenchmarkExchange(b *testing.B) {
+	if runtime.NumCPU() < 2 {
+		b.Fatalf("BenchmarkExchange needs 2 CPUs (sigild on one, the client on the other); this machine has %d", runtime.NumCPU())
+	}
 	s := startStack(b, "2")
 	for i, n := range []string{"frontend", "orders"} {
 		if out, code := s.enroll(i, "spiffe://sigil.test/workload/"+n, filepath.Join(s.dir, n)); code != 0 {
@@ -67,11 +105,25 @@ func BenchmarkExchange(b *testing.B) {
 	if err := exchange(); err != nil { // the TLS handshake, signed by the TPM
 		b.Fatal(err)
 	}
-	floor := cryptoFloor(b, s, user)
 
+	sigild, self := sigildPID(b, s), os.Getpid()
+	pin(b, sigild, serverCPU)
+	defer pin(b, self, affinity(b, fmt.Sprintf("/proc/%d/status", self)))
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	pin(b, self, serverCPU)
+	floor := cryptoFloor(b, s, user)
 	b.ResetTimer()
-	full := drive(b, exchangeConcurrency, exchanges, 0, exchange)
+	floorCPU := cpuTime(b, self)
 	base := drive(b, exchangeConcurrency, exchanges, 0, floor)
+	floorCPU = cpuTime(b, self) - floorCPU
+	b.StopTimer()
+	pin(b, self, clientCPU)
+	warm(b, exchangeConcurrency, 2*time.Second, exchange)
+
+	b.StartTimer()
+	sigildCPU := cpuTime(b, sigild)
+	full := drive(b, exchangeConcurrency, exchanges, 0, exchange)
+	sigildCPU = cpuTime(b, sigild) - sigildCPU
 	half := drive(b, exchangeConcurrency, exchanges/2, time.Duration(float64(time.Second)/(full.rate/2)), exchange)
 	b.StopTimer()
 	b.ReportMetric(full.rate, "exchanges/s")
@@ -80,6 +132,10 @@ func BenchmarkExchange(b *testing.B) {
 	b.ReportMetric(base.rate, "floor-ops/s")
 	b.ReportMetric(full.rate/base.rate, "of-floor")
 	b.ReportMetric(ms(half.p99), "half-load-p99-ms")
+	b.ReportMetric(sigildCPU.Seconds()/full.elapsed.Seconds(), "sigild-cpu")
+	b.ReportMetric(us(sigildCPU)/float64(exchanges), "sigild-cpu-us/op")
+	b.ReportMetric(us(floorCPU)/float64(exchanges), "floor-cpu-us/op")
+	b.ReportMetric(floorCPU.Seconds()/sigildCPU.Seconds(), "of-floor-cpu")
 }
 
 // cryptoFloor is one exchange's unavoidable cryptography: verify the
@@ -119,9 +175,111 @@ func cryptoFloor(b *testing.B, s *stack, token string) func() error {
 	}
 }
 
+func sigildPID(b *testing.B, s *stack) int {
+	b.Helper()
+	raw, err := os.ReadFile(filepath.Join(s.dir, "sigild.pid"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(raw)))
+	if err != nil {
+		b.Fatalf("sigild.pid: %v", err)
+	}
+	return pid
+}
+
+// pin restricts every thread of process pid to cpus (a taskset list);
+// threads started later inherit it. It checks each thread, as one started
+// while taskset ran may have escaped, and pins again.
+func pin(b *testing.B, pid int, cpus string) {
+	b.Helper()
+	for range 5 {
+		out, err := exec.Command("taskset", "-a", "-p", "-c", cpus, strconv.Itoa(pid)).CombinedOutput()
+		if err != nil {
+			b.Fatalf("taskset: %v\n%s", err, out)
+		}
+		if pinned(b, pid, cpus) {
+			return
+		}
+	}
+	b.Fatalf("could not pin process %d to CPUs %s", pid, cpus)
+}
+
+// pinned reports whether every thread of pid may run on cpus only.
+func pinned(b *testing.B, pid int, cpus string) bool {
+	b.Helper()
+	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/status", pid))
+	if err != nil || len(tasks) == 0 {
+		b.Fatalf("threads of process %d: %v", pid, err)
+	}
+	for _, t := range tasks {
+		if affinity(b, t) != cpus {
+			return false
+		}
+	}
+	return true
+}
+
+// affinity reads the CPUs a process or thread may run on from its status
+// file, "" if it is gone.
+func affinity(b *testing.B, status string) string {
+	b.Helper()
+	raw, err := os.ReadFile(status)
+	if err != nil {
+		return "" // exited meanwhile
+	}
+	for line := range strings.Lines(string(raw)) {
+		if cpus, ok := strings.CutPrefix(line, "Cpus_allowed_list:"); ok {
+			return strings.TrimSpace(cpus)
+		}
+	}
+	b.Fatalf("%s: no Cpus_allowed_list", status)
+	return ""
+}
+
+// cpuTime is the user and system CPU time process pid has used.
+func cpuTime(b *testing.B, pid int) time.Duration {
+	b.Helper()
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	stat := string(raw)
+	f := strings.Fields(stat[strings.LastIndexByte(stat, ')')+2:]) // from field 3, the state
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)                 // field 14
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)                 // field 15
+	if err1 != nil || err2 != nil {
+		b.Fatalf("/proc/%d/stat: %q", pid, stat)
+	}
+	return time.Duration(utime+stime) * time.Second / clockTicks
+}
+
+// clockTicks is USER_HZ, the unit of /proc/PID/stat times: 100 on every
+// Linux architecture Go supports.
+const clockTicks = 100
+
 type load struct {
 	rate     float64
+	elapsed  time.Duration
 	p50, p99 time.Duration
+}
+
+// warm runs op from g goroutines for d.
+func warm(b *testing.B, g int, d time.Duration, op func() error) {
+	b.Helper()
+	end := time.Now().Add(d)
+	var wg sync.WaitGroup
+	for range g {
+		wg.Go(func() {
+			for time.Now().Before(end) {
+				if err := op(); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // drive runs op n times from g goroutines; with every > 0, starts are paced
@@ -156,7 +314,9 @@ func drive(b *testing.B, g, n int, every time.Duration, op func() error) load {
 	wg.Wait()
 	elapsed := time.Since(began)
 	slices.Sort(lat)
-	return load{rate: float64(n) / elapsed.Seconds(), p50: lat[len(lat)/2], p99: lat[len(lat)*99/100]}
+	return load{rate: float64(n) / elapsed.Seconds(), elapsed: elapsed, p50: lat[len(lat)/2], p99: lat[len(lat)*99/100]}
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }

@@ -86,8 +86,8 @@ func (c *txCall) await() (*sql.Tx, error) {
 // run runs fn in tx, unless ctx has ended, and reports the outcome. If fn
 // panics, run waits for the batch to end, so that fn's writes are undone,
 // and lets the panic go on.
-func (c *txCall) run(tx *sql.Tx, fn func(Tx) error) {
-	q := &batchQuerier{tx: tx}
+func (c *txCall) run(tx *sql.Tx, stmts *txStmts, fn func(Tx) error) {
+	q := &batchQuerier{tx: tx, stmts: stmts}
 	outcome := errPanicked
 	defer func() {
 		q.close()
@@ -114,6 +114,7 @@ func (c *txCall) claim() bool { return c.state.CompareAndSwap(callQueued, callCl
 // are calls to run.
 type committer struct {
 	db       *sql.DB
+	stmts    *txStmts // on db
 	maxBatch int
 
 	mu      sync.Mutex
@@ -150,11 +151,11 @@ func (g *committer) leave() {
 
 // alone runs fn in a transaction of its own.
 func (g *committer) alone(ctx context.Context, fn func(Tx) error) error {
-	tx, err := g.db.BeginTx(context.Background(), nil)
+	tx, err := g.begin()
 	if err != nil {
-		return fmt.Errorf("store: begin: %w", err)
+		return err
 	}
-	q := &batchQuerier{tx: tx}
+	q := &batchQuerier{tx: tx, stmts: g.stmts}
 	defer func() {
 		q.close()
 		tx.Rollback() // after a panic; else a no-op
@@ -177,6 +178,17 @@ func (g *committer) alone(ctx context.Context, fn func(Tx) error) error {
 		return fmt.Errorf("store: commit: %w", classify(err))
 	}
 	return nil
+}
+
+// begin prepares the statements queued since the last transaction, while
+// the connection is free, and begins a transaction.
+func (g *committer) begin() (*sql.Tx, error) {
+	g.stmts.prepare(context.Background())
+	tx, err := g.db.BeginTx(context.Background(), nil)
+	if err != nil {
+		return nil, fmt.Errorf("store: begin: %w", err)
+	}
+	return tx, nil
 }
 
 func (g *committer) loop() {
@@ -214,9 +226,8 @@ func (g *committer) requeue(calls []*txCall) {
 
 // commit runs one batch.
 func (g *committer) commit(calls []*txCall) {
-	tx, err := g.db.BeginTx(context.Background(), nil)
+	tx, err := g.begin()
 	if err != nil {
-		err = fmt.Errorf("store: begin: %w", err)
 		for _, c := range calls {
 			if c.claim() {
 				c.turn <- turn{err: err}
@@ -224,7 +235,7 @@ func (g *committer) commit(calls []*txCall) {
 		}
 		return
 	}
-	b := &batch{tx: tx}
+	b := &batch{tx: tx, q: &batchQuerier{tx: tx, stmts: g.stmts}}
 	for i, c := range calls {
 		if !c.claim() {
 			continue
@@ -241,7 +252,8 @@ func (g *committer) commit(calls []*txCall) {
 // batch is one database transaction shared by Tx calls.
 type batch struct {
 	tx       *sql.Tx
-	ran      []*txCall // whose fn ran, or was refused for its ctx
+	q        *batchQuerier // for the savepoints
+	ran      []*txCall     // whose fn ran, or was refused for its ctx
 	outcomes []error
 	commits  bool // some fn returned nil
 }
@@ -249,7 +261,7 @@ type batch struct {
 // run gives c its turn in a savepoint. An error means the transaction can
 // no longer be trusted.
 func (b *batch) run(c *txCall) error {
-	if _, err := b.tx.Exec(`SAVEPOINT fn`); err != nil {
+	if err := b.exec(`SAVEPOINT fn`); err != nil {
 		c.turn <- turn{err: fmt.Errorf("store: begin: savepoint: %w", err)}
 		return err
 	}
@@ -259,16 +271,22 @@ func (b *batch) run(c *txCall) error {
 	if outcome != nil {
 		// Fails if SQLite has undone the whole transaction already (after
 		// SQLITE_FULL, SQLITE_IOERR…): then no savepoint is left.
-		if _, err := b.tx.Exec(`ROLLBACK TO fn`); err != nil {
+		if err := b.exec(`ROLLBACK TO fn`); err != nil {
 			return fmt.Errorf("rollback to savepoint: %w", err)
 		}
 	} else {
 		b.commits = true
 	}
-	if _, err := b.tx.Exec(`RELEASE fn`); err != nil {
+	if err := b.exec(`RELEASE fn`); err != nil {
 		return fmt.Errorf("release savepoint: %w", err)
 	}
 	return nil
+}
+
+// exec runs one of the batch's own statements.
+func (b *batch) exec(query string) error {
+	_, err := b.q.ExecContext(context.Background(), query)
+	return err
 }
 
 // end commits the batch, or rolls it back if no fn succeeded, and gives
@@ -306,11 +324,13 @@ func (b *batch) abort(err error) {
 }
 
 // batchQuerier runs one fn's statements in its batch's transaction, from
-// when fn starts until it returns. A statement runs to its end even if its
-// context ends meanwhile (an interrupted write would undo the whole batch);
-// one started after its context ended fails with the context's error.
+// when fn starts until it returns, prepared when stmts has them. A
+// statement runs to its end even if its context ends meanwhile (an
+// interrupted write would undo the whole batch); one started after its
+// context ended fails with the context's error.
 type batchQuerier struct {
 	tx     *sql.Tx
+	stmts  *txStmts
 	mu     sync.RWMutex // read-locked by statements, locked by close
 	closed bool
 }
@@ -338,6 +358,9 @@ func (q *batchQuerier) ExecContext(ctx context.Context, query string, args ...an
 		return nil, err
 	}
 	defer q.mu.RUnlock()
+	if st := q.stmts.stmt(sctx, q.tx, query); st != nil {
+		return st.ExecContext(sctx, args...)
+	}
 	return q.tx.ExecContext(sctx, query, args...)
 }
 
@@ -347,6 +370,9 @@ func (q *batchQuerier) QueryContext(ctx context.Context, query string, args ...a
 		return nil, err
 	}
 	defer q.mu.RUnlock()
+	if st := q.stmts.stmt(sctx, q.tx, query); st != nil {
+		return st.QueryContext(sctx, args...)
+	}
 	return q.tx.QueryContext(sctx, query, args...)
 }
 
@@ -356,6 +382,9 @@ func (q *batchQuerier) QueryRowContext(ctx context.Context, query string, args .
 		return errRow{err}
 	}
 	defer q.mu.RUnlock()
+	if st := q.stmts.stmt(sctx, q.tx, query); st != nil {
+		return st.QueryRowContext(sctx, args...)
+	}
 	return q.tx.QueryRowContext(sctx, query, args...)
 }
 

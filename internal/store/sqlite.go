@@ -78,7 +78,8 @@ func openSQLite(ctx context.Context, dsn string, o options) (Store, error) {
 		return nil, err
 	}
 	rq := newStmtQuerier(r)
-	return &sqliteStore{reader: reader{rq}, w: w, r: r, rq: rq, gc: &committer{db: w, maxBatch: o.maxBatch}}, nil
+	gc := &committer{db: w, stmts: newTxStmts(w), maxBatch: o.maxBatch}
+	return &sqliteStore{reader: reader{rq}, w: w, r: r, rq: rq, gc: gc}, nil
 }
 
 // sqliteDSN validates dsn and returns it with the store's pragmas and a
@@ -188,7 +189,7 @@ func (s *sqliteStore) Tx(ctx context.Context, fn func(Tx) error) error {
 	if err != nil {
 		return err
 	}
-	c.run(tx, fn)
+	c.run(tx, s.gc.stmts, fn)
 	return <-c.done
 }
 
@@ -207,6 +208,7 @@ func (s *sqliteStore) Close() error {
 	// Readers first, so that the writer, the last connection, checkpoints
 	// the WAL into the database file.
 	s.rq.close()
+	s.gc.stmts.close()
 	return errors.Join(s.r.Close(), s.w.Close())
 }
 

@@ -14,7 +14,8 @@ const maxCachedStatements = 256
 // per query and connection (database/sql re-prepares a Stmt on each pool
 // connection as it needs): modernc SQLite spends more time compiling a
 // statement than running a point lookup. Only the read pool uses it: the
-// writer's single connection is held by the transaction that would prepare.
+// writer's single connection is held by the transaction that would prepare
+// (see txStmts).
 type stmtQuerier struct {
 	db *sql.DB
 	mu sync.Mutex
@@ -83,4 +84,69 @@ func (q *stmtQuerier) close() {
 		s.Close()
 	}
 	clear(q.m)
+}
+
+// txStmts holds the statements prepared on the writer connection, for the
+// transactions that run there. A transaction cannot prepare one for those
+// after it: the connection is held by the transaction, and a statement
+// prepared through it closes with it. So a query met for the first time
+// runs unprepared and is queued, and the committer prepares the queue
+// before its next transaction, while the connection is free.
+type txStmts struct {
+	db *sql.DB
+	mu sync.Mutex
+	m  map[string]*sql.Stmt // nil while queued
+	// queued are the queries to prepare before the next transaction.
+	queued []string
+}
+
+func newTxStmts(db *sql.DB) *txStmts {
+	return &txStmts{db: db, m: map[string]*sql.Stmt{}}
+}
+
+// stmt returns query's prepared statement for use in tx, or nil, and then
+// the caller runs the query unprepared.
+func (s *txStmts) stmt(ctx context.Context, tx *sql.Tx, query string) *sql.Stmt {
+	s.mu.Lock()
+	st, ok := s.m[query]
+	if !ok && len(s.m) < maxCachedStatements {
+		s.m[query] = nil // until prepared; queued once
+		s.queued = append(s.queued, query)
+	}
+	s.mu.Unlock()
+	if st == nil {
+		return nil
+	}
+	return tx.StmtContext(ctx, st)
+}
+
+// prepare prepares the queued queries. Call it only while no transaction
+// holds the writer connection, which it would wait for.
+func (s *txStmts) prepare(ctx context.Context) {
+	s.mu.Lock()
+	queued := s.queued
+	s.queued = nil
+	s.mu.Unlock()
+	for _, q := range queued {
+		st, err := s.db.PrepareContext(ctx, q)
+		s.mu.Lock()
+		if err != nil {
+			delete(s.m, q) // runs unprepared, and is queued again
+		} else {
+			s.m[q] = st
+		}
+		s.mu.Unlock()
+	}
+}
+
+// close releases the prepared statements.
+func (s *txStmts) close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, st := range s.m {
+		if st != nil {
+			st.Close()
+		}
+	}
+	clear(s.m)
 }
