@@ -162,13 +162,13 @@ func newTokenCache() *tokenCache {
 // the first caller's cancellation (others may wait for it), bounded by
 // fetchTimeout.
 func (tc *tokenCache) get(ctx context.Context, k cacheKey, fetch func(context.Context) (*TokenResponse, error)) (string, error) {
-	tc.mu.Lock()
-	e, ok := tc.m[k]
-	tc.mu.Unlock()
-	if ok && tc.now().Before(e.refresh) {
-		return e.token, nil
+	if token, ok := tc.fresh(k); ok {
+		return token, nil
 	}
 	ch := tc.flight.DoChan(fmt.Sprint(k), func() (any, error) {
+		if token, ok := tc.fresh(k); ok { // a flight that just ended fetched it
+			return token, nil
+		}
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fetchTimeout)
 		defer cancel()
 		issued := tc.now()
@@ -192,6 +192,14 @@ func (tc *tokenCache) get(ctx context.Context, k cacheKey, fetch func(context.Co
 	case <-ctx.Done():
 		return "", ctx.Err()
 	}
+}
+
+// fresh returns the token cached for k unless it is due for refresh.
+func (tc *tokenCache) fresh(k cacheKey) (string, bool) {
+	tc.mu.Lock()
+	e, ok := tc.m[k]
+	tc.mu.Unlock()
+	return e.token, ok && tc.now().Before(e.refresh)
 }
 
 func (tc *tokenCache) put(k cacheKey, e cachedToken) {
