@@ -3,6 +3,7 @@ package policy
 import (
 	"bytes"
 	"fmt"
+	"reflect"
 	"testing"
 )
 
@@ -45,6 +46,17 @@ func TestCallerKey(t *testing.T) {
 				t.Errorf("key %q, %v: want another key than the unedited caller's", key, ok)
 			}
 		})
+	}
+}
+
+// TestCallerKeyCoversEveryField fails when Caller or DeviceFacts gains a
+// field: Caller.key must encode it too (and TestCallerKey edit it), or the
+// cache would answer for a caller whose new fact differs.
+func TestCallerKeyCoversEveryField(t *testing.T) {
+	for typ, covered := range map[reflect.Type]int{reflect.TypeFor[Caller](): 3, reflect.TypeFor[DeviceFacts](): 6} {
+		if n := typ.NumField(); n != covered {
+			t.Errorf("%s has %d fields, Caller.key encodes %d: encode the new ones", typ.Name(), n, covered)
+		}
 	}
 }
 
