@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/http"
 	"strconv"
@@ -78,11 +79,32 @@ func (v *Verifier) follow(ctx context.Context, last *string, poisoned *bool) (co
 	if !*poisoned {
 		v.revs.setUp(true)
 	}
-	sc := bufio.NewScanner(resp.Body)
+	err = readEvents(resp.Body, func() { idle.Reset(feedIdleTimeout) }, func(id, data string) error {
+		if err := v.applyEvent(ctx, data); err != nil {
+			*poisoned = true
+			return err
+		}
+		*poisoned = false
+		v.revs.setUp(true)
+		if id != "" {
+			*last = id
+		}
+		return nil
+	})
+	return true, err
+}
+
+// readEvents reads a Server-Sent Events stream (the fields id and data;
+// comments and other fields are skipped), calling alive for every line and
+// apply for every event with data, until apply fails, the stream breaks,
+// or it ends (errFeedEnded). A line or an event's data longer than
+// maxEventBytes breaks the stream.
+func readEvents(r io.Reader, alive func(), apply func(id, data string) error) error {
+	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 4096), maxEventBytes)
 	var id, data string
 	for sc.Scan() {
-		idle.Reset(feedIdleTimeout)
+		alive()
 		line := sc.Text()
 		field, value, _ := strings.Cut(line, ":")
 		value = strings.TrimPrefix(value, " ")
@@ -90,29 +112,25 @@ func (v *Verifier) follow(ctx context.Context, last *string, poisoned *bool) (co
 		case "id":
 			id = value
 		case "data":
-			data += value
+			if data += value; len(data) > maxEventBytes {
+				return errors.New("verify: revocation feed: event larger than 64 KiB")
+			}
 		case "":
 			if line != "" { // a comment
 				continue
 			}
 			if data != "" {
-				if err := v.applyEvent(ctx, data); err != nil {
-					*poisoned = true
-					return true, err
-				}
-				*poisoned = false
-				v.revs.setUp(true)
-				if id != "" {
-					*last = id
+				if err := apply(id, data); err != nil {
+					return err
 				}
 			}
 			id, data = "", ""
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return true, err
+		return err
 	}
-	return true, errFeedEnded
+	return errFeedEnded
 }
 
 // applyEvent verifies a revocation SET and records the revoked jti.

@@ -47,3 +47,35 @@ func FuzzVerify(f *testing.F) {
 		}
 	})
 }
+
+// FuzzReadEvents feeds the revocation feed's stream reader arbitrary
+// bytes: it must not panic, hand out only events with data no longer than
+// maxEventBytes, and end every stream with an error.
+func FuzzReadEvents(f *testing.F) {
+	f.Add("retry: 1000\n\nid: 1\ndata: a.b.c\n\n: keep-alive\n\n")
+	f.Add("id: 7\ndata: x\ndata: y\n\nid:\n\ndata\n\n")
+	f.Add("data: " + strings.Repeat("z", 100) + "\r\n\r\n")
+	f.Fuzz(func(t *testing.T, stream string) {
+		err := readEvents(strings.NewReader(stream), func() {}, func(id, data string) error {
+			if data == "" || len(data) > maxEventBytes {
+				t.Fatalf("event with %d bytes of data", len(data))
+			}
+			return nil
+		})
+		if err == nil {
+			t.Fatal("a stream ended without an error")
+		}
+	})
+}
+
+func TestReadEventsBoundsData(t *testing.T) {
+	line := "data: " + strings.Repeat("a", 1000) + "\n"
+	stream := strings.Repeat(line, maxEventBytes/1000+2)
+	err := readEvents(strings.NewReader(stream), func() {}, func(string, string) error {
+		t.Fatal("an oversized event was applied")
+		return nil
+	})
+	if err == nil || errors.Is(err, errFeedEnded) {
+		t.Fatalf("err = %v, want the size limit", err)
+	}
+}
