@@ -192,8 +192,15 @@ func orders(toPayments *http.Client, paymentsURL string) http.Handler {
 // payments says who called on whose behalf.
 func payments(w http.ResponseWriter, r *http.Request) {
 	c, _ := verify.FromContext(r.Context())
-	chain := c.ActChain() // the caller first
-	fmt.Printf("payments | charge for %s, called by %s, on behalf of %s\n", c.Subject, chain[0], strings.Join(chain[1:], " ← "))
+	chain := c.ActChain() // the caller first; empty when the subject itself called
+	switch len(chain) {
+	case 0:
+		fmt.Printf("payments | charge for %s, called by itself\n", c.Subject)
+	case 1:
+		fmt.Printf("payments | charge for %s, called by %s\n", c.Subject, chain[0])
+	default:
+		fmt.Printf("payments | charge for %s, called by %s, on behalf of %s\n", c.Subject, chain[0], strings.Join(chain[1:], " ← "))
+	}
 	fmt.Printf("payments |   scope %q, token bound to the caller's certificate (cnf x5t#S256 %s…)\n", strings.Join(c.Scope, " "), c.Confirmation[:12])
 	json.NewEncoder(w).Encode(map[string]any{"charged": "42.00 EUR", "for": c.Subject, "act": chain, "scope": c.Scope})
 }
