@@ -6,12 +6,15 @@ set -euo pipefail
 [[ $# -eq 1 ]] || { echo "usage: $0 DIR" >&2; exit 1; }
 root=$(cd "$(dirname "$0")/.." && pwd)
 dir=$(cd "$1" 2>/dev/null && pwd) || exit 0
+# running PID: the process exists and is not a zombie waiting for its
+# reaper (a zombie has exited; its parent, often init, reaps it late).
+running() { [[ -r /proc/$1/stat ]] && [[ $(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) != Z ]]; }
 
 if [[ -s $dir/sigild.pid ]]; then
 	pid=$(<"$dir/sigild.pid")
 	if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$dir/sigild.yaml"; then
 		kill -TERM "$pid" 2>/dev/null || true
-		for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+		for _ in $(seq 250); do running "$pid" || break; sleep 0.02; done
 		kill -KILL "$pid" 2>/dev/null || true
 	fi
 	rm -f "$dir/sigild.pid"

@@ -143,17 +143,21 @@ cmd_boot() {
 	mv "$dir/eventlog.bin.tmp" "$dir/eventlog.bin"
 }
 
+# running PID: the process exists and is not a zombie waiting for its
+# reaper (a zombie has exited; its parent, often init, reaps it late).
+running() { [[ -r /proc/$1/stat ]] && [[ $(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) != Z ]]; }
+
 cmd_stop() {
 	local dir pid i
 	dir=$(cd "$1" 2>/dev/null && pwd) || return 0
 	pid=$(pid_of "$dir")
 	if [[ -n $pid ]]; then
 		kill -TERM "$pid" 2>/dev/null || true
-		for i in $(seq 50); do
-			kill -0 "$pid" 2>/dev/null || break
-			sleep 0.1
+		for i in $(seq 250); do
+			running "$pid" || break
+			sleep 0.02
 		done
-		if kill -0 "$pid" 2>/dev/null; then
+		if running "$pid"; then
 			kill -KILL "$pid" 2>/dev/null || true
 		fi
 	fi
