@@ -1,6 +1,7 @@
 package client
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -78,26 +79,34 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	id, err := spiffeid.FromString(w.State().SPIFFEID)
-	if err == nil {
-		var b *x509bundle.Bundle
-		if b, err = x509bundle.Load(id.TrustDomain(), filepath.Join(cfg.StateDir, BundleFile)); err == nil {
-			c := &Client{w: w, bundle: b, log: cfg.Log, after: cfg.RenewAfter, tokens: newTokenCache(), renewed: make(chan struct{}, 1), done: make(chan struct{})}
-			if c.log == nil {
-				c.log = slog.Default()
-			}
-			if c.after == 0 {
-				c.after = DefaultRenewAfter
-			}
-			c.log = c.log.With("spiffe_id", id.String())
-			var loop context.Context
-			loop, c.stop = context.WithCancel(context.WithoutCancel(ctx))
-			go c.renewLoop(loop)
-			return c, nil
-		}
+	bundle, err := trustBundle(w.State(), cfg.StateDir)
+	if err != nil {
+		w.Close()
+		return nil, err
 	}
-	w.Close()
-	return nil, fmt.Errorf("client: %s: %w", cfg.StateDir, err)
+	c := &Client{
+		w: w, bundle: bundle, after: cmp.Or(cfg.RenewAfter, DefaultRenewAfter), tokens: newTokenCache(),
+		log:     cmp.Or(cfg.Log, slog.Default()).With("spiffe_id", w.State().SPIFFEID),
+		renewed: make(chan struct{}, 1), done: make(chan struct{}),
+	}
+	var loop context.Context
+	loop, c.stop = context.WithCancel(context.WithoutCancel(ctx))
+	go c.renewLoop(loop)
+	return c, nil
+}
+
+// trustBundle reads the bundle saved at enrollment in dir, for st's trust
+// domain.
+func trustBundle(st *State, dir string) (*x509bundle.Bundle, error) {
+	id, err := spiffeid.FromString(st.SPIFFEID)
+	if err != nil {
+		return nil, fmt.Errorf("client: %s: %w", dir, err)
+	}
+	b, err := x509bundle.Load(id.TrustDomain(), filepath.Join(dir, BundleFile))
+	if err != nil {
+		return nil, fmt.Errorf("client: %s: %w", dir, err)
+	}
+	return b, nil
 }
 
 // Close stops renewing and releases the TPM.
