@@ -54,6 +54,13 @@
 // (ErrTampered). An HSM or storage failure is logged, counted and retried
 // at the next tick.
 //
+// Proofs: a Storage that is also a NodeHashReader stores the hash of every
+// complete subtree of 2^8, 2^16… entries, and RootHash, InclusionProof and
+// ConsistencyProof read O(log size) hashes from it instead of every leaf.
+// These nodes are a cache, not evidence: Init and Integrate check each one
+// against the leaf hashes they read (ErrTampered), and Verify never reads
+// them.
+//
 // # Export directory
 //
 // WriteExport writes, and DirSource reads:

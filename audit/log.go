@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -85,8 +86,10 @@ func New(storage Storage, signer *Signer, origin string, opts ...Option) (*Log, 
 // Init rebuilds the tree from the storage's leaf hashes and checks it
 // against the latest stored checkpoint: signed by the log key, for the log's
 // origin, covering no more entries than are stored, with the recomputed
-// root. A mismatch is ErrTampered. Integrate and Run call Init; call it
-// first to fail before serving. It does its work once.
+// root; and, if the storage is a NodeHashReader, checks the nodes it stores
+// of those entries against the rebuilt tree. A mismatch is ErrTampered.
+// Integrate and Run call Init; call it first to fail before serving. It
+// does its work once.
 func (l *Log) Init(ctx context.Context) error {
 	l.work.Lock()
 	defer l.work.Unlock()
@@ -101,12 +104,16 @@ func (l *Log) init(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	rng, err := scan(ctx, l.storage, cp.Size, nil)
+	check := newNodeCheck(ctx, l.storage)
+	rng, err := scan(ctx, l.storage, cp.Size, check.visitor())
 	if err != nil {
 		return err
 	}
 	if note != nil && !sameHash(rootOf(rng), cp.Hash) {
 		return fmt.Errorf("%w: the leaf hashes of the first %d entries do not hash to the stored checkpoint's root", ErrTampered, cp.Size)
+	}
+	if err := check.done(); err != nil {
+		return err
 	}
 	l.rng = rng
 	if note != nil {
@@ -234,8 +241,9 @@ func (l *Log) integrate(ctx context.Context) error {
 }
 
 // extend appends leaves up to index to, checking each stored leaf hash
-// against its entry: the log never signs a tree of hashes that do not
-// match the entries auditors will read.
+// against its entry, and each stored node (see NodeHashReader) against the
+// leaves: the log never signs a tree of hashes that do not match the
+// entries auditors will read, nor one whose stored nodes do not match it.
 func (l *Log) extend(ctx context.Context, to uint64) error {
 	for l.rng.End() < to {
 		start := l.rng.End()
@@ -247,11 +255,21 @@ func (l *Log) extend(ctx context.Context, to uint64) error {
 		if err := l.checkLeaves(ctx, start, end, hashes); err != nil {
 			return err
 		}
+		// Into a copy, so that l.rng has only leaves whose nodes passed.
+		rng, err := factory.NewRange(0, start, slices.Clone(l.rng.Hashes()))
+		if err != nil {
+			return fmt.Errorf("audit: copy compact range: %w", err)
+		}
+		check := newNodeCheck(ctx, l.storage)
 		for _, h := range hashes {
-			if err := l.rng.Append(h, nil); err != nil {
+			if err := rng.Append(h, check.visitor()); err != nil {
 				return fmt.Errorf("audit: append leaf: %w", err)
 			}
 		}
+		if err := check.done(); err != nil {
+			return err
+		}
+		l.rng = rng
 	}
 	return nil
 }

@@ -40,16 +40,20 @@ func (r reader) AuditSize(ctx context.Context) (uint64, error) {
 }
 
 func (r reader) AuditEntries(ctx context.Context, start, end uint64) ([][]byte, error) {
-	return r.auditRange(ctx, "entries", "data", start, end)
+	return r.auditRange(ctx, "entries", "entry", `SELECT idx, data FROM audit_entries
+		WHERE idx >= ? AND idx < ? ORDER BY idx`, start, end)
 }
 
 func (r reader) AuditLeafHashes(ctx context.Context, start, end uint64) ([][]byte, error) {
-	return r.auditRange(ctx, "leaf hashes", "leaf_hash", start, end)
+	return r.auditRange(ctx, "leaf hashes", "entry", `SELECT idx, leaf_hash FROM audit_entries
+		WHERE idx >= ? AND idx < ? ORDER BY idx`, start, end)
 }
 
-// auditRange reads column of the entries [start, end), in one statement
-// and so from one snapshot of the log.
-func (r reader) auditRange(ctx context.Context, name, column string, start, end uint64) ([][]byte, error) {
+// auditRange reads the items [start, end) with query, which selects idx
+// and a value for idx in [start, end) (its last two parameters, after
+// args), in idx order; in one statement and so from one snapshot of the
+// log.
+func (r reader) auditRange(ctx context.Context, name, item, query string, start, end uint64, args ...any) ([][]byte, error) {
 	what := fmt.Sprintf("store: audit %s [%d, %d)", name, start, end)
 	switch {
 	case start > end:
@@ -57,10 +61,9 @@ func (r reader) auditRange(ctx context.Context, name, column string, start, end 
 	case end-start > MaxAuditRange:
 		return nil, fmt.Errorf("%s: more than %d at once", what, MaxAuditRange)
 	case end > math.MaxInt64:
-		return nil, fmt.Errorf("%s: no entry %d: %w", what, uint64(math.MaxInt64), ErrNotFound)
+		return nil, fmt.Errorf("%s: no %s %d: %w", what, item, uint64(math.MaxInt64), ErrNotFound)
 	}
-	rows, err := r.q.QueryContext(ctx, `SELECT idx, `+column+` FROM audit_entries
-		WHERE idx >= ? AND idx < ? ORDER BY idx`, int64(start), int64(end))
+	rows, err := r.q.QueryContext(ctx, query, append(args, int64(start), int64(end))...)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
@@ -73,7 +76,7 @@ func (r reader) auditRange(ctx context.Context, name, column string, start, end 
 			return struct{}{}, err
 		}
 		if uint64(idx) != next {
-			return struct{}{}, fmt.Errorf("no entry %d, but entry %d: the log is not dense", next, idx)
+			return struct{}{}, fmt.Errorf("no %s %d, but %s %d: the log is not dense", item, next, item, idx)
 		}
 		out, next = append(out, b), next+1
 		return struct{}{}, nil
@@ -82,7 +85,7 @@ func (r reader) auditRange(ctx context.Context, name, column string, start, end 
 	case err != nil:
 		return nil, fmt.Errorf("%s: %w", what, err)
 	case next < end:
-		return nil, fmt.Errorf("%s: no entry %d: %w", what, next, ErrNotFound)
+		return nil, fmt.Errorf("%s: no %s %d: %w", what, item, next, ErrNotFound)
 	}
 	return out, nil
 }
@@ -172,6 +175,9 @@ func (w writer) appendAudit(ctx context.Context, e AuditEntry) (uint64, error) {
 			return 0, fmt.Errorf("store: append audit entry %d: key %q: %w", idx, k, classify(err))
 		}
 	}
+	if err := w.putAuditNodes(ctx, uint64(idx)); err != nil {
+		return 0, fmt.Errorf("store: append audit entry %d: %w", idx, err)
+	}
 	return uint64(idx), nil
 }
 
@@ -250,9 +256,15 @@ type auditCheckpointLister interface {
 	Checkpoints(ctx context.Context) ([][]byte, error)
 }
 
+// auditNodeHashReader is the audit package's optional NodeHashReader.
+type auditNodeHashReader interface {
+	NodeHashes(ctx context.Context, level uint, start, end uint64) ([][]byte, error)
+}
+
 var (
 	_ auditStorage          = AuditLog{}
 	_ auditCheckpointLister = AuditLog{}
+	_ auditNodeHashReader   = AuditLog{}
 )
 
 // Size is AuditSize.
@@ -261,6 +273,11 @@ func (l AuditLog) Size(ctx context.Context) (uint64, error) { return l.rw.AuditS
 // LeafHashes is AuditLeafHashes.
 func (l AuditLog) LeafHashes(ctx context.Context, start, end uint64) ([][]byte, error) {
 	return l.rw.AuditLeafHashes(ctx, start, end)
+}
+
+// NodeHashes is AuditNodeHashes.
+func (l AuditLog) NodeHashes(ctx context.Context, level uint, start, end uint64) ([][]byte, error) {
+	return l.rw.AuditNodeHashes(ctx, level, start, end)
 }
 
 // Entries is AuditEntries.

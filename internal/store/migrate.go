@@ -22,6 +22,12 @@ type migration struct {
 	sql     string
 }
 
+// migrationSteps are the Go parts of migrations, by file name: each runs
+// after its migration's SQL, in the migration's transaction.
+var migrationSteps = map[string]func(ctx context.Context, q querier) error{
+	"0006_audit_nodes": backfillAuditNodes,
+}
+
 // loadMigrations reads the migrations in dir of fsys, which must be
 // numbered 1, 2, 3… without gaps.
 func loadMigrations(fsys fs.FS, dir string) ([]migration, error) {
@@ -70,6 +76,11 @@ func migrate(ctx context.Context, db *sql.DB, ms []migration) error {
 	for _, m := range ms[len(applied):] {
 		if _, err := tx.ExecContext(ctx, m.sql); err != nil {
 			return fmt.Errorf("store: migration %04d_%s: %w", m.version, m.name, err)
+		}
+		if step := migrationSteps[fmt.Sprintf("%04d_%s", m.version, m.name)]; step != nil {
+			if err := step(ctx, sqlQuerier{tx}); err != nil {
+				return fmt.Errorf("store: migration %04d_%s: %w", m.version, m.name, err)
+			}
 		}
 		if _, err := tx.ExecContext(ctx,
 			`INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`,

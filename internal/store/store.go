@@ -133,6 +133,11 @@ type Reader interface {
 	AuditEntries(ctx context.Context, start, end uint64) ([][]byte, error)
 	// AuditLeafHashes is AuditEntries for the entries' leaf hashes.
 	AuditLeafHashes(ctx context.Context, start, end uint64) ([][]byte, error)
+	// AuditNodeHashes is AuditEntries for the RFC 6962 hashes of the
+	// perfect subtrees of 2^level entries [start << level, end << level),
+	// at a level that is a positive multiple of AuditTileHeight. Every
+	// complete one is stored: a node past the log is ErrNotFound.
+	AuditNodeHashes(ctx context.Context, level uint, start, end uint64) ([][]byte, error)
 	// AuditIndex returns the index of the entry stored with key.
 	AuditIndex(ctx context.Context, key string) (uint64, error)
 	// LatestCheckpoint returns the note of the checkpoint of the largest
