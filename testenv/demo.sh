@@ -190,7 +190,7 @@ if "$showcase" call --url "$frontend_url/checkout" --ca-bundle "$SIGIL_CA_BUNDLE
 	exit 1
 fi
 service_output
-refused "refused $(( ($(date +%s%N) - revoked_at) / 1000000 )) ms after the logout: sigild no longer exchanges her token, and orders and payments refuse every token exchanged from it (revocation feed)"
+refused "refused $(( ($(date +%s%N) - revoked_at) / 1000000 )) ms after the logout: sigild refuses to exchange her revoked token, and the tokens already exchanged from it were revoked with it (orders and payments learn that from the revocation feed)"
 stop_services
 
 step "12. An auditor verifies the log offline: checkpoint signatures, hashes, every enrollment's evidence"
