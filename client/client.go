@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
@@ -40,6 +41,10 @@ type Config struct {
 	// it is renewed, jittered by a tenth of that either way; default 0.5.
 	RenewAfter float64
 	Log        *slog.Logger // default slog.Default()
+	// Registerer, if set, gets the client's metrics (sigil_client_*,
+	// labelled with the SPIFFE ID): renewals, token lookups and fetches,
+	// and the certificate's expiry.
+	Registerer prometheus.Registerer
 }
 
 // Client is a running workload identity: it keeps its X.509-SVID renewed
@@ -52,6 +57,7 @@ type Client struct {
 	log    *slog.Logger
 	after  float64
 	tokens *tokenCache
+	met    *metrics // nil without Config.Registerer
 
 	renewed chan struct{} // a renewal outside the loop: reschedule
 	stop    context.CancelFunc
@@ -84,8 +90,13 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		w.Close()
 		return nil, err
 	}
+	met, err := newMetrics(cfg.Registerer, w)
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("client: metrics: %w", err)
+	}
 	c := &Client{
-		w: w, bundle: bundle, after: cmp.Or(cfg.RenewAfter, DefaultRenewAfter), tokens: newTokenCache(),
+		w: w, bundle: bundle, after: cmp.Or(cfg.RenewAfter, DefaultRenewAfter), tokens: newTokenCache(met), met: met,
 		log:     cmp.Or(cfg.Log, slog.Default()).With("spiffe_id", w.State().SPIFFEID),
 		renewed: make(chan struct{}, 1), done: make(chan struct{}),
 	}
@@ -161,7 +172,7 @@ func (c *Client) ClientTLSConfig(server spiffeid.ID) *tls.Config {
 // Renew renews the certificate now, as the renewal loop does when it is
 // due; the loop then counts from the new certificate.
 func (c *Client) Renew(ctx context.Context) (*State, error) {
-	st, err := c.w.Renew(ctx)
+	st, err := c.renew(ctx)
 	if err == nil {
 		select {
 		case c.renewed <- struct{}{}:
@@ -179,6 +190,13 @@ func (c *Client) Renew(ctx context.Context) (*State, error) {
 func (c *Client) RevokeSubject(ctx context.Context, subject string) error {
 	c.tokens.forgetSubject(subjectDigest(subject))
 	return c.w.Revoke(ctx, subject)
+}
+
+// renew renews the certificate and counts the outcome.
+func (c *Client) renew(ctx context.Context) (*State, error) {
+	st, err := c.w.Renew(ctx)
+	c.met.renewed(err)
+	return st, err
 }
 
 // renewLoop renews the certificate after cfg.RenewAfter of its lifetime,
@@ -204,7 +222,7 @@ func (c *Client) renewLoop(ctx context.Context) {
 		case <-t.C:
 		}
 		rctx, cancel := context.WithTimeout(ctx, renewTimeout)
-		st, err := c.w.Renew(rctx)
+		st, err := c.renew(rctx)
 		cancel()
 		switch {
 		case err == nil:

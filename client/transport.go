@@ -152,16 +152,18 @@ type tokenCache struct {
 	m      map[cacheKey]cachedToken
 	flight singleflight.Group
 	now    func() time.Time
+	met    *metrics
 }
 
-func newTokenCache() *tokenCache {
-	return &tokenCache{m: make(map[cacheKey]cachedToken), now: time.Now}
+func newTokenCache(met *metrics) *tokenCache {
+	return &tokenCache{m: make(map[cacheKey]cachedToken), now: time.Now, met: met}
 }
 
 // get returns the cached token for k, or fetches one. The fetch outlives
 // the first caller's cancellation (others may wait for it), bounded by
 // fetchTimeout.
 func (tc *tokenCache) get(ctx context.Context, k cacheKey, fetch func(context.Context) (*TokenResponse, error)) (string, error) {
+	tc.met.lookup()
 	if token, ok := tc.fresh(k); ok {
 		return token, nil
 	}
@@ -173,6 +175,7 @@ func (tc *tokenCache) get(ctx context.Context, k cacheKey, fetch func(context.Co
 		defer cancel()
 		issued := tc.now()
 		resp, err := fetch(fctx)
+		tc.met.fetched(err)
 		if err != nil {
 			return "", err
 		}

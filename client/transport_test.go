@@ -31,7 +31,7 @@ func (f *fakeFetch) fetch(ctx context.Context) (*TokenResponse, error) {
 
 func TestTokenCacheRefreshesAt80Percent(t *testing.T) {
 	now := time.Unix(1_000_000, 0)
-	tc := newTokenCache()
+	tc := newTokenCache(nil)
 	tc.now = func() time.Time { return now }
 	f := &fakeFetch{life: 100}
 	k := cacheKey{audience: "a"}
@@ -65,7 +65,7 @@ func TestTokenCacheRefreshesAt80Percent(t *testing.T) {
 }
 
 func TestTokenCacheOneFetchPerKey(t *testing.T) {
-	tc := newTokenCache()
+	tc := newTokenCache(nil)
 	f := &fakeFetch{life: 300, gate: make(chan struct{})}
 	var wg sync.WaitGroup
 	got := make(chan string, 64)
@@ -93,7 +93,7 @@ func TestTokenCacheOneFetchPerKey(t *testing.T) {
 }
 
 func TestTokenCacheCancelledCallerDoesNotFailOthers(t *testing.T) {
-	tc := newTokenCache()
+	tc := newTokenCache(nil)
 	f := &fakeFetch{life: 300, gate: make(chan struct{})}
 	ctx, cancel := context.WithCancel(context.Background())
 	first := make(chan error, 1)
@@ -118,7 +118,7 @@ func TestTokenCacheCancelledCallerDoesNotFailOthers(t *testing.T) {
 }
 
 func TestTokenCacheErrorsAreNotCached(t *testing.T) {
-	tc := newTokenCache()
+	tc := newTokenCache(nil)
 	f := &fakeFetch{life: 300, err: ErrDenied}
 	for range 2 {
 		if _, err := tc.get(t.Context(), cacheKey{}, f.fetch); !errors.Is(err, ErrDenied) {
@@ -136,7 +136,7 @@ func TestTokenCacheErrorsAreNotCached(t *testing.T) {
 
 func TestTokenCacheBounded(t *testing.T) {
 	now := time.Unix(1_000_000, 0)
-	tc := newTokenCache()
+	tc := newTokenCache(nil)
 	tc.now = func() time.Time { return now }
 	for i := range maxCachedTokens + 100 {
 		tc.put(cacheKey{audience: fmt.Sprint(i)}, cachedToken{token: "x", refresh: now.Add(time.Minute), expiresAt: now.Add(time.Hour)})
@@ -147,7 +147,7 @@ func TestTokenCacheBounded(t *testing.T) {
 }
 
 func TestForgetSubject(t *testing.T) {
-	tc := newTokenCache()
+	tc := newTokenCache(nil)
 	alice, bob := subjectDigest("alice-token"), subjectDigest("bob-token")
 	for _, k := range []cacheKey{{audience: "a", subject: alice}, {audience: "b", subject: alice}, {audience: "a", subject: bob}, {audience: "a"}} {
 		tc.put(k, cachedToken{token: "x", refresh: time.Now().Add(time.Hour), expiresAt: time.Now().Add(time.Hour)})

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // BenchmarkVerify times Verify (cached JWKS, cnf check, revocation set),
@@ -30,6 +32,7 @@ func BenchmarkVerify(b *testing.B) {
 	f := newFeedServer(b)
 	cfg := e.config(b)
 	cfg.Revocation.FeedURL = f.URL
+	cfg.Registerer = prometheus.NewRegistry() // metrics on, as a service would have them
 	v := e.verifier(b, cfg)
 	eventually(b, 5*time.Second, "feed up", func() bool { return v.revs.down() == 0 })
 	tok := e.token(b, e.mint, e.certA)

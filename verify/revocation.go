@@ -63,6 +63,13 @@ func (r *revocations) isRevoked(jti string, exp time.Time) bool {
 	return ok
 }
 
+// size is how many revoked jtis are remembered.
+func (r *revocations) size() int {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return len(r.revoked)
+}
+
 func (r *revocations) setUp(up bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()

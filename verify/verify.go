@@ -14,6 +14,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Limits and defaults.
@@ -56,7 +58,10 @@ type Config struct {
 	Revocation Revocation
 
 	Log *slog.Logger // default slog.Default()
-	Now func() time.Time
+	// Registerer, if set, gets the verifier's metrics (sigil_verify_*,
+	// labelled with Audience).
+	Registerer prometheus.Registerer
+	Now        func() time.Time
 }
 
 // Revocation configures how Verify learns of revoked tokens.
@@ -77,6 +82,7 @@ type Verifier struct {
 	keys    *keyCache
 	headers headerCache
 	revs    *revocations
+	met     *metrics // nil without Config.Registerer
 	log     *slog.Logger
 	cancel  context.CancelFunc
 	done    chan struct{}
@@ -94,6 +100,10 @@ func New(ctx context.Context, c Config) (*Verifier, error) {
 		return nil, err
 	}
 	v.revs = newRevocations(c.Now, c.MaxLifetime)
+	var err error
+	if v.met, err = newMetrics(c.Registerer, c.Audience, v.revs); err != nil {
+		return nil, fmt.Errorf("verify: metrics: %w", err)
+	}
 	ctx, v.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	if c.Revocation.FeedURL == "" {
 		close(v.done)
@@ -160,6 +170,7 @@ func cmpOr[T comparable](v, def T) T {
 // with a reason, or are ErrRevocationUnknown.
 func (v *Verifier) Verify(ctx context.Context, token string, peer *x509.Certificate) (*Claims, error) {
 	c, err := v.verify(ctx, token, peer)
+	v.met.observe(err)
 	if err != nil {
 		jti := ""
 		if c != nil {

@@ -23,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 
@@ -74,6 +75,7 @@ type libStack struct {
 	*stack
 	log                        *slog.Logger
 	frontend, orders, payments *client.Client
+	frontendMetrics            *prometheus.Registry
 	ordersSrv, paymentsSrv     *libServer
 	user                       string // alice's IdP token for frontend, for the whole session
 }
@@ -81,9 +83,10 @@ type libStack struct {
 func startLibStack(t *testing.T) *libStack {
 	s := startStack(t, "4")
 	e := &libStack{stack: s, log: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))}
-	e.frontend = e.open(t, 0, "frontend", false)
-	e.orders = e.open(t, 1, "orders", true)
-	e.payments = e.open(t, 2, "payments", true)
+	e.frontendMetrics = prometheus.NewPedanticRegistry()
+	e.frontend = e.open(t, 0, "frontend", false, e.frontendMetrics)
+	e.orders = e.open(t, 1, "orders", true, nil)
+	e.payments = e.open(t, 2, "payments", true, nil)
 	e.paymentsSrv = e.serve(t, e.payments, nil)
 	toPayments := e.orders.HTTPClient(e.payments.ID(), "payments:charge")
 	e.ordersSrv = e.serve(t, e.orders, func(w http.ResponseWriter, r *http.Request) {
@@ -116,11 +119,11 @@ func (e *libStack) enrollConfig(t *testing.T, i int, name, dir string, serverAut
 }
 
 // open enrolls name on TPM i with client.New and closes it when t ends.
-func (e *libStack) open(t *testing.T, i int, name string, serverAuth bool) *client.Client {
+func (e *libStack) open(t *testing.T, i int, name string, serverAuth bool, reg prometheus.Registerer) *client.Client {
 	t.Helper()
 	dir := filepath.Join(e.dir, name)
 	ec := e.enrollConfig(t, i, name, dir, serverAuth)
-	c, err := client.New(t.Context(), client.Config{StateDir: dir, Enroll: &ec, Log: e.log})
+	c, err := client.New(t.Context(), client.Config{StateDir: dir, Enroll: &ec, Log: e.log, Registerer: reg})
 	if err != nil {
 		t.Fatalf("client.New %s: %v", name, err)
 	}
@@ -396,6 +399,7 @@ func (e *libStack) delegation(t *testing.T) {
 // 64 concurrent requests through one Transport with nothing cached fetch
 // one token, which later requests reuse.
 func (e *libStack) oneFetch(t *testing.T) {
+	fetches, lookups := e.frontendCount(t, "sigil_client_token_fetches_total", "issued"), e.frontendCount(t, "sigil_client_token_lookups_total", "")
 	hc := e.frontend.HTTPClient(e.orders.ID(), "orders:herd") // a scope no other subtest asks for
 	url := e.ordersSrv.url + "/herd"
 	start := make(chan struct{})
@@ -417,6 +421,34 @@ func (e *libStack) oneFetch(t *testing.T) {
 	if n, jtis := len(e.ordersSrv.claims("/herd")), e.ordersSrv.jtis("/herd"); n != 67 || len(jtis) != 1 {
 		t.Fatalf("orders verified %d requests with %d distinct tokens, want 67 with 1", n, len(jtis))
 	}
+	fetches = e.frontendCount(t, "sigil_client_token_fetches_total", "issued") - fetches
+	lookups = e.frontendCount(t, "sigil_client_token_lookups_total", "") - lookups
+	if fetches != 1 || lookups != 67 {
+		t.Errorf("frontend's metrics: %v token fetches for %v lookups; want 1 for 67", fetches, lookups)
+	}
+}
+
+// frontendCount is the value of frontend's counter name{result}.
+func (e *libStack) frontendCount(t *testing.T, name, result string) float64 {
+	t.Helper()
+	families, err := e.frontendMetrics.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			r := ""
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "result" {
+					r = l.GetValue()
+				}
+			}
+			if f.GetName() == name && r == result {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	return 0
 }
 
 // A 401 invalid_token answer drops the cached token: the request that got
