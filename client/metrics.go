@@ -9,9 +9,9 @@ import (
 // metrics are a Client's Prometheus metrics, labelled with its SPIFFE ID;
 // nil without Config.Registerer.
 type metrics struct {
-	renewals  *prometheus.CounterVec
-	fetches   *prometheus.CounterVec
-	lookups   prometheus.Counter
+	renewals *prometheus.CounterVec
+	fetches  *prometheus.CounterVec
+	lookups  prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, w *Workload) (*metrics, error) {
