@@ -88,12 +88,7 @@ func BenchmarkExchange(b *testing.B) {
 			b.Fatalf("enroll %s: %s", n, out)
 		}
 	}
-	user, code := s.runBinary("demoidp", "token", s.env["SIGIL_IDP_DIR"], "-sub", "alice",
-		"-aud", "spiffe://sigil.test/workload/frontend", "-scope", "orders:read", "-ttl", "1h")
-	if code != 0 {
-		b.Fatalf("demoidp: %s", user)
-	}
-	user = strings.TrimSpace(user)
+	user := s.userToken(b, "frontend", "orders:read")
 	ctx := context.Background()
 	w, err := client.Open(ctx, filepath.Join(s.dir, "frontend"))
 	if err != nil {
@@ -106,7 +101,7 @@ func BenchmarkExchange(b *testing.B) {
 		b.Fatal(err)
 	}
 
-	sigild, self := sigildPID(b, s), os.Getpid()
+	sigild, self := readPID(b, filepath.Join(s.dir, "sigild.pid")), os.Getpid()
 	pin(b, sigild, serverCPU)
 	defer pin(b, self, affinity(b, fmt.Sprintf("/proc/%d/status", self)))
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
@@ -173,19 +168,6 @@ func cryptoFloor(b *testing.B, s *stack, token string) func() error {
 		_, err = key.Sign(nil, digest[:], crypto.SHA256)
 		return err
 	}
-}
-
-func sigildPID(b *testing.B, s *stack) int {
-	b.Helper()
-	raw, err := os.ReadFile(filepath.Join(s.dir, "sigild.pid"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(raw)))
-	if err != nil {
-		b.Fatalf("sigild.pid: %v", err)
-	}
-	return pid
 }
 
 // pin restricts every thread of process pid to cpus (a taskset list);

@@ -100,7 +100,7 @@ func startLibStack(t *testing.T) *libStack {
 		w.WriteHeader(got.status)
 		io.WriteString(w, got.body)
 	})
-	e.user = e.userToken(t, "orders:read orders:write payments:charge")
+	e.user = e.userToken(t, "frontend", "orders:read orders:write payments:charge")
 	return e
 }
 
@@ -129,17 +129,6 @@ func (e *libStack) open(t *testing.T, i int, name string, serverAuth bool, reg p
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
-}
-
-// userToken is a token of the demo IdP for alice, for frontend.
-func (e *libStack) userToken(t *testing.T, scope string) string {
-	t.Helper()
-	out, code := e.runBinary("demoidp", "token", e.env["SIGIL_IDP_DIR"], "-sub", "alice",
-		"-aud", "spiffe://sigil.test/workload/frontend", "-scope", scope, "-ttl", "1h")
-	if code != 0 {
-		t.Fatalf("demoidp: %s", out)
-	}
-	return strings.TrimSpace(out)
 }
 
 // libServer is a workload serving mTLS behind verify's Middleware. It
@@ -481,7 +470,7 @@ func (e *libStack) invalidTokenDropsCached(t *testing.T) {
 // cache it empties for that user, cannot exchange the token again.
 // Another session of the same user goes on.
 func (e *libStack) revokeSubject(t *testing.T) {
-	user := e.userToken(t, "orders:read payments:charge")
+	user := e.userToken(t, "frontend", "orders:read payments:charge")
 	hc := e.frontend.HTTPClient(e.orders.ID(), "orders:read", "payments:charge")
 	ctx := client.WithSubjectToken(t.Context(), user)
 	libMustGet(t, ctx, hc, e.ordersSrv.url+libForward+"/revoke")

@@ -322,7 +322,19 @@ when { resource.path == "/workload/blocked" };
 	syscall.Kill(pid, syscall.SIGHUP)
 }
 
-func readPID(t *testing.T, path string) int {
+// userToken is a token of the demo IdP for alice, for the workload aud,
+// valid for an hour.
+func (s *stack) userToken(tb testing.TB, aud, scope string) string {
+	tb.Helper()
+	out, code := s.runBinary("demoidp", "token", s.env["SIGIL_IDP_DIR"], "-sub", "alice",
+		"-aud", "spiffe://sigil.test/workload/"+aud, "-scope", scope, "-ttl", "1h")
+	if code != 0 {
+		tb.Fatalf("demoidp: %s", out)
+	}
+	return strings.TrimSpace(out)
+}
+
+func readPID(t testing.TB, path string) int {
 	t.Helper()
 	data, err := os.ReadFile(path)
 	if err != nil {

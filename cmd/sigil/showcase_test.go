@@ -73,17 +73,6 @@ func TestShowcase(t *testing.T) {
 	}
 }
 
-// userToken is a token of the demo IdP for alice, for workload aud.
-func (s *stack) userToken(t *testing.T, aud, scope string) string {
-	t.Helper()
-	out, code := s.runBinary("demoidp", "token", s.env["SIGIL_IDP_DIR"], "-sub", "alice",
-		"-aud", "spiffe://sigil.test/workload/"+aud, "-scope", scope)
-	if code != 0 {
-		t.Fatalf("demoidp: %s", out)
-	}
-	return strings.TrimSpace(out)
-}
-
 // serve starts the showcase service role, calling next, and returns its
 // address; the test's cleanup stops it.
 func (s *stack) serve(t *testing.T, role, next string) string {

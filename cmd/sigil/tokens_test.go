@@ -24,11 +24,7 @@ func TestDelegationEndToEnd(t *testing.T) {
 		}
 	}
 	state := func(n string) string { return filepath.Join(s.dir, n) }
-	user, code := s.runBinary("demoidp", "token", s.env["SIGIL_IDP_DIR"], "-sub", "alice",
-		"-aud", "spiffe://sigil.test/workload/frontend", "-scope", "orders:read orders:write payments:charge")
-	if code != 0 {
-		t.Fatalf("demoidp: %s", user)
-	}
+	user := s.userToken(t, "frontend", "orders:read orders:write payments:charge")
 	exchange := func(from, subject, to, scope string) (string, int) {
 		out, code := s.run("sigil", "exchange", "--state", state(from), "--subject-token", strings.TrimSpace(subject),
 			"--audience", "spiffe://sigil.test/workload/"+to, "--scope", scope)

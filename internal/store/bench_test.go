@@ -98,6 +98,21 @@ func benchAuditTx(b *testing.B, goroutines, maxBatch int) {
 	}
 	b.Cleanup(func() { st.Close() })
 	d := testDevice("bench")
+	driveTx(b, goroutines, func(i int64) error {
+		name := fmt.Sprintf("bench-%d", i)
+		return st.Tx(ctx, func(tx Tx) error {
+			if err := tx.CreateChallenge(ctx, testChallenge(name, d)); err != nil {
+				return err
+			}
+			_, err := tx.AppendAudit(ctx, testEntry(name, "jti:"+name))
+			return err
+		})
+	})
+}
+
+// driveTx runs op for i in [0, b.N) from goroutines goroutines and
+// reports the rate as tx/s.
+func driveTx(b *testing.B, goroutines int, op func(i int64) error) {
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	b.ResetTimer()
@@ -105,15 +120,7 @@ func benchAuditTx(b *testing.B, goroutines, maxBatch int) {
 	for range goroutines {
 		wg.Go(func() {
 			for i := next.Add(1) - 1; i < int64(b.N); i = next.Add(1) - 1 {
-				name := fmt.Sprintf("bench-%d", i)
-				err := st.Tx(ctx, func(tx Tx) error {
-					if err := tx.CreateChallenge(ctx, testChallenge(name, d)); err != nil {
-						return err
-					}
-					_, err := tx.AppendAudit(ctx, testEntry(name, "jti:"+name))
-					return err
-				})
-				if err != nil {
+				if err := op(i); err != nil {
 					b.Error(err)
 					return
 				}

@@ -8,8 +8,6 @@ import (
 	"reflect"
 	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -207,33 +205,19 @@ func BenchmarkExternalTokenTx(b *testing.B) {
 			ctx := context.Background()
 			st := openPath(b, filepath.Join(b.TempDir(), "sigil.db"))
 			ext := externalToken("ext:alice")
-			var next atomic.Int64
-			var wg sync.WaitGroup
-			b.ResetTimer()
-			began := time.Now()
-			for range goroutines {
-				wg.Go(func() {
-					for i := next.Add(1) - 1; i < int64(b.N); i = next.Add(1) - 1 {
-						tok := testToken(fmt.Sprintf("bench-%d", i), ext.JTI)
-						err := st.Tx(ctx, func(tx Tx) error {
-							if err := tx.InsertExternalToken(ctx, ext); err != nil {
-								return err
-							}
-							if err := tx.InsertToken(ctx, tok); err != nil {
-								return err
-							}
-							_, err := tx.AppendAudit(ctx, testEntry(tok.JTI, "jti:"+tok.JTI))
-							return err
-						})
-						if err != nil {
-							b.Error(err)
-							return
-						}
+			driveTx(b, goroutines, func(i int64) error {
+				tok := testToken(fmt.Sprintf("bench-%d", i), ext.JTI)
+				return st.Tx(ctx, func(tx Tx) error {
+					if err := tx.InsertExternalToken(ctx, ext); err != nil {
+						return err
 					}
+					if err := tx.InsertToken(ctx, tok); err != nil {
+						return err
+					}
+					_, err := tx.AppendAudit(ctx, testEntry(tok.JTI, "jti:"+tok.JTI))
+					return err
 				})
-			}
-			wg.Wait()
-			b.ReportMetric(float64(b.N)/time.Since(began).Seconds(), "tx/s")
+			})
 		})
 	}
 }

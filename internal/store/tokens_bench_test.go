@@ -4,10 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
-	"sync"
-	"sync/atomic"
 	"testing"
-	"time"
 )
 
 // BenchmarkTokenTx measures what a token exchange writes: one Tx that
@@ -26,21 +23,7 @@ func benchTokenTx(b *testing.B, goroutines int) {
 	ctx := context.Background()
 	st := openPath(b, filepath.Join(b.TempDir(), "sigil.db"))
 	insertTokens(b, st, testToken("subject", ""))
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	b.ResetTimer()
-	began := time.Now()
-	for range goroutines {
-		wg.Go(func() {
-			for i := next.Add(1) - 1; i < int64(b.N); i = next.Add(1) - 1 {
-				tok := testToken(fmt.Sprintf("bench-%d", i), "subject")
-				if err := insertAudited(ctx, st, tok); err != nil {
-					b.Error(err)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	b.ReportMetric(float64(b.N)/time.Since(began).Seconds(), "tx/s")
+	driveTx(b, goroutines, func(i int64) error {
+		return insertAudited(ctx, st, testToken(fmt.Sprintf("bench-%d", i), "subject"))
+	})
 }
