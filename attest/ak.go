@@ -8,8 +8,6 @@ import (
 
 	"github.com/google/go-attestation/attest"
 	"github.com/google/go-tpm/legacy/tpm2"
-
-	"github.com/sigil-dev/sigil/api"
 )
 
 // maxTPMBlob bounds each TPM structure a client sends (publics, creation
@@ -29,7 +27,7 @@ type AK struct {
 
 // VerifyAK checks that ak describes a TPM-generated, restricted, sign-only
 // key that cannot leave its TPM, of an acceptable size.
-func (v *Verifier) VerifyAK(ek *EK, ak api.AK) (*AK, error) {
+func (v *Verifier) VerifyAK(ek *EK, ak AKParameters) (*AK, error) {
 	for _, b := range [][]byte{ak.Public, ak.CreateData, ak.CreateAttestation, ak.CreateSignature} {
 		if len(b) == 0 || len(b) > maxTPMBlob {
 			return nil, fail(StepAK, "AK parameter missing or larger than %d bytes", maxTPMBlob)

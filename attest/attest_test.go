@@ -9,7 +9,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sigil-dev/sigil/api"
 	"github.com/sigil-dev/sigil/attest"
 	"github.com/sigil-dev/sigil/testenv"
 )
@@ -222,7 +221,7 @@ func TestReverifyRoundTrip(t *testing.T) {
 
 func (f *fixture) clone() *fixture {
 	g := *f
-	g.req, g.pending = api.CompleteRequest{}, attest.Pending{}
+	g.req, g.pending = attest.Completion{}, attest.Pending{}
 	b, _ := json.Marshal(f.req)
 	json.Unmarshal(b, &g.req)
 	b, _ = json.Marshal(f.pending)

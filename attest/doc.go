@@ -18,5 +18,10 @@
 //     sensitiveDataOrigin; the CSR is signed by that key and carries it.
 //
 // An Evidence record keeps everything needed to re-run checks 1, 2 and 4–6
-// offline (Reverify); check 3 is inherently online.
+// offline (Reverify); check 3 is inherently online. A Renewal record keeps
+// a renewal's quote and CSR (VerifyRenewal). Both are kept forever, so
+// their encoding is a versioned format owned by this package (format.go:
+// EvidenceVersion, ParseEvidence, ParseRenewal, Digest), never the HTTP
+// messages of package api, which the server converts into these types.
+// This package does not import api.
 package attest

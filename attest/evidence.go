@@ -7,31 +7,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"time"
-
-	"github.com/sigil-dev/sigil/api"
 )
-
-// EvidenceVersion is the version of the Evidence encoding.
-const EvidenceVersion = 1
-
-// Evidence is everything an enrollment proved, kept so that anyone holding
-// the EK roots can re-verify it offline (Reverify). It holds no secret.
-type Evidence struct {
-	Version       int              `json:"version"`
-	Identity      string           `json:"identity"`
-	EKCertificate []byte           `json:"ek_certificate,omitempty"`
-	EKPublic      []byte           `json:"ek_public"`
-	AK            api.AK           `json:"ak"`
-	Nonce         []byte           `json:"nonce"`
-	PCRs          []int            `json:"required_pcrs"`
-	Platform      api.Platform     `json:"platform"`
-	Key           api.CertifiedKey `json:"key"`
-	CSR           []byte           `json:"csr"`
-	VerifiedAt    time.Time        `json:"verified_at"`
-}
-
-// Digest is the SHA-256 of the evidence's JSON encoding.
-func (e *Evidence) Digest() ([]byte, error) { return digestJSON(e) }
 
 func digestJSON(v any) ([]byte, error) {
 	b, err := json.Marshal(v)
@@ -58,16 +34,26 @@ type Pending struct {
 	Identity      string
 	EKCertificate []byte
 	EKPublic      []byte
-	AK            api.AK
+	AK            AKParameters
 	Nonce         []byte
 	// SecretHash is the SHA-256 of the activation secret.
 	SecretHash []byte
 }
 
+// Completion is what the TPM answered to a challenge.
+type Completion struct {
+	// Secret is the activated credential.
+	Secret   []byte
+	Platform Platform
+	Key      CertifiedKey
+	// CSR is DER, signed by Key.
+	CSR []byte
+}
+
 // Complete verifies a completion against what the challenge pinned: the
 // activation secret (constant time), then the quotes, event log, key
 // certification and CSR, all against the pinned AK and nonce.
-func (v *Verifier) Complete(p Pending, req api.CompleteRequest) (*Result, error) {
+func (v *Verifier) Complete(p Pending, req Completion) (*Result, error) {
 	got := sha256.Sum256(req.Secret)
 	if len(req.Secret) == 0 || subtle.ConstantTimeCompare(got[:], p.SecretHash) != 1 {
 		return nil, fail(StepActivation, "activation secret does not match the challenge")
@@ -87,8 +73,8 @@ func (v *Verifier) Complete(p Pending, req api.CompleteRequest) (*Result, error)
 // certification and the CSR. Credential activation cannot be repeated
 // offline; the server's record of it is what an auditor relies on.
 func (v *Verifier) Reverify(ev *Evidence) (*Result, error) {
-	if ev.Version != EvidenceVersion {
-		return nil, fail(StepInput, "evidence version %d, want %d", ev.Version, EvidenceVersion)
+	if err := knownVersion(ev.Version); err != nil {
+		return nil, &Error{Step: StepInput, Err: err}
 	}
 	if len(ev.Nonce) != NonceSize {
 		return nil, fail(StepInput, "nonce of %d bytes, want %d", len(ev.Nonce), NonceSize)

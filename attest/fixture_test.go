@@ -14,7 +14,6 @@ import (
 
 	gattest "github.com/google/go-attestation/attest"
 
-	"github.com/sigil-dev/sigil/api"
 	"github.com/sigil-dev/sigil/attest"
 	"github.com/sigil-dev/sigil/testenv"
 	"github.com/sigil-dev/sigil/tpm"
@@ -32,7 +31,7 @@ type fixture struct {
 	ak       *tpm.AK
 	verifier *attest.Verifier
 	pending  attest.Pending
-	req      api.CompleteRequest
+	req      attest.Completion
 }
 
 func ctxT(t *testing.T) context.Context {
@@ -90,12 +89,12 @@ func (f *fixture) challenge(t *testing.T) {
 	t.Helper()
 	ctx := ctxT(t)
 	ekPub, _ := x509.MarshalPKIXPublicKey(f.ek.Public)
-	akAPI := apiAK(f.ak.AttestationParameters())
+	akp := akParams(f.ak.AttestationParameters())
 	ek, err := f.verifier.VerifyEK(f.ek.Certificate.Raw, ekPub)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ak, err := f.verifier.VerifyAK(ek, akAPI)
+	ak, err := f.verifier.VerifyAK(ek, akp)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,10 +110,10 @@ func (f *fixture) challenge(t *testing.T) {
 	sum := sha256.Sum256(ch.Secret)
 	f.pending = attest.Pending{
 		Identity: "spiffe://sigil.test/workload/a", EKCertificate: f.ek.Certificate.Raw, EKPublic: ekPub,
-		AK: akAPI, Nonce: ch.Nonce, SecretHash: sum[:],
+		AK: akp, Nonce: ch.Nonce, SecretHash: sum[:],
 	}
-	f.req = api.CompleteRequest{
-		ChallengeID: "c1", Secret: secret, Platform: f.quote(t, f.ak, ch.Nonce, nil),
+	f.req = attest.Completion{
+		Secret: secret, Platform: f.quote(t, f.ak, ch.Nonce, nil),
 		Key: certified(key), CSR: csr(t, key),
 	}
 }
@@ -130,7 +129,7 @@ func (f *fixture) newKey(t *testing.T, ak *tpm.AK, nonce []byte) *tpm.Key {
 }
 
 // quote quotes the SHA-256 bank: all PCRs, or only sel.
-func (f *fixture) quote(t *testing.T, ak *tpm.AK, nonce []byte, sel []int) api.Platform {
+func (f *fixture) quote(t *testing.T, ak *tpm.AK, nonce []byte, sel []int) attest.Platform {
 	t.Helper()
 	var pp *gattest.PlatformParameters
 	var err error
@@ -142,23 +141,23 @@ func (f *fixture) quote(t *testing.T, ak *tpm.AK, nonce []byte, sel []int) api.P
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := api.Platform{EventLog: pp.EventLog}
+	out := attest.Platform{EventLog: pp.EventLog}
 	for _, q := range pp.Quotes {
-		out.Quotes = append(out.Quotes, api.Quote{Quote: q.Quote, Signature: q.Signature})
+		out.Quotes = append(out.Quotes, attest.Quote{Quote: q.Quote, Signature: q.Signature})
 	}
 	for _, p := range pp.PCRs {
-		out.PCRs = append(out.PCRs, api.PCR{Index: p.Index, Alg: "sha256", Digest: p.Digest})
+		out.PCRs = append(out.PCRs, attest.PCR{Index: p.Index, Alg: "sha256", Digest: p.Digest})
 	}
 	return out
 }
 
-func apiAK(p gattest.AttestationParameters) api.AK {
-	return api.AK{Public: p.Public, CreateData: p.CreateData, CreateAttestation: p.CreateAttestation, CreateSignature: p.CreateSignature}
+func akParams(p gattest.AttestationParameters) attest.AKParameters {
+	return attest.AKParameters{Public: p.Public, CreateData: p.CreateData, CreateAttestation: p.CreateAttestation, CreateSignature: p.CreateSignature}
 }
 
-func certified(k *tpm.Key) api.CertifiedKey {
+func certified(k *tpm.Key) attest.CertifiedKey {
 	p := k.CertificationParameters()
-	return api.CertifiedKey{Public: p.Public, CreateData: p.CreateData, CreateAttestation: p.CreateAttestation, CreateSignature: p.CreateSignature}
+	return attest.CertifiedKey{Public: p.Public, CreateData: p.CreateData, CreateAttestation: p.CreateAttestation, CreateSignature: p.CreateSignature}
 }
 
 func csr(t *testing.T, signer crypto.Signer) []byte {

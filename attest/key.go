@@ -8,8 +8,6 @@ import (
 	"github.com/google/go-attestation/attest"
 	"github.com/google/go-tpm/legacy/tpm2"
 	"go.step.sm/crypto/keyutil"
-
-	"github.com/sigil-dev/sigil/api"
 )
 
 // maxCSR bounds a certificate request.
@@ -18,7 +16,7 @@ const maxCSR = 8 << 10
 // verifyKey checks that key was certified by ak over nonce and is a
 // non-restricted signing key that cannot leave the TPM, and that csrDER is
 // signed by that key and asks for that key. It returns the key and the CSR.
-func verifyKey(ak *AK, nonce []byte, key api.CertifiedKey, csrDER []byte) (crypto.PublicKey, *x509.CertificateRequest, error) {
+func verifyKey(ak *AK, nonce []byte, key CertifiedKey, csrDER []byte) (crypto.PublicKey, *x509.CertificateRequest, error) {
 	for _, b := range [][]byte{key.Public, key.CreateAttestation, key.CreateSignature} {
 		if len(b) == 0 || len(b) > maxTPMBlob {
 			return nil, nil, fail(StepKey, "key parameter missing or larger than %d bytes", maxTPMBlob)

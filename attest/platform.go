@@ -6,8 +6,6 @@ import (
 	"encoding/hex"
 
 	"github.com/google/go-attestation/attest"
-
-	"github.com/sigil-dev/sigil/api"
 )
 
 // Limits on the boot state a client may send.
@@ -30,7 +28,7 @@ type Boot struct {
 
 // verifyPlatform checks that the quotes are signed by ak over nonce, cover
 // every required PCR, and that the event log replays to them.
-func (v *Verifier) verifyPlatform(ak *AK, nonce []byte, p api.Platform) (*Boot, error) {
+func (v *Verifier) verifyPlatform(ak *AK, nonce []byte, p Platform) (*Boot, error) {
 	if len(p.Quotes) == 0 || len(p.Quotes) > maxQuotes {
 		return nil, fail(StepQuote, "want 1 to %d quotes, got %d", maxQuotes, len(p.Quotes))
 	}
@@ -113,7 +111,7 @@ func resetValue(index, size int) []byte {
 	return b
 }
 
-func convertPCRs(in []api.PCR) ([]attest.PCR, error) {
+func convertPCRs(in []PCR) ([]attest.PCR, error) {
 	if len(in) == 0 || len(in) > maxPCRs {
 		return nil, fail(StepQuote, "want 1 to %d PCR values, got %d", maxPCRs, len(in))
 	}
@@ -134,7 +132,7 @@ func convertPCRs(in []api.PCR) ([]attest.PCR, error) {
 	return out, nil
 }
 
-func pcrHash(p api.PCR) (crypto.Hash, error) {
+func pcrHash(p PCR) (crypto.Hash, error) {
 	var h crypto.Hash
 	switch p.Alg {
 	case "sha1":

@@ -59,11 +59,11 @@ func FuzzReverify(f *testing.F) {
 	}
 	v := recordedVerifier(f)
 	f.Fuzz(func(t *testing.T, data []byte) {
-		var ev attest.Evidence
-		if json.Unmarshal(data, &ev) != nil {
+		ev, err := attest.ParseEvidence(data)
+		if err != nil {
 			return
 		}
-		res, err := v.Reverify(&ev)
+		res, err := v.Reverify(ev)
 		if err == nil && (res.Key == nil || res.CSR == nil || res.Boot == nil) {
 			t.Fatal("Reverify accepted evidence without a key, CSR or boot facts")
 		}
@@ -94,11 +94,11 @@ func readEvidence(t *testing.T, path string) *attest.Evidence {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var ev attest.Evidence
-	if err := json.Unmarshal(data, &ev); err != nil {
+	ev, err := attest.ParseEvidence(data)
+	if err != nil {
 		t.Fatal(err)
 	}
-	return &ev
+	return ev
 }
 
 func writeFixtures(t *testing.T) {

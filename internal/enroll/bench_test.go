@@ -44,7 +44,7 @@ func BenchmarkEnroll(b *testing.B) {
 }
 
 // enrollOnce is one enrollment; it returns the time spent in the service.
-func enrollOnce(ctx context.Context, d *device, svc *enroll.Service, identity string) (time.Duration, error) {
+func enrollOnce(ctx context.Context, d *machine, svc *enroll.Service, identity string) (time.Duration, error) {
 	if _, err := pickEK(ctx, d.tpm); err != nil {
 		return 0, err
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/sigil-dev/sigil/api"
 	"github.com/sigil-dev/sigil/attest"
 	"github.com/sigil-dev/sigil/ca"
+	"github.com/sigil-dev/sigil/internal/device"
 	"github.com/sigil-dev/sigil/internal/store"
 	"github.com/sigil-dev/sigil/policy"
 )
@@ -50,7 +51,7 @@ func (s *Service) complete(ctx context.Context, ch store.Challenge, req api.Comp
 	res, err := s.Verifier.Complete(attest.Pending{
 		Identity: ch.SPIFFEID, EKCertificate: p.EKCertificate, EKPublic: p.EKPublic,
 		AK: p.AK, Nonce: ch.Nonce, SecretHash: ch.SecretHash,
-	}, req)
+	}, completion(req))
 	if err != nil {
 		return nil, err
 	}
@@ -132,7 +133,7 @@ func (s *Service) boundAK(ctx context.Context, ekHash string) (string, error) {
 // decide asks policy whether the device may hold the identity and, when its
 // EK is bound to another AK, whether it may rebind.
 func (s *Service) decide(res *attest.Result, id spiffeid.ID, prevAK string) (policy.Decision, error) {
-	facts := Facts(res)
+	facts := device.Facts(res)
 	if prevAK != "" {
 		prev, _ := hex.DecodeString(prevAK)
 		d := s.Policy.Decide(policy.EnrollRequest{Action: policy.Rebind, Device: facts, Identity: id.String(), PreviousAKHash: prev})
@@ -145,21 +146,4 @@ func (s *Service) decide(res *attest.Result, id spiffeid.ID, prevAK string) (pol
 		return d, &DeniedError{Identity: id.String(), Decision: d}
 	}
 	return d, nil
-}
-
-// Facts are the policy facts of a verified enrollment.
-func Facts(res *attest.Result) policy.DeviceFacts {
-	return facts(res.EK.Hash, res.EK.Issuer, res.AK.Hash, res.Boot)
-}
-
-// facts builds policy facts from verified hex digests and boot facts.
-func facts(ekHash, ekIssuer, akHash string, boot *attest.Boot) policy.DeviceFacts {
-	ek, _ := hex.DecodeString(ekHash)
-	ak, _ := hex.DecodeString(akHash)
-	f := policy.DeviceFacts{EKHash: ek, EKIssuer: ekIssuer, AKHash: ak, SecureBoot: boot.SecureBoot, PCRs: boot.PCRs}
-	for _, d := range boot.EventDigests {
-		b, _ := hex.DecodeString(d)
-		f.EventDigests = append(f.EventDigests, b)
-	}
-	return f
 }

@@ -53,9 +53,9 @@ func (s *Service) now() time.Time {
 
 // pending is the challenge state kept in the store between the two steps.
 type pending struct {
-	EKCertificate []byte `json:"ek_certificate,omitempty"`
-	EKPublic      []byte `json:"ek_public"`
-	AK            api.AK `json:"ak"`
+	EKCertificate []byte              `json:"ek_certificate,omitempty"`
+	EKPublic      []byte              `json:"ek_public"`
+	AK            attest.AKParameters `json:"ak"`
 }
 
 // Challenge verifies the EK and AK and answers with a credential to
@@ -69,7 +69,8 @@ func (s *Service) Challenge(ctx context.Context, req api.ChallengeRequest) (*api
 	if err != nil {
 		return nil, err
 	}
-	ak, err := s.Verifier.VerifyAK(ek, req.AK)
+	akParams := akParameters(req.AK)
+	ak, err := s.Verifier.VerifyAK(ek, akParams)
 	if err != nil {
 		return nil, err
 	}
@@ -80,7 +81,7 @@ func (s *Service) Challenge(ctx context.Context, req api.ChallengeRequest) (*api
 	if err != nil {
 		return nil, err
 	}
-	state, err := json.Marshal(pending{EKCertificate: req.EKCertificate, EKPublic: req.EKPublic, AK: req.AK})
+	state, err := json.Marshal(pending{EKCertificate: req.EKCertificate, EKPublic: req.EKPublic, AK: akParams})
 	if err != nil {
 		return nil, fmt.Errorf("enroll: encode challenge state: %w", err)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/sigil-dev/sigil/api"
 	"github.com/sigil-dev/sigil/attest"
 	"github.com/sigil-dev/sigil/ca"
+	"github.com/sigil-dev/sigil/internal/device"
 	"github.com/sigil-dev/sigil/internal/enroll"
 	"github.com/sigil-dev/sigil/internal/store"
 	"github.com/sigil-dev/sigil/testenv"
@@ -79,7 +80,7 @@ func TestEnrollGenuine(t *testing.T) {
 		if dev.AKHash != iss.Result.AK.Hash || dev.Status != store.DeviceActive || !bytes.Equal(dev.EKCertDER, d.ek.Certificate.Raw) {
 			t.Errorf("device AK %s status %q, want AK %s active with its EK certificate", dev.AKHash, dev.Status, iss.Result.AK.Hash)
 		}
-		rec, err := srv.store.Certificate(ctx, enroll.Serial(cert))
+		rec, err := srv.store.Certificate(ctx, device.Serial(cert))
 		if err != nil {
 			t.Fatalf("Certificate: %v", err)
 		}
@@ -498,10 +499,10 @@ func TestDisabledDevice(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(revoked, []string{enroll.Serial(cert)}) {
-		t.Errorf("disabling revoked %v, want the device's certificate %s", revoked, enroll.Serial(cert))
+	if !slices.Equal(revoked, []string{device.Serial(cert)}) {
+		t.Errorf("disabling revoked %v, want the device's certificate %s", revoked, device.Serial(cert))
 	}
-	rec, err := srv.store.Certificate(ctx, enroll.Serial(cert))
+	rec, err := srv.store.Certificate(ctx, device.Serial(cert))
 	if err != nil || rec.RevokedAt == nil || rec.RevocationReason != store.ReasonDeviceDisabled {
 		t.Errorf("certificate record %+v (%v), want revoked with reason %q", rec, err, store.ReasonDeviceDisabled)
 	}
@@ -549,7 +550,7 @@ func TestDisabledDevice(t *testing.T) {
 	}
 }
 
-func ekHashOf(d *device) string {
+func ekHashOf(d *machine) string {
 	sum := sha256.Sum256(d.ekPub)
 	return hex.EncodeToString(sum[:])
 }

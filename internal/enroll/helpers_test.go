@@ -7,7 +7,6 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -155,9 +154,9 @@ func noRebindPolicy(t testing.TB) string {
 	return dir
 }
 
-// device is the workload side: a booted swtpm opened through the tpm
+// machine is the workload side: a booted swtpm opened through the tpm
 // package, with the EK it enrolls with.
-type device struct {
+type machine struct {
 	sw    *testenv.TPM
 	tpm   *tpm.TPM
 	ek    tpm.EK
@@ -166,7 +165,7 @@ type device struct {
 
 // newDevice starts a swtpm (a copy of the process's shared TPM identity),
 // runs the measured boot m on it and opens it with its event log.
-func newDevice(t testing.TB, m testenv.MeasuredBoot) *device {
+func newDevice(t testing.TB, m testenv.MeasuredBoot) *machine {
 	t.Helper()
 	sw := testenv.SWTPM(t, testenv.SharedIdentity())
 	testenv.Boot(t, sw, m)
@@ -176,7 +175,7 @@ func newDevice(t testing.TB, m testenv.MeasuredBoot) *device {
 		t.Fatalf("tpm.Open(%s): %v", sw.Addr, err)
 	}
 	t.Cleanup(func() { tt.Close() })
-	d := &device{sw: sw, tpm: tt}
+	d := &machine{sw: sw, tpm: tt}
 	if d.ek, err = pickEK(ctx, tt); err != nil {
 		t.Fatal(err)
 	}
@@ -200,7 +199,7 @@ func pickEK(ctx context.Context, t *tpm.TPM) (tpm.EK, error) {
 	return tpm.EK{}, errors.New("the TPM has no EK with a certificate")
 }
 
-func (d *device) newAK(t testing.TB) *tpm.AK {
+func (d *machine) newAK(t testing.TB) *tpm.AK {
 	t.Helper()
 	ak, err := d.tpm.NewAK(testCtx(t))
 	if err != nil {
@@ -210,7 +209,7 @@ func (d *device) newAK(t testing.TB) *tpm.AK {
 }
 
 // challengeRequest is step 1 of the protocol, as client.Enroll sends it.
-func (d *device) challengeRequest(ak *tpm.AK, identity string) api.ChallengeRequest {
+func (d *machine) challengeRequest(ak *tpm.AK, identity string) api.ChallengeRequest {
 	p := ak.AttestationParameters()
 	return api.ChallengeRequest{
 		EKCertificate: d.ek.Certificate.Raw, EKPublic: d.ekPub, Identity: identity,
@@ -229,7 +228,7 @@ type attempt struct {
 }
 
 // begin asks svc for a challenge for ak and answers it (see answer).
-func (d *device) begin(t testing.TB, svc *enroll.Service, ak *tpm.AK, identity string) *attempt {
+func (d *machine) begin(t testing.TB, svc *enroll.Service, ak *tpm.AK, identity string) *attempt {
 	t.Helper()
 	ctx := testCtx(t)
 	ch, err := svc.Challenge(ctx, d.challengeRequest(ak, identity))
@@ -247,7 +246,7 @@ func (d *device) begin(t testing.TB, svc *enroll.Service, ak *tpm.AK, identity s
 // answer answers a challenge as client.Enroll does: activate the
 // credential, certify a new key over the nonce, quote the SHA-256 bank over
 // the nonce, sign a CSR with the key. The caller closes the key.
-func (d *device) answer(ctx context.Context, ak *tpm.AK, ch *api.Challenge, identity string) (api.CompleteRequest, *tpm.Key, error) {
+func (d *machine) answer(ctx context.Context, ak *tpm.AK, ch *api.Challenge, identity string) (api.CompleteRequest, *tpm.Key, error) {
 	secret, err := ak.ActivateCredential(ctx, d.ek, gattest.EncryptedCredential{Credential: ch.Credential, Secret: ch.Secret})
 	if err != nil {
 		return api.CompleteRequest{}, nil, fmt.Errorf("ActivateCredential: %w", err)
@@ -271,7 +270,7 @@ func (d *device) answer(ctx context.Context, ak *tpm.AK, ch *api.Challenge, iden
 
 // enroll runs a whole enrollment with a new AK and fails the test unless it
 // succeeds.
-func (d *device) enroll(t testing.TB, svc *enroll.Service, identity string) (*attempt, *enroll.Issued) {
+func (d *machine) enroll(t testing.TB, svc *enroll.Service, identity string) (*attempt, *enroll.Issued) {
 	t.Helper()
 	a := d.begin(t, svc, d.newAK(t), identity)
 	iss, err := svc.Complete(testCtx(t), a.req)
@@ -387,11 +386,11 @@ func storedEvidence(t testing.TB, st store.Store, digest string) (store.Evidence
 	if err != nil {
 		t.Fatalf("Evidence(%s): %v", digest, err)
 	}
-	var ev attest.Evidence
-	if err := json.Unmarshal(rec.Bundle, &ev); err != nil {
+	ev, err := attest.ParseEvidence(rec.Bundle)
+	if err != nil {
 		t.Fatal(err)
 	}
-	return rec, &ev
+	return rec, ev
 }
 
 // stepOf is the attest step err failed at, "" when err is no attestation

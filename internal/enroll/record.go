@@ -13,6 +13,7 @@ import (
 	"github.com/sigil-dev/sigil/attest"
 	"github.com/sigil-dev/sigil/audit"
 	"github.com/sigil-dev/sigil/internal/auditlog"
+	"github.com/sigil-dev/sigil/internal/device"
 	"github.com/sigil-dev/sigil/internal/store"
 	"github.com/sigil-dev/sigil/policy"
 )
@@ -59,7 +60,7 @@ func (s *Service) record(ctx context.Context, res *attest.Result, cert *x509.Cer
 // its full evidence, and the certificate.
 func enrollmentEntries(res *attest.Result, cert *x509.Certificate, bundle []byte, digest string, d policy.Decision, prevAK string, now time.Time) ([]store.AuditEntry, error) {
 	enrolled, err := auditlog.Entry(audit.DeviceEnrolled, now, audit.Enrollment{
-		SPIFFEID: cert.URIs[0].String(), Serial: Serial(cert), EKHash: res.EK.Hash, AKHash: res.AK.Hash,
+		SPIFFEID: cert.URIs[0].String(), Serial: device.Serial(cert), EKHash: res.EK.Hash, AKHash: res.AK.Hash,
 		EvidenceDigest: digest, PolicyVersion: d.Version, PolicyIDs: d.PolicyIDs, PreviousAK: prevAK, Evidence: bundle,
 	})
 	if err != nil {
@@ -76,9 +77,9 @@ func enrollmentEntries(res *attest.Result, cert *x509.Certificate, bundle []byte
 // found again by its serial.
 func certificateEntry(kind audit.Kind, cert *x509.Certificate, ekHash, digest, version string, evidence []byte, now time.Time) (store.AuditEntry, error) {
 	return auditlog.Entry(kind, now, audit.Certificate{
-		Serial: Serial(cert), SPIFFEID: cert.URIs[0].String(), EKHash: ekHash,
+		Serial: device.Serial(cert), SPIFFEID: cert.URIs[0].String(), EKHash: ekHash,
 		EvidenceDigest: digest, PolicyVersion: version, NotAfter: cert.NotAfter, Evidence: evidence,
-	}, "serial:"+Serial(cert))
+	}, "serial:"+device.Serial(cert))
 }
 
 // recordErr names a failed recording, keeping a device disabled meanwhile
@@ -95,15 +96,10 @@ func recordErr(what string, err error) error {
 
 func certificateRecord(cert *x509.Certificate, ekHash, digest, version string) store.Certificate {
 	return store.Certificate{
-		Serial: Serial(cert), SPIFFEID: cert.URIs[0].String(), EKHash: ekHash,
+		Serial: device.Serial(cert), SPIFFEID: cert.URIs[0].String(), EKHash: ekHash,
 		NotBefore: cert.NotBefore, NotAfter: cert.NotAfter,
 		EvidenceDigest: digest, PolicyVersion: version, DER: cert.Raw,
 	}
-}
-
-// Serial is the store's key for a certificate: its serial number in hex.
-func Serial(cert *x509.Certificate) string {
-	return cert.SerialNumber.Text(16)
 }
 
 func (s *Service) answer(cert *x509.Certificate, digest []byte, version string) *api.Certificate {

@@ -19,6 +19,7 @@ import (
 	"github.com/sigil-dev/sigil/audit"
 	"github.com/sigil-dev/sigil/ca"
 	"github.com/sigil-dev/sigil/internal/auditlog"
+	"github.com/sigil-dev/sigil/internal/device"
 	"github.com/sigil-dev/sigil/internal/store"
 	"github.com/sigil-dev/sigil/policy"
 )
@@ -73,7 +74,7 @@ func (s *Service) Renew(ctx context.Context, peer *x509.Certificate, req api.Ren
 
 func (s *Service) renew(ctx context.Context, ch store.Challenge, peer *x509.Certificate, req api.RenewRequest) (*Issued, error) {
 	var st renewState
-	if err := json.Unmarshal(ch.Pending, &st); err != nil || st.Serial != Serial(peer) {
+	if err := json.Unmarshal(ch.Pending, &st); err != nil || st.Serial != device.Serial(peer) {
 		return nil, fmt.Errorf("%w: the challenge belongs to another certificate", ErrBadRequest)
 	}
 	_, dev, err := s.renewable(ctx, peer)
@@ -85,7 +86,7 @@ func (s *Service) renew(ctx context.Context, ch store.Challenge, peer *x509.Cert
 	}
 	ev := &attest.Renewal{
 		Version: attest.EvidenceVersion, Identity: ch.SPIFFEID, Previous: st.Serial, EKHash: dev.EKHash,
-		AKPublic: dev.AKPublic, Nonce: ch.Nonce, Platform: req.Platform, CSR: req.CSR, VerifiedAt: s.now().UTC(),
+		AKPublic: dev.AKPublic, Nonce: ch.Nonce, Platform: platform(req.Platform), CSR: req.CSR, VerifiedAt: s.now().UTC(),
 	}
 	boot, csr, err := s.Verifier.VerifyRenewal(ev, peer.PublicKey)
 	if err != nil {
@@ -99,7 +100,10 @@ func (s *Service) reissue(ctx context.Context, peer *x509.Certificate, dev store
 	if err != nil {
 		return nil, fmt.Errorf("enroll: stored identity: %w", err)
 	}
-	facts := deviceFacts(dev, boot)
+	facts, err := device.RenewalFacts(dev, ev, boot)
+	if err != nil {
+		return nil, fmt.Errorf("enroll: %w", err)
+	}
 	d := s.Policy.Decide(policy.EnrollRequest{Action: policy.Renew, Device: facts, Identity: id.String()})
 	if !d.Allowed {
 		return nil, &DeniedError{Identity: id.String() + " (renewal)", Decision: d}
@@ -128,14 +132,14 @@ func (s *Service) renewable(ctx context.Context, peer *x509.Certificate) (store.
 	if peer == nil {
 		return store.Certificate{}, store.Device{}, fmt.Errorf("%w: renewal needs the current certificate as TLS client certificate", ErrNotRenewable)
 	}
-	rec, err := s.Store.Certificate(ctx, Serial(peer))
+	rec, err := s.Store.Certificate(ctx, device.Serial(peer))
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		return rec, store.Device{}, fmt.Errorf("%w: certificate %s was not issued here", ErrNotRenewable, Serial(peer))
+		return rec, store.Device{}, fmt.Errorf("%w: certificate %s was not issued here", ErrNotRenewable, device.Serial(peer))
 	case err != nil:
 		return rec, store.Device{}, fmt.Errorf("enroll: look up certificate: %w", err)
 	case !bytes.Equal(rec.DER, peer.Raw):
-		return rec, store.Device{}, fmt.Errorf("%w: certificate %s is not the one issued here under that serial", ErrNotRenewable, Serial(peer))
+		return rec, store.Device{}, fmt.Errorf("%w: certificate %s is not the one issued here under that serial", ErrNotRenewable, device.Serial(peer))
 	case rec.RevokedAt != nil:
 		return rec, store.Device{}, fmt.Errorf("%w: certificate %s is revoked (%s)", ErrNotRenewable, rec.Serial, rec.RevocationReason)
 	}
@@ -172,13 +176,4 @@ func (s *Service) recordRenewal(ctx context.Context, ev *attest.Renewal, cert *x
 		s.nudge()
 	}
 	return recordErr("renewal", err)
-}
-
-// deviceFacts are the policy facts of a known device with fresh boot facts.
-func deviceFacts(dev store.Device, boot *attest.Boot) policy.DeviceFacts {
-	var issuer string
-	if cert, err := x509.ParseCertificate(dev.EKCertDER); err == nil {
-		issuer = cert.Issuer.String()
-	}
-	return facts(dev.EKHash, issuer, dev.AKHash, boot)
 }

@@ -7,7 +7,6 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"math/big"
 	"slices"
@@ -17,6 +16,7 @@ import (
 	"github.com/sigil-dev/sigil/api"
 	"github.com/sigil-dev/sigil/attest"
 	"github.com/sigil-dev/sigil/ca"
+	"github.com/sigil-dev/sigil/internal/device"
 	"github.com/sigil-dev/sigil/internal/enroll"
 	"github.com/sigil-dev/sigil/testenv"
 )
@@ -79,7 +79,7 @@ func TestRenew(t *testing.T) {
 		if !samePublic(cert2.PublicKey, cert.PublicKey) {
 			t.Error("renewed certificate has another key than the TPM key")
 		}
-		if enroll.Serial(cert2) == enroll.Serial(cert) {
+		if device.Serial(cert2) == device.Serial(cert) {
 			t.Error("renewed certificate reuses the serial")
 		}
 		digest := iss2.Certificate.EvidenceDigest
@@ -93,11 +93,11 @@ func TestRenew(t *testing.T) {
 		if sum := sha256.Sum256(rec.Bundle); hex.EncodeToString(sum[:]) != digest {
 			t.Error("stored renewal evidence does not hash to the digest in the certificate")
 		}
-		var ev attest.Renewal
-		if err := json.Unmarshal(rec.Bundle, &ev); err != nil {
+		ev, err := attest.ParseRenewal(rec.Bundle)
+		if err != nil {
 			t.Fatal(err)
 		}
-		if ev.Previous != enroll.Serial(cert) || !bytes.Equal(ev.Nonce, ch.Nonce) || !bytes.Equal(ev.AKPublic, a.ak.AttestationParameters().Public) {
+		if ev.Previous != device.Serial(cert) || !bytes.Equal(ev.Nonce, ch.Nonce) || !bytes.Equal(ev.AKPublic, a.ak.AttestationParameters().Public) {
 			t.Errorf("renewal evidence (previous %s, nonce %x) does not record the renewed certificate, nonce and pinned AK", ev.Previous, ev.Nonce)
 		}
 		ext, err := ca.EvidenceOf(cert2)
@@ -107,7 +107,7 @@ func TestRenew(t *testing.T) {
 		if hex.EncodeToString(ext.Digest) != digest {
 			t.Errorf("extension digest %x, Issued says %s", ext.Digest, digest)
 		}
-		crec, err := srv.store.Certificate(ctx, enroll.Serial(cert2))
+		crec, err := srv.store.Certificate(ctx, device.Serial(cert2))
 		if err != nil || !bytes.Equal(crec.DER, cert2.Raw) || crec.EvidenceDigest != digest {
 			t.Errorf("certificate record %+v (%v) does not match the renewed certificate", crec, err)
 		}

@@ -7,7 +7,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/sigil-dev/sigil/internal/enroll"
+	"github.com/sigil-dev/sigil/internal/device"
 	"github.com/sigil-dev/sigil/internal/store"
 	"github.com/sigil-dev/sigil/signer"
 )
@@ -29,7 +29,7 @@ func (s *Service) authenticate(ctx context.Context, cert *x509.Certificate) (*cl
 	if cert == nil {
 		return nil, invalidClient("a client certificate is required: authenticate with the workload's X.509-SVID over mutual TLS (tls_client_auth)")
 	}
-	serial := enroll.Serial(cert)
+	serial := device.Serial(cert)
 	rec, err := s.cfg.Store.Certificate(ctx, serial)
 	switch {
 	case errors.Is(err, store.ErrNotFound):

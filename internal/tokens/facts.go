@@ -5,14 +5,13 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"sync"
 	"time"
 
 	"github.com/sigil-dev/sigil/attest"
 	"github.com/sigil-dev/sigil/ca"
-	"github.com/sigil-dev/sigil/internal/enroll"
+	"github.com/sigil-dev/sigil/internal/device"
 	"github.com/sigil-dev/sigil/internal/store"
 	"github.com/sigil-dev/sigil/policy"
 )
@@ -144,29 +143,29 @@ func checkExtension(cert *x509.Certificate, rec store.Certificate) error {
 }
 
 func (fc *factsCache) enrollment(ev store.Evidence) (policy.DeviceFacts, error) {
-	var e attest.Evidence
-	if err := json.Unmarshal(ev.Bundle, &e); err != nil {
+	e, err := attest.ParseEvidence(ev.Bundle)
+	if err != nil {
 		return policy.DeviceFacts{}, fmt.Errorf("tokens: evidence %s: %w", ev.Digest, err)
 	}
-	res, err := fc.verify.Reverify(&e)
+	res, err := fc.verify.Reverify(e)
 	if err != nil {
 		return policy.DeviceFacts{}, fmt.Errorf("tokens: evidence %s no longer verifies: %w", ev.Digest, err)
 	}
 	if res.EK.Hash != ev.EKHash {
 		return policy.DeviceFacts{}, fmt.Errorf("tokens: evidence %s is of another EK", ev.Digest)
 	}
-	return enroll.Facts(res), nil
+	return device.Facts(res), nil
 }
 
 // renewal gives the facts a renewal was decided on: the device's EK (and
 // its certificate's issuer) from the device record, the AK that quoted,
 // and the boot facts of the quote.
 func (fc *factsCache) renewal(ctx context.Context, ev store.Evidence, cert *x509.Certificate) (policy.DeviceFacts, error) {
-	var r attest.Renewal
-	if err := json.Unmarshal(ev.Bundle, &r); err != nil {
+	r, err := attest.ParseRenewal(ev.Bundle)
+	if err != nil {
 		return policy.DeviceFacts{}, fmt.Errorf("tokens: renewal evidence %s: %w", ev.Digest, err)
 	}
-	boot, _, err := fc.verify.VerifyRenewal(&r, cert.PublicKey)
+	boot, _, err := fc.verify.VerifyRenewal(r, cert.PublicKey)
 	if err != nil {
 		return policy.DeviceFacts{}, fmt.Errorf("tokens: renewal evidence %s no longer verifies: %w", ev.Digest, err)
 	}
@@ -174,16 +173,9 @@ func (fc *factsCache) renewal(ctx context.Context, ev store.Evidence, cert *x509
 	if err != nil {
 		return policy.DeviceFacts{}, fmt.Errorf("tokens: device of renewal evidence %s: %w", ev.Digest, err)
 	}
-	var issuer string
-	if len(dev.EKCertDER) > 0 {
-		ek, err := x509.ParseCertificate(dev.EKCertDER)
-		if err != nil {
-			return policy.DeviceFacts{}, fmt.Errorf("tokens: EK certificate of device %s: %w", dev.EKHash, err)
-		}
-		issuer = ek.Issuer.String()
+	facts, err := device.RenewalFacts(dev, r, boot)
+	if err != nil {
+		return policy.DeviceFacts{}, fmt.Errorf("tokens: renewal evidence %s: %w", ev.Digest, err)
 	}
-	ak := sha256.Sum256(r.AKPublic)
-	return enroll.Facts(&attest.Result{
-		EK: &attest.EK{Hash: dev.EKHash, Issuer: issuer}, AK: &attest.AK{Hash: hex.EncodeToString(ak[:])}, Boot: boot,
-	}), nil
+	return facts, nil
 }

@@ -31,7 +31,7 @@ import (
 	"github.com/sigil-dev/sigil/attest"
 	"github.com/sigil-dev/sigil/ca"
 	"github.com/sigil-dev/sigil/hsm"
-	"github.com/sigil-dev/sigil/internal/enroll"
+	"github.com/sigil-dev/sigil/internal/device"
 	"github.com/sigil-dev/sigil/internal/store"
 	"github.com/sigil-dev/sigil/internal/tokens"
 	"github.com/sigil-dev/sigil/policy"
@@ -214,18 +214,18 @@ func (e *Env) recordDevice(t testing.TB) *attest.Verifier {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var ev attest.Evidence
 	if data, err = os.ReadFile(filepath.Join(root(), "attest", "testdata", "evidence-genuine.json")); err != nil {
 		t.Fatal(err)
 	}
-	if err := json.Unmarshal(data, &ev); err != nil {
+	ev, err := attest.ParseEvidence(data)
+	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := v.Reverify(&ev)
+	res, err := v.Reverify(ev)
 	if err != nil {
 		t.Fatalf("recorded evidence: %v", err)
 	}
-	bundle, _ := json.Marshal(&ev)
+	bundle, _ := json.Marshal(ev)
 	digest, _ := ev.Digest()
 	ekHash, _ := hex.DecodeString(res.EK.Hash)
 	e.ekHash, e.digest = res.EK.Hash, hex.EncodeToString(digest)
@@ -269,7 +269,7 @@ func (e *Env) Client(t testing.TB, id string) *Workload {
 func (e *Env) Record(t testing.TB, w *Workload) {
 	t.Helper()
 	err := e.Store.InsertCertificate(t.Context(), store.Certificate{
-		Serial: enroll.Serial(w.Cert), SPIFFEID: w.ID, EKHash: e.ekHash, NotBefore: w.Cert.NotBefore, NotAfter: w.Cert.NotAfter,
+		Serial: device.Serial(w.Cert), SPIFFEID: w.ID, EKHash: e.ekHash, NotBefore: w.Cert.NotBefore, NotAfter: w.Cert.NotAfter,
 		EvidenceDigest: e.digest, PolicyVersion: e.Policy.Version(), DER: w.Cert.Raw,
 	})
 	if err != nil {
@@ -306,7 +306,7 @@ func (e *Env) Evidence() ca.Evidence { return e.evidence }
 // RevokeCertificate revokes w's certificate in the store.
 func (e *Env) RevokeCertificate(t testing.TB, w *Workload) {
 	t.Helper()
-	if err := e.Store.RevokeCertificate(t.Context(), enroll.Serial(w.Cert), "key compromise", time.Now()); err != nil {
+	if err := e.Store.RevokeCertificate(t.Context(), device.Serial(w.Cert), "key compromise", time.Now()); err != nil {
 		t.Fatalf("RevokeCertificate: %v", err)
 	}
 }
