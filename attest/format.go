@@ -2,6 +2,7 @@ package attest
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -169,6 +170,17 @@ func ParseRenewal(data []byte) (*Renewal, error) {
 		return nil, fmt.Errorf("attest: parse renewal evidence: %w", err)
 	}
 	return &r, nil
+}
+
+// digestJSON is the digest of a version 1 record: the SHA-256 of its
+// encoding/json encoding.
+func digestJSON(v any) ([]byte, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(b)
+	return sum[:], nil
 }
 
 func knownVersion(v int) error {
