@@ -11,7 +11,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -46,6 +45,7 @@ type TPM struct {
 	// EventLogPath is where Boot writes the measured-boot event log.
 	EventLogPath string
 
+	ports    *portPair
 	cmd      *exec.Cmd
 	done     chan struct{} // closed when the swtpm process has exited
 	waitErr  error
@@ -214,7 +214,7 @@ func (tp *TPM) Stop() error {
 			<-tp.done
 			tp.stopErr = fmt.Errorf("swtpm %s ignored SIGTERM and was killed", tp.Addr)
 		}
-		releasePorts(tp.Port)
+		tp.ports.release()
 	})
 	return tp.stopErr
 }
@@ -274,20 +274,21 @@ func provisionShared(ctx context.Context) (state, caPEM []byte, err error) {
 	return state, caPEM, nil
 }
 
-// launch starts swtpm on two free adjacent ports, retrying when another
-// process takes them first.
+// launch starts swtpm on a reserved pair of ports (see ports.go), retrying
+// with a fresh pair when a process outside the reservation took one first.
 func (tp *TPM) launch(ctx context.Context, deathSignal syscall.Signal) error {
 	var lastErr error
 	for attempt := 0; attempt < 10; attempt++ {
-		port, err := reservePorts()
+		pair, err := reservePair()
 		if err != nil {
-			return err
+			return fmt.Errorf("swtpm: %w", err)
 		}
-		err = tp.run(ctx, port, deathSignal)
+		err = tp.run(ctx, pair.Port, deathSignal)
 		if err == nil {
+			tp.ports = pair
 			return nil
 		}
-		releasePorts(port)
+		pair.release()
 		lastErr = err
 		if ctx.Err() != nil || !errors.Is(err, errPortTaken) {
 			break
@@ -360,40 +361,6 @@ func tail(b []byte, n int) string {
 		return ""
 	}
 	return "\n" + string(b)
-}
-
-// reserved holds ports handed to swtpm processes of this test binary, so two
-// parallel tests never race for the same pair.
-var reserved sync.Map
-
-func reservePorts() (int, error) {
-	for i := 0; i < 50; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return 0, fmt.Errorf("swtpm: pick port: %w", err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		l2, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port+1))
-		l.Close()
-		if err != nil {
-			continue
-		}
-		l2.Close()
-		if _, taken := reserved.LoadOrStore(port, true); taken {
-			continue
-		}
-		if _, taken := reserved.LoadOrStore(port+1, true); taken {
-			reserved.Delete(port)
-			continue
-		}
-		return port, nil
-	}
-	return 0, errors.New("swtpm: no two adjacent free ports on 127.0.0.1")
-}
-
-func releasePorts(port int) {
-	reserved.Delete(port)
-	reserved.Delete(port + 1)
 }
 
 // listensOn reports whether process pid owns a socket listening on
