@@ -9,7 +9,8 @@
 #
 # TPM commands are served on 127.0.0.1:PORT, the control channel on PORT+1 (the
 # layout the tpm2-tss swtpm TCTI expects: swtpm:host=127.0.0.1,port=PORT).
-# PORT is picked at random when not given. Every command is idempotent.
+# When PORT is not given, a free even PORT is reserved across processes (see
+# ports.sh; swtpm holds the lock while it runs). Every command is idempotent.
 #
 # DIR/ekca     private EK CA (ECDSA P-256, made for DIR) that swtpm_localca uses
 # DIR/ek-ca.pem the EK root to trust
@@ -20,6 +21,8 @@
 # Set SWTPM_EKCA_DIR to a directory to share one EK CA between several DIRs.
 # Nothing is read from or written to /etc or /var/lib/swtpm-localca.
 set -euo pipefail
+# shellcheck source=testenv/ports.sh
+source "$(dirname "$0")/ports.sh"
 
 die() { echo "swtpm.sh: $*" >&2; exit 1; }
 usage() { die "usage: $0 start DIR [PORT] | addr DIR | boot DIR [dev|debug] | stop DIR"; }
@@ -84,11 +87,8 @@ provision() {
 		die "swtpm_setup failed, see $dir/swtpm_setup.log"
 }
 
-port_free() {
-	[[ -z $(ss -Hltn "( sport = :$1 or sport = :$(($1 + 1)) )" 2>/dev/null) ]]
-}
-
-# launch DIR PORT: start the daemon; fails if a port is taken.
+# launch DIR PORT: start the daemon; fails if a port is taken. The daemon
+# inherits the port lock on fd 9, if any.
 launch() {
 	rm -f "$1/swtpm.pid"
 	swtpm socket --tpm2 --tpmstate "dir=$1/state" \
@@ -115,11 +115,15 @@ cmd_start() {
 	if [[ -n $port ]]; then
 		launch "$dir" "$port" || die "cannot start swtpm on ports $port and $((port + 1)), see $dir/swtpm.log"
 	else
-		for try in $(seq 20); do
-			port=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
-			port_free "$port" && launch "$dir" "$port" 2>/dev/null && break
+		# Retry with a fresh pair when a process outside the reservation
+		# took a port between the check and swtpm's bind.
+		for try in $(seq 10); do
+			reserve_pair || die "no free port pair for swtpm (ports.sh)"
+			launch "$dir" "$port" 2>/dev/null && break
 			port=
+			exec 9>&-
 		done
+		exec 9>&-
 		[[ -n $port ]] || die "no free port pair for swtpm, see $dir/swtpm.log"
 	fi
 	echo "$port" >"$dir/port"

@@ -21,6 +21,8 @@
 # Nothing is written outside DIR; processes are stopped by the PIDs recorded
 # there. Every step is idempotent: running up.sh again reuses what runs.
 set -euo pipefail
+# shellcheck source=testenv/ports.sh
+source "$(dirname "$0")/ports.sh"
 
 die() { echo "up.sh: $*" >&2; exit 1; }
 
@@ -61,16 +63,6 @@ cp -R "$root/testenv/policy/." "$dir/policy/"
 
 pid_alive() { [[ -s $1 ]] && kill -0 "$(<"$1")" 2>/dev/null; }
 
-# free_port prints a loopback port nothing listens on.
-free_port() {
-	local p
-	for _ in $(seq 50); do
-		p=$((20000 + RANDOM % 40000))
-		(exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
-	done
-	die "no free port"
-}
-
 # configure writes DIR/sigild.yaml for a port; init is idempotent.
 configure() {
 	sed -e "s|@DIR@|$dir|g" -e "s|@PORT@|$1|g" -e "s|@HSM_URI@|${SIGIL_HSM_URI//&/\\&}|g" \
@@ -81,7 +73,8 @@ configure() {
 }
 
 # serve starts sigild and waits until it is ready; it fails if sigild
-# exits, which it does when another process took the port meanwhile.
+# exits, which it does when another process took the port meanwhile. sigild
+# inherits the port lock on fd 9 and holds it while it runs.
 serve() {
 	# shellcheck disable=SC2086 # SIGILD_FLAGS: extra flags, e.g. "--pprof 127.0.0.1:6060"
 	nohup "$bin/sigild" --config "$dir/sigild.yaml" serve ${SIGILD_FLAGS:-} >"$dir/sigild.log" 2>&1 &
@@ -97,14 +90,17 @@ serve() {
 listen() { sed -n 's/^listen: *//p' "$dir/sigild.yaml"; }
 
 if ! pid_alive "$dir/sigild.pid"; then
-	# A free port can be taken by another process before sigild binds it:
-	# try a few.
+	# A port is reserved across processes (ports.sh), but one outside the
+	# reservation can still take it before sigild binds it: try a few.
 	for attempt in 1 2 3 4 5; do
-		configure "$(free_port)"
+		reserve_pair || die "no free port for sigild (ports.sh)"
+		configure "$port"
 		serve && break
+		exec 9>&-
 		grep -q 'address already in use' "$dir/sigild.log" && [[ $attempt -lt 5 ]] ||
 			die "sigild exited; see $dir/sigild.log"
 	done
+	exec 9>&-
 fi
 server="https://$(listen)"
 curl -fsS --cacert "$dir/bundle.pem" "$server/readyz" >/dev/null || die "sigild is not ready; see $dir/sigild.log"
