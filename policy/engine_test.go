@@ -8,7 +8,10 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
+
+	"github.com/sigil-dev/sigil/testenv"
 )
 
 // versions records what OnLoad reports.
@@ -31,18 +34,6 @@ func (v *versions) get() []string {
 
 func devEnroll() EnrollRequest {
 	return EnrollRequest{Device: devDevice(), Identity: "spiffe://sigil.test/workload/web"}
-}
-
-// waitFor polls cond until it holds or a generous deadline passes.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 const unknownAttribute = "@id(\"bad\")\nforbid (principal is Sigil::Device, action, resource) when { principal.debug_mode };\n"
@@ -134,10 +125,14 @@ func TestAutoReload(t *testing.T) {
 
 	bad := filepath.Join(dir, "zz-bad.cedar")
 	writeFile(t, bad, unknownAttribute)
-	waitFor(t, "the rejection to be logged", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "the rejection to be logged", func() bool {
 		return strings.Contains(logs.String(), "policy set rejected")
 	})
-	time.Sleep(50 * time.Millisecond) // ten more polls
+	for range 10 { // ten more polls of the unchanged directory
+		if err := e.pollOnce(t.Context()); err != nil {
+			t.Fatalf("poll: %v", err)
+		}
+	}
 	if n := strings.Count(logs.String(), "policy set rejected"); n != 1 {
 		t.Errorf("rejection logged %d times, want once:\n%s", n, logs.String())
 	}
@@ -146,7 +141,7 @@ func TestAutoReload(t *testing.T) {
 	}
 
 	writeFile(t, bad, "@id(\"deny-all-enroll\")\nforbid (principal, action == Sigil::Action::\"enroll\", resource);\n")
-	waitFor(t, "the new set", func() bool { return e.Set().Version() != v1 })
+	testenv.WaitFor(t, 10*time.Second, "the new set", func() bool { return e.Set().Version() != v1 })
 	d := e.Decide(devEnroll())
 	if d.Allowed || !slices.Equal(d.PolicyIDs, []string{"deny-all-enroll"}) {
 		t.Errorf("Decide = %s, want a denial by deny-all-enroll", d.Reason())
@@ -156,24 +151,30 @@ func TestAutoReload(t *testing.T) {
 	}
 }
 
+// It runs in a synctest bubble: time.Sleep there advances a fake clock once
+// every goroutine is blocked, so fifty poll intervals pass without waiting
+// and the watcher, had it kept running, would have polled in them.
 func TestAutoReloadStopsWithContext(t *testing.T) {
-	dir := copyDir(t, "testdata/dev")
-	ctx, cancel := context.WithCancel(t.Context())
-	e, err := NewEngine(ctx, dir, WithPollInterval(time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	v1 := e.Set().Version()
-	cancel()
-	time.Sleep(20 * time.Millisecond) // let the watcher see ctx.Done
-	writeFile(t, filepath.Join(dir, "more.cedar"), "// new\n")
-	time.Sleep(50 * time.Millisecond)
-	if got := e.Set().Version(); got != v1 {
-		t.Errorf("polling continued after ctx was done: version %s", got)
-	}
-	if err := e.Reload(); err != nil || e.Set().Version() == v1 {
-		t.Errorf("Reload after ctx was done: err %v, version %s", err, e.Set().Version())
-	}
+	synctest.Test(t, func(t *testing.T) {
+		dir := copyDir(t, "testdata/dev")
+		ctx, cancel := context.WithCancel(t.Context())
+		e, err := NewEngine(ctx, dir, WithPollInterval(time.Millisecond))
+		if err != nil {
+			t.Fatal(err)
+		}
+		v1 := e.Set().Version()
+		cancel()
+		synctest.Wait() // the watcher has seen ctx.Done
+		writeFile(t, filepath.Join(dir, "more.cedar"), "// new\n")
+		time.Sleep(50 * time.Millisecond) // fake time: fifty poll intervals
+		synctest.Wait()
+		if got := e.Set().Version(); got != v1 {
+			t.Errorf("polling continued after ctx was done: version %s", got)
+		}
+		if err := e.Reload(); err != nil || e.Set().Version() == v1 {
+			t.Errorf("Reload after ctx was done: err %v, version %s", err, e.Set().Version())
+		}
+	})
 }
 
 // Decisions made while sets are swapped always come from one whole set:
