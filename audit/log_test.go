@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sigil-dev/sigil/audit"
+	"github.com/sigil-dev/sigil/testenv"
 )
 
 // logEnv is a Log over a memStorage with a software key that can "go down".
@@ -226,13 +227,9 @@ func TestLogHSMDown(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- e.log.Run(ctx) }()
-	deadline := time.Now().Add(5 * time.Second)
-	for metricValue(t, reg, "sigil_audit_checkpoint_failures_total", map[string]string{"stage": "sign"}) < 3 {
-		if time.Now().After(deadline) {
-			t.Fatal("Run does not retry")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testenv.WaitFor(t, 5*time.Second, "Run to retry signing three times", func() bool {
+		return metricValue(t, reg, "sigil_audit_checkpoint_failures_total", map[string]string{"stage": "sign"}) >= 3
+	})
 	e.hsm.down.Store(false)
 	wctx, wcancel := context.WithTimeout(ctx, 5*time.Second)
 	defer wcancel()

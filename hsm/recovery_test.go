@@ -39,7 +39,7 @@ func TestRecoversWhenNetworkHSMComesBack(t *testing.T) {
 	}
 
 	srv.Start()
-	eventually(t, 10*time.Second, func() error { return signVerify(t, k, hsm.ES256, "after") })
+	testenv.WaitForNil(t, 10*time.Second, "signing after the server is back", func() error { return signVerify(t, k, hsm.ES256, "after") })
 	if err := h.Healthy(t.Context()); err != nil {
 		t.Fatalf("Healthy after recovery: %v", err)
 	}
@@ -75,5 +75,5 @@ func TestSignTimesOutOnAFrozenHSM(t *testing.T) {
 		t.Fatalf("Healthy on a frozen HSM: %v, want ErrUnavailable", err)
 	}
 	srv.Thaw()
-	eventually(t, 10*time.Second, func() error { return signVerify(t, k, hsm.ES256, "thawed") })
+	testenv.WaitForNil(t, 10*time.Second, "signing after the thaw", func() error { return signVerify(t, k, hsm.ES256, "thawed") })
 }
