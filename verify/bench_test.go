@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sigil-dev/sigil/testenv"
 )
 
 // BenchmarkVerify times Verify (cached JWKS, cnf check, revocation set),
@@ -34,7 +36,7 @@ func BenchmarkVerify(b *testing.B) {
 	cfg.Revocation.FeedURL = f.URL
 	cfg.Registerer = prometheus.NewRegistry() // metrics on, as a service would have them
 	v := e.verifier(b, cfg)
-	eventually(b, 5*time.Second, "feed up", func() bool { return v.revs.down() == 0 })
+	testenv.WaitFor(b, 5*time.Second, "feed up", func() bool { return v.revs.down() == 0 })
 	tok := e.token(b, e.mint, e.certA)
 	if _, err := v.Verify(b.Context(), tok, e.certA); err != nil {
 		b.Fatalf("Verify: %v", err)

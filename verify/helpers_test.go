@@ -18,6 +18,7 @@ import (
 	"math/big"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -281,6 +282,7 @@ type feedServer struct {
 	down    bool
 	changed chan struct{}
 	resumes []string // Last-Event-ID of each request
+	streams int      // streams being served
 }
 
 func newFeedServer(t testing.TB) *feedServer {
@@ -317,15 +319,33 @@ func (f *feedServer) lastResume() string {
 	return f.resumes[len(f.resumes)-1]
 }
 
+// requests returns the Last-Event-ID of every request so far.
+func (f *feedServer) requests() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.resumes)
+}
+
+// openStreams returns how many streams are being served.
+func (f *feedServer) openStreams() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.streams
+}
+
 func (f *feedServer) serve(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	f.resumes = append(f.resumes, r.Header.Get("Last-Event-ID"))
 	down := f.down
+	if !down {
+		f.streams++
+	}
 	f.mu.Unlock()
 	if down {
 		http.Error(w, "down", http.StatusServiceUnavailable)
 		return
 	}
+	defer func() { f.mu.Lock(); f.streams--; f.mu.Unlock() }()
 	next, _ := strconv.Atoi(r.Header.Get("Last-Event-ID"))
 	w.Header().Set("Content-Type", "text/event-stream")
 	fmt.Fprint(w, "retry: 1000\n\n: hello\n\n")
@@ -348,17 +368,4 @@ func (f *feedServer) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-}
-
-// eventually polls cond every 10ms until it holds or d passes.
-func eventually(t testing.TB, d time.Duration, what string, cond func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for !cond() {
-		if time.Since(start) > d {
-			t.Fatalf("%s: not within %v", what, d)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return time.Since(start)
 }

@@ -6,6 +6,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/sigil-dev/sigil/testenv"
 )
 
 // TestMetrics: verifications are counted by result, with the refusal's
@@ -18,7 +20,7 @@ func TestMetrics(t *testing.T) {
 	cfg.Revocation.FeedURL = f.URL
 	cfg.Registerer = reg
 	v := e.verifier(t, cfg)
-	eventually(t, revocationWait, "feed up", func() bool { return v.revs.down() == 0 })
+	testenv.WaitFor(t, revocationWait, "feed up", func() bool { return v.revs.down() == 0 })
 
 	tok := e.token(t, e.mint, e.certA)
 	for range 2 {
@@ -30,7 +32,7 @@ func TestMetrics(t *testing.T) {
 		t.Fatalf("Verify with another certificate: %v", err)
 	}
 	f.add(signSET(t, e.key, issuer, jtiOf(t, tok), 1))
-	eventually(t, revocationWait, "revocation", func() bool {
+	testenv.WaitFor(t, revocationWait, "revocation", func() bool {
 		_, err := v.Verify(t.Context(), tok, e.certA)
 		return errors.Is(err, errRevoked)
 	})

@@ -3,10 +3,13 @@ package verify
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/sigil-dev/sigil/testenv"
 )
 
 // revocationWait bounds how long a revocation may take to reach the
@@ -22,7 +25,7 @@ func TestRevocationFeed(t *testing.T) {
 	cfg.Revocation.FeedURL = f.URL
 	v := e.verifier(t, cfg)
 
-	eventually(t, revocationWait, "revocation from before the start", func() bool {
+	testenv.WaitFor(t, revocationWait, "revocation from before the start", func() bool {
 		_, err := v.Verify(t.Context(), before, e.certA)
 		return errors.Is(err, errRevoked)
 	})
@@ -31,7 +34,7 @@ func TestRevocationFeed(t *testing.T) {
 		t.Fatalf("Verify before revocation: %v", err)
 	}
 	f.add(signSET(t, e.key, issuer, jtiOf(t, tok), 2))
-	took := eventually(t, revocationWait, "revocation", func() bool {
+	took := testenv.WaitFor(t, revocationWait, "revocation", func() bool {
 		_, err := v.Verify(t.Context(), tok, e.certA)
 		return errors.Is(err, ErrInvalidToken) && errors.Is(err, errRevoked)
 	})
@@ -39,11 +42,11 @@ func TestRevocationFeed(t *testing.T) {
 
 	// The feed drops and comes back: the client resumes after event 2.
 	f.setDown(true)
-	time.Sleep(50 * time.Millisecond)
+	testenv.WaitFor(t, 10*time.Second, "the feed's open stream to end", func() bool { return f.openStreams() == 0 })
 	f.setDown(false)
 	third := e.token(t, e.mint, e.certA)
 	f.add(signSET(t, e.key, issuer, jtiOf(t, third), 3))
-	eventually(t, 10*time.Second, "revocation after reconnecting", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "revocation after reconnecting", func() bool {
 		_, err := v.Verify(t.Context(), third, e.certA)
 		return errors.Is(err, errRevoked)
 	})
@@ -88,7 +91,10 @@ func TestRevocationForgedEvent(t *testing.T) {
 			cfg := e.config(t)
 			cfg.Revocation.FeedURL = f.URL
 			v := e.verifier(t, cfg)
-			time.Sleep(300 * time.Millisecond) // several attempts
+			testenv.WaitFor(t, 10*time.Second, "three attempts to read the feed", func() bool { return len(f.requests()) >= 3 })
+			if got := f.requests(); slices.ContainsFunc(got, func(id string) bool { return id != "0" }) {
+				t.Errorf("Last-Event-ID of the attempts = %q, want every one 0: nothing after the forged event skipped", got)
+			}
 			if _, err := v.Verify(t.Context(), victim, e.certA); err != nil {
 				t.Fatalf("forged event applied: %v", err)
 			}
@@ -117,7 +123,7 @@ func TestRevocationFeedDown(t *testing.T) {
 		t.Fatalf("Verify past staleness = %v, want ErrRevocationUnknown", err)
 	}
 	f.setDown(false)
-	eventually(t, 10*time.Second, "feed back up", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "feed back up", func() bool {
 		_, err := v.Verify(t.Context(), tok, e.certA)
 		return err == nil
 	})
@@ -178,7 +184,7 @@ func TestIntrospectionFallback(t *testing.T) {
 		t.Fatalf("Verify with introspection back, past staleness: %v", err)
 	}
 	f.setDown(false)
-	eventually(t, 10*time.Second, "feed back up", func() bool { return v.revs.down() == 0 })
+	testenv.WaitFor(t, 10*time.Second, "feed back up", func() bool { return v.revs.down() == 0 })
 	n := in.calls.Load()
 	if _, err := v.Verify(t.Context(), active, e.certA); err != nil {
 		t.Fatalf("Verify with the feed up: %v", err)
