@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -64,57 +65,68 @@ func TestTokenCacheRefreshesAt80Percent(t *testing.T) {
 	}
 }
 
+// The token cache tests run in synctest bubbles: synctest.Wait returns once
+// every other goroutine is blocked, here on the one fetch.
+
 func TestTokenCacheOneFetchPerKey(t *testing.T) {
-	tc := newTokenCache(nil)
-	f := &fakeFetch{life: 300, gate: make(chan struct{})}
-	var wg sync.WaitGroup
-	got := make(chan string, 64)
-	for range 64 {
-		wg.Go(func() {
-			tok, err := tc.get(context.Background(), cacheKey{audience: "a"}, f.fetch)
-			if err != nil {
-				t.Error(err)
-			}
-			got <- tok
-		})
-	}
-	time.Sleep(50 * time.Millisecond) // let them all wait on the one fetch
-	close(f.gate)
-	wg.Wait()
-	close(got)
-	for tok := range got {
-		if tok != "t1" {
-			t.Errorf("got %q, want every caller to share t1", tok)
+	synctest.Test(t, func(t *testing.T) {
+		tc := newTokenCache(nil)
+		f := &fakeFetch{life: 300, gate: make(chan struct{})}
+		var wg sync.WaitGroup
+		got := make(chan string, 64)
+		for range 64 {
+			wg.Go(func() {
+				tok, err := tc.get(context.Background(), cacheKey{audience: "a"}, f.fetch)
+				if err != nil {
+					t.Error(err)
+				}
+				got <- tok
+			})
 		}
-	}
-	if n := f.n.Load(); n != 1 {
-		t.Errorf("%d fetches for one key, want 1", n)
-	}
+		synctest.Wait() // all 64 wait on the one fetch
+		close(f.gate)
+		wg.Wait()
+		close(got)
+		for tok := range got {
+			if tok != "t1" {
+				t.Errorf("got %q, want every caller to share t1", tok)
+			}
+		}
+		if n := f.n.Load(); n != 1 {
+			t.Errorf("%d fetches for one key, want 1", n)
+		}
+	})
 }
 
 func TestTokenCacheCancelledCallerDoesNotFailOthers(t *testing.T) {
-	tc := newTokenCache(nil)
-	f := &fakeFetch{life: 300, gate: make(chan struct{})}
-	ctx, cancel := context.WithCancel(context.Background())
-	first := make(chan error, 1)
-	go func() {
-		_, err := tc.get(ctx, cacheKey{audience: "a"}, f.fetch)
-		first <- err
-	}()
-	time.Sleep(20 * time.Millisecond)
-	second := make(chan string, 1)
-	go func() {
-		tok, _ := tc.get(context.Background(), cacheKey{audience: "a"}, f.fetch)
-		second <- tok
-	}()
-	cancel()
-	if err := <-first; !errors.Is(err, context.Canceled) {
-		t.Errorf("cancelled caller: %v", err)
-	}
-	close(f.gate)
-	if tok := <-second; tok != "t1" {
-		t.Errorf("the other caller got %q, want t1", tok)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		tc := newTokenCache(nil)
+		f := &fakeFetch{life: 300, gate: make(chan struct{})}
+		ctx, cancel := context.WithCancel(context.Background())
+		first := make(chan error, 1)
+		go func() {
+			_, err := tc.get(ctx, cacheKey{audience: "a"}, f.fetch)
+			first <- err
+		}()
+		synctest.Wait() // the first caller's fetch waits on the gate
+		second := make(chan string, 1)
+		go func() {
+			tok, _ := tc.get(context.Background(), cacheKey{audience: "a"}, f.fetch)
+			second <- tok
+		}()
+		synctest.Wait() // the second caller waits on the same fetch
+		cancel()
+		if err := <-first; !errors.Is(err, context.Canceled) {
+			t.Errorf("cancelled caller: %v", err)
+		}
+		close(f.gate)
+		if tok := <-second; tok != "t1" {
+			t.Errorf("the other caller got %q, want t1", tok)
+		}
+		if n := f.n.Load(); n != 1 {
+			t.Errorf("%d fetches, want the second caller to share the first's", n)
+		}
+	})
 }
 
 func TestTokenCacheErrorsAreNotCached(t *testing.T) {
