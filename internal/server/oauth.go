@@ -23,13 +23,26 @@ import (
 // parameters fit with room to spare.
 const MaxOAuthForm = 64 << 10
 
-// Revocation feed timing: a comment line every feedHeartbeat keeps
-// proxies from closing an idle stream; each write must finish within
-// feedWriteTimeout.
+// Revocation feed timing unless Server.FeedHeartbeat and
+// Server.FeedWriteTimeout say otherwise: a comment line every
+// feedHeartbeat keeps proxies from closing an idle stream; each write must
+// finish within feedWriteTimeout.
 const (
 	feedHeartbeat    = 15 * time.Second
 	feedWriteTimeout = 10 * time.Second
 )
+
+// feedTiming returns the feed's heartbeat interval and write timeout.
+func (s *Server) feedTiming() (heartbeat, writeTimeout time.Duration) {
+	heartbeat, writeTimeout = feedHeartbeat, feedWriteTimeout
+	if s.FeedHeartbeat > 0 {
+		heartbeat = s.FeedHeartbeat
+	}
+	if s.FeedWriteTimeout > 0 {
+		writeTimeout = s.FeedWriteTimeout
+	}
+	return heartbeat, writeTimeout
+}
 
 // oauthRoutes serves the token service when s.Tokens is set:
 //
@@ -205,8 +218,9 @@ func (s *oauth) revocations(w http.ResponseWriter, r *http.Request) {
 	if !s.sse(rc, w, "retry: 1000\n\n") {
 		return
 	}
+	heartbeat, _ := s.feedTiming()
 	for {
-		ctx, cancel := context.WithTimeout(r.Context(), feedHeartbeat)
+		ctx, cancel := context.WithTimeout(r.Context(), heartbeat)
 		ev, err := sub.Next(ctx)
 		cancel()
 		var line string
@@ -225,12 +239,13 @@ func (s *oauth) revocations(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// sse writes and flushes one piece of the stream within feedWriteTimeout,
+// sse writes and flushes one piece of the stream within the write timeout,
 // then clears the deadline: over HTTP/2 a deadline that passes resets the
 // stream even with no write pending, which would cut an idle feed between
 // two keep-alives.
 func (s *oauth) sse(rc *http.ResponseController, w http.ResponseWriter, text string) bool {
-	_ = rc.SetWriteDeadline(time.Now().Add(feedWriteTimeout))
+	_, writeTimeout := s.feedTiming()
+	_ = rc.SetWriteDeadline(time.Now().Add(writeTimeout))
 	if _, err := fmt.Fprint(w, text); err != nil {
 		return false
 	}

@@ -22,7 +22,8 @@ import (
 
 // feedStream reads Server-Sent Events.
 type feedStream struct {
-	events chan sseEvent
+	events     chan sseEvent
+	keepAlives chan struct{}
 }
 
 type sseEvent struct{ id, data string }
@@ -43,7 +44,7 @@ func (o *oauthServer) subscribe(t *testing.T, c *http.Client, lastID string) *fe
 	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/event-stream" || resp.ProtoMajor != 2 {
 		t.Fatalf("feed: %s %d %v, want an HTTP/2 event stream", resp.Proto, resp.StatusCode, resp.Header)
 	}
-	f := &feedStream{events: make(chan sseEvent, 64)}
+	f := &feedStream{events: make(chan sseEvent, 64), keepAlives: make(chan struct{}, 64)}
 	go func() {
 		defer resp.Body.Close()
 		var ev sseEvent
@@ -58,6 +59,11 @@ func (o *oauthServer) subscribe(t *testing.T, c *http.Client, lastID string) *fe
 				ev.id = strings.TrimPrefix(line, "id: ")
 			case strings.HasPrefix(line, "data: "):
 				ev.data = strings.TrimPrefix(line, "data: ")
+			case line == ": keep-alive":
+				select {
+				case f.keepAlives <- struct{}{}:
+				default: // nobody waits for that many
+				}
 			}
 		}
 	}()
@@ -73,6 +79,16 @@ func (f *feedStream) next(t *testing.T) sseEvent {
 	case <-time.After(time.Second):
 		t.Fatal("no revocation event within a second")
 		return sseEvent{}
+	}
+}
+
+// keepAlive waits for the next keep-alive comment.
+func (f *feedStream) keepAlive(t *testing.T, limit time.Duration) {
+	t.Helper()
+	select {
+	case <-f.keepAlives:
+	case <-time.After(limit):
+		t.Fatalf("no keep-alive on the revocation feed within %v", limit)
 	}
 }
 

@@ -40,10 +40,13 @@ func newOAuthServer(t *testing.T, opts ...func(*tokens.Config)) *oauthServer {
 	return serve(t, e, e.Service)
 }
 
-func serve(t *testing.T, e *tokenstest.Env, svc *tokens.Service) *oauthServer {
+func serve(t *testing.T, e *tokenstest.Env, svc *tokens.Service, opts ...func(*Server)) *oauthServer {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	s := &Server{Tokens: svc, Log: tokenstest.Logger(t), Registry: reg}
+	for _, opt := range opts {
+		opt(s)
+	}
 	srv := httptest.NewUnstartedServer(s.Handler())
 	srv.TLS = e.ServerTLS(t)
 	srv.EnableHTTP2 = true
@@ -423,13 +426,15 @@ func TestOAuthMetadata(t *testing.T) {
 }
 
 // An idle feed stays up past the write timeout: over HTTP/2 a write
-// deadline left set resets the stream even with nothing to write.
+// deadline left set resets the stream even with nothing to write. The
+// keep-alive comes after three write timeouts without a write.
 func TestOAuthFeedIdle(t *testing.T) {
 	t.Parallel()
-	o := newOAuthServer(t)
+	e := tokenstest.New(t)
+	o := serve(t, e, e.Service, func(s *Server) { s.FeedHeartbeat, s.FeedWriteTimeout = 1500*time.Millisecond, 500*time.Millisecond })
 	a, b, rs := o.Workload(t, "a"), o.Workload(t, "b"), o.Workload(t, "rs")
 	feed := o.subscribe(t, o.client(rs), "")
-	time.Sleep(feedWriteTimeout + time.Second)
+	feed.keepAlive(t, 10*time.Second)
 	tok := o.token(t, o.client(a), ccForm(b.ID)).str("access_token")
 	if r := o.post(t, o.client(b), tokens.PathRevoke, url.Values{"token": {tok}}); r.status != http.StatusOK {
 		t.Fatalf("revoke: %d %s", r.status, r.raw)

@@ -48,6 +48,9 @@ type Server struct {
 	Ready    map[string]Checker
 	Log      *slog.Logger
 	Registry *prometheus.Registry
+	// FeedHeartbeat and FeedWriteTimeout time the revocation feed (see
+	// oauth.go); zero means 15 s and 10 s.
+	FeedHeartbeat, FeedWriteTimeout time.Duration
 
 	metrics *metrics
 }
