@@ -19,6 +19,8 @@ import (
 	"github.com/sigil-dev/sigil/audit"
 	"github.com/sigil-dev/sigil/internal/auditlog"
 	"github.com/sigil-dev/sigil/internal/store"
+
+	"github.com/sigil-dev/sigil/testenv"
 )
 
 // Each way of tampering with a real sigild's exported log is caught by
@@ -33,7 +35,7 @@ func TestAuditVerifyDetectsTampering(t *testing.T) {
 	if out, code := s.run("sigil", "renew", "--state", state); code != 0 {
 		t.Fatalf("renew: %s", out)
 	}
-	waitFor(t, 10*time.Second, func() bool { return checkpointSize(t, exportLog(t, s)) > checkpointSize(t, old) })
+	testenv.WaitFor(t, 10*time.Second, "a larger checkpoint", func() bool { return checkpointSize(t, exportLog(t, s)) > checkpointSize(t, old) })
 	good := exportLog(t, s)
 	seen := filepath.Join(t.TempDir(), "seen.checkpoint")
 	if out, code := verifyDir(s, good, seen); code != 0 {

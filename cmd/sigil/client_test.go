@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"log"
@@ -29,6 +30,8 @@ import (
 
 	"github.com/sigil-dev/sigil/client"
 	"github.com/sigil-dev/sigil/verify"
+
+	"github.com/sigil-dev/sigil/testenv"
 )
 
 // libRevocationWait bounds how long a revocation may take to reach a
@@ -209,8 +212,7 @@ func (srv *libServer) awaitRevoked(t *testing.T, from *client.Client, token stri
 	tr := &http.Transport{TLSClientConfig: from.ClientTLSConfig(srv.c.ID())}
 	defer tr.CloseIdleConnections()
 	hc := &http.Client{Transport: tr, Timeout: 10 * time.Second}
-	start := time.Now()
-	for {
+	testenv.WaitFor(t, libRevocationWait, fmt.Sprintf("%s to refuse the revoked token", srv.c.ID()), func() bool {
 		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, srv.url+"/direct", nil)
 		if err != nil {
 			t.Fatal(err)
@@ -222,16 +224,14 @@ func (srv *libServer) awaitRevoked(t *testing.T, from *client.Client, token stri
 		}
 		resp.Body.Close()
 		auth := resp.Header.Get("WWW-Authenticate")
-		switch {
-		case resp.StatusCode == http.StatusUnauthorized && strings.Contains(auth, `error_description="token revoked"`):
-			return
-		case resp.StatusCode != http.StatusOK:
-			t.Fatalf("%s answered %s %q, want 200 then 401 token revoked", srv.c.ID(), resp.Status, auth)
-		case time.Since(start) > libRevocationWait:
-			t.Fatalf("%s still accepts the revoked token after %v", srv.c.ID(), libRevocationWait)
+		if resp.StatusCode == http.StatusUnauthorized && strings.Contains(auth, `error_description="token revoked"`) {
+			return true
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s answered %s %q, want 200 then 401 token revoked", srv.c.ID(), resp.Status, auth)
+		}
+		return false
+	})
 }
 
 type libAnswer struct {
@@ -639,13 +639,9 @@ func (e *libStack) renewalUnderTraffic(t *testing.T) {
 	}
 	e.awaitBound(t, "/renewal", libCert(t, c))
 
-	deadline := time.Now().Add(30 * time.Second)
-	for slices.Contains(mine, libCert(t, c).SerialNumber.String()) {
-		if time.Now().After(deadline) {
-			t.Fatal("the renewal loop did not renew within 30 s")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testenv.WaitFor(t, 30*time.Second, "the renewal loop to renew", func() bool {
+		return !slices.Contains(mine, libCert(t, c).SerialNumber.String())
+	})
 	e.awaitBound(t, "/renewal", libCert(t, c))
 }
 
@@ -653,16 +649,9 @@ func (e *libStack) renewalUnderTraffic(t *testing.T) {
 func (e *libStack) awaitBound(t *testing.T, path string, cert *x509.Certificate) {
 	t.Helper()
 	want := libThumbprint(cert)
-	for start := time.Now(); ; time.Sleep(20 * time.Millisecond) {
-		for _, c := range e.ordersSrv.claims(path) {
-			if c.Confirmation == want {
-				return
-			}
-		}
-		if time.Since(start) > 5*time.Second {
-			t.Fatalf("no token bound to certificate %x reached orders in 5 s", cert.SerialNumber)
-		}
-	}
+	testenv.WaitFor(t, 5*time.Second, fmt.Sprintf("a token bound to certificate %x to reach orders", cert.SerialNumber), func() bool {
+		return slices.ContainsFunc(e.ordersSrv.claims(path), func(c *verify.Claims) bool { return c.Confirmation == want })
+	})
 }
 
 // With sigild unreachable, what needs it fails with client.ErrUnavailable,

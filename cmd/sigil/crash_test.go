@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/sigil-dev/sigil/audit"
+
+	"github.com/sigil-dev/sigil/testenv"
 )
 
 // Kill sigild (SIGKILL) in the middle of a burst of enrollments from two
@@ -45,14 +47,14 @@ func TestCrashDuringEnrollmentBurst(t *testing.T) {
 			}
 		}()
 	}
-	waitFor(t, 30*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return len(succeeded) >= 6 })
+	testenv.WaitFor(t, 30*time.Second, "six enrollments", func() bool { mu.Lock(); defer mu.Unlock(); return len(succeeded) >= 6 })
 	pid := readPID(t, filepath.Join(s.dir, "sigild.pid"))
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	close(stop)
 	wg.Wait()
-	waitFor(t, 10*time.Second, func() bool { return syscall.Kill(pid, 0) != nil })
+	testenv.WaitFor(t, 10*time.Second, "the killed sigild to be gone", func() bool { return syscall.Kill(pid, 0) != nil })
 
 	if out, err := s.script("up.sh", s.dir, "--tpms", "2"); err != nil {
 		t.Fatalf("restart: %v\n%s", err, out)
@@ -66,7 +68,7 @@ func TestCrashDuringEnrollmentBurst(t *testing.T) {
 			t.Errorf("enrollments that returned success but are not in the log: %v", missing)
 		}
 	}()
-	waitFor(t, 15*time.Second, func() bool {
+	testenv.WaitFor(t, 15*time.Second, "every successful enrollment in the log", func() bool {
 		logged := loggedIdentities(t, s)
 		missing = missing[:0]
 		for _, id := range succeeded {
@@ -116,17 +118,6 @@ func loggedIdentities(t *testing.T, s *stack) map[string]bool {
 		}
 	}
 	return ids
-}
-
-func waitFor(t testing.TB, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %v", d)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // transportFailure reports whether a failed enrollment's output is the

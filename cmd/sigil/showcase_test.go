@@ -1,12 +1,23 @@
 package main_test
 
 import (
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sigil-dev/sigil/api"
+	"github.com/sigil-dev/sigil/audit"
+	"github.com/sigil-dev/sigil/testenv"
 )
 
 // TestShowcase runs make demo's topology: frontend → orders → payments
@@ -67,7 +78,7 @@ func TestShowcase(t *testing.T) {
 		}
 	})
 
-	time.Sleep(1200 * time.Millisecond) // a checkpoint covers the last entries
+	s.awaitCheckpointed(t)
 	if out, code := s.run("sigil", "audit", "verify", "--state", filepath.Join(s.dir, "auditor.checkpoint")); code != 0 {
 		t.Fatalf("audit verify: %s", out)
 	}
@@ -96,12 +107,52 @@ func (s *stack) serve(t *testing.T, role, next string) string {
 		cmd.Wait()
 		logf.Close()
 	})
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if addr, err := os.ReadFile(ready); err == nil && len(addr) > 0 {
-			return strings.TrimSpace(string(addr))
+	var addr []byte
+	testenv.WaitForNil(t, 10*time.Second, role+" to start", func() error {
+		var err error
+		if addr, err = os.ReadFile(ready); err == nil && len(addr) == 0 {
+			err = errors.New("empty address file")
 		}
+		if err != nil {
+			log, _ := os.ReadFile(filepath.Join(s.dir, role+".log"))
+			return fmt.Errorf("%w; log:\n%s", err, log)
+		}
+		return nil
+	})
+	return strings.TrimSpace(string(addr))
+}
+
+// awaitCheckpointed waits until the latest checkpoint covers every audit
+// entry: sigild has no entry at the checkpoint's size.
+func (s *stack) awaitCheckpointed(t *testing.T) {
+	t.Helper()
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(readFileT(t, s.env["SIGIL_CA_BUNDLE"])) {
+		t.Fatal("no certificate in SIGIL_CA_BUNDLE")
 	}
-	log, _ := os.ReadFile(filepath.Join(s.dir, role+".log"))
-	t.Fatalf("%s did not start:\n%s", role, log)
-	return ""
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}, Timeout: 10 * time.Second}
+	defer hc.CloseIdleConnections()
+	get := func(path string) []byte {
+		resp, err := hc.Get(s.env["SIGIL_SERVER"] + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET %s: %s %v %s", path, resp.Status, err, b)
+		}
+		return b
+	}
+	testenv.WaitFor(t, 10*time.Second, "a checkpoint covering the last audit entries", func() bool {
+		cp, err := audit.PeekCheckpoint(get(api.PathAuditCheckpoint))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var page api.AuditEntries
+		if err := json.Unmarshal(get(fmt.Sprintf("%s?start=%d&end=%d", api.PathAuditEntries, cp.Size, cp.Size+1)), &page); err != nil {
+			t.Fatal(err)
+		}
+		return len(page.Entries) == 0
+	})
 }

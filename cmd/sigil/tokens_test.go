@@ -8,6 +8,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sigil-dev/sigil/testenv"
 )
 
 // A user token from the demo IdP starts a delegation chain through three
@@ -129,7 +131,7 @@ func TestTokenKeyRotation(t *testing.T) {
 		t.Fatalf("rotate: exit %d %s", code, out)
 	}
 	syscall.Kill(readPID(t, filepath.Join(s.dir, "sigild.pid")), syscall.SIGHUP)
-	waitFor(t, 10*time.Second, func() bool { return len(jwksKIDs(t, s)) == 2 })
+	testenv.WaitFor(t, 10*time.Second, "two keys in the JWKS", func() bool { return len(jwksKIDs(t, s)) == 2 })
 	after := token()
 	if kid(t, after) != kid(t, before) {
 		t.Error("the new key signs before its lead time")
