@@ -6,6 +6,7 @@ import (
 	"errors"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -181,33 +182,37 @@ func TestLogRunWaitFor(t *testing.T) {
 }
 
 // TestLogRunNudgeGap: under a stream of nudges, Run signs a checkpoint at
-// most every NudgeGap, and the last entries still get one.
+// most every NudgeGap, and the last entries still get one. It runs in a
+// synctest bubble: the stream's one-millisecond pauses are fake time, so the
+// count does not depend on how the machine schedules.
 func TestLogRunNudgeGap(t *testing.T) {
-	e := newLogEnv(t)
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- e.log.Run(ctx) }()
-	began := time.Now()
-	for time.Since(began) < 10*audit.NudgeGap {
-		e.add(t, 1)
-		e.log.Nudge()
-		time.Sleep(time.Millisecond)
-	}
-	size, _ := e.st.Size(ctx)
-	wctx, wcancel := context.WithTimeout(ctx, 5*time.Second)
-	defer wcancel()
-	if _, err := e.log.WaitFor(wctx, size); err != nil {
-		t.Fatalf("no checkpoint of the last entries: %v", err)
-	}
-	elapsed := time.Since(began)
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatalf("Run = %v", err)
-	}
-	notes, _ := e.st.Checkpoints(t.Context())
-	if most := int(elapsed/audit.NudgeGap) + 2; len(notes) > most || len(notes) < 2 {
-		t.Fatalf("%d checkpoints in %v of nudges every millisecond, want from 2 to %d", len(notes), elapsed, most)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		e := newLogEnv(t)
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() { done <- e.log.Run(ctx) }()
+		began := time.Now()
+		for time.Since(began) < 10*audit.NudgeGap {
+			e.add(t, 1)
+			e.log.Nudge()
+			time.Sleep(time.Millisecond) // fake time: the stream's pace
+		}
+		size, _ := e.st.Size(ctx)
+		wctx, wcancel := context.WithTimeout(ctx, 5*time.Second)
+		defer wcancel()
+		if _, err := e.log.WaitFor(wctx, size); err != nil {
+			t.Fatalf("no checkpoint of the last entries: %v", err)
+		}
+		elapsed := time.Since(began)
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatalf("Run = %v", err)
+		}
+		notes, _ := e.st.Checkpoints(t.Context())
+		if most := int(elapsed/audit.NudgeGap) + 2; len(notes) > most || len(notes) < 2 {
+			t.Fatalf("%d checkpoints in %v of nudges every millisecond, want from 2 to %d", len(notes), elapsed, most)
+		}
+	})
 }
 
 // TestLogHSMDown: a failing signer is counted and retried; Run goes on and
