@@ -394,20 +394,22 @@ func (s *P11Kit) launch() error {
 	return nil
 }
 
+// awaitSocket waits until the server accepts connections on path, polling
+// every 10 ms; it returns at once if the server exits.
 func awaitSocket(path string, exited <-chan error, limit time.Duration) error {
-	deadline := time.Now().Add(limit)
-	for time.Now().Before(deadline) {
-		select {
-		case err := <-exited:
-			return fmt.Errorf("exited early: %v", err)
-		default:
-		}
+	deadline := time.After(limit)
+	for {
 		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
 			return c.Close()
 		}
-		time.Sleep(10 * time.Millisecond)
+		select {
+		case err := <-exited:
+			return fmt.Errorf("exited early: %v", err)
+		case <-deadline:
+			return fmt.Errorf("no socket at %s after %v", path, limit)
+		case <-time.After(10 * time.Millisecond):
+		}
 	}
-	return fmt.Errorf("no socket at %s after %v", path, limit)
 }
 
 // Stop ends the server and every connection it serves, and returns once
@@ -447,6 +449,8 @@ func (s *P11Kit) kill() {
 		_ = syscall.Kill(-pgid, syscall.SIGKILL)
 		<-s.exited
 	}
+	// The forked p11-kit-remote processes are not our children: nothing
+	// signals their end, so poll /proc for them, then kill what is left.
 	for end := time.Now().Add(5 * time.Second); groupAlive(pgid) && time.Now().Before(end); {
 		time.Sleep(5 * time.Millisecond)
 	}
