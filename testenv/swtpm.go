@@ -2,7 +2,9 @@
 // swtpm instances with EK certificates from a private CA and a synthetic
 // measured boot (swtpm*.go, eventlog.go; testenv/swtpm.sh does the same from
 // a shell), and SoftHSM tokens (softhsm*.go). Tests fail, never skip, when a
-// tool is missing.
+// tool is missing. The daemons' loopback ports are reserved across test
+// processes (ports.go; ports.sh for the scripts), and WaitFor (wait.go) is
+// how a test waits for something to happen.
 package testenv
 
 import (
