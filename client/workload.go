@@ -2,15 +2,14 @@ package client
 
 import (
 	"context"
-	"crypto/sha256"
 	"crypto/tls"
-	"encoding/base64"
 	"fmt"
 	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
 
+	"github.com/sigil-dev/sigil/token"
 	"github.com/sigil-dev/sigil/tpm"
 )
 
@@ -39,8 +38,7 @@ type identity struct {
 
 func newIdentity(st *State, key *tpm.Key) *identity {
 	cert := &tls.Certificate{Certificate: st.chainDER(), PrivateKey: key, Leaf: st.Chain[0]}
-	sum := sha256.Sum256(st.Chain[0].Raw)
-	return &identity{state: st, cert: cert, thumb: base64.RawURLEncoding.EncodeToString(sum[:]), hc: newHTTPClient(st.roots, cert)}
+	return &identity{state: st, cert: cert, thumb: token.Thumbprint(st.Chain[0].Raw), hc: newHTTPClient(st.roots, cert)}
 }
 
 // Open opens the TPM named in dir's state and loads the workload's AK and

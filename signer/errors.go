@@ -5,45 +5,43 @@ import (
 	"fmt"
 )
 
-// OAuth error codes of RFC 6749 §5.2, RFC 8693 §2.2.2 and RFC 8707 §2, as
-// used in Error.Code. All of them answer HTTP 400 at the token endpoint.
-const (
-	// InvalidRequest: a parameter is missing, repeated or malformed, such
-	// as a missing, empty or unparseable subject_token.
-	InvalidRequest = "invalid_request"
-	// InvalidGrant: the subject or actor token is not acceptable: expired,
-	// not yet valid, badly signed, issued to another audience, or not the
-	// caller's own (actor_token), or its delegation chain is already at the
-	// depth limit.
-	InvalidGrant = "invalid_grant"
-	// InvalidTarget: an audience or resource is not permitted, or a
-	// resource is not an absolute URI.
-	InvalidTarget = "invalid_target"
-	// InvalidScope: a scope is malformed, wider than the subject token's,
-	// or not permitted by policy.
-	InvalidScope = "invalid_scope"
-	// UnauthorizedClient: the caller has no certificate-bound identity to
-	// issue to.
-	UnauthorizedClient = "unauthorized_client"
-	// AccessDenied: a policy denial with no more specific code. Listed by
-	// DESIGN; RFC 6749 defines it for the authorization endpoint only, so
-	// this package does not return it itself.
-	AccessDenied = "access_denied"
+// Kinds of broken exchange rule, matched with errors.Is on the
+// *RuleError that Rules.Exchange and Rules.ClientCredentials return. The
+// token service answers each with its OAuth error code.
+var (
+	// ErrRequest: a parameter is missing, repeated or malformed, such as
+	// no audience or a negative lifetime. The client fixes the request.
+	ErrRequest = errors.New("bad token request")
+	// ErrClient: the caller has no certificate-bound identity (SPIFFE ID
+	// and certificate thumbprint) to issue to.
+	ErrClient = errors.New("no client identity to issue to")
+	// ErrGrant: the subject or actor token is not acceptable: expired,
+	// issued to another audience, not the caller's own (actor_token), or
+	// its delegation chain is already at the depth limit.
+	ErrGrant = errors.New("grant not acceptable")
+	// ErrTarget: a resource is not an absolute URI.
+	ErrTarget = errors.New("bad target")
+	// ErrScope: a scope is malformed or wider than the subject token's.
+	ErrScope = errors.New("bad scope")
 )
 
-// Error is an OAuth error response: Code is the "error" member and
-// Description the "error_description". Descriptions name what failed and
-// how to fix it; they never contain a token or other secret, and echo
-// request input only as a validated, quoted value (a scope or an audience).
-type Error struct {
-	Code        string
-	Description string
+// RuleError is a token request that breaks an exchange rule. Kind is one
+// of ErrRequest, ErrClient, ErrGrant, ErrTarget and ErrScope; Reason says
+// what failed and how to fix it. Reasons never contain a token or other
+// secret, and echo request input only as a validated, quoted value (a
+// scope); they are fit for an OAuth error_description.
+type RuleError struct {
+	Kind   error
+	Reason string
 }
 
-func (e *Error) Error() string { return "signer: " + e.Code + ": " + e.Description }
+func (e *RuleError) Error() string { return "signer: " + e.Kind.Error() + ": " + e.Reason }
 
-func oauthError(code, format string, args ...any) *Error {
-	return &Error{Code: code, Description: fmt.Sprintf(format, args...)}
+// Unwrap returns Kind.
+func (e *RuleError) Unwrap() error { return e.Kind }
+
+func broken(kind error, format string, args ...any) *RuleError {
+	return &RuleError{Kind: kind, Reason: fmt.Sprintf(format, args...)}
 }
 
 // Kinds of token verification failure, matched with errors.Is on the errors

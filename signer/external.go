@@ -3,10 +3,6 @@ package signer
 import (
 	"cmp"
 	"context"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/elliptic"
-	"crypto/rsa"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +14,8 @@ import (
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/sigil-dev/sigil/token"
 )
 
 // ExternalIssuer is an issuer whose tokens the Verifier accepts as subject
@@ -58,16 +56,13 @@ func newExternal(e ExternalIssuer, o *options) (*issuer, error) {
 		iss.algs = append(iss.algs, jose.SignatureAlgorithm(a))
 	}
 	if e.Fetch != nil {
-		r := &remoteKeys{fetch: e.Fetch, min: e.MinRefresh, clock: o.clock, log: o.log, name: e.Issuer}
+		r := &remoteKeys{fetch: e.Fetch, algs: e.Algorithms, min: e.MinRefresh, clock: o.clock, log: o.log, name: e.Issuer}
 		iss.lookup = r.lookup
 		return iss, nil
 	}
-	keys, err := parseJWKS(e.JWKS)
-	if err == nil && len(keys) == 0 {
-		err = errors.New("no usable signing key")
-	}
+	keys, err := token.ParseJWKS(e.JWKS, e.Algorithms)
 	if err != nil {
-		return nil, fmt.Errorf("signer: external issuer %q: JWKS: %w", e.Issuer, err)
+		return nil, fmt.Errorf("signer: external issuer %q: %w", e.Issuer, err)
 	}
 	iss.lookup = func(_ context.Context, kid string) (PublicKey, error) {
 		if k, ok := keys[kid]; ok {
@@ -93,7 +88,7 @@ func (e *ExternalIssuer) normalise() error {
 			return fmt.Errorf("field Algorithms: %q not allowed (use %s)", a, strings.Join(externalAlgs, ", "))
 		}
 	}
-	types := []string{string(AccessToken)}
+	types := []string{string(token.AccessToken)}
 	if len(e.Types) > 0 {
 		types = make([]string, len(e.Types))
 	}
@@ -112,60 +107,19 @@ func (e *ExternalIssuer) normalise() error {
 	return nil
 }
 
-// parseJWKS returns the signing keys of a JWK Set by kid. Keys of unknown
-// types, for encryption or without kid are skipped; private or symmetric
-// keys make the whole set an error.
-func parseJWKS(b []byte) (map[string]PublicKey, error) {
-	var set struct {
-		Keys []json.RawMessage `json:"keys"`
-	}
-	if err := json.Unmarshal(b, &set); err != nil {
-		return nil, fmt.Errorf("not a JWK Set: %w", err)
-	}
-	keys := map[string]PublicKey{}
-	for _, raw := range set.Keys {
-		var k jose.JSONWebKey
-		if err := k.UnmarshalJSON(raw); err != nil {
-			continue
-		}
-		if !k.IsPublic() {
-			return nil, errors.New("holds private or symmetric key material")
-		}
-		if _, dup := keys[k.KeyID]; dup || k.KeyID == "" || (k.Use != "" && k.Use != "sig") {
-			continue
-		}
-		keys[k.KeyID] = PublicKey{KID: k.KeyID, Alg: k.Algorithm, Key: k.Key}
-	}
-	return keys, nil
-}
-
-// keyFits reports whether pub is a key of the kind alg needs.
-func keyFits(alg string, pub any) bool {
-	switch k := pub.(type) {
-	case *ecdsa.PublicKey:
-		return alg == "ES256" && k.Curve == elliptic.P256() || alg == "ES384" && k.Curve == elliptic.P384() ||
-			alg == "ES512" && k.Curve == elliptic.P521()
-	case *rsa.PublicKey:
-		return (strings.HasPrefix(alg, "PS") || strings.HasPrefix(alg, "RS")) && k.N.BitLen() >= 2048
-	case ed25519.PublicKey:
-		return alg == "EdDSA"
-	}
-	return false
-}
-
 // extWire is the JSON of an external token: the standard claims only;
 // sigil's own claims, cnf and txn claims of an external issuer are ignored.
 type extWire struct {
-	Aud      audience     `json:"aud"`
-	Exp      *numericDate `json:"exp"`
-	Nbf      *numericDate `json:"nbf"`
-	Iat      *numericDate `json:"iat"`
-	Jti      string       `json:"jti"`
-	ClientID string       `json:"client_id"`
-	Act      *Actor       `json:"act"`
+	Aud      token.Audience     `json:"aud"`
+	Exp      *token.NumericDate `json:"exp"`
+	Nbf      *token.NumericDate `json:"nbf"`
+	Iat      *token.NumericDate `json:"iat"`
+	Jti      string             `json:"jti"`
+	ClientID string             `json:"client_id"`
+	Act      *token.Actor       `json:"act"`
 }
 
-func (e *ExternalIssuer) claims(payload []byte) (*Claims, *TokenError) {
+func (e *ExternalIssuer) claims(payload []byte) (*token.Claims, *TokenError) {
 	var w extWire
 	var m map[string]json.RawMessage
 	if json.Unmarshal(payload, &w) != nil || json.Unmarshal(payload, &m) != nil {
@@ -182,10 +136,10 @@ func (e *ExternalIssuer) claims(payload []byte) (*Claims, *TokenError) {
 	if err != nil {
 		return nil, invalid("bad scope claim", err)
 	}
-	return &Claims{
-		Type: AccessToken, Issuer: e.Issuer, Subject: sub, Audience: w.Aud, ID: w.Jti, ClientID: w.ClientID,
+	return &token.Claims{
+		Type: token.AccessToken, Issuer: e.Issuer, Subject: sub, Audience: w.Aud, ID: w.Jti, ClientID: w.ClientID,
 		Scope: scope, Actor: w.Act, SubjectIssuer: e.Issuer,
-		Expiry: w.Exp.time(), NotBefore: w.Nbf.time(), IssuedAt: w.Iat.time(),
+		Expiry: w.Exp.Time(), NotBefore: w.Nbf.Time(), IssuedAt: w.Iat.Time(),
 	}, nil
 }
 
@@ -208,6 +162,7 @@ func scopeClaim(raw json.RawMessage) ([]string, error) {
 // remoteKeys are an external issuer's keys, fetched at a bounded rate.
 type remoteKeys struct {
 	fetch func(ctx context.Context) ([]byte, error)
+	algs  []string
 	min   time.Duration
 	clock func() time.Time
 	log   *slog.Logger
@@ -251,7 +206,7 @@ func (r *remoteKeys) refresh(ctx context.Context) {
 	b, err := r.fetch(ctx)
 	var keys map[string]PublicKey
 	if err == nil {
-		keys, err = parseJWKS(b)
+		keys, err = token.ParseJWKS(b, r.algs)
 	}
 	if err != nil {
 		r.log.WarnContext(ctx, "signer: fetch JWKS failed", "issuer", r.name, "err", err)

@@ -3,6 +3,7 @@ package signer
 import (
 	"context"
 	"crypto"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,19 +15,38 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/cryptosigner"
 
-	"github.com/sigil-dev/sigil/hsm"
+	"github.com/sigil-dev/sigil/token"
 )
 
-// KeySource is where the signing keys live; *hsm.HSM satisfies it.
+// KeyInfo is the metadata of one version of a signing key, as its
+// KeySource lists it. The version's validity window (when it is
+// published, signs, retires and leaves JWKS) is the KeySet's, in
+// KeyState.
+type KeyInfo struct {
+	Name    string // the key name, e.g. "jwt"
+	Version int    // 1, 2, ...: a higher version succeeds a lower one
+	Label   string // the version's name on the source, e.g. "jwt.v2"
+	KID     string // RFC 7638 thumbprint of the public key, base64url
+	Alg     string // JWS algorithm: ES256, ES384 or PS256
+}
+
+// KeySource is where the signing keys live: it lists key versions and
+// hands out a crypto.Signer for one. Signing code sees nothing else of
+// the key store; internal/hsmkeys adapts the HSM to it.
 type KeySource interface {
-	List(ctx context.Context) ([]hsm.KeyInfo, error)
-	Find(ctx context.Context, ref string) (*hsm.Key, error)
+	// Keys lists every version of every key on the source.
+	Keys(ctx context.Context) ([]KeyInfo, error)
+	// Signer returns the signer of the version info names. Its public key
+	// must be the one info.KID is the thumbprint of, and it should bound
+	// each Sign call with a timeout of its own (crypto.Signer takes no
+	// context).
+	Signer(ctx context.Context, info KeyInfo) (crypto.Signer, error)
 }
 
 // Rotator is the optional power of a KeySource to make the next version of
-// a key, used by KeySet.Rotate; *hsm.HSM has it.
+// a key name, used by KeySet.Rotate.
 type Rotator interface {
-	Rotate(ctx context.Context, name string) (*hsm.Key, error)
+	Rotate(ctx context.Context, name string) (KeyInfo, error)
 }
 
 // SeenStore records when each key was first seen. All replicas must share
@@ -39,16 +59,13 @@ type SeenStore interface {
 	FirstSeen(ctx context.Context, kid string, now time.Time) (time.Time, error)
 }
 
-// PublicKey is a published verification key.
-type PublicKey struct {
-	KID string // RFC 7638 thumbprint
-	Alg string // ES256, ES384 or PS256
-	Key crypto.PublicKey
-}
+// PublicKey is a published verification key: kid (the RFC 7638
+// thumbprint), alg (ES256, ES384 or PS256) and the key.
+type PublicKey = token.PublicKey
 
-// KeyState is one key version and its schedule.
+// KeyState is one key version and its validity window.
 type KeyState struct {
-	hsm.KeyInfo
+	KeyInfo
 	Seen      time.Time // first seen (SeenStore): published from then
 	Active    time.Time // signs from then
 	Retired   time.Time // the next version signs from then; zero for the newest key
@@ -89,8 +106,12 @@ type snapshot struct {
 type setKey struct {
 	state   KeyState
 	pub     PublicKey
-	signers map[TokenType]jose.Signer
+	signers map[token.Type]jose.Signer
 }
+
+// signedTypes are the typ headers a KeySet signs: access and transaction
+// tokens (Minter) and the revocation feed's events (KeySet.Sign).
+var signedTypes = []token.Type{token.AccessToken, token.TxnToken, token.EventToken}
 
 // NewKeySet returns the key set for the key name on src, recording first
 // sightings in seen. Options: WithLead, WithRetain, WithLeeway, WithClock,
@@ -130,12 +151,12 @@ func (s *KeySet) Refresh(ctx context.Context) error {
 }
 
 // versions lists the versions of the key name, oldest first.
-func (s *KeySet) versions(ctx context.Context) ([]hsm.KeyInfo, error) {
-	all, err := s.src.List(ctx)
+func (s *KeySet) versions(ctx context.Context) ([]KeyInfo, error) {
+	all, err := s.src.Keys(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("signer: list keys: %w", err)
 	}
-	var infos []hsm.KeyInfo
+	var infos []KeyInfo
 	for _, info := range all {
 		if info.Name == s.name {
 			infos = append(infos, info)
@@ -144,12 +165,12 @@ func (s *KeySet) versions(ctx context.Context) ([]hsm.KeyInfo, error) {
 	if len(infos) == 0 {
 		return nil, fmt.Errorf("signer: no version of key %q on the token: generate one", s.name)
 	}
-	slices.SortFunc(infos, func(a, b hsm.KeyInfo) int { return a.Version - b.Version })
+	slices.SortFunc(infos, func(a, b KeyInfo) int { return a.Version - b.Version })
 	return infos, nil
 }
 
 // load returns the key for info, reusing the one already loaded.
-func (s *KeySet) load(ctx context.Context, info hsm.KeyInfo, now time.Time) (*setKey, error) {
+func (s *KeySet) load(ctx context.Context, info KeyInfo, now time.Time) (*setKey, error) {
 	if old := s.snap.Load(); old != nil {
 		for _, k := range old.keys {
 			if k.state.KID == info.KID {
@@ -157,31 +178,43 @@ func (s *KeySet) load(ctx context.Context, info hsm.KeyInfo, now time.Time) (*se
 			}
 		}
 	}
-	key, err := s.src.Find(ctx, info.Label)
+	if !slices.Contains(ourAlgs, jose.SignatureAlgorithm(info.Alg)) {
+		return nil, fmt.Errorf("signer: key %s has the unsupported algorithm %q", info.Label, info.Alg)
+	}
+	key, err := s.src.Signer(ctx, info)
 	if err != nil {
 		return nil, fmt.Errorf("signer: load key %s: %w", info.Label, err)
 	}
-	if key.KID() != info.KID || !slices.Contains(ourAlgs, jose.SignatureAlgorithm(key.Alg())) {
-		return nil, fmt.Errorf("signer: key %s changed while loading or has an unsupported algorithm", info.Label)
+	if kid, err := thumbprint(key.Public()); err != nil || kid != info.KID || !token.Fits(info.Alg, key.Public()) {
+		return nil, fmt.Errorf("signer: key %s changed while loading or does not fit its algorithm", info.Label)
 	}
 	seen, err := s.seen.FirstSeen(ctx, info.KID, now)
 	if err != nil {
 		return nil, fmt.Errorf("signer: record key %s: %w", info.Label, err)
 	}
-	k, err := newSetKey(key, key.Info(), seen)
+	k, err := newSetKey(key, info, seen)
 	if err == nil {
 		s.o.log.InfoContext(ctx, "signer: key loaded", "label", info.Label, "kid", info.KID, "seen", seen)
 	}
 	return k, err
 }
 
-func newSetKey(key crypto.Signer, info hsm.KeyInfo, seen time.Time) (*setKey, error) {
+// thumbprint is the RFC 7638 JWK thumbprint of pub, base64url: a kid.
+func thumbprint(pub crypto.PublicKey) (string, error) {
+	tp, err := (&jose.JSONWebKey{Key: pub}).Thumbprint(crypto.SHA256)
+	if err != nil {
+		return "", err
+	}
+	return base64.RawURLEncoding.EncodeToString(tp), nil
+}
+
+func newSetKey(key crypto.Signer, info KeyInfo, seen time.Time) (*setKey, error) {
 	k := &setKey{
 		state:   KeyState{KeyInfo: info, Seen: seen},
-		pub:     PublicKey{KID: info.KID, Alg: string(info.Alg), Key: key.Public()},
-		signers: map[TokenType]jose.Signer{},
+		pub:     PublicKey{KID: info.KID, Alg: info.Alg, Key: key.Public()},
+		signers: map[token.Type]jose.Signer{},
 	}
-	for _, typ := range []TokenType{AccessToken, TxnToken} {
+	for _, typ := range signedTypes {
 		opts := (&jose.SignerOptions{}).WithType(jose.ContentType(typ)).WithHeader("kid", info.KID)
 		sk := jose.SigningKey{Algorithm: jose.SignatureAlgorithm(info.Alg), Key: cryptosigner.Opaque(key)}
 		sig, err := jose.NewSigner(sk, opts)
@@ -241,7 +274,7 @@ func (s *KeySet) Rotate(ctx context.Context) (KeyState, error) {
 	if !ok {
 		return KeyState{}, errors.New("signer: the key source cannot rotate keys")
 	}
-	key, err := r.Rotate(ctx, s.name)
+	info, err := r.Rotate(ctx, s.name)
 	if err != nil {
 		return KeyState{}, fmt.Errorf("signer: rotate %s: %w", s.name, err)
 	}
@@ -249,12 +282,12 @@ func (s *KeySet) Rotate(ctx context.Context) (KeyState, error) {
 		return KeyState{}, err
 	}
 	for _, st := range s.Status() {
-		if st.KID == key.KID() {
+		if st.KID == info.KID {
 			s.o.log.InfoContext(ctx, "signer: key rotated", "label", st.Label, "kid", st.KID, "active", st.Active)
 			return st, nil
 		}
 	}
-	return KeyState{}, fmt.Errorf("signer: rotated key %s not listed", key.Label())
+	return KeyState{}, fmt.Errorf("signer: rotated key %s not listed", info.Label)
 }
 
 // Status returns every loaded version and its schedule, oldest first,
@@ -328,6 +361,44 @@ func (s *KeySet) signing(now time.Time) (*setKey, error) {
 		return nil, errors.New("signer: no key version is active yet")
 	}
 	return cur, nil
+}
+
+// Sign signs claims (any JSON-encodable value) as a compact JWS with typ
+// and the kid of the version that signs now, the choice Minter makes, and
+// returns it with that kid. A stale key set (ErrStale) does not sign.
+// typ is one of the types the key set signs: access, transaction or
+// event tokens. Minter signs tokens; Sign is for other signed statements
+// under the same keys, such as the revocation feed's events.
+func (s *KeySet) Sign(ctx context.Context, typ token.Type, claims any) (jws, kid string, err error) {
+	if err := ctx.Err(); err != nil {
+		return "", "", fmt.Errorf("signer: sign %s: %w", typ, err)
+	}
+	payload, err := json.Marshal(claims)
+	if err != nil {
+		return "", "", fmt.Errorf("signer: sign %s: encode claims: %w", typ, err)
+	}
+	return s.sign(s.o.clock(), typ, payload)
+}
+
+// sign signs payload with the version that signs at now.
+func (s *KeySet) sign(now time.Time, typ token.Type, payload []byte) (jws, kid string, err error) {
+	key, err := s.signing(now)
+	if err != nil {
+		return "", "", err
+	}
+	sig, ok := key.signers[typ]
+	if !ok {
+		return "", "", fmt.Errorf("signer: the key set does not sign typ %q", typ)
+	}
+	obj, err := sig.Sign(payload)
+	if err != nil {
+		return "", "", fmt.Errorf("signer: sign %s with %s: %w", typ, key.state.Label, err)
+	}
+	jws, err = obj.CompactSerialize()
+	if err != nil {
+		return "", "", fmt.Errorf("signer: sign %s with %s: %w", typ, key.state.Label, err)
+	}
+	return jws, key.pub.KID, nil
 }
 
 // MemorySeen is a SeenStore in memory, for a single process and tests.

@@ -9,7 +9,17 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/sigil-dev/sigil/token"
 )
+
+// Minted is a token a Minter signed: the compact JWS, its claims as
+// signed, and the kid of the key version that signed it.
+type Minted struct {
+	Token  string
+	Claims *token.Claims
+	KID    string
+}
 
 // Minter signs tokens of one issuer with the signing version of a KeySet.
 type Minter struct {
@@ -32,60 +42,52 @@ func NewMinter(issuer string, keys *KeySet, opts ...Option) (*Minter, error) {
 }
 
 // AccessToken signs c as an RFC 9068 access token (typ at+jwt) and returns
-// it with the claims as signed. Minter sets Type, Issuer and a fresh ID;
+// it with the claims as signed and the kid that signed it. Minter sets Type, Issuer and a fresh ID;
 // IssuedAt defaults to now and NotBefore to IssuedAt. Subject, Audience and
 // Expiry are required; the lifetime (Expiry - IssuedAt) may not exceed the
 // KeySet's Retain, Expiry must be in the future, and the token may not
 // exceed MaxTokenSize. The transaction token claims (Txn, TxnContext,
 // RequestContext) are dropped. ctx is checked before signing; the HSM call
 // itself is bounded by the hsm handle's WithTimeout.
-func (m *Minter) AccessToken(ctx context.Context, c Claims) (string, *Claims, error) {
+func (m *Minter) AccessToken(ctx context.Context, c token.Claims) (*Minted, error) {
 	c.Txn, c.TxnContext, c.RequestContext = "", nil, nil
-	return m.mint(ctx, AccessToken, c)
+	return m.mint(ctx, token.AccessToken, c)
 }
 
 // TxnToken signs c as a transaction token (typ txntoken+jwt), with the
 // same rules as AccessToken. A missing Txn gets a fresh random id.
-func (m *Minter) TxnToken(ctx context.Context, c Claims) (string, *Claims, error) {
+func (m *Minter) TxnToken(ctx context.Context, c token.Claims) (*Minted, error) {
 	if c.Txn == "" {
 		c.Txn = newID()
 	}
-	return m.mint(ctx, TxnToken, c)
+	return m.mint(ctx, token.TxnToken, c)
 }
 
-func (m *Minter) mint(ctx context.Context, typ TokenType, c Claims) (string, *Claims, error) {
+func (m *Minter) mint(ctx context.Context, typ token.Type, c token.Claims) (*Minted, error) {
 	if err := ctx.Err(); err != nil {
-		return "", nil, fmt.Errorf("signer: mint: %w", err)
+		return nil, fmt.Errorf("signer: mint: %w", err)
 	}
 	now := m.o.clock()
 	m.fill(typ, &c, now)
 	if err := m.check(&c, now); err != nil {
-		return "", nil, err
+		return nil, err
 	}
-	key, err := m.keys.signing(now)
+	payload, err := json.Marshal(c)
 	if err != nil {
-		return "", nil, err
+		return nil, fmt.Errorf("signer: mint: encode claims: %w", err)
 	}
-	payload, err := json.Marshal(c.wire())
+	tok, kid, err := m.keys.sign(now, typ, payload)
 	if err != nil {
-		return "", nil, fmt.Errorf("signer: mint: encode claims: %w", err)
+		return nil, err
 	}
-	jws, err := key.signers[typ].Sign(payload)
-	if err != nil {
-		return "", nil, fmt.Errorf("signer: mint: sign with %s: %w", key.state.Label, err)
+	if len(tok) > MaxTokenSize {
+		return nil, fmt.Errorf("signer: mint: token of %d bytes exceeds MaxTokenSize: fewer audiences, scopes or context", len(tok))
 	}
-	tok, err := jws.CompactSerialize()
-	if err == nil && len(tok) > MaxTokenSize {
-		err = fmt.Errorf("token of %d bytes exceeds MaxTokenSize: fewer audiences, scopes or context", len(tok))
-	}
-	if err != nil {
-		return "", nil, fmt.Errorf("signer: mint: %w", err)
-	}
-	m.o.log.DebugContext(ctx, "signer: token minted", "typ", typ, "jti", c.ID, "kid", key.pub.KID, "sub", c.Subject, "exp", c.Expiry)
-	return tok, &c, nil
+	m.o.log.DebugContext(ctx, "signer: token minted", "typ", typ, "jti", c.ID, "kid", kid, "sub", c.Subject, "exp", c.Expiry)
+	return &Minted{Token: tok, Claims: &c, KID: kid}, nil
 }
 
-func (m *Minter) fill(typ TokenType, c *Claims, now time.Time) {
+func (m *Minter) fill(typ token.Type, c *token.Claims, now time.Time) {
 	c.Type, c.Issuer, c.ID = typ, m.issuer, newID()
 	if c.IssuedAt.IsZero() {
 		c.IssuedAt = now
@@ -98,7 +100,7 @@ func (m *Minter) fill(typ TokenType, c *Claims, now time.Time) {
 	c.Expiry = c.Expiry.UTC().Truncate(time.Second)
 }
 
-func (m *Minter) check(c *Claims, now time.Time) error {
+func (m *Minter) check(c *token.Claims, now time.Time) error {
 	life := c.Expiry.Sub(c.IssuedAt)
 	switch {
 	case c.Subject == "" || len(c.Audience) == 0:
@@ -107,7 +109,7 @@ func (m *Minter) check(c *Claims, now time.Time) error {
 		return errors.New("signer: mint: expiry must be in the future and after issued-at")
 	case life > m.keys.o.retain:
 		return fmt.Errorf("signer: mint: lifetime %v exceeds the key retention %v", life, m.keys.o.retain)
-	case !c.Actor.valid():
+	case !c.Actor.Valid():
 		return errors.New("signer: mint: every act level needs a subject")
 	}
 	return nil

@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/sigil-dev/sigil/token"
 )
 
 // MaxTokenSize is the largest token Verifier parses, in bytes.
@@ -51,7 +53,7 @@ func NewVerifier(iss string, keys PublicKeys, opts ...Option) (*Verifier, error)
 		return nil, errors.New("signer: NewVerifier needs an issuer and its keys")
 	}
 	v := &Verifier{o: o, external: map[string]*issuer{}}
-	v.ours = &issuer{name: iss, algs: ourAlgs, types: []string{string(AccessToken)}, lookup: ownKeys(keys)}
+	v.ours = &issuer{name: iss, algs: ourAlgs, types: []string{string(token.AccessToken)}, lookup: ownKeys(keys)}
 	for _, e := range o.external {
 		if e.Issuer == iss || v.external[e.Issuer] != nil {
 			return nil, fmt.Errorf("signer: external issuer %q: Issuer: configured twice", e.Issuer)
@@ -78,18 +80,18 @@ func ownKeys(keys PublicKeys) func(context.Context, string) (PublicKey, error) {
 
 // Verify checks an access token (typ at+jwt, or for an external issuer a
 // typ it is configured with) issued to audience, and returns its claims.
-func (v *Verifier) Verify(ctx context.Context, token, audience string) (*Claims, error) {
-	return v.verify(ctx, token, audience, AccessToken)
+func (v *Verifier) Verify(ctx context.Context, tok, audience string) (*token.Claims, error) {
+	return v.verify(ctx, tok, audience, token.AccessToken)
 }
 
 // VerifyTxn checks a transaction token (typ txntoken+jwt) of our issuer
 // issued to audience, and returns its claims.
-func (v *Verifier) VerifyTxn(ctx context.Context, token, audience string) (*Claims, error) {
-	return v.verify(ctx, token, audience, TxnToken)
+func (v *Verifier) VerifyTxn(ctx context.Context, tok, audience string) (*token.Claims, error) {
+	return v.verify(ctx, tok, audience, token.TxnToken)
 }
 
-func (v *Verifier) verify(ctx context.Context, token, audience string, want TokenType) (*Claims, error) {
-	c, err := v.check(ctx, token, audience, want)
+func (v *Verifier) verify(ctx context.Context, tok, audience string, want token.Type) (*token.Claims, error) {
+	c, err := v.check(ctx, tok, audience, want)
 	if err != nil {
 		v.o.log.InfoContext(ctx, "signer: token rejected", "kind", err.Kind, "reason", err.Reason, "err", err.Err)
 		return nil, err
@@ -97,8 +99,8 @@ func (v *Verifier) verify(ctx context.Context, token, audience string, want Toke
 	return c, nil
 }
 
-func (v *Verifier) check(ctx context.Context, token, audience string, want TokenType) (*Claims, *TokenError) {
-	p, err := parse(token)
+func (v *Verifier) check(ctx context.Context, tok, audience string, want token.Type) (*token.Claims, *TokenError) {
+	p, err := parse(tok)
 	if err != nil {
 		return nil, err
 	}
@@ -106,7 +108,7 @@ func (v *Verifier) check(ctx context.Context, token, audience string, want Token
 	if err != nil {
 		return nil, err
 	}
-	payload, err := iss.verifySignature(ctx, token, p)
+	payload, err := iss.verifySignature(ctx, tok, p)
 	if err != nil {
 		return nil, err
 	}
@@ -185,16 +187,16 @@ func readHeader(hdr map[string]json.RawMessage, payload []byte) (*parsed, *Token
 }
 
 // issuerOf finds the issuer of p and checks typ and alg against it.
-func (v *Verifier) issuerOf(p *parsed, want TokenType) (*issuer, *TokenError) {
+func (v *Verifier) issuerOf(p *parsed, want token.Type) (*issuer, *TokenError) {
 	iss := v.external[p.iss]
 	switch {
 	case p.iss == v.ours.name:
 		iss = v.ours
-	case iss == nil || want != AccessToken:
+	case iss == nil || want != token.AccessToken:
 		return nil, invalid("unknown issuer", nil)
 	}
 	types := iss.types
-	if want != AccessToken {
+	if want != token.AccessToken {
 		types = []string{string(want)}
 	}
 	switch {
@@ -215,7 +217,7 @@ func (iss *issuer) verifySignature(ctx context.Context, token string, p *parsed)
 	if err != nil {
 		return nil, invalid("unknown key id", err)
 	}
-	if (key.Alg != "" && key.Alg != p.alg) || !keyFits(p.alg, key.Key) {
+	if !key.Suits(p.alg) {
 		return nil, invalid("key does not match algorithm", nil)
 	}
 	jws, err := jose.ParseSignedCompact(token, iss.algs)
@@ -233,26 +235,25 @@ func (iss *issuer) verifySignature(ctx context.Context, token string, p *parsed)
 }
 
 // claims decodes a verified payload.
-func (iss *issuer) claims(payload []byte, want TokenType) (*Claims, *TokenError) {
+func (iss *issuer) claims(payload []byte, want token.Type) (*token.Claims, *TokenError) {
 	if iss.ext != nil {
 		return iss.ext.claims(payload)
 	}
-	var w wireClaims
-	if err := json.Unmarshal(payload, &w); err != nil {
+	c := &token.Claims{Type: want}
+	if err := json.Unmarshal(payload, c); err != nil {
 		return nil, invalid("bad claims", err)
 	}
-	c := w.claims(want)
 	switch {
 	case c.IssuedAt.IsZero() || c.ID == "":
 		return nil, invalid("missing iat or jti", nil)
-	case want == TxnToken && c.Txn == "":
+	case want == token.TxnToken && c.Txn == "":
 		return nil, invalid("missing txn", nil)
 	}
 	return c, nil
 }
 
 // validate checks audience, times and the claims every token needs.
-func (v *Verifier) validate(c *Claims, audience string, iss *issuer) *TokenError {
+func (v *Verifier) validate(c *token.Claims, audience string, iss *issuer) *TokenError {
 	now, leeway := v.o.clock(), v.o.leeway
 	switch {
 	case c.Issuer != iss.name:
@@ -269,7 +270,7 @@ func (v *Verifier) validate(c *Claims, audience string, iss *issuer) *TokenError
 		return invalid("not yet valid", nil)
 	case !c.IssuedAt.IsZero() && now.Add(leeway).Before(c.IssuedAt):
 		return invalid("issued in the future", nil)
-	case !c.Actor.valid():
+	case !c.Actor.Valid():
 		return invalid("act claim without sub", nil)
 	}
 	return nil

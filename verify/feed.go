@@ -12,11 +12,12 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/sigil-dev/sigil/token"
 )
 
 // Feed client settings.
 const (
-	setType           = "secevent+jwt"
 	eventTokenRevoked = "https://schemas.sigil.dev/secevent/token-revoked"
 	feedIdleTimeout   = 40 * time.Second // sigild sends a keep-alive every 15s
 	backoffMin        = 100 * time.Millisecond
@@ -135,7 +136,7 @@ func readEvents(r io.Reader, alive func(), apply func(id, data string) error) er
 
 // applyEvent verifies a revocation SET and records the revoked jti.
 func (v *Verifier) applyEvent(ctx context.Context, set string) error {
-	payload, err := v.verifySigned(ctx, set, setType)
+	payload, err := v.verifySigned(ctx, set, token.EventToken)
 	if err != nil {
 		return fmt.Errorf("verify: revocation event: %w", err)
 	}

@@ -2,17 +2,15 @@ package verify
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/go-jose/go-jose/v4"
+	"github.com/sigil-dev/sigil/token"
 )
 
 // maxJWKSBytes bounds a JWKS document.
@@ -94,19 +92,16 @@ func (c *keyCache) refreshLocked(ctx context.Context) error {
 }
 
 // parseJWKS keeps the public signing keys with a kid and an allowed alg
-// that suits the key.
+// that suits the key (token.ParseJWKS), each ready to verify that alg.
 func parseJWKS(b []byte, algs []string) (map[string]publicKey, error) {
-	var set jose.JSONWebKeySet
-	if err := json.Unmarshal(b, &set); err != nil {
-		return nil, fmt.Errorf("verify: parse JWKS: %w", err)
+	set, err := token.ParseJWKS(b, algs)
+	if err != nil {
+		return nil, fmt.Errorf("verify: %w", err)
 	}
 	keys := map[string]publicKey{}
-	for _, k := range set.Keys {
-		if k.KeyID == "" || !k.IsPublic() || !k.Valid() || (k.Use != "" && k.Use != "sig") || !slices.Contains(algs, k.Algorithm) {
-			continue
-		}
+	for kid, k := range set {
 		if p, ok := newPublicKey(k); ok {
-			keys[k.KeyID] = p
+			keys[kid] = p
 		}
 	}
 	if len(keys) == 0 {

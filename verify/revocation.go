@@ -97,7 +97,7 @@ func (v *Verifier) checkRevoked(ctx context.Context, token string, c *Claims) er
 	if !feed && !intro {
 		return nil
 	}
-	if feed && v.revs.isRevoked(c.JTI, c.Expiry) {
+	if feed && v.revs.isRevoked(c.ID, c.Expiry) {
 		return invalid(errRevoked)
 	}
 	down := time.Duration(1)
@@ -115,10 +115,10 @@ func (v *Verifier) checkRevoked(ctx context.Context, token string, c *Claims) er
 		case err == nil:
 			return nil
 		case !feed:
-			v.log.WarnContext(ctx, "verify: introspection failed", "jti", c.JTI, "err", err)
+			v.log.WarnContext(ctx, "verify: introspection failed", "jti", c.ID, "err", err)
 			return ErrRevocationUnknown
 		}
-		v.log.WarnContext(ctx, "verify: introspection failed while the revocation feed is down", "jti", c.JTI, "err", err)
+		v.log.WarnContext(ctx, "verify: introspection failed while the revocation feed is down", "jti", c.ID, "err", err)
 	}
 	if down > rc.MaxStaleness {
 		return ErrRevocationUnknown

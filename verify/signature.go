@@ -10,7 +10,7 @@ import (
 	"io"
 	"math/big"
 
-	"github.com/go-jose/go-jose/v4"
+	"github.com/sigil-dev/sigil/token"
 )
 
 // signatureAlgorithms are the JWS algorithms Verify implements (RFC 7518
@@ -37,11 +37,12 @@ type publicKey struct {
 	rsa  *rsa.PublicKey   // PS256
 }
 
-// newPublicKey returns k's key for k.Algorithm; false if the algorithm is
-// not one of signatureAlgorithms or the key is not of its type and curve.
-func newPublicKey(k jose.JSONWebKey) (publicKey, bool) {
-	a, ok := signatureAlgorithms[k.Algorithm]
-	p := publicKey{alg: k.Algorithm, hash: a.hash}
+// newPublicKey returns k's key for k.Alg; false if the algorithm is not
+// one of signatureAlgorithms (a JWK without alg is not pinned to one) or
+// the key is not of its type and curve.
+func newPublicKey(k token.PublicKey) (publicKey, bool) {
+	a, ok := signatureAlgorithms[k.Alg]
+	p := publicKey{alg: k.Alg, hash: a.hash}
 	switch key := k.Key.(type) {
 	case *ecdsa.PublicKey:
 		p.ec = key

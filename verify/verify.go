@@ -2,7 +2,6 @@ package verify
 
 import (
 	"context"
-	"crypto/sha256"
 	"crypto/subtle"
 	"crypto/x509"
 	"encoding/base64"
@@ -16,6 +15,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sigil-dev/sigil/token"
 )
 
 // Limits and defaults.
@@ -25,7 +26,6 @@ const (
 	DefaultMinRefresh = 30 * time.Second
 	DefaultStaleness  = 30 * time.Second
 	DefaultLifetime   = 24 * time.Hour
-	accessTokenType   = "at+jwt"
 )
 
 // DefaultAlgorithms are the algorithms of sigil's signing keys.
@@ -168,13 +168,13 @@ func cmpOr[T comparable](v, def T) T {
 // Verify verifies token, presented over a TLS connection whose client
 // certificate is peer, and returns its claims. Errors wrap ErrInvalidToken
 // with a reason, or are ErrRevocationUnknown.
-func (v *Verifier) Verify(ctx context.Context, token string, peer *x509.Certificate) (*Claims, error) {
-	c, err := v.verify(ctx, token, peer)
+func (v *Verifier) Verify(ctx context.Context, tok string, peer *x509.Certificate) (*Claims, error) {
+	c, err := v.verify(ctx, tok, peer)
 	v.met.observe(err)
 	if err != nil {
 		jti := ""
 		if c != nil {
-			jti = c.JTI
+			jti = c.ID
 		}
 		v.log.DebugContext(ctx, "verify: token refused", "jti", jti, "err", err)
 		return nil, err
@@ -182,40 +182,35 @@ func (v *Verifier) Verify(ctx context.Context, token string, peer *x509.Certific
 	return c, nil
 }
 
-func (v *Verifier) verify(ctx context.Context, token string, peer *x509.Certificate) (*Claims, error) {
-	payload, err := v.verifySigned(ctx, token, accessTokenType)
+func (v *Verifier) verify(ctx context.Context, tok string, peer *x509.Certificate) (*Claims, error) {
+	payload, err := v.verifySigned(ctx, tok, token.AccessToken)
 	if err != nil {
 		return nil, err
 	}
-	var w wireClaims
-	if err := json.Unmarshal(payload, &w); err != nil {
+	c, err := parseClaims(payload, tok)
+	if err != nil {
 		return nil, invalid(fmt.Errorf("%w: claims: %w", errMalformed, err))
 	}
-	c, err := w.claims(payload)
-	if err != nil {
-		return nil, invalid(fmt.Errorf("%w: %w", errMalformed, err))
-	}
-	c.token = token
-	if err := v.checkClaims(&w, c); err != nil {
+	if err := v.checkClaims(c); err != nil {
 		return c, invalid(err)
 	}
 	if err := checkBinding(c.Confirmation, peer); err != nil {
 		return c, invalid(err)
 	}
-	return c, v.checkRevoked(ctx, token, c)
+	return c, v.checkRevoked(ctx, tok, c)
 }
 
 // verifySigned checks the compact JWS token's form, header and signature
 // and returns its payload.
-func (v *Verifier) verifySigned(ctx context.Context, token, typ string) ([]byte, error) {
-	if len(token) > MaxTokenSize {
+func (v *Verifier) verifySigned(ctx context.Context, tok string, typ token.Type) ([]byte, error) {
+	if len(tok) > MaxTokenSize {
 		return nil, invalid(errTooLarge)
 	}
-	if strings.Count(token, ".") != 2 {
+	if strings.Count(tok, ".") != 2 {
 		return nil, invalid(errMalformed)
 	}
-	i, j := strings.IndexByte(token, '.'), strings.LastIndexByte(token, '.')
-	seg := token[:i]
+	i, j := strings.IndexByte(tok, '.'), strings.LastIndexByte(tok, '.')
+	seg := tok[:i]
 	h, cached := v.headers.get(seg)
 	if !cached {
 		var err error
@@ -223,7 +218,7 @@ func (v *Verifier) verifySigned(ctx context.Context, token, typ string) ([]byte,
 			return nil, invalid(err)
 		}
 	}
-	if h.Typ != typ {
+	if h.Typ != string(typ) {
 		return nil, invalid(errType)
 	}
 	if !slices.Contains(v.cfg.Algorithms, h.Alg) {
@@ -233,15 +228,15 @@ func (v *Verifier) verifySigned(ctx context.Context, token, typ string) ([]byte,
 	if err != nil {
 		return nil, invalid(err)
 	}
-	payload, err := base64.RawURLEncoding.DecodeString(token[i+1 : j])
+	payload, err := base64.RawURLEncoding.DecodeString(tok[i+1 : j])
 	if err != nil {
 		return nil, invalid(fmt.Errorf("%w: payload: %w", errMalformed, err))
 	}
-	sig, err := base64.RawURLEncoding.DecodeString(token[j+1:])
+	sig, err := base64.RawURLEncoding.DecodeString(tok[j+1:])
 	if err != nil {
 		return nil, invalid(fmt.Errorf("%w: signature: %w", errMalformed, err))
 	}
-	if !key.verify(token[:j], sig) {
+	if !key.verify(tok[:j], sig) {
 		return nil, invalid(errSignature)
 	}
 	if !cached {
@@ -284,22 +279,22 @@ func parseHeader(seg string) (header, error) {
 	return header{Alg: h.Alg, Kid: h.Kid, Typ: h.Typ}, nil
 }
 
-func (v *Verifier) checkClaims(w *wireClaims, c *Claims) error {
+func (v *Verifier) checkClaims(c *Claims) error {
 	now, leeway := v.cfg.Now(), v.cfg.Leeway
 	switch {
 	case c.Issuer != v.cfg.Issuer:
 		return errIssuer
-	case !slices.Contains(c.Audience, v.cfg.Audience):
+	case !c.HasAudience(v.cfg.Audience):
 		return errAudience
-	case w.Expiry == nil || !now.Before(c.Expiry.Add(leeway)):
+	case c.Expiry.IsZero() || !now.Before(c.Expiry.Add(leeway)):
 		return errExpired
-	case w.NotBef != nil && now.Add(leeway).Before(w.NotBef.time()):
+	case !c.NotBefore.IsZero() && now.Add(leeway).Before(c.NotBefore):
 		return errNotYetValid
-	case w.IssuedAt != nil && now.Add(leeway).Before(c.IssuedAt):
+	case !c.IssuedAt.IsZero() && now.Add(leeway).Before(c.IssuedAt):
 		return errIssuedFuture
-	case w.IssuedAt == nil || c.Expiry.Sub(c.IssuedAt) > v.cfg.MaxLifetime:
+	case c.IssuedAt.IsZero() || c.Expiry.Sub(c.IssuedAt) > v.cfg.MaxLifetime:
 		return errLifetime
-	case c.JTI == "":
+	case c.ID == "":
 		return errNoID
 	}
 	return nil
@@ -311,9 +306,7 @@ func checkBinding(cnf string, peer *x509.Certificate) error {
 	if cnf == "" || peer == nil {
 		return errNotBound
 	}
-	sum := sha256.Sum256(peer.Raw)
-	want := base64.RawURLEncoding.EncodeToString(sum[:])
-	if subtle.ConstantTimeCompare([]byte(cnf), []byte(want)) != 1 {
+	if subtle.ConstantTimeCompare([]byte(cnf), []byte(token.Thumbprint(peer.Raw))) != 1 {
 		return errNotBound
 	}
 	return nil

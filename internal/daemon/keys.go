@@ -8,6 +8,7 @@ import (
 	"github.com/sigil-dev/sigil/audit"
 	"github.com/sigil-dev/sigil/internal/auditlog"
 	"github.com/sigil-dev/sigil/internal/config"
+	"github.com/sigil-dev/sigil/internal/hsmkeys"
 	"github.com/sigil-dev/sigil/internal/store"
 	"github.com/sigil-dev/sigil/signer"
 )
@@ -24,7 +25,7 @@ func TokenKeys(ctx context.Context, cfg *config.Config, log *slog.Logger) (keys 
 		return nil, nil, nil, err
 	}
 	close = func() { st.Close(); h.Close() }
-	keys, err = signer.NewKeySet(h, cfg.Tokens.KeyLabel, st, signer.WithLead(cfg.Tokens.RotationLead),
+	keys, err = signer.NewKeySet(hsmkeys.New(h), cfg.Tokens.KeyLabel, st, signer.WithLead(cfg.Tokens.RotationLead),
 		signer.WithRetain(cfg.Tokens.MaxTTL), signer.WithLogger(log))
 	if err == nil {
 		err = keys.Refresh(ctx)
@@ -51,7 +52,7 @@ func RotateTokenKey(ctx context.Context, cfg *config.Config, log *slog.Logger) (
 	if err != nil {
 		return signer.KeyState{}, err
 	}
-	entry := audit.Key{Label: k.Label, KID: k.KID, Alg: string(k.Alg), Purpose: "token"}
+	entry := audit.Key{Label: k.Label, KID: k.KID, Alg: k.Alg, Purpose: "token"}
 	if err := auditlog.Record(ctx, st, audit.KeyRotated, entry, "kid:"+k.KID); err != nil {
 		return k, fmt.Errorf("key %s was created but could not be logged: %w", k.Label, err)
 	}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/sigil-dev/sigil/internal/config"
+	"github.com/sigil-dev/sigil/internal/hsmkeys"
 	"github.com/sigil-dev/sigil/internal/tokens"
 	"github.com/sigil-dev/sigil/signer"
 )
@@ -16,7 +17,7 @@ import (
 // our tokens and the configured external issuers'.
 func (d *Daemon) openTokens(ctx context.Context) (*tokens.Service, *signer.KeySet, error) {
 	t := d.cfg.Tokens
-	keys, err := signer.NewKeySet(d.hsm, t.KeyLabel, d.store,
+	keys, err := signer.NewKeySet(hsmkeys.New(d.hsm), t.KeyLabel, d.store,
 		signer.WithLead(t.RotationLead), signer.WithRetain(t.MaxTTL), signer.WithLogger(d.log))
 	if err != nil {
 		return nil, nil, err
@@ -38,7 +39,7 @@ func (d *Daemon) openTokens(ctx context.Context) (*tokens.Service, *signer.KeySe
 		return nil, nil, err
 	}
 	svc, err := tokens.New(tokens.Config{
-		Issuer: issuer, Minter: mint, Keys: keys, KeySource: d.hsm, Verifier: verify,
+		Issuer: issuer, Minter: mint, Keys: keys, Verifier: verify,
 		Attest: d.verify, Policy: d.policy, Store: d.store,
 		MaxLifetime: t.MaxTTL, DefaultTTL: t.DefaultTTL, MaxActDepth: t.MaxActDepth,
 		OpaqueAudiences: t.OpaqueAudiences, Admins: t.Admins, Log: d.log, Nudge: d.audit.Nudge,

@@ -153,15 +153,15 @@ func (s *oauth) oauthForm(w http.ResponseWriter, r *http.Request, endpoint strin
 		return nil, false
 	}
 	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/x-www-form-urlencoded" {
-		return fail(http.StatusBadRequest, signer.InvalidRequest, "the body must be application/x-www-form-urlencoded")
+		return fail(http.StatusBadRequest, tokens.InvalidRequest, "the body must be application/x-www-form-urlencoded")
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, MaxOAuthForm)
 	if err := r.ParseForm(); err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			return fail(http.StatusRequestEntityTooLarge, signer.InvalidRequest, fmt.Sprintf("request body exceeds %d bytes", MaxOAuthForm))
+			return fail(http.StatusRequestEntityTooLarge, tokens.InvalidRequest, fmt.Sprintf("request body exceeds %d bytes", MaxOAuthForm))
 		}
-		return fail(http.StatusBadRequest, signer.InvalidRequest, "malformed form body")
+		return fail(http.StatusBadRequest, tokens.InvalidRequest, "malformed form body")
 	}
 	if peerCertificate(r) == nil {
 		return fail(http.StatusUnauthorized, tokens.InvalidClient, "a client certificate is required: authenticate with the workload's X.509-SVID over mutual TLS (tls_client_auth)")
@@ -173,8 +173,8 @@ func (s *oauth) oauthForm(w http.ResponseWriter, r *http.Request, endpoint strin
 // revocation; token_type_hint is optional and not needed.
 func (s *oauth) tokenParam(w http.ResponseWriter, r *http.Request, endpoint string, form url.Values) (string, bool) {
 	if len(form["token"]) != 1 || form.Get("token") == "" {
-		s.requests.WithLabelValues(endpoint, signer.InvalidRequest).Inc()
-		oauthError(w, http.StatusBadRequest, signer.InvalidRequest, "exactly one non-empty token parameter is required")
+		s.requests.WithLabelValues(endpoint, tokens.InvalidRequest).Inc()
+		oauthError(w, http.StatusBadRequest, tokens.InvalidRequest, "exactly one non-empty token parameter is required")
 		return "", false
 	}
 	return form.Get("token"), true
@@ -275,7 +275,7 @@ func (s *oauth) oauthFail(w http.ResponseWriter, r *http.Request, endpoint strin
 }
 
 func classifyOAuth(err error) (status int, code, description string) {
-	var oe *signer.Error
+	var oe *tokens.Error
 	switch {
 	case errors.As(err, &oe) && oe.Code == tokens.InvalidClient:
 		return http.StatusUnauthorized, oe.Code, oe.Description

@@ -10,6 +10,7 @@ import (
 	"github.com/sigil-dev/sigil/internal/device"
 	"github.com/sigil-dev/sigil/internal/store"
 	"github.com/sigil-dev/sigil/signer"
+	"github.com/sigil-dev/sigil/token"
 )
 
 // client is an authenticated caller: its verified X.509-SVID and the
@@ -49,7 +50,7 @@ func (s *Service) authenticate(ctx context.Context, cert *x509.Certificate) (*cl
 		return nil, invalidClient("the client certificate does not carry exactly the SPIFFE ID on record")
 	}
 	return &client{cert: cert, record: rec, caller: signer.Caller{
-		ID: rec.SPIFFEID, Thumbprint: signer.Thumbprint(cert.Raw),
+		ID: rec.SPIFFEID, Thumbprint: token.Thumbprint(cert.Raw),
 		Evidence: rec.EvidenceDigest, Policy: rec.PolicyVersion,
 	}}, nil
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/sigil-dev/sigil/internal/store"
 	"github.com/sigil-dev/sigil/signer"
+	"github.com/sigil-dev/sigil/token"
 )
 
 // An external issuer's subject token (a user IdP's) is recorded as the
@@ -34,9 +35,9 @@ func externalJTI(token string) string {
 
 // externalRecord is the record of an external subject token with claims
 // c, named jti, first seen at seen (before c's expiry).
-func externalRecord(jti string, c *signer.Claims, seen time.Time) store.Token {
+func externalRecord(jti string, c *token.Claims, seen time.Time) store.Token {
 	return store.Token{
-		JTI: jti, Sub: c.Subject, Act: actChain(c.Actor), Aud: c.Audience, Scope: strings.Join(c.Scope, " "),
+		JTI: jti, Sub: c.Subject, Act: c.Actor.Chain(), Aud: c.Audience, Scope: strings.Join(c.Scope, " "),
 		IssuedAt: seen, ExpiresAt: c.Expiry, Kind: store.TokenExternal,
 	}
 }
@@ -61,7 +62,7 @@ func (s *Service) revokeExternal(ctx context.Context, c *client, token string) e
 		role = "admin"
 	default:
 		s.log.InfoContext(ctx, "tokens: revocation refused", "jti", jti, "issuer", sub.Issuer, "caller", c.caller.ID)
-		return oauthError(signer.UnauthorizedClient, "the caller may not revoke this token: only a party in its audience or an admin may")
+		return newError(UnauthorizedClient, "the caller may not revoke this token: only a party in its audience or an admin may")
 	}
 	rec := externalRecord(jti, sub, now)
 	revoked, err := s.revoke(ctx, jti, "revoked by its "+role, &rec)
@@ -77,15 +78,15 @@ func (s *Service) revokeExternal(ctx context.Context, c *client, token string) e
 // a subject token is verified (signature, iss, typ, exp) but in any of its
 // audiences, and returns its claims; nil if it is not one or has expired
 // at now.
-func (s *Service) verifyExternal(ctx context.Context, token string, now time.Time) *signer.Claims {
-	if len(token) > signer.MaxTokenSize {
+func (s *Service) verifyExternal(ctx context.Context, tok string, now time.Time) *token.Claims {
+	if len(tok) > signer.MaxTokenSize {
 		return nil
 	}
-	_, aud := peek(token)
+	_, aud := peek(tok)
 	if len(aud) == 0 {
 		return nil
 	}
-	c, err := s.cfg.Verifier.Verify(ctx, token, aud[0])
+	c, err := s.cfg.Verifier.Verify(ctx, tok, aud[0])
 	if err != nil || c.Issuer == s.issuer || !c.Expiry.After(now) {
 		return nil
 	}

@@ -4,7 +4,6 @@ import (
 	"net/url"
 
 	"github.com/sigil-dev/sigil/api"
-	"github.com/sigil-dev/sigil/signer"
 )
 
 // Grant types of the token endpoint.
@@ -70,7 +69,7 @@ func (f *tokenForm) checkGrant() error {
 			return invalidRequest("actor_token_type without actor_token")
 		}
 	default:
-		return oauthError(UnsupportedGrantType, "grant_type must be %s or %s", GrantClientCredentials, GrantTokenExchange)
+		return newError(UnsupportedGrantType, "grant_type must be %s or %s", GrantClientCredentials, GrantTokenExchange)
 	}
 	return nil
 }
@@ -80,16 +79,16 @@ func (f *tokenForm) checkGrant() error {
 // transaction token (token exchange only).
 func (f *tokenForm) checkRequested() error {
 	switch f.requested {
-	case "", signer.TokenTypeJWT:
-	case signer.TokenTypeAccessToken:
+	case "", api.TokenTypeJWT:
+	case api.TokenTypeAccessToken:
 		f.wantOpaque = true
-	case signer.TokenTypeTxnToken:
+	case api.TokenTypeTxnToken:
 		if f.grant != GrantTokenExchange {
 			return invalidRequest("a transaction token is issued by token exchange only")
 		}
 		f.wantTxnToken = true
 	default:
-		return invalidRequest("requested_token_type must be %s, %s or %s", signer.TokenTypeJWT, signer.TokenTypeAccessToken, signer.TokenTypeTxnToken)
+		return invalidRequest("requested_token_type must be %s, %s or %s", api.TokenTypeJWT, api.TokenTypeAccessToken, api.TokenTypeTxnToken)
 	}
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/sigil-dev/sigil/internal/store"
 	"github.com/sigil-dev/sigil/signer"
+	"github.com/sigil-dev/sigil/token"
 )
 
 // Introspection is an RFC 7662 introspection response. An inactive token
@@ -27,8 +28,8 @@ type Introspection struct {
 	Aud       []string      `json:"aud,omitempty"`
 	Iss       string        `json:"iss,omitempty"`
 	JTI       string        `json:"jti,omitempty"`
-	Act       *signer.Actor `json:"act,omitempty"` // RFC 8693 §4.1
-	Cnf       *Confirmation `json:"cnf,omitempty"` // RFC 8705 §3.2
+	Act       *token.Actor        `json:"act,omitempty"` // RFC 8693 §4.1
+	Cnf       *token.Confirmation `json:"cnf,omitempty"` // RFC 8705 §3.2: compare with the certificate the token was presented over
 
 	// Extensions: the token's form (jwt, opaque or txn), and for JWTs the
 	// claims of that name.
@@ -37,13 +38,6 @@ type Introspection struct {
 	Policy        string `json:"sigil_policy,omitempty"`
 	SubjectIssuer string `json:"sigil_sub_iss,omitempty"`
 	Txn           string `json:"txn,omitempty"`
-}
-
-// Confirmation is the cnf member: the thumbprint of the certificate the
-// token is bound to. A resource server compares it with the certificate
-// the token was presented over.
-type Confirmation struct {
-	X5tS256 string `json:"x5t#S256"`
 }
 
 // Introspect answers an RFC 7662 introspection request for token from the
@@ -76,32 +70,32 @@ func (s *Service) Introspect(ctx context.Context, caller *x509.Certificate, toke
 // signature verified (claims set), or a reference token (claims nil).
 type presented struct {
 	record store.Token
-	claims *signer.Claims
+	claims *token.Claims
 }
 
 // resolve finds the record of a presented token of ours, revoked or not.
 // nil means the token is none of ours: unknown, malformed, badly signed,
 // expired, of another issuer, or not on record.
-func (s *Service) resolve(ctx context.Context, token string) (*presented, error) {
-	if token == "" || len(token) > signer.MaxTokenSize {
+func (s *Service) resolve(ctx context.Context, tok string) (*presented, error) {
+	if tok == "" || len(tok) > signer.MaxTokenSize {
 		return nil, nil
 	}
-	if !strings.Contains(token, ".") {
-		return s.resolveReference(ctx, token)
+	if !strings.Contains(tok, ".") {
+		return s.resolveReference(ctx, tok)
 	}
-	typ, aud := peek(token)
+	typ, aud := peek(tok)
 	if len(aud) == 0 {
 		return nil, nil
 	}
 	// Any audience of the token will do for the Verifier: the signature
 	// covers them all, and who may see the token is decided on its record.
-	var c *signer.Claims
+	var c *token.Claims
 	var err error
-	switch typ {
-	case string(signer.AccessToken):
-		c, err = s.cfg.Verifier.Verify(ctx, token, aud[0])
-	case string(signer.TxnToken):
-		c, err = s.cfg.Verifier.VerifyTxn(ctx, token, aud[0])
+	switch token.Type(typ) {
+	case token.AccessToken:
+		c, err = s.cfg.Verifier.Verify(ctx, tok, aud[0])
+	case token.TxnToken:
+		c, err = s.cfg.Verifier.VerifyTxn(ctx, tok, aud[0])
 	default:
 		return nil, nil
 	}
@@ -139,12 +133,12 @@ func (s *Service) resolveReference(ctx context.Context, handle string) (*present
 }
 
 // kindOf is the record kind of each JWT type.
-var kindOf = map[signer.TokenType]string{signer.AccessToken: store.TokenJWT, signer.TxnToken: store.TokenTxn}
+var kindOf = map[token.Type]string{token.AccessToken: store.TokenJWT, token.TxnToken: store.TokenTxn}
 
 // peek reads typ and aud of a JWT without verifying it, to pick how to
 // verify it.
-func peek(token string) (typ string, aud []string) {
-	parts := strings.Split(token, ".")
+func peek(tok string) (typ string, aud []string) {
+	parts := strings.Split(tok, ".")
 	if len(parts) != 3 {
 		return "", nil
 	}
@@ -152,19 +146,12 @@ func peek(token string) (typ string, aud []string) {
 		Typ string `json:"typ"`
 	}
 	var claims struct {
-		Aud json.RawMessage `json:"aud"`
+		Aud token.Audience `json:"aud"`
 	}
-	if decodePart(parts[0], &hdr) != nil || decodePart(parts[1], &claims) != nil {
+	if decodePart(parts[0], &hdr) != nil || decodePart(parts[1], &claims) != nil || len(claims.Aud) == 0 || claims.Aud[0] == "" {
 		return "", nil
 	}
-	if json.Unmarshal(claims.Aud, &aud) != nil {
-		var one string
-		if json.Unmarshal(claims.Aud, &one) != nil || one == "" {
-			return "", nil
-		}
-		aud = []string{one}
-	}
-	return strings.TrimPrefix(strings.ToLower(hdr.Typ), "application/"), aud
+	return strings.TrimPrefix(strings.ToLower(hdr.Typ), "application/"), claims.Aud
 }
 
 func decodePart(part string, v any) error {
@@ -180,7 +167,7 @@ func (s *Service) introspection(t *presented) *Introspection {
 	out := &Introspection{
 		Active: true, Scope: r.Scope, ClientID: r.ClientID, TokenType: "Bearer",
 		Exp: r.ExpiresAt.Unix(), Iat: r.IssuedAt.Unix(), Nbf: r.IssuedAt.Unix(), Sub: r.Sub, Aud: r.Aud,
-		Iss: s.issuer, JTI: r.JTI, Act: actorOf(r.Act), Cnf: &Confirmation{X5tS256: r.CNF}, Kind: r.Kind,
+		Iss: s.issuer, JTI: r.JTI, Act: token.NewActor(r.Act), Cnf: &token.Confirmation{X5tS256: r.CNF}, Kind: r.Kind,
 	}
 	if r.Kind == store.TokenTxn {
 		out.TokenType = "N_A"

@@ -4,16 +4,17 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
 	"time"
 
+	"github.com/sigil-dev/sigil/api"
 	"github.com/sigil-dev/sigil/audit"
 	"github.com/sigil-dev/sigil/internal/auditlog"
 	"github.com/sigil-dev/sigil/internal/store"
 	"github.com/sigil-dev/sigil/signer"
+	"github.com/sigil-dev/sigil/token"
 )
 
 // minted is a signed (or, for a reference token, generated) token and its
@@ -21,44 +22,7 @@ import (
 type minted struct {
 	token     string
 	record    store.Token
-	claims    *signer.Claims
 	tokenType string // issued_token_type
-}
-
-// issue picks the token's form, asks policy about the token as it will
-// be, mints it, records and audits it, and answers.
-func (s *Service) issue(ctx context.Context, c *client, f *tokenForm, iss *issuance) (*Response, error) {
-	opaque, err := s.form(f, iss.claims)
-	if err != nil {
-		return nil, err
-	}
-	if err := iss.gate.check(iss.claims); err != nil {
-		return nil, err
-	}
-	var m *minted
-	switch {
-	case opaque:
-		m, err = s.reference(iss.claims)
-	case f.wantTxnToken:
-		m, err = s.jwt(ctx, iss.claims, s.cfg.Minter.TxnToken, store.TokenTxn, signer.TokenTypeTxnToken)
-	default:
-		typ := signer.TokenTypeAccessToken
-		if f.requested == signer.TokenTypeJWT {
-			typ = signer.TokenTypeJWT
-		}
-		m, err = s.jwt(ctx, iss.claims, s.cfg.Minter.AccessToken, store.TokenJWT, typ)
-	}
-	if err != nil {
-		return nil, err
-	}
-	m.record.ParentJTI = iss.parent
-	if err := s.record(ctx, iss.kind, m.record, iss.gate.permits, iss.external); err != nil {
-		return nil, err
-	}
-	s.log.InfoContext(ctx, "tokens: issued", "jti", m.record.JTI, "kind", m.record.Kind, "grant", f.grant,
-		"parent", iss.parent, "sub", m.record.Sub, "client_id", c.caller.ID, "aud", m.record.Aud,
-		"scope", m.record.Scope, "exp", m.record.ExpiresAt, "policies", iss.gate.permits)
-	return s.response(m), nil
 }
 
 // form decides between a JWT and a reference token: a reference token
@@ -66,54 +30,66 @@ func (s *Service) issue(ctx context.Context, c *client, f *tokenForm, iss *issua
 // (requested_token_type access_token); a JWT otherwise. A JWT or
 // transaction token asked for an audience configured for reference tokens
 // is invalid_target.
-func (s *Service) form(f *tokenForm, c *signer.Claims) (bool, error) {
+func (s *Service) form(f *tokenForm, c *token.Claims) (bool, error) {
 	for _, a := range c.Audience {
 		if !s.opaque[a] {
 			continue
 		}
-		if f.requested == signer.TokenTypeJWT || f.wantTxnToken {
-			return false, oauthError(signer.InvalidTarget, "audience %q accepts reference tokens only: request %s or leave requested_token_type out", a, signer.TokenTypeAccessToken)
+		if f.requested == api.TokenTypeJWT || f.wantTxnToken {
+			return false, newError(InvalidTarget, "audience %q accepts reference tokens only: request %s or leave requested_token_type out", a, api.TokenTypeAccessToken)
 		}
 		return true, nil
 	}
 	return f.wantOpaque, nil
 }
 
-type mintFunc func(context.Context, signer.Claims) (string, *signer.Claims, error)
+// mint makes the token of claims c in the form decided: a reference
+// token, a transaction token or a JWT access token.
+func (s *Service) mint(ctx context.Context, f *tokenForm, c *token.Claims, opaque bool) (*minted, error) {
+	switch {
+	case opaque:
+		return s.reference(c)
+	case f.wantTxnToken:
+		return s.jwt(ctx, c, s.cfg.Minter.TxnToken, store.TokenTxn, api.TokenTypeTxnToken)
+	case f.requested == api.TokenTypeJWT:
+		return s.jwt(ctx, c, s.cfg.Minter.AccessToken, store.TokenJWT, api.TokenTypeJWT)
+	}
+	return s.jwt(ctx, c, s.cfg.Minter.AccessToken, store.TokenJWT, api.TokenTypeAccessToken)
+}
 
-func (s *Service) jwt(ctx context.Context, c *signer.Claims, mint mintFunc, kind, tokenType string) (*minted, error) {
-	tok, signed, err := mint(ctx, *c)
+type mintFunc func(context.Context, token.Claims) (*signer.Minted, error)
+
+func (s *Service) jwt(ctx context.Context, c *token.Claims, mint mintFunc, kind, tokenType string) (*minted, error) {
+	m, err := mint(ctx, *c)
 	if err != nil {
 		return nil, err
 	}
-	rec := recordOf(signed, kind)
-	if rec.KID, err = kidOf(tok); err != nil {
-		return nil, err
-	}
-	return &minted{token: tok, record: rec, claims: signed, tokenType: tokenType}, nil
+	rec := recordOf(m.Claims, kind)
+	rec.KID = m.KID
+	return &minted{token: m.Token, record: rec, tokenType: tokenType}, nil
 }
 
 // reference makes a reference token for c: the handle goes to the client,
 // only its digest to the store.
-func (s *Service) reference(c *signer.Claims) (*minted, error) {
+func (s *Service) reference(c *token.Claims) (*minted, error) {
 	handle, digest := signer.NewReference()
 	hash, err := base64.RawURLEncoding.DecodeString(digest)
 	if err != nil {
 		return nil, fmt.Errorf("tokens: reference digest: %w", err)
 	}
 	claims := *c
-	claims.Type, claims.Issuer, claims.ID = signer.AccessToken, s.issuer, newJTI()
+	claims.Type, claims.Issuer, claims.ID = token.AccessToken, s.issuer, newJTI()
 	if !claims.Expiry.After(s.now()) {
 		return nil, errors.New("tokens: reference token would be expired")
 	}
 	rec := recordOf(&claims, store.TokenOpaque)
 	rec.HandleHash = hash
-	return &minted{token: handle, record: rec, claims: &claims, tokenType: signer.TokenTypeAccessToken}, nil
+	return &minted{token: handle, record: rec, tokenType: api.TokenTypeAccessToken}, nil
 }
 
-func recordOf(c *signer.Claims, kind string) store.Token {
+func recordOf(c *token.Claims, kind string) store.Token {
 	return store.Token{
-		JTI: c.ID, Sub: c.Subject, ClientID: c.ClientID, Act: actChain(c.Actor), Aud: c.Audience,
+		JTI: c.ID, Sub: c.Subject, ClientID: c.ClientID, Act: c.Actor.Chain(), Aud: c.Audience,
 		Scope: strings.Join(c.Scope, " "), IssuedAt: c.IssuedAt, ExpiresAt: c.Expiry, CNF: c.Confirmation, Kind: kind,
 	}
 }
@@ -146,7 +122,7 @@ func (s *Service) record(ctx context.Context, kind audit.Kind, rec store.Token, 
 		s.nudge()
 		return nil
 	case errors.Is(err, store.ErrRevoked):
-		return invalidGrant("subject_token has been revoked")
+		return &presentedError{param: "subject_token", err: err}
 	}
 	s.log.ErrorContext(ctx, "tokens: token not recorded, not issued", "jti", rec.JTI, "err", err)
 	return notRecorded("token "+rec.JTI, err)
@@ -168,22 +144,6 @@ func (s *Service) response(m *minted) *Response {
 		AccessToken: m.token, IssuedTokenType: m.tokenType, TokenType: typ,
 		ExpiresIn: int64(m.record.ExpiresAt.Sub(s.now()) / time.Second), Scope: m.record.Scope, JTI: m.record.JTI,
 	}
-}
-
-// kidOf reads the kid header of a JWT we just signed.
-func kidOf(token string) (string, error) {
-	h, _, ok := strings.Cut(token, ".")
-	var hdr struct {
-		KID string `json:"kid"`
-	}
-	b, err := base64.RawURLEncoding.DecodeString(h)
-	if ok && err == nil {
-		err = json.Unmarshal(b, &hdr)
-	}
-	if !ok || err != nil || hdr.KID == "" {
-		return "", errors.New("tokens: minted token has no kid header")
-	}
-	return hdr.KID, nil
 }
 
 // newJTI returns 128 random bits, base64url, as signer's jtis.
@@ -208,10 +168,10 @@ func (s *Service) referenceRecord(ctx context.Context, digest string) (store.Tok
 }
 
 // claimsOf gives the claims of a reference token from its record.
-func claimsOf(rec store.Token, issuer string) *signer.Claims {
-	return &signer.Claims{
-		Type: signer.AccessToken, Issuer: issuer, Subject: rec.Sub, Audience: rec.Aud,
+func claimsOf(rec store.Token, issuer string) *token.Claims {
+	return &token.Claims{
+		Type: token.AccessToken, Issuer: issuer, Subject: rec.Sub, Audience: rec.Aud,
 		IssuedAt: rec.IssuedAt, NotBefore: rec.IssuedAt, Expiry: rec.ExpiresAt, ID: rec.JTI,
-		ClientID: rec.ClientID, Scope: strings.Fields(rec.Scope), Confirmation: rec.CNF, Actor: actorOf(rec.Act),
+		ClientID: rec.ClientID, Scope: strings.Fields(rec.Scope), Confirmation: rec.CNF, Actor: token.NewActor(rec.Act),
 	}
 }

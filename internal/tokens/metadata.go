@@ -4,7 +4,6 @@ import (
 	"strings"
 
 	"github.com/sigil-dev/sigil/api"
-	"github.com/sigil-dev/sigil/signer"
 )
 
 // Paths of the token service's endpoints, relative to the issuer (defined
@@ -52,7 +51,7 @@ func (s *Service) Metadata() Metadata {
 		IntrospectionEndpointAuthMethodsSupported: tls,
 		RevocationEndpointAuthMethodsSupported:    tls,
 		TLSClientCertificateBoundAccessTokens:     true,
-		TokenTypesSupported:                       []string{signer.TokenTypeAccessToken, signer.TokenTypeJWT, signer.TokenTypeTxnToken},
+		TokenTypesSupported:                       []string{api.TokenTypeAccessToken, api.TokenTypeJWT, api.TokenTypeTxnToken},
 		RevocationEventsEndpoint:                  base + PathRevocations,
 		RevocationEventTypes:                      []string{EventTokenRevoked},
 	}

@@ -1,125 +1,87 @@
 package tokens
 
 import (
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
 
 	"github.com/sigil-dev/sigil/policy"
-	"github.com/sigil-dev/sigil/signer"
+	"github.com/sigil-dev/sigil/token"
 )
 
-// gate asks policy about one token request, through the hooks of
-// signer.Rules and a final check of the token's claims, and remembers its
-// answers. Denials become OAuth errors:
+// permit asks policy about the token the rules produced, in this order,
+// and returns the ids of the policies that permitted it:
 //
-//   - an audience denied whatever the scopes: invalid_target (RFC 8693
-//     §2.2.2: unwilling to issue a token for that target);
-//   - a scope denied for an audience that is itself permitted:
-//     invalid_scope;
-//   - either one by a matching forbid policy: access_denied, the policy
-//     having prohibited it explicitly.
+//  1. each audience alone (no scopes): a denial is invalid_target;
+//  2. each scope with each audience: a denied scope the client asked for
+//     is invalid_scope; one inherited from the subject token (no scope
+//     parameter) is dropped from the token instead;
+//  3. each audience with the token's whole scope set, which a policy may
+//     judge otherwise than each scope alone: invalid_scope.
 //
-// Each description names what was denied and the policy set version that
-// decided (policy.Decision.Reason).
-type gate struct {
-	policy Decider
-	req    policy.TokenRequest // Caller and Subject; Audience and Scopes vary
-	memo   map[string]policy.Decision
-
-	audienceDenied *denial // the first audience denied through Rules.Audience
-	scopeDenied    *denial // the first scope denied through Rules.Scope
-	permits        []string
-}
-
-type denial struct {
-	what     string
-	decision policy.Decision
-}
-
-func newGate(p Decider, caller policy.Caller, subject *policy.Subject) *gate {
-	return &gate{policy: p, req: policy.TokenRequest{Caller: caller, Subject: subject}, memo: map[string]policy.Decision{}}
-}
-
-func (g *gate) decide(audience string, scopes []string) policy.Decision {
-	key := audience + "\x00" + strings.Join(scopes, " ")
-	if d, ok := g.memo[key]; ok {
-		return d
-	}
-	req := g.req
-	req.Audience, req.Scopes = audience, scopes
-	d := g.policy.Decide(req)
-	g.memo[key] = d
-	if d.Allowed {
-		for _, id := range d.PolicyIDs {
-			if !slices.Contains(g.permits, id) {
-				g.permits = append(g.permits, id)
-			}
-		}
-	}
-	return d
-}
-
-// audience is signer.Rules.Audience: may the caller have a token for
-// audience at all (no scopes)?
-func (g *gate) audience(_ signer.Caller, audience string) bool {
-	d := g.decide(audience, nil)
-	if !d.Allowed && g.audienceDenied == nil {
-		g.audienceDenied = &denial{fmt.Sprintf("a token for audience %q", audience), d}
-	}
-	return d.Allowed
-}
-
-// scope is signer.Rules.Scope: may the caller hold scope in a token for
-// each of audiences?
-func (g *gate) scope(_ signer.Caller, audiences []string, scope string) bool {
-	for _, a := range audiences {
-		if d := g.decide(a, []string{scope}); !d.Allowed {
-			if g.scopeDenied == nil {
-				g.scopeDenied = &denial{fmt.Sprintf("scope %q for audience %q", scope, a), d}
-			}
-			return false
-		}
-	}
-	return true
-}
-
-// check asks policy about the token as it will be issued: each audience
-// with the whole scope set, which a policy may judge otherwise than each
-// scope alone.
-func (g *gate) check(c *signer.Claims) error {
+// Any denial by a matching forbid policy is access_denied (see denial).
+// c's Scope is narrowed in place by step 2.
+func permit(p Decider, req policy.TokenRequest, c *token.Claims, asked bool) ([]string, error) {
+	d := &decider{policy: p, req: req, memo: map[string]policy.Decision{}}
 	for _, a := range c.Audience {
-		if d := g.decide(a, c.Scope); !d.Allowed {
-			return denied(signer.InvalidScope, fmt.Sprintf("scope %q for audience %q", strings.Join(c.Scope, " "), a), d)
+		if dec := d.decide(a, nil); !dec.Allowed {
+			return nil, &denial{what: fmt.Sprintf("a token for audience %q", a), decision: dec}
+		}
+	}
+	var scope []string
+	for _, s := range c.Scope {
+		err := d.scope(c.Audience, s)
+		switch {
+		case err == nil:
+			scope = append(scope, s)
+		case asked:
+			return nil, err
+		}
+	}
+	c.Scope = scope
+	for _, a := range c.Audience {
+		if dec := d.decide(a, c.Scope); !dec.Allowed {
+			return nil, &denial{scope: true, what: fmt.Sprintf("scope %q for audience %q", strings.Join(c.Scope, " "), a), decision: dec}
+		}
+	}
+	return d.permits, nil
+}
+
+// decider asks policy about one token request, remembering its answers
+// and the ids of the policies that permitted.
+type decider struct {
+	policy  Decider
+	req     policy.TokenRequest // Caller and Subject; Audience and Scopes vary
+	memo    map[string]policy.Decision
+	permits []string
+}
+
+func (d *decider) decide(audience string, scopes []string) policy.Decision {
+	key := audience + "\x00" + strings.Join(scopes, " ")
+	if dec, ok := d.memo[key]; ok {
+		return dec
+	}
+	req := d.req
+	req.Audience, req.Scopes = audience, scopes
+	dec := d.policy.Decide(req)
+	d.memo[key] = dec
+	if dec.Allowed {
+		for _, id := range dec.PolicyIDs {
+			if !slices.Contains(d.permits, id) {
+				d.permits = append(d.permits, id)
+			}
+		}
+	}
+	return dec
+}
+
+// scope asks whether the caller may hold scope in a token for each of
+// audiences.
+func (d *decider) scope(audiences []string, scope string) error {
+	for _, a := range audiences {
+		if dec := d.decide(a, []string{scope}); !dec.Allowed {
+			return &denial{scope: true, what: fmt.Sprintf("scope %q for audience %q", scope, a), decision: dec}
 		}
 	}
 	return nil
-}
-
-// explain turns signer's invalid_target and invalid_scope that came from
-// a policy denial into the policy's answer; other errors pass unchanged.
-// Rules stops at the first denial it meets, and checks the request's
-// shape (malformed scopes, resources that are not URIs, scopes beyond the
-// subject's) before it asks policy about a value, so a recorded denial is
-// the cause of the error of its kind.
-func (g *gate) explain(err error) error {
-	var oe *signer.Error
-	if !errors.As(err, &oe) {
-		return err
-	}
-	switch {
-	case oe.Code == signer.InvalidTarget && g.audienceDenied != nil:
-		return denied(signer.InvalidTarget, g.audienceDenied.what, g.audienceDenied.decision)
-	case oe.Code == signer.InvalidScope && g.scopeDenied != nil:
-		return denied(signer.InvalidScope, g.scopeDenied.what, g.scopeDenied.decision)
-	}
-	return err
-}
-
-func denied(code, what string, d policy.Decision) *signer.Error {
-	if len(d.PolicyIDs) > 0 {
-		code = signer.AccessDenied
-	}
-	return oauthError(code, "policy denies %s: %s", what, d.Reason())
 }

@@ -8,7 +8,6 @@ import (
 	"github.com/sigil-dev/sigil/audit"
 	"github.com/sigil-dev/sigil/internal/auditlog"
 	"github.com/sigil-dev/sigil/internal/store"
-	"github.com/sigil-dev/sigil/signer"
 )
 
 // Revoke revokes token (RFC 7009) for the holder of caller, and with it
@@ -43,7 +42,7 @@ func (s *Service) Revoke(ctx context.Context, caller *x509.Certificate, token st
 	role := s.revoker(c, t.record)
 	if role == "" {
 		s.log.InfoContext(ctx, "tokens: revocation refused", "jti", t.record.JTI, "caller", c.caller.ID)
-		return oauthError(signer.UnauthorizedClient, "the caller may not revoke this token: only its holder, its client, a party in its audience or an admin may")
+		return newError(UnauthorizedClient, "the caller may not revoke this token: only its holder, its client, a party in its audience or an admin may")
 	}
 	revoked, err := s.revoke(ctx, t.record.JTI, "revoked by its "+role, nil)
 	if err != nil {

@@ -37,12 +37,9 @@ type Config struct {
 	// Verifier must have been made for the same issuer.
 	Issuer string
 	Minter *signer.Minter
-	// Keys is the Minter's key set: JWKS, and the key that signs the
-	// revocation feed's events.
+	// Keys is the Minter's key set: JWKS, and the revocation feed's
+	// events are signed through it (KeySet.Sign).
 	Keys *signer.KeySet
-	// KeySource holds Keys' keys (the *hsm.HSM); the feed's events are
-	// signed through it.
-	KeySource signer.KeySource
 	// Verifier checks subject and actor tokens: ours and those of the
 	// configured external issuers.
 	Verifier *signer.Verifier
@@ -118,15 +115,14 @@ func New(c Config) (*Service, error) {
 		s.cfg.MaxSubscribers = DefaultMaxSubscribers
 	}
 	s.facts = newFactsCache(c.Store, c.Attest, s.now, maxCachedFacts)
-	sets := &setSigner{issuer: c.Issuer, keys: c.Keys, src: c.KeySource, now: s.now}
-	s.feed = newFeed(c.Store, sets.sign, s.log, s.cfg.PollInterval, s.cfg.MaxSubscribers)
+	s.feed = newFeed(c.Store, s.signEvent, s.log, s.cfg.PollInterval, s.cfg.MaxSubscribers)
 	return s, nil
 }
 
 func (c *Config) check() error {
 	var missing []string
 	for name, ok := range map[string]bool{
-		"Minter": c.Minter != nil, "Keys": c.Keys != nil, "KeySource": c.KeySource != nil,
+		"Minter": c.Minter != nil, "Keys": c.Keys != nil,
 		"Verifier": c.Verifier != nil, "Attest": c.Attest != nil, "Policy": c.Policy != nil, "Store": c.Store != nil,
 	} {
 		if !ok {

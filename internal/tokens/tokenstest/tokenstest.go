@@ -32,6 +32,7 @@ import (
 	"github.com/sigil-dev/sigil/ca"
 	"github.com/sigil-dev/sigil/hsm"
 	"github.com/sigil-dev/sigil/internal/device"
+	"github.com/sigil-dev/sigil/internal/hsmkeys"
 	"github.com/sigil-dev/sigil/internal/store"
 	"github.com/sigil-dev/sigil/internal/tokens"
 	"github.com/sigil-dev/sigil/policy"
@@ -105,7 +106,7 @@ func New(t testing.TB, opts ...func(*tokens.Config)) *Env {
 		t.Fatalf("NewVerifier: %v", err)
 	}
 	e.Config = tokens.Config{
-		Issuer: Issuer, Minter: e.Minter, Keys: e.Keys, KeySource: e.HSM, Verifier: verify,
+		Issuer: Issuer, Minter: e.Minter, Keys: e.Keys, Verifier: verify,
 		Attest: verifier, Policy: e.Policy, Store: e.Store,
 		MaxLifetime: 15 * time.Minute, DefaultTTL: 5 * time.Minute, MaxActDepth: 2,
 		OpaqueAudiences: []string{OpaqueAudience}, Admins: []string{Admin},
@@ -185,7 +186,7 @@ func (e *Env) newSigner(t testing.TB) {
 		t.Fatalf("Generate: %v", err)
 	}
 	var err error
-	if e.Keys, err = signer.NewKeySet(e.HSM, "jwt", e.Store, signer.WithRetain(time.Hour), signer.WithLogger(Logger(t))); err != nil {
+	if e.Keys, err = signer.NewKeySet(hsmkeys.New(e.HSM), "jwt", e.Store, signer.WithRetain(time.Hour), signer.WithLogger(Logger(t))); err != nil {
 		t.Fatalf("NewKeySet: %v", err)
 	}
 	if err := e.Keys.Refresh(ctx); err != nil {

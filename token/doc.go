@@ -1,0 +1,22 @@
+// Package token holds sigil's token wire types, once, for every side that
+// reads or writes a token: signer (sigild's token library) mints and
+// verifies them, verify (resource servers) verifies them, client binds
+// them to its certificate, and internal/tokens records and introspects
+// them. It has no key storage and no server code: the standard library
+// and go-jose only.
+//
+//   - Claims: the JWT claims of an RFC 9068 access token as sigil writes
+//     them (iss, sub, aud, exp, nbf, iat, jti, client_id, scope, cnf, act,
+//     sigil_*), plus those of a transaction token (txn, tctx, rctx).
+//   - Actor: one level of an RFC 8693 act claim, nested.
+//   - Audience: aud, written as an array, read as a string or an array.
+//   - NumericDate: a JWT time, whole seconds since the epoch.
+//   - ParseJWKS: the public signing keys of an RFC 7517 JWK Set by kid,
+//     each pinned to an algorithm of a caller-given allow-list.
+//   - Thumbprint: the RFC 8705 x5t#S256 of a certificate, the cnf that
+//     binds a token to its holder.
+//
+// Which claims a token must carry, and with which values, is the
+// verifier's business (signer.Verifier, verify.Verifier); this package
+// only reads and writes them.
+package token
