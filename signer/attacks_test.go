@@ -1,6 +1,7 @@
 package signer_test
 
 import (
+	"context"
 	"crypto"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -19,6 +20,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/sigil-dev/sigil/signer"
+	"github.com/sigil-dev/sigil/token"
 )
 
 // kit crafts tokens by hand. Tokens from sign are signed by a key the
@@ -114,26 +116,22 @@ func (k *kit) attackerCert() string {
 	return base64.StdEncoding.EncodeToString(der)
 }
 
-// noType stands for an absent subject_token_type.
-const noType = "(none)"
-
-// attack is a subject token and the OAuth error code it must get from
-// Verifier.SubjectToken with audience callerB ("" for accepted).
+// attack is a subject token and the kind of TokenError it must get
+// from the Verifier with audience callerB (ok for accepted).
 type attack struct {
-	name      string
-	token     func(k *kit) string
-	tokenType string // default access_token
-	code      string
+	name  string
+	token func(k *kit) string
+	txn   bool // verify as a transaction token (VerifyTxn)
+	code  error
 }
 
-func (a attack) subjectTokenType() string {
-	switch a.tokenType {
-	case "":
-		return signer.TokenTypeAccessToken
-	case noType:
-		return ""
+// verify checks tok with v as the token endpoint verifies a subject
+// token of the attack's type.
+func (a attack) verify(ctx context.Context, v *signer.Verifier, tok string) (*token.Claims, error) {
+	if a.txn {
+		return v.VerifyTxn(ctx, tok, callerB.ID)
 	}
-	return a.tokenType
+	return v.Verify(ctx, tok, callerB.ID)
 }
 
 func tokenOnly(s string) func(*kit) string { return func(*kit) string { return s } }
@@ -146,10 +144,11 @@ func claims(mod map[string]any) func(*kit) string {
 	return func(k *kit) string { return k.sign(nil, mod) }
 }
 
-const (
-	ok             = ""
-	invalidRequest = signer.InvalidRequest
-	invalidGrant   = signer.InvalidGrant
+// Outcomes of verification: accepted, or a TokenError of a kind.
+var (
+	ok        error
+	malformed = signer.ErrMalformed
+	invalid   = signer.ErrInvalid
 )
 
 func attacks() []attack {
@@ -159,7 +158,6 @@ func attacks() []attack {
 func validTokens() []attack {
 	return []attack{
 		{name: "valid", token: (*kit).good, code: ok},
-		{name: "valid as token type jwt", token: (*kit).good, tokenType: signer.TokenTypeJWT, code: ok},
 		{name: "valid with aud as a string", token: claims(map[string]any{"aud": callerB.ID}), code: ok},
 		{name: "valid with typ application/at+jwt", token: header(map[string]any{"typ": "application/at+jwt"}), code: ok},
 		{name: "valid with typ in upper case", token: header(map[string]any{"typ": "AT+JWT"}), code: ok},
@@ -171,34 +169,32 @@ func validTokens() []attack {
 
 func malformedTokens() []attack {
 	return []attack{
-		{name: "missing subject token", token: tokenOnly(""), code: invalidRequest},
-		{name: "missing subject_token_type", token: (*kit).good, tokenType: noType, code: invalidRequest},
-		{name: "unsupported subject_token_type", token: (*kit).good, tokenType: "urn:ietf:params:oauth:token-type:saml2", code: invalidRequest},
-		{name: "garbage", token: tokenOnly("this is not a token"), code: invalidRequest},
-		{name: "garbage in three parts", token: tokenOnly("a.b.c"), code: invalidRequest},
+		{name: "missing subject token", token: tokenOnly(""), code: malformed},
+		{name: "garbage", token: tokenOnly("this is not a token"), code: malformed},
+		{name: "garbage in three parts", token: tokenOnly("a.b.c"), code: malformed},
 		{name: "header not JSON", token: func(k *kit) string {
 			return craftRaw([]byte("not json"), mustJSON(k.t, k.claims(nil)), jwsSign(k.t, k.trusted, k.alg))
-		}, code: invalidRequest},
+		}, code: malformed},
 		{name: "claims not a JSON object", token: func(k *kit) string {
 			return craftRaw(mustJSON(k.t, k.header(nil)), []byte(`["aud"]`), jwsSign(k.t, k.trusted, k.alg))
-		}, code: invalidRequest},
+		}, code: malformed},
 		{name: "duplicate header member", token: func(k *kit) string {
 			hdr := `{"alg":"` + k.alg + `","kid":"` + k.kid + `","typ":"at+jwt","alg":"none"}`
 			return craftRaw([]byte(hdr), mustJSON(k.t, k.claims(nil)), jwsSign(k.t, k.trusted, k.alg))
-		}, code: invalidRequest},
+		}, code: malformed},
 		{name: "newline inside", token: func(k *kit) string {
 			tok := k.good()
 			i := strings.Index(tok, ".") + 5
 			return tok[:i] + "\n" + tok[i:]
-		}, code: invalidRequest},
-		{name: "oversized", token: claims(map[string]any{"pad": strings.Repeat("x", signer.MaxTokenSize)}), code: invalidRequest},
-		{name: "four parts", token: func(k *kit) string { return k.good() + ".e30" }, code: invalidRequest},
-		{name: "many dots", token: func(k *kit) string { return k.good() + strings.Repeat(".", 40) }, code: invalidRequest},
-		{name: "JWE five parts", token: tokenOnly("eyJhbGciOiJSU0EtT0FFUC0yNTYiLCJlbmMiOiJBMjU2R0NNIn0.a2V5.aXY.Y2lwaGVy.dGFn"), code: invalidRequest},
+		}, code: malformed},
+		{name: "oversized", token: claims(map[string]any{"pad": strings.Repeat("x", signer.MaxTokenSize)}), code: malformed},
+		{name: "four parts", token: func(k *kit) string { return k.good() + ".e30" }, code: malformed},
+		{name: "many dots", token: func(k *kit) string { return k.good() + strings.Repeat(".", 40) }, code: malformed},
+		{name: "JWE five parts", token: tokenOnly("eyJhbGciOiJSU0EtT0FFUC0yNTYiLCJlbmMiOiJBMjU2R0NNIn0.a2V5.aXY.Y2lwaGVy.dGFn"), code: malformed},
 		{name: "JWS JSON serialization", token: func(k *kit) string {
 			p := strings.Split(k.good(), ".")
 			return `{"protected":"` + p[0] + `","payload":"` + p[1] + `","signature":"` + p[2] + `"}`
-		}, code: invalidRequest},
+		}, code: malformed},
 	}
 }
 
@@ -206,69 +202,69 @@ func badHeaders() []attack {
 	return []attack{
 		{name: "alg none", token: func(k *kit) string {
 			return k.craft(k.header(map[string]any{"alg": "none"}), k.claims(nil), noSignature)
-		}, code: invalidGrant},
+		}, code: invalid},
 		{name: "alg None", token: func(k *kit) string {
 			return k.craft(k.header(map[string]any{"alg": "None"}), k.claims(nil), noSignature)
-		}, code: invalidGrant},
+		}, code: invalid},
 		{name: "HS256 keyed with the public key PEM", token: func(k *kit) string {
 			return k.craft(k.header(map[string]any{"alg": "HS256"}), k.claims(nil), hmacSign(k.publicPEM(), "HS256"))
-		}, code: invalidGrant},
+		}, code: invalid},
 		{name: "HS256 keyed with the public key DER", token: func(k *kit) string {
 			der, _ := x509.MarshalPKIXPublicKey(k.trusted.Public())
 			return k.craft(k.header(map[string]any{"alg": "HS256"}), k.claims(nil), hmacSign(der, "HS256"))
-		}, code: invalidGrant},
+		}, code: invalid},
 		{name: "alg other than the key's", token: func(k *kit) string {
 			other := map[string]string{"ES256": "ES384", "ES384": "ES256", "PS256": "RS256"}[k.alg]
 			return k.craft(k.header(map[string]any{"alg": other}), k.claims(nil), jwsSign(k.t, k.trusted, k.alg))
-		}, code: invalidGrant},
-		{name: "unknown kid", token: func(k *kit) string { return k.attackerSign(map[string]any{"kid": "attacker-key"}) }, code: invalidGrant},
-		{name: "missing kid", token: header(map[string]any{"kid": del}), code: invalidGrant},
-		{name: "our kid with the attacker's signature", token: func(k *kit) string { return k.attackerSign(nil) }, code: invalidGrant},
+		}, code: invalid},
+		{name: "unknown kid", token: func(k *kit) string { return k.attackerSign(map[string]any{"kid": "attacker-key"}) }, code: invalid},
+		{name: "missing kid", token: header(map[string]any{"kid": del}), code: invalid},
+		{name: "our kid with the attacker's signature", token: func(k *kit) string { return k.attackerSign(nil) }, code: invalid},
 		{name: "jwk header with the attacker's key", token: func(k *kit) string {
 			return k.attackerSign(map[string]any{"jwk": k.attackerJWK()})
-		}, code: invalidGrant},
-		{name: "jwk header on a trusted signature", token: func(k *kit) string { return k.sign(map[string]any{"jwk": k.attackerJWK()}, nil) }, code: invalidGrant},
-		{name: "jku header", token: header(map[string]any{"jku": "https://attacker.test/jwks.json"}), code: invalidGrant},
-		{name: "x5u header", token: header(map[string]any{"x5u": "https://attacker.test/cert.pem"}), code: invalidGrant},
-		{name: "x5c header", token: func(k *kit) string { return k.sign(map[string]any{"x5c": []string{k.attackerCert()}}, nil) }, code: invalidGrant},
-		{name: "crit header", token: header(map[string]any{"crit": []string{"exp"}}), code: invalidGrant},
-		{name: "typ missing", token: header(map[string]any{"typ": del}), code: invalidGrant},
-		{name: "typ JWT", token: header(map[string]any{"typ": "JWT"}), code: invalidGrant},
-		{name: "typ txntoken+jwt as an access token", token: header(map[string]any{"typ": "txntoken+jwt"}), code: invalidGrant},
-		{name: "access token as a txn_token", token: (*kit).good, tokenType: signer.TokenTypeTxnToken, code: invalidGrant},
-		{name: "kid not a string", token: header(map[string]any{"kid": 7}), code: invalidGrant},
+		}, code: invalid},
+		{name: "jwk header on a trusted signature", token: func(k *kit) string { return k.sign(map[string]any{"jwk": k.attackerJWK()}, nil) }, code: invalid},
+		{name: "jku header", token: header(map[string]any{"jku": "https://attacker.test/jwks.json"}), code: invalid},
+		{name: "x5u header", token: header(map[string]any{"x5u": "https://attacker.test/cert.pem"}), code: invalid},
+		{name: "x5c header", token: func(k *kit) string { return k.sign(map[string]any{"x5c": []string{k.attackerCert()}}, nil) }, code: invalid},
+		{name: "crit header", token: header(map[string]any{"crit": []string{"exp"}}), code: invalid},
+		{name: "typ missing", token: header(map[string]any{"typ": del}), code: invalid},
+		{name: "typ JWT", token: header(map[string]any{"typ": "JWT"}), code: invalid},
+		{name: "typ txntoken+jwt as an access token", token: header(map[string]any{"typ": "txntoken+jwt"}), code: invalid},
+		{name: "access token as a txn_token", token: (*kit).good, txn: true, code: invalid},
+		{name: "kid not a string", token: header(map[string]any{"kid": 7}), code: invalid},
 	}
 }
 
 func badClaims() []attack {
 	return []attack{
-		{name: "expired", token: func(k *kit) string { return k.sign(nil, map[string]any{"exp": k.now.Add(-5 * time.Minute).Unix()}) }, code: invalidGrant},
-		{name: "not yet valid", token: func(k *kit) string { return k.sign(nil, map[string]any{"nbf": k.now.Add(5 * time.Minute).Unix()}) }, code: invalidGrant},
-		{name: "issued in the future", token: func(k *kit) string { return k.sign(nil, map[string]any{"iat": k.now.Add(5 * time.Minute).Unix()}) }, code: invalidGrant},
-		{name: "another audience", token: claims(map[string]any{"aud": []string{callerC.ID}}), code: invalidGrant},
-		{name: "missing aud", token: claims(map[string]any{"aud": del}), code: invalidGrant},
-		{name: "unknown issuer", token: claims(map[string]any{"iss": "https://attacker.test"}), code: invalidGrant},
-		{name: "missing iss", token: claims(map[string]any{"iss": del}), code: invalidGrant},
-		{name: "missing exp", token: claims(map[string]any{"exp": del}), code: invalidGrant},
-		{name: "missing jti", token: claims(map[string]any{"jti": del}), code: invalidGrant},
-		{name: "missing sub", token: claims(map[string]any{"sub": del}), code: invalidGrant},
-		{name: "exp as a string", token: func(k *kit) string { return k.sign(nil, map[string]any{"exp": "2099-01-01"}) }, code: invalidGrant},
-		{name: "act without sub", token: claims(map[string]any{"act": map[string]any{"act": map[string]any{"sub": callerA.ID}}}), code: invalidGrant},
+		{name: "expired", token: func(k *kit) string { return k.sign(nil, map[string]any{"exp": k.now.Add(-5 * time.Minute).Unix()}) }, code: invalid},
+		{name: "not yet valid", token: func(k *kit) string { return k.sign(nil, map[string]any{"nbf": k.now.Add(5 * time.Minute).Unix()}) }, code: invalid},
+		{name: "issued in the future", token: func(k *kit) string { return k.sign(nil, map[string]any{"iat": k.now.Add(5 * time.Minute).Unix()}) }, code: invalid},
+		{name: "another audience", token: claims(map[string]any{"aud": []string{callerC.ID}}), code: invalid},
+		{name: "missing aud", token: claims(map[string]any{"aud": del}), code: invalid},
+		{name: "unknown issuer", token: claims(map[string]any{"iss": "https://attacker.test"}), code: invalid},
+		{name: "missing iss", token: claims(map[string]any{"iss": del}), code: invalid},
+		{name: "missing exp", token: claims(map[string]any{"exp": del}), code: invalid},
+		{name: "missing jti", token: claims(map[string]any{"jti": del}), code: invalid},
+		{name: "missing sub", token: claims(map[string]any{"sub": del}), code: invalid},
+		{name: "exp as a string", token: func(k *kit) string { return k.sign(nil, map[string]any{"exp": "2099-01-01"}) }, code: invalid},
+		{name: "act without sub", token: claims(map[string]any{"act": map[string]any{"act": map[string]any{"sub": callerA.ID}}}), code: invalid},
 		{name: "claims swapped under a signature", token: func(k *kit) string {
 			p := strings.Split(k.good(), ".")
 			other := b64(mustJSON(k.t, k.claims(map[string]any{"scope": "read write admin"})))
 			return p[0] + "." + other + "." + p[2]
-		}, code: invalidGrant},
+		}, code: invalid},
 		{name: "signature truncated", token: func(k *kit) string {
 			tok := k.good()
 			i := strings.LastIndex(tok, ".") + 1
 			sig, _ := base64.RawURLEncoding.DecodeString(tok[i:])
 			return tok[:i] + b64(sig[:len(sig)-3])
-		}, code: invalidGrant},
+		}, code: invalid},
 		{name: "signature empty", token: func(k *kit) string {
 			tok := k.good()
 			return tok[:strings.LastIndex(tok, ".")+1]
-		}, code: invalidGrant},
+		}, code: invalid},
 	}
 }
 

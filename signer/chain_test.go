@@ -8,6 +8,7 @@ import (
 
 	"github.com/sigil-dev/sigil/hsm"
 	"github.com/sigil-dev/sigil/signer"
+	"github.com/sigil-dev/sigil/token"
 )
 
 // TestDelegationChain: a user token from an IdP, A exchanges it for B, B
@@ -19,7 +20,7 @@ func TestDelegationChain(t *testing.T) {
 	r := rules()
 	r.MaxActDepth = 2
 	exchange := func(caller signer.Caller, subjectToken, aud, scope string) (string, error) {
-		sub, err := e.verify.SubjectToken(t.Context(), subjectToken, signer.TokenTypeAccessToken, caller.ID)
+		sub, err := e.verify.Verify(t.Context(), subjectToken, caller.ID)
 		if err != nil {
 			return "", err
 		}
@@ -27,8 +28,11 @@ func TestDelegationChain(t *testing.T) {
 		if err != nil {
 			return "", err
 		}
-		tok, _, err := e.mint.AccessToken(t.Context(), *c)
-		return tok, err
+		m, err := e.mint.AccessToken(t.Context(), *c)
+		if err != nil {
+			return "", err
+		}
+		return m.Token, nil
 	}
 	forB, err := exchange(callerA, p.token(nil, nil), callerB.ID, "read write")
 	if err != nil {
@@ -43,7 +47,7 @@ func TestDelegationChain(t *testing.T) {
 	if err != nil {
 		t.Fatalf("C verifies: %v", err)
 	}
-	want := &signer.Actor{Subject: callerB.ID, Actor: &signer.Actor{Subject: callerA.ID}}
+	want := &token.Actor{Subject: callerB.ID, Actor: &token.Actor{Subject: callerA.ID}}
 	switch {
 	case c.Subject != "alice@example.com" || c.SubjectIssuer != idpIssuer:
 		t.Fatalf("sub %q from %q", c.Subject, c.SubjectIssuer)
@@ -56,11 +60,11 @@ func TestDelegationChain(t *testing.T) {
 		t.Fatalf("exp %v outlives the user token", c.Expiry)
 	}
 	_, err = exchange(callerC, forC, "spiffe://sigil.test/workload/d", "read")
-	if code := oauthCode(t, err); code != invalidGrant {
-		t.Fatalf("C exchanges beyond the depth limit: %q (%v), want invalid_grant", code, err)
+	if kind := kindOf(t, err); kind != signer.ErrGrant {
+		t.Fatalf("C exchanges beyond the depth limit: %v, want ErrGrant", err)
 	}
 	_, err = exchange(callerC, forB, "spiffe://sigil.test/workload/d", "")
-	if code := oauthCode(t, err); code != invalidGrant {
-		t.Fatalf("C exchanges B's token: %q (%v), want invalid_grant", code, err)
+	if kind := kindOf(t, err); kind != signer.ErrInvalid {
+		t.Fatalf("C verifies B's token as a subject token: %v, want ErrInvalid (wrong audience)", err)
 	}
 }

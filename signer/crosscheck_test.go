@@ -14,7 +14,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/sigil-dev/sigil/hsm"
-	"github.com/sigil-dev/sigil/signer"
+	"github.com/sigil-dev/sigil/token"
 )
 
 // jwk is a public JWK as published, parsed by hand rather than by go-jose.
@@ -70,7 +70,7 @@ func TestCrossCheckGolangJWT(t *testing.T) {
 		t.Run(string(alg), func(t *testing.T) {
 			t.Parallel()
 			e := newEnv(t, alg)
-			tok, signed := e.accessToken(t, signer.Claims{Subject: "user", Audience: []string{callerB.ID}, Scope: []string{"read"},
+			tok, signed := e.accessToken(t, token.Claims{Subject: "user", Audience: []string{callerB.ID}, Scope: []string{"read"},
 				Confirmation: callerA.Thumbprint, Actor: chain(callerA.ID)}, 5*time.Minute)
 			b, _ := e.keys.JWKS()
 			keys := parseJWKS(t, b)

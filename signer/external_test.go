@@ -14,6 +14,7 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 
+	"github.com/sigil-dev/sigil/api"
 	"github.com/sigil-dev/sigil/signer"
 )
 
@@ -84,30 +85,34 @@ func TestExternalSubjectTokens(t *testing.T) {
 		name      string
 		token     string
 		tokenType string
-		code      string
+		code      error
 	}{
-		{"valid", p.token(nil, nil), signer.TokenTypeAccessToken, ok},
+		{"valid", p.token(nil, nil), api.TokenTypeAccessToken, ok},
 		{"valid with sigil claims, which are ignored", p.token(nil, map[string]any{
 			"sigil_evidence": "forged", "sigil_sub_iss": "https://forged.test", "cnf": map[string]string{"x5t#S256": callerA.Thumbprint},
-		}), signer.TokenTypeAccessToken, ok},
-		{"typ JWT not configured", p.token(map[string]any{"typ": "JWT"}, nil), signer.TokenTypeJWT, invalidGrant},
-		{"subject is a SPIFFE ID", p.token(nil, map[string]any{"email": callerC.ID}), signer.TokenTypeAccessToken, invalidGrant},
-		{"mapped subject claim missing", p.token(nil, map[string]any{"email": del}), signer.TokenTypeAccessToken, invalidGrant},
-		{"RS256 outside the allow-list", p.token(map[string]any{"alg": "RS256", "kid": "rsa"}, nil), signer.TokenTypeAccessToken, invalidGrant},
+		}), api.TokenTypeAccessToken, ok},
+		{"typ JWT not configured", p.token(map[string]any{"typ": "JWT"}, nil), api.TokenTypeJWT, invalid},
+		{"subject is a SPIFFE ID", p.token(nil, map[string]any{"email": callerC.ID}), api.TokenTypeAccessToken, invalid},
+		{"mapped subject claim missing", p.token(nil, map[string]any{"email": del}), api.TokenTypeAccessToken, invalid},
+		{"RS256 outside the allow-list", p.token(map[string]any{"alg": "RS256", "kid": "rsa"}, nil), api.TokenTypeAccessToken, invalid},
 		{"HS256 with the public key", craftRaw(mustJSON(t, map[string]any{"alg": "HS256", "kid": "ec", "typ": "at+jwt"}),
 			mustJSON(t, map[string]any{"iss": idpIssuer, "email": "a@b", "aud": callerA.ID, "exp": t0.Add(time.Minute).Unix()}),
-			hmacSign(p.jwks(p.ec), "HS256")), signer.TokenTypeAccessToken, invalidGrant},
-		{"as a transaction token", p.token(map[string]any{"typ": "txntoken+jwt"}, nil), signer.TokenTypeTxnToken, invalidGrant},
-		{"another audience", p.token(nil, map[string]any{"aud": callerB.ID}), signer.TokenTypeAccessToken, invalidGrant},
-		{"unknown kid", p.token(map[string]any{"kid": "other"}, nil), signer.TokenTypeAccessToken, invalidGrant},
-		{"IdP key claiming our issuer", p.token(nil, map[string]any{"iss": issuer}), signer.TokenTypeAccessToken, invalidGrant},
-		{"expired", p.token(nil, map[string]any{"exp": t0.Add(-time.Hour).Unix()}), signer.TokenTypeAccessToken, invalidGrant},
+			hmacSign(p.jwks(p.ec), "HS256")), api.TokenTypeAccessToken, invalid},
+		{"as a transaction token", p.token(map[string]any{"typ": "txntoken+jwt"}, nil), api.TokenTypeTxnToken, invalid},
+		{"another audience", p.token(nil, map[string]any{"aud": callerB.ID}), api.TokenTypeAccessToken, invalid},
+		{"unknown kid", p.token(map[string]any{"kid": "other"}, nil), api.TokenTypeAccessToken, invalid},
+		{"IdP key claiming our issuer", p.token(nil, map[string]any{"iss": issuer}), api.TokenTypeAccessToken, invalid},
+		{"expired", p.token(nil, map[string]any{"exp": t0.Add(-time.Hour).Unix()}), api.TokenTypeAccessToken, invalid},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := v.SubjectToken(t.Context(), tt.token, tt.tokenType, callerA.ID)
-			if got := oauthCode(t, err); got != tt.code {
-				t.Fatalf("got code %q (%v), want %q", got, err, tt.code)
+			verify := v.Verify
+			if tt.tokenType == api.TokenTypeTxnToken {
+				verify = v.VerifyTxn
+			}
+			c, err := verify(t.Context(), tt.token, callerA.ID)
+			if got := kindOf(t, err); got != tt.code {
+				t.Fatalf("got %v (%v), want %v", got, err, tt.code)
 			}
 			if tt.code != ok {
 				return

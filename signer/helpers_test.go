@@ -21,8 +21,10 @@ import (
 	"time"
 
 	"github.com/sigil-dev/sigil/hsm"
+	"github.com/sigil-dev/sigil/internal/hsmkeys"
 	"github.com/sigil-dev/sigil/signer"
 	"github.com/sigil-dev/sigil/testenv"
+	"github.com/sigil-dev/sigil/token"
 )
 
 const (
@@ -40,7 +42,7 @@ var (
 func caller(name string) signer.Caller {
 	return signer.Caller{
 		ID:         "spiffe://sigil.test/workload/" + name,
-		Thumbprint: signer.Thumbprint([]byte("certificate of " + name)),
+		Thumbprint: token.Thumbprint([]byte("certificate of " + name)),
 		Evidence:   "sha256:evidence-" + name,
 		Policy:     "policy-v7",
 	}
@@ -88,7 +90,7 @@ func newEnv(t testing.TB, alg hsm.Alg, opts ...signer.Option) *env {
 	}
 	e := &env{clock: &fakeClock{now: t0}, h: h}
 	opts = append([]signer.Option{signer.WithClock(e.clock.Now), signer.WithLogger(testLogger(t))}, opts...)
-	if e.keys, err = signer.NewKeySet(h, "jwt", &signer.MemorySeen{}, opts...); err != nil {
+	if e.keys, err = signer.NewKeySet(hsmkeys.New(h), "jwt", &signer.MemorySeen{}, opts...); err != nil {
 		t.Fatalf("NewKeySet: %v", err)
 	}
 	e.refresh(t)
@@ -120,14 +122,14 @@ func (e *env) hsmKey(t testing.TB) *hsm.Key {
 }
 
 // accessToken mints an access token for sub and aud, valid for life.
-func (e *env) accessToken(t testing.TB, c signer.Claims, life time.Duration) (string, *signer.Claims) {
+func (e *env) accessToken(t testing.TB, c token.Claims, life time.Duration) (string, *token.Claims) {
 	t.Helper()
 	c.Expiry = e.clock.Now().Add(life)
-	tok, signed, err := e.mint.AccessToken(t.Context(), c)
+	m, err := e.mint.AccessToken(t.Context(), c)
 	if err != nil {
 		t.Fatalf("AccessToken: %v", err)
 	}
-	return tok, signed
+	return m.Token, m.Claims
 }
 
 func testLogger(t testing.TB) *slog.Logger {
@@ -137,17 +139,22 @@ func testLogger(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
-// oauthCode returns the OAuth error code of err, "" for nil, or fails.
-func oauthCode(t testing.TB, err error) string {
+// kindOf returns the kind of err, a *RuleError or a *TokenError; nil for
+// nil. Any other error fails the test.
+func kindOf(t testing.TB, err error) error {
 	t.Helper()
-	if err == nil {
-		return ""
+	var re *signer.RuleError
+	var te *signer.TokenError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &re):
+		return re.Kind
+	case errors.As(err, &te):
+		return te.Kind
 	}
-	var oe *signer.Error
-	if !errors.As(err, &oe) {
-		t.Fatalf("error is not an OAuth error: %v", err)
-	}
-	return oe.Code
+	t.Fatalf("error is neither a RuleError nor a TokenError: %v", err)
+	return nil
 }
 
 // Crafting tokens by hand.

@@ -13,7 +13,9 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/sigil-dev/sigil/hsm"
+	"github.com/sigil-dev/sigil/internal/hsmkeys"
 	"github.com/sigil-dev/sigil/signer"
+	"github.com/sigil-dev/sigil/token"
 )
 
 // jwksKIDs returns the kids in the KeySet's JWKS.
@@ -51,8 +53,8 @@ func stateOf(t testing.TB, ks *signer.KeySet, kid string) signer.KeyState {
 func TestRotation(t *testing.T) {
 	const lead, retain = 10 * time.Minute, time.Hour
 	e := newEnv(t, hsm.ES256, signer.WithLead(lead), signer.WithRetain(retain))
-	mint := func() (string, *signer.Claims) {
-		return e.accessToken(t, signer.Claims{Subject: "s", Audience: []string{callerB.ID}}, retain)
+	mint := func() (string, *token.Claims) {
+		return e.accessToken(t, token.Claims{Subject: "s", Audience: []string{callerB.ID}}, retain)
 	}
 	kidOf := func(tok string) string { return decodeSegment(t, tok, 0)["kid"].(string) }
 	v1 := e.hsmKey(t).KID()
@@ -126,7 +128,7 @@ func TestReplicasAgree(t *testing.T) {
 	e := newEnv(t, hsm.ES384)
 	seen := &signer.MemorySeen{}
 	replica := func() *signer.KeySet {
-		ks, err := signer.NewKeySet(e.h, "jwt", seen, signer.WithClock(e.clock.Now))
+		ks, err := signer.NewKeySet(hsmkeys.New(e.h), "jwt", seen, signer.WithClock(e.clock.Now))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -154,19 +156,19 @@ func TestReplicasAgree(t *testing.T) {
 func TestStaleKeySetRefusesToSign(t *testing.T) {
 	e := newEnv(t, hsm.ES256, signer.WithLead(5*time.Minute))
 	e.clock.Advance(5*time.Minute + time.Second)
-	c := signer.Claims{Subject: "s", Audience: []string{callerB.ID}, Expiry: e.clock.Now().Add(time.Minute)}
-	if _, _, err := e.mint.AccessToken(t.Context(), c); !errors.Is(err, signer.ErrStale) {
+	c := token.Claims{Subject: "s", Audience: []string{callerB.ID}, Expiry: e.clock.Now().Add(time.Minute)}
+	if _, err := e.mint.AccessToken(t.Context(), c); !errors.Is(err, signer.ErrStale) {
 		t.Fatalf("AccessToken on a stale key set: %v, want ErrStale", err)
 	}
 	e.refresh(t)
-	if _, _, err := e.mint.AccessToken(t.Context(), c); err != nil {
+	if _, err := e.mint.AccessToken(t.Context(), c); err != nil {
 		t.Fatalf("AccessToken after Refresh: %v", err)
 	}
 }
 
 func TestKeySetWithoutKey(t *testing.T) {
 	e := newEnv(t, hsm.ES256)
-	ks, err := signer.NewKeySet(e.h, "other", &signer.MemorySeen{})
+	ks, err := signer.NewKeySet(hsmkeys.New(e.h), "other", &signer.MemorySeen{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,7 +176,7 @@ func TestKeySetWithoutKey(t *testing.T) {
 		t.Fatal("Refresh found a key that is not on the token")
 	}
 	m, _ := signer.NewMinter(issuer, ks)
-	if _, _, err := m.AccessToken(t.Context(), signer.Claims{Subject: "s", Audience: []string{"a"}, Expiry: time.Now().Add(time.Minute)}); err == nil {
+	if _, err := m.AccessToken(t.Context(), token.Claims{Subject: "s", Audience: []string{"a"}, Expiry: time.Now().Add(time.Minute)}); err == nil {
 		t.Fatal("minted without a key")
 	}
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/sigil-dev/sigil/hsm"
 	"github.com/sigil-dev/sigil/signer"
+	"github.com/sigil-dev/sigil/token"
 )
 
 // TestAccessTokenFormat checks the exact header and claims of an RFC 9068
@@ -22,7 +23,7 @@ func TestAccessTokenFormat(t *testing.T) {
 		t.Run(string(alg), func(t *testing.T) {
 			t.Parallel()
 			e := newEnv(t, alg)
-			tok, signed := e.accessToken(t, signer.Claims{
+			tok, signed := e.accessToken(t, token.Claims{
 				Subject: "user@example.com", Audience: []string{callerC.ID}, ClientID: callerB.ID, Scope: []string{"read", "write"},
 				Confirmation: callerB.Thumbprint, Actor: chain(callerB.ID, callerA.ID), Evidence: callerB.Evidence, Policy: callerB.Policy,
 			}, 10*time.Minute)
@@ -43,7 +44,7 @@ func TestAccessTokenFormat(t *testing.T) {
 	}
 }
 
-func checkClaimValues(t *testing.T, c map[string]any, signed *signer.Claims) {
+func checkClaimValues(t *testing.T, c map[string]any, signed *token.Claims) {
 	t.Helper()
 	jti, err := base64.RawURLEncoding.DecodeString(c["jti"].(string))
 	switch {
@@ -66,7 +67,7 @@ func checkClaimValues(t *testing.T, c map[string]any, signed *signer.Claims) {
 // (RFC 8693 §4.1).
 func TestActNesting(t *testing.T) {
 	e := newEnv(t, hsm.ES256)
-	tok, _ := e.accessToken(t, signer.Claims{Subject: "user", Audience: []string{"x"}, Actor: chain(callerC.ID, callerB.ID, callerA.ID)}, time.Minute)
+	tok, _ := e.accessToken(t, token.Claims{Subject: "user", Audience: []string{"x"}, Actor: chain(callerC.ID, callerB.ID, callerA.ID)}, time.Minute)
 	b, _ := base64.RawURLEncoding.DecodeString(strings.Split(tok, ".")[1])
 	var c map[string]json.RawMessage
 	if err := json.Unmarshal(b, &c); err != nil {
@@ -80,30 +81,30 @@ func TestActNesting(t *testing.T) {
 
 func TestMintRefuses(t *testing.T) {
 	e := newEnv(t, hsm.ES256, signer.WithRetain(time.Hour))
-	valid := func() signer.Claims {
-		return signer.Claims{Subject: "s", Audience: []string{"a"}, Expiry: t0.Add(time.Hour)}
+	valid := func() token.Claims {
+		return token.Claims{Subject: "s", Audience: []string{"a"}, Expiry: t0.Add(time.Hour)}
 	}
 	tests := []struct {
 		name string
-		mod  func(c *signer.Claims)
+		mod  func(c *token.Claims)
 	}{
-		{"no subject", func(c *signer.Claims) { c.Subject = "" }},
-		{"no audience", func(c *signer.Claims) { c.Audience = nil }},
-		{"no expiry", func(c *signer.Claims) { c.Expiry = time.Time{} }},
-		{"expired", func(c *signer.Claims) { c.Expiry = t0 }},
-		{"lifetime over Retain", func(c *signer.Claims) { c.Expiry = t0.Add(time.Hour + time.Second) }},
-		{"act level without subject", func(c *signer.Claims) { c.Actor = &signer.Actor{Actor: &signer.Actor{Subject: "x"}} }},
+		{"no subject", func(c *token.Claims) { c.Subject = "" }},
+		{"no audience", func(c *token.Claims) { c.Audience = nil }},
+		{"no expiry", func(c *token.Claims) { c.Expiry = time.Time{} }},
+		{"expired", func(c *token.Claims) { c.Expiry = t0 }},
+		{"lifetime over Retain", func(c *token.Claims) { c.Expiry = t0.Add(time.Hour + time.Second) }},
+		{"act level without subject", func(c *token.Claims) { c.Actor = &token.Actor{Actor: &token.Actor{Subject: "x"}} }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := valid()
 			tt.mod(&c)
-			if tok, _, err := e.mint.AccessToken(t.Context(), c); err == nil || tok != "" {
-				t.Fatalf("minted %q, %v", tok, err)
+			if m, err := e.mint.AccessToken(t.Context(), c); err == nil || m != nil {
+				t.Fatalf("minted %+v, %v", m, err)
 			}
 		})
 	}
-	if _, _, err := e.mint.AccessToken(t.Context(), valid()); err != nil {
+	if _, err := e.mint.AccessToken(t.Context(), valid()); err != nil {
 		t.Fatalf("control: %v", err)
 	}
 }
@@ -117,13 +118,13 @@ func TestMintConcurrent(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
-			c := signer.Claims{Subject: "s", Audience: []string{callerB.ID}, Expiry: t0.Add(time.Minute)}
-			tok, signed, err := e.mint.AccessToken(t.Context(), c)
+			c := token.Claims{Subject: "s", Audience: []string{callerB.ID}, Expiry: t0.Add(time.Minute)}
+			m, err := e.mint.AccessToken(t.Context(), c)
 			if err != nil {
 				t.Errorf("AccessToken: %v", err)
 				return
 			}
-			toks[i], jtis[i] = tok, signed.ID
+			toks[i], jtis[i] = m.Token, m.Claims.ID
 		})
 	}
 	wg.Wait()
@@ -148,7 +149,7 @@ func TestReferenceTokens(t *testing.T) {
 		t.Fatal("handles repeat")
 	case d1 == h1 || strings.Contains(d1, h1):
 		t.Fatal("digest reveals the handle")
-	case d1 != signer.Thumbprint([]byte(h1)):
+	case d1 != token.Thumbprint([]byte(h1)):
 		t.Fatal("digest is not base64url(SHA-256(handle))")
 	}
 	if d, err := signer.ReferenceDigest(h1); err != nil || d != d1 {
@@ -166,9 +167,9 @@ func TestReferenceTokens(t *testing.T) {
 
 func TestMintRefusesOversizedTokens(t *testing.T) {
 	e := newEnv(t, hsm.ES256)
-	c := signer.Claims{Subject: "s", Audience: []string{"a"}, Expiry: t0.Add(time.Minute),
+	c := token.Claims{Subject: "s", Audience: []string{"a"}, Expiry: t0.Add(time.Minute),
 		RequestContext: map[string]any{"pad": strings.Repeat("x", signer.MaxTokenSize)}}
-	if tok, _, err := e.mint.TxnToken(t.Context(), c); err == nil {
-		t.Fatalf("minted a token of %d bytes, which the verifier refuses", len(tok))
+	if m, err := e.mint.TxnToken(t.Context(), c); err == nil {
+		t.Fatalf("minted a token of %d bytes, which the verifier refuses", len(m.Token))
 	}
 }

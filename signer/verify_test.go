@@ -11,10 +11,12 @@ import (
 
 	"github.com/sigil-dev/sigil/hsm"
 	"github.com/sigil-dev/sigil/signer"
+	"github.com/sigil-dev/sigil/token"
 )
 
-// TestSubjectTokenAttacks runs every attack token through
-// Verifier.SubjectToken, for a trusted key of each algorithm.
+// TestSubjectTokenAttacks runs every attack token through the Verifier as
+// the token endpoint verifies a subject token, for a trusted key of each
+// algorithm.
 func TestSubjectTokenAttacks(t *testing.T) {
 	for _, alg := range []hsm.Alg{hsm.ES256, hsm.ES384, hsm.PS256} {
 		t.Run(string(alg), func(t *testing.T) {
@@ -25,9 +27,9 @@ func TestSubjectTokenAttacks(t *testing.T) {
 			for _, a := range attacks() {
 				t.Run(a.name, func(t *testing.T) {
 					k.t = t
-					c, err := e.verify.SubjectToken(t.Context(), a.token(k), a.subjectTokenType(), callerB.ID)
-					if got := oauthCode(t, err); got != a.code {
-						t.Fatalf("got code %q (%v), want %q", got, err, a.code)
+					c, err := a.verify(t.Context(), e.verify, a.token(k))
+					if got := kindOf(t, err); got != a.code {
+						t.Fatalf("got %v (%v), want %v", got, err, a.code)
 					}
 					if a.code == ok && (c.Subject != "user@example.com" || c.Issuer != issuer) {
 						t.Fatalf("accepted with claims %+v", c)
@@ -40,10 +42,10 @@ func TestSubjectTokenAttacks(t *testing.T) {
 
 func TestVerifyReturnsMintedClaims(t *testing.T) {
 	e := newEnv(t, hsm.ES256)
-	tok, signed := e.accessToken(t, signer.Claims{
+	tok, signed := e.accessToken(t, token.Claims{
 		Subject: "user@example.com", Audience: []string{callerB.ID, "https://api.test"}, ClientID: callerA.ID,
 		Scope: []string{"read", "write"}, Confirmation: callerA.Thumbprint, Evidence: callerA.Evidence, Policy: callerA.Policy,
-		SubjectIssuer: idpIssuer, Actor: &signer.Actor{Subject: callerA.ID},
+		SubjectIssuer: idpIssuer, Actor: &token.Actor{Subject: callerA.ID},
 	}, 5*time.Minute)
 	got, err := e.verify.Verify(t.Context(), tok, "https://api.test")
 	if err != nil {
@@ -56,7 +58,7 @@ func TestVerifyReturnsMintedClaims(t *testing.T) {
 
 func TestVerifyErrorKinds(t *testing.T) {
 	e := newEnv(t, hsm.ES256)
-	tok, _ := e.accessToken(t, signer.Claims{Subject: "s", Audience: []string{callerB.ID}}, time.Minute)
+	tok, _ := e.accessToken(t, token.Claims{Subject: "s", Audience: []string{callerB.ID}}, time.Minute)
 	tests := []struct {
 		name   string
 		token  string
@@ -82,13 +84,14 @@ func TestVerifyErrorKinds(t *testing.T) {
 
 func TestVerifyTxn(t *testing.T) {
 	e := newEnv(t, hsm.ES256)
-	c := signer.Claims{Subject: "user@example.com", Audience: []string{"spiffe://sigil.test"}, Scope: []string{"read"},
+	c := token.Claims{Subject: "user@example.com", Audience: []string{"spiffe://sigil.test"}, Scope: []string{"read"},
 		TxnContext: map[string]any{"action": "buy"}, RequestContext: map[string]any{"req_ip": "192.0.2.1"},
 		Expiry: e.clock.Now().Add(time.Minute)}
-	txn, signed, err := e.mint.TxnToken(t.Context(), c)
+	m, err := e.mint.TxnToken(t.Context(), c)
 	if err != nil {
 		t.Fatalf("TxnToken: %v", err)
 	}
+	txn, signed := m.Token, m.Claims
 	if h := decodeSegment(t, txn, 0); h["typ"] != "txntoken+jwt" {
 		t.Fatalf("typ = %v", h["typ"])
 	}
@@ -99,7 +102,7 @@ func TestVerifyTxn(t *testing.T) {
 	if _, err := e.verify.Verify(t.Context(), txn, "spiffe://sigil.test"); !errors.Is(err, signer.ErrInvalid) {
 		t.Fatalf("Verify accepted a transaction token as an access token: %v", err)
 	}
-	at, _ := e.accessToken(t, signer.Claims{Subject: "s", Audience: []string{"spiffe://sigil.test"}}, time.Minute)
+	at, _ := e.accessToken(t, token.Claims{Subject: "s", Audience: []string{"spiffe://sigil.test"}}, time.Minute)
 	if _, err := e.verify.VerifyTxn(t.Context(), at, "spiffe://sigil.test"); !errors.Is(err, signer.ErrInvalid) {
 		t.Fatalf("VerifyTxn accepted an access token: %v", err)
 	}
@@ -111,7 +114,7 @@ func TestTokensNeverLogged(t *testing.T) {
 	var logs bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	e := newEnv(t, hsm.ES256, signer.WithLogger(log))
-	tok, _ := e.accessToken(t, signer.Claims{Subject: "s", Audience: []string{callerB.ID}}, time.Minute)
+	tok, _ := e.accessToken(t, token.Claims{Subject: "s", Audience: []string{callerB.ID}}, time.Minute)
 	if _, err := e.verify.Verify(t.Context(), tok, callerB.ID); err != nil {
 		t.Fatal(err)
 	}

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sigil-dev/sigil/signer"
+	"github.com/sigil-dev/sigil/token"
 )
 
 // FuzzVerify feeds Verify arbitrary tokens, seeded with a valid token,
@@ -33,7 +33,7 @@ func FuzzVerify(f *testing.F) {
 		}
 		f.Add(strings.TrimSpace(string(b)))
 	}
-	thumb := signer.Thumbprint(e.certA.Raw)
+	thumb := token.Thumbprint(e.certA.Raw)
 	f.Fuzz(func(t *testing.T, tok string) {
 		c, err := v.Verify(t.Context(), tok, e.certA)
 		if err != nil {
@@ -42,7 +42,7 @@ func FuzzVerify(f *testing.F) {
 			}
 			return
 		}
-		if c.Issuer != issuer || !c.HasAudience(testAudience) || c.Confirmation != thumb || c.JTI == "" {
+		if c.Issuer != issuer || !c.HasAudience(testAudience) || c.Confirmation != thumb || c.ID == "" {
 			t.Fatalf("accepted %+v", c)
 		}
 	})

@@ -29,8 +29,10 @@ import (
 	"github.com/go-jose/go-jose/v4/cryptosigner"
 
 	"github.com/sigil-dev/sigil/hsm"
+	"github.com/sigil-dev/sigil/internal/hsmkeys"
 	"github.com/sigil-dev/sigil/signer"
 	"github.com/sigil-dev/sigil/testenv"
+	"github.com/sigil-dev/sigil/token"
 )
 
 const (
@@ -86,7 +88,7 @@ func newKeys(t testing.TB, h *hsm.HSM, name string, alg hsm.Alg) (*signer.KeySet
 		t.Fatalf("Generate: %v", err)
 	}
 	opts := []signer.Option{signer.WithLogger(slog.New(slog.DiscardHandler))}
-	keys, err := signer.NewKeySet(h, name, &signer.MemorySeen{}, opts...)
+	keys, err := signer.NewKeySet(hsmkeys.New(h), name, &signer.MemorySeen{}, opts...)
 	if err != nil {
 		t.Fatalf("NewKeySet: %v", err)
 	}
@@ -143,22 +145,22 @@ func (e *env) verifier(t testing.TB, c Config) *Verifier {
 }
 
 // token mints a token for testAudience bound to cert, valid for 5 minutes.
-func (e *env) token(t testing.TB, m *signer.Minter, cert *x509.Certificate, edit ...func(*signer.Claims)) string {
+func (e *env) token(t testing.TB, m *signer.Minter, cert *x509.Certificate, edit ...func(*token.Claims)) string {
 	t.Helper()
-	c := signer.Claims{
+	c := token.Claims{
 		Subject: "spiffe://sigil.test/user/alice", Audience: []string{testAudience}, ClientID: caller,
-		Scope: []string{"orders:read"}, Confirmation: signer.Thumbprint(cert.Raw),
-		Actor:  &signer.Actor{Subject: caller, Actor: &signer.Actor{Subject: "spiffe://sigil.test/workload/gateway"}},
+		Scope: []string{"orders:read"}, Confirmation: token.Thumbprint(cert.Raw),
+		Actor:  &token.Actor{Subject: caller, Actor: &token.Actor{Subject: "spiffe://sigil.test/workload/gateway"}},
 		Expiry: time.Now().Add(5 * time.Minute),
 	}
 	for _, f := range edit {
 		f(&c)
 	}
-	tok, _, err := m.AccessToken(t.Context(), c)
+	minted, err := m.AccessToken(t.Context(), c)
 	if err != nil {
 		t.Fatalf("AccessToken: %v", err)
 	}
-	return tok
+	return minted.Token
 }
 
 // claims are valid access token claims for certA, as a map to edit.
@@ -168,7 +170,7 @@ func (e *env) claims() map[string]any {
 		"iss": issuer, "sub": "spiffe://sigil.test/user/alice", "aud": []string{testAudience},
 		"iat": now, "nbf": now, "exp": now + 300, "jti": "crafted-" + strconv.FormatInt(now, 10),
 		"client_id": caller, "scope": "orders:read",
-		"cnf": map[string]string{"x5t#S256": signer.Thumbprint(e.certA.Raw)},
+		"cnf": map[string]string{"x5t#S256": token.Thumbprint(e.certA.Raw)},
 	}
 }
 

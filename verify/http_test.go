@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sigil-dev/sigil/signer"
+	"github.com/sigil-dev/sigil/token"
 )
 
 func TestMiddleware(t *testing.T) {
@@ -22,7 +22,7 @@ func TestMiddleware(t *testing.T) {
 	stale := e.verifier(t, cfg) // its feed is down
 	tok := e.token(t, e.mint, e.certA)
 	readOnly := e.token(t, e.mint, e.certA)
-	rw := e.token(t, e.mint, e.certA, func(c *signer.Claims) { c.Scope = []string{"orders:read", "orders:write"} })
+	rw := e.token(t, e.mint, e.certA, func(c *token.Claims) { c.Scope = []string{"orders:read", "orders:write"} })
 
 	var seen *Claims
 	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

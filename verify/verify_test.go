@@ -21,7 +21,7 @@ import (
 	"github.com/go-jose/go-jose/v4/cryptosigner"
 
 	"github.com/sigil-dev/sigil/hsm"
-	"github.com/sigil-dev/sigil/signer"
+	"github.com/sigil-dev/sigil/token"
 )
 
 // TestVerifyAttacks presents one token per defect and asserts the exact
@@ -60,7 +60,7 @@ func TestVerifyAttacks(t *testing.T) {
 		{name: "valid", token: valid, peer: e.certA},
 		{name: "valid crafted", token: with(func(h, c map[string]any) {}), peer: e.certA},
 		{name: "valid aud string", token: with(func(h, c map[string]any) { c["aud"] = testAudience }), peer: e.certA},
-		{name: "wrong audience", token: e.token(t, e.mint, e.certA, func(c *signer.Claims) { c.Audience = []string{"spiffe://sigil.test/workload/payments"} }), peer: e.certA, want: errAudience},
+		{name: "wrong audience", token: e.token(t, e.mint, e.certA, func(c *token.Claims) { c.Audience = []string{"spiffe://sigil.test/workload/payments"} }), peer: e.certA, want: errAudience},
 		{name: "no audience", token: with(func(h, c map[string]any) { delete(c, "aud") }), peer: e.certA, want: errAudience},
 		{name: "wrong issuer", token: with(func(h, c map[string]any) { c["iss"] = "https://evil.test" }), peer: e.certA, want: errIssuer},
 		{name: "expired", token: valid, peer: e.certA, offset: 5*time.Minute + 31*time.Second, want: errExpired},
@@ -148,7 +148,7 @@ func craftRaw(t *testing.T, e *env, payload string) string {
 func TestClaims(t *testing.T) {
 	e := newEnv(t)
 	v := e.verifier(t, e.config(t))
-	tok := e.token(t, e.mint, e.certA, func(c *signer.Claims) { c.Scope = []string{"orders:read", "orders:write"} })
+	tok := e.token(t, e.mint, e.certA, func(c *token.Claims) { c.Scope = []string{"orders:read", "orders:write"} })
 	c, err := v.Verify(t.Context(), tok, e.certA)
 	if err != nil {
 		t.Fatalf("Verify: %v", err)
@@ -160,8 +160,8 @@ func TestClaims(t *testing.T) {
 	if !c.HasScope("orders:write") || c.HasScope("orders") {
 		t.Errorf("HasScope wrong for %v", c.Scope)
 	}
-	if c.Issuer != issuer || !slices.Equal(c.Audience, []string{testAudience}) || c.JTI != jtiOf(t, tok) ||
-		c.Confirmation != signer.Thumbprint(e.certA.Raw) || c.Expiry.IsZero() {
+	if c.Issuer != issuer || !slices.Equal(c.Audience, []string{testAudience}) || c.ID != jtiOf(t, tok) ||
+		c.Confirmation != token.Thumbprint(e.certA.Raw) || c.Expiry.IsZero() {
 		t.Errorf("claims = %+v", c)
 	}
 	if c.Raw()["client_id"] != caller {

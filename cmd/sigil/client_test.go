@@ -167,7 +167,7 @@ func (e *libStack) serve(t *testing.T, c *client.Client, forward http.HandlerFun
 			forward(w, r)
 			return
 		}
-		io.WriteString(w, claims.JTI)
+		io.WriteString(w, claims.ID)
 	})
 	// Not httptest: its StartTLS sets Certificates, which crypto/tls
 	// prefers to GetCertificate when the client sends no SNI, as for
@@ -198,8 +198,8 @@ func (srv *libServer) claims(path string) []*verify.Claims {
 func (srv *libServer) jtis(path string) []string {
 	var out []string
 	for _, c := range srv.claims(path) {
-		if !slices.Contains(out, c.JTI) {
-			out = append(out, c.JTI)
+		if !slices.Contains(out, c.ID) {
+			out = append(out, c.ID)
 		}
 	}
 	return out
@@ -380,8 +380,8 @@ func (e *libStack) delegation(t *testing.T) {
 				c.name, got.Subject, got.ActChain(), got.Scope, got.ClientID, got.Confirmation, c.act, c.scope, c.client.ID())
 		}
 	}
-	if pay := e.paymentsSrv.claims("/delegation"); len(pay) == 1 && body != pay[0].JTI {
-		t.Errorf("frontend got %q, not payments' answer %q", body, pay[0].JTI)
+	if pay := e.paymentsSrv.claims("/delegation"); len(pay) == 1 && body != pay[0].ID {
+		t.Errorf("frontend got %q, not payments' answer %q", body, pay[0].ID)
 	}
 }
 

@@ -10,7 +10,6 @@ import (
 	"github.com/sigil-dev/sigil/internal/store"
 	"github.com/sigil-dev/sigil/internal/tokens"
 	"github.com/sigil-dev/sigil/internal/tokens/tokenstest"
-	"github.com/sigil-dev/sigil/signer"
 )
 
 // Over HTTP: a user's IdP token starts a chain; a party outside its
@@ -29,7 +28,7 @@ func TestOAuthRevokeUserToken(t *testing.T) {
 
 	for _, w := range []string{"stranger", "orders"} {
 		r := o.post(t, o.client(o.Workload(t, w)), tokens.PathRevoke, revoke)
-		if r.status != http.StatusBadRequest || r.str("error") != signer.UnauthorizedClient {
+		if r.status != http.StatusBadRequest || r.str("error") != tokens.UnauthorizedClient {
 			t.Errorf("revocation by %s: %d %s, want 400 unauthorized_client", w, r.status, r.raw)
 		}
 	}
@@ -64,7 +63,7 @@ func TestOAuthRevokeUserToken(t *testing.T) {
 		}
 	}
 	r := o.post(t, o.client(frontend), tokens.PathToken, exchangeForm(user, orders.ID))
-	if r.status != http.StatusBadRequest || r.str("error") != signer.InvalidGrant || !strings.Contains(r.str("error_description"), "revoked") {
+	if r.status != http.StatusBadRequest || r.str("error") != tokens.InvalidGrant || !strings.Contains(r.str("error_description"), "revoked") {
 		t.Errorf("exchange of the revoked user token: %d %s, want 400 invalid_grant", r.status, r.raw)
 	}
 }

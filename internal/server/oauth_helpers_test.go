@@ -18,6 +18,7 @@ import (
 
 	"github.com/sigil-dev/sigil/internal/store"
 	"github.com/sigil-dev/sigil/internal/tokens"
+	"github.com/sigil-dev/sigil/token"
 )
 
 // feedStream reads Server-Sent Events.
@@ -109,7 +110,7 @@ func (o *oauthServer) setJTI(t *testing.T, set string) string {
 		t.Fatal(err)
 	}
 	k := keys.Key(jws.Signatures[0].Protected.KeyID)
-	if len(k) != 1 || jws.Signatures[0].Protected.ExtraHeaders["typ"] != tokens.SETType {
+	if len(k) != 1 || jws.Signatures[0].Protected.ExtraHeaders["typ"] != string(token.EventToken) {
 		t.Fatalf("SET header %+v", jws.Signatures[0].Protected)
 	}
 	payload, err := jws.Verify(k[0].Key)

@@ -18,10 +18,11 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sigil-dev/sigil/api"
 	"github.com/sigil-dev/sigil/internal/tokens"
 	"github.com/sigil-dev/sigil/internal/tokens/tokenstest"
-	"github.com/sigil-dev/sigil/signer"
 	"github.com/sigil-dev/sigil/testenv"
+	"github.com/sigil-dev/sigil/token"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -119,7 +120,7 @@ func ccForm(audience string, kv ...string) url.Values {
 func exchangeForm(subject, audience string, kv ...string) url.Values {
 	f := url.Values{
 		"grant_type": {tokens.GrantTokenExchange}, "subject_token": {subject},
-		"subject_token_type": {signer.TokenTypeAccessToken}, "audience": {audience},
+		"subject_token_type": {api.TokenTypeAccessToken}, "audience": {audience},
 	}
 	for i := 0; i+1 < len(kv); i += 2 {
 		f.Add(kv[i], kv[i+1])
@@ -140,13 +141,13 @@ func TestOAuthFlow(t *testing.T) {
 		t.Errorf("token answer headers %v, body %s", ab.header, ab.raw)
 	}
 	bc := o.token(t, o.client(b), exchangeForm(ab.str("access_token"), c.ID, "scope", "read"))
-	if bc.str("issued_token_type") != signer.TokenTypeAccessToken || bc.str("scope") != "read" || bc.body["expires_in"].(float64) <= 0 {
+	if bc.str("issued_token_type") != api.TokenTypeAccessToken || bc.str("scope") != "read" || bc.body["expires_in"].(float64) <= 0 {
 		t.Errorf("exchange answer %s", bc.raw)
 	}
 	in := o.post(t, o.client(c), tokens.PathIntrospect, url.Values{"token": {bc.str("access_token")}, "token_type_hint": {"access_token"}})
 	cnf, _ := in.body["cnf"].(map[string]any)
 	act, _ := in.body["act"].(map[string]any)
-	if in.status != http.StatusOK || in.body["active"] != true || cnf["x5t#S256"] != signer.Thumbprint(b.Cert.Raw) || act["sub"] != b.ID || in.str("sub") != a.ID {
+	if in.status != http.StatusOK || in.body["active"] != true || cnf["x5t#S256"] != token.Thumbprint(b.Cert.Raw) || act["sub"] != b.ID || in.str("sub") != a.ID {
 		t.Fatalf("introspection: %d %s", in.status, in.raw)
 	}
 	start := time.Now()
@@ -249,11 +250,11 @@ func TestOAuthRequestBodies(t *testing.T) {
 		status      int
 		code        string
 	}{
-		{"too large", tokens.PathToken, "application/x-www-form-urlencoded", "grant_type=client_credentials&scope=" + strings.Repeat("a", MaxOAuthForm), http.StatusRequestEntityTooLarge, signer.InvalidRequest},
-		{"JSON", tokens.PathToken, "application/json", `{"grant_type":"client_credentials"}`, http.StatusBadRequest, signer.InvalidRequest},
-		{"no token", tokens.PathIntrospect, "application/x-www-form-urlencoded", "token_type_hint=access_token", http.StatusBadRequest, signer.InvalidRequest},
-		{"two tokens", tokens.PathRevoke, "application/x-www-form-urlencoded", "token=a&token=b", http.StatusBadRequest, signer.InvalidRequest},
-		{"malformed form", tokens.PathToken, "application/x-www-form-urlencoded", "grant_type=%zz", http.StatusBadRequest, signer.InvalidRequest},
+		{"too large", tokens.PathToken, "application/x-www-form-urlencoded", "grant_type=client_credentials&scope=" + strings.Repeat("a", MaxOAuthForm), http.StatusRequestEntityTooLarge, tokens.InvalidRequest},
+		{"JSON", tokens.PathToken, "application/json", `{"grant_type":"client_credentials"}`, http.StatusBadRequest, tokens.InvalidRequest},
+		{"no token", tokens.PathIntrospect, "application/x-www-form-urlencoded", "token_type_hint=access_token", http.StatusBadRequest, tokens.InvalidRequest},
+		{"two tokens", tokens.PathRevoke, "application/x-www-form-urlencoded", "token=a&token=b", http.StatusBadRequest, tokens.InvalidRequest},
+		{"malformed form", tokens.PathToken, "application/x-www-form-urlencoded", "grant_type=%zz", http.StatusBadRequest, tokens.InvalidRequest},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -293,13 +294,13 @@ func TestOAuthTokenAttacks(t *testing.T) {
 		form   url.Values
 		code   string
 	}{
-		{"missing subject_token", b, url.Values{"grant_type": {tokens.GrantTokenExchange}, "audience": {c.ID}}, signer.InvalidRequest},
-		{"garbage subject_token", b, exchangeForm("garbage.garbage.garbage", c.ID), signer.InvalidRequest},
-		{"subject token for another audience", c, exchangeForm(ab, d.ID), signer.InvalidGrant},
-		{"revoked subject token", b, exchangeForm(revoked, c.ID), signer.InvalidGrant},
-		{"scope widening", b, exchangeForm(ab, c.ID, "scope", "read write"), signer.InvalidScope},
-		{"audience not permitted", b, exchangeForm(ab, "https://evil.example"), signer.InvalidTarget},
-		{"act deeper than the limit", d, exchangeForm(cd, a.ID), signer.InvalidGrant},
+		{"missing subject_token", b, url.Values{"grant_type": {tokens.GrantTokenExchange}, "audience": {c.ID}}, tokens.InvalidRequest},
+		{"garbage subject_token", b, exchangeForm("garbage.garbage.garbage", c.ID), tokens.InvalidRequest},
+		{"subject token for another audience", c, exchangeForm(ab, d.ID), tokens.InvalidGrant},
+		{"revoked subject token", b, exchangeForm(revoked, c.ID), tokens.InvalidGrant},
+		{"scope widening", b, exchangeForm(ab, c.ID, "scope", "read write"), tokens.InvalidScope},
+		{"audience not permitted", b, exchangeForm(ab, "https://evil.example"), tokens.InvalidTarget},
+		{"act deeper than the limit", d, exchangeForm(cd, a.ID), tokens.InvalidGrant},
 		{"unsupported grant", b, url.Values{"grant_type": {"password"}}, tokens.UnsupportedGrantType},
 	}
 	for _, tt := range tests {
@@ -398,7 +399,7 @@ func TestOAuthMetadata(t *testing.T) {
 	}
 	for k, v := range map[string]string{
 		"grant_types_supported": tokens.GrantTokenExchange, "token_endpoint_auth_methods_supported": "tls_client_auth",
-		"sigil_token_types_supported": signer.TokenTypeTxnToken,
+		"sigil_token_types_supported": api.TokenTypeTxnToken,
 	} {
 		if l, _ := m.body[k].([]any); !slices.Contains(l, any(v)) {
 			t.Errorf("%s = %v, want it to list %s", k, m.body[k], v)

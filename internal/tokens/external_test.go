@@ -20,6 +20,7 @@ import (
 	"github.com/sigil-dev/sigil/internal/tokens"
 	"github.com/sigil-dev/sigil/internal/tokens/tokenstest"
 	"github.com/sigil-dev/sigil/signer"
+	"github.com/sigil-dev/sigil/token"
 )
 
 // externalJTI is the name of an external token's record: "ext:" and the
@@ -65,7 +66,7 @@ func refused(t *testing.T, svc *tokens.Service, w *tokenstest.Workload, subject,
 		t.Errorf("exchange by %s issued %s, want invalid_grant", w.ID, r.JTI)
 		return
 	}
-	if oe := oauthErr(t, err); oe.Code != signer.InvalidGrant || !strings.Contains(oe.Description, want) {
+	if oe := oauthErr(t, err); oe.Code != tokens.InvalidGrant || !strings.Contains(oe.Description, want) {
 		t.Errorf("exchange by %s: %v, want invalid_grant saying %q", w.ID, err, want)
 	}
 }
@@ -156,7 +157,7 @@ func TestRevokeUserTokenAuthorization(t *testing.T) {
 				}
 				return
 			}
-			if oe := oauthErr(t, err); oe.Code != signer.UnauthorizedClient {
+			if oe := oauthErr(t, err); oe.Code != tokens.UnauthorizedClient {
 				t.Errorf("Revoke = %v, want unauthorized_client", err)
 			}
 			if n, _ := e.Store.AuditSize(t.Context()); rec.RevokedAt != nil || n != size {
@@ -322,13 +323,13 @@ func TestRevokeUserTokenRacesExchanges(t *testing.T) {
 			<-start
 			for range 4 {
 				r, err := e.Service.Token(t.Context(), frontend.Cert, exchange(user, orders.ID))
-				var oe *signer.Error
+				var oe *tokens.Error
 				switch {
 				case err == nil:
 					mu.Lock()
 					issued = append(issued, r.JTI)
 					mu.Unlock()
-				case !errors.As(err, &oe) || oe.Code != signer.InvalidGrant:
+				case !errors.As(err, &oe) || oe.Code != tokens.InvalidGrant:
 					t.Errorf("exchange: %v, want a token or invalid_grant", err)
 				}
 			}
@@ -352,7 +353,7 @@ func TestRevokeUserTokenRacesExchanges(t *testing.T) {
 
 // verifyExternal verifies an external token as the Verifier would for
 // aud, failing the test if it does not verify.
-func verifyExternal(t *testing.T, e *tokenstest.Env, tok, aud string) *signer.Claims {
+func verifyExternal(t *testing.T, e *tokenstest.Env, tok, aud string) *token.Claims {
 	t.Helper()
 	c, err := e.Config.Verifier.Verify(t.Context(), tok, aud)
 	if err != nil {

@@ -9,8 +9,8 @@ import (
 
 	"github.com/sigil-dev/sigil/attest"
 	"github.com/sigil-dev/sigil/ca"
+	"github.com/sigil-dev/sigil/internal/tokens"
 	"github.com/sigil-dev/sigil/internal/tokens/tokenstest"
-	"github.com/sigil-dev/sigil/signer"
 )
 
 // Policy sees the facts of the device the caller's certificate was issued
@@ -28,7 +28,7 @@ when { principal.device.secure_boot && principal.device.ek_hash == "sha256:` + h
 	svc := e.Start(t, cfg)
 	a, b := e.Workload(t, "a"), e.Workload(t, "b")
 	_, err := svc.Token(t.Context(), a.Cert, cc(b.ID))
-	if oe := oauthErr(t, err); oe.Code != signer.AccessDenied || !strings.Contains(oe.Description, `"quarantine-device"`) {
+	if oe := oauthErr(t, err); oe.Code != tokens.AccessDenied || !strings.Contains(oe.Description, `"quarantine-device"`) {
 		t.Errorf("Token = %v, want access_denied by quarantine-device", err)
 	}
 	if _, err := e.Service.Token(t.Context(), a.Cert, cc(b.ID)); err != nil {
@@ -52,7 +52,7 @@ func TestEvidenceNoLongerVerifies(t *testing.T) {
 	svc := e.Start(t, cfg)
 	a, b := e.Workload(t, "a"), e.Workload(t, "b")
 	_, err = svc.Token(t.Context(), a.Cert, cc(b.ID))
-	if oe := oauthErr(t, err); oe.Code != signer.AccessDenied || !strings.Contains(oe.Description, "no longer verifies") {
+	if oe := oauthErr(t, err); oe.Code != tokens.AccessDenied || !strings.Contains(oe.Description, "no longer verifies") {
 		t.Errorf("Token = %v, want access_denied: evidence no longer verifies", err)
 	}
 }

@@ -13,7 +13,7 @@ import (
 
 	"github.com/sigil-dev/sigil/internal/tokens"
 	"github.com/sigil-dev/sigil/internal/tokens/tokenstest"
-	"github.com/sigil-dev/sigil/signer"
+	"github.com/sigil-dev/sigil/token"
 )
 
 // deadline bounds how long a revocation may take to reach a subscriber.
@@ -49,8 +49,8 @@ func verifySET(t *testing.T, e *tokenstest.Env, ev tokens.Event) string {
 	}
 	h := jws.Signatures[0].Protected
 	keys := set.Key(h.KeyID)
-	if len(keys) != 1 || h.ExtraHeaders["typ"] != tokens.SETType {
-		t.Fatalf("SET header %+v: want a published kid and typ %s", h, tokens.SETType)
+	if len(keys) != 1 || h.ExtraHeaders["typ"] != string(token.EventToken) {
+		t.Fatalf("SET header %+v: want a published kid and typ %s", h, string(token.EventToken))
 	}
 	payload, err := jws.Verify(keys[0].Key)
 	if err != nil {
@@ -166,7 +166,7 @@ func TestSubscribeErrors(t *testing.T) {
 	if _, err := e.Service.Subscribe(t.Context(), nil, ""); oauthErr(t, err).Code != tokens.InvalidClient {
 		t.Errorf("without a certificate: %v, want invalid_client", err)
 	}
-	if _, err := e.Service.Subscribe(t.Context(), rs.Cert, "-1"); oauthErr(t, err).Code != signer.InvalidRequest {
+	if _, err := e.Service.Subscribe(t.Context(), rs.Cert, "-1"); oauthErr(t, err).Code != tokens.InvalidRequest {
 		t.Errorf("bad Last-Event-ID: %v, want invalid_request", err)
 	}
 	cfg := e.Config

@@ -5,9 +5,9 @@ import (
 	"net/url"
 	"testing"
 
+	"github.com/sigil-dev/sigil/api"
 	"github.com/sigil-dev/sigil/internal/tokens"
 	"github.com/sigil-dev/sigil/internal/tokens/tokenstest"
-	"github.com/sigil-dev/sigil/signer"
 )
 
 // FuzzTokenRequest sends arbitrary form bodies to the token endpoint's
@@ -19,8 +19,8 @@ func FuzzTokenRequest(f *testing.F) {
 	ab := mustToken(f, e.Service, a, cc(b.ID, "scope", "read"))
 	f.Add(cc(b.ID).Encode())
 	f.Add(exchange(ab.AccessToken, a.ID, "scope", "read", "resource", "https://rs.example/x").Encode())
-	f.Add(exchange(ab.AccessToken, a.ID, "actor_token", ab.AccessToken, "actor_token_type", signer.TokenTypeTxnToken).Encode())
-	f.Add("grant_type=" + url.QueryEscape(tokens.GrantTokenExchange) + "&subject_token=AAAA&subject_token_type=" + url.QueryEscape(signer.TokenTypeAccessToken))
+	f.Add(exchange(ab.AccessToken, a.ID, "actor_token", ab.AccessToken, "actor_token_type", api.TokenTypeTxnToken).Encode())
+	f.Add("grant_type=" + url.QueryEscape(tokens.GrantTokenExchange) + "&subject_token=AAAA&subject_token_type=" + url.QueryEscape(api.TokenTypeAccessToken))
 	f.Add("grant_type=client_credentials&audience=&audience=%00&scope=%22")
 	f.Fuzz(func(t *testing.T, body string) {
 		form, err := url.ParseQuery(body)
@@ -28,7 +28,7 @@ func FuzzTokenRequest(f *testing.F) {
 			return
 		}
 		_, err = e.Service.Token(t.Context(), b.Cert, form)
-		var oe *signer.Error
+		var oe *tokens.Error
 		if err != nil && !errors.As(err, &oe) {
 			t.Fatalf("Token(%q): not an OAuth error: %v", body, err)
 		}
@@ -41,7 +41,7 @@ func FuzzIntrospect(f *testing.F) {
 	e := tokenstest.New(f)
 	a, b := e.Workload(f, "a"), e.Workload(f, "b")
 	jwt := mustToken(f, e.Service, a, cc(b.ID, "scope", "read")).AccessToken
-	ref := mustToken(f, e.Service, a, cc(b.ID, "requested_token_type", signer.TokenTypeAccessToken)).AccessToken
+	ref := mustToken(f, e.Service, a, cc(b.ID, "requested_token_type", api.TokenTypeAccessToken)).AccessToken
 	issued := map[string]bool{jwt: true, ref: true}
 	for _, s := range []string{jwt, ref, jwt[:len(jwt)-2], ref[1:] + "A", "a.b.c", "", e.IdP.Token(f, "alice", b.ID, "read")} {
 		f.Add(s)
@@ -72,8 +72,8 @@ func FuzzRevoke(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, token string) {
 		err := e.Service.Revoke(t.Context(), stranger.Cert, token)
-		var oe *signer.Error
-		if err != nil && (!errors.As(err, &oe) || oe.Code != signer.UnauthorizedClient) {
+		var oe *tokens.Error
+		if err != nil && (!errors.As(err, &oe) || oe.Code != tokens.UnauthorizedClient) {
 			t.Fatalf("Revoke(%q): %v, want success or unauthorized_client", token, err)
 		}
 		for _, jti := range []string{ours.JTI, chain.JTI} {

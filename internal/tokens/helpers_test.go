@@ -12,13 +12,14 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/sigil-dev/sigil/api"
 	"github.com/sigil-dev/sigil/audit"
 	"github.com/sigil-dev/sigil/internal/store"
 	"github.com/sigil-dev/sigil/internal/tokens"
 	"github.com/sigil-dev/sigil/internal/tokens/tokenstest"
 	"github.com/sigil-dev/sigil/policy"
-	"github.com/sigil-dev/sigil/signer"
 	"github.com/sigil-dev/sigil/testenv"
+	"github.com/sigil-dev/sigil/token"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -42,7 +43,7 @@ func cc(audience string, kv ...string) url.Values {
 func exchange(subject, audience string, kv ...string) url.Values {
 	return form(append([]string{
 		"grant_type", tokens.GrantTokenExchange, "subject_token", subject,
-		"subject_token_type", signer.TokenTypeJWT, "audience", audience,
+		"subject_token_type", api.TokenTypeJWT, "audience", audience,
 	}, kv...)...)
 }
 
@@ -58,9 +59,9 @@ func mustToken(t testing.TB, svc *tokens.Service, w *tokenstest.Workload, f url.
 }
 
 // oauthErr returns err as an OAuth error, or fails.
-func oauthErr(t testing.TB, err error) *signer.Error {
+func oauthErr(t testing.TB, err error) *tokens.Error {
 	t.Helper()
-	var oe *signer.Error
+	var oe *tokens.Error
 	if !errors.As(err, &oe) {
 		t.Fatalf("error is not an OAuth error: %v", err)
 	}
@@ -68,7 +69,7 @@ func oauthErr(t testing.TB, err error) *signer.Error {
 }
 
 // verify checks tok as a resource server in its audience aud would.
-func verify(t testing.TB, e *tokenstest.Env, tok, aud string) *signer.Claims {
+func verify(t testing.TB, e *tokenstest.Env, tok, aud string) *token.Claims {
 	t.Helper()
 	c, err := e.Config.Verifier.Verify(t.Context(), tok, aud)
 	if err != nil {

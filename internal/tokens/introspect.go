@@ -17,17 +17,17 @@ import (
 // Introspection is an RFC 7662 introspection response. An inactive token
 // has Active false and nothing else.
 type Introspection struct {
-	Active    bool          `json:"active"`
-	Scope     string        `json:"scope,omitempty"`
-	ClientID  string        `json:"client_id,omitempty"`
-	TokenType string        `json:"token_type,omitempty"` // "Bearer", or "N_A" for a transaction token
-	Exp       int64         `json:"exp,omitempty"`
-	Iat       int64         `json:"iat,omitempty"`
-	Nbf       int64         `json:"nbf,omitempty"`
-	Sub       string        `json:"sub,omitempty"`
-	Aud       []string      `json:"aud,omitempty"`
-	Iss       string        `json:"iss,omitempty"`
-	JTI       string        `json:"jti,omitempty"`
+	Active    bool                `json:"active"`
+	Scope     string              `json:"scope,omitempty"`
+	ClientID  string              `json:"client_id,omitempty"`
+	TokenType string              `json:"token_type,omitempty"` // "Bearer", or "N_A" for a transaction token
+	Exp       int64               `json:"exp,omitempty"`
+	Iat       int64               `json:"iat,omitempty"`
+	Nbf       int64               `json:"nbf,omitempty"`
+	Sub       string              `json:"sub,omitempty"`
+	Aud       []string            `json:"aud,omitempty"`
+	Iss       string              `json:"iss,omitempty"`
+	JTI       string              `json:"jti,omitempty"`
 	Act       *token.Actor        `json:"act,omitempty"` // RFC 8693 §4.1
 	Cnf       *token.Confirmation `json:"cnf,omitempty"` // RFC 8705 §3.2: compare with the certificate the token was presented over
 

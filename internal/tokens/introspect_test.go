@@ -8,7 +8,7 @@ import (
 
 	"github.com/sigil-dev/sigil/internal/store"
 	"github.com/sigil-dev/sigil/internal/tokens/tokenstest"
-	"github.com/sigil-dev/sigil/signer"
+	"github.com/sigil-dev/sigil/token"
 )
 
 // Introspection answers a party in the token's audience or an admin, with
@@ -21,8 +21,8 @@ func TestIntrospection(t *testing.T) {
 	admin := e.Client(t, tokenstest.Admin)
 	ab := mustToken(t, e.Service, a, cc(b.ID, "scope", "read write"))
 	bc := mustToken(t, e.Service, b, exchange(ab.AccessToken, c.ID, "scope", "read"))
-	unrecorded, _, err := e.Minter.AccessToken(t.Context(), signer.Claims{
-		Subject: a.ID, Audience: []string{c.ID}, Expiry: time.Now().Add(time.Minute), Confirmation: signer.Thumbprint(a.Cert.Raw),
+	unrecorded, err := e.Minter.AccessToken(t.Context(), token.Claims{
+		Subject: a.ID, Audience: []string{c.ID}, Expiry: time.Now().Add(time.Minute), Confirmation: token.Thumbprint(a.Cert.Raw),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -41,7 +41,7 @@ func TestIntrospection(t *testing.T) {
 		{"empty", c, "", false},
 		{"oversized", c, strings.Repeat("a.", 5000) + "a", false},
 		{"user IdP token", c, e.IdP.Token(t, "alice", c.ID, "read"), false},
-		{"signed by our key but never issued", c, unrecorded, false},
+		{"signed by our key but never issued", c, unrecorded.Token, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -65,7 +65,7 @@ func TestIntrospection(t *testing.T) {
 	switch {
 	case in.Sub != a.ID || in.ClientID != b.ID || in.Scope != "read" || in.Iss != tokenstest.Issuer || in.JTI != bc.JTI:
 		t.Errorf("introspection = %+v", in)
-	case in.Cnf == nil || in.Cnf.X5tS256 != signer.Thumbprint(b.Cert.Raw):
+	case in.Cnf == nil || in.Cnf.X5tS256 != token.Thumbprint(b.Cert.Raw):
 		t.Errorf("cnf = %+v, want b's certificate thumbprint", in.Cnf)
 	case in.Act == nil || in.Act.Subject != b.ID || in.Act.Actor != nil:
 		t.Errorf("act = %+v, want b", in.Act)

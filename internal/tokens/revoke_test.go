@@ -8,7 +8,6 @@ import (
 	"github.com/sigil-dev/sigil/audit"
 	"github.com/sigil-dev/sigil/internal/tokens"
 	"github.com/sigil-dev/sigil/internal/tokens/tokenstest"
-	"github.com/sigil-dev/sigil/signer"
 )
 
 // chain is a tree of exchanges: a's token for b (root), exchanged by b for
@@ -59,7 +58,7 @@ func TestRevokeCascades(t *testing.T) {
 		t.Error("an unrelated token was revoked")
 	}
 	_, err := e.Service.Token(t.Context(), ch.c.Cert, exchange(ch.bc.AccessToken, ch.e.ID))
-	if oe := oauthErr(t, err); oe.Code != signer.InvalidGrant {
+	if oe := oauthErr(t, err); oe.Code != tokens.InvalidGrant {
 		t.Errorf("exchange of a revoked token: %v, want invalid_grant", err)
 	}
 	size, _ := e.Store.AuditSize(t.Context())
@@ -101,7 +100,7 @@ func TestRevokeAuthorization(t *testing.T) {
 			switch {
 			case tt.ok && (err != nil || rec.RevokedAt == nil):
 				t.Errorf("Revoke = %v, revoked %v; want revoked", err, rec.RevokedAt != nil)
-			case !tt.ok && (oauthErr(t, err).Code != signer.UnauthorizedClient || rec.RevokedAt != nil):
+			case !tt.ok && (oauthErr(t, err).Code != tokens.UnauthorizedClient || rec.RevokedAt != nil):
 				t.Errorf("Revoke = %v, revoked %v; want unauthorized_client", err, rec.RevokedAt != nil)
 			}
 		})

@@ -131,4 +131,3 @@ func tokenRequest(c *client, facts policy.DeviceFacts, sub *subject) policy.Toke
 	}
 	return req
 }
-

@@ -14,12 +14,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sigil-dev/sigil/api"
 	"github.com/sigil-dev/sigil/audit"
 	"github.com/sigil-dev/sigil/internal/store"
 	"github.com/sigil-dev/sigil/internal/tokens"
 	"github.com/sigil-dev/sigil/internal/tokens/tokenstest"
 	"github.com/sigil-dev/sigil/policy"
-	"github.com/sigil-dev/sigil/signer"
+	"github.com/sigil-dev/sigil/token"
 )
 
 // A client_credentials token is for the caller itself, bound to its
@@ -30,7 +31,7 @@ func TestClientCredentials(t *testing.T) {
 	e := tokenstest.New(t)
 	a, b := e.Workload(t, "a"), e.Workload(t, "b")
 	r := mustToken(t, e.Service, a, cc(b.ID, "scope", "read write"))
-	if r.TokenType != "Bearer" || r.IssuedTokenType != signer.TokenTypeAccessToken || r.Scope != "read write" {
+	if r.TokenType != "Bearer" || r.IssuedTokenType != api.TokenTypeAccessToken || r.Scope != "read write" {
 		t.Errorf("response = %+v", r)
 	}
 	if r.ExpiresIn <= 0 || r.ExpiresIn > int64(e.Config.DefaultTTL/time.Second) {
@@ -40,7 +41,7 @@ func TestClientCredentials(t *testing.T) {
 	switch {
 	case c.Subject != a.ID || c.ClientID != a.ID || c.Actor != nil:
 		t.Errorf("sub %q client_id %q act %v, want the caller and no act", c.Subject, c.ClientID, c.Actor)
-	case c.Confirmation != signer.Thumbprint(a.Cert.Raw):
+	case c.Confirmation != token.Thumbprint(a.Cert.Raw):
 		t.Errorf("cnf = %q, want the caller's certificate thumbprint", c.Confirmation)
 	case c.Evidence != e.EvidenceDigest() || c.Policy != e.Policy.Version():
 		t.Errorf("attestation reference %q %q", c.Evidence, c.Policy)
@@ -77,7 +78,7 @@ func TestDelegationChain(t *testing.T) {
 		t.Errorf("sub %q from %q, want alice from the IdP", bcc.Subject, bcc.SubjectIssuer)
 	case bcc.Actor.Depth() != 2 || bcc.Actor.Subject != b.ID || bcc.Actor.Actor.Subject != a.ID:
 		t.Errorf("act = %+v, want b acting for a", bcc.Actor)
-	case !slices.Equal(bcc.Scope, []string{"read"}) || bcc.Confirmation != signer.Thumbprint(b.Cert.Raw):
+	case !slices.Equal(bcc.Scope, []string{"read"}) || bcc.Confirmation != token.Thumbprint(b.Cert.Raw):
 		t.Errorf("scope %v cnf %q", bcc.Scope, bcc.Confirmation)
 	case bcc.Expiry.After(abc.Expiry):
 		t.Errorf("exchanged token outlives its subject: %v > %v", bcc.Expiry, abc.Expiry)
@@ -97,7 +98,7 @@ func TestDelegationChain(t *testing.T) {
 		t.Errorf("audited act = %v, want the current actor first", p.Act)
 	}
 	_, err := e.Service.Token(t.Context(), c.Cert, exchange(bc.AccessToken, d.ID))
-	if oe := oauthErr(t, err); oe.Code != signer.InvalidGrant || !strings.Contains(oe.Description, "delegation chain") {
+	if oe := oauthErr(t, err); oe.Code != tokens.InvalidGrant || !strings.Contains(oe.Description, "delegation chain") {
 		t.Errorf("third actor: %v, want invalid_grant for the delegation chain", err)
 	}
 }
@@ -114,7 +115,7 @@ func TestActDepthForbiddenByPolicy(t *testing.T) {
 	}
 	_, err := e.Service.Token(t.Context(), w[3].Cert, exchange(tok, w[4].ID))
 	oe := oauthErr(t, err)
-	if oe.Code != signer.AccessDenied || !strings.Contains(oe.Description, `"max-act-depth"`) || !strings.Contains(oe.Description, e.Policy.Version()) {
+	if oe.Code != tokens.AccessDenied || !strings.Contains(oe.Description, `"max-act-depth"`) || !strings.Contains(oe.Description, e.Policy.Version()) {
 		t.Errorf("got %v, want access_denied by max-act-depth with the policy version", err)
 	}
 }
@@ -145,31 +146,31 @@ func TestTokenRequestAttacks(t *testing.T) {
 		code   string
 		detail string
 	}{
-		{"missing subject_token", nil, exchangeWithout("subject_token"), signer.InvalidRequest, "subject_token is missing"},
-		{"empty subject_token", nil, exchange("", c.ID), signer.InvalidRequest, "subject_token is missing"},
-		{"garbage subject_token", nil, exchange("garbage", c.ID), signer.InvalidRequest, "malformed"},
-		{"three garbage parts", nil, exchange("a.b.c", c.ID), signer.InvalidRequest, "malformed"},
-		{"missing subject_token_type", nil, exchangeWithout("subject_token_type"), signer.InvalidRequest, "subject_token_type is missing"},
-		{"unknown subject_token_type", nil, form("grant_type", tokens.GrantTokenExchange, "subject_token", ab, "subject_token_type", "urn:x", "audience", c.ID), signer.InvalidRequest, "not supported"},
-		{"subject token for another audience", c, exchange(ab, a.ID), signer.InvalidGrant, "wrong audience"},
-		{"revoked subject token", nil, exchange(revoked, c.ID), signer.InvalidGrant, "revoked"},
-		{"unknown reference token", nil, form("grant_type", tokens.GrantTokenExchange, "subject_token", strings.Repeat("A", 43), "subject_token_type", signer.TokenTypeAccessToken, "audience", c.ID), signer.InvalidGrant, "not a token this server issued"},
-		{"user token for another workload", nil, exchange(e.IdP.Token(t, "alice", a.ID, "read"), c.ID), signer.InvalidGrant, "wrong audience"},
-		{"scope widening", nil, ex("scope", "read admin"), signer.InvalidScope, `"admin"`},
-		{"audience not permitted", nil, exchange(ab, "https://evil.example"), signer.InvalidTarget, e.Config.Policy.(*policy.Set).Version()},
-		{"audience of another trust domain", nil, exchange(ab, "spiffe://other.test/workload/x"), signer.InvalidTarget, `"spiffe://other.test/workload/x"`},
-		{"resource not an absolute URI", nil, ex("resource", "relative/path"), signer.InvalidTarget, "absolute URI"},
-		{"no audience", nil, form("grant_type", tokens.GrantTokenExchange, "subject_token", ab, "subject_token_type", signer.TokenTypeJWT), signer.InvalidRequest, "audience or resource is required"},
-		{"actor_token of another workload", nil, ex("actor_token", otherActor, "actor_token_type", signer.TokenTypeJWT), signer.InvalidGrant, "actor_token is not the caller's own"},
-		{"actor_token_type without actor_token", nil, ex("actor_token_type", signer.TokenTypeJWT), signer.InvalidRequest, "actor_token_type"},
-		{"repeated scope", nil, ex("scope", "read", "scope", "write"), signer.InvalidRequest, "scope is repeated"},
-		{"missing grant_type", nil, form("audience", c.ID), signer.InvalidRequest, "grant_type is missing"},
+		{"missing subject_token", nil, exchangeWithout("subject_token"), tokens.InvalidRequest, "subject_token is missing"},
+		{"empty subject_token", nil, exchange("", c.ID), tokens.InvalidRequest, "subject_token is missing"},
+		{"garbage subject_token", nil, exchange("garbage", c.ID), tokens.InvalidRequest, "malformed"},
+		{"three garbage parts", nil, exchange("a.b.c", c.ID), tokens.InvalidRequest, "malformed"},
+		{"missing subject_token_type", nil, exchangeWithout("subject_token_type"), tokens.InvalidRequest, "subject_token_type is missing"},
+		{"unknown subject_token_type", nil, form("grant_type", tokens.GrantTokenExchange, "subject_token", ab, "subject_token_type", "urn:x", "audience", c.ID), tokens.InvalidRequest, "not supported"},
+		{"subject token for another audience", c, exchange(ab, a.ID), tokens.InvalidGrant, "wrong audience"},
+		{"revoked subject token", nil, exchange(revoked, c.ID), tokens.InvalidGrant, "revoked"},
+		{"unknown reference token", nil, form("grant_type", tokens.GrantTokenExchange, "subject_token", strings.Repeat("A", 43), "subject_token_type", api.TokenTypeAccessToken, "audience", c.ID), tokens.InvalidGrant, "not a token this server issued"},
+		{"user token for another workload", nil, exchange(e.IdP.Token(t, "alice", a.ID, "read"), c.ID), tokens.InvalidGrant, "wrong audience"},
+		{"scope widening", nil, ex("scope", "read admin"), tokens.InvalidScope, `"admin"`},
+		{"audience not permitted", nil, exchange(ab, "https://evil.example"), tokens.InvalidTarget, e.Config.Policy.(*policy.Set).Version()},
+		{"audience of another trust domain", nil, exchange(ab, "spiffe://other.test/workload/x"), tokens.InvalidTarget, `"spiffe://other.test/workload/x"`},
+		{"resource not an absolute URI", nil, ex("resource", "relative/path"), tokens.InvalidTarget, "absolute URI"},
+		{"no audience", nil, form("grant_type", tokens.GrantTokenExchange, "subject_token", ab, "subject_token_type", api.TokenTypeJWT), tokens.InvalidRequest, "audience or resource is required"},
+		{"actor_token of another workload", nil, ex("actor_token", otherActor, "actor_token_type", api.TokenTypeJWT), tokens.InvalidGrant, "actor_token is not the caller's own"},
+		{"actor_token_type without actor_token", nil, ex("actor_token_type", api.TokenTypeJWT), tokens.InvalidRequest, "actor_token_type"},
+		{"repeated scope", nil, ex("scope", "read", "scope", "write"), tokens.InvalidRequest, "scope is repeated"},
+		{"missing grant_type", nil, form("audience", c.ID), tokens.InvalidRequest, "grant_type is missing"},
 		{"unsupported grant_type", nil, form("grant_type", "password", "audience", c.ID), tokens.UnsupportedGrantType, "client_credentials"},
 		{"client_id of another client", nil, cc(c.ID, "client_id", a.ID), tokens.InvalidClient, "client_id"},
-		{"client_credentials with a subject", nil, cc(c.ID, "subject_token", ab), signer.InvalidRequest, "takes no subject_token"},
-		{"transaction token without exchange", nil, cc(c.ID, "requested_token_type", signer.TokenTypeTxnToken), signer.InvalidRequest, "token exchange only"},
-		{"unknown requested_token_type", nil, ex("requested_token_type", "urn:ietf:params:oauth:token-type:id_token"), signer.InvalidRequest, "requested_token_type"},
-		{"JWT for a reference-token audience", nil, cc(tokenstest.OpaqueAudience, "requested_token_type", signer.TokenTypeJWT), signer.InvalidTarget, "reference tokens only"},
+		{"client_credentials with a subject", nil, cc(c.ID, "subject_token", ab), tokens.InvalidRequest, "takes no subject_token"},
+		{"transaction token without exchange", nil, cc(c.ID, "requested_token_type", api.TokenTypeTxnToken), tokens.InvalidRequest, "token exchange only"},
+		{"unknown requested_token_type", nil, ex("requested_token_type", "urn:ietf:params:oauth:token-type:id_token"), tokens.InvalidRequest, "requested_token_type"},
+		{"JWT for a reference-token audience", nil, cc(tokenstest.OpaqueAudience, "requested_token_type", api.TokenTypeJWT), tokens.InvalidTarget, "reference tokens only"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -182,7 +183,7 @@ func TestTokenRequestAttacks(t *testing.T) {
 		})
 	}
 	t.Run("own actor_token", func(t *testing.T) {
-		r := mustToken(t, e.Service, b, ex("actor_token", ownActor, "actor_token_type", signer.TokenTypeJWT))
+		r := mustToken(t, e.Service, b, ex("actor_token", ownActor, "actor_token_type", api.TokenTypeJWT))
 		if got := verify(t, e, r.AccessToken, c.ID); got.Actor.Subject != b.ID {
 			t.Errorf("act = %+v", got.Actor)
 		}
@@ -282,9 +283,9 @@ func TestReferenceTokens(t *testing.T) {
 	t.Parallel()
 	e := tokenstest.New(t)
 	a, b, legacy := e.Workload(t, "a"), e.Workload(t, "b"), e.Client(t, tokenstest.OpaqueAudience)
-	for _, f := range []url.Values{cc(legacy.ID), cc(b.ID, "requested_token_type", signer.TokenTypeAccessToken)} {
+	for _, f := range []url.Values{cc(legacy.ID), cc(b.ID, "requested_token_type", api.TokenTypeAccessToken)} {
 		r := mustToken(t, e.Service, a, f)
-		if len(r.AccessToken) != 43 || strings.Contains(r.AccessToken, ".") || r.IssuedTokenType != signer.TokenTypeAccessToken {
+		if len(r.AccessToken) != 43 || strings.Contains(r.AccessToken, ".") || r.IssuedTokenType != api.TokenTypeAccessToken {
 			t.Fatalf("got %q (%s), want a reference token", r.AccessToken, r.IssuedTokenType)
 		}
 		sum := sha256.Sum256([]byte(r.AccessToken))
@@ -295,13 +296,13 @@ func TestReferenceTokens(t *testing.T) {
 	}
 	ref := mustToken(t, e.Service, a, cc(legacy.ID, "scope", "read"))
 	in, err := e.Service.Introspect(t.Context(), legacy.Cert, ref.AccessToken)
-	if err != nil || !in.Active || in.Sub != a.ID || in.Cnf.X5tS256 != signer.Thumbprint(a.Cert.Raw) || in.Kind != store.TokenOpaque || in.Scope != "read" {
+	if err != nil || !in.Active || in.Sub != a.ID || in.Cnf.X5tS256 != token.Thumbprint(a.Cert.Raw) || in.Kind != store.TokenOpaque || in.Scope != "read" {
 		t.Fatalf("introspection = %+v (%v)", in, err)
 	}
 	sub := form("grant_type", tokens.GrantTokenExchange, "subject_token", ref.AccessToken,
-		"subject_token_type", signer.TokenTypeAccessToken, "audience", b.ID, "requested_token_type", signer.TokenTypeJWT)
+		"subject_token_type", api.TokenTypeAccessToken, "audience", b.ID, "requested_token_type", api.TokenTypeJWT)
 	r := mustToken(t, e.Service, legacy, sub)
-	if rec, err := e.Store.Token(t.Context(), r.JTI); err != nil || rec.ParentJTI != ref.JTI || r.IssuedTokenType != signer.TokenTypeJWT {
+	if rec, err := e.Store.Token(t.Context(), r.JTI); err != nil || rec.ParentJTI != ref.JTI || r.IssuedTokenType != api.TokenTypeJWT {
 		t.Errorf("exchanged from a reference token: %+v (%v), want parent %s", rec, err, ref.JTI)
 	}
 	assertNotStored(t, e, ref.AccessToken, r.AccessToken)
@@ -331,8 +332,8 @@ func TestTransactionTokens(t *testing.T) {
 	e := tokenstest.New(t)
 	a, b, c := e.Workload(t, "a"), e.Workload(t, "b"), e.Workload(t, "c")
 	ab := mustToken(t, e.Service, a, cc(b.ID))
-	txn := mustToken(t, e.Service, b, exchange(ab.AccessToken, c.ID, "requested_token_type", signer.TokenTypeTxnToken))
-	if txn.TokenType != "N_A" || txn.IssuedTokenType != signer.TokenTypeTxnToken {
+	txn := mustToken(t, e.Service, b, exchange(ab.AccessToken, c.ID, "requested_token_type", api.TokenTypeTxnToken))
+	if txn.TokenType != "N_A" || txn.IssuedTokenType != api.TokenTypeTxnToken {
 		t.Fatalf("response %+v", txn)
 	}
 	got, err := e.Config.Verifier.VerifyTxn(t.Context(), txn.AccessToken, c.ID)
@@ -343,8 +344,8 @@ func TestTransactionTokens(t *testing.T) {
 		t.Errorf("record %+v (%v)", rec, err)
 	}
 	d := e.Workload(t, "d")
-	f := form("grant_type", tokens.GrantTokenExchange, "subject_token", txn.AccessToken, "subject_token_type", signer.TokenTypeTxnToken,
-		"audience", d.ID, "requested_token_type", signer.TokenTypeTxnToken)
+	f := form("grant_type", tokens.GrantTokenExchange, "subject_token", txn.AccessToken, "subject_token_type", api.TokenTypeTxnToken,
+		"audience", d.ID, "requested_token_type", api.TokenTypeTxnToken)
 	next := mustToken(t, e.Service, c, f)
 	if n, err := e.Config.Verifier.VerifyTxn(t.Context(), next.AccessToken, d.ID); err != nil || n.Txn != got.Txn {
 		t.Errorf("txn %q (%v), want %q carried over", n.Txn, err, got.Txn)
