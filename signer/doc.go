@@ -1,16 +1,23 @@
-// Package signer is the token library of sigil's token service: HSM signing
+// Package signer is the token library of sigil's token service: signing
 // keys with rotation (KeySet), minting (Minter), verification (Verifier)
-// and the OAuth 2.0 token exchange rules (Rules). It has no HTTP; the
-// service wires it to /oauth2/token, /oauth2/introspect and /jwks.json.
+// and the OAuth 2.0 token exchange rules (Rules). It has no HTTP and no
+// policy; internal/tokens runs it as the service. The wire types (claims,
+// act, cnf, JWKS reading, the certificate thumbprint) are package token's.
 //
-//	keys, _ := signer.NewKeySet(h, "jwt", store, signer.WithLead(10*time.Minute), signer.WithRetain(time.Hour))
+// Keys come from a KeySource as crypto.Signers with their metadata
+// (KeyInfo: name, version, kid, alg); the KeySet adds each version's
+// validity window (KeyState). signer never sees where keys live:
+// internal/hsmkeys adapts the HSM.
+//
+//	keys, _ := signer.NewKeySet(hsmkeys.New(h), "jwt", store, signer.WithLead(10*time.Minute), signer.WithRetain(time.Hour))
 //	_ = keys.Refresh(ctx)              // then keys.Run(ctx, time.Minute) in the background
 //	mint, _ := signer.NewMinter(issuer, keys)
 //	verify, _ := signer.NewVerifier(issuer, keys, signer.WithExternalIssuers(idp))
 //
-//	sub, err := verify.SubjectToken(ctx, form.SubjectToken, form.SubjectTokenType, caller.ID)
+//	sub, err := verify.Verify(ctx, subjectToken, caller.ID)
 //	c, err := rules.Exchange(time.Now(), signer.Request{Caller: caller, Subject: sub, ...})
-//	tok, signed, err := mint.AccessToken(ctx, *c) // record signed (jti, act, aud, scope, exp, cnf), then answer
+//	// the service asks policy about c, then:
+//	m, err := mint.AccessToken(ctx, *c) // record m.Claims and m.KID (jti, act, aud, scope, exp, cnf), then answer
 //
 // # Access tokens (RFC 9068)
 //
@@ -42,7 +49,7 @@
 //
 // # Keys and rotation
 //
-// A KeySet holds the versions of one HSM key name. A new version is
+// A KeySet holds the versions of one key name on its KeySource. A new version is
 // published in JWKS when first seen and signs Lead later; the previous
 // version stops signing then and stays published for Retain plus the
 // leeway, Retain being the longest token lifetime (Minter refuses longer
@@ -52,6 +59,10 @@
 // has not refreshed within Lead refuses to sign. The lowest version on the
 // token signs from its first sighting: with nothing published before it,
 // there is nothing to lead.
+//
+// KeySet.Sign signs other statements under the same keys and the same
+// choice of version, stale guard included: the revocation feed's events
+// (typ secevent+jwt).
 //
 // # Verification
 //
@@ -68,24 +79,25 @@
 // allow-list; then iss, sub, aud containing the expected audience, and
 // exp, nbf, iat with a leeway (30 s). An external token's sigil_*, cnf and
 // txn claims are ignored, and its subject may not be a SPIFFE ID. Errors
-// are *TokenError: ErrMalformed (answer invalid_request) or ErrInvalid
-// (invalid_grant), with a fixed reason; the precise cause is logged.
-// Tokens are never logged.
+// are *TokenError: ErrMalformed (the token endpoint answers
+// invalid_request) or ErrInvalid (invalid_grant), with a fixed reason;
+// the precise cause is logged. Tokens are never logged.
 //
 // # Exchange rules
 //
 // Rules.Exchange and Rules.ClientCredentials are pure: the request,
-// verified claims and a clock reading in, the new token's claims or an
-// *Error out, with the OAuth codes of RFC 6749 §5.2, RFC 8693 §2.2.2 and
-// RFC 8707. Nothing widens: the caller must be in the subject token's aud
-// (invalid_grant), scope narrows (invalid_scope), every audience is
-// permitted by policy (invalid_target), the lifetime is capped by the
-// subject token's expiry and the policy maximum, act nests the previous
-// chain under the caller up to MaxActDepth actors, and the new token is
-// bound to the caller's certificate. A delegation chain already at the
-// limit is invalid_grant: RFC 6749 §5.2 has no access_denied, and the
-// defect is the subject token's (it cannot be delegated further), as with
-// an expired one. An actor_token that is not the caller's own (sub and
-// cnf) is invalid_grant. A missing audience is invalid_request: every
-// token is audience-restricted.
+// verified claims and a clock reading in, the new token's claims or a
+// *RuleError out, whose Kind (ErrRequest, ErrClient, ErrGrant, ErrTarget,
+// ErrScope) the token service maps to an OAuth error code and whose
+// Reason is the error_description. Nothing widens: the caller must be in
+// the subject token's aud (ErrGrant), scope narrows (ErrScope), the
+// lifetime is capped by the subject token's expiry and MaxLifetime, act
+// nests the previous chain under the caller up to MaxActDepth actors, and
+// the new token is bound to the caller's certificate. A delegation chain
+// already at the limit is ErrGrant: the defect is the subject token's (it
+// cannot be delegated further), as with an expired one. An actor_token
+// that is not the caller's own (sub and cnf) is ErrGrant. A missing
+// audience is ErrRequest: every token is audience-restricted. Which
+// audiences and scopes policy permits is not a rule here: the service
+// asks policy about the claims Rules returns.
 package signer

@@ -3,7 +3,7 @@
 // metadata, and the revocation feed. It ties the token library (signer),
 // policy, the store and the audit log together; package server adds HTTP.
 //
-//	svc, err := tokens.New(tokens.Config{Issuer: iss, Minter: mint, Keys: keys, KeySource: h,
+//	svc, err := tokens.New(tokens.Config{Issuer: iss, Minter: mint, Keys: keys,
 //		Verifier: verify, Attest: attestVerifier, Policy: engine, Store: st,
 //		MaxLifetime: cfg.MaxTTL, DefaultTTL: cfg.DefaultTTL, MaxActDepth: cfg.MaxActDepth,
 //		OpaqueAudiences: cfg.OpaqueAudiences, Admins: cfg.Admins, Log: log, Nudge: auditLog.Nudge})
@@ -17,36 +17,56 @@
 // expired, with the SPIFFE ID on record; otherwise invalid_client (HTTP
 // 401). A client_id parameter, if sent, must be that SPIFFE ID.
 //
-// # Token requests
+// # A token request, top to bottom
 //
-// grant_type client_credentials gives a token for the caller itself;
-// urn:ietf:params:oauth:grant-type:token-exchange one acting for the
-// subject of subject_token, with the caller nested in act (signer.Rules
-// has the invariants). Single-valued parameters may not repeat
-// (invalid_request); audience and resource may.
+// Token runs these steps in this order (token.go); each returns what it
+// found, typed, and oauthError (errors.go) alone turns a failure into the
+// OAuth error the client gets (RFC 6749 §5.2, RFC 8693 §2.2.2, RFC 8707).
 //
-// A subject token may be a JWT of ours, of a configured external issuer,
-// or one of our reference tokens (subject_token_type access_token). One of
-// ours must be on record and not revoked, and becomes the new token's
-// parent: revoking it revokes the new one. An external issuer's (a user
-// IdP's) is recorded too, with the new token, as the root of its chains
-// (store.TokenExternal: sub, act, aud, scope and exp, named
-// "ext:"+base64url(SHA-256(header.payload)), never the token), and becomes
-// its parent alike; once revoked it is invalid_grant. An actor_token must
-// be a JWT of ours for the token service (audience: the issuer) held by
-// the caller.
+//  1. Parse. authenticate: the caller is its certificate (invalid_client,
+//     above). parseTokenForm (form.go): grant_type client_credentials
+//     gives a token for the caller itself, token exchange one acting for
+//     the subject of subject_token; single-valued parameters may not
+//     repeat (invalid_request), audience and resource may.
+//  2. Facts. The facts of the caller's device (facts.go; evidence that
+//     no longer verifies is access_denied). For an exchange, the subject
+//     token and the actor token (subject.go): subject_token and its type
+//     are required (invalid_request); a JWT of ours, of a configured
+//     external issuer, or one of our reference tokens (subject_token_type
+//     access_token) is verified by signer.Verifier, issued to the caller
+//     (malformed: invalid_request; otherwise not acceptable:
+//     invalid_grant). One of ours must be on record and not revoked
+//     (invalid_grant), and becomes the new token's parent: revoking it
+//     revokes the new one. An external issuer's (a user IdP's) is recorded
+//     too, with the new token, as the root of its chains
+//     (store.TokenExternal: sub, act, aud, scope and exp, named
+//     "ext:"+base64url(SHA-256(header.payload)), never the token), and
+//     becomes its parent alike; once revoked it is invalid_grant. An
+//     actor_token must be a JWT of ours for the token service (audience:
+//     the issuer) held by the caller.
+//  3. Decide. First signer.Rules, pure (audience and resource, scope
+//     narrowing, lifetime, act nesting and depth, the actor token is the
+//     caller's, cnf): a *signer.RuleError maps to invalid_request,
+//     unauthorized_client, invalid_grant, invalid_target or
+//     invalid_scope. Then policy (policy.go), about the claims the rules
+//     produced, described below. Then the token's form (issue.go).
+//  4. Mint (issue.go): signer.Minter signs a JWT and says with which kid;
+//     a reference token is a random handle.
+//  5. Record (issue.go): the token and its audit entry, in one
+//     transaction, before it is returned.
 //
-// Policy is asked per request (Cedar action "token" or "exchange") with
-// the caller's SPIFFE ID, the policy version of its certificate and the
-// facts of the device its certificate was issued on, derived by
-// re-verifying the stored evidence (enrollment: attest Reverify; renewal:
-// VerifyRenewal) and cached per certificate until it expires. Each
-// audience is asked alone, each scope with it, and finally each audience
-// with the token's whole scope set. A denied audience is invalid_target, a
-// denied scope invalid_scope, and a denial by a matching forbid policy
-// access_denied; the description names what was denied and the policy set
-// version. The policy ids that permitted a token are logged with its jti:
-// the audit payload (audit.Token) has no member for them.
+// Policy is asked (Cedar action "token" or "exchange") with the caller's
+// SPIFFE ID, the policy version of its certificate and the facts of the
+// device its certificate was issued on, derived by re-verifying the
+// stored evidence (enrollment: attest Reverify; renewal: VerifyRenewal)
+// and cached per certificate until it expires. Each audience is asked
+// alone, each scope with it, and finally each audience with the token's
+// whole scope set. A denied audience is invalid_target, a denied scope
+// the client asked for invalid_scope (a scope inherited from the subject
+// token, with no scope parameter, is dropped instead), and a denial by a
+// matching forbid policy access_denied; the description names what was
+// denied and the policy set version. The policy ids that permitted a
+// token are logged with its jti and audited with it.
 //
 // The issued token's form follows requested_token_type:
 //
