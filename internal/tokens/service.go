@@ -16,6 +16,7 @@ import (
 	"github.com/sigil-dev/sigil/internal/store"
 	"github.com/sigil-dev/sigil/policy"
 	"github.com/sigil-dev/sigil/signer"
+	"github.com/sigil-dev/sigil/token"
 )
 
 // Decider decides policy requests; *policy.Engine and *policy.Set are
@@ -23,6 +24,16 @@ import (
 type Decider interface {
 	Decide(policy.Request) policy.Decision
 }
+
+// KeySet is what the service needs of the token key set: the published
+// keys (JWKS) and signing the revocation feed's events with the version
+// that signs tokens now. *signer.KeySet is one.
+type KeySet interface {
+	JWKS() ([]byte, error)
+	Sign(ctx context.Context, typ token.Type, claims any) (jws, kid string, err error)
+}
+
+var _ KeySet = (*signer.KeySet)(nil)
 
 // Defaults of Config.
 const (
@@ -38,8 +49,8 @@ type Config struct {
 	Issuer string
 	Minter *signer.Minter
 	// Keys is the Minter's key set: JWKS, and the revocation feed's
-	// events are signed through it (KeySet.Sign).
-	Keys *signer.KeySet
+	// events are signed through it.
+	Keys KeySet
 	// Verifier checks subject and actor tokens: ours and those of the
 	// configured external issuers.
 	Verifier *signer.Verifier
