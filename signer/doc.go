@@ -49,16 +49,16 @@
 //
 // # Keys and rotation
 //
-// A KeySet holds the versions of one key name on its KeySource. A new version is
-// published in JWKS when first seen and signs Lead later; the previous
-// version stops signing then and stays published for Retain plus the
-// leeway, Retain being the longest token lifetime (Minter refuses longer
-// ones). "First seen" is a time recorded once per key in a SeenStore that
-// all replicas share, so every replica computes the same schedule from the
-// same data; replicas must refresh more often than Lead, and a KeySet that
-// has not refreshed within Lead refuses to sign. The lowest version on the
-// token signs from its first sighting: with nothing published before it,
-// there is nothing to lead.
+// A KeySet holds the versions of one key name on its KeySource. A new
+// version is published in JWKS when first seen and signs Lead later; the
+// previous version stops signing then and stays published for Retain
+// plus the leeway, Retain being the longest token lifetime (Minter
+// refuses longer ones). "First seen" is a time recorded once per key in a
+// SeenStore that all replicas share, so every replica computes the same
+// schedule from the same data; replicas must refresh more often than
+// Lead, and a KeySet that has not refreshed within Lead refuses to sign.
+// The lowest version on the source signs from its first sighting: with
+// nothing published before it, there is nothing to lead.
 //
 // KeySet.Sign signs other statements under the same keys and the same
 // choice of version, stale guard included: the revocation feed's events

@@ -2,6 +2,7 @@ package tokens
 
 import (
 	"net/url"
+	"strings"
 
 	"github.com/sigil-dev/sigil/api"
 )
@@ -73,6 +74,10 @@ func (f *tokenForm) checkGrant() error {
 	}
 	return nil
 }
+
+// askedScope reports whether the client sent a scope; without one, an
+// exchange inherits the subject token's (less what policy denies).
+func (f *tokenForm) askedScope() bool { return strings.TrimSpace(f.scope) != "" }
 
 // checkRequested reads requested_token_type: absent or jwt for a JWT
 // access token, access_token for a reference token, txn_token for a

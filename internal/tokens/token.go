@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/x509"
 	"net/url"
-	"strings"
 
 	"github.com/sigil-dev/sigil/attest"
 	"github.com/sigil-dev/sigil/audit"
@@ -70,7 +69,7 @@ func (s *Service) token(ctx context.Context, cert *x509.Certificate, form url.Va
 	if err != nil {
 		return nil, err
 	}
-	permits, err := permit(s.cfg.Policy, tokenRequest(c, facts, sub), claims, strings.TrimSpace(f.scope) != "")
+	permits, err := permit(s.cfg.Policy, tokenRequest(c, facts, sub), claims, f.askedScope())
 	if err != nil {
 		return nil, err
 	}
