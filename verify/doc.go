@@ -21,9 +21,9 @@
 // most once per MinRefresh; keys never come from the token); the
 // signature over the token's signing input as received, by that key with
 // its alg (the JWKS key's alg must equal the header's, and ES256 keys
-// must be P-256, ES384 keys P-384, PS256 keys RSA); iss, aud
-// containing Config.Audience, exp, nbf and iat with Config.Leeway, a
-// lifetime of at most MaxLifetime, a jti; cnf.x5t#S256 equal to the
+// must be P-256, ES384 keys P-384, PS256 keys RSA of at least 2048 bits;
+// token.ParseJWKS reads the set); iss, aud containing Config.Audience,
+// exp, nbf and iat with Config.Leeway, a lifetime of at most MaxLifetime, a jti; cnf.x5t#S256 equal to the
 // SHA-256 thumbprint of the peer certificate (RFC 8705), so a token
 // presented without the certificate it is bound to is refused; and that
 // the jti is not revoked.
