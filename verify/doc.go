@@ -23,10 +23,10 @@
 // its alg (the JWKS key's alg must equal the header's, and ES256 keys
 // must be P-256, ES384 keys P-384, PS256 keys RSA of at least 2048 bits;
 // token.ParseJWKS reads the set); iss, aud containing Config.Audience,
-// exp, nbf and iat with Config.Leeway, a lifetime of at most MaxLifetime, a jti; cnf.x5t#S256 equal to the
-// SHA-256 thumbprint of the peer certificate (RFC 8705), so a token
-// presented without the certificate it is bound to is refused; and that
-// the jti is not revoked.
+// exp, nbf and iat with Config.Leeway, a lifetime of at most
+// MaxLifetime, a jti; cnf.x5t#S256 equal to the SHA-256 thumbprint of the
+// peer certificate (RFC 8705), so a token presented without the
+// certificate it is bound to is refused; and that the jti is not revoked.
 //
 // Failures wrap ErrInvalidToken (answer 401 invalid_token) and a fixed,
 // non-leaky reason that is the error_description; the precise cause is
