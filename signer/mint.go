@@ -58,7 +58,7 @@ func (m *Minter) AccessToken(ctx context.Context, c token.Claims) (*Minted, erro
 // same rules as AccessToken. A missing Txn gets a fresh random id.
 func (m *Minter) TxnToken(ctx context.Context, c token.Claims) (*Minted, error) {
 	if c.Txn == "" {
-		c.Txn = newID()
+		c.Txn = NewID()
 	}
 	return m.mint(ctx, token.TxnToken, c)
 }
@@ -88,7 +88,7 @@ func (m *Minter) mint(ctx context.Context, typ token.Type, c token.Claims) (*Min
 }
 
 func (m *Minter) fill(typ token.Type, c *token.Claims, now time.Time) {
-	c.Type, c.Issuer, c.ID = typ, m.issuer, newID()
+	c.Type, c.Issuer, c.ID = typ, m.issuer, NewID()
 	if c.IssuedAt.IsZero() {
 		c.IssuedAt = now
 	}
@@ -115,8 +115,9 @@ func (m *Minter) check(c *token.Claims, now time.Time) error {
 	return nil
 }
 
-// newID returns 128 random bits, base64url: a jti or txn.
-func newID() string {
+// NewID returns 128 random bits, base64url: a jti or txn. Minter gives
+// every token one; the token service gives one to reference tokens.
+func NewID() string {
 	b := make([]byte, 16)
 	_, _ = rand.Read(b) // never fails (crypto/rand, Go 1.24+)
 	return base64.RawURLEncoding.EncodeToString(b)

@@ -2,7 +2,6 @@ package tokens
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -78,7 +77,7 @@ func (s *Service) reference(c *token.Claims) (*minted, error) {
 		return nil, fmt.Errorf("tokens: reference digest: %w", err)
 	}
 	claims := *c
-	claims.Type, claims.Issuer, claims.ID = token.AccessToken, s.issuer, newJTI()
+	claims.Type, claims.Issuer, claims.ID = token.AccessToken, s.issuer, signer.NewID()
 	if !claims.Expiry.After(s.now()) {
 		return nil, errors.New("tokens: reference token would be expired")
 	}
@@ -144,13 +143,6 @@ func (s *Service) response(m *minted) *Response {
 		AccessToken: m.token, IssuedTokenType: m.tokenType, TokenType: typ,
 		ExpiresIn: int64(m.record.ExpiresAt.Sub(s.now()) / time.Second), Scope: m.record.Scope, JTI: m.record.JTI,
 	}
-}
-
-// newJTI returns 128 random bits, base64url, as signer's jtis.
-func newJTI() string {
-	b := make([]byte, 16)
-	_, _ = rand.Read(b) // never fails (crypto/rand, Go 1.24+)
-	return base64.RawURLEncoding.EncodeToString(b)
 }
 
 // referenceRecord finds the record of a reference token by its digest
