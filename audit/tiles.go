@@ -66,6 +66,25 @@ func subtreeHash(ctx context.Context, r LeafHashReader, n NodeHashReader, id com
 	return perfectRoot(hashes), nil
 }
 
+// SubtreeHash returns the RFC 6962 hash of the perfect subtree whose
+// bottom row is hashes: the leaf hashes of 2^k consecutive leaves, or the
+// hashes of 2^k consecutive perfect subtrees of one level, starting at a
+// multiple of 2^k. It is how a NodeHashReader's store computes the nodes
+// it stores, and how RootHash and the proofs combine the ones they read.
+// It does not change hashes.
+func SubtreeHash(hashes [][]byte) ([]byte, error) {
+	n := len(hashes)
+	if n == 0 || n&(n-1) != 0 {
+		return nil, fmt.Errorf("audit: subtree hash of %d hashes: want a power of two", n)
+	}
+	for i, h := range hashes {
+		if len(h) != HashSize {
+			return nil, fmt.Errorf("audit: subtree hash: hash %d is %d bytes, want %d", i, len(h), HashSize)
+		}
+	}
+	return perfectRoot(hashes), nil
+}
+
 // perfectRoot returns the hash of the perfect tree whose bottom row is
 // hashes, a power of two of them, without changing hashes.
 func perfectRoot(hashes [][]byte) []byte {

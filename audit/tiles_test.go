@@ -261,3 +261,36 @@ func openNote(t *testing.T, e *logEnv, l *audit.Log) audit.Checkpoint {
 	}
 	return cp
 }
+
+// TestSubtreeHash: the hash of a perfect subtree from its leaves, or from
+// the roots of its halves, is the root of those leaves; anything but a
+// power of two of hashes of HashSize bytes is refused.
+func TestSubtreeHash(t *testing.T) {
+	l := makeLeaves(256)
+	for _, n := range []int{1, 2, 4, 128, 256} {
+		got, err := audit.SubtreeHash(l[:n])
+		if err != nil || !bytes.Equal(got, mth(l[:n])) {
+			t.Fatalf("SubtreeHash of %d leaves = %x, %v; want %x", n, got, err, mth(l[:n]))
+		}
+	}
+	halves := [][]byte{mth(l[:128]), mth(l[128:])}
+	if got, err := audit.SubtreeHash(halves); err != nil || !bytes.Equal(got, mth(l)) {
+		t.Fatalf("SubtreeHash of the halves = %x, %v; want the root of the leaves", got, err)
+	}
+	short := append([][]byte{l[0][:31]}, l[1])
+	for _, tc := range []struct {
+		name   string
+		hashes [][]byte
+		want   string
+	}{
+		{"none", nil, "subtree hash of 0 hashes: want a power of two"},
+		{"three", l[:3], "subtree hash of 3 hashes: want a power of two"},
+		{"short hash", short, "hash 0 is 31 bytes, want 32"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := audit.SubtreeHash(tc.hashes); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("SubtreeHash = %v, want %q", err, tc.want)
+			}
+		})
+	}
+}

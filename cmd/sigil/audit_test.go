@@ -19,7 +19,7 @@ import (
 	"github.com/sigil-dev/sigil/audit"
 	"github.com/sigil-dev/sigil/internal/auditlog"
 	"github.com/sigil-dev/sigil/internal/store"
-
+	"github.com/sigil-dev/sigil/internal/store/backend"
 	"github.com/sigil-dev/sigil/testenv"
 )
 
@@ -146,7 +146,7 @@ func TestAuditVerifyDetectsLyingServer(t *testing.T) {
 func buildLog(t *testing.T, signer *audit.Signer, entries []store.AuditEntry) string {
 	t.Helper()
 	ctx := context.Background()
-	st, err := store.Open(ctx, "sqlite:"+filepath.Join(t.TempDir(), "log.db"))
+	st, err := backend.Open(ctx, "sqlite:"+filepath.Join(t.TempDir(), "log.db"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/sigil-dev/sigil/internal/config"
 	"github.com/sigil-dev/sigil/internal/daemon"
 	"github.com/sigil-dev/sigil/internal/store"
+	"github.com/sigil-dev/sigil/internal/store/backend"
 )
 
 type auditCmd struct {
@@ -43,7 +44,7 @@ type auditExportCmd struct {
 }
 
 func (c auditExportCmd) Run(ctx context.Context, cfg *config.Config) error {
-	st, err := store.Open(ctx, cfg.Store)
+	st, err := backend.Open(ctx, cfg.Store)
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/sigil-dev/sigil/internal/auditlog"
 	"github.com/sigil-dev/sigil/internal/config"
 	"github.com/sigil-dev/sigil/internal/store"
+	"github.com/sigil-dev/sigil/internal/store/backend"
 )
 
 type deviceCmd struct {
@@ -22,7 +23,7 @@ type deviceCmd struct {
 type deviceListCmd struct{}
 
 func (deviceListCmd) Run(ctx context.Context, cfg *config.Config) error {
-	st, err := store.Open(ctx, cfg.Store)
+	st, err := backend.Open(ctx, cfg.Store)
 	if err != nil {
 		return err
 	}
@@ -56,7 +57,7 @@ func (c deviceEnableCmd) Run(ctx context.Context, cfg *config.Config, log *slog.
 }
 
 func setStatus(ctx context.Context, cfg *config.Config, log *slog.Logger, ekHash string, status store.DeviceStatus) error {
-	st, err := store.Open(ctx, cfg.Store)
+	st, err := backend.Open(ctx, cfg.Store)
 	if err != nil {
 		return err
 	}

@@ -18,7 +18,7 @@ import (
 
 	"github.com/sigil-dev/sigil/internal/config"
 	"github.com/sigil-dev/sigil/internal/daemon"
-	"github.com/sigil-dev/sigil/internal/store"
+	"github.com/sigil-dev/sigil/internal/store/backend"
 )
 
 type cli struct {
@@ -60,7 +60,7 @@ func (initCmd) Run(ctx context.Context, cfg *config.Config, log *slog.Logger) er
 		return err
 	}
 	defer h.Close()
-	st, err := store.Open(ctx, cfg.Store)
+	st, err := backend.Open(ctx, cfg.Store)
 	if err != nil {
 		return err
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/sigil-dev/sigil/audit"
 	"github.com/sigil-dev/sigil/internal/auditlog"
 	"github.com/sigil-dev/sigil/internal/store"
+	"github.com/sigil-dev/sigil/internal/store/backend"
 )
 
 // BenchmarkAppend measures what the audit entry adds to an operation: the
@@ -28,7 +29,7 @@ func BenchmarkAppend(b *testing.B) {
 
 func benchAppend(b *testing.B, callers int, withAudit bool) {
 	ctx := context.Background()
-	st, err := store.Open(ctx, "sqlite:"+filepath.Join(b.TempDir(), "sigil.db"))
+	st, err := backend.Open(ctx, "sqlite:"+filepath.Join(b.TempDir(), "sigil.db"))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/sigil-dev/sigil/internal/config"
 	"github.com/sigil-dev/sigil/internal/hsmkeys"
 	"github.com/sigil-dev/sigil/internal/store"
+	"github.com/sigil-dev/sigil/internal/store/backend"
 	"github.com/sigil-dev/sigil/signer"
 )
 
@@ -20,7 +21,7 @@ func TokenKeys(ctx context.Context, cfg *config.Config, log *slog.Logger) (keys 
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	if st, err = store.Open(ctx, cfg.Store); err != nil {
+	if st, err = backend.Open(ctx, cfg.Store); err != nil {
 		h.Close()
 		return nil, nil, nil, err
 	}

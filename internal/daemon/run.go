@@ -27,6 +27,7 @@ import (
 	"github.com/sigil-dev/sigil/internal/enroll"
 	"github.com/sigil-dev/sigil/internal/server"
 	"github.com/sigil-dev/sigil/internal/store"
+	"github.com/sigil-dev/sigil/internal/store/backend"
 	"github.com/sigil-dev/sigil/internal/tokens"
 	"github.com/sigil-dev/sigil/policy"
 	"github.com/sigil-dev/sigil/signer"
@@ -101,7 +102,7 @@ func (d *Daemon) open(ctx context.Context, reg prometheus.Registerer) error {
 	if d.verify, err = verifier(d.cfg.Attestation); err != nil {
 		return err
 	}
-	if d.store, err = store.Open(ctx, d.cfg.Store); err != nil {
+	if d.store, err = backend.Open(ctx, d.cfg.Store); err != nil {
 		return err
 	}
 	if d.audit, err = d.openAudit(ctx, reg); err != nil {

@@ -22,6 +22,7 @@ import (
 	"github.com/sigil-dev/sigil/internal/device"
 	"github.com/sigil-dev/sigil/internal/enroll"
 	"github.com/sigil-dev/sigil/internal/store"
+	"github.com/sigil-dev/sigil/internal/store/backend"
 	"github.com/sigil-dev/sigil/testenv"
 )
 
@@ -159,7 +160,7 @@ func TestCompleteSingleUse(t *testing.T) {
 	ctx := testCtx(t)
 	// A second replica: another Service on its own connection to the same
 	// database, as several sigild processes would share one store.
-	replica, err := store.Open(ctx, srv.dsn)
+	replica, err := backend.Open(ctx, srv.dsn)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -26,6 +26,7 @@ import (
 	"github.com/sigil-dev/sigil/hsm"
 	"github.com/sigil-dev/sigil/internal/enroll"
 	"github.com/sigil-dev/sigil/internal/store"
+	"github.com/sigil-dev/sigil/internal/store/backend"
 	"github.com/sigil-dev/sigil/policy"
 	"github.com/sigil-dev/sigil/testenv"
 	"github.com/sigil-dev/sigil/tpm"
@@ -78,7 +79,7 @@ func newServer(t testing.TB, ekCA *x509.Certificate, opts ...func(*serverConfig)
 		t.Fatal(err)
 	}
 	dsn := "sqlite:" + filepath.Join(t.TempDir(), "sigil.db")
-	st, err := store.Open(ctx, dsn)
+	st, err := backend.Open(ctx, dsn)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,11 @@
 package store
 
-import "time"
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
 
 // Times are stored as microseconds since the Unix epoch, the precision
 // PostgreSQL keeps, and come back in UTC: a time round-trips equal to
@@ -83,3 +88,111 @@ type Evidence struct {
 	Bundle    []byte // opaque JSON
 	CreatedAt time.Time
 }
+
+// Token kinds.
+const (
+	TokenJWT    = "jwt"    // an RFC 9068 JWT access token
+	TokenOpaque = "opaque" // a reference token, resolved by introspection through its handle
+	TokenTxn    = "txn"    // a transaction token (a JWT)
+
+	// TokenExternal is an external issuer's subject token (a user IdP's)
+	// recorded as the root of the tokens exchanged from it, so that
+	// revoking it revokes them. Its JTI starts with ExternalPrefix; it has
+	// no parent, client, cnf or kid.
+	TokenExternal = "external"
+)
+
+// ExternalPrefix starts the JTI of a TokenExternal record, and no other.
+const ExternalPrefix = "ext:"
+
+// Token is the record of an issued access token. The token itself is never
+// stored: a JWT is found by its jti, an opaque token by the SHA-256 of its
+// handle.
+type Token struct {
+	JTI string // primary key
+
+	// ParentJTI is the jti of the subject token this one was exchanged
+	// from, a stored token (a TokenExternal one for a subject token from an
+	// external issuer); "" for a root token (client credentials, or a
+	// TokenExternal record). Revoking a token revokes every token
+	// exchanged from it, transitively.
+	ParentJTI string
+
+	Sub       string
+	ClientID  string   // the caller's SPIFFE ID
+	Act       []string // the act chain, outermost actor first; empty reads back as nil
+	Aud       []string // empty reads back as nil
+	Scope     string
+	IssuedAt  time.Time
+	ExpiresAt time.Time // after IssuedAt; not after the parent's ExpiresAt
+	CNF       string    // x5t#S256 of the holder's certificate
+	Kind      string    // TokenJWT, TokenOpaque, TokenTxn or TokenExternal
+
+	// HandleHash is the SHA-256 of an opaque token's handle, unique; nil
+	// for a JWT. It is set exactly when Kind is TokenOpaque.
+	HandleHash []byte
+
+	KID              string     // the key that signed the token
+	RevokedAt        *time.Time // nil while not revoked
+	RevocationReason string
+}
+
+// Check reports what makes t unfit to be stored, with an error that says
+// what is wrong; backends call it before they write t (the schema's own
+// constraints are the second line). Times compare at the precision stored.
+func (t Token) Check() error {
+	switch {
+	case t.JTI == "":
+		return errors.New("no jti")
+	case t.ParentJTI == t.JTI:
+		return errors.New("exchanged from itself")
+	case t.Kind != TokenJWT && t.Kind != TokenOpaque && t.Kind != TokenTxn && t.Kind != TokenExternal:
+		return fmt.Errorf("kind %q, want %q, %q, %q or %q", t.Kind, TokenJWT, TokenOpaque, TokenTxn, TokenExternal)
+	case (t.Kind == TokenExternal) != strings.HasPrefix(t.JTI, ExternalPrefix):
+		return fmt.Errorf("a %s token with jti %q: the jti of an external one, and only its, starts with %q", t.Kind, t.JTI, ExternalPrefix)
+	case t.Kind == TokenExternal && (t.ParentJTI != "" || t.ClientID != "" || t.CNF != "" || t.KID != ""):
+		return errors.New("an external token with a parent, client, cnf or kid")
+	case (t.Kind == TokenOpaque) != (t.HandleHash != nil):
+		return fmt.Errorf("a %s token with a handle hash of %d bytes: an opaque token has one, a JWT none", t.Kind, len(t.HandleHash))
+	case t.HandleHash != nil && len(t.HandleHash) != 32:
+		return fmt.Errorf("handle hash is %d bytes, want 32", len(t.HandleHash))
+	case !t.ExpiresAt.Truncate(time.Microsecond).After(t.IssuedAt.Truncate(time.Microsecond)):
+		return errors.New("expires before it is issued")
+	}
+	return nil
+}
+
+// RevocationEvent is one entry of the revocation feed: a token revoked.
+type RevocationEvent struct {
+	// Seq numbers the events from 1, in the order their revocations
+	// committed, without gaps as assigned; PurgeExpiredTokens removes the
+	// events of the tokens it purges.
+	Seq       uint64
+	JTI       string
+	RevokedAt time.Time
+	Reason    string
+}
+
+// MaxRevocationEvents is the most events one RevocationEvents call
+// returns.
+const MaxRevocationEvents = 1000
+
+// AuditEntry is an entry of the audit log.
+type AuditEntry struct {
+	Index     uint64   // 0-based position in the log, assigned by AppendAudit
+	Data      []byte   // the entry, as the Merkle tree hashes it
+	LeafHash  []byte   // RFC 6962 leaf hash of Data, 32 bytes, computed by the caller
+	Keys      []string // unique across the log: "serial:ab12", "jti:…"
+	CreatedAt time.Time
+}
+
+// Checkpoint is a signed checkpoint note of the tree of the first Size
+// entries.
+type Checkpoint struct {
+	Size uint64
+	Note []byte
+}
+
+// MaxAuditRange is the most items one AuditEntries, AuditLeafHashes or
+// AuditNodeHashes call returns: ask for a longer range in pieces.
+const MaxAuditRange = 100_000

@@ -1,36 +1,13 @@
-// Package store persists what the server must remember: enrollment
-// challenges, devices, certificates, attestation evidence, the audit log,
-// and the issued access tokens with their revocations.
-//
-// Open returns a Store for a DSN. SQLite (a file, WAL mode) is the default
-// for one process; PostgreSQL, for several replicas sharing state, will sit
-// behind the same interfaces.
-//
-// Writes that belong together go through Store.Tx:
-//
-//	err := st.Tx(ctx, func(tx store.Tx) error {
-//		ch, err := tx.ConsumeChallenge(ctx, id, now)
-//		if err != nil {
-//			return err
-//		}
-//		...
-//		return tx.InsertCertificate(ctx, cert)
-//	})
-//
-// Every write method on Store is the same method run in a transaction of its
-// own.
 package store
 
 import (
 	"context"
 	"errors"
-	"fmt"
-	"strings"
 	"time"
 )
 
-// Errors callers act on. Every error the package returns starts with
-// "store:"; test for these with errors.Is.
+// Errors callers act on. Every error a backend returns starts with
+// "store: "; test for these with errors.Is.
 var (
 	// ErrNotFound: the record, or a record it refers to, does not exist.
 	// For a lookup by a client-supplied key answer 404 / invalid_grant.
@@ -64,7 +41,18 @@ var (
 // the certificates of a device it disables.
 const ReasonDeviceDisabled = "device disabled"
 
-// Store is the server's persistent state.
+// Store is the server's persistent state. Its write methods each run in a
+// transaction of their own (see Autocommit); writes that belong together go
+// through Tx:
+//
+//	err := st.Tx(ctx, func(tx store.Tx) error {
+//		ch, err := tx.ConsumeChallenge(ctx, id, now)
+//		if err != nil {
+//			return err
+//		}
+//		...
+//		return tx.InsertCertificate(ctx, cert)
+//	})
 type Store interface {
 	Reader
 	Writer
@@ -74,27 +62,21 @@ type Store interface {
 	// unchanged, or panics, which Tx lets through. Tx runs fn once, on the
 	// calling goroutine, and does not retry.
 	//
-	// Concurrent calls are group-committed (see WithMaxBatch): their fns run
-	// one after another, in the order the calls came, in one database
-	// transaction that commits once for all of them, each fn in a savepoint
-	// of its own. So:
-	//   - fn sees the writes of the fns before it in its batch, and does not
-	//     know whether they will commit. Tx returns when the batch has ended:
-	//     nil if it committed; fn's error if fn failed, its writes alone
-	//     undone; and, to every caller of the batch, the commit error if the
-	//     commit failed (fn's own error may have come from writes that never
-	//     committed).
-	//   - ctx: if ctx ends before fn starts, fn does not run and Tx returns
-	//     ctx.Err(). Once fn runs, ctx no longer interrupts a statement, which
-	//     could undo the whole batch: a statement started after ctx ended
-	//     fails with ctx.Err(), and if ctx has ended when fn returns nil, fn's
-	//     writes are undone and Tx returns ctx.Err(). Then Tx waits for the
-	//     batch to end whatever ctx does: nil means committed.
+	// fn sees its own writes; nobody else sees them before Tx returns nil.
+	// A backend may run the fns of concurrent calls in one database
+	// transaction (group commit, see the SQLite backend): then fn also
+	// sees the writes of the fns before it, and a commit error is returned
+	// to every caller whose fn was in the transaction.
+	//
+	// ctx: if ctx ends before fn starts, fn does not run and Tx returns
+	// ctx.Err(). A statement started after ctx ended fails with ctx.Err(),
+	// and if ctx has ended when fn returns nil, fn's writes are undone and
+	// Tx returns ctx.Err(). Tx returning nil means committed.
 	//
 	// Use tx only inside fn, and only tx: a write through the Store inside
-	// fn waits until its ctx ends, as fn holds the database's write lock.
-	// Keep fn short, the callers after it in its batch wait for it: do slow
-	// work (verification, HSM signing) before Tx.
+	// fn may wait until its ctx ends, for the transaction holds locks it
+	// needs. Keep fn short: do slow work (verification, HSM signing)
+	// before Tx.
 	Tx(ctx context.Context, fn func(tx Tx) error) error
 
 	// Ping reports whether the database answers, for /readyz.
@@ -111,47 +93,138 @@ type Tx interface {
 }
 
 // Reader looks records up. Lookups by key return ErrNotFound for a key not
-// stored; lists return an empty slice.
+// stored; lists return an empty slice, not nil.
 type Reader interface {
+	ChallengeReader
+	DeviceReader
+	CertificateReader
+	EvidenceReader
+	TokenReader
+	RevocationFeed
+	AuditReader
+}
+
+// Writer changes records. A duplicate key is ErrConflict.
+type Writer interface {
+	ChallengeWriter
+	DeviceWriter
+	CertificateWriter
+	EvidenceWriter
+	TokenWriter
+	AuditWriter
+	SigningKeyWriter
+}
+
+// ChallengeReader reads enrollment and renewal challenges.
+type ChallengeReader interface {
 	Challenge(ctx context.Context, id string) (Challenge, error)
+}
+
+// ChallengeWriter issues and consumes challenges.
+type ChallengeWriter interface {
+	// CreateChallenge stores a new, unused challenge (it ignores
+	// c.ConsumedAt). A stored id is ErrConflict.
+	CreateChallenge(ctx context.Context, c Challenge) error
+
+	// ConsumeChallenge marks the challenge used at now and returns it.
+	// Of any number of concurrent calls for one id, from goroutines or
+	// from other processes on the same database, exactly one succeeds;
+	// the others get ErrChallengeUsed. An unknown id is ErrNotFound, one
+	// with ExpiresAt <= now ErrChallengeExpired. Check the returned Kind,
+	// EKHash and AKHash in the same transaction. To burn a challenge on a
+	// failed attempt, consume it outside the transaction that would have
+	// completed it.
+	ConsumeChallenge(ctx context.Context, id string, now time.Time) (Challenge, error)
+
+	// PurgeExpiredChallenges deletes challenges that expired before the
+	// given time, consumed or not, and returns how many it deleted.
+	PurgeExpiredChallenges(ctx context.Context, before time.Time) (int64, error)
+}
+
+// DeviceReader reads devices.
+type DeviceReader interface {
 	Device(ctx context.Context, ekHash string) (Device, error)
 	// Devices lists all devices by EK hash.
 	Devices(ctx context.Context) ([]Device, error)
+}
+
+// DeviceWriter binds devices to their attestation keys and disables them.
+type DeviceWriter interface {
+	// BindDevice stores a new device (Status "" means active) or rebinds
+	// a known EK to d.AKHash, keeping its status and, when d.EKCertDER is
+	// nil, its EK certificate. previousAK is the AK the EK was bound to if
+	// that differs from d.AKHash, else "": a non-empty previousAK is a
+	// rebind for the caller to audit. An AK bound to another EK is
+	// ErrConflict.
+	//
+	// One EK binds one AK, and every rebind is reported once, whoever
+	// writes: of concurrent binds of one EK, from goroutines or processes,
+	// each returns as previousAK the AK it replaced, so the rebinds form
+	// one chain and no AK is reported replaced twice; of concurrent binds
+	// of one AK to different EKs, exactly one succeeds.
+	BindDevice(ctx context.Context, d Device, now time.Time) (previousAK string, err error)
+
+	// SetDeviceStatus sets a device's status. Disabling it also revokes,
+	// with ReasonDeviceDisabled at now, every certificate of the device
+	// not yet revoked, and returns their serials, sorted, for the caller
+	// to audit. Enabling a device does not unrevoke anything. With
+	// InsertCertificate running concurrently, from any process, no
+	// certificate of a disabled device is left unrevoked: either the
+	// insert fails with ErrDeviceDisabled or this revokes the certificate.
+	SetDeviceStatus(ctx context.Context, ekHash string, status DeviceStatus, now time.Time) (revoked []string, err error)
+}
+
+// CertificateReader reads issued certificates and their revocations.
+type CertificateReader interface {
 	Certificate(ctx context.Context, serial string) (Certificate, error)
 	// DeviceCertificates lists a device's certificates, oldest first.
 	DeviceCertificates(ctx context.Context, ekHash string) ([]Certificate, error)
 	// Revocations lists the revoked certificates still valid at the given
 	// time, by serial, for a CRL; the zero time lists them all.
 	Revocations(ctx context.Context, unexpiredAt time.Time) ([]Revocation, error)
+}
+
+// CertificateWriter stores and revokes certificates.
+type CertificateWriter interface {
+	// InsertCertificate stores an issued certificate. Its device and
+	// evidence must be stored first (else ErrNotFound) and the device
+	// active (else ErrDeviceDisabled), also against a SetDeviceStatus
+	// committed concurrently by another process.
+	InsertCertificate(ctx context.Context, c Certificate) error
+
+	// RevokeCertificate records a revocation. Revoking a certificate
+	// already revoked is ErrConflict and keeps the first revocation: of
+	// concurrent revocations of one certificate, from goroutines or
+	// processes, exactly one succeeds and its reason and time are stored.
+	// An unknown serial is ErrNotFound.
+	RevokeCertificate(ctx context.Context, serial, reason string, at time.Time) error
+}
+
+// EvidenceReader reads attestation evidence.
+type EvidenceReader interface {
 	Evidence(ctx context.Context, digest string) (Evidence, error)
+}
 
-	// AuditSize is the number of entries in the audit log.
-	AuditSize(ctx context.Context) (uint64, error)
-	// AuditEntries returns the Data of the entries with index in
-	// [start, end): end-start of them, in index order, at most
-	// MaxAuditRange. An index past the log is ErrNotFound.
-	AuditEntries(ctx context.Context, start, end uint64) ([][]byte, error)
-	// AuditLeafHashes is AuditEntries for the entries' leaf hashes.
-	AuditLeafHashes(ctx context.Context, start, end uint64) ([][]byte, error)
-	// AuditNodeHashes is AuditEntries for the RFC 6962 hashes of the
-	// perfect subtrees of 2^level entries [start << level, end << level),
-	// at a level that is a positive multiple of AuditTileHeight. Every
-	// complete one is stored: a node past the log is ErrNotFound.
-	AuditNodeHashes(ctx context.Context, level uint, start, end uint64) ([][]byte, error)
-	// AuditIndex returns the index of the entry stored with key.
-	AuditIndex(ctx context.Context, key string) (uint64, error)
-	// LatestCheckpoint returns the note of the checkpoint of the largest
-	// tree size, or nil when there is none.
-	LatestCheckpoint(ctx context.Context) ([]byte, error)
-	// Checkpoints lists the stored checkpoints, smallest size first.
-	Checkpoints(ctx context.Context) ([]Checkpoint, error)
+// EvidenceWriter stores attestation evidence.
+type EvidenceWriter interface {
+	// PutEvidence stores evidence. Storing the same evidence again is a
+	// no-op; a different record under a stored digest is ErrConflict.
+	PutEvidence(ctx context.Context, e Evidence) error
+}
 
+// TokenReader reads the records of issued tokens.
+type TokenReader interface {
 	Token(ctx context.Context, jti string) (Token, error)
 	// TokenByHandle finds an opaque token by the SHA-256 of its handle.
 	TokenByHandle(ctx context.Context, handleHash []byte) (Token, error)
 	// TokenChildren lists the tokens exchanged directly from the token
 	// jti, oldest first.
 	TokenChildren(ctx context.Context, jti string) ([]Token, error)
+}
+
+// RevocationFeed reads the token revocation events, for the feed
+// resource servers follow.
+type RevocationFeed interface {
 	// RevocationEvents returns the revocation events with Seq > afterSeq,
 	// in Seq order: at most limit of them, and at most
 	// MaxRevocationEvents (also when limit < 1). Start a feed from
@@ -163,72 +236,20 @@ type Reader interface {
 	LatestRevocationSeq(ctx context.Context) (uint64, error)
 }
 
-// Writer changes records. A duplicate key is ErrConflict.
-type Writer interface {
-	CreateChallenge(ctx context.Context, c Challenge) error
-
-	// ConsumeChallenge marks the challenge used at now and returns it.
-	// Of any number of concurrent calls for one id, also from other
-	// processes on the same database, exactly one succeeds; the others get
-	// ErrChallengeUsed. An unknown id is
-	// ErrNotFound, one with ExpiresAt <= now ErrChallengeExpired. Check
-	// the returned Kind, EKHash and AKHash in the same transaction. To burn
-	// a challenge on a failed attempt, consume it outside the transaction
-	// that would have completed it.
-	ConsumeChallenge(ctx context.Context, id string, now time.Time) (Challenge, error)
-
-	// PurgeExpiredChallenges deletes challenges that expired before the
-	// given time, consumed or not, and returns how many it deleted.
-	PurgeExpiredChallenges(ctx context.Context, before time.Time) (int64, error)
-
-	// BindDevice stores a new device (Status "" means active) or rebinds
-	// a known EK to d.AKHash, keeping its status and, when d.EKCertDER is
-	// nil, its EK certificate. previousAK is the AK the EK was bound to if
-	// that differs from d.AKHash, else "": a non-empty previousAK is a
-	// rebind for the caller to audit. An AK bound to another EK is
-	// ErrConflict.
-	BindDevice(ctx context.Context, d Device, now time.Time) (previousAK string, err error)
-
-	// SetDeviceStatus sets a device's status. Disabling it also revokes,
-	// with ReasonDeviceDisabled at now, every certificate of the device
-	// not yet revoked, and returns their serials for the caller to audit.
-	// Enabling a device does not unrevoke anything.
-	SetDeviceStatus(ctx context.Context, ekHash string, status DeviceStatus, now time.Time) (revoked []string, err error)
-
-	// InsertCertificate stores an issued certificate. Its device and
-	// evidence must be stored first (else ErrNotFound) and the device
-	// active (else ErrDeviceDisabled).
-	InsertCertificate(ctx context.Context, c Certificate) error
-
-	// RevokeCertificate records a revocation. Revoking a certificate
-	// already revoked is ErrConflict and keeps the first revocation.
-	RevokeCertificate(ctx context.Context, serial, reason string, at time.Time) error
-
-	// PutEvidence stores evidence. Storing the same evidence again is a
-	// no-op; a different record under a stored digest is ErrConflict.
-	PutEvidence(ctx context.Context, e Evidence) error
-
-	// AppendAudit appends e to the audit log under the next index, which
-	// it returns, and stores e.Keys to find it by; it ignores e.Index.
-	// Call it in the Tx of the operation e records, so that neither takes
-	// effect without the other. A key already stored is ErrConflict, and
-	// then nothing of e is stored.
-	AppendAudit(ctx context.Context, e AuditEntry) (index uint64, err error)
-
-	// PutCheckpoint stores the signed checkpoint note of the tree of the
-	// first size entries. Storing the same note again is a no-op. Another
-	// note for a stored size is ErrConflict: another replica checkpointed
-	// that size first; use the stored note. A size past the log is
-	// ErrNotFound.
-	PutCheckpoint(ctx context.Context, size uint64, note []byte) error
-
+// TokenWriter records issued tokens and revokes them.
+type TokenWriter interface {
 	// InsertToken stores the record of an issued token, unrevoked (it
-	// ignores t.RevokedAt and t.RevocationReason). Call it in the Tx that
-	// appends the token's audit entry, before returning the token. A
-	// duplicate JTI or HandleHash is ErrConflict. A ParentJTI not stored
-	// is ErrNotFound, one revoked ErrRevoked (a revocation committed
-	// between checking the subject token and this), and a token that
-	// would expire after its parent ErrConflict: lifetimes only narrow.
+	// ignores t.RevokedAt and t.RevocationReason); t must pass t.Check.
+	// Call it in the Tx that appends the token's audit entry, before
+	// returning the token. A duplicate JTI or HandleHash is ErrConflict. A
+	// ParentJTI not stored is ErrNotFound, one revoked ErrRevoked, and a
+	// token that would expire after its parent ErrConflict: lifetimes only
+	// narrow.
+	//
+	// Against a RevokeToken of an ancestor running concurrently, from any
+	// process, no token is left unrevoked under a revoked parent: either
+	// the revocation commits first and this fails with ErrRevoked, or it
+	// waits for this and revokes the new token too.
 	InsertToken(ctx context.Context, t Token) error
 
 	// InsertExternalToken stores the record of an external issuer's
@@ -244,12 +265,18 @@ type Writer interface {
 	// RevokeToken revokes, with reason at the given time, the token jti
 	// and every token exchanged from it, transitively, skipping those
 	// already revoked; it appends one RevocationEvent for each token it
-	// revokes, in the order it returns them: jti first, each token after
-	// the token it was exchanged from. An unknown jti is ErrNotFound.
+	// revokes, in the order it returns them: jti first, then by depth
+	// below jti, and by jti within a depth. An unknown jti is ErrNotFound.
 	// Revoking a revoked token again revokes nothing and returns an empty
 	// list, not an error (RFC 7009: revocation is idempotent); its
 	// subtree was revoked with it, as InsertToken refuses children of a
 	// revoked token.
+	//
+	// Under concurrency, from goroutines or processes: every token is
+	// revoked by exactly one call, which alone returns it and appends its
+	// one event; tokens inserted concurrently under the subtree are
+	// revoked too (see InsertToken); and events are numbered densely, in
+	// the order the revocations commit, each call's events in a row.
 	RevokeToken(ctx context.Context, jti, reason string, at time.Time) (revoked []string, err error)
 
 	// PurgeExpiredTokens deletes the tokens that expired before the given
@@ -258,63 +285,63 @@ type Writer interface {
 	// whole subtrees: no live token loses the parent its revocation
 	// cascades from.
 	PurgeExpiredTokens(ctx context.Context, before time.Time) (int64, error)
+}
 
+// AuditReader reads the audit log. AuditStorage adapts it, with
+// AuditWriter, to the audit package's Storage.
+type AuditReader interface {
+	// AuditSize is the number of entries in the audit log.
+	AuditSize(ctx context.Context) (uint64, error)
+	// AuditEntries returns the Data of the entries with index in
+	// [start, end): end-start of them, in index order, at most
+	// MaxAuditRange. An index past the log is ErrNotFound.
+	AuditEntries(ctx context.Context, start, end uint64) ([][]byte, error)
+	// AuditLeafHashes is AuditEntries for the entries' leaf hashes.
+	AuditLeafHashes(ctx context.Context, start, end uint64) ([][]byte, error)
+	// AuditNodeHashes is AuditEntries for the RFC 6962 hashes of the
+	// perfect subtrees of 2^level entries [start << level, end << level),
+	// at a level that is a positive multiple of AuditTileHeight below 64.
+	// Every complete one is stored: a node past the log is ErrNotFound.
+	AuditNodeHashes(ctx context.Context, level uint, start, end uint64) ([][]byte, error)
+	// AuditIndex returns the index of the entry stored with key.
+	AuditIndex(ctx context.Context, key string) (uint64, error)
+	// LatestCheckpoint returns the note of the checkpoint of the largest
+	// tree size, or nil when there is none.
+	LatestCheckpoint(ctx context.Context) ([]byte, error)
+	// Checkpoints lists the stored checkpoints, smallest size first.
+	Checkpoints(ctx context.Context) ([]Checkpoint, error)
+}
+
+// AuditWriter appends to the audit log and stores its checkpoints.
+type AuditWriter interface {
+	// AppendAudit appends e to the audit log under the next index, which
+	// it returns, stores e.Keys to find it by, and stores the tree nodes
+	// the entry completes (CompletedAuditNodes); it ignores e.Index. Call
+	// it in the Tx of the operation e records, so that neither takes
+	// effect without the other. A key already stored is ErrConflict, and
+	// then nothing of e is stored, even if the Tx goes on.
+	//
+	// Indices are dense, gap-free and in commit order whoever appends,
+	// goroutines or processes: the index comes from a coordinator row
+	// updated in the appending transaction (never max(index)+1, never a
+	// sequence), so a Tx that fails uses none up and two writers never get
+	// the same one.
+	AppendAudit(ctx context.Context, e AuditEntry) (index uint64, err error)
+
+	// PutCheckpoint stores the signed checkpoint note of the tree of the
+	// first size entries. Storing the same note again is a no-op. Another
+	// note for a stored size is ErrConflict: another replica checkpointed
+	// that size first; use the stored note. A size past the log is
+	// ErrNotFound.
+	PutCheckpoint(ctx context.Context, size uint64, note []byte) error
+}
+
+// SigningKeyWriter records the signing keys of the token service.
+type SigningKeyWriter interface {
 	// FirstSeen records now as the time the signing key kid was first
 	// seen, unless one is recorded, and returns the recorded time: the
 	// token service's key rotation schedule derives from it on every
-	// replica alike.
+	// replica alike. Concurrent first sightings, from any process, all
+	// return the one time recorded. An empty kid is an error.
 	FirstSeen(ctx context.Context, kid string, now time.Time) (time.Time, error)
-}
-
-// Open opens the store a DSN names, creating and migrating the schema as
-// needed:
-//
-//	sqlite:/var/lib/sigil/sigil.db   SQLite file
-//	file:/var/lib/sigil/sigil.db     SQLite URI
-//	/var/lib/sigil/sigil.db          SQLite file
-//	postgres://…, postgresql://…     PostgreSQL (not built yet)
-//
-// A SQLite DSN may carry driver query parameters (for example
-// "?_pragma=synchronous(NORMAL)"); the store manages journal_mode,
-// foreign_keys, query_only and _txlock itself.
-func Open(ctx context.Context, dsn string, opts ...Option) (Store, error) {
-	o := options{maxBatch: defaultMaxBatch}
-	for _, opt := range opts {
-		opt(&o)
-	}
-	if o.maxBatch < 1 {
-		return nil, fmt.Errorf("store: WithMaxBatch(%d): want at least 1", o.maxBatch)
-	}
-	switch {
-	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
-		return nil, errors.New("store: postgres is not built yet; use a sqlite DSN")
-	case strings.HasPrefix(dsn, "sqlite:"):
-		return openSQLite(ctx, strings.TrimPrefix(strings.TrimPrefix(dsn, "sqlite:"), "//"), o)
-	case strings.Contains(dsn, "://"):
-		return nil, fmt.Errorf("store: unsupported DSN scheme in %q", redact(dsn))
-	default:
-		return openSQLite(ctx, dsn, o)
-	}
-}
-
-// An Option changes how Open sets the store up.
-type Option func(*options)
-
-type options struct {
-	maxBatch int
-}
-
-const defaultMaxBatch = 64
-
-// WithMaxBatch sets how many waiting Store.Tx calls at most share one
-// database transaction and its commit; the default is 64. 1 turns group
-// commit off: each Tx commits on its own.
-func WithMaxBatch(n int) Option {
-	return func(o *options) { o.maxBatch = n }
-}
-
-// redact drops everything after the scheme, which may hold a password.
-func redact(dsn string) string {
-	scheme, _, _ := strings.Cut(dsn, "://")
-	return scheme + "://…"
 }

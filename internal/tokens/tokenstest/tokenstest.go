@@ -34,6 +34,7 @@ import (
 	"github.com/sigil-dev/sigil/internal/device"
 	"github.com/sigil-dev/sigil/internal/hsmkeys"
 	"github.com/sigil-dev/sigil/internal/store"
+	"github.com/sigil-dev/sigil/internal/store/backend"
 	"github.com/sigil-dev/sigil/internal/tokens"
 	"github.com/sigil-dev/sigil/policy"
 	"github.com/sigil-dev/sigil/signer"
@@ -91,7 +92,7 @@ func New(t testing.TB, opts ...func(*tokens.Config)) *Env {
 	e.newCA(t)
 	var err error
 	e.DBPath = filepath.Join(t.TempDir(), "sigil.db")
-	if e.Store, err = store.Open(ctx, "sqlite:"+e.DBPath); err != nil {
+	if e.Store, err = backend.Open(ctx, "sqlite:"+e.DBPath); err != nil {
 		t.Fatalf("store.Open: %v", err)
 	}
 	t.Cleanup(func() { e.Store.Close() })

@@ -1,0 +1,100 @@
+package store
+
+import (
+	"context"
+	"time"
+)
+
+// Autocommit implements Writer by running each method in a transaction of
+// its own through Run, a Store's Tx: a backend's Store embeds it for its
+// write methods.
+type Autocommit struct {
+	Run func(ctx context.Context, fn func(Tx) error) error
+}
+
+var _ Writer = Autocommit{}
+
+// CreateChallenge is Tx.CreateChallenge in a transaction of its own.
+func (a Autocommit) CreateChallenge(ctx context.Context, c Challenge) error {
+	return a.Run(ctx, func(tx Tx) error { return tx.CreateChallenge(ctx, c) })
+}
+
+// ConsumeChallenge is Tx.ConsumeChallenge in a transaction of its own.
+func (a Autocommit) ConsumeChallenge(ctx context.Context, id string, now time.Time) (c Challenge, err error) {
+	err = a.Run(ctx, func(tx Tx) error { c, err = tx.ConsumeChallenge(ctx, id, now); return err })
+	return c, err
+}
+
+// PurgeExpiredChallenges is Tx.PurgeExpiredChallenges in a transaction of
+// its own.
+func (a Autocommit) PurgeExpiredChallenges(ctx context.Context, before time.Time) (n int64, err error) {
+	err = a.Run(ctx, func(tx Tx) error { n, err = tx.PurgeExpiredChallenges(ctx, before); return err })
+	return n, err
+}
+
+// BindDevice is Tx.BindDevice in a transaction of its own.
+func (a Autocommit) BindDevice(ctx context.Context, d Device, now time.Time) (prev string, err error) {
+	err = a.Run(ctx, func(tx Tx) error { prev, err = tx.BindDevice(ctx, d, now); return err })
+	return prev, err
+}
+
+// SetDeviceStatus is Tx.SetDeviceStatus in a transaction of its own.
+func (a Autocommit) SetDeviceStatus(ctx context.Context, ekHash string, st DeviceStatus, now time.Time) (revoked []string, err error) {
+	err = a.Run(ctx, func(tx Tx) error { revoked, err = tx.SetDeviceStatus(ctx, ekHash, st, now); return err })
+	return revoked, err
+}
+
+// InsertCertificate is Tx.InsertCertificate in a transaction of its own.
+func (a Autocommit) InsertCertificate(ctx context.Context, c Certificate) error {
+	return a.Run(ctx, func(tx Tx) error { return tx.InsertCertificate(ctx, c) })
+}
+
+// RevokeCertificate is Tx.RevokeCertificate in a transaction of its own.
+func (a Autocommit) RevokeCertificate(ctx context.Context, serial, reason string, at time.Time) error {
+	return a.Run(ctx, func(tx Tx) error { return tx.RevokeCertificate(ctx, serial, reason, at) })
+}
+
+// PutEvidence is Tx.PutEvidence in a transaction of its own.
+func (a Autocommit) PutEvidence(ctx context.Context, e Evidence) error {
+	return a.Run(ctx, func(tx Tx) error { return tx.PutEvidence(ctx, e) })
+}
+
+// InsertToken is Tx.InsertToken in a transaction of its own.
+func (a Autocommit) InsertToken(ctx context.Context, t Token) error {
+	return a.Run(ctx, func(tx Tx) error { return tx.InsertToken(ctx, t) })
+}
+
+// InsertExternalToken is Tx.InsertExternalToken in a transaction of its
+// own.
+func (a Autocommit) InsertExternalToken(ctx context.Context, t Token) error {
+	return a.Run(ctx, func(tx Tx) error { return tx.InsertExternalToken(ctx, t) })
+}
+
+// RevokeToken is Tx.RevokeToken in a transaction of its own.
+func (a Autocommit) RevokeToken(ctx context.Context, jti, reason string, at time.Time) (revoked []string, err error) {
+	err = a.Run(ctx, func(tx Tx) error { revoked, err = tx.RevokeToken(ctx, jti, reason, at); return err })
+	return revoked, err
+}
+
+// PurgeExpiredTokens is Tx.PurgeExpiredTokens in a transaction of its own.
+func (a Autocommit) PurgeExpiredTokens(ctx context.Context, before time.Time) (n int64, err error) {
+	err = a.Run(ctx, func(tx Tx) error { n, err = tx.PurgeExpiredTokens(ctx, before); return err })
+	return n, err
+}
+
+// AppendAudit is Tx.AppendAudit in a transaction of its own.
+func (a Autocommit) AppendAudit(ctx context.Context, e AuditEntry) (idx uint64, err error) {
+	err = a.Run(ctx, func(tx Tx) error { idx, err = tx.AppendAudit(ctx, e); return err })
+	return idx, err
+}
+
+// PutCheckpoint is Tx.PutCheckpoint in a transaction of its own.
+func (a Autocommit) PutCheckpoint(ctx context.Context, size uint64, note []byte) error {
+	return a.Run(ctx, func(tx Tx) error { return tx.PutCheckpoint(ctx, size, note) })
+}
+
+// FirstSeen is Tx.FirstSeen in a transaction of its own.
+func (a Autocommit) FirstSeen(ctx context.Context, kid string, now time.Time) (seen time.Time, err error) {
+	err = a.Run(ctx, func(tx Tx) error { seen, err = tx.FirstSeen(ctx, kid, now); return err })
+	return seen, err
+}

@@ -1,0 +1,44 @@
+// Package backend opens the store a DSN names, choosing its backend:
+//
+//	sqlite:/var/lib/sigil/sigil.db   SQLite file (internal/store/sqlite)
+//	file:/var/lib/sigil/sigil.db     SQLite URI
+//	/var/lib/sigil/sigil.db          SQLite file
+//	postgres://…, postgresql://…     PostgreSQL (not built yet)
+//
+// It is the one package that links every backend; the contract (package
+// store) links none. A new backend adds its scheme here once it passes
+// the conformance suite (internal/store/storetest).
+package backend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/sigil-dev/sigil/internal/store"
+	"github.com/sigil-dev/sigil/internal/store/sqlite"
+)
+
+// Open opens the store dsn names, creating and migrating its schema as
+// needed. See the sqlite package for what a SQLite DSN may carry. Errors
+// never repeat a DSN with a scheme other than sqlite's: it may hold a
+// password.
+func Open(ctx context.Context, dsn string) (store.Store, error) {
+	switch {
+	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
+		return nil, errors.New("store: postgres is not built yet; use a sqlite DSN")
+	case strings.HasPrefix(dsn, "sqlite:"):
+		return sqlite.Open(ctx, dsn)
+	case strings.Contains(dsn, "://"):
+		return nil, fmt.Errorf("store: unsupported DSN scheme in %q", redact(dsn))
+	default:
+		return sqlite.Open(ctx, dsn)
+	}
+}
+
+// redact drops everything after the scheme, which may hold a password.
+func redact(dsn string) string {
+	scheme, _, _ := strings.Cut(dsn, "://")
+	return scheme + "://…"
+}

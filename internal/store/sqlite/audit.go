@@ -1,0 +1,197 @@
+package sqlite
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/sigil-dev/sigil/internal/store"
+)
+
+func (r reader) AuditSize(ctx context.Context) (uint64, error) {
+	var n int64
+	err := r.q.QueryRowContext(ctx, `SELECT size FROM audit_head WHERE id = 1`).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("store: audit log size: %w", err)
+	}
+	return uint64(n), nil
+}
+
+func (r reader) AuditEntries(ctx context.Context, start, end uint64) ([][]byte, error) {
+	return r.auditRange(ctx, "entries", "entry", `SELECT idx, data FROM audit_entries
+		WHERE idx >= ? AND idx < ? ORDER BY idx`, start, end)
+}
+
+func (r reader) AuditLeafHashes(ctx context.Context, start, end uint64) ([][]byte, error) {
+	return r.auditRange(ctx, "leaf hashes", "entry", `SELECT idx, leaf_hash FROM audit_entries
+		WHERE idx >= ? AND idx < ? ORDER BY idx`, start, end)
+}
+
+// auditRange reads the items [start, end) with query, which selects idx
+// and a value for idx in [start, end) (its last two parameters, after
+// args), in idx order; in one statement and so from one snapshot of the
+// log.
+func (r reader) auditRange(ctx context.Context, name, item, query string, start, end uint64, args ...any) ([][]byte, error) {
+	what := fmt.Sprintf("store: audit %s [%d, %d)", name, start, end)
+	switch {
+	case start > end:
+		return nil, fmt.Errorf("%s: start after end", what)
+	case end-start > store.MaxAuditRange:
+		return nil, fmt.Errorf("%s: more than %d at once", what, store.MaxAuditRange)
+	case end > math.MaxInt64:
+		return nil, fmt.Errorf("%s: no %s %d: %w", what, item, uint64(math.MaxInt64), store.ErrNotFound)
+	}
+	rows, err := r.q.QueryContext(ctx, query, append(args, int64(start), int64(end))...)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	out := make([][]byte, 0, end-start)
+	next := start
+	_, err = scanAll(rows, func(s scanner) (struct{}, error) {
+		var idx int64
+		var b []byte
+		if err := s.Scan(&idx, &b); err != nil {
+			return struct{}{}, err
+		}
+		if uint64(idx) != next {
+			return struct{}{}, fmt.Errorf("no %s %d, but %s %d: the log is not dense", item, next, item, idx)
+		}
+		out, next = append(out, b), next+1
+		return struct{}{}, nil
+	})
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("%s: %w", what, err)
+	case next < end:
+		return nil, fmt.Errorf("%s: no %s %d: %w", what, item, next, store.ErrNotFound)
+	}
+	return out, nil
+}
+
+func (r reader) AuditIndex(ctx context.Context, key string) (uint64, error) {
+	var idx int64
+	err := r.q.QueryRowContext(ctx, `SELECT idx FROM audit_keys WHERE key = ?`, key).Scan(&idx)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, fmt.Errorf("store: audit key %q: %w", key, store.ErrNotFound)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("store: audit key %q: %w", key, err)
+	}
+	return uint64(idx), nil
+}
+
+func (r reader) LatestCheckpoint(ctx context.Context) ([]byte, error) {
+	var note []byte
+	err := r.q.QueryRowContext(ctx, `SELECT note FROM audit_checkpoints ORDER BY size DESC LIMIT 1`).Scan(&note)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: latest audit checkpoint: %w", err)
+	}
+	return note, nil
+}
+
+func (r reader) Checkpoints(ctx context.Context) ([]store.Checkpoint, error) {
+	rows, err := r.q.QueryContext(ctx, `SELECT size, note FROM audit_checkpoints ORDER BY size`)
+	if err != nil {
+		return nil, fmt.Errorf("store: list audit checkpoints: %w", err)
+	}
+	cs, err := scanAll(rows, func(s scanner) (store.Checkpoint, error) {
+		var c store.Checkpoint
+		var size int64
+		err := s.Scan(&size, &c.Note)
+		c.Size = uint64(size)
+		return c, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: list audit checkpoints: %w", err)
+	}
+	return cs, nil
+}
+
+// AppendAudit takes the index from the coordinator row audit_head, in
+// the write transaction: UPDATE … SET size = size + 1 … RETURNING, whose row
+// lock, held until commit, orders appenders on any database, so indices
+// are dense and in commit order even when several processes append to one
+// database, and a Tx whose fn fails uses none up. The entry, its keys and
+// the nodes it completes go in a savepoint, so that a duplicate key stores
+// nothing even if fn goes on.
+func (w writer) AppendAudit(ctx context.Context, e store.AuditEntry) (uint64, error) {
+	if len(e.LeafHash) != 32 {
+		return 0, fmt.Errorf("store: append audit entry: leaf hash is %d bytes, want 32", len(e.LeafHash))
+	}
+	if e.Data == nil {
+		e.Data = []byte{}
+	}
+	var idx uint64
+	err := w.savepoint(ctx, "append_audit", func() (err error) {
+		idx, err = w.appendAudit(ctx, e)
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	return idx, nil
+}
+
+func (w writer) appendAudit(ctx context.Context, e store.AuditEntry) (uint64, error) {
+	var size int64
+	err := w.q.QueryRowContext(ctx, `UPDATE audit_head SET size = size + 1 WHERE id = 1 RETURNING size`).Scan(&size)
+	if err != nil {
+		return 0, fmt.Errorf("store: append audit entry: log size: %w", err)
+	}
+	idx := size - 1
+	_, err = w.q.ExecContext(ctx, `INSERT INTO audit_entries (idx, data, leaf_hash, created_at)
+		VALUES (?, ?, ?, ?)`, idx, e.Data, e.LeafHash, micros(e.CreatedAt))
+	if err != nil {
+		return 0, fmt.Errorf("store: append audit entry %d: %w", idx, classify(err))
+	}
+	for _, k := range e.Keys {
+		if _, err := w.q.ExecContext(ctx, `INSERT INTO audit_keys (key, idx) VALUES (?, ?)`, k, idx); err != nil {
+			return 0, fmt.Errorf("store: append audit entry %d: key %q: %w", idx, k, classify(err))
+		}
+	}
+	if err := w.putAuditNodes(ctx, uint64(size)); err != nil {
+		return 0, fmt.Errorf("store: append audit entry %d: %w", idx, err)
+	}
+	return uint64(idx), nil
+}
+
+func (w writer) PutCheckpoint(ctx context.Context, size uint64, note []byte) error {
+	if len(note) == 0 {
+		return fmt.Errorf("store: put audit checkpoint %d: empty note", size)
+	}
+	n, err := reader(w).AuditSize(ctx)
+	if err != nil {
+		return err
+	}
+	if size > n {
+		return fmt.Errorf("store: put audit checkpoint %d: the log has %d entries: %w", size, n, store.ErrNotFound)
+	}
+	res, err := w.q.ExecContext(ctx, `INSERT INTO audit_checkpoints (size, note, created_at)
+		VALUES (?, ?, ?) ON CONFLICT (size) DO NOTHING`, int64(size), note, micros(time.Now()))
+	if err != nil {
+		return fmt.Errorf("store: put audit checkpoint %d: %w", size, classify(err))
+	}
+	inserted, err := res.RowsAffected()
+	if err != nil {
+		return fmt.Errorf("store: put audit checkpoint %d: %w", size, err)
+	}
+	if inserted == 1 {
+		return nil
+	}
+	var old []byte
+	err = w.q.QueryRowContext(ctx, `SELECT note FROM audit_checkpoints WHERE size = ?`, int64(size)).Scan(&old)
+	if err != nil {
+		return fmt.Errorf("store: put audit checkpoint %d: %w", size, err)
+	}
+	if !bytes.Equal(old, note) {
+		return fmt.Errorf("store: put audit checkpoint %d: another note is stored: %w", size, store.ErrConflict)
+	}
+	return nil
+}

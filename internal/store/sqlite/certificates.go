@@ -1,0 +1,135 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/sigil-dev/sigil/internal/store"
+)
+
+const certificateColumns = `serial, spiffe_id, ek_hash, not_before, not_after, evidence_digest,
+	policy_version, der, revoked_at, revocation_reason`
+
+func scanCertificate(s scanner) (store.Certificate, error) {
+	var c store.Certificate
+	var notBefore, notAfter int64
+	var revoked sql.NullInt64
+	err := s.Scan(&c.Serial, &c.SPIFFEID, &c.EKHash, &notBefore, &notAfter, &c.EvidenceDigest,
+		&c.PolicyVersion, &c.DER, &revoked, &c.RevocationReason)
+	c.NotBefore, c.NotAfter, c.RevokedAt = fromMicros(notBefore), fromMicros(notAfter), fromNullMicros(revoked)
+	return c, err
+}
+
+func (r reader) Certificate(ctx context.Context, serial string) (store.Certificate, error) {
+	row := r.q.QueryRowContext(ctx, `SELECT `+certificateColumns+` FROM certificates WHERE serial = ?`, serial)
+	c, err := scanCertificate(row)
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.Certificate{}, fmt.Errorf("store: certificate %s: %w", serial, store.ErrNotFound)
+	}
+	if err != nil {
+		return store.Certificate{}, fmt.Errorf("store: certificate %s: %w", serial, err)
+	}
+	return c, nil
+}
+
+func (r reader) DeviceCertificates(ctx context.Context, ekHash string) ([]store.Certificate, error) {
+	rows, err := r.q.QueryContext(ctx, `SELECT `+certificateColumns+` FROM certificates
+		WHERE ek_hash = ? ORDER BY not_before, serial`, ekHash)
+	if err != nil {
+		return nil, fmt.Errorf("store: certificates of device %s: %w", ekHash, err)
+	}
+	cs, err := scanAll(rows, scanCertificate)
+	if err != nil {
+		return nil, fmt.Errorf("store: certificates of device %s: %w", ekHash, err)
+	}
+	return cs, nil
+}
+
+func (r reader) Revocations(ctx context.Context, unexpiredAt time.Time) ([]store.Revocation, error) {
+	after := int64(-1 << 63)
+	if !unexpiredAt.IsZero() {
+		after = micros(unexpiredAt)
+	}
+	rows, err := r.q.QueryContext(ctx, `SELECT serial, revoked_at, revocation_reason FROM certificates
+		WHERE revoked_at IS NOT NULL AND not_after > ? ORDER BY serial`, after)
+	if err != nil {
+		return nil, fmt.Errorf("store: list revocations: %w", err)
+	}
+	rs, err := scanAll(rows, func(s scanner) (store.Revocation, error) {
+		var v store.Revocation
+		var at int64
+		err := s.Scan(&v.Serial, &at, &v.Reason)
+		v.RevokedAt = fromMicros(at)
+		return v, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: list revocations: %w", err)
+	}
+	return rs, nil
+}
+
+// InsertCertificate first holds the device: a conditional UPDATE that
+// changes nothing but matches only an active device, so its row count says
+// whether the device may get a certificate, and the row lock it takes,
+// held until commit, orders it with SetDeviceStatus on any database: a
+// disable that updated the device first makes this match nothing
+// (ErrDeviceDisabled); one that comes after waits for this transaction,
+// and its next statement then finds the certificate and revokes it.
+func (w writer) InsertCertificate(ctx context.Context, c store.Certificate) error {
+	if err := w.holdActiveDevice(ctx, c); err != nil {
+		return err
+	}
+	_, err := w.q.ExecContext(ctx, `INSERT INTO certificates (`+certificateColumns+`)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, '')`,
+		c.Serial, c.SPIFFEID, c.EKHash, micros(c.NotBefore), micros(c.NotAfter), c.EvidenceDigest,
+		c.PolicyVersion, c.DER)
+	if err != nil {
+		return fmt.Errorf("store: insert certificate %s: %w", c.Serial, classify(err))
+	}
+	return nil
+}
+
+// holdActiveDevice locks c's device if it is active.
+func (w writer) holdActiveDevice(ctx context.Context, c store.Certificate) error {
+	res, err := w.q.ExecContext(ctx, `UPDATE devices SET updated_at = updated_at
+		WHERE ek_hash = ? AND status = 'active'`, c.EKHash)
+	if err != nil {
+		return fmt.Errorf("store: insert certificate %s: device %s: %w", c.Serial, c.EKHash, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return fmt.Errorf("store: insert certificate %s: device %s: %w", c.Serial, c.EKHash, err)
+	}
+	if n == 1 {
+		return nil
+	}
+	if _, err := reader(w).Device(ctx, c.EKHash); err != nil {
+		return fmt.Errorf("store: insert certificate %s: %w", c.Serial, err)
+	}
+	return fmt.Errorf("store: insert certificate %s: device %s: %w", c.Serial, c.EKHash, store.ErrDeviceDisabled)
+}
+
+// RevokeCertificate is one conditional UPDATE: its row count says whether
+// this call revoked the certificate, so of concurrent revocations exactly
+// one succeeds on any database.
+func (w writer) RevokeCertificate(ctx context.Context, serial, reason string, at time.Time) error {
+	res, err := w.q.ExecContext(ctx, `UPDATE certificates SET revoked_at = ?, revocation_reason = ?
+		WHERE serial = ? AND revoked_at IS NULL`, micros(at), reason, serial)
+	if err != nil {
+		return fmt.Errorf("store: revoke certificate %s: %w", serial, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return fmt.Errorf("store: revoke certificate %s: %w", serial, err)
+	}
+	if n == 1 {
+		return nil
+	}
+	if _, err := reader(w).Certificate(ctx, serial); err != nil {
+		return err
+	}
+	return fmt.Errorf("store: revoke certificate %s: already revoked: %w", serial, store.ErrConflict)
+}

@@ -1,0 +1,29 @@
+// Package sqlite is the SQLite backend of the store contract (package
+// store): one file in WAL mode, for one sigild process (other processes,
+// such as sigild's operator commands, may write the same file; they wait
+// for its lock up to busy_timeout).
+//
+// Open returns a store.Store for a DSN ("sqlite:PATH", "file:PATH" or a
+// bare path). The package is:
+//
+//   - sqlite.go: the two pools on one file (one writer connection, a read
+//     pool of query_only connections) and the DSN's pragmas;
+//   - groupcommit.go: Store.Tx, which runs the fns of concurrent calls in
+//     one transaction, each in a savepoint, to share one fsync;
+//   - stmtcache.go: statements prepared once per connection;
+//   - migrate.go and migrations/: the schema, numbered migrations
+//     applied in one transaction at Open, with Go steps where SQL is not
+//     enough;
+//   - one file per domain with its SQL (challenges.go, devices.go,
+//     certificates.go, evidence.go, tokens.go, revocations.go, audit.go,
+//     auditnodes.go, signingkeys.go), the reader and writer over a
+//     querier shared by the read pool and a Tx.
+//
+// SQLite runs one writer at a time, but nothing here relies on it: every
+// promise the contract makes under concurrency is kept with SQL that keeps
+// it with several writers (see db.go), so that the SQL carries over to the
+// PostgreSQL backend. TestConformance runs the contract's suite
+// (internal/store/storetest); the other tests here are white-box: pragmas,
+// group commit, the statement cache, the schema's own guards and the
+// migrations of existing databases.
+package sqlite
