@@ -115,8 +115,10 @@ func runWriters(ctx context.Context, r race, stores []store.Store, first, count,
 }
 
 // Other processes: the suite runs its own test binary again, with only
-// the test that called Run, and workerEnv set to a workerSpec: Run then
-// opens its handle, runs its writers and writes their reports to Out.
+// the test that called Run (runPattern), and workerEnv set to a
+// workerSpec: Run then opens its handle, runs its writers and writes their
+// reports to Out. A writer process that fails fails the race with its
+// output.
 
 // workerEnv names the environment variable that makes Run a writer.
 const workerEnv = "SIGIL_STORETEST_WORKER"
@@ -139,7 +141,7 @@ func (h *harness) runProcesses(ctx context.Context, t *testing.T, r race, dsn st
 	if err != nil {
 		return nil, fmt.Errorf("storetest: test binary: %w", err)
 	}
-	top, _, _ := strings.Cut(h.t.Name(), "/")
+	run := runPattern(h.t.Name())
 	n := s.handles * s.perHandle
 	cmds := make([]*exec.Cmd, s.processes)
 	outs := make([]*strings.Builder, s.processes)
@@ -147,7 +149,7 @@ func (h *harness) runProcesses(ctx context.Context, t *testing.T, r race, dsn st
 	for p := range s.processes {
 		files[p] = filepath.Join(t.TempDir(), fmt.Sprintf("writer-%d.json", p))
 		spec, _ := json.Marshal(workerSpec{DSN: dsn, Race: r.name, First: p * s.perHandle, Count: s.perHandle, N: n, Out: files[p], Writer: p})
-		cmd := exec.CommandContext(ctx, exe, "-test.run=^"+regexp.QuoteMeta(top)+"$", "-test.count=1", "-test.timeout="+raceTimeout.String())
+		cmd := exec.CommandContext(ctx, exe, "-test.run="+run, "-test.count=1", "-test.timeout="+raceTimeout.String())
 		cmd.Env = append(os.Environ(), workerEnv+"="+string(spec))
 		outs[p] = &strings.Builder{}
 		cmd.Stdout, cmd.Stderr = outs[p], outs[p]
@@ -178,6 +180,16 @@ func (h *harness) runProcesses(ctx context.Context, t *testing.T, r race, dsn st
 		reports = append(reports, rs...)
 	}
 	return reports, nil
+}
+
+// runPattern is the -test.run pattern that runs the test name and no
+// other: the one that called Run.
+func runPattern(name string) string {
+	parts := strings.Split(name, "/")
+	for i, p := range parts {
+		parts[i] = "^" + regexp.QuoteMeta(p) + "$"
+	}
+	return strings.Join(parts, "/")
 }
 
 // worker is Run in a writer process.

@@ -93,7 +93,7 @@ func New(t testing.TB, opts ...func(*tokens.Config)) *Env {
 	var err error
 	e.DBPath = filepath.Join(t.TempDir(), "sigil.db")
 	if e.Store, err = backend.Open(ctx, "sqlite:"+e.DBPath); err != nil {
-		t.Fatalf("store.Open: %v", err)
+		t.Fatalf("backend.Open: %v", err)
 	}
 	t.Cleanup(func() { e.Store.Close() })
 	if e.Policy, err = policy.Load(filepath.Join(root(), "testenv", "policy")); err != nil {
