@@ -116,6 +116,7 @@ var tests = []test{
 	{"TxCommits", testTxCommits},
 	{"TxRollsBack", testTxRollsBack},
 	{"TxIsolation", testTxIsolation},
+	{"TxCanceledBeforeStart", testTxCanceledBeforeStart},
 	{"ConcurrentWriters", testConcurrentWriters},
 	{"Close", testClose},
 }

@@ -144,3 +144,14 @@ func testTxIsolation(t *testing.T, h *harness) {
 		t.Fatal("a Tx used after Tx returned wrote")
 	}
 }
+
+// testTxCanceledBeforeStart: a Tx whose ctx has ended does not run fn.
+func testTxCanceledBeforeStart(t *testing.T, h *harness) {
+	st := h.fresh(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	err := st.Tx(ctx, func(store.Tx) error { t.Error("fn ran"); return nil })
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Tx = %v, want context.Canceled", err)
+	}
+}
