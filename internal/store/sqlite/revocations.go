@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"math/bits"
 	"slices"
 	"strings"
 	"time"
@@ -54,7 +55,8 @@ func (w writer) revokeToken(ctx context.Context, jti, reason string, at time.Tim
 	for len(level) > 0 {
 		var next []string
 		for chunk := range slices.Chunk(level, maxParentsPerStatement) {
-			children, err := w.revokeWhere(ctx, `parent_jti IN (`+placeholders(len(chunk))+`)`, anys(chunk), reason, at)
+			args := inList(chunk)
+			children, err := w.revokeWhere(ctx, `parent_jti IN (`+placeholders(len(args))+`)`, args, reason, at)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", what, err)
 			}
@@ -70,7 +72,7 @@ func (w writer) revokeToken(ctx context.Context, jti, reason string, at time.Tim
 }
 
 // maxParentsPerStatement bounds the parameters of one level's UPDATE.
-const maxParentsPerStatement = 500
+const maxParentsPerStatement = 512
 
 // revokeWhere revokes the unrevoked tokens that match cond and returns
 // their jtis.
@@ -88,9 +90,14 @@ func placeholders(n int) string {
 	return strings.TrimSuffix(strings.Repeat("?, ", n), ", ")
 }
 
-// anys converts a list of strings to statement arguments.
-func anys(l []string) []any {
-	out := make([]any, len(l))
+// inList returns l as the arguments of an IN list, padded with repeats of
+// its first element to a power of two, so that a handful of statements
+// (1, 2, 4… placeholders) serve every length, prepared once each.
+func inList(l []string) []any {
+	out := make([]any, 1<<bits.Len(uint(len(l)-1)))
+	for i := range out {
+		out[i] = l[0]
+	}
 	for i, s := range l {
 		out[i] = s
 	}
