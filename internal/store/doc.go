@@ -16,7 +16,11 @@
 //     DeviceWriter, CertificateReader/CertificateWriter, EvidenceReader/
 //     EvidenceWriter, TokenReader/TokenWriter, RevocationFeed, AuditReader/
 //     AuditWriter, SigningKeyWriter), Reader and Writer made of them, and Tx
-//     and Store made of those. A consumer takes the smallest one it uses;
+//     and Store made of those. A consumer takes the smallest one it uses:
+//     the token feed a RevocationFeed, device facts a DeviceReader and an
+//     EvidenceReader, the CRL a CertificateReader, the audit log's HTTP
+//     API an AuditReader, key rotation a SigningKeyWriter; the services
+//     that write a state change with its audit entry take a Store for Tx;
 //   - helpers every backend shares: Autocommit (a Store's write methods as
 //     one Tx each), AuditStorage (the audit package's Storage over a Store
 //     or a Tx), CompletedAuditNodes (which tree nodes an append completes).
