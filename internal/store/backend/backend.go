@@ -1,13 +1,3 @@
-// Package backend opens the store a DSN names, choosing its backend:
-//
-//	sqlite:/var/lib/sigil/sigil.db   SQLite file (internal/store/sqlite)
-//	file:/var/lib/sigil/sigil.db     SQLite URI
-//	/var/lib/sigil/sigil.db          SQLite file
-//	postgres://…, postgresql://…     PostgreSQL (not built yet)
-//
-// It is the one package that links every backend; the contract (package
-// store) links none. A new backend adds its scheme here once it passes
-// the conformance suite (internal/store/storetest).
 package backend
 
 import (
