@@ -17,7 +17,6 @@ import (
 
 	"github.com/sigil-dev/sigil/api"
 	"github.com/sigil-dev/sigil/audit"
-	"github.com/sigil-dev/sigil/internal/auditlog"
 	"github.com/sigil-dev/sigil/internal/store"
 	"github.com/sigil-dev/sigil/internal/store/backend"
 	"github.com/sigil-dev/sigil/testenv"
@@ -151,7 +150,7 @@ func buildLog(t *testing.T, signer *audit.Signer, entries []store.AuditEntry) st
 		t.Fatal(err)
 	}
 	defer st.Close()
-	if err := st.Tx(ctx, func(tx store.Tx) error { return auditlog.Append(ctx, tx, entries...) }); err != nil {
+	if err := st.Tx(ctx, func(tx store.Tx) error { return store.AppendAuditEntries(ctx, tx, entries...) }); err != nil {
 		t.Fatal(err)
 	}
 	l, err := audit.New(store.AuditStorage(st), signer, signer.Name())
@@ -171,7 +170,7 @@ func buildLog(t *testing.T, signer *audit.Signer, entries []store.AuditEntry) st
 func policyEntries(versions ...string) []store.AuditEntry {
 	var out []store.AuditEntry
 	for i, v := range versions {
-		e, err := auditlog.Entry(audit.PolicyLoaded, time.Unix(int64(i), 0), audit.Policy{Version: v})
+		e, err := store.NewAuditEntry(audit.PolicyLoaded, time.Unix(int64(i), 0), audit.Policy{Version: v})
 		if err != nil {
 			panic(err)
 		}
@@ -198,7 +197,7 @@ func enrollmentEntries(t *testing.T, evidence []byte) []store.AuditEntry {
 	if err := json.Compact(compact, evidence); err != nil {
 		t.Fatal(err)
 	}
-	e, err := auditlog.Entry(audit.DeviceEnrolled, time.Unix(0, 0), audit.Enrollment{
+	e, err := store.NewAuditEntry(audit.DeviceEnrolled, time.Unix(0, 0), audit.Enrollment{
 		SPIFFEID: ev.Identity, Serial: "01", EKHash: hexSum(ev.EKPublic), AKHash: hexSum(ev.AK.Public),
 		EvidenceDigest: hexSum(compact.Bytes()), PolicyVersion: "sha256:00", Evidence: compact.Bytes(),
 	})

@@ -1,4 +1,7 @@
-// Command sigil is the workload and operator CLI of sigil.
+// Command sigil is the CLI of workloads, auditors and policy authors:
+// enroll, renew, tokens, audit verification and policy checks. It links no
+// PKCS#11, SQL driver or CA; the operator commands that need the HSM or the
+// database are sigild's.
 package main
 
 import (
@@ -24,9 +27,9 @@ type cli struct {
 	Introspect introspectCmd `cmd:"" help:"Show what sigild knows of a token (RFC 7662)."`
 	Revoke     revokeCmd     `cmd:"" help:"Revoke a token and every token exchanged from it (RFC 7009)."`
 
-	Policy policyCmd `cmd:"" help:"Check and test Cedar policy directories."`
-	Audit  auditCmd  `cmd:"" help:"Verify the tamper-evident audit log."`
-	HSM    hsmCmd    `cmd:"" name:"hsm" help:"Inspect and manage HSM keys."`
+	Policy policyCmd   `cmd:"" help:"Check and test Cedar policy directories."`
+	Audit  auditCmd    `cmd:"" help:"Verify the tamper-evident audit log."`
+	HSM    movedHSMCmd `cmd:"" name:"hsm" hidden:"" help:"Moved to sigild: sigild key list|rotate."`
 }
 
 // exitError carries a specific exit code.

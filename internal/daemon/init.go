@@ -15,7 +15,6 @@ import (
 	"github.com/sigil-dev/sigil/audit"
 	"github.com/sigil-dev/sigil/ca"
 	"github.com/sigil-dev/sigil/hsm"
-	"github.com/sigil-dev/sigil/internal/auditlog"
 	"github.com/sigil-dev/sigil/internal/config"
 	"github.com/sigil-dev/sigil/internal/store"
 )
@@ -92,7 +91,7 @@ func ensureKey(ctx context.Context, h *hsm.HSM, st store.Store, name, purpose st
 	}
 	log.InfoContext(ctx, "created HSM key", "label", k.Label(), "alg", k.Alg(), "kid", k.KID())
 	entry := audit.Key{Label: k.Label(), KID: k.KID(), Alg: string(k.Alg()), Purpose: purpose}
-	if err := auditlog.Record(ctx, st, audit.KeyCreated, entry, "kid:"+k.KID()); err != nil {
+	if err := store.RecordAudit(ctx, st, audit.KeyCreated, entry, "kid:"+k.KID()); err != nil {
 		return nil, fmt.Errorf("daemon: key %s was created but could not be logged: %w", k.Label(), err)
 	}
 	return k, nil

@@ -22,7 +22,6 @@ import (
 	"github.com/sigil-dev/sigil/audit"
 	"github.com/sigil-dev/sigil/ca"
 	"github.com/sigil-dev/sigil/hsm"
-	"github.com/sigil-dev/sigil/internal/auditlog"
 	"github.com/sigil-dev/sigil/internal/config"
 	"github.com/sigil-dev/sigil/internal/enroll"
 	"github.com/sigil-dev/sigil/internal/server"
@@ -136,7 +135,7 @@ func (d *Daemon) openAudit(ctx context.Context, reg prometheus.Registerer) (*aud
 // policyLoaded logs every policy set that takes effect.
 func (d *Daemon) policyLoaded(version string) {
 	ctx := context.Background()
-	if err := auditlog.Record(ctx, d.store, audit.PolicyLoaded, audit.Policy{Version: version}); err != nil {
+	if err := store.RecordAudit(ctx, d.store, audit.PolicyLoaded, audit.Policy{Version: version}); err != nil {
 		d.log.ErrorContext(ctx, "audit: cannot record a policy load", "version", version, "err", err)
 		return
 	}

@@ -6,7 +6,6 @@ import (
 
 	"github.com/sigil-dev/sigil/attest"
 	"github.com/sigil-dev/sigil/audit"
-	"github.com/sigil-dev/sigil/internal/auditlog"
 	"github.com/sigil-dev/sigil/internal/store"
 )
 
@@ -31,7 +30,7 @@ func (s *Service) recordDenial(ctx context.Context, ch store.Challenge, cause er
 	default:
 		return
 	}
-	if err := auditlog.Record(ctx, s.Store, audit.EnrollmentDenied, d); err != nil {
+	if err := store.RecordAudit(ctx, s.Store, audit.EnrollmentDenied, d); err != nil {
 		s.Log.ErrorContext(ctx, "audit: cannot record an enrollment denial", "spiffe_id", ch.SPIFFEID, "err", err)
 		return
 	}

@@ -12,7 +12,6 @@ import (
 	"github.com/sigil-dev/sigil/api"
 	"github.com/sigil-dev/sigil/attest"
 	"github.com/sigil-dev/sigil/audit"
-	"github.com/sigil-dev/sigil/internal/auditlog"
 	"github.com/sigil-dev/sigil/internal/device"
 	"github.com/sigil-dev/sigil/internal/store"
 	"github.com/sigil-dev/sigil/policy"
@@ -48,7 +47,7 @@ func (s *Service) record(ctx context.Context, res *attest.Result, cert *x509.Cer
 		if err := tx.InsertCertificate(ctx, certificateRecord(cert, res.EK.Hash, digest, d.Version)); err != nil {
 			return err
 		}
-		return auditlog.Append(ctx, tx, logged...)
+		return store.AppendAuditEntries(ctx, tx, logged...)
 	})
 	if err == nil {
 		s.nudge()
@@ -59,7 +58,7 @@ func (s *Service) record(ctx context.Context, res *attest.Result, cert *x509.Cer
 // enrollmentEntries are the audit entries of an enrollment: the device with
 // its full evidence, and the certificate.
 func enrollmentEntries(res *attest.Result, cert *x509.Certificate, bundle []byte, digest string, d policy.Decision, prevAK string, now time.Time) ([]store.AuditEntry, error) {
-	enrolled, err := auditlog.Entry(audit.DeviceEnrolled, now, audit.Enrollment{
+	enrolled, err := store.NewAuditEntry(audit.DeviceEnrolled, now, audit.Enrollment{
 		SPIFFEID: cert.URIs[0].String(), Serial: device.Serial(cert), EKHash: res.EK.Hash, AKHash: res.AK.Hash,
 		EvidenceDigest: digest, PolicyVersion: d.Version, PolicyIDs: d.PolicyIDs, PreviousAK: prevAK, Evidence: bundle,
 	})
@@ -76,7 +75,7 @@ func enrollmentEntries(res *attest.Result, cert *x509.Certificate, bundle []byte
 // certificateEntry is the audit entry of an issued or renewed certificate,
 // found again by its serial.
 func certificateEntry(kind audit.Kind, cert *x509.Certificate, ekHash, digest, version string, evidence []byte, now time.Time) (store.AuditEntry, error) {
-	return auditlog.Entry(kind, now, audit.Certificate{
+	return store.NewAuditEntry(kind, now, audit.Certificate{
 		Serial: device.Serial(cert), SPIFFEID: cert.URIs[0].String(), EKHash: ekHash,
 		EvidenceDigest: digest, PolicyVersion: version, NotAfter: cert.NotAfter, Evidence: evidence,
 	}, "serial:"+device.Serial(cert))

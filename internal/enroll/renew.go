@@ -18,7 +18,6 @@ import (
 	"github.com/sigil-dev/sigil/attest"
 	"github.com/sigil-dev/sigil/audit"
 	"github.com/sigil-dev/sigil/ca"
-	"github.com/sigil-dev/sigil/internal/auditlog"
 	"github.com/sigil-dev/sigil/internal/device"
 	"github.com/sigil-dev/sigil/internal/store"
 	"github.com/sigil-dev/sigil/policy"
@@ -170,7 +169,7 @@ func (s *Service) recordRenewal(ctx context.Context, ev *attest.Renewal, cert *x
 		if err := tx.InsertCertificate(ctx, certificateRecord(cert, ev.EKHash, digest, version)); err != nil {
 			return err
 		}
-		return auditlog.Append(ctx, tx, logged)
+		return store.AppendAuditEntries(ctx, tx, logged)
 	})
 	if err == nil {
 		s.nudge()

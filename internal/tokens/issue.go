@@ -10,7 +10,6 @@ import (
 
 	"github.com/sigil-dev/sigil/api"
 	"github.com/sigil-dev/sigil/audit"
-	"github.com/sigil-dev/sigil/internal/auditlog"
 	"github.com/sigil-dev/sigil/internal/store"
 	"github.com/sigil-dev/sigil/signer"
 	"github.com/sigil-dev/sigil/token"
@@ -101,7 +100,7 @@ func recordOf(c *token.Claims, kind string) store.Token {
 func (s *Service) record(ctx context.Context, kind audit.Kind, rec store.Token, policies []string, external *store.Token) error {
 	payload := auditToken(rec)
 	payload.PolicyIDs = policies
-	entry, err := auditlog.Entry(kind, s.now(), payload, "jti:"+rec.JTI)
+	entry, err := store.NewAuditEntry(kind, s.now(), payload, "jti:"+rec.JTI)
 	if err != nil {
 		return notRecorded("token "+rec.JTI, err)
 	}
@@ -114,7 +113,7 @@ func (s *Service) record(ctx context.Context, kind audit.Kind, rec store.Token, 
 		if err := tx.InsertToken(ctx, rec); err != nil {
 			return err
 		}
-		return auditlog.Append(ctx, tx, entry)
+		return store.AppendAuditEntries(ctx, tx, entry)
 	})
 	switch {
 	case err == nil:

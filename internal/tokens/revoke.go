@@ -6,7 +6,6 @@ import (
 	"slices"
 
 	"github.com/sigil-dev/sigil/audit"
-	"github.com/sigil-dev/sigil/internal/auditlog"
 	"github.com/sigil-dev/sigil/internal/store"
 )
 
@@ -89,13 +88,13 @@ func (s *Service) revoke(ctx context.Context, jti, reason string, external *stor
 			if err != nil {
 				return err
 			}
-			e, err := auditlog.Entry(audit.TokenRevoked, at, auditToken(rec), "revoked:"+r)
+			e, err := store.NewAuditEntry(audit.TokenRevoked, at, auditToken(rec), "revoked:"+r)
 			if err != nil {
 				return err
 			}
 			entries = append(entries, e)
 		}
-		return auditlog.Append(ctx, tx, entries...)
+		return store.AppendAuditEntries(ctx, tx, entries...)
 	})
 	if err != nil {
 		s.log.ErrorContext(ctx, "tokens: revocation not recorded, not done", "jti", jti, "err", err)

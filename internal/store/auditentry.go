@@ -1,0 +1,61 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/sigil-dev/sigil/audit"
+)
+
+// This file is the bridge from the audit package's entries to the store:
+// every operation appends its audit entry in its own transaction, so that
+// an operation whose entry cannot be committed does not take effect. The
+// audit package owns the entry format; the store owns where entries live.
+
+// NewAuditEntry encodes the audit entry of kind with payload, at time at,
+// with its leaf hash; keys find it again ("serial:…", "jti:…").
+func NewAuditEntry(kind audit.Kind, at time.Time, payload any, keys ...string) (AuditEntry, error) {
+	data, err := json.Marshal(payload)
+	if err != nil {
+		return AuditEntry{}, fmt.Errorf("store: encode %s audit payload: %w", kind, err)
+	}
+	enc, err := audit.Encode(audit.Entry{Kind: kind, Time: at.UTC(), Data: data})
+	if err != nil {
+		return AuditEntry{}, err
+	}
+	return AuditEntry{Data: enc, LeafHash: audit.LeafHash(enc), Keys: keys, CreatedAt: at}, nil
+}
+
+// auditAppender is the power AppendAuditEntries needs of a Tx.
+type auditAppender interface {
+	AppendAudit(ctx context.Context, e AuditEntry) (uint64, error)
+}
+
+// AppendAuditEntries appends entries, in order, in tx.
+func AppendAuditEntries(ctx context.Context, tx auditAppender, entries ...AuditEntry) error {
+	for _, e := range entries {
+		if _, err := tx.AppendAudit(ctx, e); err != nil {
+			return fmt.Errorf("store: append audit entry: %w", err)
+		}
+	}
+	return nil
+}
+
+// RecordAudit appends one entry, stamped now, in a transaction of its own,
+// for events that change nothing else in the store (a policy set loaded, a
+// key created).
+func RecordAudit(ctx context.Context, st Store, kind audit.Kind, payload any, keys ...string) error {
+	e, err := NewAuditEntry(kind, time.Now(), payload, keys...)
+	if err != nil {
+		return err
+	}
+	return st.Tx(ctx, func(tx Tx) error { return AppendAuditEntries(ctx, tx, e) })
+}
+
+// Find returns the index of the entry appended with key ("serial:…",
+// "jti:…"); it makes AuditLog an audit.Finder.
+func (l AuditLog) Find(ctx context.Context, key string) (uint64, error) {
+	return l.rw.AuditIndex(ctx, key)
+}
