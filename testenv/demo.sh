@@ -64,8 +64,8 @@ source "$dir/env"
 sigil=$root/bin/sigil
 
 step "2. Every key sigild signs with lives in the HSM"
-show "sigil hsm keys"
-"$sigil" hsm keys
+show "sigild key list   (an operator command: sigil, on every workload host, links no HSM)"
+"$root/bin/sigild" --config "$SIGILD_CONFIG" --log-level warn key list
 show "cat $dir/init.out   (sigild init: the CA hierarchy, signed in the HSM)"
 cat "$dir/init.out"
 

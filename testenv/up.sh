@@ -16,7 +16,7 @@
 #   SIGIL_EK_ROOTS      the EK CA that issued every dev TPM's EK certificate
 #   SIGIL_AUDIT_KEY     the audit log's public key (PEM)
 #   SIGIL_IDP_DIR       the demo user IdP (bin/demoidp token DIR -sub … -aud …)
-#   SIGILD_CONFIG       sigild's configuration (sigil hsm rotate --purpose token)
+#   SIGILD_CONFIG       sigild's configuration (sigild --config "$SIGILD_CONFIG" key list|rotate)
 # The dev policy lets any dev TPM enroll as spiffe://sigil.test/workload/NAME.
 # Nothing is written outside DIR; processes are stopped by the PIDs recorded
 # there. Every step is idempotent: running up.sh again reuses what runs.

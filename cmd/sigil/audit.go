@@ -13,7 +13,7 @@ import (
 
 	"github.com/sigil-dev/sigil/audit"
 	"github.com/sigil-dev/sigil/client"
-	"github.com/sigil-dev/sigil/internal/auditcheck"
+	"github.com/sigil-dev/sigil/attest"
 )
 
 type auditCmd struct {
@@ -55,7 +55,7 @@ func (c auditVerifyCmd) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	checker := auditcheck.New(roots)
+	checker := attest.NewLogChecker(roots)
 	state, err := c.statePath(origin)
 	if err != nil {
 		return err

@@ -1,7 +1,4 @@
-// Package auditcheck re-verifies, offline, the attestation evidence recorded
-// in sigil's audit log: a server that logged an enrollment or a renewal whose
-// evidence does not verify is caught, not only one that altered its log.
-package auditcheck
+package attest
 
 import (
 	"bytes"
@@ -10,31 +7,45 @@ import (
 	"encoding/json"
 	"fmt"
 
-	"github.com/sigil-dev/sigil/attest"
 	"github.com/sigil-dev/sigil/audit"
 )
 
-// Checker follows the log in order. It is not safe for concurrent use.
-type Checker struct {
+// LogChecker re-verifies, offline, the attestation evidence recorded in
+// sigil's audit log, as the auditor's audit.VerifyOptions.OnEntry: a server
+// that logged an enrollment or a renewal whose evidence does not verify is
+// caught, not only one that altered its log. For each device.enrolled
+// entry it checks, in order: the evidence decodes (no unknown field), its
+// digest is the entry's evidence_digest, it re-verifies (Reverify) against
+// the EK roots and its own PCR selection, and it proves the EK, AK and
+// SPIFFE ID the entry names. For each certificate.renewed entry: the
+// evidence decodes, its digest matches, the device was enrolled earlier in
+// the log, the quote is by the AK that enrollment pinned, and it verifies
+// (VerifyRenewal) with the enrollment's PCR selection.
+//
+// It follows the log in index order and is not safe for concurrent use.
+type LogChecker struct {
 	roots []*x509.Certificate
 	// devices maps an EK hash to what its latest enrollment pinned.
-	devices map[string]device
+	devices map[string]enrolled
 	// Enrollments and Renewals count the re-verified entries.
 	Enrollments, Renewals int
 }
 
-type device struct {
+// enrolled is what a device's latest enrollment pinned.
+type enrolled struct {
 	akPublic []byte
 	pcrs     []int
 }
 
-// New returns a Checker trusting EK certificates issued by roots.
-func New(roots []*x509.Certificate) *Checker {
-	return &Checker{roots: roots, devices: map[string]device{}}
+// NewLogChecker returns a LogChecker trusting EK certificates issued by
+// roots.
+func NewLogChecker(roots []*x509.Certificate) *LogChecker {
+	return &LogChecker{roots: roots, devices: map[string]enrolled{}}
 }
 
-// Entry checks one entry; hand it to audit.VerifyOptions.OnEntry.
-func (c *Checker) Entry(index uint64, e audit.Entry) error {
+// Entry checks one entry, and ignores entries of other kinds; hand it to
+// audit.VerifyOptions.OnEntry.
+func (c *LogChecker) Entry(index uint64, e audit.Entry) error {
 	var err error
 	switch e.Kind {
 	case audit.DeviceEnrolled:
@@ -50,19 +61,19 @@ func (c *Checker) Entry(index uint64, e audit.Entry) error {
 	return nil
 }
 
-func (c *Checker) enrollment(data json.RawMessage) error {
+func (c *LogChecker) enrollment(data json.RawMessage) error {
 	var p audit.Enrollment
-	if err := strictJSON(data, &p); err != nil {
+	if err := strictLogJSON(data, &p); err != nil {
 		return err
 	}
-	var ev attest.Evidence
-	if err := strictJSON(p.Evidence, &ev); err != nil {
+	var ev Evidence
+	if err := strictLogJSON(p.Evidence, &ev); err != nil {
 		return fmt.Errorf("evidence: %w", err)
 	}
 	if err := digestMatches(&ev, p.EvidenceDigest); err != nil {
 		return err
 	}
-	v, err := attest.NewVerifier(attest.Config{EKRoots: c.roots, PCRs: ev.PCRs})
+	v, err := NewVerifier(Config{EKRoots: c.roots, PCRs: ev.PCRs})
 	if err != nil {
 		return err
 	}
@@ -74,18 +85,18 @@ func (c *Checker) enrollment(data json.RawMessage) error {
 		return fmt.Errorf("entry names EK %s, AK %s, %s; its evidence proves EK %s, AK %s, %s",
 			p.EKHash, p.AKHash, p.SPIFFEID, res.EK.Hash, res.AK.Hash, ev.Identity)
 	}
-	c.devices[p.EKHash] = device{akPublic: ev.AK.Public, pcrs: ev.PCRs}
+	c.devices[p.EKHash] = enrolled{akPublic: ev.AK.Public, pcrs: ev.PCRs}
 	c.Enrollments++
 	return nil
 }
 
-func (c *Checker) renewal(data json.RawMessage) error {
+func (c *LogChecker) renewal(data json.RawMessage) error {
 	var p audit.Certificate
-	if err := strictJSON(data, &p); err != nil {
+	if err := strictLogJSON(data, &p); err != nil {
 		return err
 	}
-	var r attest.Renewal
-	if err := strictJSON(p.Evidence, &r); err != nil {
+	var r Renewal
+	if err := strictLogJSON(p.Evidence, &r); err != nil {
 		return fmt.Errorf("evidence: %w", err)
 	}
 	if err := digestMatches(&r, p.EvidenceDigest); err != nil {
@@ -102,7 +113,7 @@ func (c *Checker) renewal(data json.RawMessage) error {
 	if err != nil {
 		return fmt.Errorf("renewal CSR: %w", err)
 	}
-	v, err := attest.NewVerifier(attest.Config{EKRoots: c.roots, PCRs: dev.pcrs})
+	v, err := NewVerifier(Config{EKRoots: c.roots, PCRs: dev.pcrs})
 	if err != nil {
 		return err
 	}
@@ -113,8 +124,10 @@ func (c *Checker) renewal(data json.RawMessage) error {
 	return nil
 }
 
+// digester is Evidence or Renewal.
 type digester interface{ Digest() ([]byte, error) }
 
+// digestMatches checks the hex digest of ev is want.
 func digestMatches(ev digester, want string) error {
 	d, err := ev.Digest()
 	if err != nil {
@@ -126,7 +139,8 @@ func digestMatches(ev digester, want string) error {
 	return nil
 }
 
-func strictJSON(data []byte, v any) error {
+// strictLogJSON decodes data into v, refusing unknown fields.
+func strictLogJSON(data []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	return dec.Decode(v)
