@@ -11,9 +11,9 @@ import (
 
 	"go.step.sm/crypto/pemutil"
 
+	"github.com/sigil-dev/sigil/attest"
 	"github.com/sigil-dev/sigil/audit"
 	"github.com/sigil-dev/sigil/client"
-	"github.com/sigil-dev/sigil/attest"
 )
 
 type auditCmd struct {

@@ -8,23 +8,21 @@ import (
 	"strconv"
 
 	"github.com/sigil-dev/sigil/api"
-	"github.com/sigil-dev/sigil/internal/store"
+	"github.com/sigil-dev/sigil/audit"
 )
 
-// AuditLog is what the API serves of the audit log: signed checkpoints and
-// proofs against them.
+// AuditLog is what the API serves of the audit log, through the log's own
+// API (audit.Log): signed checkpoints, entries, entries found by key
+// ("serial:…", "jti:…") and proofs against the checkpoints.
 type AuditLog interface {
 	Checkpoint(ctx context.Context) ([]byte, error)
+	Entries(ctx context.Context, start, end uint64) ([][]byte, error)
+	Find(ctx context.Context, key string) (uint64, error)
 	InclusionProof(ctx context.Context, index, size uint64) ([][]byte, error)
 	ConsistencyProof(ctx context.Context, m, n uint64) ([][]byte, error)
 }
 
-// AuditReader reads log entries and finds them by key ("serial:…",
-// "jti:…").
-type AuditReader interface {
-	AuditEntries(ctx context.Context, start, end uint64) ([][]byte, error)
-	AuditIndex(ctx context.Context, key string) (uint64, error)
-}
+var _ AuditLog = (*audit.Log)(nil)
 
 func (s *Server) auditRoutes(mux *http.ServeMux) {
 	if s.Audit == nil {
@@ -56,7 +54,7 @@ func (s *Server) auditEntries(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "invalid_request", q.err.Error())
 		return
 	}
-	entries, err := s.AuditStore.AuditEntries(r.Context(), q.v["start"], q.v["end"])
+	entries, err := s.Audit.Entries(r.Context(), q.v["start"], q.v["end"])
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -89,7 +87,7 @@ func (s *Server) entryIndex(r *http.Request) (uint64, error) {
 			if len(v) > 128 {
 				return 0, fmt.Errorf("%w: %s too long", errBadQuery, key)
 			}
-			return s.AuditStore.AuditIndex(r.Context(), key+":"+v)
+			return s.Audit.Find(r.Context(), key+":"+v)
 		}
 	}
 	q := queryInts(r, "index")
@@ -131,5 +129,3 @@ func queryInts(r *http.Request, names ...string) ints {
 	}
 	return out
 }
-
-var _ AuditReader = store.Store(nil)

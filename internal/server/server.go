@@ -39,9 +39,8 @@ type Server struct {
 	Bundle []byte
 	// CRL returns the current DER CRL.
 	CRL func(ctx context.Context) ([]byte, error)
-	// Audit and AuditStore serve the audit log; nil leaves it unserved.
-	Audit      AuditLog
-	AuditStore AuditReader
+	// Audit serves the audit log; nil leaves it unserved.
+	Audit AuditLog
 	// Tokens serves the token service (oauth.go); nil leaves it unserved.
 	Tokens *tokens.Service
 	// Ready lists the dependencies /readyz checks, by name.
