@@ -110,9 +110,10 @@ func introspect(t *testing.T, s *stack, as, token string) map[string]any {
 	return info
 }
 
-// Rotating the token key under a running sigild publishes the new key in
-// JWKS at once, keeps signing with the old one for the lead time, and
-// leaves tokens issued before the rotation valid.
+// Rotating the token key under a running sigild (sigild key rotate; sigil
+// hsm rotate says it moved there) publishes the new key in JWKS at once,
+// keeps signing with the old one for the lead time, and leaves tokens
+// issued before the rotation valid; sigild key list shows every HSM key.
 func TestTokenKeyRotation(t *testing.T) {
 	s := startStack(t, "1")
 	if out, code := s.enroll(0, "spiffe://sigil.test/workload/frontend", filepath.Join(s.dir, "frontend")); code != 0 {
@@ -127,7 +128,10 @@ func TestTokenKeyRotation(t *testing.T) {
 	}
 	before := token()
 	config := filepath.Join(s.dir, "sigild.yaml")
-	if out, code := s.run("sigil", "hsm", "rotate", "--purpose", "token", "--config", config); code != 0 || !strings.Contains(out, "sigil-token.v2") {
+	if out, code := s.run("sigil", "hsm", "rotate", "--purpose", "token", "--config", config); code != 2 || !strings.Contains(out, "sigild --config FILE key rotate") {
+		t.Fatalf("sigil hsm rotate: exit %d %s; want exit 2 pointing to sigild", code, out)
+	}
+	if out, code := s.run("sigild", "--config", config, "key", "rotate"); code != 0 || !strings.Contains(out, "sigil-token.v2") {
 		t.Fatalf("rotate: exit %d %s", code, out)
 	}
 	syscall.Kill(readPID(t, filepath.Join(s.dir, "sigild.pid")), syscall.SIGHUP)
@@ -141,8 +145,11 @@ func TestTokenKeyRotation(t *testing.T) {
 			t.Errorf("token inactive across a rotation: %v", info)
 		}
 	}
-	if out, _ := s.run("sigild", "--config", config, "key", "list"); !strings.Contains(out, "sigil-token.v1") || !strings.Contains(out, "sigil-token.v2") {
-		t.Errorf("key list:\n%s", out)
+	out, _ := s.run("sigild", "--config", config, "key", "list")
+	for _, label := range []string{"sigil-root.v1", "sigil-issuer.v1", "sigil-tls.v1", "sigil-audit.v1", "sigil-token.v1", "sigil-token.v2"} {
+		if !strings.Contains(out, label) {
+			t.Errorf("key list has no %s:\n%s", label, out)
+		}
 	}
 }
 
