@@ -1,5 +1,7 @@
-// Package daemon wires sigild: it creates the HSM keys and CA hierarchy
-// (Init) and runs the HTTPS service (Run).
+// Package daemon wires sigild: the PKI setup (Init creates the HSM keys and
+// the CA hierarchy, idempotently; Load finds them), the HTTPS service (New,
+// Serve), the CRL (CRL) and the operator's key commands (OpenKeys: list
+// the HSM keys, rotate the token key).
 package daemon
 
 import (
@@ -74,6 +76,37 @@ func Init(ctx context.Context, cfg *config.Config, h *hsm.HSM, st store.Store, l
 			return nil, err
 		}
 	}
+	return p, nil
+}
+
+// Load finds the keys and certificates Init created.
+func Load(ctx context.Context, cfg *config.Config, h *hsm.HSM) (*PKI, error) {
+	p := &PKI{}
+	for _, s := range []struct {
+		label string
+		key   **hsm.Key
+		cert  **x509.Certificate
+	}{
+		{cfg.CA.RootLabel, &p.RootKey, &p.Root},
+		{cfg.CA.IssuerLabel, &p.IssuerKey, &p.Issuer},
+		{cfg.TLS.KeyLabel, &p.TLSKey, &p.TLS},
+	} {
+		var err error
+		if *s.key, err = h.Find(ctx, s.label); err != nil {
+			return nil, fmt.Errorf("%w (run `sigild init` first)", err)
+		}
+		if *s.cert, err = h.Certificate(ctx, s.label); err != nil {
+			return nil, fmt.Errorf("%w (run `sigild init` first)", err)
+		}
+		if !keyutil.Equal((*s.key).Public(), (*s.cert).PublicKey) {
+			return nil, fmt.Errorf("daemon: certificate %q is not for key %s: a key was rotated without its certificate", s.label, (*s.key).Label())
+		}
+	}
+	k, err := h.Find(ctx, cfg.Audit.KeyLabel)
+	if err != nil {
+		return nil, fmt.Errorf("%w (run `sigild init` first)", err)
+	}
+	p.AuditKey = k
 	return p, nil
 }
 

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/http"
 	"time"
@@ -15,7 +14,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
-	"go.step.sm/crypto/keyutil"
 	"go.step.sm/crypto/pemutil"
 
 	"github.com/sigil-dev/sigil/attest"
@@ -142,37 +140,6 @@ func (d *Daemon) policyLoaded(version string) {
 	d.audit.Nudge()
 }
 
-// Load finds the keys and certificates Init created.
-func Load(ctx context.Context, cfg *config.Config, h *hsm.HSM) (*PKI, error) {
-	p := &PKI{}
-	for _, s := range []struct {
-		label string
-		key   **hsm.Key
-		cert  **x509.Certificate
-	}{
-		{cfg.CA.RootLabel, &p.RootKey, &p.Root},
-		{cfg.CA.IssuerLabel, &p.IssuerKey, &p.Issuer},
-		{cfg.TLS.KeyLabel, &p.TLSKey, &p.TLS},
-	} {
-		var err error
-		if *s.key, err = h.Find(ctx, s.label); err != nil {
-			return nil, fmt.Errorf("%w (run `sigild init` first)", err)
-		}
-		if *s.cert, err = h.Certificate(ctx, s.label); err != nil {
-			return nil, fmt.Errorf("%w (run `sigild init` first)", err)
-		}
-		if !keyutil.Equal((*s.key).Public(), (*s.cert).PublicKey) {
-			return nil, fmt.Errorf("daemon: certificate %q is not for key %s: a key was rotated without its certificate", s.label, (*s.key).Label())
-		}
-	}
-	k, err := h.Find(ctx, cfg.Audit.KeyLabel)
-	if err != nil {
-		return nil, fmt.Errorf("%w (run `sigild init` first)", err)
-	}
-	p.AuditKey = k
-	return p, nil
-}
-
 func (d *Daemon) server(reg *prometheus.Registry) *server.Server {
 	td := spiffeid.RequireTrustDomainFromString(d.cfg.TrustDomain)
 	return &server.Server{
@@ -184,7 +151,7 @@ func (d *Daemon) server(reg *prometheus.Registry) *server.Server {
 		Audit:  d.audit,
 		Tokens: d.tokens,
 		Bundle: d.ca.Bundle(),
-		CRL:    d.crl,
+		CRL:    func(ctx context.Context) ([]byte, error) { return CRL(ctx, d.store, d.ca, time.Now()) },
 		Ready: map[string]server.Checker{
 			"hsm":   server.CheckFunc(d.hsm.Healthy),
 			"store": server.CheckFunc(d.store.Ping),
@@ -209,23 +176,6 @@ func (d *Daemon) tlsConfig() *tls.Config {
 		ClientAuth: tls.VerifyClientCertIfGiven,
 		ClientCAs:  roots,
 	}
-}
-
-// crl signs a fresh CRL of every revoked, unexpired certificate.
-func (d *Daemon) crl(ctx context.Context) ([]byte, error) {
-	revs, err := d.store.Revocations(ctx, time.Now())
-	if err != nil {
-		return nil, err
-	}
-	list := make([]ca.Revoked, 0, len(revs))
-	for _, r := range revs {
-		serial, ok := new(big.Int).SetString(r.Serial, 16)
-		if !ok {
-			return nil, fmt.Errorf("daemon: stored serial %q is not hex", r.Serial)
-		}
-		list = append(list, ca.Revoked{Serial: serial, At: r.RevokedAt})
-	}
-	return d.ca.CRL(big.NewInt(time.Now().Unix()), list, time.Hour)
 }
 
 // Serve answers on the configured address until ctx ends, then shuts down
