@@ -4,6 +4,34 @@
 // server appends entries to its database in the transaction of the
 // operation each records, and the Log reads them through Storage.
 //
+// # Who owns what
+//
+// The log has one owner, this package, and its pieces meet only through the
+// interfaces it defines:
+//
+//	write   internal/store  NewAuditEntry encodes an Entry (Encode, LeafHash);
+//	                        AppendAuditEntries appends it in the store.Tx of the
+//	                        operation it records (enroll, tokens, sigild's key
+//	                        and policy events, enroll.SetDeviceStatus), so an
+//	                        operation whose entry fails does not take effect
+//	store   internal/store  AuditStorage: this package's Storage, with the
+//	                        optional CheckpointLister, NodeHashReader and Finder
+//	sign    Log             integrates new entries, checks them against the
+//	                        stored hashes and signs checkpoints (HSM key via
+//	                        crypto.Signer)
+//	serve   Log             Checkpoint, Entries, Find, InclusionProof,
+//	                        ConsistencyProof: internal/server's audit routes
+//	                        read the log only through these
+//	export  WriteExport     sigild audit export; DirSource reads it back
+//	audit   Verify          sigil audit verify, reading a Source (client's
+//	                        AuditSource over HTTPS, or a DirSource); the
+//	                        enrollment and renewal evidence in the entries is
+//	                        re-verified by attest.LogChecker as OnEntry
+//
+// Nothing here imports the store, the server or attest: the store and the
+// server depend on this package, never the reverse, and the auditor's CLI
+// links no server code.
+//
 // # Entries
 //
 // An entry (Entry, Encode, Decode) is one line of compact JSON:
