@@ -1,8 +1,11 @@
-// Command sigild is the sigil service: attested enrollment and the CA, with
-// every key in a PKCS#11 HSM.
+// Command sigild is the sigil service: attested enrollment, the CA, tokens
+// and the audit log, with every key in a PKCS#11 HSM; and its operator
+// commands, the only ones that need the HSM or the database:
 //
-//	sigild init --config FILE   create HSM keys and the CA hierarchy (idempotent)
-//	sigild --config FILE        serve
+//	sigild init --config FILE             create HSM keys and the CA hierarchy (idempotent)
+//	sigild --config FILE                  serve
+//	sigild bundle|device|audit --config FILE ...
+//	sigild key list|rotate --config FILE  every HSM key; rotate the token key
 package main
 
 import (
