@@ -54,6 +54,13 @@ func RecordAudit(ctx context.Context, st Store, kind audit.Kind, payload any, ke
 	return st.Tx(ctx, func(tx Tx) error { return AppendAuditEntries(ctx, tx, e) })
 }
 
+var (
+	_ audit.Storage          = AuditLog{}
+	_ audit.CheckpointLister = AuditLog{}
+	_ audit.NodeHashReader   = AuditLog{}
+	_ audit.Finder           = AuditLog{}
+)
+
 // Find returns the index of the entry appended with key ("serial:…",
 // "jti:…"); it makes AuditLog an audit.Finder.
 func (l AuditLog) Find(ctx context.Context, key string) (uint64, error) {
