@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/x509"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 
 	"github.com/sigil-dev/sigil/audit"
@@ -46,14 +45,16 @@ func NewLogChecker(roots []*x509.Certificate) *LogChecker {
 // Entry checks one entry, and ignores entries of other kinds; hand it to
 // audit.VerifyOptions.OnEntry.
 func (c *LogChecker) Entry(index uint64, e audit.Entry) error {
-	var err error
-	switch e.Kind {
-	case audit.DeviceEnrolled:
-		err = c.enrollment(e.Data)
-	case audit.CertificateRenewed:
-		err = c.renewal(e.Data)
-	default:
+	if e.Kind != audit.DeviceEnrolled && e.Kind != audit.CertificateRenewed {
 		return nil
+	}
+	p, err := e.Payload()
+	switch {
+	case err != nil:
+	case e.Kind == audit.DeviceEnrolled:
+		err = c.enrollment(p.(*audit.Enrollment))
+	default:
+		err = c.renewal(p.(*audit.Certificate))
 	}
 	if err != nil {
 		return fmt.Errorf("%s: %w", e.Kind, err)
@@ -61,23 +62,19 @@ func (c *LogChecker) Entry(index uint64, e audit.Entry) error {
 	return nil
 }
 
-func (c *LogChecker) enrollment(data json.RawMessage) error {
-	var p audit.Enrollment
-	if err := strictLogJSON(data, &p); err != nil {
+func (c *LogChecker) enrollment(p *audit.Enrollment) error {
+	ev, err := ParseEvidence(p.Evidence)
+	if err != nil {
 		return err
 	}
-	var ev Evidence
-	if err := strictLogJSON(p.Evidence, &ev); err != nil {
-		return fmt.Errorf("evidence: %w", err)
-	}
-	if err := digestMatches(&ev, p.EvidenceDigest); err != nil {
+	if err := digestMatches(ev, p.EvidenceDigest); err != nil {
 		return err
 	}
 	v, err := NewVerifier(Config{EKRoots: c.roots, PCRs: ev.PCRs})
 	if err != nil {
 		return err
 	}
-	res, err := v.Reverify(&ev)
+	res, err := v.Reverify(ev)
 	if err != nil {
 		return fmt.Errorf("evidence does not verify: %w", err)
 	}
@@ -90,16 +87,12 @@ func (c *LogChecker) enrollment(data json.RawMessage) error {
 	return nil
 }
 
-func (c *LogChecker) renewal(data json.RawMessage) error {
-	var p audit.Certificate
-	if err := strictLogJSON(data, &p); err != nil {
+func (c *LogChecker) renewal(p *audit.Certificate) error {
+	r, err := ParseRenewal(p.Evidence)
+	if err != nil {
 		return err
 	}
-	var r Renewal
-	if err := strictLogJSON(p.Evidence, &r); err != nil {
-		return fmt.Errorf("evidence: %w", err)
-	}
-	if err := digestMatches(&r, p.EvidenceDigest); err != nil {
+	if err := digestMatches(r, p.EvidenceDigest); err != nil {
 		return err
 	}
 	dev, ok := c.devices[p.EKHash]
@@ -117,7 +110,7 @@ func (c *LogChecker) renewal(data json.RawMessage) error {
 	if err != nil {
 		return err
 	}
-	if _, _, err := v.VerifyRenewal(&r, csr.PublicKey); err != nil {
+	if _, _, err := v.VerifyRenewal(r, csr.PublicKey); err != nil {
 		return fmt.Errorf("renewal evidence does not verify: %w", err)
 	}
 	c.Renewals++
@@ -137,11 +130,4 @@ func digestMatches(ev digester, want string) error {
 		return fmt.Errorf("evidence digest is %s, the entry says %s", got, want)
 	}
 	return nil
-}
-
-// strictLogJSON decodes data into v, refusing unknown fields.
-func strictLogJSON(data []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	return dec.Decode(v)
 }

@@ -1,11 +1,10 @@
 package attest_test
 
 import (
+	"bytes"
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
-	"encoding/pem"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -15,63 +14,42 @@ import (
 	"github.com/sigil-dev/sigil/audit"
 )
 
-// The audit log checker re-verifies the recorded evidence of logged
-// enrollments and renewals; each tampered entry is named after its defect
-// and fails with the reason an auditor reads.
+// The audit log checker re-verifies the evidence of the recorded
+// device.enrolled and certificate.renewed entries (testdata/v1, as sigild
+// logged them); every tampered entry, named after its defect, fails with
+// the reason an auditor reads.
 func TestLogChecker(t *testing.T) {
-	genuine := readEvidence(t, filepath.Join("testdata", "evidence-genuine.json"))
-	res, err := recordedVerifier(t).Reverify(genuine)
-	if err != nil {
-		t.Fatalf("Reverify the genuine evidence: %v", err)
-	}
-	// enrolled is the entry sigild logs for the genuine enrollment.
-	enrolled := audit.Enrollment{SPIFFEID: genuine.Identity, Serial: "01", EKHash: res.EK.Hash, AKHash: res.AK.Hash}
-	enrollment := func(ev *attest.Evidence, edit func(*audit.Enrollment)) audit.Entry {
-		p := enrolled
-		p.Evidence, p.EvidenceDigest = evidenceJSON(t, ev), digestHex(t, ev)
-		if edit != nil {
-			edit(&p)
-		}
-		return logEntry(t, audit.DeviceEnrolled, p)
-	}
-	renewal := func(r *attest.Renewal) audit.Entry {
-		data, err := json.Marshal(r)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return logEntry(t, audit.CertificateRenewed, audit.Certificate{Serial: "02", EKHash: r.EKHash, Evidence: data, EvidenceDigest: digestHex(t, r)})
-	}
+	enroll, renew := recordedEntry(t, "enroll-entry.json"), recordedEntry(t, "renew-entry.json")
+	enrolled := payload[audit.Enrollment](t, enroll)
 	tests := []struct {
 		name    string
 		entries []audit.Entry
 		step    attest.Step // of the last entry's failure, if any
 		want    string      // in the last entry's error; "" for none
 	}{
-		{"genuine-enrollment", []audit.Entry{enrollment(genuine, nil)}, "", ""},
+		{"recorded-log", []audit.Entry{enroll, renew}, "", ""},
 		{"other-kinds-ignored", []audit.Entry{logEntry(t, audit.PolicyLoaded, audit.Policy{Version: "v1"})}, "", ""},
-		{"evidence-wrong-nonce", []audit.Entry{enrollment(readEvidence(t, "testdata/evidence-wrong-nonce.json"), nil)},
-			attest.StepQuote, "evidence does not verify"},
-		{"evidence-quote-subset", []audit.Entry{enrollment(readEvidence(t, "testdata/evidence-quote-subset.json"), nil)},
-			attest.StepQuote, "does not cover SHA-256 PCR 7"},
-		{"digest-not-of-evidence", []audit.Entry{enrollment(genuine, func(p *audit.Enrollment) { p.EvidenceDigest = strings.Repeat("00", 32) })},
+		{"enroll-wrong-nonce", []audit.Entry{withEvidence(t, enroll, "enroll-wrong-nonce.json")}, attest.StepQuote, "evidence does not verify"},
+		{"enroll-pcr-altered", []audit.Entry{withEvidence(t, enroll, "enroll-pcr-altered.json")}, attest.StepQuote, "evidence does not verify"},
+		{"enroll-ak-public-altered", []audit.Entry{withEvidence(t, enroll, "enroll-ak-public-altered.json")}, attest.StepAK, "evidence does not verify"},
+		{"enroll-other-identity", []audit.Entry{withEvidence(t, enroll, "enroll-other-identity.json")}, "",
+			"workload/a; its evidence proves EK " + enrolled.EKHash},
+		{"enroll-unknown-field", []audit.Entry{withEvidence(t, enroll, "enroll-unknown-field.json")}, "", `unknown field "kind"`},
+		{"enroll-version-2", []audit.Entry{withEvidence(t, enroll, "enroll-version-2.json")}, "", "unknown evidence format version 2"},
+		{"digest-not-of-evidence", []audit.Entry{edit(t, enroll, func(p *audit.Enrollment) { p.EvidenceDigest = strings.Repeat("00", 32) })},
 			"", "the entry says " + strings.Repeat("00", 32)},
-		{"entry-names-other-ek", []audit.Entry{enrollment(genuine, func(p *audit.Enrollment) { p.EKHash = strings.Repeat("ab", 32) })},
-			"", "its evidence proves EK " + res.EK.Hash},
-		{"entry-names-other-identity", []audit.Entry{enrollment(genuine, func(p *audit.Enrollment) { p.SPIFFEID = "spiffe://sigil.test/workload/admin" })},
-			"", "workload/admin; its evidence proves EK " + res.EK.Hash + ", AK " + res.AK.Hash + ", " + genuine.Identity},
-		{"evidence-unknown-field", []audit.Entry{enrollment(genuine, func(p *audit.Enrollment) {
-			p.Evidence = append([]byte(`{"forged":true,`), p.Evidence[1:]...)
-		})}, "", `unknown field "forged"`},
-		{"renewal-of-unenrolled-device", []audit.Entry{renewal(&attest.Renewal{Version: 1, EKHash: res.EK.Hash, AKPublic: genuine.AK.Public})},
-			"", "which the log never enrolled"},
-		{"renewal-by-other-ak", []audit.Entry{enrollment(genuine, nil), renewal(&attest.Renewal{Version: 1, EKHash: res.EK.Hash, AKPublic: []byte("another AK")})},
-			"", "is not by the AK EK " + res.EK.Hash + " enrolled with"},
-		{"renewal-without-csr", []audit.Entry{enrollment(genuine, nil), renewal(&attest.Renewal{Version: 1, EKHash: res.EK.Hash, AKPublic: genuine.AK.Public})},
-			"", "renewal CSR"},
+		{"entry-names-other-ek", []audit.Entry{edit(t, enroll, func(p *audit.Enrollment) { p.EKHash = strings.Repeat("ab", 32) })},
+			"", "its evidence proves EK " + enrolled.EKHash},
+		{"renewal-of-unenrolled-device", []audit.Entry{renew}, "", "which the log never enrolled"},
+		{"renew-wrong-nonce", []audit.Entry{enroll, withEvidence(t, renew, "renew-wrong-nonce.json")}, attest.StepQuote, "renewal evidence does not verify"},
+		{"renew-ak-public-altered", []audit.Entry{enroll, withEvidence(t, renew, "renew-ak-public-altered.json")}, "",
+			"is not by the AK EK " + enrolled.EKHash + " enrolled with"},
+		{"renew-version-0", []audit.Entry{enroll, withEvidence(t, renew, "renew-version-0.json")}, "", "unknown evidence format version 0"},
 	}
+	root := readCert(t, filepath.Join(v1, "ek-ca.pem"))
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := attest.NewLogChecker(recordedRoots(t))
+			c := attest.NewLogChecker([]*x509.Certificate{root})
 			var err error
 			for i, e := range tt.entries {
 				if err = c.Entry(uint64(i), e); err != nil && i < len(tt.entries)-1 {
@@ -81,8 +59,8 @@ func TestLogChecker(t *testing.T) {
 			switch {
 			case tt.want == "" && err != nil:
 				t.Fatalf("Entry: %v", err)
-			case tt.want == "" && tt.name == "genuine-enrollment" && c.Enrollments != 1:
-				t.Fatalf("Enrollments = %d, want 1", c.Enrollments)
+			case tt.name == "recorded-log" && (c.Enrollments != 1 || c.Renewals != 1):
+				t.Fatalf("re-verified %d enrollments, %d renewals; want 1 and 1", c.Enrollments, c.Renewals)
 			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
 				t.Fatalf("Entry = %v, want an error containing %q", err, tt.want)
 			case tt.step != "" && attest.StepOf(err) != tt.step:
@@ -92,38 +70,65 @@ func TestLogChecker(t *testing.T) {
 	}
 }
 
-// recordedRoots is the EK CA of the recorded evidence.
-func recordedRoots(t testing.TB) []*x509.Certificate {
+// recordedEntry decodes the audit entry in testdata/v1/file.
+func recordedEntry(t *testing.T, file string) audit.Entry {
 	t.Helper()
-	data, err := os.ReadFile("testdata/ek-ca.pem")
+	e, err := audit.Decode(bytes.TrimSuffix(readFile(t, filepath.Join(v1, file)), []byte("\n")))
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%s: %v", file, err)
 	}
-	block, _ := pem.Decode(data)
-	root, err := x509.ParseCertificate(block.Bytes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return []*x509.Certificate{root}
+	return e
 }
 
-// evidenceJSON is ev as sigild stores and logs it.
-func evidenceJSON(t *testing.T, ev *attest.Evidence) json.RawMessage {
+// payload decodes e's payload as a P.
+func payload[P any](t *testing.T, e audit.Entry) *P {
 	t.Helper()
-	data, err := json.Marshal(ev)
+	p, err := e.Payload()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return data
+	return p.(*P)
 }
 
-func digestHex(t *testing.T, ev interface{ Digest() ([]byte, error) }) string {
+// edit returns e with its payload, of type P, changed by f.
+func edit[P any](t *testing.T, e audit.Entry, f func(*P)) audit.Entry {
 	t.Helper()
-	d, err := ev.Digest()
-	if err != nil {
-		t.Fatal(err)
+	p := payload[P](t, e)
+	f(p)
+	return logEntry(t, e.Kind, p)
+}
+
+// withEvidence returns e (an enrollment or a renewal) carrying the record
+// in testdata/v1/file instead, with its digest when it parses: the defect
+// is in the evidence, not in the entry's digest of it.
+func withEvidence(t *testing.T, e audit.Entry, file string) audit.Entry {
+	t.Helper()
+	data := readFile(t, filepath.Join(v1, file))
+	var rec interface{ Digest() ([]byte, error) }
+	var err error
+	if e.Kind == audit.DeviceEnrolled {
+		rec, err = attest.ParseEvidence(data)
+	} else {
+		rec, err = attest.ParseRenewal(data)
 	}
-	return hex.EncodeToString(d)
+	digest := ""
+	if err == nil {
+		d, err := rec.Digest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		digest = hex.EncodeToString(d)
+	}
+	set := func(ev *json.RawMessage, dig *string) {
+		*ev = data
+		if digest != "" {
+			*dig = digest
+		}
+	}
+	if e.Kind == audit.DeviceEnrolled {
+		return edit(t, e, func(p *audit.Enrollment) { set(&p.Evidence, &p.EvidenceDigest) })
+	}
+	return edit(t, e, func(p *audit.Certificate) { set(&p.Evidence, &p.EvidenceDigest) })
 }
 
 func logEntry(t *testing.T, kind audit.Kind, payload any) audit.Entry {
