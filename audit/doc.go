@@ -11,9 +11,10 @@
 //
 //	write   internal/store  NewAuditEntry encodes an Entry (Encode, LeafHash);
 //	                        AppendAuditEntries appends it in the store.Tx of the
-//	                        operation it records (enroll, tokens, sigild's key
-//	                        and policy events, enroll.SetDeviceStatus), so an
-//	                        operation whose entry fails does not take effect
+//	                        operation it records (internal/enroll and
+//	                        internal/tokens, internal/device's SetStatus,
+//	                        sigild's key and policy events), so an operation
+//	                        whose entry fails does not take effect
 //	store   internal/store  AuditStorage: this package's Storage, with the
 //	                        optional CheckpointLister, NodeHashReader and Finder
 //	sign    Log             integrates new entries, checks them against the

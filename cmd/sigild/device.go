@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/sigil-dev/sigil/internal/config"
-	"github.com/sigil-dev/sigil/internal/enroll"
+	"github.com/sigil-dev/sigil/internal/device"
 	"github.com/sigil-dev/sigil/internal/store"
 	"github.com/sigil-dev/sigil/internal/store/backend"
 )
@@ -62,7 +62,7 @@ func setStatus(ctx context.Context, cfg *config.Config, log *slog.Logger, ekHash
 		return err
 	}
 	defer st.Close()
-	revoked, err := enroll.SetDeviceStatus(ctx, st, ekHash, status, time.Now())
+	revoked, err := device.SetStatus(ctx, st, ekHash, status, time.Now())
 	if err != nil {
 		return err
 	}

@@ -2,7 +2,8 @@
 // the store's key for a certificate issued to it, and the facts policy
 // decides on, derived from verified attestation evidence. The enrollment
 // service (internal/enroll) establishes them and the token service
-// (internal/tokens) re-derives them; neither imports the other.
+// (internal/tokens) re-derives them; neither imports the other. SetStatus
+// disables or enables a device, revoking and logging as it goes.
 package device
 
 import (

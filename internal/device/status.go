@@ -1,4 +1,4 @@
-package enroll
+package device
 
 import (
 	"context"
@@ -8,11 +8,11 @@ import (
 	"github.com/sigil-dev/sigil/internal/store"
 )
 
-// SetDeviceStatus changes the status of the device with EK hash ekHash and
-// logs it, in one transaction: disabling revokes every certificate of the
+// SetStatus changes the status of the device with EK hash ekHash and logs
+// it, in one transaction: disabling revokes every certificate of the
 // device and logs each revocation; enabling revokes nothing, and revoked
 // certificates stay revoked. It returns the serials revoked.
-func SetDeviceStatus(ctx context.Context, st store.Store, ekHash string, status store.DeviceStatus, now time.Time) ([]string, error) {
+func SetStatus(ctx context.Context, st store.Store, ekHash string, status store.DeviceStatus, now time.Time) ([]string, error) {
 	var revoked []string
 	err := st.Tx(ctx, func(tx store.Tx) error {
 		var err error
