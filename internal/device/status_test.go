@@ -10,6 +10,7 @@ import (
 	"github.com/sigil-dev/sigil/audit"
 	"github.com/sigil-dev/sigil/internal/device"
 	"github.com/sigil-dev/sigil/internal/store"
+	"github.com/sigil-dev/sigil/internal/store/backend"
 )
 
 // Disabling a device revokes its unrevoked certificates and logs the change
@@ -17,7 +18,7 @@ import (
 // and revokes nothing; an unknown device changes and logs nothing.
 func TestSetStatus(t *testing.T) {
 	ctx := t.Context()
-	st, err := store.Open(ctx, "sqlite:"+filepath.Join(t.TempDir(), "sigil.db"))
+	st, err := backend.Open(ctx, "sqlite:"+filepath.Join(t.TempDir(), "sigil.db"))
 	if err != nil {
 		t.Fatal(err)
 	}

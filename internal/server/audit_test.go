@@ -19,6 +19,7 @@ import (
 	"github.com/sigil-dev/sigil/api"
 	"github.com/sigil-dev/sigil/audit"
 	"github.com/sigil-dev/sigil/internal/store"
+	"github.com/sigil-dev/sigil/internal/store/backend"
 )
 
 // The audit routes serve the log through audit.Log: checkpoint, entries,
@@ -26,7 +27,7 @@ import (
 // not hold is a 404, a malformed query a 400.
 func TestAuditRoutes(t *testing.T) {
 	ctx := t.Context()
-	st, err := store.Open(ctx, "sqlite:"+filepath.Join(t.TempDir(), "sigil.db"))
+	st, err := backend.Open(ctx, "sqlite:"+filepath.Join(t.TempDir(), "sigil.db"))
 	if err != nil {
 		t.Fatal(err)
 	}

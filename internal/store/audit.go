@@ -37,8 +37,8 @@ func CompletedAuditNodes(size uint64) []AuditNode {
 }
 
 // AuditLog is the audit log of a Store or a Tx, with the method set of
-// the audit package's Storage and its optional CheckpointLister and
-// NodeHashReader.
+// the audit package's Storage and its optional CheckpointLister,
+// NodeHashReader and Finder.
 type AuditLog struct {
 	rw interface {
 		AuditReader
@@ -53,33 +53,6 @@ func AuditStorage(st interface {
 }) AuditLog {
 	return AuditLog{st}
 }
-
-// auditStorage is the audit package's Storage, which this package does not
-// import (it would link the audit package's dependencies into every
-// backend's contract).
-type auditStorage interface {
-	Size(ctx context.Context) (uint64, error)
-	LeafHashes(ctx context.Context, start, end uint64) ([][]byte, error)
-	Entries(ctx context.Context, start, end uint64) ([][]byte, error)
-	LatestCheckpoint(ctx context.Context) ([]byte, error)
-	PutCheckpoint(ctx context.Context, size uint64, note []byte) error
-}
-
-// auditCheckpointLister is the audit package's optional CheckpointLister.
-type auditCheckpointLister interface {
-	Checkpoints(ctx context.Context) ([][]byte, error)
-}
-
-// auditNodeHashReader is the audit package's optional NodeHashReader.
-type auditNodeHashReader interface {
-	NodeHashes(ctx context.Context, level uint, start, end uint64) ([][]byte, error)
-}
-
-var (
-	_ auditStorage          = AuditLog{}
-	_ auditCheckpointLister = AuditLog{}
-	_ auditNodeHashReader   = AuditLog{}
-)
 
 // Size is AuditSize.
 func (l AuditLog) Size(ctx context.Context) (uint64, error) { return l.rw.AuditSize(ctx) }

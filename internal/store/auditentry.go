@@ -54,6 +54,7 @@ func RecordAudit(ctx context.Context, st Store, kind audit.Kind, payload any, ke
 	return st.Tx(ctx, func(tx Tx) error { return AppendAuditEntries(ctx, tx, e) })
 }
 
+// AuditLog is the audit package's Storage with its optional powers.
 var (
 	_ audit.Storage          = AuditLog{}
 	_ audit.CheckpointLister = AuditLog{}

@@ -16,11 +16,12 @@ import (
 
 	"github.com/sigil-dev/sigil/audit"
 	"github.com/sigil-dev/sigil/internal/store"
+	"github.com/sigil-dev/sigil/internal/store/backend"
 )
 
 func openStore(tb testing.TB) store.Store {
 	tb.Helper()
-	st, err := store.Open(context.Background(), "sqlite:"+filepath.Join(tb.TempDir(), "sigil.db"))
+	st, err := backend.Open(context.Background(), "sqlite:"+filepath.Join(tb.TempDir(), "sigil.db"))
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -18,12 +18,16 @@
 //     AuditWriter, SigningKeyWriter), Reader and Writer made of them, and Tx
 //     and Store made of those. A consumer takes the smallest one it uses:
 //     the token feed a RevocationFeed, device facts a DeviceReader and an
-//     EvidenceReader, the CRL a CertificateReader, the audit log's HTTP
-//     API an AuditReader, key rotation a SigningKeyWriter; the services
-//     that write a state change with its audit entry take a Store for Tx;
+//     EvidenceReader, the CRL a CertificateReader, key rotation a
+//     SigningKeyWriter; the services that write a state change with its
+//     audit entry take a Store for Tx;
 //   - helpers every backend shares: Autocommit (a Store's write methods as
 //     one Tx each), AuditStorage (the audit package's Storage over a Store
-//     or a Tx), CompletedAuditNodes (which tree nodes an append completes).
+//     or a Tx, which audit.Log reads and the HTTP API serves through it),
+//     CompletedAuditNodes (which tree nodes an append completes);
+//   - the bridge from the audit package's entries (auditentry.go):
+//     NewAuditEntry encodes one, AppendAuditEntries appends entries in the
+//     operation's Tx, RecordAudit appends one in a Tx of its own.
 //
 // Each write method's doc says what holds under concurrency: from
 // goroutines of one process, and from several processes (replicas)
