@@ -107,56 +107,80 @@ func (e *ExternalIssuer) normalise() error {
 	return nil
 }
 
-// extWire is the JSON of an external token: the standard claims only;
-// sigil's own claims, cnf and txn claims of an external issuer are ignored.
-type extWire struct {
-	Aud      token.Audience     `json:"aud"`
-	Exp      *token.NumericDate `json:"exp"`
-	Nbf      *token.NumericDate `json:"nbf"`
-	Iat      *token.NumericDate `json:"iat"`
-	Jti      string             `json:"jti"`
-	ClientID string             `json:"client_id"`
-	Act      *token.Actor       `json:"act"`
-}
-
+// claims reads a verified external payload. Every identity it puts in the
+// claims is checked here, because the token service carries them into
+// tokens of its own: the subject (token.CheckExternalSubject), the scope
+// (RFC 6749 §3.3 tokens, so that a resource server splits it as policy
+// saw it), and act, which sigil refuses: workload identities in a chain
+// come only from sigil's own exchanges, and an IdP's delegation carried
+// under another name would hide from a resource server that its user did
+// not act alone. Of the rest, it reads aud, exp, nbf, iat and jti by their
+// exact names; sigil's own claims, cnf, client_id and txn claims of an
+// external issuer are ignored. Members must be unique: two readers of a
+// claims set with one name twice may each pick a different one.
 func (e *ExternalIssuer) claims(payload []byte) (*token.Claims, *TokenError) {
-	var w extWire
-	var m map[string]json.RawMessage
-	if json.Unmarshal(payload, &w) != nil || json.Unmarshal(payload, &m) != nil {
-		return nil, invalid("bad claims", nil)
+	m, err := jsonObject(payload)
+	if err != nil {
+		return nil, invalid("bad claims", err)
 	}
-	var sub string
+	for name := range m {
+		if strings.EqualFold(name, "act") {
+			return nil, invalid("act claim of an external issuer not accepted", nil)
+		}
+	}
+	var (
+		aud           token.Audience
+		exp, nbf, iat *token.NumericDate
+		jti, sub      string
+	)
+	for name, dst := range map[string]any{"aud": &aud, "exp": &exp, "nbf": &nbf, "iat": &iat, "jti": &jti} {
+		if raw, ok := m[name]; ok && json.Unmarshal(raw, dst) != nil {
+			return nil, invalid("bad claims", fmt.Errorf("claim %s", name))
+		}
+	}
 	if json.Unmarshal(m[e.SubjectClaim], &sub) != nil || sub == "" {
 		return nil, invalid("missing sub", nil)
 	}
-	if strings.HasPrefix(strings.ToLower(sub), "spiffe:") {
-		return nil, invalid("external subject is a SPIFFE ID", nil)
+	if err := token.CheckExternalSubject(sub); err != nil {
+		return nil, invalid("external subject not accepted", err)
 	}
 	scope, err := scopeClaim(m[e.ScopeClaim])
 	if err != nil {
 		return nil, invalid("bad scope claim", err)
 	}
 	return &token.Claims{
-		Type: token.AccessToken, Issuer: e.Issuer, Subject: sub, Audience: w.Aud, ID: w.Jti, ClientID: w.ClientID,
-		Scope: scope, Actor: w.Act, SubjectIssuer: e.Issuer,
-		Expiry: w.Exp.Time(), NotBefore: w.Nbf.Time(), IssuedAt: w.Iat.Time(),
+		Type: token.AccessToken, Issuer: e.Issuer, Subject: sub, Audience: aud, ID: jti,
+		Scope: scope, SubjectIssuer: e.Issuer, Expiry: exp.Time(), NotBefore: nbf.Time(), IssuedAt: iat.Time(),
 	}, nil
 }
 
-// scopeClaim reads a space-separated string or an array of strings.
+// scopeClaim reads a string of scope tokens separated by single spaces
+// (RFC 6749 §3.3) or an array of scope tokens, without duplicates. Any
+// other separator or a byte outside a scope token is an error: the new
+// token's scope is written space-separated, and must split into what
+// policy was asked about.
 func scopeClaim(raw json.RawMessage) ([]string, error) {
 	if raw == nil {
 		return nil, nil
 	}
+	var list []string
 	var s string
 	if err := json.Unmarshal(raw, &s); err == nil {
-		return strings.Fields(s), nil
-	}
-	var list []string
-	if err := json.Unmarshal(raw, &list); err != nil {
+		list = strings.Split(s, " ")
+	} else if err := json.Unmarshal(raw, &list); err != nil {
 		return nil, err
 	}
-	return list, nil
+	var out []string
+	for _, tok := range list {
+		switch {
+		case tok == "" || slices.Contains(out, tok):
+			continue
+		case !scopeToken(tok):
+			return nil, fmt.Errorf("scope %q is not an RFC 6749 scope token", tok)
+		}
+		out = append(out, tok)
+	}
+	return out, nil
 }
 
 // remoteKeys are an external issuer's keys, fetched at a bounded rate.

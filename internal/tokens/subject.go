@@ -81,7 +81,8 @@ func (s *Service) subjectToken(ctx context.Context, c *client, f *tokenForm) (*s
 }
 
 // actorToken verifies an actor token: a token of ours for the token
-// service (audience: the issuer), on record and not revoked. The rules
+// service (audience: the issuer), on record and not revoked. An external
+// issuer's is refused: an actor is a workload that sigil saw. The rules
 // check that it is the caller's own.
 func (s *Service) actorToken(ctx context.Context, f *tokenForm) (*token.Claims, error) {
 	const param = "actor_token"
@@ -89,10 +90,12 @@ func (s *Service) actorToken(ctx context.Context, f *tokenForm) (*token.Claims, 
 	if err != nil {
 		return nil, err
 	}
-	if act.Issuer == s.issuer {
-		if err := s.onRecord(ctx, param, act); err != nil {
-			return nil, err
-		}
+	if act.Issuer != s.issuer {
+		s.log.InfoContext(ctx, "tokens: actor_token of an external issuer refused", "issuer", act.Issuer)
+		return nil, &presentedError{param: param, err: store.ErrNotFound}
+	}
+	if err := s.onRecord(ctx, param, act); err != nil {
+		return nil, err
 	}
 	return act, nil
 }
