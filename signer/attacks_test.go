@@ -72,7 +72,7 @@ func (k *kit) header(mod map[string]any) map[string]any {
 // claims are those of a valid token from A to B (the audience checked).
 func (k *kit) claims(mod map[string]any) map[string]any {
 	return apply(map[string]any{
-		"iss": issuer, "sub": "user@example.com", "aud": []string{callerB.ID}, "client_id": callerA.ID,
+		"iss": issuer, "sub": "user@example.com", "sigil_sub_iss": idpIssuer, "aud": []string{callerB.ID}, "client_id": callerA.ID,
 		"iat": k.now.Add(-time.Minute).Unix(), "nbf": k.now.Add(-time.Minute).Unix(),
 		"exp": k.now.Add(10 * time.Minute).Unix(), "jti": "jti-1", "scope": "read write",
 		"cnf": map[string]string{"x5t#S256": callerA.Thumbprint}, "act": map[string]any{"sub": callerA.ID},
@@ -250,6 +250,11 @@ func badClaims() []attack {
 		{name: "missing sub", token: claims(map[string]any{"sub": del}), code: invalid},
 		{name: "exp as a string", token: func(k *kit) string { return k.sign(nil, map[string]any{"exp": "2099-01-01"}) }, code: invalid},
 		{name: "act without sub", token: claims(map[string]any{"act": map[string]any{"act": map[string]any{"sub": callerA.ID}}}), code: invalid},
+		{name: "user sub without its issuer", token: claims(map[string]any{"sigil_sub_iss": del}), code: invalid},
+		{name: "SPIFFE ID as a user's sub", token: claims(map[string]any{"sub": callerC.ID}), code: invalid},
+		{name: "lookalike user sub", token: claims(map[string]any{"sub": " " + callerC.ID}), code: invalid},
+		{name: "act naming a user", token: claims(map[string]any{"act": map[string]any{"sub": "bob"}}), code: invalid},
+		{name: "act nesting a user", token: claims(map[string]any{"act": map[string]any{"sub": callerA.ID, "act": map[string]any{"sub": "bob"}}}), code: invalid},
 		{name: "claims swapped under a signature", token: func(k *kit) string {
 			p := strings.Split(k.good(), ".")
 			other := b64(mustJSON(k.t, k.claims(map[string]any{"scope": "read write admin"})))

@@ -39,7 +39,7 @@ func BenchmarkMint(b *testing.B) {
 			}
 		})
 	})
-	c := token.Claims{Subject: "user@example.com", Audience: []string{callerC.ID}, ClientID: callerB.ID, Scope: []string{"read"},
+	c := token.Claims{Subject: "user@example.com", SubjectIssuer: idpIssuer, Audience: []string{callerC.ID}, ClientID: callerB.ID, Scope: []string{"read"},
 		Confirmation: callerB.Thumbprint, Actor: chain(callerB.ID, callerA.ID), Expiry: t0.Add(10 * time.Minute)}
 	b.Run("mint", func(b *testing.B) {
 		ns := nsPerOp(b, func() {
@@ -55,7 +55,7 @@ func BenchmarkMint(b *testing.B) {
 // bare ecdsa.Verify of its signature, in the same run.
 func BenchmarkVerify(b *testing.B) {
 	e := newEnv(b, hsm.ES256)
-	tok, _ := e.accessToken(b, token.Claims{Subject: "user@example.com", Audience: []string{callerB.ID}, Scope: []string{"read"},
+	tok, _ := e.accessToken(b, token.Claims{Subject: "user@example.com", SubjectIssuer: idpIssuer, Audience: []string{callerB.ID}, Scope: []string{"read"},
 		Confirmation: callerA.Thumbprint, Actor: chain(callerA.ID)}, 10*time.Minute)
 	dot := strings.LastIndex(tok, ".")
 	sig, _ := base64.RawURLEncoding.DecodeString(tok[dot+1:])

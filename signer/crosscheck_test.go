@@ -70,7 +70,7 @@ func TestCrossCheckGolangJWT(t *testing.T) {
 		t.Run(string(alg), func(t *testing.T) {
 			t.Parallel()
 			e := newEnv(t, alg)
-			tok, signed := e.accessToken(t, token.Claims{Subject: "user", Audience: []string{callerB.ID}, Scope: []string{"read"},
+			tok, signed := e.accessToken(t, token.Claims{Subject: "user", SubjectIssuer: idpIssuer, Audience: []string{callerB.ID}, Scope: []string{"read"},
 				Confirmation: callerA.Thumbprint, Actor: chain(callerA.ID)}, 5*time.Minute)
 			b, _ := e.keys.JWKS()
 			keys := parseJWKS(t, b)

@@ -54,7 +54,7 @@ func TestRotation(t *testing.T) {
 	const lead, retain = 10 * time.Minute, time.Hour
 	e := newEnv(t, hsm.ES256, signer.WithLead(lead), signer.WithRetain(retain))
 	mint := func() (string, *token.Claims) {
-		return e.accessToken(t, token.Claims{Subject: "s", Audience: []string{callerB.ID}}, retain)
+		return e.accessToken(t, token.Claims{Subject: callerA.ID, Audience: []string{callerB.ID}}, retain)
 	}
 	kidOf := func(tok string) string { return decodeSegment(t, tok, 0)["kid"].(string) }
 	v1 := e.hsmKey(t).KID()
@@ -156,7 +156,7 @@ func TestReplicasAgree(t *testing.T) {
 func TestStaleKeySetRefusesToSign(t *testing.T) {
 	e := newEnv(t, hsm.ES256, signer.WithLead(5*time.Minute))
 	e.clock.Advance(5*time.Minute + time.Second)
-	c := token.Claims{Subject: "s", Audience: []string{callerB.ID}, Expiry: e.clock.Now().Add(time.Minute)}
+	c := token.Claims{Subject: callerA.ID, Audience: []string{callerB.ID}, Expiry: e.clock.Now().Add(time.Minute)}
 	if _, err := e.mint.AccessToken(t.Context(), c); !errors.Is(err, signer.ErrStale) {
 		t.Fatalf("AccessToken on a stale key set: %v, want ErrStale", err)
 	}
@@ -176,7 +176,7 @@ func TestKeySetWithoutKey(t *testing.T) {
 		t.Fatal("Refresh found a key that is not on the token")
 	}
 	m, _ := signer.NewMinter(issuer, ks)
-	if _, err := m.AccessToken(t.Context(), token.Claims{Subject: "s", Audience: []string{"a"}, Expiry: time.Now().Add(time.Minute)}); err == nil {
+	if _, err := m.AccessToken(t.Context(), token.Claims{Subject: callerA.ID, Audience: []string{"a"}, Expiry: time.Now().Add(time.Minute)}); err == nil {
 		t.Fatal("minted without a key")
 	}
 }

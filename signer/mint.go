@@ -42,11 +42,14 @@ func NewMinter(issuer string, keys *KeySet, opts ...Option) (*Minter, error) {
 }
 
 // AccessToken signs c as an RFC 9068 access token (typ at+jwt) and returns
-// it with the claims as signed and the kid that signed it. Minter sets Type, Issuer and a fresh ID;
-// IssuedAt defaults to now and NotBefore to IssuedAt. Subject, Audience and
-// Expiry are required; the lifetime (Expiry - IssuedAt) may not exceed the
-// KeySet's Retain, Expiry must be in the future, and the token may not
-// exceed MaxTokenSize. The transaction token claims (Txn, TxnContext,
+// it with the claims as signed and the kid that signed it. Minter sets
+// Type, Issuer and a fresh ID; IssuedAt defaults to now and NotBefore to
+// IssuedAt. Subject, Audience and Expiry are required; subject and actors
+// must be identities a token of sigil names (token.Claims.CheckIdentities:
+// the subject a workload or an external issuer's user, every actor a
+// workload); the lifetime (Expiry - IssuedAt) may not exceed the KeySet's
+// Retain, Expiry must be in the future, and the token may not exceed
+// MaxTokenSize. The transaction token claims (Txn, TxnContext,
 // RequestContext) are dropped. ctx is checked before signing; the HSM call
 // itself is bounded by the hsm handle's WithTimeout.
 func (m *Minter) AccessToken(ctx context.Context, c token.Claims) (*Minted, error) {
@@ -109,8 +112,9 @@ func (m *Minter) check(c *token.Claims, now time.Time) error {
 		return errors.New("signer: mint: expiry must be in the future and after issued-at")
 	case life > m.keys.o.retain:
 		return fmt.Errorf("signer: mint: lifetime %v exceeds the key retention %v", life, m.keys.o.retain)
-	case !c.Actor.Valid():
-		return errors.New("signer: mint: every act level needs a subject")
+	}
+	if err := c.CheckIdentities(); err != nil {
+		return fmt.Errorf("signer: mint: %w", err)
 	}
 	return nil
 }

@@ -24,7 +24,7 @@ func TestAccessTokenFormat(t *testing.T) {
 			t.Parallel()
 			e := newEnv(t, alg)
 			tok, signed := e.accessToken(t, token.Claims{
-				Subject: "user@example.com", Audience: []string{callerC.ID}, ClientID: callerB.ID, Scope: []string{"read", "write"},
+				Subject: "user@example.com", SubjectIssuer: idpIssuer, Audience: []string{callerC.ID}, ClientID: callerB.ID, Scope: []string{"read", "write"},
 				Confirmation: callerB.Thumbprint, Actor: chain(callerB.ID, callerA.ID), Evidence: callerB.Evidence, Policy: callerB.Policy,
 			}, 10*time.Minute)
 			key := e.hsmKey(t)
@@ -32,7 +32,7 @@ func TestAccessTokenFormat(t *testing.T) {
 				t.Fatalf("header %v, want %v", h, want)
 			}
 			c := decodeSegment(t, tok, 1)
-			wantKeys := []string{"act", "aud", "client_id", "cnf", "exp", "iat", "iss", "jti", "nbf", "scope", "sigil_evidence", "sigil_policy", "sub"}
+			wantKeys := []string{"act", "aud", "client_id", "cnf", "exp", "iat", "iss", "jti", "nbf", "scope", "sigil_evidence", "sigil_policy", "sigil_sub_iss", "sub"}
 			if got := slices.Sorted(maps.Keys(c)); !reflect.DeepEqual(got, wantKeys) {
 				t.Fatalf("claims %v, want %v", got, wantKeys)
 			}
@@ -67,7 +67,7 @@ func checkClaimValues(t *testing.T, c map[string]any, signed *token.Claims) {
 // (RFC 8693 §4.1).
 func TestActNesting(t *testing.T) {
 	e := newEnv(t, hsm.ES256)
-	tok, _ := e.accessToken(t, token.Claims{Subject: "user", Audience: []string{"x"}, Actor: chain(callerC.ID, callerB.ID, callerA.ID)}, time.Minute)
+	tok, _ := e.accessToken(t, token.Claims{Subject: "user", SubjectIssuer: idpIssuer, Audience: []string{"x"}, Actor: chain(callerC.ID, callerB.ID, callerA.ID)}, time.Minute)
 	b, _ := base64.RawURLEncoding.DecodeString(strings.Split(tok, ".")[1])
 	var c map[string]json.RawMessage
 	if err := json.Unmarshal(b, &c); err != nil {
@@ -82,7 +82,7 @@ func TestActNesting(t *testing.T) {
 func TestMintRefuses(t *testing.T) {
 	e := newEnv(t, hsm.ES256, signer.WithRetain(time.Hour))
 	valid := func() token.Claims {
-		return token.Claims{Subject: "s", Audience: []string{"a"}, Expiry: t0.Add(time.Hour)}
+		return token.Claims{Subject: callerA.ID, Audience: []string{"a"}, Expiry: t0.Add(time.Hour)}
 	}
 	tests := []struct {
 		name string
@@ -118,7 +118,7 @@ func TestMintConcurrent(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
-			c := token.Claims{Subject: "s", Audience: []string{callerB.ID}, Expiry: t0.Add(time.Minute)}
+			c := token.Claims{Subject: callerA.ID, Audience: []string{callerB.ID}, Expiry: t0.Add(time.Minute)}
 			m, err := e.mint.AccessToken(t.Context(), c)
 			if err != nil {
 				t.Errorf("AccessToken: %v", err)
@@ -167,7 +167,7 @@ func TestReferenceTokens(t *testing.T) {
 
 func TestMintRefusesOversizedTokens(t *testing.T) {
 	e := newEnv(t, hsm.ES256)
-	c := token.Claims{Subject: "s", Audience: []string{"a"}, Expiry: t0.Add(time.Minute),
+	c := token.Claims{Subject: callerA.ID, Audience: []string{"a"}, Expiry: t0.Add(time.Minute),
 		RequestContext: map[string]any{"pad": strings.Repeat("x", signer.MaxTokenSize)}}
 	if m, err := e.mint.TxnToken(t.Context(), c); err == nil {
 		t.Fatalf("minted a token of %d bytes, which the verifier refuses", len(m.Token))

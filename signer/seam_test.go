@@ -74,7 +74,7 @@ func TestKeySetOverAnySigner(t *testing.T) {
 				return
 			}
 			mint, _ := signer.NewMinter(issuer, ks, signer.WithClock(clock))
-			m, err := mint.AccessToken(t.Context(), token.Claims{Subject: "s", Audience: []string{callerB.ID}, Expiry: t0.Add(time.Minute)})
+			m, err := mint.AccessToken(t.Context(), token.Claims{Subject: callerA.ID, Audience: []string{callerB.ID}, Expiry: t0.Add(time.Minute)})
 			if err != nil || m.KID != good.KID {
 				t.Fatalf("AccessToken: kid %q, %v; want %q", m.KID, err, good.KID)
 			}

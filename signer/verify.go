@@ -249,6 +249,9 @@ func (iss *issuer) claims(payload []byte, want token.Type) (*token.Claims, *Toke
 	case want == token.TxnToken && c.Txn == "":
 		return nil, invalid("missing txn", nil)
 	}
+	if err := c.CheckIdentities(); err != nil {
+		return nil, invalid("sub or act names an identity sigil does not issue", err)
+	}
 	return c, nil
 }
 
@@ -270,8 +273,6 @@ func (v *Verifier) validate(c *token.Claims, audience string, iss *issuer) *Toke
 		return invalid("not yet valid", nil)
 	case !c.IssuedAt.IsZero() && now.Add(leeway).Before(c.IssuedAt):
 		return invalid("issued in the future", nil)
-	case !c.Actor.Valid():
-		return invalid("act claim without sub", nil)
 	}
 	return nil
 }

@@ -58,7 +58,7 @@ func TestVerifyReturnsMintedClaims(t *testing.T) {
 
 func TestVerifyErrorKinds(t *testing.T) {
 	e := newEnv(t, hsm.ES256)
-	tok, _ := e.accessToken(t, token.Claims{Subject: "s", Audience: []string{callerB.ID}}, time.Minute)
+	tok, _ := e.accessToken(t, token.Claims{Subject: callerA.ID, Audience: []string{callerB.ID}}, time.Minute)
 	tests := []struct {
 		name   string
 		token  string
@@ -84,7 +84,7 @@ func TestVerifyErrorKinds(t *testing.T) {
 
 func TestVerifyTxn(t *testing.T) {
 	e := newEnv(t, hsm.ES256)
-	c := token.Claims{Subject: "user@example.com", Audience: []string{"spiffe://sigil.test"}, Scope: []string{"read"},
+	c := token.Claims{Subject: "user@example.com", SubjectIssuer: idpIssuer, Audience: []string{"spiffe://sigil.test"}, Scope: []string{"read"},
 		TxnContext: map[string]any{"action": "buy"}, RequestContext: map[string]any{"req_ip": "192.0.2.1"},
 		Expiry: e.clock.Now().Add(time.Minute)}
 	m, err := e.mint.TxnToken(t.Context(), c)
@@ -102,7 +102,7 @@ func TestVerifyTxn(t *testing.T) {
 	if _, err := e.verify.Verify(t.Context(), txn, "spiffe://sigil.test"); !errors.Is(err, signer.ErrInvalid) {
 		t.Fatalf("Verify accepted a transaction token as an access token: %v", err)
 	}
-	at, _ := e.accessToken(t, token.Claims{Subject: "s", Audience: []string{"spiffe://sigil.test"}}, time.Minute)
+	at, _ := e.accessToken(t, token.Claims{Subject: callerA.ID, Audience: []string{"spiffe://sigil.test"}}, time.Minute)
 	if _, err := e.verify.VerifyTxn(t.Context(), at, "spiffe://sigil.test"); !errors.Is(err, signer.ErrInvalid) {
 		t.Fatalf("VerifyTxn accepted an access token: %v", err)
 	}
@@ -114,7 +114,7 @@ func TestTokensNeverLogged(t *testing.T) {
 	var logs bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	e := newEnv(t, hsm.ES256, signer.WithLogger(log))
-	tok, _ := e.accessToken(t, token.Claims{Subject: "s", Audience: []string{callerB.ID}}, time.Minute)
+	tok, _ := e.accessToken(t, token.Claims{Subject: callerA.ID, Audience: []string{callerB.ID}}, time.Minute)
 	if _, err := e.verify.Verify(t.Context(), tok, callerB.ID); err != nil {
 		t.Fatal(err)
 	}

@@ -80,6 +80,9 @@ func (s *Service) reference(c *token.Claims) (*minted, error) {
 	if !claims.Expiry.After(s.now()) {
 		return nil, errors.New("tokens: reference token would be expired")
 	}
+	if err := claims.CheckIdentities(); err != nil {
+		return nil, fmt.Errorf("tokens: reference token: %w", err)
+	}
 	rec := recordOf(&claims, store.TokenOpaque)
 	rec.HandleHash = hash
 	return &minted{token: handle, record: rec, tokenType: api.TokenTypeAccessToken}, nil
