@@ -25,6 +25,12 @@ type Claims struct {
 // another service on the subject's behalf (client.Transport does).
 func (c *Claims) Token() string { return c.token }
 
+// A verified token's subject is a workload or a user, never both and never
+// neither: c.IsWorkload() (sub is a SPIFFE ID that sigil attested) or
+// c.IsUser() (sub is a user of the external issuer c.SubjectIssuer, an
+// IdP, and no reading of it is a SPIFFE ID). Every actor in ActChain is a
+// workload's SPIFFE ID, added by one of sigil's own exchanges.
+
 // ActChain returns the delegation chain: the current actor first, then
 // the one on whose behalf it acted, and so on; empty when the subject
 // itself called.

@@ -29,6 +29,7 @@ var (
 	errIssuedFuture = errors.New("token issued in the future")
 	errLifetime     = errors.New("token lifetime too long")
 	errNoID         = errors.New("token has no jti")
+	errIdentity     = errors.New("token names an identity sigil does not issue")
 	errNotBound     = errors.New("token not bound to the client certificate")
 	errRevoked      = errors.New("token revoked")
 )

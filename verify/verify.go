@@ -297,6 +297,9 @@ func (v *Verifier) checkClaims(c *Claims) error {
 	case c.ID == "":
 		return errNoID
 	}
+	if c.CheckIdentities() != nil {
+		return errIdentity
+	}
 	return nil
 }
 

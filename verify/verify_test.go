@@ -290,3 +290,53 @@ func TestNewConfig(t *testing.T) {
 		})
 	}
 }
+
+// TestVerifyIdentities presents tokens, signed by sigil's key, that name
+// identities sigil does not issue: a resource server must be able to
+// tell a workload from an IdP's user by the standard claims, and trust
+// every actor to be a workload. Each is refused with errIdentity.
+func TestVerifyIdentities(t *testing.T) {
+	e := newEnv(t)
+	v := e.verifier(t, e.config(t))
+	const idp, payments = "https://idp.test", "spiffe://sigil.test/workload/payments"
+	with := func(edit map[string]any) string {
+		c := e.claims()
+		for k, val := range edit {
+			c[k] = val
+		}
+		return craft(t, e.header(), c, e.key)
+	}
+	tests := []struct {
+		name  string
+		token string
+		user  bool  // valid: the subject is an IdP's user, not a workload
+		want  error // nil: valid
+	}{
+		{name: "workload", token: with(nil)},
+		{name: "IdP user", token: with(map[string]any{"sub": "alice", "sigil_sub_iss": idp}), user: true},
+		{name: "workload acting through workloads", token: with(map[string]any{"act": map[string]any{"sub": caller, "act": map[string]any{"sub": payments}}})},
+		{name: "user sub without its issuer", token: with(map[string]any{"sub": "alice"}), want: errIdentity},
+		{name: "SPIFFE ID as an IdP user", token: with(map[string]any{"sub": payments, "sigil_sub_iss": idp}), want: errIdentity},
+		{name: "leading space before a SPIFFE ID", token: with(map[string]any{"sub": " " + payments, "sigil_sub_iss": idp}), want: errIdentity},
+		{name: "upper-case scheme", token: with(map[string]any{"sub": "SPIFFE://sigil.test/workload/payments"}), want: errIdentity},
+		{name: "percent-encoded scheme from an IdP", token: with(map[string]any{"sub": "spiffe%3A%2F%2Fsigil.test", "sigil_sub_iss": idp}), want: errIdentity},
+		{name: "act naming a user", token: with(map[string]any{"act": map[string]any{"sub": "bob"}}), want: errIdentity},
+		{name: "act nesting a lookalike", token: with(map[string]any{"act": map[string]any{"sub": caller, "act": map[string]any{"sub": " " + payments}}}), want: errIdentity},
+		{name: "act without sub", token: with(map[string]any{"act": map[string]any{"act": map[string]any{"sub": payments}}}), want: errMalformed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := v.Verify(t.Context(), tt.token, e.certA)
+			switch {
+			case tt.want != nil && (!errors.Is(err, ErrInvalidToken) || !errors.Is(err, tt.want)):
+				t.Fatalf("Verify error = %v, want %v", err, tt.want)
+			case tt.want != nil:
+				return
+			case err != nil:
+				t.Fatalf("Verify: %v", err)
+			case c.IsUser() != tt.user || c.IsWorkload() == tt.user:
+				t.Fatalf("sub %q from %q: IsUser %v, IsWorkload %v", c.Subject, c.SubjectIssuer, c.IsUser(), c.IsWorkload())
+			}
+		})
+	}
+}
