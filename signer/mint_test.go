@@ -32,7 +32,7 @@ func TestAccessTokenFormat(t *testing.T) {
 				t.Fatalf("header %v, want %v", h, want)
 			}
 			c := decodeSegment(t, tok, 1)
-			wantKeys := []string{"act", "aud", "client_id", "cnf", "exp", "iat", "iss", "jti", "nbf", "scope", "sigil_evidence", "sigil_policy", "sigil_sub_iss", "sub"}
+			wantKeys := []string{"act", "aud", "client_id", "cnf", "exp", "iat", "iss", "jti", "nbf", "scope", "sigil_evidence", "sigil_policy", "sigil_sub_iss", "sub", "sub_id"}
 			if got := slices.Sorted(maps.Keys(c)); !reflect.DeepEqual(got, wantKeys) {
 				t.Fatalf("claims %v, want %v", got, wantKeys)
 			}
@@ -60,6 +60,8 @@ func checkClaimValues(t *testing.T, c map[string]any, signed *token.Claims) {
 		t.Fatalf("exp %v iat %v", c["exp"], c["iat"])
 	case c["jti"] != signed.ID || c["sigil_evidence"] != callerB.Evidence:
 		t.Fatal("returned claims differ from the token's")
+	case !reflect.DeepEqual(c["sub_id"], map[string]any{"format": "iss_sub", "iss": idpIssuer, "sub": "user@example.com"}):
+		t.Fatalf("sub_id %v", c["sub_id"])
 	}
 }
 

@@ -39,7 +39,8 @@ type Claims struct {
 	Actor *Actor
 
 	// SubjectIssuer (sigil_sub_iss) names the external issuer that vouched
-	// for Subject; empty when the subject is sigild's own.
+	// for Subject; empty when the subject is sigild's own. The JSON form
+	// also restates both as sub_id (RFC 9493, see subjectID).
 	SubjectIssuer string
 	Evidence      string // sigil_evidence: the caller's attestation evidence digest
 	Policy        string // sigil_policy: the policy version that admitted the caller
@@ -78,6 +79,7 @@ type wireClaims struct {
 	Scope    string         `json:"scope,omitempty"`
 	Cnf      *Confirmation  `json:"cnf,omitempty"`
 	Act      *Actor         `json:"act,omitempty"`
+	SubID    *subjectID     `json:"sub_id,omitempty"`
 	SubIss   string         `json:"sigil_sub_iss,omitempty"`
 	Evidence string         `json:"sigil_evidence,omitempty"`
 	Policy   string         `json:"sigil_policy,omitempty"`
@@ -104,10 +106,12 @@ func (c Claims) MarshalJSON() ([]byte, error) {
 	if c.Confirmation != "" {
 		w.Cnf = &Confirmation{X5tS256: c.Confirmation}
 	}
+	w.SubID = c.subjectID()
 	return json.Marshal(w)
 }
 
 // UnmarshalJSON reads a claims set. Type is kept; every claim is replaced.
+// sub_id is not read: it restates sub and sigil_sub_iss, which are.
 func (c *Claims) UnmarshalJSON(b []byte) error {
 	var w wireClaims
 	if err := json.Unmarshal(b, &w); err != nil {

@@ -32,7 +32,7 @@ func TestClaimsRoundTrip(t *testing.T) {
 	if err := json.Unmarshal(b, &m); err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{"iss", "sub", "aud", "exp", "nbf", "iat", "jti", "client_id", "scope", "cnf", "act", "sigil_sub_iss", "sigil_evidence", "sigil_policy", "txn", "tctx", "rctx"} {
+	for _, name := range []string{"iss", "sub", "aud", "exp", "nbf", "iat", "jti", "client_id", "scope", "cnf", "act", "sub_id", "sigil_sub_iss", "sigil_evidence", "sigil_policy", "txn", "tctx", "rctx"} {
 		if _, ok := m[name]; !ok {
 			t.Errorf("claim %q missing from %s", name, b)
 		}

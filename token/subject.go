@@ -7,19 +7,46 @@ import (
 )
 
 // The subject of every token sigil issues is one of two kinds, and a
-// resource server tells them apart from the standard claims alone:
+// resource server tells them apart from the standard claims alone, sub or
+// sub_id (RFC 9493):
 //
 //   - a workload: sub is a SPIFFE ID (it begins with "spiffe://", exactly,
-//     in lower case), whose holder sigil attested; sigil_sub_iss is absent.
+//     in lower case), whose holder sigil attested; sigil_sub_iss is absent;
+//     sub_id is {"format": "uri", "uri": sub}.
 //   - a user of an external issuer (an IdP): sigil_sub_iss names the
 //     issuer, and sub is the user's identifier there, which
 //     CheckExternalSubject accepted, so that no reading of it is a SPIFFE
-//     ID.
+//     ID; sub_id is {"format": "iss_sub", "iss": the IdP, "sub": sub}.
 //
 // Every actor in act is a workload whose certificate sigil saw at the
 // exchange that added it: sigil refuses an external token that carries an
 // act claim of its own. Claims.IsWorkload, Claims.IsUser and
 // Claims.CheckIdentities apply these rules to a token.
+
+// subjectID is the sub_id claim (RFC 9493 §4.1), a standard claim that
+// says which kind of subject sub is: a workload as a "uri" Subject
+// Identifier (§3.2.7) whose uri is its SPIFFE ID, a user as an "iss_sub"
+// one (§3.2.5) naming the external issuer and the user's sub there. Two
+// IdPs' users with the same sub differ in it, as they do in sub and
+// sigil_sub_iss together.
+type subjectID struct {
+	Format string `json:"format"`
+	URI    string `json:"uri,omitempty"`
+	Iss    string `json:"iss,omitempty"`
+	Sub    string `json:"sub,omitempty"`
+}
+
+// subjectID is c's sub_id; nil if the subject is neither a workload nor a
+// user (such claims are no token's of sigil: see CheckIdentities).
+func (c *Claims) subjectID() *subjectID {
+	switch {
+	case c.IsWorkload():
+		return &subjectID{Format: "uri", URI: c.Subject}
+	case c.IsUser():
+		return &subjectID{Format: "iss_sub", Iss: c.SubjectIssuer, Sub: c.Subject}
+	}
+	return nil
+}
 
 // MaxExternalSubject is the longest external subject, in bytes: OpenID
 // Connect Core §2 caps sub at 255 ASCII characters.

@@ -1,6 +1,7 @@
 package token_test
 
 import (
+	"encoding/json"
 	"html"
 	"net/url"
 	"strconv"
@@ -112,6 +113,35 @@ func TestSubjectKinds(t *testing.T) {
 			}
 			if err := c.CheckIdentities(); (err == nil) != valid {
 				t.Fatalf("CheckIdentities = %v, want ok=%v", err, valid)
+			}
+		})
+	}
+}
+
+// TestSubjectIDClaim: sub_id (RFC 9493) says in a standard claim which
+// kind of subject sub is, and is absent when it is neither.
+func TestSubjectIDClaim(t *testing.T) {
+	tests := []struct {
+		name   string
+		claims token.Claims
+		want   string
+	}{
+		{"workload", token.Claims{Subject: payments}, `{"format":"uri","uri":"` + payments + `"}`},
+		{"IdP user", token.Claims{Subject: "alice", SubjectIssuer: "https://idp.test"}, `{"format":"iss_sub","iss":"https://idp.test","sub":"alice"}`},
+		{"neither", token.Claims{Subject: "alice"}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b, err := json.Marshal(tt.claims)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var m map[string]json.RawMessage
+			if err := json.Unmarshal(b, &m); err != nil {
+				t.Fatal(err)
+			}
+			if string(m["sub_id"]) != tt.want {
+				t.Fatalf("sub_id = %s, want %s", m["sub_id"], tt.want)
 			}
 		})
 	}

@@ -1,6 +1,7 @@
 package tokens_test
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"slices"
 	"strings"
@@ -141,8 +142,31 @@ func TestExternalTokenAttacks(t *testing.T) {
 			case !c.IsUser() || c.IsWorkload() || c.SubjectIssuer != tokenstest.IdPIssuer:
 				t.Errorf("sub %q from %q: not told apart as the IdP's user", c.Subject, c.SubjectIssuer)
 			}
+			want := `{"format":"iss_sub","iss":"` + tokenstest.IdPIssuer + `","sub":` + quote(c.Subject) + `}`
+			if got := claimJSON(t, r.AccessToken, "sub_id"); got != want {
+				t.Errorf("sub_id %s, want %s", got, want)
+			}
 		})
 	}
+}
+
+// claimJSON is the JSON of the claim name in the JWT tok.
+func claimJSON(t *testing.T, tok, name string) string {
+	t.Helper()
+	b, err := base64.RawURLEncoding.DecodeString(strings.Split(tok, ".")[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	return string(m[name])
+}
+
+func quote(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
 }
 
 // An actor_token must be one of ours: an IdP token for the token
