@@ -33,6 +33,11 @@
 //	sigil_evidence  the caller's attestation evidence digest
 //	sigil_policy    the policy version that admitted the caller
 //	sigil_sub_iss   the external issuer that vouched for sub, if any
+//	sub_id          RFC 9493: {"format":"uri","uri":sub} for a workload, {"format":"iss_sub","iss":sigil_sub_iss,"sub":sub} for a user
+//
+// Minter signs only claims whose subject is a workload (a SPIFFE ID) or an
+// external issuer's user, and whose actors are all workloads
+// (token.Claims.CheckIdentities).
 //
 // # Transaction tokens
 //
@@ -77,8 +82,14 @@
 // key (an external issuer's keys are fetched again at a bounded rate for
 // an unknown kid); signature through go-jose ParseSignedCompact with the
 // allow-list; then iss, sub, aud containing the expected audience, and
-// exp, nbf, iat with a leeway (30 s). An external token's sigil_*, cnf and
-// txn claims are ignored, and its subject may not be a SPIFFE ID. Errors
+// exp, nbf, iat with a leeway (30 s). Our own tokens must name only
+// identities we issue (token.Claims.CheckIdentities). An external token's
+// claims must be unique JSON members; its sigil_*, cnf, client_id and txn
+// claims are ignored; one with an act claim, in any letter case, is
+// refused, since only our own exchanges add actors; its subject must pass
+// token.CheckExternalSubject (printable ASCII, no surrounding spaces or
+// escape characters, never a SPIFFE ID in any reading) and its scope be
+// RFC 6749 scope tokens separated by single spaces. Errors
 // are *TokenError: ErrMalformed (the token endpoint answers
 // invalid_request) or ErrInvalid (invalid_grant), with a fixed reason;
 // the precise cause is logged. Tokens are never logged.

@@ -7,8 +7,13 @@
 //
 //   - Claims: the JWT claims of an RFC 9068 access token as sigil writes
 //     them (iss, sub, aud, exp, nbf, iat, jti, client_id, scope, cnf, act,
-//     sigil_*), plus those of a transaction token (txn, tctx, rctx).
+//     sub_id, sigil_*), plus those of a transaction token (txn, tctx, rctx).
 //   - Actor: one level of an RFC 8693 act claim, nested.
+//   - The two kinds of subject (subject.go): a workload (a SPIFFE ID) or
+//     a user of an external issuer, whose identifier CheckExternalSubject
+//     checks so that no reading of it is a SPIFFE ID; Claims.IsWorkload,
+//     Claims.IsUser, Claims.CheckIdentities (only workloads act), and the
+//     sub_id claim (RFC 9493) that says which kind in standard terms.
 //   - Audience: aud, written as an array, read as a string or an array.
 //   - NumericDate: a JWT time, whole seconds since the epoch.
 //   - ParseJWKS: the public signing keys of an RFC 7517 JWK Set by kid,

@@ -42,8 +42,11 @@
 //     (store.TokenExternal: sub, act, aud, scope and exp, named
 //     "ext:"+base64url(SHA-256(header.payload)), never the token), and
 //     becomes its parent alike; once revoked it is invalid_grant. An
+//     external token that carries act, or names a subject or scope sigil
+//     does not accept, is invalid_grant (see Delegation chains below). An
 //     actor_token must be a JWT of ours for the token service (audience:
-//     the issuer) held by the caller.
+//     the issuer) held by the caller; an external issuer's is
+//     invalid_grant.
 //  3. Decide. First signer.Rules, pure (audience and resource, scope
 //     narrowing, lifetime, act nesting and depth, the actor token is the
 //     caller's, cnf): a *signer.RuleError maps to invalid_request,
@@ -88,6 +91,29 @@
 // "jti:<jti>") in one transaction before it is returned. If that fails the
 // token is dropped and the error is ErrNotRecorded (answer 503); a subject
 // token revoked meanwhile is invalid_grant.
+//
+// # Delegation chains: only what sigil saw
+//
+// Every actor in an act chain is a workload whose certificate this
+// service saw at the exchange that added it: signer.Rules nests the
+// caller over the subject token's act, and the subject token's act is
+// either ours, built the same way, or absent. An external issuer's token
+// that carries act (in any letter case) is refused by signer.Verifier, so
+// no IdP can put a workload, or anyone, into a chain. It is refused
+// rather than carried apart under a claim of sigil's own because a
+// resource server reading the standard claims would then see the user
+// acting through sigil's workloads alone, never learning that someone
+// else acted for the user at the IdP: refusing neither forges a
+// delegation nor hides one. The Verifier also checks every identity an
+// external token brings into ours: the subject (token.CheckExternalSubject:
+// printable ASCII, no surrounding spaces, no escape characters, never a
+// SPIFFE ID in any reading), the scope (RFC 6749 scope tokens, so the new
+// token's scope splits into what policy was asked about), and unique
+// claim names; it reads no client_id of an external token. So in every
+// token this service issues the subject is a workload or an IdP's user,
+// told apart by sub alone, by sub_id (RFC 9493: "uri" or "iss_sub") and by
+// sigil_sub_iss, and signer.Minter refuses to sign anything else
+// (token.Claims.CheckIdentities), as does the reference token path.
 //
 // # Introspection
 //
