@@ -11,7 +11,8 @@
 //	})
 //	mux.Handle("/orders", v.Middleware(verify.RequireScope("orders:read", orders)))
 //	// in orders: c, _ := verify.FromContext(r.Context()); c.Subject, c.ActChain()
-//	// c.IsUser(): c.Subject is a user of the IdP c.SubjectIssuer; c.IsWorkload(): a SPIFFE ID
+//	// c.IsUser(): c.Subject is a user of the IdP c.SubjectIssuer
+//	// c.IsWorkload(): c.Subject is a workload's SPIFFE ID
 //
 // # Verification
 //
@@ -26,10 +27,11 @@
 // token.ParseJWKS reads the set); iss, aud containing Config.Audience,
 // exp, nbf and iat with Config.Leeway, a lifetime of at most
 // MaxLifetime, a jti; a subject that is a workload or an IdP's user and
-// actors that are all workloads (token.Claims.CheckIdentities; a token
-// naming anything else is refused); cnf.x5t#S256 equal to the SHA-256 thumbprint of the
-// peer certificate (RFC 8705), so a token presented without the
-// certificate it is bound to is refused; and that the jti is not revoked.
+// actors that are all workloads (token.Claims.CheckIdentities: a token
+// naming anything else is refused); cnf.x5t#S256 equal to the SHA-256
+// thumbprint of the peer certificate (RFC 8705), so a token presented
+// without the certificate it is bound to is refused; and that the jti is
+// not revoked.
 //
 // Failures wrap ErrInvalidToken (answer 401 invalid_token) and a fixed,
 // non-leaky reason that is the error_description; the precise cause is
