@@ -96,6 +96,10 @@ func TestMintRefuses(t *testing.T) {
 		{"expired", func(c *token.Claims) { c.Expiry = t0 }},
 		{"lifetime over Retain", func(c *token.Claims) { c.Expiry = t0.Add(time.Hour + time.Second) }},
 		{"act level without subject", func(c *token.Claims) { c.Actor = &token.Actor{Actor: &token.Actor{Subject: "x"}} }},
+		{"user without its issuer", func(c *token.Claims) { c.Subject = "alice" }},
+		{"SPIFFE ID as an IdP's user", func(c *token.Claims) { c.SubjectIssuer = idpIssuer }},
+		{"lookalike user", func(c *token.Claims) { c.Subject, c.SubjectIssuer = " "+callerB.ID, idpIssuer }},
+		{"act naming a user", func(c *token.Claims) { c.Actor = &token.Actor{Subject: "bob"} }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
