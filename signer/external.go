@@ -128,29 +128,37 @@ func (e *ExternalIssuer) claims(payload []byte) (*token.Claims, *TokenError) {
 			return nil, invalid("act claim of an external issuer not accepted", nil)
 		}
 	}
+	c, terr := standardClaims(m)
+	if terr != nil {
+		return nil, terr
+	}
+	if json.Unmarshal(m[e.SubjectClaim], &c.Subject) != nil || c.Subject == "" {
+		return nil, invalid("missing sub", nil)
+	}
+	if err := token.CheckExternalSubject(c.Subject); err != nil {
+		return nil, invalid("external subject not accepted", err)
+	}
+	if c.Scope, err = scopeClaim(m[e.ScopeClaim]); err != nil {
+		return nil, invalid("bad scope claim", err)
+	}
+	c.Issuer, c.SubjectIssuer = e.Issuer, e.Issuer
+	return c, nil
+}
+
+// standardClaims reads aud, exp, nbf, iat and jti of an external token.
+func standardClaims(m map[string]json.RawMessage) (*token.Claims, *TokenError) {
 	var (
 		aud           token.Audience
 		exp, nbf, iat *token.NumericDate
-		jti, sub      string
+		jti           string
 	)
 	for name, dst := range map[string]any{"aud": &aud, "exp": &exp, "nbf": &nbf, "iat": &iat, "jti": &jti} {
 		if raw, ok := m[name]; ok && json.Unmarshal(raw, dst) != nil {
 			return nil, invalid("bad claims", fmt.Errorf("claim %s", name))
 		}
 	}
-	if json.Unmarshal(m[e.SubjectClaim], &sub) != nil || sub == "" {
-		return nil, invalid("missing sub", nil)
-	}
-	if err := token.CheckExternalSubject(sub); err != nil {
-		return nil, invalid("external subject not accepted", err)
-	}
-	scope, err := scopeClaim(m[e.ScopeClaim])
-	if err != nil {
-		return nil, invalid("bad scope claim", err)
-	}
 	return &token.Claims{
-		Type: token.AccessToken, Issuer: e.Issuer, Subject: sub, Audience: aud, ID: jti,
-		Scope: scope, SubjectIssuer: e.Issuer, Expiry: exp.Time(), NotBefore: nbf.Time(), IssuedAt: iat.Time(),
+		Type: token.AccessToken, Audience: aud, ID: jti, Expiry: exp.Time(), NotBefore: nbf.Time(), IssuedAt: iat.Time(),
 	}, nil
 }
 

@@ -93,6 +93,9 @@ func TestExternalSubjectTokens(t *testing.T) {
 		}), api.TokenTypeAccessToken, ok},
 		{"typ JWT not configured", p.token(map[string]any{"typ": "JWT"}, nil), api.TokenTypeJWT, invalid},
 		{"subject is a SPIFFE ID", p.token(nil, map[string]any{"email": callerC.ID}), api.TokenTypeAccessToken, invalid},
+		{"subject is a SPIFFE ID behind a space", p.token(nil, map[string]any{"email": " " + callerC.ID}), api.TokenTypeAccessToken, invalid},
+		{"act naming a workload", p.token(nil, map[string]any{"act": map[string]any{"sub": callerC.ID}}), api.TokenTypeAccessToken, invalid},
+		{"valid with client_id naming a workload, which is not read", p.token(nil, map[string]any{"client_id": callerC.ID}), api.TokenTypeAccessToken, ok},
 		{"mapped subject claim missing", p.token(nil, map[string]any{"email": del}), api.TokenTypeAccessToken, invalid},
 		{"RS256 outside the allow-list", p.token(map[string]any{"alg": "RS256", "kid": "rsa"}, nil), api.TokenTypeAccessToken, invalid},
 		{"HS256 with the public key", craftRaw(mustJSON(t, map[string]any{"alg": "HS256", "kid": "ec", "typ": "at+jwt"}),
@@ -119,6 +122,7 @@ func TestExternalSubjectTokens(t *testing.T) {
 			}
 			want := []string{"read", "write", "delete"}
 			if c.Subject != "alice@example.com" || c.SubjectIssuer != idpIssuer || c.Evidence != "" || c.Confirmation != "" ||
+				c.ClientID != "" || c.Actor != nil ||
 				len(c.Scope) != 3 || c.Scope[2] != want[2] {
 				t.Fatalf("claims %+v", c)
 			}
