@@ -2,8 +2,8 @@
 // reads or writes a token: signer (sigild's token library) mints and
 // verifies them, verify (resource servers) verifies them, client binds
 // them to its certificate, and internal/tokens records and introspects
-// them. It has no key storage and no server code: the standard library
-// and go-jose only.
+// them. It has no key storage and no server code: the standard library,
+// go-jose and go-spiffe's spiffeid only.
 //
 //   - Claims: the JWT claims of an RFC 9068 access token as sigil writes
 //     them (iss, sub, aud, exp, nbf, iat, jti, client_id, scope, cnf, act,

@@ -4,14 +4,16 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
 
 // The subject of every token sigil issues is one of two kinds, and a
 // resource server tells them apart from the standard claims alone, sub or
 // sub_id (RFC 9493):
 //
-//   - a workload: sub is a SPIFFE ID (it begins with "spiffe://", exactly,
-//     in lower case), whose holder sigil attested; sigil_sub_iss is absent;
+//   - a workload: sub is a SPIFFE ID (IsSPIFFEID: it begins with
+//     "spiffe://", exactly, in lower case), whose holder sigil attested; sigil_sub_iss is absent;
 //     sub_id is {"format": "uri", "uri": sub}.
 //   - a user of an external issuer (an IdP): sigil_sub_iss names the
 //     issuer, and sub is the user's identifier there, which
@@ -112,19 +114,15 @@ func folded(s string) string {
 	return b.String()
 }
 
-// IsSPIFFEID reports whether s has the form of a workload identity: it
-// begins with "spiffe://" and has at most MaxSPIFFEID bytes, all of them
-// printable ASCII other than space.
+// IsSPIFFEID reports whether s is a workload's SPIFFE ID: go-spiffe's
+// grammar (lower-case scheme and trust domain, path segments of
+// [A-Za-z0-9._-]), a path, and at most MaxSPIFFEID bytes.
 func IsSPIFFEID(s string) bool {
-	if !strings.HasPrefix(s, "spiffe://") || len(s) > MaxSPIFFEID {
+	if len(s) > MaxSPIFFEID {
 		return false
 	}
-	for i := 0; i < len(s); i++ {
-		if s[i] <= 0x20 || s[i] > 0x7e {
-			return false
-		}
-	}
-	return true
+	id, err := spiffeid.FromString(s)
+	return err == nil && id.Path() != ""
 }
 
 // IsWorkload reports whether the token's subject is a workload: a SPIFFE
