@@ -13,8 +13,8 @@ import (
 // sub_id (RFC 9493):
 //
 //   - a workload: sub is a SPIFFE ID (IsSPIFFEID: it begins with
-//     "spiffe://", exactly, in lower case), whose holder sigil attested; sigil_sub_iss is absent;
-//     sub_id is {"format": "uri", "uri": sub}.
+//     "spiffe://", exactly, in lower case), whose holder sigil attested;
+//     sigil_sub_iss is absent; sub_id is {"format": "uri", "uri": sub}.
 //   - a user of an external issuer (an IdP): sigil_sub_iss names the
 //     issuer, and sub is the user's identifier there, which
 //     CheckExternalSubject accepted, so that no reading of it is a SPIFFE
@@ -26,9 +26,9 @@ import (
 // Claims.CheckIdentities apply these rules to a token.
 
 // subjectID is the sub_id claim (RFC 9493 §4.1), a standard claim that
-// says which kind of subject sub is: a workload as a "uri" Subject
-// Identifier (§3.2.7) whose uri is its SPIFFE ID, a user as an "iss_sub"
-// one (§3.2.5) naming the external issuer and the user's sub there. Two
+// says which kind of subject sub is: a workload as a Subject Identifier
+// of the "uri" format whose uri is its SPIFFE ID, a user as one of the
+// "iss_sub" format naming the external issuer and the user's sub there. Two
 // IdPs' users with the same sub differ in it, as they do in sub and
 // sigil_sub_iss together.
 type subjectID struct {
