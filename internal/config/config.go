@@ -59,6 +59,22 @@ type Tokens struct {
 	Admins []string `yaml:"admins"`
 	// External lists issuers whose tokens may start a delegation chain.
 	External []ExternalIssuer `yaml:"external_issuers"`
+	// Feed bounds the revocation feed's streams.
+	Feed Feed `yaml:"revocation_feed"`
+}
+
+// Feed bounds the concurrent streams of the revocation feed
+// (GET /v1/revocations), so that no identity can take them all: a stream
+// over MaxStreamsPerIdentity is answered 429, one over MaxStreams 503,
+// both with Retry-After.
+type Feed struct {
+	// MaxStreams is how many streams the server holds open at once.
+	// Default 1024.
+	MaxStreams int `yaml:"max_streams"`
+	// MaxStreamsPerIdentity is how many of them one SPIFFE ID may hold:
+	// one per verifier process of that workload. Default 16; it must be
+	// smaller than MaxStreams.
+	MaxStreamsPerIdentity int `yaml:"max_streams_per_identity"`
 }
 
 // ExternalIssuer is a token issuer trusted for subject tokens, such as a
@@ -82,6 +98,12 @@ type Audit struct {
 	Origin string `yaml:"origin"`
 	// CheckpointInterval is how often new entries get a signed checkpoint.
 	CheckpointInterval time.Duration `yaml:"checkpoint_interval"`
+	// Readers are the SPIFFE IDs that may read entries and inclusion
+	// proofs (mTLS): the entries name users, scopes, delegation chains
+	// and why attestations failed. Checkpoints and consistency proofs
+	// are public. Empty: nobody reads entries over the API; `sigild audit
+	// export` still works.
+	Readers []string `yaml:"readers"`
 }
 
 // HSM locates the PKCS#11 token holding every signing key.
@@ -195,6 +217,7 @@ func Defaults() *Config {
 		Tokens: Tokens{
 			KeyLabel: "sigil-token", Alg: "ES256", DefaultTTL: 5 * time.Minute, MaxTTL: time.Hour,
 			MaxActDepth: 4, RotationLead: 10 * time.Minute,
+			Feed: Feed{MaxStreams: 1024, MaxStreamsPerIdentity: 16},
 		},
 	}
 }
@@ -304,6 +327,16 @@ func (c *Config) validateAudit(bad reporter) {
 	if c.Audit.CheckpointInterval <= 0 || c.Audit.CheckpointInterval > time.Minute {
 		bad("audit.checkpoint_interval", "want between 0 and 1m, got %v", c.Audit.CheckpointInterval)
 	}
+	spiffeIDs(bad, "audit.readers", c.Audit.Readers)
+}
+
+// spiffeIDs reports every entry of ids that is not a SPIFFE ID.
+func spiffeIDs(bad reporter, field string, ids []string) {
+	for i, id := range ids {
+		if _, err := spiffeid.FromString(id); err != nil {
+			bad(fmt.Sprintf("%s[%d]", field, i), "%q is not a SPIFFE ID", id)
+		}
+	}
 }
 
 func (c *Config) validateTokens(bad reporter) {
@@ -327,11 +360,8 @@ func (c *Config) validateTokens(bad reporter) {
 	if t.RotationLead < 0 {
 		bad("tokens.rotation_lead", "must not be negative")
 	}
-	for i, a := range t.Admins {
-		if _, err := spiffeid.FromString(a); err != nil {
-			bad(fmt.Sprintf("tokens.admins[%d]", i), "%q is not a SPIFFE ID", a)
-		}
-	}
+	spiffeIDs(bad, "tokens.admins", t.Admins)
+	validateFeed(bad, t.Feed)
 	for i, e := range t.External {
 		field := fmt.Sprintf("tokens.external_issuers[%d]", i)
 		switch {
@@ -347,6 +377,17 @@ func (c *Config) validateTokens(bad reporter) {
 				bad(field+".algorithms", "%s is not allowed: only asymmetric signatures", alg)
 			}
 		}
+	}
+}
+
+func validateFeed(bad reporter, f Feed) {
+	if f.MaxStreams < 1 {
+		bad("tokens.revocation_feed.max_streams", "must be positive, got %d", f.MaxStreams)
+	}
+	if f.MaxStreamsPerIdentity < 1 || f.MaxStreamsPerIdentity >= f.MaxStreams {
+		bad("tokens.revocation_feed.max_streams_per_identity",
+			"want at least 1 and less than max_streams (%d), so that one identity cannot take every stream; got %d",
+			f.MaxStreams, f.MaxStreamsPerIdentity)
 	}
 }
 

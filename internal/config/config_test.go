@@ -35,6 +35,12 @@ func TestParseValid(t *testing.T) {
 	if got := c.Attestation.PCRs; len(got) != 2 || got[1] != 7 {
 		t.Errorf("pcrs = %v", got)
 	}
+	if f := c.Tokens.Feed; f.MaxStreams != 1024 || f.MaxStreamsPerIdentity != 16 {
+		t.Errorf("revocation_feed = %+v, want the defaults 1024 and 16", f)
+	}
+	if len(c.Audit.Readers) != 0 {
+		t.Errorf("audit.readers = %v, want nobody by default", c.Audit.Readers)
+	}
 }
 
 func TestParseRejects(t *testing.T) {
@@ -57,6 +63,10 @@ func TestParseRejects(t *testing.T) {
 		{"no-policy-dir", [2]string{"dir: policies", "dir: \"\""}, "policy.dir: required"},
 		{"token-alg-hs256", [2]string{"dir: policies", "dir: policies\ntokens:\n  alg: HS256"}, "tokens.alg: want ES256, ES384 or PS256"},
 		{"external-hs256", [2]string{"dir: policies", "dir: policies\ntokens:\n  external_issuers:\n    - {issuer: https://idp, jwks_file: j, algorithms: [HS256]}"}, "HS256 is not allowed"},
+		{"feed-one-identity-takes-all", [2]string{"dir: policies", "dir: policies\ntokens:\n  revocation_feed: {max_streams: 8, max_streams_per_identity: 8}"}, "tokens.revocation_feed.max_streams_per_identity: want at least 1 and less than max_streams (8)"},
+		{"feed-no-streams", [2]string{"dir: policies", "dir: policies\ntokens:\n  revocation_feed: {max_streams: 0}"}, "tokens.revocation_feed.max_streams: must be positive"},
+		{"feed-per-identity-zero", [2]string{"dir: policies", "dir: policies\ntokens:\n  revocation_feed: {max_streams_per_identity: 0}"}, "tokens.revocation_feed.max_streams_per_identity: want at least 1"},
+		{"audit-reader-not-spiffe", [2]string{"dir: policies", "dir: policies\naudit:\n  readers: [alice]"}, `audit.readers[0]: "alice" is not a SPIFFE ID`},
 		{"act-depth-zero", [2]string{"dir: policies", "dir: policies\ntokens:\n  max_act_depth: 0"}, "tokens.max_act_depth: want 1 to 16"},
 	}
 	for _, tt := range tests {

@@ -148,8 +148,11 @@ func (d *Daemon) server(reg *prometheus.Registry) *server.Server {
 			TrustDomain: td, ChallengeTTL: d.cfg.Attestation.ChallengeTTL, Log: d.log,
 			Nudge: d.audit.Nudge,
 		},
-		Audit:  d.audit,
-		Tokens: d.tokens,
+		Audit:        d.audit,
+		AuditReaders: d.cfg.Audit.Readers,
+		Certificates: d.store,
+		Tokens:       d.tokens,
+		FeedStreams:  d.cfg.Tokens.Feed.MaxStreams, FeedStreamsPerIdentity: d.cfg.Tokens.Feed.MaxStreamsPerIdentity,
 		Bundle: d.ca.Bundle(),
 		CRL:    func(ctx context.Context) ([]byte, error) { return CRL(ctx, d.store, d.ca, time.Now()) },
 		Ready: map[string]server.Checker{

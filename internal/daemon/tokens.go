@@ -43,6 +43,7 @@ func (d *Daemon) openTokens(ctx context.Context) (*tokens.Service, *signer.KeySe
 		Attest: d.verify, Policy: d.policy, Store: d.store,
 		MaxLifetime: t.MaxTTL, DefaultTTL: t.DefaultTTL, MaxActDepth: t.MaxActDepth,
 		OpaqueAudiences: t.OpaqueAudiences, Admins: t.Admins, Log: d.log, Nudge: d.audit.Nudge,
+		MaxSubscribers: t.Feed.MaxStreams, // the server limits streams per identity within these
 	})
 	if err != nil {
 		return nil, nil, err

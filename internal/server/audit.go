@@ -5,10 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
+	"time"
 
 	"github.com/sigil-dev/sigil/api"
 	"github.com/sigil-dev/sigil/audit"
+	"github.com/sigil-dev/sigil/internal/device"
 )
 
 // AuditLog is what the API serves of the audit log, through the log's own
@@ -24,14 +27,49 @@ type AuditLog interface {
 
 var _ AuditLog = (*audit.Log)(nil)
 
+// auditRoutes serves the log. Checkpoints and consistency proofs are
+// public: they are hashes and signatures, and anyone may hold the log to
+// being append-only. Entries and inclusion proofs (which find entries by
+// serial or jti) name users, scopes, delegation chains and why an
+// attestation failed: only the identities in AuditReaders read them, over
+// mTLS with a certificate this server issued and has not revoked; anyone
+// else gets 401 (no or no acceptable certificate) or 403 (another
+// identity).
 func (s *Server) auditRoutes(mux *http.ServeMux) {
 	if s.Audit == nil {
 		return
 	}
 	mux.HandleFunc("GET "+api.PathAuditCheckpoint, s.auditCheckpoint)
-	mux.HandleFunc("GET "+api.PathAuditEntries, s.auditEntries)
-	mux.HandleFunc("GET "+api.PathAuditInclusion, s.auditInclusion)
+	mux.HandleFunc("GET "+api.PathAuditEntries, s.auditReader(s.auditEntries))
+	mux.HandleFunc("GET "+api.PathAuditInclusion, s.auditReader(s.auditInclusion))
 	mux.HandleFunc("GET "+api.PathAuditConsistency, s.auditConsistency)
+}
+
+// auditReader serves next only to a caller whose client certificate
+// authenticates (device.Authenticate) as one of s.AuditReaders.
+func (s *Server) auditReader(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if s.Certificates == nil || len(s.AuditReaders) == 0 {
+			writeError(w, http.StatusForbidden, "forbidden", "this server lets nobody read audit entries over the API (audit.readers is empty); use an export")
+			return
+		}
+		rec, err := device.Authenticate(r.Context(), s.Certificates, peerCertificate(r), time.Now())
+		switch {
+		case errors.Is(err, device.ErrNotAuthenticated):
+			s.Log.InfoContext(r.Context(), "audit read refused", "path", r.URL.Path, "err", err)
+			writeError(w, http.StatusUnauthorized, "unauthenticated",
+				"reading audit entries needs mutual TLS with a current certificate of an identity listed in audit.readers")
+			return
+		case err != nil:
+			s.fail(w, r, err)
+			return
+		case !slices.Contains(s.AuditReaders, rec.SPIFFEID):
+			s.Log.InfoContext(r.Context(), "audit read refused", "path", r.URL.Path, "spiffe_id", rec.SPIFFEID)
+			writeError(w, http.StatusForbidden, "forbidden", "this identity may not read audit entries (not in audit.readers)")
+			return
+		}
+		next(w, r)
+	}
 }
 
 func (s *Server) auditCheckpoint(w http.ResponseWriter, r *http.Request) {

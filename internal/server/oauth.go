@@ -51,7 +51,8 @@ func (s *Server) feedTiming() (heartbeat, writeTimeout time.Duration) {
 //	POST /oauth2/revoke      RFC 7009, mTLS
 //	GET  /.well-known/oauth-authorization-server   RFC 8414
 //	GET  /jwks.json          RFC 7517
-//	GET  /v1/revocations     Server-Sent Events of RFC 8417 SETs, mTLS
+//	GET  /v1/revocations     Server-Sent Events of RFC 8417 SETs, mTLS;
+//	                         streams limited per identity (429) and in all (503)
 //
 // POST bodies are application/x-www-form-urlencoded, at most
 // MaxOAuthForm bytes; parameters in the URL query are ignored. Errors are
@@ -67,6 +68,7 @@ func (s *Server) oauthRoutes(mux *http.ServeMux) {
 		Name: "sigil_oauth_requests_total",
 		Help: "OAuth requests by endpoint and outcome (ok or the OAuth error code).",
 	}, []string{"endpoint", "outcome"})}
+	o.streams = newStreamLimiter(s.FeedStreams, s.FeedStreamsPerIdentity, s.Registry)
 	if s.Registry != nil {
 		s.Registry.MustRegister(o.requests)
 	}
@@ -77,6 +79,7 @@ func (s *Server) oauthRoutes(mux *http.ServeMux) {
 type oauth struct {
 	*Server
 	requests *prometheus.CounterVec
+	streams  *streamLimiter // of the revocation feed
 }
 
 func (s *oauth) routes(mux *http.ServeMux) {
@@ -201,8 +204,15 @@ func (s *oauth) metadata(w http.ResponseWriter, _ *http.Request) {
 
 // revocations streams the revocation feed as Server-Sent Events: one
 // event per revoked token, id the event's sequence number (send it back
-// as Last-Event-ID to resume), data the signed SET.
+// as Last-Event-ID to resume), data the signed SET. Streams are limited per
+// identity and in all (limit.go).
 func (s *oauth) revocations(w http.ResponseWriter, r *http.Request) {
+	release, err := s.streams.acquire(streamIdentity(peerCertificate(r)))
+	if err != nil {
+		s.streamRefused(w, r, err)
+		return
+	}
+	defer release()
 	sub, err := s.Tokens.Subscribe(r.Context(), peerCertificate(r), r.Header.Get("Last-Event-ID"))
 	if err != nil {
 		s.oauthFail(w, r, "revocations", err)

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/sigil-dev/sigil/api"
+	"github.com/sigil-dev/sigil/internal/device"
 	"github.com/sigil-dev/sigil/internal/enroll"
 	"github.com/sigil-dev/sigil/internal/tokens"
 )
@@ -41,6 +42,12 @@ type Server struct {
 	CRL func(ctx context.Context) ([]byte, error)
 	// Audit serves the audit log; nil leaves it unserved.
 	Audit AuditLog
+	// AuditReaders are the SPIFFE IDs that may read audit entries and
+	// inclusion proofs, authenticated against Certificates (audit.go).
+	AuditReaders []string
+	// Certificates finds the certificates this server issued, to
+	// authenticate audit readers.
+	Certificates device.Certificates
 	// Tokens serves the token service (oauth.go); nil leaves it unserved.
 	Tokens *tokens.Service
 	// Ready lists the dependencies /readyz checks, by name.
@@ -50,6 +57,10 @@ type Server struct {
 	// FeedHeartbeat and FeedWriteTimeout time the revocation feed (see
 	// oauth.go); zero means 15 s and 10 s.
 	FeedHeartbeat, FeedWriteTimeout time.Duration
+	// FeedStreams and FeedStreamsPerIdentity bound the revocation feed's
+	// concurrent streams, in all and per SPIFFE ID (limit.go); zero means
+	// DefaultFeedStreams and DefaultFeedStreamsPerIdentity.
+	FeedStreams, FeedStreamsPerIdentity int
 
 	metrics *metrics
 }
