@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/sigil-dev/sigil/api"
 	"github.com/sigil-dev/sigil/audit"
 	"github.com/sigil-dev/sigil/internal/store"
