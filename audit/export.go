@@ -166,7 +166,9 @@ func readLine(r *bufio.Reader) ([]byte, error) {
 // WriteExport writes the log in s to dir (created if missing) in the export
 // format: the entries covered by the latest checkpoint, the checkpoints s
 // lists if it is a CheckpointLister, and the latest checkpoint, written
-// last, so that a complete checkpoint file means a complete export.
+// last, so that a complete checkpoint file means a complete export. The
+// entries name users, scopes and why attestations failed: directories
+// are created 0700 and files written 0600, readable by their owner only.
 func WriteExport(ctx context.Context, s Storage, dir string) error {
 	note, err := s.LatestCheckpoint(ctx)
 	if err != nil {
@@ -179,8 +181,8 @@ func WriteExport(ctx context.Context, s Storage, dir string) error {
 	if err != nil {
 		return err
 	}
-	for _, sub := range []string{exportEntries, exportCheckpoints} {
-		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
+	for _, sub := range []string{".", exportEntries, exportCheckpoints} {
+		if err := os.MkdirAll(filepath.Join(dir, sub), exportDirMode); err != nil {
 			return fmt.Errorf("audit: export: %w", err)
 		}
 	}
@@ -192,8 +194,14 @@ func WriteExport(ctx context.Context, s Storage, dir string) error {
 	if err := writeCheckpoints(ctx, s, dir, note, cp.Size); err != nil {
 		return err
 	}
-	return atomicfile.WriteMode(filepath.Join(dir, exportCheckpoint), note, 0o644)
+	return atomicfile.WriteMode(filepath.Join(dir, exportCheckpoint), note, exportFileMode)
 }
+
+// Modes of an export's directories and files: its owner's only.
+const (
+	exportDirMode  = 0o700
+	exportFileMode = 0o600
+)
 
 // writeBundle writes entries [first, end) to entries/<first>.jsonl.
 func writeBundle(ctx context.Context, s Storage, dir string, first, end uint64) error {
@@ -216,7 +224,7 @@ func writeBundle(ctx context.Context, s Storage, dir string, first, end uint64) 
 		}
 	}
 	path := filepath.Join(dir, exportEntries, strconv.FormatUint(first, 10)+".jsonl")
-	return atomicfile.WriteMode(path, buf.Bytes(), 0o644)
+	return atomicfile.WriteMode(path, buf.Bytes(), exportFileMode)
 }
 
 // writeCheckpoints writes latest and the checkpoints s lists, up to size,
@@ -238,7 +246,7 @@ func writeCheckpoints(ctx context.Context, s Storage, dir string, latest []byte,
 		if c.Size > size {
 			continue // stored after the latest was read
 		}
-		if err := atomicfile.WriteMode(filepath.Join(dir, exportCheckpoints, strconv.FormatUint(c.Size, 10)), n, 0o644); err != nil {
+		if err := atomicfile.WriteMode(filepath.Join(dir, exportCheckpoints, strconv.FormatUint(c.Size, 10)), n, exportFileMode); err != nil {
 			return err
 		}
 	}

@@ -48,6 +48,32 @@ func TestExportVerifies(t *testing.T) {
 	}
 }
 
+// An export holds personal data (subjects, scopes, denial reasons): its
+// directories and files are its owner's only, whatever the umask.
+func TestExportNotWorldReadable(t *testing.T) {
+	_, dir := export(t, 1200, 600)
+	err := filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		want := os.FileMode(0o600)
+		if d.IsDir() {
+			want = 0o700
+		}
+		if fi.Mode().Perm() != want {
+			t.Errorf("%s has mode %v, want %v", path, fi.Mode().Perm(), want)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestExportEntriesRange(t *testing.T) {
 	w, dir := export(t, 2100, 2100)
 	src := audit.DirSource(dir)

@@ -10,6 +10,9 @@
 # the showcase services (frontend → orders → payments) with a stolen token
 # and a logout; verifies the audit log; and stops everything again.
 set -euo pipefail
+# What this writes (logs with subjects and token ids, the database, keys) is
+# readable by its owner only.
+umask 077
 
 [[ $# -eq 1 ]] || { echo "usage: $0 DIR" >&2; exit 1; }
 root=$(cd "$(dirname "$0")/.." && pwd)

@@ -25,6 +25,9 @@
 # All commands are idempotent. For tests and development only: PINs are
 # passed to softhsm2-util on its command line.
 set -euo pipefail
+# What this writes (state, keys, logs) is
+# readable by its owner only.
+umask 077
 
 readonly MODULE=/usr/lib/softhsm/libsofthsm2.so
 readonly CLIENT=/usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so

@@ -21,6 +21,9 @@
 # Set SWTPM_EKCA_DIR to a directory to share one EK CA between several DIRs.
 # Nothing is read from or written to /etc or /var/lib/swtpm-localca.
 set -euo pipefail
+# What this writes (state, keys, logs) is
+# readable by its owner only.
+umask 077
 # shellcheck source=testenv/ports.sh
 source "$(dirname "$0")/ports.sh"
 

@@ -21,6 +21,9 @@
 # Nothing is written outside DIR; processes are stopped by the PIDs recorded
 # there. Every step is idempotent: running up.sh again reuses what runs.
 set -euo pipefail
+# What this writes (logs with subjects and token ids, the database, keys) is
+# readable by its owner only.
+umask 077
 # shellcheck source=testenv/ports.sh
 source "$(dirname "$0")/ports.sh"
 

@@ -6,8 +6,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
+	"time"
 
 	"go.step.sm/crypto/pemutil"
 
@@ -21,19 +23,21 @@ type auditCmd struct {
 }
 
 type auditVerifyCmd struct {
-	Server   string `help:"sigild URL (or use --dir)." env:"SIGIL_SERVER"`
-	CABundle string `name:"ca-bundle" help:"PEM trust bundle for --server." env:"SIGIL_CA_BUNDLE"`
-	Dir      string `help:"An export directory (sigild audit export); takes precedence over --server." type:"existingdir"`
-	Key      string `help:"The log's public key, PEM, obtained out of band." env:"SIGIL_AUDIT_KEY" type:"existingfile" required:""`
-	Origin   string `help:"The log's origin line; default TRUST_DOMAIN/sigil-audit." env:"SIGIL_AUDIT_ORIGIN"`
-	EKRoots  string `name:"ek-roots" help:"PEM of the EK CAs, to re-verify enrollment evidence." env:"SIGIL_EK_ROOTS" type:"existingfile" required:""`
-	State    string `help:"File keeping the last verified checkpoint (default: under the user's state directory)."`
-	TrustDom string `name:"trust-domain" help:"Trust domain, for the default origin." env:"SIGIL_TRUST_DOMAIN" default:"sigil.test"`
+	Server   string        `help:"sigild URL (or use --dir)." env:"SIGIL_SERVER"`
+	CABundle string        `name:"ca-bundle" help:"PEM trust bundle for --server." env:"SIGIL_CA_BUNDLE"`
+	Dir      string        `help:"An export directory (sigild audit export); takes precedence over --server." type:"existingdir"`
+	Auditor  string        `help:"State directory (sigil enroll) of an identity listed in sigild's audit.readers: sigild serves entries only to those, over mTLS. With --server; default: the enrollment's server." env:"SIGIL_AUDITOR" type:"existingdir"`
+	Key      string        `help:"The log's public key, PEM, obtained out of band." env:"SIGIL_AUDIT_KEY" type:"existingfile" required:""`
+	Origin   string        `help:"The log's origin line; default TRUST_DOMAIN/sigil-audit." env:"SIGIL_AUDIT_ORIGIN"`
+	EKRoots  string        `name:"ek-roots" help:"PEM of the EK CAs, to re-verify enrollment evidence." env:"SIGIL_EK_ROOTS" type:"existingfile" required:""`
+	Wait     time.Duration `help:"With --server: first wait up to this long for a checkpoint that covers every entry the server holds (default: verify what is checkpointed now)."`
+	State    string        `help:"File keeping the last verified checkpoint (default: under the user's state directory)."`
+	TrustDom string        `name:"trust-domain" help:"Trust domain, for the default origin." env:"SIGIL_TRUST_DOMAIN" default:"sigil.test"`
 }
 
 func (c auditVerifyCmd) Run(ctx context.Context) error {
-	if c.Server == "" && c.Dir == "" {
-		return errors.New("give --server (with --ca-bundle) or --dir")
+	if c.Server == "" && c.Dir == "" && c.Auditor == "" {
+		return errors.New("give --auditor (and --server) or --dir")
 	}
 	origin := c.Origin
 	if origin == "" {
@@ -47,37 +51,89 @@ func (c auditVerifyCmd) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	src, err := c.source()
-	if err != nil {
-		return err
-	}
 	roots, err := pemutil.ReadCertificateBundle(c.EKRoots)
 	if err != nil {
 		return err
 	}
-	checker := attest.NewLogChecker(roots)
 	state, err := c.statePath(origin)
 	if err != nil {
 		return err
 	}
-	report, err := audit.Verify(ctx, src, v, audit.VerifyOptions{StatePath: state, OnEntry: checker.Entry})
-	fmt.Print(report.String())
-	if err != nil {
-		return &exitError{code: 1, err: fmt.Errorf("audit log verification FAILED: %w", err)}
-	}
-	fmt.Printf("evidence re-verified offline: %d enrollments, %d renewals\nlog verified: OK\n", checker.Enrollments, checker.Renewals)
-	return nil
+	return c.withSource(ctx, func(src audit.Source) error {
+		checker := attest.NewLogChecker(roots)
+		report, err := audit.Verify(ctx, src, v, audit.VerifyOptions{StatePath: state, OnEntry: checker.Entry})
+		fmt.Print(report.String())
+		if refused(err) {
+			return notReader(err)
+		}
+		if err != nil {
+			return &exitError{code: 1, err: fmt.Errorf("audit log verification FAILED: %w", err)}
+		}
+		fmt.Printf("evidence re-verified offline: %d enrollments, %d renewals\nlog verified: OK\n", checker.Enrollments, checker.Renewals)
+		return nil
+	})
 }
 
-func (c auditVerifyCmd) source() (audit.Source, error) {
-	if c.Dir != "" {
-		return audit.DirSource(c.Dir), nil
+// withSource calls fn with the log to verify: the export of --dir, the
+// server read as the --auditor workload, or anonymously (checkpoints
+// only, on a server that keeps entries to its readers).
+func (c auditVerifyCmd) withSource(ctx context.Context, fn func(audit.Source) error) error {
+	switch {
+	case c.Dir != "":
+		return fn(audit.DirSource(c.Dir))
+	case c.Auditor != "":
+		w, err := client.Open(ctx, c.Auditor)
+		if err != nil {
+			return fmt.Errorf("--auditor: %w", err)
+		}
+		defer w.Close()
+		src := w.AuditSource(c.Server)
+		if err := c.awaitCovered(ctx, src); err != nil {
+			return err
+		}
+		return fn(src)
 	}
 	bundle, err := os.ReadFile(c.CABundle)
 	if err != nil {
-		return nil, fmt.Errorf("--ca-bundle: %w", err)
+		return fmt.Errorf("--ca-bundle: %w", err)
 	}
-	return client.NewAuditSource(c.Server, bundle)
+	src, err := client.NewAuditSource(c.Server, bundle)
+	if err != nil {
+		return err
+	}
+	if err := c.awaitCovered(ctx, src); err != nil {
+		return err
+	}
+	return fn(src)
+}
+
+// awaitCovered waits up to --wait until the server's latest checkpoint
+// covers every entry it holds.
+func (c auditVerifyCmd) awaitCovered(ctx context.Context, src *client.AuditSource) error {
+	if c.Wait <= 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.Wait)
+	defer cancel()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		covered, err := src.Covered(ctx)
+		switch {
+		case covered:
+			return nil
+		case ctx.Err() != nil:
+			return fmt.Errorf("--wait: no checkpoint covered every entry within %v", c.Wait)
+		case refused(err):
+			return notReader(err)
+		case err != nil:
+			return fmt.Errorf("--wait: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+		case <-tick.C:
+		}
+	}
 }
 
 // statePath defaults to one file per log origin under the user's state
@@ -96,4 +152,17 @@ func (c auditVerifyCmd) statePath(origin string) (string, error) {
 	}
 	sum := sha256.Sum256([]byte(origin))
 	return filepath.Join(base, "sigil", "audit", hex.EncodeToString(sum[:8])+".checkpoint"), nil
+}
+
+// refused reports whether err is sigild refusing to serve audit entries
+// to this caller.
+func refused(err error) bool {
+	var answer *client.ServerError
+	return errors.As(err, &answer) && (answer.Status == http.StatusUnauthorized || answer.Status == http.StatusForbidden)
+}
+
+// notReader says what to do when sigild does not serve entries to the
+// caller; it is no verdict on the log.
+func notReader(err error) error {
+	return &exitError{code: 1, err: fmt.Errorf("sigild does not serve audit entries to this caller (%w): give --auditor with the state of an identity in its audit.readers, or verify an export with --dir", err)}
 }
