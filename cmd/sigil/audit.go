@@ -62,10 +62,10 @@ func (c auditVerifyCmd) Run(ctx context.Context) error {
 	return c.withSource(ctx, func(src audit.Source) error {
 		checker := attest.NewLogChecker(roots)
 		report, err := audit.Verify(ctx, src, v, audit.VerifyOptions{StatePath: state, OnEntry: checker.Entry})
-		fmt.Print(report.String())
 		if refused(err) {
-			return notReader(err)
+			return notReader(err) // no verdict on the log
 		}
+		fmt.Print(report.String())
 		if err != nil {
 			return &exitError{code: 1, err: fmt.Errorf("audit log verification FAILED: %w", err)}
 		}
@@ -162,7 +162,9 @@ func refused(err error) bool {
 }
 
 // notReader says what to do when sigild does not serve entries to the
-// caller; it is no verdict on the log.
+// caller (refused(err)); it is no verdict on the log.
 func notReader(err error) error {
-	return &exitError{code: 1, err: fmt.Errorf("sigild does not serve audit entries to this caller (%w): give --auditor with the state of an identity in its audit.readers, or verify an export with --dir", err)}
+	var answer *client.ServerError
+	errors.As(err, &answer)
+	return &exitError{code: 1, err: fmt.Errorf("sigild does not serve audit entries to this caller (HTTP %d: %w): give --auditor with the state of an identity in its audit.readers, or verify an export with --dir", answer.Status, err)}
 }

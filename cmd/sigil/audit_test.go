@@ -3,8 +3,6 @@ package main_test
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -17,6 +15,7 @@ import (
 
 	"github.com/sigil-dev/sigil/api"
 	"github.com/sigil-dev/sigil/audit"
+	"github.com/sigil-dev/sigil/client"
 	"github.com/sigil-dev/sigil/internal/store"
 	"github.com/sigil-dev/sigil/internal/store/backend"
 	"github.com/sigil-dev/sigil/testenv"
@@ -240,14 +239,15 @@ func servedProofs(t *testing.T, s *stack, old, cur, state string) {
 	}
 }
 
+// getJSON reads path from sigild as the stack's auditor.
 func getJSON(t *testing.T, s *stack, path string, v any) {
 	t.Helper()
-	roots := x509.NewCertPool()
-	for _, c := range readPEM(t, s.env["SIGIL_CA_BUNDLE"]) {
-		roots.AddCert(c)
+	w, err := client.Open(t.Context(), s.auditor(t))
+	if err != nil {
+		t.Fatal(err)
 	}
-	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
-	resp, err := hc.Get(s.env["SIGIL_SERVER"] + path)
+	defer w.Close()
+	resp, err := w.HTTPClient().Get(s.env["SIGIL_SERVER"] + path)
 	if err != nil {
 		t.Fatal(err)
 	}

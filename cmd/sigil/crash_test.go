@@ -78,7 +78,7 @@ func TestCrashDuringEnrollmentBurst(t *testing.T) {
 		}
 		return len(missing) == 0
 	})
-	out, code := s.run("sigil", "audit", "verify", "--state", filepath.Join(t.TempDir(), "state"))
+	out, code := s.run("sigil", "audit", "verify", "--auditor", s.auditor(t), "--state", filepath.Join(t.TempDir(), "state"))
 	if code != 0 {
 		t.Fatalf("audit verify after the crash: exit %d\n%s", code, out)
 	}

@@ -33,6 +33,26 @@ type stack struct {
 	bin  string
 	dir  string
 	env  map[string]string
+	// auditorState is the state of the stack's audit reader, once
+	// enrolled (auditor).
+	auditorState string
+}
+
+// auditorID is the identity the dev configuration lets read audit entries.
+const auditorID = "spiffe://sigil.test/workload/auditor"
+
+// auditor enrolls auditorID on the first TPM, once, and returns its state
+// directory, for `sigil audit verify --auditor`.
+func (s *stack) auditor(t testing.TB) string {
+	t.Helper()
+	if s.auditorState == "" {
+		state := filepath.Join(s.dir, "auditor")
+		if out, code := s.enroll(0, auditorID, state); code != 0 {
+			t.Fatalf("enroll the auditor: %s", out)
+		}
+		s.auditorState = state
+	}
+	return s.auditorState
 }
 
 func startStack(t testing.TB, tpms string) *stack {

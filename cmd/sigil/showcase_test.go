@@ -1,12 +1,8 @@
 package main_test
 
 import (
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,8 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sigil-dev/sigil/api"
-	"github.com/sigil-dev/sigil/audit"
+	"github.com/sigil-dev/sigil/client"
 	"github.com/sigil-dev/sigil/testenv"
 )
 
@@ -78,7 +73,7 @@ func TestShowcase(t *testing.T) {
 	})
 
 	s.awaitCheckpointed(t)
-	if out, code := s.run("sigil", "audit", "verify", "--state", filepath.Join(s.dir, "auditor.checkpoint")); code != 0 {
+	if out, code := s.run("sigil", "audit", "verify", "--auditor", s.auditor(t), "--state", filepath.Join(s.dir, "auditor.checkpoint")); code != 0 {
 		t.Fatalf("audit verify: %s", out)
 	}
 }
@@ -122,42 +117,20 @@ func (s *stack) serve(t *testing.T, role, next string) string {
 }
 
 // awaitCheckpointed waits until the latest checkpoint covers every audit
-// entry: sigild answers 404 for the entry at the checkpoint's size.
+// entry, reading entries as the stack's auditor.
 func (s *stack) awaitCheckpointed(t *testing.T) {
 	t.Helper()
-	roots := x509.NewCertPool()
-	if !roots.AppendCertsFromPEM(readFileT(t, s.env["SIGIL_CA_BUNDLE"])) {
-		t.Fatal("no certificate in SIGIL_CA_BUNDLE")
+	w, err := client.Open(t.Context(), s.auditor(t))
+	if err != nil {
+		t.Fatal(err)
 	}
-	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}, Timeout: 10 * time.Second}
-	defer hc.CloseIdleConnections()
-	get := func(path string) (int, []byte) {
-		resp, err := hc.Get(s.env["SIGIL_SERVER"] + path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		if err != nil {
-			t.Fatalf("GET %s: %v", path, err)
-		}
-		return resp.StatusCode, b
-	}
+	defer w.Close()
+	src := w.AuditSource("")
 	testenv.WaitFor(t, 10*time.Second, "a checkpoint covering the last audit entries", func() bool {
-		status, note := get(api.PathAuditCheckpoint)
-		cp, err := audit.PeekCheckpoint(note)
-		if status != http.StatusOK || err != nil {
-			t.Fatalf("checkpoint: %d %v %s", status, err, note)
+		covered, err := src.Covered(t.Context())
+		if err != nil {
+			t.Fatalf("audit: %v", err)
 		}
-		path := fmt.Sprintf("%s?start=%d&end=%d", api.PathAuditEntries, cp.Size, cp.Size+1)
-		switch status, body := get(path); status {
-		case http.StatusOK:
-			return false
-		case http.StatusNotFound:
-			return true
-		default:
-			t.Fatalf("GET %s: %d %s", path, status, body)
-			return false
-		}
+		return covered
 	})
 }
