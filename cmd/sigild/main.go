@@ -102,10 +102,6 @@ func (c serveCmd) Run(ctx context.Context, cfg *config.Config, log *slog.Logger)
 }
 
 func main() {
-	// What sigild writes (the SQLite database, audit exports, and what a
-	// file-backed HSM library writes for it) names users, scopes and token
-	// ids: readable by sigild's user only, whatever umask it started with.
-	syscall.Umask(0o077)
 	var c cli
 	k := kong.Parse(&c, kong.Name("sigild"), kong.Description("sigil: hardware-rooted workload identity service."))
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level(c.LogLevel)}))
