@@ -41,13 +41,15 @@ type stack struct {
 // auditorID is the identity the dev configuration lets read audit entries.
 const auditorID = "spiffe://sigil.test/workload/auditor"
 
-// auditor enrolls auditorID on the first TPM, once, and returns its state
-// directory, for `sigil audit verify --auditor`.
+// auditor enrolls auditorID on the last TPM, once, and returns its state
+// directory, for `sigil audit verify --auditor`. A TPM serves one
+// connection at a time: the auditor's must not be one a running service
+// holds (TestShowcase's services run on the first three).
 func (s *stack) auditor(t testing.TB) string {
 	t.Helper()
 	if s.auditorState == "" {
 		state := filepath.Join(s.dir, "auditor")
-		if out, code := s.enroll(0, auditorID, state); code != 0 {
+		if out, code := s.enroll(len(strings.Fields(s.env["SIGIL_TPMS"]))-1, auditorID, state); code != 0 {
 			t.Fatalf("enroll the auditor: %s", out)
 		}
 		s.auditorState = state
