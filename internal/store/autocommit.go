@@ -39,7 +39,7 @@ func (a Autocommit) BindDevice(ctx context.Context, d Device, now time.Time) (pr
 }
 
 // SetDeviceStatus is Tx.SetDeviceStatus in a transaction of its own.
-func (a Autocommit) SetDeviceStatus(ctx context.Context, ekHash string, st DeviceStatus, now time.Time) (revoked []string, err error) {
+func (a Autocommit) SetDeviceStatus(ctx context.Context, ekHash string, st DeviceStatus, now time.Time) (revoked Revoked, err error) {
 	err = a.Run(ctx, func(tx Tx) error { revoked, err = tx.SetDeviceStatus(ctx, ekHash, st, now); return err })
 	return revoked, err
 }
@@ -50,8 +50,9 @@ func (a Autocommit) InsertCertificate(ctx context.Context, c Certificate) error 
 }
 
 // RevokeCertificate is Tx.RevokeCertificate in a transaction of its own.
-func (a Autocommit) RevokeCertificate(ctx context.Context, serial, reason string, at time.Time) error {
-	return a.Run(ctx, func(tx Tx) error { return tx.RevokeCertificate(ctx, serial, reason, at) })
+func (a Autocommit) RevokeCertificate(ctx context.Context, serial, reason string, at time.Time) (revoked Revoked, err error) {
+	err = a.Run(ctx, func(tx Tx) error { revoked, err = tx.RevokeCertificate(ctx, serial, reason, at); return err })
+	return revoked, err
 }
 
 // PutEvidence is Tx.PutEvidence in a transaction of its own.

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/sigil-dev/sigil/token"
 )
 
 // Times are stored as microseconds since the Unix epoch, the precision
@@ -70,6 +72,19 @@ type Certificate struct {
 	DER              []byte
 	RevokedAt        *time.Time // nil while not revoked
 	RevocationReason string
+}
+
+// Thumbprint is the certificate's RFC 8705 x5t#S256: the cnf of every
+// token bound to it.
+func (c Certificate) Thumbprint() string { return token.Thumbprint(c.DER) }
+
+// Revoked is what a certificate revocation revoked (RevokeCertificate,
+// SetDeviceStatus), in the order of its revocation events: the
+// certificates by serial, sorted, then the tokens bound to them and every
+// token exchanged from those, by jti.
+type Revoked struct {
+	Certificates []string
+	Tokens       []string
 }
 
 // Revocation is one entry of a certificate revocation list.
@@ -162,13 +177,22 @@ func (t Token) Check() error {
 	return nil
 }
 
-// RevocationEvent is one entry of the revocation feed: a token revoked.
+// RevocationEvent is one entry of the revocation feed: a token revoked
+// (JTI set) or a certificate revoked (Serial, Thumbprint and NotAfter
+// set).
 type RevocationEvent struct {
 	// Seq numbers the events from 1, in the order their revocations
 	// committed, without gaps as assigned; PurgeExpiredTokens removes the
 	// events of the tokens it purges.
-	Seq       uint64
-	JTI       string
+	Seq uint64
+	JTI string // the token revoked; "" for a certificate's event
+
+	// The certificate revoked, for a certificate's event: its serial, its
+	// x5t#S256 (Certificate.Thumbprint) and when it expires.
+	Serial     string
+	Thumbprint string
+	NotAfter   time.Time
+
 	RevokedAt time.Time
 	Reason    string
 }

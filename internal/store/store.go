@@ -35,11 +35,22 @@ var (
 	// has been revoked meanwhile. Reject the exchange (invalid_grant) as
 	// for a revoked subject token; the new token must not be returned.
 	ErrRevoked = errors.New("parent token revoked")
+
+	// ErrCertificateRevoked: a token was to be stored bound (CNF) to a
+	// certificate that has been revoked meanwhile. Refuse the request as
+	// for a revoked client certificate (invalid_client); the new token
+	// must not be returned.
+	ErrCertificateRevoked = errors.New("certificate revoked")
 )
 
 // ReasonDeviceDisabled is the revocation reason SetDeviceStatus records on
 // the certificates of a device it disables.
 const ReasonDeviceDisabled = "device disabled"
+
+// CertificateRevokedPrefix starts the revocation reason of a token revoked
+// because the certificate it is bound to was: the certificate's reason
+// follows ("certificate revoked: device disabled").
+const CertificateRevokedPrefix = "certificate revoked: "
 
 // Store is the server's persistent state. Its write methods each run in a
 // transaction of their own (see Autocommit); writes that belong together go
@@ -166,17 +177,24 @@ type DeviceWriter interface {
 
 	// SetDeviceStatus sets a device's status. Disabling it also revokes,
 	// with ReasonDeviceDisabled at now, every certificate of the device
-	// not yet revoked, and returns their serials, sorted, for the caller
-	// to audit. Enabling a device does not unrevoke anything. With
-	// InsertCertificate running concurrently, from any process, no
-	// certificate of a disabled device is left unrevoked: either the
-	// insert fails with ErrDeviceDisabled or this revokes the certificate.
-	SetDeviceStatus(ctx context.Context, ekHash string, status DeviceStatus, now time.Time) (revoked []string, err error)
+	// not yet revoked, and with them, as RevokeCertificate does, every
+	// token bound to them and every token exchanged from those; it
+	// returns what it revoked, for the caller to audit. Enabling a device
+	// does not unrevoke anything. With InsertCertificate running
+	// concurrently, from any process, no certificate of a disabled device
+	// is left unrevoked: either the insert fails with ErrDeviceDisabled or
+	// this revokes the certificate; and with InsertToken, no token bound
+	// to one is left unrevoked (see RevokeCertificate).
+	SetDeviceStatus(ctx context.Context, ekHash string, status DeviceStatus, now time.Time) (Revoked, error)
 }
 
 // CertificateReader reads issued certificates and their revocations.
 type CertificateReader interface {
 	Certificate(ctx context.Context, serial string) (Certificate, error)
+	// CertificateByThumbprint finds a certificate by its RFC 8705
+	// x5t#S256 (Certificate.Thumbprint), the cnf of the tokens bound to
+	// it.
+	CertificateByThumbprint(ctx context.Context, x5tS256 string) (Certificate, error)
 	// DeviceCertificates lists a device's certificates, oldest first.
 	DeviceCertificates(ctx context.Context, ekHash string) ([]Certificate, error)
 	// Revocations lists the revoked certificates still valid at the given
@@ -192,12 +210,25 @@ type CertificateWriter interface {
 	// committed concurrently by another process.
 	InsertCertificate(ctx context.Context, c Certificate) error
 
-	// RevokeCertificate records a revocation. Revoking a certificate
-	// already revoked is ErrConflict and keeps the first revocation: of
-	// concurrent revocations of one certificate, from goroutines or
-	// processes, exactly one succeeds and its reason and time are stored.
-	// An unknown serial is ErrNotFound.
-	RevokeCertificate(ctx context.Context, serial, reason string, at time.Time) error
+	// RevokeCertificate records a revocation, and in the same
+	// transaction revokes every token bound to the certificate (whose CNF
+	// is its Thumbprint) and every token exchanged from those,
+	// transitively, with the reason CertificateRevokedPrefix+reason,
+	// skipping tokens already revoked. It appends a RevocationEvent for
+	// the certificate, then one for each token it revoked, in the order
+	// of Revoked.Tokens (as RevokeToken orders a subtree, the tokens bound
+	// to the certificate being the first level), and returns what it
+	// revoked for the caller to audit.
+	//
+	// Revoking a certificate already revoked is ErrConflict and keeps the
+	// first revocation: of concurrent revocations of one certificate, from
+	// goroutines or processes, exactly one succeeds and its reason and
+	// time are stored. An unknown serial is ErrNotFound. Against
+	// InsertToken running concurrently, from any process, no token is left
+	// unrevoked bound to a revoked certificate: either this commits first
+	// and the insert fails with ErrCertificateRevoked, or this waits for
+	// it and revokes the new token too.
+	RevokeCertificate(ctx context.Context, serial, reason string, at time.Time) (Revoked, error)
 }
 
 // EvidenceReader reads attestation evidence.
@@ -222,8 +253,8 @@ type TokenReader interface {
 	TokenChildren(ctx context.Context, jti string) ([]Token, error)
 }
 
-// RevocationFeed reads the token revocation events, for the feed
-// resource servers follow.
+// RevocationFeed reads the revocation events of tokens and certificates,
+// for the feed resource servers follow.
 type RevocationFeed interface {
 	// RevocationEvents returns the revocation events with Seq > afterSeq,
 	// in Seq order: at most limit of them, and at most
@@ -242,14 +273,22 @@ type TokenWriter interface {
 	// ignores t.RevokedAt and t.RevocationReason); t must pass t.Check.
 	// Call it in the Tx that appends the token's audit entry, before
 	// returning the token. A duplicate JTI or HandleHash is ErrConflict. A
-	// ParentJTI not stored is ErrNotFound, one revoked ErrRevoked, and a
-	// token that would expire after its parent ErrConflict: lifetimes only
-	// narrow.
+	// CNF that is the Thumbprint of a revoked certificate is
+	// ErrCertificateRevoked. A ParentJTI not stored is ErrNotFound, one
+	// revoked ErrRevoked, and a token that would expire after its parent
+	// ErrConflict: lifetimes only narrow.
 	//
-	// Against a RevokeToken of an ancestor running concurrently, from any
-	// process, no token is left unrevoked under a revoked parent: either
-	// the revocation commits first and this fails with ErrRevoked, or it
-	// waits for this and revokes the new token too.
+	// The token is bound to the stored certificate whose Thumbprint is its
+	// CNF, and revoked with it (RevokeCertificate). The token service binds
+	// every token to the caller's certificate, which is stored; a CNF that
+	// names no stored certificate binds the token to none.
+	//
+	// Against a RevokeToken of an ancestor, or a RevokeCertificate of the
+	// token's certificate, running concurrently, from any process, no
+	// token is left unrevoked under a revoked parent or bound to a revoked
+	// certificate: either the revocation commits first and this fails with
+	// ErrRevoked or ErrCertificateRevoked, or it waits for this and
+	// revokes the new token too.
 	InsertToken(ctx context.Context, t Token) error
 
 	// InsertExternalToken stores the record of an external issuer's

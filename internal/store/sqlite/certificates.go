@@ -35,6 +35,21 @@ func (r reader) Certificate(ctx context.Context, serial string) (store.Certifica
 	return c, nil
 }
 
+func (r reader) CertificateByThumbprint(ctx context.Context, x5tS256 string) (store.Certificate, error) {
+	if x5tS256 == "" {
+		return store.Certificate{}, fmt.Errorf("store: certificate by thumbprint: %w", store.ErrNotFound)
+	}
+	row := r.q.QueryRowContext(ctx, `SELECT `+certificateColumns+` FROM certificates WHERE thumbprint = ?`, x5tS256)
+	c, err := scanCertificate(row)
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.Certificate{}, fmt.Errorf("store: certificate by thumbprint %s: %w", x5tS256, store.ErrNotFound)
+	}
+	if err != nil {
+		return store.Certificate{}, fmt.Errorf("store: certificate by thumbprint %s: %w", x5tS256, err)
+	}
+	return c, nil
+}
+
 func (r reader) DeviceCertificates(ctx context.Context, ekHash string) ([]store.Certificate, error) {
 	rows, err := r.q.QueryContext(ctx, `SELECT `+certificateColumns+` FROM certificates
 		WHERE ek_hash = ? ORDER BY not_before, serial`, ekHash)
@@ -82,10 +97,10 @@ func (w writer) InsertCertificate(ctx context.Context, c store.Certificate) erro
 	if err := w.holdActiveDevice(ctx, c); err != nil {
 		return err
 	}
-	_, err := w.q.ExecContext(ctx, `INSERT INTO certificates (`+certificateColumns+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, '')`,
+	_, err := w.q.ExecContext(ctx, `INSERT INTO certificates (`+certificateColumns+`, thumbprint)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, '', ?)`,
 		c.Serial, c.SPIFFEID, c.EKHash, micros(c.NotBefore), micros(c.NotAfter), c.EvidenceDigest,
-		c.PolicyVersion, c.DER)
+		c.PolicyVersion, c.DER, c.Thumbprint())
 	if err != nil {
 		return fmt.Errorf("store: insert certificate %s: %w", c.Serial, classify(err))
 	}
@@ -112,24 +127,100 @@ func (w writer) holdActiveDevice(ctx context.Context, c store.Certificate) error
 	return fmt.Errorf("store: insert certificate %s: device %s: %w", c.Serial, c.EKHash, store.ErrDeviceDisabled)
 }
 
-// RevokeCertificate is one conditional UPDATE: its row count says whether
-// this call revoked the certificate, so of concurrent revocations exactly
-// one succeeds on any database.
-func (w writer) RevokeCertificate(ctx context.Context, serial, reason string, at time.Time) error {
-	res, err := w.q.ExecContext(ctx, `UPDATE certificates SET revoked_at = ?, revocation_reason = ?
-		WHERE serial = ? AND revoked_at IS NULL`, micros(at), reason, serial)
+// RevokeCertificate revokes the certificate with one conditional UPDATE,
+// whose row count says whether this call revoked it, so of concurrent
+// revocations exactly one succeeds on any database; then the tokens bound
+// to it (revokeCertificatesWhere), all in a savepoint.
+func (w writer) RevokeCertificate(ctx context.Context, serial, reason string, at time.Time) (store.Revoked, error) {
+	var revoked store.Revoked
+	err := w.savepoint(ctx, "revoke_certificate", func() error {
+		var err error
+		revoked, err = w.revokeCertificatesWhere(ctx, `serial = ?`, []any{serial}, reason, at)
+		if err != nil {
+			return fmt.Errorf("store: revoke certificate %s: %w", serial, err)
+		}
+		if len(revoked.Certificates) == 1 {
+			return nil
+		}
+		if _, err := reader(w).Certificate(ctx, serial); err != nil {
+			return err
+		}
+		return fmt.Errorf("store: revoke certificate %s: already revoked: %w", serial, store.ErrConflict)
+	})
 	if err != nil {
-		return fmt.Errorf("store: revoke certificate %s: %w", serial, err)
+		return store.Revoked{}, err
+	}
+	return revoked, nil
+}
+
+// holdCertificate locks the certificate t is bound to (its CNF) if it is
+// not revoked, as holdActiveDevice and holdParent do: a revocation that
+// updated the certificate first makes this match nothing
+// (ErrCertificateRevoked); one that comes after waits for this
+// transaction, and its next statement then finds t by its cnf. A CNF that
+// is no stored certificate's thumbprint holds nothing.
+func (w writer) holdCertificate(ctx context.Context, t store.Token) error {
+	res, err := w.q.ExecContext(ctx, `UPDATE certificates SET revoked_at = revoked_at
+		WHERE thumbprint = ? AND revoked_at IS NULL`, t.CNF)
+	if err != nil {
+		return fmt.Errorf("store: insert token %q: certificate %s: %w", t.JTI, t.CNF, err)
 	}
 	n, err := res.RowsAffected()
 	if err != nil {
-		return fmt.Errorf("store: revoke certificate %s: %w", serial, err)
+		return fmt.Errorf("store: insert token %q: certificate %s: %w", t.JTI, t.CNF, err)
 	}
 	if n == 1 {
 		return nil
 	}
-	if _, err := reader(w).Certificate(ctx, serial); err != nil {
-		return err
+	c, err := reader(w).CertificateByThumbprint(ctx, t.CNF)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil
+	case err != nil:
+		return fmt.Errorf("store: insert token %q: %w", t.JTI, err)
 	}
-	return fmt.Errorf("store: revoke certificate %s: already revoked: %w", serial, store.ErrConflict)
+	return fmt.Errorf("store: insert token %q: certificate %s: %w", t.JTI, c.Serial, store.ErrCertificateRevoked)
+}
+
+// backfillCertificateRevocations is the Go side of migration
+// 0008_certificate_revocations: it stores the thumbprint of every
+// certificate stored before it (SQL has no SHA-256 here), then appends a
+// revocation event for each certificate already revoked, oldest
+// revocation first, so that verifiers following the feed learn them too.
+// Tokens bound to those certificates are not revoked here: the token
+// service refuses them by their certificate (CertificateByThumbprint).
+func backfillCertificateRevocations(ctx context.Context, q querier) error {
+	rows, err := q.QueryContext(ctx, `SELECT serial, der FROM certificates WHERE thumbprint = ''`)
+	if err != nil {
+		return fmt.Errorf("backfill thumbprints: %w", err)
+	}
+	certs, err := scanAll(rows, func(s scanner) (c store.Certificate, err error) { return c, s.Scan(&c.Serial, &c.DER) })
+	if err != nil {
+		return fmt.Errorf("backfill thumbprints: %w", err)
+	}
+	for _, c := range certs {
+		if _, err := q.ExecContext(ctx, `UPDATE certificates SET thumbprint = ? WHERE serial = ?`, c.Thumbprint(), c.Serial); err != nil {
+			return fmt.Errorf("backfill thumbprint of %s: %w", c.Serial, err)
+		}
+	}
+	rows, err = q.QueryContext(ctx, `SELECT serial, revoked_at, revocation_reason FROM certificates
+		WHERE revoked_at IS NOT NULL ORDER BY revoked_at, serial`)
+	if err != nil {
+		return fmt.Errorf("backfill certificate revocation events: %w", err)
+	}
+	revs, err := scanAll(rows, func(s scanner) (v store.Revocation, err error) {
+		var at int64
+		err = s.Scan(&v.Serial, &at, &v.Reason)
+		v.RevokedAt = fromMicros(at)
+		return v, err
+	})
+	if err != nil {
+		return fmt.Errorf("backfill certificate revocation events: %w", err)
+	}
+	for _, v := range revs {
+		if err := (writer{q}).appendRevocations(ctx, []string{v.Serial}, nil, v.Reason, v.RevokedAt); err != nil {
+			return fmt.Errorf("backfill %w", err)
+		}
+	}
+	return nil
 }

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/sigil-dev/sigil/internal/store"
@@ -116,31 +115,34 @@ func (w writer) insertDevice(ctx context.Context, d store.Device, now time.Time)
 	return n == 1, nil
 }
 
-func (w writer) SetDeviceStatus(ctx context.Context, ekHash string, status store.DeviceStatus, now time.Time) ([]string, error) {
+// SetDeviceStatus updates the device first, which orders it with
+// InsertCertificate (see there), then revokes the device's certificates
+// and their tokens with revokeCertificatesWhere.
+func (w writer) SetDeviceStatus(ctx context.Context, ekHash string, status store.DeviceStatus, now time.Time) (store.Revoked, error) {
+	none := store.Revoked{Certificates: []string{}, Tokens: []string{}}
 	res, err := w.q.ExecContext(ctx, `UPDATE devices SET status = ?, updated_at = ? WHERE ek_hash = ?`,
 		string(status), micros(now), ekHash)
 	if err != nil {
-		return nil, fmt.Errorf("store: set device %s %s: %w", ekHash, status, err)
+		return none, fmt.Errorf("store: set device %s %s: %w", ekHash, status, err)
 	}
 	n, err := res.RowsAffected()
 	if err != nil {
-		return nil, fmt.Errorf("store: set device %s %s: %w", ekHash, status, err)
+		return none, fmt.Errorf("store: set device %s %s: %w", ekHash, status, err)
 	}
 	if n == 0 {
-		return nil, fmt.Errorf("store: set device %s %s: %w", ekHash, status, store.ErrNotFound)
+		return none, fmt.Errorf("store: set device %s %s: %w", ekHash, status, store.ErrNotFound)
 	}
 	if status != store.DeviceDisabled {
-		return []string{}, nil
+		return none, nil
 	}
-	rows, err := w.q.QueryContext(ctx, `UPDATE certificates SET revoked_at = ?, revocation_reason = ?
-		WHERE ek_hash = ? AND revoked_at IS NULL RETURNING serial`, micros(now), store.ReasonDeviceDisabled, ekHash)
+	var revoked store.Revoked
+	err = w.savepoint(ctx, "disable_device", func() error {
+		var err error
+		revoked, err = w.revokeCertificatesWhere(ctx, `ek_hash = ?`, []any{ekHash}, store.ReasonDeviceDisabled, now)
+		return err
+	})
 	if err != nil {
-		return nil, fmt.Errorf("store: disable device %s: revoke certificates: %w", ekHash, err)
+		return none, fmt.Errorf("store: disable device %s: %w", ekHash, err)
 	}
-	serials, err := scanAll(rows, func(s scanner) (v string, err error) { return v, s.Scan(&v) })
-	if err != nil {
-		return nil, fmt.Errorf("store: disable device %s: revoke certificates: %w", ekHash, err)
-	}
-	slices.Sort(serials)
-	return serials, nil
+	return revoked, nil
 }

@@ -25,7 +25,8 @@ type migration struct {
 // migrationSteps are the Go parts of migrations, by file name: each runs
 // after its migration's SQL, in the migration's transaction.
 var migrationSteps = map[string]func(ctx context.Context, q querier) error{
-	"0006_audit_nodes": backfillAuditNodes,
+	"0006_audit_nodes":             backfillAuditNodes,
+	"0008_certificate_revocations": backfillCertificateRevocations,
 }
 
 // loadMigrations reads the migrations in dir of fsys, which must be

@@ -97,7 +97,8 @@ func (r reader) TokenChildren(ctx context.Context, jti string) ([]store.Token, e
 	return ts, nil
 }
 
-// InsertToken first holds the parent: a conditional UPDATE that changes
+// InsertToken first holds the certificate the token is bound to
+// (holdCertificate), then the parent: a conditional UPDATE that changes
 // nothing but matches only a live parent that expires no earlier than t,
 // so its row count says whether t may be exchanged from it, and the row
 // lock it takes, held until commit, orders it with a RevokeToken of the
@@ -107,6 +108,11 @@ func (r reader) TokenChildren(ctx context.Context, jti string) ([]store.Token, e
 func (w writer) InsertToken(ctx context.Context, t store.Token) error {
 	if err := t.Check(); err != nil {
 		return fmt.Errorf("store: insert token %q: %w", t.JTI, err)
+	}
+	if t.CNF != "" { // the certificate first, as RevokeCertificate locks it before tokens
+		if err := w.holdCertificate(ctx, t); err != nil {
+			return err
+		}
 	}
 	if t.ParentJTI != "" {
 		if err := w.holdParent(ctx, t); err != nil {

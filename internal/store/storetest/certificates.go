@@ -76,17 +76,17 @@ func testRevokeCertificate(t *testing.T, h *harness) {
 	_, _, certs := Enroll(t, st, "d1", 1)
 	serial := certs[0].Serial
 	at := T0.Add(time.Minute)
-	if err := st.RevokeCertificate(ctx, serial, "superseded", at); err != nil {
+	if _, err := st.RevokeCertificate(ctx, serial, "superseded", at); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.RevokeCertificate(ctx, serial, "key compromise", at.Add(time.Minute)); !errors.Is(err, store.ErrConflict) {
+	if _, err := st.RevokeCertificate(ctx, serial, "key compromise", at.Add(time.Minute)); !errors.Is(err, store.ErrConflict) {
 		t.Fatalf("second RevokeCertificate = %v, want ErrConflict", err)
 	}
 	got, err := st.Certificate(ctx, serial)
 	if err != nil || got.RevokedAt == nil || !got.RevokedAt.Equal(at) || got.RevocationReason != "superseded" {
 		t.Fatalf("after revoking twice: %v %q (%v), want the first revocation", got.RevokedAt, got.RevocationReason, err)
 	}
-	if err := st.RevokeCertificate(ctx, "nope", "superseded", at); !errors.Is(err, store.ErrNotFound) {
+	if _, err := st.RevokeCertificate(ctx, "nope", "superseded", at); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("RevokeCertificate(unknown) = %v, want ErrNotFound", err)
 	}
 }
@@ -99,7 +99,7 @@ func testRevocations(t *testing.T, h *harness) {
 		t.Fatalf("Revocations(none) = %v, %v; want an empty slice", rs, err)
 	}
 	for _, c := range certs[:2] {
-		if err := st.RevokeCertificate(ctx, c.Serial, "superseded", T0.Add(time.Minute)); err != nil {
+		if _, err := st.RevokeCertificate(ctx, c.Serial, "superseded", T0.Add(time.Minute)); err != nil {
 			t.Fatal(err)
 		}
 	}

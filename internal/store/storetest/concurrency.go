@@ -61,7 +61,8 @@ func writeAndRead(ctx context.Context, st store.Store, d store.Device, e store.E
 		if _, err := tx.ConsumeChallenge(ctx, ch.ID, T0); err != nil {
 			return err
 		}
-		return tx.RevokeCertificate(ctx, serial, "superseded", T0)
+		_, err := tx.RevokeCertificate(ctx, serial, "superseded", T0)
+		return err
 	})
 	if err != nil {
 		return err

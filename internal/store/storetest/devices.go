@@ -127,7 +127,7 @@ func testDisableDeviceRevokesCertificates(t *testing.T, h *harness) {
 	d, e, certs := Enroll(t, st, "d1", 3)
 	_, _, otherCerts := Enroll(t, st, "d2", 1)
 	compromised := T0.Add(time.Minute)
-	if err := st.RevokeCertificate(ctx, certs[0].Serial, "key compromise", compromised); err != nil {
+	if _, err := st.RevokeCertificate(ctx, certs[0].Serial, "key compromise", compromised); err != nil {
 		t.Fatal(err)
 	}
 
@@ -136,7 +136,7 @@ func testDisableDeviceRevokesCertificates(t *testing.T, h *harness) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := []string{certs[1].Serial, certs[2].Serial}; !reflect.DeepEqual(revoked, want) {
+	if want := (store.Revoked{Certificates: []string{certs[1].Serial, certs[2].Serial}, Tokens: []string{}}); !reflect.DeepEqual(revoked, want) {
 		t.Fatalf("SetDeviceStatus revoked %v, want %v", revoked, want)
 	}
 	for i, want := range []struct {
@@ -161,13 +161,13 @@ func testDisableDeviceRevokesCertificates(t *testing.T, h *harness) {
 	}
 
 	// Enabling again unrevokes nothing, and disabling again revokes nothing.
-	if revoked, err := st.SetDeviceStatus(ctx, d.EKHash, store.DeviceActive, T0.Add(time.Hour)); err != nil || len(revoked) != 0 {
+	if revoked, err := st.SetDeviceStatus(ctx, d.EKHash, store.DeviceActive, T0.Add(time.Hour)); err != nil || len(revoked.Certificates) != 0 || len(revoked.Tokens) != 0 {
 		t.Fatalf("enable = %v, %v", revoked, err)
 	}
 	if got, _ := st.Certificate(ctx, certs[2].Serial); got.RevokedAt == nil {
 		t.Fatal("enabling the device unrevoked a certificate")
 	}
-	if revoked, err := st.SetDeviceStatus(ctx, d.EKHash, store.DeviceDisabled, T0.Add(2*time.Hour)); err != nil || len(revoked) != 0 {
+	if revoked, err := st.SetDeviceStatus(ctx, d.EKHash, store.DeviceDisabled, T0.Add(2*time.Hour)); err != nil || len(revoked.Certificates) != 0 || len(revoked.Tokens) != 0 {
 		t.Fatalf("second disable = %v, %v; want nothing revoked", revoked, err)
 	}
 }

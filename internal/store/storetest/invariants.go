@@ -143,7 +143,7 @@ var revokeCertificateRace = race{
 	work: func(ctx context.Context, st store.Store, w, n int) ([]string, error) {
 		var won []string
 		for i := range raceCertificates {
-			err := st.RevokeCertificate(ctx, Serial("race", i), fmt.Sprintf("w%d", w), T0.Add(time.Duration(w)*time.Second))
+			_, err := st.RevokeCertificate(ctx, Serial("race", i), fmt.Sprintf("w%d", w), T0.Add(time.Duration(w)*time.Second))
 			switch {
 			case err == nil:
 				won = append(won, Serial("race", i)+" "+fmt.Sprintf("w%d", w))
@@ -195,7 +195,7 @@ var disableRace = race{
 				return nil, err
 			}
 			revoked, err := st.SetDeviceStatus(ctx, d.EKHash, store.DeviceDisabled, T0)
-			return []string{"disabled " + strconv.Itoa(len(revoked))}, err
+			return []string{"disabled " + strconv.Itoa(len(revoked.Certificates))}, err
 		}
 		var lines []string
 		for i := range raceOps {

@@ -36,6 +36,7 @@ var races = []race{
 	revokeCertificateRace,
 	disableRace,
 	insertUnderRevokedRace,
+	insertBoundRace,
 	cascadeRace,
 	auditRace,
 	firstSeenRace,
