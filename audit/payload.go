@@ -85,6 +85,9 @@ type Token struct {
 	CNF       string    `json:"cnf,omitempty"`
 	// PolicyIDs are the policies that permitted an issued token.
 	PolicyIDs []string `json:"policy_ids,omitempty"`
+	// Reason says why a revoked token was revoked (TokenRevoked), for
+	// example "certificate revoked: device disabled".
+	Reason string `json:"reason,omitempty"`
 }
 
 // payloads maps each kind to its payload type.

@@ -67,9 +67,12 @@ func setStatus(ctx context.Context, cfg *config.Config, log *slog.Logger, ekHash
 		return err
 	}
 	log.Info("device status changed", "ek", ekHash, "status", status, "revoked", revoked)
-	fmt.Printf("device %s is %s; %d certificates revoked\n", ekHash, status, len(revoked))
-	for _, s := range revoked {
-		fmt.Printf("  revoked %s\n", s)
+	fmt.Printf("device %s is %s; %d certificates and %d tokens revoked\n", ekHash, status, len(revoked.Certificates), len(revoked.Tokens))
+	for _, s := range revoked.Certificates {
+		fmt.Printf("  revoked certificate %s\n", s)
+	}
+	for _, jti := range revoked.Tokens {
+		fmt.Printf("  revoked token %s\n", jti)
 	}
 	return nil
 }

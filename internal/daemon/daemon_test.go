@@ -217,7 +217,7 @@ func storeCertificates(t *testing.T, st store.Store, now, revokedAt time.Time) {
 			}
 		}
 		for _, serial := range []string{"a1", "a3"} {
-			if err := tx.RevokeCertificate(ctx, serial, "key compromise", revokedAt); err != nil {
+			if _, err := tx.RevokeCertificate(ctx, serial, "key compromise", revokedAt); err != nil {
 				return err
 			}
 		}

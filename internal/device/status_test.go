@@ -25,17 +25,40 @@ func TestSetStatus(t *testing.T) {
 	t.Cleanup(func() { st.Close() })
 	now := time.Now().Truncate(time.Millisecond)
 	storeDevice(t, st, "ek1", now, "a1", "a2")
-	if err := st.Tx(ctx, func(tx store.Tx) error { return tx.RevokeCertificate(ctx, "a2", "key compromise", now) }); err != nil {
+	if _, err := st.RevokeCertificate(ctx, "a2", "key compromise", now); err != nil {
 		t.Fatal(err)
 	}
 
+	// A token issued to the device (bound to a1), and one exchanged from
+	// it by another workload: both die with the device.
+	a1 := store.Certificate{DER: []byte("a1")}
+	tokens := []store.Token{
+		{JTI: "t1", Sub: "spiffe://sigil.test/workload/w", IssuedAt: now, ExpiresAt: now.Add(time.Hour), CNF: a1.Thumbprint(), Kind: store.TokenJWT},
+		{JTI: "t2", ParentJTI: "t1", Sub: "spiffe://sigil.test/workload/w", IssuedAt: now, ExpiresAt: now.Add(time.Hour), CNF: "other", Kind: store.TokenJWT},
+	}
+	for _, tok := range tokens {
+		if err := st.InsertToken(ctx, tok); err != nil {
+			t.Fatal(err)
+		}
+	}
+
 	revoked, err := device.SetStatus(ctx, st, "ek1", store.DeviceDisabled, now)
-	if err != nil || !slices.Equal(revoked, []string{"a1"}) {
-		t.Fatalf("disable = %v, %v; want [a1]", revoked, err)
+	if err != nil || !slices.Equal(revoked.Certificates, []string{"a1"}) || !slices.Equal(revoked.Tokens, []string{"t1", "t2"}) {
+		t.Fatalf("disable = %+v, %v; want certificate a1, tokens t1 and t2", revoked, err)
 	}
 	got := logged(t, st)
-	if len(got) != 2 || got[0].Kind != audit.DeviceDisabled || got[1].Kind != audit.CertificateRevoked {
+	if len(got) != 4 || got[0].Kind != audit.DeviceDisabled || got[1].Kind != audit.CertificateRevoked ||
+		got[2].Kind != audit.TokenRevoked || got[3].Kind != audit.TokenRevoked {
 		t.Fatalf("disabling logged %v", got)
+	}
+	for i, jti := range []string{"t1", "t2"} {
+		p := payload[audit.Token](t, got[2+i])
+		if p.JTI != jti || p.Reason != store.CertificateRevokedPrefix+store.ReasonDeviceDisabled {
+			t.Errorf("token revocation entry %d = %+v, want %s revoked for %q", i, p, jti, store.CertificateRevokedPrefix+store.ReasonDeviceDisabled)
+		}
+		if tok, err := st.Token(ctx, jti); err != nil || tok.RevokedAt == nil {
+			t.Errorf("token %s after disabling its device: revoked %v (%v)", jti, tok.RevokedAt, err)
+		}
 	}
 	if p := payload[audit.Device](t, got[0]); *p != (audit.Device{EKHash: "ek1", Status: string(store.DeviceDisabled)}) {
 		t.Errorf("device entry = %+v", p)
@@ -45,19 +68,19 @@ func TestSetStatus(t *testing.T) {
 	}
 
 	revoked, err = device.SetStatus(ctx, st, "ek1", store.DeviceActive, now)
-	if err != nil || len(revoked) != 0 {
-		t.Fatalf("enable = %v, %v; want nothing revoked", revoked, err)
+	if err != nil || len(revoked.Certificates)+len(revoked.Tokens) != 0 {
+		t.Fatalf("enable = %+v, %v; want nothing revoked", revoked, err)
 	}
 	got = logged(t, st)
-	if p := payload[audit.Device](t, got[len(got)-1]); len(got) != 3 || p.Status != string(store.DeviceActive) {
-		t.Errorf("enabling logged %d entries, the last %+v", len(got)-2, p)
+	if p := payload[audit.Device](t, got[len(got)-1]); len(got) != 5 || p.Status != string(store.DeviceActive) {
+		t.Errorf("enabling logged %d entries, the last %+v", len(got)-4, p)
 	}
 
 	if _, err := device.SetStatus(ctx, st, "ek2", store.DeviceDisabled, now); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("disable an unknown device = %v, want ErrNotFound", err)
 	}
-	if n := len(logged(t, st)); n != 3 {
-		t.Errorf("disabling an unknown device logged %d entries", n-3)
+	if n := len(logged(t, st)); n != 5 {
+		t.Errorf("disabling an unknown device logged %d entries", n-5)
 	}
 }
 

@@ -500,7 +500,7 @@ func TestDisabledDevice(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(revoked, []string{device.Serial(cert)}) {
+	if !slices.Equal(revoked.Certificates, []string{device.Serial(cert)}) {
 		t.Errorf("disabling revoked %v, want the device's certificate %s", revoked, device.Serial(cert))
 	}
 	rec, err := srv.store.Certificate(ctx, device.Serial(cert))

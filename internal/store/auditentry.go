@@ -43,6 +43,41 @@ func AppendAuditEntries(ctx context.Context, tx auditAppender, entries ...AuditE
 	return nil
 }
 
+// AuditToken is the audit payload of a token record.
+func AuditToken(rec Token) audit.Token {
+	return audit.Token{
+		JTI: rec.JTI, ParentJTI: rec.ParentJTI, Sub: rec.Sub, Act: rec.Act, Aud: rec.Aud,
+		Scope: rec.Scope, Exp: rec.ExpiresAt.UTC(), CNF: rec.CNF,
+	}
+}
+
+// tokenReader is the power RevokedTokenEntries needs of a Tx.
+type tokenReader interface {
+	Token(ctx context.Context, jti string) (Token, error)
+}
+
+// RevokedTokenEntries are the token.revoked audit entries, at time at, of
+// the tokens jtis that a revocation in tx revoked (RevokeToken,
+// RevokeCertificate, SetDeviceStatus), in order, each with the reason
+// stored on its record and the key "revoked:<jti>".
+func RevokedTokenEntries(ctx context.Context, tx tokenReader, jtis []string, at time.Time) ([]AuditEntry, error) {
+	entries := make([]AuditEntry, 0, len(jtis))
+	for _, jti := range jtis {
+		rec, err := tx.Token(ctx, jti)
+		if err != nil {
+			return nil, err
+		}
+		payload := AuditToken(rec)
+		payload.Reason = rec.RevocationReason
+		e, err := NewAuditEntry(audit.TokenRevoked, at, payload, "revoked:"+jti)
+		if err != nil {
+			return nil, err
+		}
+		entries = append(entries, e)
+	}
+	return entries, nil
+}
+
 // RecordAudit appends one entry, stamped now, in a transaction of its own,
 // for events that change nothing else in the store (a policy set loaded, a
 // key created).

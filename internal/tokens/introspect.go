@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 
@@ -60,10 +61,42 @@ func (s *Service) Introspect(ctx context.Context, caller *x509.Certificate, toke
 	case !s.admin(c) && !slices.Contains(t.record.Aud, c.caller.ID):
 		s.log.InfoContext(ctx, "tokens: introspection by a party outside the audience", "jti", t.record.JTI, "caller", c.caller.ID)
 		return &Introspection{}, nil
-	case t.record.RevokedAt != nil || !s.now().Before(t.record.ExpiresAt):
+	case !s.now().Before(t.record.ExpiresAt):
 		return &Introspection{}, nil
 	}
+	switch err := s.live(ctx, t.record); {
+	case errors.Is(err, store.ErrRevoked):
+		return &Introspection{}, nil
+	case err != nil:
+		return nil, err
+	}
 	return s.introspection(t), nil
+}
+
+// live checks that rec is not revoked and that the certificate it is
+// bound to (cnf) is on record and not revoked: revoking a certificate
+// revokes its tokens with it, and this also refuses those of a
+// certificate revoked before that cascade existed. A token that is not
+// live is store.ErrRevoked.
+func (s *Service) live(ctx context.Context, rec store.Token) error {
+	if rec.RevokedAt != nil {
+		return store.ErrRevoked
+	}
+	if rec.Kind == store.TokenExternal {
+		return nil
+	}
+	c, err := s.cfg.Store.CertificateByThumbprint(ctx, rec.CNF)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		s.log.WarnContext(ctx, "tokens: token bound to no certificate on record", "jti", rec.JTI)
+		return store.ErrRevoked
+	case err != nil:
+		return fmt.Errorf("tokens: certificate of token %s: %w", rec.JTI, err)
+	case c.RevokedAt != nil:
+		s.log.InfoContext(ctx, "tokens: token's certificate revoked", "jti", rec.JTI, "serial", c.Serial, "reason", c.RevocationReason)
+		return store.ErrRevoked
+	}
+	return nil
 }
 
 // presented is a token resolved to its record: a JWT of ours whose

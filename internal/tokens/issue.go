@@ -98,10 +98,11 @@ func recordOf(c *token.Claims, kind string) store.Token {
 // record stores the token and its audit entry in one transaction, after
 // the record of its external subject token, if any and not stored yet. A
 // subject token revoked meanwhile, or an external one revoked ever, fails
-// the exchange (invalid_grant); any other failure is ErrNotRecorded, and
-// the token is never returned.
+// the exchange (invalid_grant); the caller's certificate revoked meanwhile
+// fails the request (invalid_client); any other failure is
+// ErrNotRecorded, and the token is never returned.
 func (s *Service) record(ctx context.Context, kind audit.Kind, rec store.Token, policies []string, external *store.Token) error {
-	payload := auditToken(rec)
+	payload := store.AuditToken(rec)
 	payload.PolicyIDs = policies
 	entry, err := store.NewAuditEntry(kind, s.now(), payload, "jti:"+rec.JTI)
 	if err != nil {
@@ -122,18 +123,14 @@ func (s *Service) record(ctx context.Context, kind audit.Kind, rec store.Token, 
 	case err == nil:
 		s.nudge()
 		return nil
+	case errors.Is(err, store.ErrCertificateRevoked):
+		s.log.InfoContext(ctx, "tokens: client certificate revoked during the request", "jti", rec.JTI)
+		return invalidClient("the client certificate has been revoked: renew or enroll again")
 	case errors.Is(err, store.ErrRevoked):
 		return &presentedError{param: "subject_token", err: err}
 	}
 	s.log.ErrorContext(ctx, "tokens: token not recorded, not issued", "jti", rec.JTI, "err", err)
 	return notRecorded("token "+rec.JTI, err)
-}
-
-func auditToken(rec store.Token) audit.Token {
-	return audit.Token{
-		JTI: rec.JTI, ParentJTI: rec.ParentJTI, Sub: rec.Sub, Act: rec.Act, Aud: rec.Aud,
-		Scope: rec.Scope, Exp: rec.ExpiresAt.UTC(), CNF: rec.CNF,
-	}
 }
 
 func (s *Service) response(m *minted) *Response {
@@ -148,15 +145,16 @@ func (s *Service) response(m *minted) *Response {
 }
 
 // referenceRecord finds the record of a reference token by its digest
-// (signer.ReferenceDigest); a revoked one is store.ErrRevoked.
+// (signer.ReferenceDigest); one that is not live (revoked, or its
+// certificate revoked) is store.ErrRevoked.
 func (s *Service) referenceRecord(ctx context.Context, digest string) (store.Token, error) {
 	hash, err := base64.RawURLEncoding.DecodeString(digest)
 	if err != nil {
 		return store.Token{}, fmt.Errorf("tokens: reference digest: %w", err)
 	}
 	rec, err := s.cfg.Store.TokenByHandle(ctx, hash)
-	if err == nil && rec.RevokedAt != nil {
-		err = store.ErrRevoked
+	if err == nil {
+		err = s.live(ctx, rec)
 	}
 	return rec, err
 }

@@ -5,7 +5,6 @@ import (
 	"crypto/x509"
 	"slices"
 
-	"github.com/sigil-dev/sigil/audit"
 	"github.com/sigil-dev/sigil/internal/store"
 )
 
@@ -82,17 +81,9 @@ func (s *Service) revoke(ctx context.Context, jti, reason string, external *stor
 		if revoked, err = tx.RevokeToken(ctx, jti, reason, at); err != nil {
 			return err
 		}
-		entries := make([]store.AuditEntry, 0, len(revoked))
-		for _, r := range revoked {
-			rec, err := tx.Token(ctx, r)
-			if err != nil {
-				return err
-			}
-			e, err := store.NewAuditEntry(audit.TokenRevoked, at, auditToken(rec), "revoked:"+r)
-			if err != nil {
-				return err
-			}
-			entries = append(entries, e)
+		entries, err := store.RevokedTokenEntries(ctx, tx, revoked, at)
+		if err != nil {
+			return err
 		}
 		return store.AppendAuditEntries(ctx, tx, entries...)
 	})

@@ -124,11 +124,11 @@ func (s *Service) presented(ctx context.Context, param, tok, typ, audience strin
 }
 
 // onRecord checks that a verified JWT of ours is on record as issued and
-// not revoked.
+// live: not revoked, nor its certificate (see live).
 func (s *Service) onRecord(ctx context.Context, param string, c *token.Claims) error {
 	rec, err := s.cfg.Store.Token(ctx, c.ID)
-	if err == nil && rec.RevokedAt != nil {
-		err = store.ErrRevoked
+	if err == nil {
+		err = s.live(ctx, rec)
 	}
 	if err == nil && (rec.Sub != c.Subject || rec.CNF != c.Confirmation) {
 		s.log.ErrorContext(ctx, "tokens: signed token differs from its record", "jti", c.ID)

@@ -308,7 +308,7 @@ func (e *Env) Evidence() ca.Evidence { return e.evidence }
 // RevokeCertificate revokes w's certificate in the store.
 func (e *Env) RevokeCertificate(t testing.TB, w *Workload) {
 	t.Helper()
-	if err := e.Store.RevokeCertificate(t.Context(), device.Serial(w.Cert), "key compromise", time.Now()); err != nil {
+	if _, err := e.Store.RevokeCertificate(t.Context(), device.Serial(w.Cert), "key compromise", time.Now()); err != nil {
 		t.Fatalf("RevokeCertificate: %v", err)
 	}
 }
