@@ -30,8 +30,10 @@
 // actors that are all workloads (token.Claims.CheckIdentities: a token
 // naming anything else is refused); cnf.x5t#S256 equal to the SHA-256
 // thumbprint of the peer certificate (RFC 8705), so a token presented
-// without the certificate it is bound to is refused; and that the jti is
-// not revoked.
+// without the certificate it is bound to is refused; that the feed has
+// not revoked that certificate (a revoked client certificate fails the
+// request, with every token bound to it); and that the jti is not
+// revoked.
 //
 // Failures wrap ErrInvalidToken (answer 401 invalid_token) and a fixed,
 // non-leaky reason that is the error_description; the precise cause is
@@ -42,12 +44,21 @@
 //
 // With Revocation.FeedURL, New starts a client of sigild's revocation feed
 // (Server-Sent Events, one RFC 8417 Security Event Token per revoked
-// token, typ secevent+jwt, signed by a key of the same JWKS). It starts
+// token or certificate, typ secevent+jwt, signed by a key of the same
+// JWKS; a certificate is named by its x5t#S256, and its SET's sub_id is
+// the RFC 9493 uri "ni:///sha-256;<x5t#S256>"). It starts
 // from the first event (Last-Event-ID 0), resumes after the last event it
 // applied, and reconnects with jittered exponential backoff. A SET that
 // does not verify ends the connection without being skipped. A revoked
 // jti is remembered until MaxLifetime after the revocation, or the token's
-// own expiry once a token with that jti has been seen.
+// own expiry once a token with that jti has been seen; a revoked
+// certificate until it expires.
+//
+// CheckCertificate and VerifyConnection refuse a peer certificate the feed
+// has revoked: set VerifyConnection on a tls.Config (client.Client's TLS
+// configs do), where it runs on resumed sessions too. A certificate has no
+// introspection to fall back on: while the feed has been down longer than
+// MaxStaleness they refuse every certificate (ErrRevocationUnknown).
 //
 // While the feed is down, Verify asks Revocation.Introspect when it is
 // set. Without it, or when introspection fails, tokens are accepted until

@@ -32,7 +32,13 @@ var (
 	errIdentity     = errors.New("token names an identity sigil does not issue")
 	errNotBound     = errors.New("token not bound to the client certificate")
 	errRevoked      = errors.New("token revoked")
+	errCertRevoked  = errors.New("client certificate revoked")
 )
+
+// ErrCertificateRevoked is a peer certificate that the revocation feed
+// says is revoked (VerifyConnection, CheckCertificate): refuse the
+// connection or request. Tokens bound to it fail with ErrInvalidToken.
+var ErrCertificateRevoked = errors.New("verify: certificate revoked")
 
 // invalid wraps reason with ErrInvalidToken.
 func invalid(reason error) error {

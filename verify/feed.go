@@ -18,11 +18,12 @@ import (
 
 // Feed client settings.
 const (
-	eventTokenRevoked = "https://schemas.sigil.dev/secevent/token-revoked"
-	feedIdleTimeout   = 40 * time.Second // sigild sends a keep-alive every 15s
-	backoffMin        = 100 * time.Millisecond
-	backoffMax        = 5 * time.Second
-	maxEventBytes     = 64 << 10
+	eventTokenRevoked       = "https://schemas.sigil.dev/secevent/token-revoked"
+	eventCertificateRevoked = "https://schemas.sigil.dev/secevent/certificate-revoked"
+	feedIdleTimeout         = 40 * time.Second // sigild sends a keep-alive every 15s
+	backoffMin              = 100 * time.Millisecond
+	backoffMax              = 5 * time.Second
+	maxEventBytes           = 64 << 10
 )
 
 // errFeedEnded is a feed stream that the server closed.
@@ -134,26 +135,35 @@ func readEvents(r io.Reader, alive func(), apply func(id, data string) error) er
 	return errFeedEnded
 }
 
-// applyEvent verifies a revocation SET and records the revoked jti.
+// applyEvent verifies a revocation SET and records the revoked jti, or
+// the revoked certificate's thumbprint.
 func (v *Verifier) applyEvent(ctx context.Context, set string) error {
 	payload, err := v.verifySigned(ctx, set, token.EventToken)
 	if err != nil {
 		return fmt.Errorf("verify: revocation event: %w", err)
 	}
 	var claims struct {
-		Issuer string `json:"iss"`
-		TOE    int64  `json:"toe"`
-		Events map[string]struct {
-			JTI string `json:"jti"`
-			Seq uint64 `json:"seq"`
-		} `json:"events"`
+		Issuer string                  `json:"iss"`
+		TOE    int64                   `json:"toe"`
+		Events map[string]revokedEvent `json:"events"`
 	}
 	if err := json.Unmarshal(payload, &claims); err != nil {
 		return fmt.Errorf("verify: revocation event: %w", err)
 	}
+	if claims.Issuer != v.cfg.Issuer || len(claims.Events) != 1 {
+		return errors.New("verify: revocation event: wrong issuer, or not exactly one event")
+	}
+	if ev, ok := claims.Events[eventCertificateRevoked]; ok {
+		if ev.X5tS256 == "" {
+			return fmt.Errorf("verify: revocation event %d: certificate-revoked without x5t#S256", ev.Seq)
+		}
+		v.revs.addCertificate(ev.X5tS256, time.Unix(ev.NotAfter, 0))
+		v.log.InfoContext(ctx, "verify: certificate revoked", "serial", ev.Serial, "x5t#S256", ev.X5tS256, "seq", ev.Seq)
+		return nil
+	}
 	ev, ok := claims.Events[eventTokenRevoked]
-	if claims.Issuer != v.cfg.Issuer || !ok || ev.JTI == "" {
-		return fmt.Errorf("verify: revocation event %s: wrong issuer or no token-revoked event", strconv.FormatUint(ev.Seq, 10))
+	if !ok || ev.JTI == "" {
+		return fmt.Errorf("verify: revocation event %s: no token-revoked or certificate-revoked event", strconv.FormatUint(ev.Seq, 10))
 	}
 	toe := time.Unix(claims.TOE, 0)
 	if now := v.cfg.Now(); toe.After(now) {
@@ -162,4 +172,14 @@ func (v *Verifier) applyEvent(ctx context.Context, set string) error {
 	v.revs.add(ev.JTI, toe)
 	v.log.InfoContext(ctx, "verify: token revoked", "jti", ev.JTI, "seq", ev.Seq)
 	return nil
+}
+
+// revokedEvent is the payload of a revocation event: a token's (JTI) or a
+// certificate's (Serial, X5tS256, NotAfter).
+type revokedEvent struct {
+	JTI      string `json:"jti"`
+	Serial   string `json:"serial"`
+	X5tS256  string `json:"x5t#S256"`
+	NotAfter int64  `json:"exp"`
+	Seq      uint64 `json:"seq"`
 }

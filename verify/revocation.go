@@ -2,18 +2,24 @@ package verify
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
 	"sync"
 	"time"
+
+	"github.com/sigil-dev/sigil/token"
 )
 
-// revocations is the set of revoked jtis learned from the feed, and the
-// feed's health.
+// revocations is the set of revoked jtis and certificates learned from
+// the feed, and the feed's health.
 type revocations struct {
 	now      func() time.Time
 	lifetime time.Duration
 
 	mu        sync.RWMutex
 	revoked   map[string]time.Time // jti -> forget after
+	certs     map[string]time.Time // x5t#S256 -> forget after (the certificate's expiry)
 	up        bool
 	downSince time.Time
 	lastSweep time.Time
@@ -21,7 +27,30 @@ type revocations struct {
 
 func newRevocations(now func() time.Time, lifetime time.Duration) *revocations {
 	t := now()
-	return &revocations{now: now, lifetime: lifetime, revoked: map[string]time.Time{}, downSince: t, lastSweep: t}
+	return &revocations{now: now, lifetime: lifetime, revoked: map[string]time.Time{}, certs: map[string]time.Time{}, downSince: t, lastSweep: t}
+}
+
+// addCertificate records the certificate with thumbprint x5t as revoked
+// until it expires at notAfter (a zero notAfter: the lifetime after now).
+func (r *revocations) addCertificate(x5t string, notAfter time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if notAfter.IsZero() {
+		notAfter = r.now().Add(r.lifetime)
+	}
+	if t, ok := r.certs[x5t]; !ok || notAfter.After(t) {
+		r.certs[x5t] = notAfter
+	}
+	r.sweepLocked()
+}
+
+// certificateRevoked reports whether the certificate with thumbprint x5t
+// is revoked.
+func (r *revocations) certificateRevoked(x5t string) bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	_, ok := r.certs[x5t]
+	return ok
 }
 
 // add records jti as revoked at toe.
@@ -45,6 +74,11 @@ func (r *revocations) sweepLocked() {
 	for jti, t := range r.revoked {
 		if now.After(t) {
 			delete(r.revoked, jti)
+		}
+	}
+	for x5t, t := range r.certs {
+		if now.After(t) {
+			delete(r.certs, x5t)
 		}
 	}
 }
@@ -97,6 +131,9 @@ func (v *Verifier) checkRevoked(ctx context.Context, token string, c *Claims) er
 	if !feed && !intro {
 		return nil
 	}
+	if feed && v.revs.certificateRevoked(c.Confirmation) {
+		return invalid(errCertRevoked)
+	}
 	if feed && v.revs.isRevoked(c.ID, c.Expiry) {
 		return invalid(errRevoked)
 	}
@@ -122,6 +159,40 @@ func (v *Verifier) checkRevoked(ctx context.Context, token string, c *Claims) er
 	}
 	if down > rc.MaxStaleness {
 		return ErrRevocationUnknown
+	}
+	return nil
+}
+
+// CheckCertificate refuses a peer certificate that the revocation feed
+// says is revoked (ErrCertificateRevoked), and any certificate while the
+// feed has been down longer than MaxStaleness (ErrRevocationUnknown:
+// certificates have no introspection to stand in). Without a feed it
+// checks nothing. Verify checks the certificate a token is bound to the
+// same way.
+func (v *Verifier) CheckCertificate(cert *x509.Certificate) error {
+	if v.cfg.Revocation.FeedURL == "" || cert == nil {
+		return nil
+	}
+	if v.revs.certificateRevoked(token.Thumbprint(cert.Raw)) {
+		return fmt.Errorf("%w: serial %x", ErrCertificateRevoked, cert.SerialNumber)
+	}
+	if v.revs.down() > v.cfg.Revocation.MaxStaleness {
+		return ErrRevocationUnknown
+	}
+	return nil
+}
+
+// VerifyConnection is a tls.Config.VerifyConnection that refuses a peer
+// whose certificate CheckCertificate refuses. Go runs VerifyConnection on
+// every handshake, resumed sessions included (unlike
+// VerifyPeerCertificate), so a session resumed after its certificate was
+// revoked is refused too.
+func (v *Verifier) VerifyConnection(cs tls.ConnectionState) error {
+	if len(cs.PeerCertificates) == 0 {
+		return nil // no client certificate: the Config's ClientAuth decides
+	}
+	if err := v.CheckCertificate(cs.PeerCertificates[0]); err != nil {
+		return fmt.Errorf("verify: peer certificate: %w", err)
 	}
 	return nil
 }
