@@ -59,7 +59,10 @@ type Client struct {
 	tokens *tokenCache
 	met    *metrics // nil without Config.Registerer
 
-	renewed chan struct{} // a renewal outside the loop: reschedule
+	revs revocations
+
+	renewed chan struct{}   // a renewal outside the loop: reschedule
+	ctx     context.Context // ends with Close
 	stop    context.CancelFunc
 	done    chan struct{}
 }
@@ -100,9 +103,8 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		log:     cmp.Or(cfg.Log, slog.Default()).With("spiffe_id", w.State().SPIFFEID),
 		renewed: make(chan struct{}, 1), done: make(chan struct{}),
 	}
-	var loop context.Context
-	loop, c.stop = context.WithCancel(context.WithoutCancel(ctx))
-	go c.renewLoop(loop)
+	c.ctx, c.stop = context.WithCancel(context.WithoutCancel(ctx))
+	go c.renewLoop(c.ctx)
 	return c, nil
 }
 
@@ -120,10 +122,12 @@ func trustBundle(st *State, dir string) (*x509bundle.Bundle, error) {
 	return b, nil
 }
 
-// Close stops renewing and releases the TPM.
+// Close stops renewing and following the revocation feed, and releases
+// the TPM.
 func (c *Client) Close() error {
 	c.stop()
 	<-c.done
+	c.closeRevocations()
 	return c.w.Close()
 }
 
@@ -153,20 +157,23 @@ func (c *Client) GetX509BundleForTrustDomain(td spiffeid.TrustDomain) (*x509bund
 
 // ServerTLSConfig serves mTLS with the workload's current certificate
 // (enroll with ServerAuth) and accepts clients of the trust domain that
-// authorize allows, for example tlsconfig.AuthorizeMemberOf(td). Put
-// verify's Middleware behind it for the tokens.
+// authorize allows, for example tlsconfig.AuthorizeMemberOf(td), whose
+// certificate sigild's revocation feed has not revoked (checked on every
+// handshake, resumed sessions included; see Verifier). Put verify's
+// Middleware behind it for the tokens.
 func (c *Client) ServerTLSConfig(authorize tlsconfig.Authorizer) *tls.Config {
 	cfg := tlsconfig.MTLSServerConfig(c, c, authorize)
 	cfg.MinVersion = tls.VersionTLS13
-	return cfg
+	return c.withRevocation(cfg)
 }
 
 // ClientTLSConfig is mTLS to the workload server, checked by its SPIFFE
-// ID, presenting the current certificate.
+// ID and refused if its certificate is revoked (as ServerTLSConfig),
+// presenting the current certificate.
 func (c *Client) ClientTLSConfig(server spiffeid.ID) *tls.Config {
 	cfg := tlsconfig.MTLSClientConfig(c, c, tlsconfig.AuthorizeID(server))
 	cfg.MinVersion = tls.VersionTLS13
-	return cfg
+	return c.withRevocation(cfg)
 }
 
 // Renew renews the certificate now, as the renewal loop does when it is

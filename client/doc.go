@@ -23,8 +23,7 @@
 //
 // Serving mTLS, with tokens verified by package verify:
 //
-//	cfg, err := c.VerifyConfig(ctx) // issuer, audience = this workload, JWKS, revocation feed
-//	v, err := verify.New(ctx, cfg)
+//	v, err := c.Verifier(ctx) // issuer, audience = this workload, JWKS, revocation feed
 //	srv := &http.Server{
 //		TLSConfig: c.ServerTLSConfig(tlsconfig.AuthorizeMemberOf(c.ID().TrustDomain())),
 //		Handler:   v.Middleware(verify.RequireScope("orders:write", orders)),
@@ -42,6 +41,13 @@
 // token from another issuer, such as a user's IdP token at the edge, say so
 // with WithSubjectToken. Tokens are bound to the certificate the call
 // presents (cnf x5t#S256): a copy of one is useless without the TPM.
+//
+// The TLS configs (ServerTLSConfig, ClientTLSConfig, and Transport's)
+// refuse a peer whose certificate sigild has revoked, as its revocation
+// feed says, on every handshake, resumed sessions included: a disabled
+// device is cut off within a second, over mTLS as with its tokens. They
+// follow the feed through the Client's one Verifier, started when a TLS
+// config is first made.
 // examples/showcase is three such services.
 //
 // # Errors

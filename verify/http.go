@@ -23,6 +23,8 @@ func FromContext(ctx context.Context) (*Claims, bool) {
 
 // Middleware verifies the request's bearer token against its TLS client
 // certificate and calls next with the claims in the context (FromContext).
+// A client certificate the revocation feed has revoked fails every
+// request, also on a connection established before the revocation.
 // It answers RFC 6750 errors: 401 without a token, or with an invalid one
 // (error="invalid_token"), 400 invalid_request for a malformed
 // Authorization header, and 503 when revocation cannot be checked.
@@ -40,6 +42,11 @@ func (v *Verifier) Middleware(next http.Handler) http.Handler {
 		peer := peerCertificate(r)
 		if peer == nil {
 			challenge(w, http.StatusUnauthorized, "invalid_token", "a TLS client certificate is required", "")
+			return
+		}
+		if v.peerRevoked(peer) { // on a connection set up before the revocation too
+			v.met.observe(invalid(errCertRevoked))
+			challenge(w, http.StatusUnauthorized, "invalid_token", errCertRevoked.Error(), "")
 			return
 		}
 		c, err := v.Verify(r.Context(), token, peer)

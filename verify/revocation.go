@@ -173,13 +173,18 @@ func (v *Verifier) CheckCertificate(cert *x509.Certificate) error {
 	if v.cfg.Revocation.FeedURL == "" || cert == nil {
 		return nil
 	}
-	if v.revs.certificateRevoked(token.Thumbprint(cert.Raw)) {
+	if v.peerRevoked(cert) {
 		return fmt.Errorf("%w: serial %x", ErrCertificateRevoked, cert.SerialNumber)
 	}
 	if v.revs.down() > v.cfg.Revocation.MaxStaleness {
 		return ErrRevocationUnknown
 	}
 	return nil
+}
+
+// peerRevoked reports whether the feed has revoked cert.
+func (v *Verifier) peerRevoked(cert *x509.Certificate) bool {
+	return v.cfg.Revocation.FeedURL != "" && v.revs.certificateRevoked(token.Thumbprint(cert.Raw))
 }
 
 // VerifyConnection is a tls.Config.VerifyConnection that refuses a peer

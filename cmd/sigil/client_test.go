@@ -56,6 +56,7 @@ func TestClient(t *testing.T) {
 			t.Parallel()
 			t.Run("renewal-under-traffic", e.renewalUnderTraffic)
 			t.Run("unavailable", e.unavailable)
+			t.Run("revoked-peer", e.revokedPeer) // last: disables TPM 3's device
 		})
 		t.Run("tokens", func(t *testing.T) {
 			t.Parallel()
@@ -148,16 +149,10 @@ type libServer struct {
 func (e *libStack) serve(t *testing.T, c *client.Client, forward http.HandlerFunc) *libServer {
 	t.Helper()
 	srv := &libServer{c: c, seen: map[string][]*verify.Claims{}}
-	cfg, err := c.VerifyConfig(t.Context())
+	v, err := c.Verifier(t.Context()) // shared with c's TLS configs; c.Close closes it
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.Log = e.log
-	v, err := verify.New(t.Context(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(v.Close)
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		claims, _ := verify.FromContext(r.Context())
 		srv.mu.Lock()

@@ -16,11 +16,12 @@ import (
 
 // TestShowcase runs make demo's topology: frontend → orders → payments
 // (examples/showcase), each an enrolled workload on its own TPM built on the
-// client and verify libraries, plus a fourth host that steals a token.
+// client and verify libraries, plus a fourth host that steals a token and
+// is then disabled under traffic, and a fifth that inspects its tokens.
 func TestShowcase(t *testing.T) {
-	s := startStack(t, "4")
+	s := startStack(t, "5")
 	id := func(n string) string { return "spiffe://sigil.test/workload/" + n }
-	for i, n := range []string{"frontend", "orders", "payments", "reports"} {
+	for i, n := range []string{"frontend", "orders", "payments", "reports", "inspector"} {
 		addr, log := s.tpm(i)
 		if out, code := s.run("sigil", "enroll", "--server-auth", "--tpm", addr, "--event-log", log,
 			"--identity", id(n), "--state", filepath.Join(s.dir, n)); code != 0 {
@@ -71,6 +72,8 @@ func TestShowcase(t *testing.T) {
 			t.Errorf("checkout after logout (exit %d): %s", code, out)
 		}
 	})
+
+	t.Run("disabled device under traffic", func(t *testing.T) { disableUnderTraffic(t, s, payments, orders) })
 
 	s.awaitCheckpointed(t)
 	if out, code := s.run("sigil", "audit", "verify", "--auditor", s.auditor(t), "--state", filepath.Join(s.dir, "auditor.checkpoint")); code != 0 {

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -16,7 +18,7 @@ import (
 
 type deviceCmd struct {
 	List    deviceListCmd    `cmd:"" help:"List enrolled devices."`
-	Disable deviceDisableCmd `cmd:"" help:"Disable a device and revoke its certificates (they appear in the CRL)."`
+	Disable deviceDisableCmd `cmd:"" help:"Disable a device and revoke its certificates (they appear in the CRL and on the revocation feed) and every token bound to them or exchanged from those."`
 	Enable  deviceEnableCmd  `cmd:"" help:"Enable a disabled device again (revoked certificates stay revoked)."`
 }
 
@@ -33,11 +35,31 @@ func (deviceListCmd) Run(ctx context.Context, cfg *config.Config) error {
 		return err
 	}
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "EK HASH\tAK HASH\tSTATUS\tENROLLED")
+	fmt.Fprintln(w, "EK HASH\tAK HASH\tSTATUS\tENROLLED\tIDENTITIES")
 	for _, d := range devices {
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", d.EKHash, d.AKHash[:16]+"…", d.Status, d.CreatedAt.Format(time.RFC3339))
+		ids, err := identities(ctx, st, d.EKHash)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", d.EKHash, d.AKHash[:16]+"…", d.Status, d.CreatedAt.Format(time.RFC3339), strings.Join(ids, " "))
 	}
 	return w.Flush()
+}
+
+// identities lists the SPIFFE IDs the device's certificates were issued
+// for, each once, oldest first: which device to disable for a workload.
+func identities(ctx context.Context, st store.CertificateReader, ekHash string) ([]string, error) {
+	certs, err := st.DeviceCertificates(ctx, ekHash)
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	for _, c := range certs {
+		if !slices.Contains(ids, c.SPIFFEID) {
+			ids = append(ids, c.SPIFFEID)
+		}
+	}
+	return ids, nil
 }
 
 type deviceDisableCmd struct {
@@ -67,7 +89,7 @@ func setStatus(ctx context.Context, cfg *config.Config, log *slog.Logger, ekHash
 		return err
 	}
 	log.Info("device status changed", "ek", ekHash, "status", status, "revoked", revoked)
-	fmt.Printf("device %s is %s; %d certificates and %d tokens revoked\n", ekHash, status, len(revoked.Certificates), len(revoked.Tokens))
+	fmt.Printf("device %s is %s; %d certificates revoked, %d tokens revoked\n", ekHash, status, len(revoked.Certificates), len(revoked.Tokens))
 	for _, s := range revoked.Certificates {
 		fmt.Printf("  revoked certificate %s\n", s)
 	}

@@ -133,15 +133,13 @@ func (s serveCmd) Run(ctx context.Context) error {
 	return nil
 }
 
-// protected puts next behind sigil's token verification: mTLS peer, a
-// token for this workload bound to that peer's certificate, not revoked,
-// granting scope.
+// protected puts next behind sigil's token verification: mTLS peer whose
+// certificate is not revoked, a token for this workload bound to that
+// peer's certificate, not revoked, granting scope. The workload's one
+// Verifier also serves its TLS configs, which refuse revoked peers at the
+// handshake.
 func protected(ctx context.Context, c *client.Client, scope string, next http.Handler) (http.Handler, error) {
-	cfg, err := c.VerifyConfig(ctx)
-	if err != nil {
-		return nil, err
-	}
-	v, err := verify.New(ctx, cfg)
+	v, err := c.Verifier(ctx)
 	if err != nil {
 		return nil, err
 	}
