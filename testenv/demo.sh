@@ -7,8 +7,9 @@
 # a host booted with the dev measurements and one that booted debug
 # firmware, shows the policy permit one and deny the other, checks the issued
 # X.509-SVID chain and renews it; runs a delegation chain with the CLI, then
-# the showcase services (frontend → orders → payments) with a stolen token
-# and a logout; verifies the audit log; and stops everything again.
+# the showcase services (frontend → orders → payments) with a stolen token,
+# a logout and a compromised host disabled; verifies the audit log; and
+# stops everything again.
 set -euo pipefail
 # What this writes (logs with subjects and token ids, the database, keys) is
 # readable by its owner only.
@@ -194,9 +195,46 @@ if "$showcase" call --url "$frontend_url/checkout" --ca-bundle "$SIGIL_CA_BUNDLE
 fi
 service_output
 refused "refused $(( ($(date +%s%N) - revoked_at) / 1000000 )) ms after the logout: sigild refuses to exchange her revoked token, and the tokens already exchanged from it were revoked with it (orders and payments learn that from the revocation feed)"
+
+step "12. reports' host is compromised: the operator disables its device, and everything it holds dies"
+report_token=$("$sigil" token --state "$dir/reports" --audience spiffe://sigil.test/workload/payments --scope payments:charge)
+show "showcase call --state reports --url https://payments/charge --token \$REPORTS_TOKEN   (before)"
+"$showcase" call --state "$dir/reports" --url "https://$(<"$dir/payments.addr")/charge" \
+	--id spiffe://sigil.test/workload/payments --token "$report_token" | sed 's/^/   /'
+service_output
+reports_ek=$("$root/bin/sigild" --config "$SIGILD_CONFIG" --log-level warn device list | awk '/workload\/reports/ {print $1}')
+show "sigild device disable $reports_ek   (the device holding spiffe://sigil.test/workload/reports)"
+"$root/bin/sigild" --config "$SIGILD_CONFIG" --log-level warn device disable "$reports_ek" | sed 's/^/   /'
+disabled_at=$(date +%s%N)
+show "showcase call --state reports --url https://payments/charge --token \$REPORTS_TOKEN   (after)"
+refusal=
+for _ in $(seq 100); do # every call is a new process, TLS handshake included
+	if ! out=$("$showcase" call --state "$dir/reports" --url "https://$(<"$dir/payments.addr")/charge" \
+		--id spiffe://sigil.test/workload/payments --token "$report_token" 2>&1); then
+		refusal=$out
+		break
+	fi
+	sleep 0.05
+done
+[[ -n $refusal ]] || { echo "payments still accepts the disabled device" >&2; exit 1; }
+printf '%s\n' "$refusal" | sed 's/^/   /'
+service_output
+refused "refused $(( ($(date +%s%N) - disabled_at) / 1000000 )) ms after the disable: the certificate's revocation reached payments on the signed feed, and its TLS config refuses it"
+show "sigil token --state reports --audience payments"
+if "$sigil" token --state "$dir/reports" --audience spiffe://sigil.test/workload/payments 2>&1 | sed 's/^/   /'; then
+	echo "sigild issued a token to the disabled device" >&2
+	exit 1
+fi
+refused "sigild refuses the disabled device's certificate"
+echo "   the audit log says why:"
+"$root/bin/sigild" --config "$SIGILD_CONFIG" --log-level warn audit export "$dir/export" >/dev/null
+cat "$dir"/export/entries/* | sed -nE 's/.*"kind":"(device\.disabled)".*/\1/p;
+	s/.*"kind":"(certificate\.revoked|token\.revoked)".*"reason":"([^"]*device disabled)".*/\1, reason: \2/p' |
+	sort | uniq -c | sed 's/^ */   /'
+ok "the device, its certificate and every token bound to it are revoked, each with an audit entry saying why"
 stop_services
 
-step "12. An auditor verifies the log offline: checkpoint signatures, hashes, every enrollment's evidence"
+step "13. An auditor verifies the log offline: checkpoint signatures, hashes, every enrollment's evidence"
 echo "   (the log's public key comes out of band: sigild audit key)"
 echo "   The entries name users, scopes, chains and denial reasons: sigild serves them over mTLS only to the"
 echo "   identities in audit.readers, here spiffe://sigil.test/workload/auditor, enrolled on host A."

@@ -88,7 +88,7 @@ func setStatus(ctx context.Context, cfg *config.Config, log *slog.Logger, ekHash
 	if err != nil {
 		return err
 	}
-	log.Info("device status changed", "ek", ekHash, "status", status, "revoked", revoked)
+	log.Info("device status changed", "ek", ekHash, "status", status, "revoked_certificates", revoked.Certificates, "revoked_tokens", revoked.Tokens)
 	fmt.Printf("device %s is %s; %d certificates revoked, %d tokens revoked\n", ekHash, status, len(revoked.Certificates), len(revoked.Tokens))
 	for _, s := range revoked.Certificates {
 		fmt.Printf("  revoked certificate %s\n", s)

@@ -119,7 +119,8 @@
 //
 // RFC 7662 for a party in the token's audience or an admin. Anyone else
 // gets {"active": false}, as for a token that is unknown, malformed, badly
-// signed, expired, revoked or not ours, so that introspection is no oracle
+// signed, expired, revoked, bound to a certificate that is revoked or not
+// on record, or not ours, so that introspection is no oracle
 // of a token's validity for those it was not meant for (RFC 7662 §4).
 // Active answers carry sub, aud, scope, exp, iat, nbf, iss, jti,
 // client_id, act, cnf, token_type, and sigil_token_kind; JWTs add their
@@ -130,7 +131,12 @@
 // RFC 7009 by the token's holder (cnf), its client, a party in its
 // audience, or an admin; others get unauthorized_client. Revoking revokes
 // every token exchanged from it, transitively, in one transaction with a
-// token.revoked audit entry for each (key "revoked:<jti>"). An external
+// token.revoked audit entry for each (key "revoked:<jti>"). Revoking a
+// certificate (internal/device SetStatus, or store RevokeCertificate)
+// revokes the tokens bound to it (cnf) and their subtrees the same way, in
+// its own transaction, and InsertToken refuses to record a token for a
+// certificate revoked meanwhile (invalid_client); a subject or actor token
+// whose certificate is revoked is invalid_grant like a revoked one. An external
 // issuer's token that verifies as a subject token would (but in any of its
 // audiences) may be revoked by a party in its audience, such as the edge
 // service that exchanged a user's token, or an admin: its record, stored
@@ -144,9 +150,10 @@
 // # Revocation feed
 //
 // Subscribers (mTLS, any client certificate of ours) get every revocation
-// as a Security Event Token (RFC 8417): typ secevent+jwt, signed by the
-// key that signs access tokens now (so JWKS verifies it), with an events
-// claim of EventTokenRevoked (see SETClaims). Events come in the store's
+// of a token or a certificate as a Security Event Token (RFC 8417): typ
+// secevent+jwt, signed by the key that signs access tokens now (so JWKS
+// verifies it), with an events claim of EventTokenRevoked or
+// EventCertificateRevoked (see SETClaims). Events come in the store's
 // sequence order, which is also the SSE id, so Last-Event-ID resumes
 // without loss. This replica's revocations are read from the store as soon
 // as they commit; other replicas' at the next poll (PollInterval). A
