@@ -183,7 +183,7 @@ func (t Token) Check() error {
 type RevocationEvent struct {
 	// Seq numbers the events from 1, in the order their revocations
 	// committed, without gaps as assigned; PurgeExpiredTokens removes the
-	// events of the tokens it purges.
+	// events of the tokens it purges. A certificate's event is kept.
 	Seq uint64
 	JTI string // the token revoked; "" for a certificate's event
 
