@@ -177,7 +177,7 @@ func (v *Verifier) CheckCertificate(cert *x509.Certificate) error {
 		return fmt.Errorf("%w: serial %x", ErrCertificateRevoked, cert.SerialNumber)
 	}
 	if v.revs.down() > v.cfg.Revocation.MaxStaleness {
-		return ErrRevocationUnknown
+		return fmt.Errorf("%w: certificate serial %x: the revocation feed is down", ErrRevocationUnknown, cert.SerialNumber)
 	}
 	return nil
 }
@@ -196,8 +196,5 @@ func (v *Verifier) VerifyConnection(cs tls.ConnectionState) error {
 	if len(cs.PeerCertificates) == 0 {
 		return nil // no client certificate: the Config's ClientAuth decides
 	}
-	if err := v.CheckCertificate(cs.PeerCertificates[0]); err != nil {
-		return fmt.Errorf("verify: peer certificate: %w", err)
-	}
-	return nil
+	return v.CheckCertificate(cs.PeerCertificates[0])
 }

@@ -4,8 +4,10 @@ import (
 	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
+	"io"
+	"log"
+	"net"
 	"net/http"
 	"path/filepath"
 	"slices"
@@ -13,31 +15,43 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 )
 
 // revokedPeer is the attack over mTLS: a workload whose device is disabled
-// keeps calling a workload server, resuming the TLS session it set up
-// before (a resumption sends no certificate, and VerifyPeerCertificate does
-// not run). The server's ServerTLSConfig refuses the resumed handshake
-// once the revocation feed has the certificate.
+// keeps calling a workload server, and keeps serving another workload,
+// resuming the TLS sessions it set up before (a resumption sends no
+// certificate, and VerifyPeerCertificate does not run). Once the
+// revocation feed has its certificate, the server's ServerTLSConfig
+// refuses it as a client, and the caller's ClientTLSConfig as a server,
+// resumed handshakes included.
 func (e *libStack) revokedPeer(t *testing.T) {
-	victim := e.open(t, 3, "victim", false, nil)
-	cfg := victim.ClientTLSConfig(e.payments.ID())
-	cfg.ClientSessionCache = tls.NewLRUClientSessionCache(8)
-	tr := &http.Transport{TLSClientConfig: cfg}
-	hc := &http.Client{Transport: tr, Timeout: 10 * time.Second}
-	get := func() (*http.Response, error) {
-		defer tr.CloseIdleConnections() // every call a new handshake
-		resp, err := hc.Get(e.paymentsSrv.url + "/victim")
-		if err == nil {
-			resp.Body.Close()
-		}
-		return resp, err
+	victim := e.open(t, 3, "victim", true, nil)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
 	}
-	for i, wantResumed := range []bool{false, true} {
-		resp, err := get()
-		if err != nil || resp.StatusCode != http.StatusUnauthorized || resp.TLS.DidResume != wantResumed {
-			t.Fatalf("call %d before the disable: %v %v; want 401 (no token) on a handshake resumed: %v", i, resp, err, wantResumed)
+	hs := &http.Server{
+		Handler:   http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}),
+		TLSConfig: victim.ServerTLSConfig(tlsconfig.AuthorizeMemberOf(victim.ID().TrustDomain())),
+		ErrorLog:  log.New(io.Discard, "", 0),
+	}
+	go hs.ServeTLS(l, "", "")
+	t.Cleanup(func() { hs.Close() })
+
+	asClient := resumingClient(victim.ClientTLSConfig(e.payments.ID()), e.paymentsSrv.url+"/victim")
+	asServer := resumingClient(e.frontend.ClientTLSConfig(victim.ID()), "https://"+l.Addr().String())
+	for _, c := range []struct {
+		name   string
+		get    func() (*http.Response, error)
+		status int
+	}{{"victim → payments", asClient, http.StatusUnauthorized}, {"frontend → victim", asServer, http.StatusOK}} {
+		for i, wantResumed := range []bool{false, true} {
+			resp, err := c.get()
+			if err != nil || resp.StatusCode != c.status || resp.TLS.DidResume != wantResumed {
+				t.Fatalf("%s, call %d before the disable: %v %v; want %d on a handshake resumed: %v", c.name, i, resp, err, c.status, wantResumed)
+			}
 		}
 	}
 	ek := deviceOf(t, e.stack, victim.ID().String())
@@ -45,21 +59,34 @@ func (e *libStack) revokedPeer(t *testing.T) {
 		t.Fatalf("device disable: exit %d\n%s", code, out)
 	}
 	start := time.Now()
-	var last error
-	for {
-		_, err := get()
-		if err != nil {
-			last = err
-			break
+	for name, get := range map[string]func() (*http.Response, error){"payments refuses the victim as a client": asClient, "frontend refuses the victim as a server": asServer} {
+		var last error
+		for last == nil {
+			_, last = get()
+			if last == nil && time.Since(start) > libRevocationWait {
+				t.Fatalf("%s: still accepted %v after the disable, on a resumed session", name, time.Since(start))
+			}
 		}
-		if time.Since(start) > libRevocationWait {
-			t.Fatalf("payments still accepts the disabled device's resumed TLS session %v after the disable", time.Since(start))
+		t.Logf("%s %v after the disable: %v", name, time.Since(start), last)
+		if !strings.Contains(last.Error(), "certificate") {
+			t.Errorf("%s: %v, want a refused certificate", name, last)
 		}
 	}
-	t.Logf("payments refused the resumed session %v after the disable: %v", time.Since(start), last)
-	var alert tls.AlertError
-	if !errors.As(last, &alert) && !strings.Contains(last.Error(), "certificate") {
-		t.Errorf("refusal %v: want a TLS alert", last)
+}
+
+// resumingClient GETs url with cfg, each time over a new connection that
+// resumes the TLS session of the one before.
+func resumingClient(cfg *tls.Config, url string) func() (*http.Response, error) {
+	cfg.ClientSessionCache = tls.NewLRUClientSessionCache(8)
+	tr := &http.Transport{TLSClientConfig: cfg}
+	hc := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	return func() (*http.Response, error) {
+		defer tr.CloseIdleConnections()
+		resp, err := hc.Get(url)
+		if err == nil {
+			resp.Body.Close()
+		}
+		return resp, err
 	}
 }
 
