@@ -172,3 +172,44 @@ func certificateSET(t *testing.T, e *tokenstest.Env, ev tokens.Event) tokens.SET
 	}
 	return c
 }
+
+// A token whose certificate is revoked though its own record is not (its
+// certificate revoked before revocations cascaded, or by a backend that
+// did not cascade) is inactive and refused as a subject all the same: the
+// service checks the certificate, not only the token's record.
+func TestTokenOfRevokedCertificateWithoutCascade(t *testing.T) {
+	t.Parallel()
+	var gone string // x5t#S256 of the certificate the store reports revoked
+	e := tokenstest.New(t, func(c *tokens.Config) {
+		c.Store = certRevokedStore{Store: c.Store, x5t: &gone}
+	})
+	a, b, c := e.Workload(t, "a"), e.Workload(t, "b"), e.Workload(t, "c")
+	ab := mustToken(t, e.Service, a, cc(b.ID))
+	if in, err := e.Service.Introspect(t.Context(), b.Cert, ab.AccessToken); err != nil || !in.Active {
+		t.Fatalf("Introspect before = %+v, %v; want active", in, err)
+	}
+	gone = token.Thumbprint(a.Cert.Raw)
+	if in, err := e.Service.Introspect(t.Context(), b.Cert, ab.AccessToken); err != nil || in.Active {
+		t.Errorf("Introspect with its certificate revoked = %+v, %v; want inactive", in, err)
+	}
+	_, err := e.Service.Token(t.Context(), b.Cert, exchange(ab.AccessToken, c.ID))
+	if oe := oauthErr(t, err); oe.Code != tokens.InvalidGrant || !strings.Contains(oe.Description, "revoked") {
+		t.Errorf("exchange = %v, want invalid_grant: revoked", err)
+	}
+}
+
+// certRevokedStore reports the certificate with thumbprint *x5t revoked
+// when looked up by thumbprint, and changes nothing else.
+type certRevokedStore struct {
+	store.Store
+	x5t *string
+}
+
+func (s certRevokedStore) CertificateByThumbprint(ctx context.Context, x5t string) (store.Certificate, error) {
+	c, err := s.Store.CertificateByThumbprint(ctx, x5t)
+	if err == nil && x5t == *s.x5t {
+		at := time.Now()
+		c.RevokedAt, c.RevocationReason = &at, "key compromise"
+	}
+	return c, err
+}
