@@ -32,6 +32,20 @@ type cli struct {
 	HSM    movedHSMCmd `cmd:"" name:"hsm" hidden:"" help:"Moved to sigild: sigild key list|rotate."`
 }
 
+// exitUsage is the exit code of a usage error (an unknown command or flag,
+// a missing argument), as the README documents. kong exits with 80 on its
+// own.
+const exitUsage = 2
+
+// exit ends the process for kong: --help (0) and usage errors, which kong
+// reports as its ParseError's code, 80.
+func exit(code int) {
+	if code != 0 {
+		code = exitUsage
+	}
+	os.Exit(code)
+}
+
 // exitError carries a specific exit code.
 type exitError struct {
 	code int
@@ -42,7 +56,7 @@ func (e *exitError) Error() string { return e.err.Error() }
 
 func main() {
 	var c cli
-	k := kong.Parse(&c, kong.Name("sigil"), kong.Description("sigil: hardware-rooted workload identity and tokens."))
+	k := kong.Parse(&c, kong.Name("sigil"), kong.Description("sigil: hardware-rooted workload identity and tokens."), kong.Exit(exit))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	ctx, cancel := context.WithTimeout(ctx, c.Timeout)

@@ -101,14 +101,27 @@ func (c serveCmd) Run(ctx context.Context, cfg *config.Config, log *slog.Logger)
 	return d.Serve(ctx)
 }
 
+// exitUsage is the exit code of a usage error (an unknown command or flag,
+// a missing argument) and of a configuration that does not load.
+const exitUsage = 2
+
+// exit ends the process for kong: --help (0) and usage errors, which kong
+// would end with 80.
+func exit(code int) {
+	if code != 0 {
+		code = exitUsage
+	}
+	os.Exit(code)
+}
+
 func main() {
 	var c cli
-	k := kong.Parse(&c, kong.Name("sigild"), kong.Description("sigil: hardware-rooted workload identity service."))
+	k := kong.Parse(&c, kong.Name("sigild"), kong.Description("sigil: hardware-rooted workload identity service."), kong.Exit(exit))
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level(c.LogLevel)}))
 	cfg, err := config.Load(c.Config)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "sigild:", err)
-		os.Exit(2)
+		os.Exit(exitUsage)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
