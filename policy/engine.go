@@ -27,7 +27,7 @@ type Engine struct {
 	dir     string
 	current atomic.Pointer[Set]
 	log     *slog.Logger
-	onLoad  func(version string)
+	onLoad  func(*Set)
 	poll    time.Duration
 
 	mu    sync.Mutex // serializes loads; guards tried
@@ -49,11 +49,11 @@ func WithPollInterval(d time.Duration) Option {
 	return func(e *Engine) { e.poll = d }
 }
 
-// WithOnLoad calls fn with the version of every policy set the Engine
-// activates, the first one included, before any decision uses it; use it
-// to write a "policy set loaded" audit entry. fn runs with the Engine's
-// load lock held and must not call [Engine.Reload].
-func WithOnLoad(fn func(version string)) Option {
+// WithOnLoad calls fn with every policy set the Engine activates, the
+// first one included, before any decision uses it; use it to write a
+// "policy set loaded" audit entry ([Set.Version], [Set.Len]). fn runs with
+// the Engine's load lock held and must not call [Engine.Reload].
+func WithOnLoad(fn func(*Set)) Option {
 	return func(e *Engine) { e.onLoad = fn }
 }
 
@@ -110,7 +110,7 @@ func (e *Engine) activate(ctx context.Context, files []file) error {
 		return e.reject(ctx, v, err)
 	}
 	if e.onLoad != nil {
-		e.onLoad(v)
+		e.onLoad(s)
 	}
 	e.current.Store(s)
 	e.log.InfoContext(ctx, "policy set loaded", "dir", e.dir, "version", v, "policies", s.Len())

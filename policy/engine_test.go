@@ -16,14 +16,16 @@ import (
 
 // versions records what OnLoad reports.
 type versions struct {
-	mu   sync.Mutex
-	list []string
+	mu    sync.Mutex
+	list  []string
+	sizes []int // how many policies each set holds
 }
 
-func (v *versions) add(s string) {
+func (v *versions) add(s *Set) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	v.list = append(v.list, s)
+	v.list = append(v.list, s.Version())
+	v.sizes = append(v.sizes, s.Len())
 }
 
 func (v *versions) get() []string {
@@ -59,6 +61,9 @@ func TestReload(t *testing.T) {
 	v1 := e.Set().Version()
 	if !slices.Equal(loaded.get(), []string{v1}) {
 		t.Fatalf("OnLoad saw %q, want [%s]", loaded.get(), v1)
+	}
+	if loaded.sizes[0] != 6 {
+		t.Fatalf("OnLoad saw a set of %d policies, want the 6 of testdata/dev", loaded.sizes[0])
 	}
 
 	t.Run("unchanged", func(t *testing.T) {

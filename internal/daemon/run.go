@@ -130,11 +130,12 @@ func (d *Daemon) openAudit(ctx context.Context, reg prometheus.Registerer) (*aud
 	return l, l.Init(ctx)
 }
 
-// policyLoaded logs every policy set that takes effect.
-func (d *Daemon) policyLoaded(version string) {
+// policyLoaded logs every policy set that takes effect: its version and
+// how many policies it holds.
+func (d *Daemon) policyLoaded(s *policy.Set) {
 	ctx := context.Background()
-	if err := store.RecordAudit(ctx, d.store, audit.PolicyLoaded, audit.Policy{Version: version}); err != nil {
-		d.log.ErrorContext(ctx, "audit: cannot record a policy load", "version", version, "err", err)
+	if err := store.RecordAudit(ctx, d.store, audit.PolicyLoaded, audit.Policy{Version: s.Version(), Policies: s.Len()}); err != nil {
+		d.log.ErrorContext(ctx, "audit: cannot record a policy load", "version", s.Version(), "err", err)
 		return
 	}
 	d.audit.Nudge()
