@@ -63,6 +63,9 @@ var (
 var deniedCodes = map[string]bool{
 	"policy_denied": true, "access_denied": true, "unauthorized_client": true,
 	"invalid_scope": true, "invalid_target": true, "invalid_grant": true,
+	// sigil answers a subject or actor token it refuses (expired, revoked,
+	// another audience's) with invalid_request, as RFC 8693 §2.2.2 says.
+	"invalid_request": true,
 }
 
 // newHTTPClient returns a client that trusts only roots, over TLS 1.3.

@@ -184,7 +184,7 @@ func TestServerErrorKinds(t *testing.T) {
 		{&ServerError{Status: 400, Code: "invalid_scope"}, true, false},
 		{&ServerError{Status: 400, Code: "invalid_target"}, true, false},
 		{&ServerError{Status: 400, Code: "invalid_grant"}, true, false},
-		{&ServerError{Status: 400, Code: "invalid_request"}, false, false},
+		{&ServerError{Status: 400, Code: "invalid_request"}, true, false}, // a refused subject token (RFC 8693 §2.2.2)
 		{&ServerError{Status: 503, Code: "unavailable"}, false, true},
 		{&ServerError{Status: 429}, false, true},
 	} {

@@ -91,7 +91,7 @@
 // escape characters, never a SPIFFE ID in any reading) and its scope be
 // RFC 6749 scope tokens separated by single spaces. Errors
 // are *TokenError: ErrMalformed (the token endpoint answers
-// invalid_request) or ErrInvalid (invalid_grant), with a fixed reason;
+// invalid_request) or ErrInvalid (also invalid_request, RFC 8693 §2.2.2), with a fixed reason;
 // the precise cause is logged. Tokens are never logged.
 //
 // # Exchange rules

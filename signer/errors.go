@@ -53,7 +53,7 @@ var (
 	ErrMalformed = errors.New("malformed token")
 	// ErrInvalid: a well-formed JWS that is not acceptable (algorithm,
 	// header, type, issuer, key, signature, audience, times or claims).
-	// At the token endpoint: invalid_grant; at a resource server: 401
+	// At the token endpoint: invalid_request (RFC 8693 §2.2.2); at a resource server: 401
 	// invalid_token.
 	ErrInvalid = errors.New("invalid token")
 )

@@ -480,8 +480,8 @@ func (e *libStack) revokeSubject(t *testing.T) {
 
 	_, err := libGet(ctx, hc, e.ordersSrv.url+libForward+"/revoke")
 	var se *client.ServerError
-	if !errors.Is(err, client.ErrDenied) || !errors.As(err, &se) || se.Code != "invalid_grant" || !strings.Contains(se.Description, "revoked") {
-		t.Fatalf("request on behalf of the revoked user token: %v, want ErrDenied, invalid_grant: revoked", err)
+	if !errors.Is(err, client.ErrDenied) || !errors.As(err, &se) || se.Code != "invalid_request" || !strings.Contains(se.Description, "revoked") {
+		t.Fatalf("request on behalf of the revoked user token: %v, want ErrDenied, invalid_request: revoked", err)
 	}
 	if n := len(e.ordersSrv.claims(libForward + "/revoke")); n != 1 {
 		t.Errorf("orders verified %d requests, want only the one before the revocation", n)

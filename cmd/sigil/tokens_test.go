@@ -51,8 +51,8 @@ func TestDelegationEndToEnd(t *testing.T) {
 	if out, code := exchange("orders", t1, "payments", "orders:write"); code == 0 || !strings.Contains(out, "invalid_scope") {
 		t.Errorf("widening: exit %d %s, want invalid_scope", code, out)
 	}
-	if out, code := exchange("payments", t1, "frontend", "orders:read"); code == 0 || !strings.Contains(out, "invalid_grant") {
-		t.Errorf("exchange by a party outside the subject token's audience: exit %d %s, want invalid_grant", code, out)
+	if out, code := exchange("payments", t1, "frontend", "orders:read"); code == 0 || !strings.Contains(out, "invalid_request") {
+		t.Errorf("exchange by a party outside the subject token's audience: exit %d %s, want invalid_request", code, out)
 	}
 	if out, code := s.run("sigil", "introspect", "--state", state("frontend"), t2); code == 0 && strings.Contains(out, `"active": true`) {
 		t.Errorf("a party outside the token's audience introspected it: %s", out)

@@ -63,7 +63,7 @@ func TestOAuthRevokeUserToken(t *testing.T) {
 		}
 	}
 	r := o.post(t, o.client(frontend), tokens.PathToken, exchangeForm(user, orders.ID))
-	if r.status != http.StatusBadRequest || r.str("error") != tokens.InvalidGrant || !strings.Contains(r.str("error_description"), "revoked") {
-		t.Errorf("exchange of the revoked user token: %d %s, want 400 invalid_grant", r.status, r.raw)
+	if r.status != http.StatusBadRequest || r.str("error") != tokens.InvalidRequest || !strings.Contains(r.str("error_description"), "revoked") {
+		t.Errorf("exchange of the revoked user token: %d %s, want 400 invalid_request", r.status, r.raw)
 	}
 }

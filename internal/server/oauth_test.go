@@ -296,11 +296,11 @@ func TestOAuthTokenAttacks(t *testing.T) {
 	}{
 		{"missing subject_token", b, url.Values{"grant_type": {tokens.GrantTokenExchange}, "audience": {c.ID}}, tokens.InvalidRequest},
 		{"garbage subject_token", b, exchangeForm("garbage.garbage.garbage", c.ID), tokens.InvalidRequest},
-		{"subject token for another audience", c, exchangeForm(ab, d.ID), tokens.InvalidGrant},
-		{"revoked subject token", b, exchangeForm(revoked, c.ID), tokens.InvalidGrant},
+		{"subject token for another audience", c, exchangeForm(ab, d.ID), tokens.InvalidRequest},
+		{"revoked subject token", b, exchangeForm(revoked, c.ID), tokens.InvalidRequest},
 		{"scope widening", b, exchangeForm(ab, c.ID, "scope", "read write"), tokens.InvalidScope},
 		{"audience not permitted", b, exchangeForm(ab, "https://evil.example"), tokens.InvalidTarget},
-		{"act deeper than the limit", d, exchangeForm(cd, a.ID), tokens.InvalidGrant},
+		{"act deeper than the limit", d, exchangeForm(cd, a.ID), tokens.InvalidRequest},
 		{"unsupported grant", b, url.Values{"grant_type": {"password"}}, tokens.UnsupportedGrantType},
 	}
 	for _, tt := range tests {

@@ -10,7 +10,7 @@ import (
 // "store: "; test for these with errors.Is.
 var (
 	// ErrNotFound: the record, or a record it refers to, does not exist.
-	// For a lookup by a client-supplied key answer 404 / invalid_grant.
+	// For a lookup by a client-supplied key answer 404 / invalid_request.
 	ErrNotFound = errors.New("not found")
 
 	// ErrConflict: the write contradicts a stored record (a duplicate key,
@@ -20,7 +20,7 @@ var (
 	ErrConflict = errors.New("conflict")
 
 	// ErrChallengeUsed: the challenge was already consumed. Reject the
-	// request as a replay (invalid_grant) and audit it; never reissue.
+	// request as a replay and audit it; never reissue.
 	ErrChallengeUsed = errors.New("challenge already used")
 
 	// ErrChallengeExpired: the challenge outlived its TTL. Reject the
@@ -32,7 +32,7 @@ var (
 	ErrDeviceDisabled = errors.New("device disabled")
 
 	// ErrRevoked: a token was to be stored as exchanged from a token that
-	// has been revoked meanwhile. Reject the exchange (invalid_grant) as
+	// has been revoked meanwhile. Reject the exchange (invalid_request) as
 	// for a revoked subject token; the new token must not be returned.
 	ErrRevoked = errors.New("parent token revoked")
 

@@ -34,23 +34,23 @@
 //     are required (invalid_request); a JWT of ours, of a configured
 //     external issuer, or one of our reference tokens (subject_token_type
 //     access_token) is verified by signer.Verifier, issued to the caller
-//     (malformed: invalid_request; otherwise not acceptable:
-//     invalid_grant). One of ours must be on record and not revoked
-//     (invalid_grant), and becomes the new token's parent: revoking it
+//     (malformed or not acceptable: invalid_request, RFC 8693 §2.2.2).
+//     One of ours must be on record and not revoked (invalid_request),
+//     and becomes the new token's parent: revoking it
 //     revokes the new one. An external issuer's (a user IdP's) is recorded
 //     too, with the new token, as the root of its chains
 //     (store.TokenExternal: sub, act, aud, scope and exp, named
 //     "ext:"+base64url(SHA-256(header.payload)), never the token), and
-//     becomes its parent alike; once revoked it is invalid_grant. An
+//     becomes its parent alike; once revoked it is invalid_request. An
 //     external token that carries act, or names a subject or scope sigil
-//     does not accept, is invalid_grant (see Delegation chains below). An
+//     does not accept, is invalid_request (see Delegation chains below). An
 //     actor_token must be a JWT of ours for the token service (audience:
 //     the issuer) held by the caller; an external issuer's is
-//     invalid_grant.
+//     invalid_request.
 //  3. Decide. First signer.Rules, pure (audience and resource, scope
 //     narrowing, lifetime, act nesting and depth, the actor token is the
 //     caller's, cnf): a *signer.RuleError maps to invalid_request,
-//     unauthorized_client, invalid_grant, invalid_target or
+//     unauthorized_client, invalid_request (ErrGrant), invalid_target or
 //     invalid_scope. Then policy (policy.go), about the claims the rules
 //     produced, described below. Then the token's form (issue.go).
 //  4. Mint (issue.go): signer.Minter signs a JWT and says with which kid;
@@ -90,7 +90,7 @@
 // handle) with its audit entry (token.issued or token.exchanged, key
 // "jti:<jti>") in one transaction before it is returned. If that fails the
 // token is dropped and the error is ErrNotRecorded (answer 503); a subject
-// token revoked meanwhile is invalid_grant.
+// token revoked meanwhile is invalid_request.
 //
 // # Delegation chains: only what sigil saw
 //

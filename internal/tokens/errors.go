@@ -13,18 +13,22 @@ import (
 // OAuth error codes of RFC 6749 §5.2, RFC 7009 §2.2.1, RFC 8693 §2.2.2
 // and RFC 8707 §2, as used in Error.Code. HTTP status: 401 for
 // InvalidClient, 400 for every other code.
+//
+// RFC 8693 §2.2.2: a subject or actor token that is invalid for any
+// reason is invalid_request, never invalid_grant; so is every failure of
+// the presented tokens here, whatever its cause (the description says
+// which). Where sigil goes beyond the RFCs (AccessDenied) the README says
+// why.
 const (
-	// InvalidRequest: a parameter is missing, repeated or malformed, such
-	// as a missing, empty or unparseable subject_token.
+	// InvalidRequest: a parameter is missing, repeated or malformed; or the
+	// subject or actor token is not acceptable: malformed, expired, not
+	// yet valid, badly signed, issued to another audience, revoked, not on
+	// record, not the caller's own (actor_token), or its delegation chain
+	// is already at the depth limit.
 	InvalidRequest = "invalid_request"
 	// InvalidClient: no client certificate, or one this server did not
 	// issue, no longer on record, revoked or expired.
 	InvalidClient = "invalid_client"
-	// InvalidGrant: the subject or actor token is not acceptable: expired,
-	// not yet valid, badly signed, issued to another audience, revoked, not
-	// the caller's own (actor_token), or its delegation chain is already at
-	// the depth limit.
-	InvalidGrant = "invalid_grant"
 	// UnauthorizedClient: the caller has no certificate-bound identity to
 	// issue to, or may not revoke the token it names.
 	UnauthorizedClient = "unauthorized_client"
@@ -44,16 +48,27 @@ const (
 )
 
 // Error is an OAuth error response: Code is the "error" member and
-// Description the "error_description". Descriptions name what failed and
-// how to fix it; they never contain a token or other secret, and echo
+// Description the "error_description". Descriptions say what the client
+// can act on: what failed and how to fix it. They never contain a token or
+// other secret, nor how the server decided (the policy set version, the
+// policies evaluated or matched, a signature's precise defect); they echo
 // request input only as a validated, quoted value (a scope or an
-// audience).
+// audience). Err, if set, is that precise cause, for the server log: it is
+// part of Error() but never of the response.
 type Error struct {
 	Code        string
 	Description string
+	Err         error
 }
 
-func (e *Error) Error() string { return "tokens: " + e.Code + ": " + e.Description }
+func (e *Error) Error() string {
+	if e.Err == nil {
+		return "tokens: " + e.Code + ": " + e.Description
+	}
+	return "tokens: " + e.Code + ": " + e.Description + " (" + e.Err.Error() + ")"
+}
+
+func (e *Error) Unwrap() error { return e.Err }
 
 // Errors callers act on.
 var (
@@ -93,13 +108,14 @@ func oauthError(err error) error {
 	case errors.As(err, &oe):
 		return oe
 	case errors.As(err, &re):
-		return &Error{Code: ruleCodes[re.Kind], Description: re.Reason}
+		return &Error{Code: ruleCodes[re.Kind], Description: re.Reason, Err: err}
 	case errors.As(err, &pe):
 		return pe.oauth()
 	case errors.As(err, &de):
 		return de.oauth()
 	case attest.StepOf(err) != "":
-		return newError(AccessDenied, "the attestation evidence of the client certificate no longer verifies (step %s): renew or enroll again", attest.StepOf(err))
+		return &Error{Code: AccessDenied, Err: err, Description: fmt.Sprintf(
+			"the attestation evidence of the client certificate no longer verifies (step %s): renew or enroll again", attest.StepOf(err))}
 	}
 	return err
 }
@@ -108,14 +124,15 @@ func oauthError(err error) error {
 var ruleCodes = map[error]string{
 	signer.ErrRequest: InvalidRequest,
 	signer.ErrClient:  UnauthorizedClient,
-	signer.ErrGrant:   InvalidGrant,
+	signer.ErrGrant:   InvalidRequest, // RFC 8693 §2.2.2
 	signer.ErrTarget:  InvalidTarget,
 	signer.ErrScope:   InvalidScope,
 }
 
 // presentedError is a subject or actor token (param) that fails: its
 // verification (a *signer.TokenError), or its record (store.ErrRevoked,
-// store.ErrNotFound).
+// store.ErrNotFound). Each is invalid_request (RFC 8693 §2.2.2); the
+// description tells the client which.
 type presentedError struct {
 	param string
 	err   error
@@ -126,17 +143,20 @@ func (e *presentedError) Unwrap() error { return e.err }
 
 func (e *presentedError) oauth() error {
 	var te *signer.TokenError
+	desc := ""
 	switch {
 	case errors.As(e.err, &te) && te.Kind == signer.ErrMalformed:
-		return newError(InvalidRequest, "%s is malformed: %s", e.param, te.Reason)
+		desc = fmt.Sprintf("%s is malformed: %s", e.param, te.Reason)
 	case errors.As(e.err, &te):
-		return newError(InvalidGrant, "%s is invalid: %s", e.param, te.Reason)
+		desc = fmt.Sprintf("%s is invalid: %s", e.param, te.Reason)
 	case errors.Is(e.err, store.ErrRevoked):
-		return newError(InvalidGrant, "%s has been revoked", e.param)
+		desc = e.param + " has been revoked"
 	case errors.Is(e.err, store.ErrNotFound):
-		return newError(InvalidGrant, "%s is invalid: not a token this server issued", e.param)
+		desc = e.param + " is invalid: not a token this server issued"
+	default:
+		return e
 	}
-	return e
+	return &Error{Code: InvalidRequest, Description: desc, Err: e}
 }
 
 // denial is a policy decision against the token: for an audience whatever
@@ -144,25 +164,29 @@ func (e *presentedError) oauth() error {
 // for that target), or for a scope of a permitted audience
 // (invalid_scope); either one by a matching forbid policy is
 // access_denied, the policy having prohibited it explicitly. The
-// description names what was denied and the policy set version that
-// decided (policy.Decision.Reason).
+// description names what was denied and whether a policy forbids it or
+// none permits it: what the client can change. How policy decided (the
+// set's version, the policies evaluated or matched,
+// policy.Decision.Reason) is the error's cause, for the server log.
 type denial struct {
 	scope    bool   // a scope was denied, not an audience
 	what     string // what was denied, quoted
 	decision policy.Decision
 }
 
-func (d *denial) Error() string { return "tokens: policy denies " + d.what }
+func (d *denial) Error() string {
+	return "tokens: policy denies " + d.what + ": " + d.decision.Reason()
+}
 
 func (d *denial) oauth() error {
-	code := InvalidTarget
+	code, why := InvalidTarget, "no policy permits it"
 	switch {
 	case len(d.decision.PolicyIDs) > 0:
-		code = AccessDenied
+		code, why = AccessDenied, "a policy forbids it"
 	case d.scope:
 		code = InvalidScope
 	}
-	return newError(code, "policy denies %s: %s", d.what, d.decision.Reason())
+	return &Error{Code: code, Description: fmt.Sprintf("policy denies %s: %s", d.what, why), Err: d}
 }
 
 func newError(code, format string, args ...any) *Error {

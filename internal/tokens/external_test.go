@@ -57,17 +57,17 @@ func active(t *testing.T, svc *tokens.Service, aud *tokenstest.Workload, tok str
 	return in.Active
 }
 
-// refused checks that exchanging subject as w fails with invalid_grant
+// refused checks that exchanging subject as w fails with invalid_request
 // saying want.
 func refused(t *testing.T, svc *tokens.Service, w *tokenstest.Workload, subject, aud, want string) {
 	t.Helper()
 	r, err := svc.Token(t.Context(), w.Cert, exchange(subject, aud))
 	if err == nil {
-		t.Errorf("exchange by %s issued %s, want invalid_grant", w.ID, r.JTI)
+		t.Errorf("exchange by %s issued %s, want invalid_request", w.ID, r.JTI)
 		return
 	}
-	if oe := oauthErr(t, err); oe.Code != tokens.InvalidGrant || !strings.Contains(oe.Description, want) {
-		t.Errorf("exchange by %s: %v, want invalid_grant saying %q", w.ID, err, want)
+	if oe := oauthErr(t, err); oe.Code != tokens.InvalidRequest || !strings.Contains(oe.Description, want) {
+		t.Errorf("exchange by %s: %v, want invalid_request saying %q", w.ID, err, want)
 	}
 }
 
@@ -329,8 +329,8 @@ func TestRevokeUserTokenRacesExchanges(t *testing.T) {
 					mu.Lock()
 					issued = append(issued, r.JTI)
 					mu.Unlock()
-				case !errors.As(err, &oe) || oe.Code != tokens.InvalidGrant:
-					t.Errorf("exchange: %v, want a token or invalid_grant", err)
+				case !errors.As(err, &oe) || oe.Code != tokens.InvalidRequest:
+					t.Errorf("exchange: %v, want a token or invalid_request", err)
 				}
 			}
 		})

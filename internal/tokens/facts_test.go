@@ -28,7 +28,7 @@ when { principal.device.secure_boot && principal.device.ek_hash == "sha256:` + h
 	svc := e.Start(t, cfg)
 	a, b := e.Workload(t, "a"), e.Workload(t, "b")
 	_, err := svc.Token(t.Context(), a.Cert, cc(b.ID))
-	if oe := oauthErr(t, err); oe.Code != tokens.AccessDenied || !strings.Contains(oe.Description, `"quarantine-device"`) {
+	if oe := oauthErr(t, err); oe.Code != tokens.AccessDenied || !strings.Contains(oe.Error(), `"quarantine-device"`) {
 		t.Errorf("Token = %v, want access_denied by quarantine-device", err)
 	}
 	if _, err := e.Service.Token(t.Context(), a.Cert, cc(b.ID)); err != nil {

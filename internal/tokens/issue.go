@@ -98,8 +98,8 @@ func recordOf(c *token.Claims, kind string) store.Token {
 // record stores the token and its audit entry in one transaction, after
 // the record of its external subject token, if any and not stored yet. A
 // subject token revoked meanwhile, or an external one revoked ever, fails
-// the exchange (invalid_grant); the caller's certificate revoked meanwhile
-// fails the request (invalid_client); any other failure is
+// the exchange (invalid_request); the caller's certificate revoked
+// meanwhile fails the request (invalid_client); any other failure is
 // ErrNotRecorded, and the token is never returned.
 func (s *Service) record(ctx context.Context, kind audit.Kind, rec store.Token, policies []string, external *store.Token) error {
 	payload := store.AuditToken(rec)

@@ -58,8 +58,8 @@ func TestRevokeCascades(t *testing.T) {
 		t.Error("an unrelated token was revoked")
 	}
 	_, err := e.Service.Token(t.Context(), ch.c.Cert, exchange(ch.bc.AccessToken, ch.e.ID))
-	if oe := oauthErr(t, err); oe.Code != tokens.InvalidGrant {
-		t.Errorf("exchange of a revoked token: %v, want invalid_grant", err)
+	if oe := oauthErr(t, err); oe.Code != tokens.InvalidRequest {
+		t.Errorf("exchange of a revoked token: %v, want invalid_request", err)
 	}
 	size, _ := e.Store.AuditSize(t.Context())
 	if err := e.Service.Revoke(t.Context(), ch.a.Cert, ch.root.AccessToken); err != nil {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -19,7 +20,6 @@ import (
 	"github.com/sigil-dev/sigil/internal/store"
 	"github.com/sigil-dev/sigil/internal/tokens"
 	"github.com/sigil-dev/sigil/internal/tokens/tokenstest"
-	"github.com/sigil-dev/sigil/policy"
 	"github.com/sigil-dev/sigil/token"
 )
 
@@ -98,13 +98,15 @@ func TestDelegationChain(t *testing.T) {
 		t.Errorf("audited act = %v, want the current actor first", p.Act)
 	}
 	_, err := e.Service.Token(t.Context(), c.Cert, exchange(bc.AccessToken, d.ID))
-	if oe := oauthErr(t, err); oe.Code != tokens.InvalidGrant || !strings.Contains(oe.Description, "delegation chain") {
-		t.Errorf("third actor: %v, want invalid_grant for the delegation chain", err)
+	if oe := oauthErr(t, err); oe.Code != tokens.InvalidRequest || !strings.Contains(oe.Description, "delegation chain") {
+		t.Errorf("third actor: %v, want invalid_request for the delegation chain", err)
 	}
 }
 
 // With a MaxActDepth above the policy's, the dev policy's forbid stops the
-// chain: access_denied naming the policy and the policy set version.
+// chain: access_denied. The client is told a policy forbids it; which
+// policy, the policy set version and how many policies were evaluated stay
+// in the server log (the error's cause), out of error_description.
 func TestActDepthForbiddenByPolicy(t *testing.T) {
 	t.Parallel()
 	e := tokenstest.New(t, func(c *tokens.Config) { c.MaxActDepth = 5 })
@@ -115,8 +117,11 @@ func TestActDepthForbiddenByPolicy(t *testing.T) {
 	}
 	_, err := e.Service.Token(t.Context(), w[3].Cert, exchange(tok, w[4].ID))
 	oe := oauthErr(t, err)
-	if oe.Code != tokens.AccessDenied || !strings.Contains(oe.Description, `"max-act-depth"`) || !strings.Contains(oe.Description, e.Policy.Version()) {
-		t.Errorf("got %v, want access_denied by max-act-depth with the policy version", err)
+	if want := fmt.Sprintf("policy denies a token for audience %q: a policy forbids it", w[4].ID); oe.Code != tokens.AccessDenied || oe.Description != want {
+		t.Errorf("got %s: %q, want access_denied: %q", oe.Code, oe.Description, want)
+	}
+	if log := oe.Error(); !strings.Contains(log, `"max-act-depth"`) || !strings.Contains(log, e.Policy.Version()) {
+		t.Errorf("error for the server log %q does not name the forbid and the policy set version", log)
 	}
 }
 
@@ -152,16 +157,16 @@ func TestTokenRequestAttacks(t *testing.T) {
 		{"three garbage parts", nil, exchange("a.b.c", c.ID), tokens.InvalidRequest, "malformed"},
 		{"missing subject_token_type", nil, exchangeWithout("subject_token_type"), tokens.InvalidRequest, "subject_token_type is missing"},
 		{"unknown subject_token_type", nil, form("grant_type", tokens.GrantTokenExchange, "subject_token", ab, "subject_token_type", "urn:x", "audience", c.ID), tokens.InvalidRequest, "not supported"},
-		{"subject token for another audience", c, exchange(ab, a.ID), tokens.InvalidGrant, "wrong audience"},
-		{"revoked subject token", nil, exchange(revoked, c.ID), tokens.InvalidGrant, "revoked"},
-		{"unknown reference token", nil, form("grant_type", tokens.GrantTokenExchange, "subject_token", strings.Repeat("A", 43), "subject_token_type", api.TokenTypeAccessToken, "audience", c.ID), tokens.InvalidGrant, "not a token this server issued"},
-		{"user token for another workload", nil, exchange(e.IdP.Token(t, "alice", a.ID, "read"), c.ID), tokens.InvalidGrant, "wrong audience"},
+		{"subject token for another audience", c, exchange(ab, a.ID), tokens.InvalidRequest, "wrong audience"},
+		{"revoked subject token", nil, exchange(revoked, c.ID), tokens.InvalidRequest, "revoked"},
+		{"unknown reference token", nil, form("grant_type", tokens.GrantTokenExchange, "subject_token", strings.Repeat("A", 43), "subject_token_type", api.TokenTypeAccessToken, "audience", c.ID), tokens.InvalidRequest, "not a token this server issued"},
+		{"user token for another workload", nil, exchange(e.IdP.Token(t, "alice", a.ID, "read"), c.ID), tokens.InvalidRequest, "wrong audience"},
 		{"scope widening", nil, ex("scope", "read admin"), tokens.InvalidScope, `"admin"`},
-		{"audience not permitted", nil, exchange(ab, "https://evil.example"), tokens.InvalidTarget, e.Config.Policy.(*policy.Set).Version()},
+		{"audience not permitted", nil, exchange(ab, "https://evil.example"), tokens.InvalidTarget, `policy denies a token for audience "https://evil.example": no policy permits it`},
 		{"audience of another trust domain", nil, exchange(ab, "spiffe://other.test/workload/x"), tokens.InvalidTarget, `"spiffe://other.test/workload/x"`},
 		{"resource not an absolute URI", nil, ex("resource", "relative/path"), tokens.InvalidTarget, "absolute URI"},
 		{"no audience", nil, form("grant_type", tokens.GrantTokenExchange, "subject_token", ab, "subject_token_type", api.TokenTypeJWT), tokens.InvalidRequest, "audience or resource is required"},
-		{"actor_token of another workload", nil, ex("actor_token", otherActor, "actor_token_type", api.TokenTypeJWT), tokens.InvalidGrant, "actor_token is not the caller's own"},
+		{"actor_token of another workload", nil, ex("actor_token", otherActor, "actor_token_type", api.TokenTypeJWT), tokens.InvalidRequest, "actor_token is not the caller's own"},
 		{"actor_token_type without actor_token", nil, ex("actor_token_type", api.TokenTypeJWT), tokens.InvalidRequest, "actor_token_type"},
 		{"repeated scope", nil, ex("scope", "read", "scope", "write"), tokens.InvalidRequest, "scope is repeated"},
 		{"missing grant_type", nil, form("audience", c.ID), tokens.InvalidRequest, "grant_type is missing"},
