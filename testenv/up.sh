@@ -107,6 +107,11 @@ if ! pid_alive "$dir/sigild.pid"; then
 fi
 server="https://$(listen)"
 curl -fsS --cacert "$dir/bundle.pem" "$server/readyz" >/dev/null || die "sigild is not ready; see $dir/sigild.log"
+# OAuth clients compare the metadata's issuer with the URL they fetched it
+# from (RFC 8414 §3.3): SIGIL_SERVER must be the issuer.
+issuer=$(curl -fsS --cacert "$dir/bundle.pem" "$server/.well-known/oauth-authorization-server" |
+	sed -n 's/.*"issuer": *"\([^"]*\)".*/\1/p')
+[[ $issuer == "$server" ]] || die "sigild's issuer '$issuer' differs from SIGIL_SERVER $server (RFC 8414 §3.3)"
 
 cat >"$dir/env" <<ENV
 export SIGIL_SERVER='$server'

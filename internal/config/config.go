@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -38,8 +40,12 @@ type Config struct {
 
 // Tokens configures the token service (OAuth 2.0 token exchange).
 type Tokens struct {
-	// Issuer is the "iss" of every token: the service's HTTPS URL.
-	// Default: https://<first tls.dns_names>:<listen port>.
+	// Issuer is the "iss" of every token: the service's HTTPS URL, the
+	// one clients reach it at, for they fetch its RFC 8414 metadata from
+	// there and compare this with it (§3.3). Its host must be one the TLS
+	// certificate names. Default: https://HOST:<listen port>, HOST being
+	// the listen address if the certificate names it, else the first of
+	// tls.dns_names, else the first of tls.ip_addresses.
 	Issuer string `yaml:"issuer"`
 	// KeyLabel names the HSM signing key; Alg is its algorithm for a new
 	// key: ES256 (default), ES384 or PS256.
@@ -341,8 +347,8 @@ func spiffeIDs(bad reporter, field string, ids []string) {
 
 func (c *Config) validateTokens(bad reporter) {
 	t := c.Tokens
-	if t.Issuer != "" && !strings.HasPrefix(t.Issuer, "https://") {
-		bad("tokens.issuer", "want an https:// URL, got %q", t.Issuer)
+	if t.Issuer != "" {
+		c.validateIssuer(bad)
 	}
 	if t.KeyLabel == "" {
 		bad("tokens.key_label", "required")
@@ -391,17 +397,46 @@ func validateFeed(bad reporter, f Feed) {
 	}
 }
 
-// TokenIssuer is the "iss" of sigil's tokens.
+// TokenIssuer is the "iss" of sigil's tokens and the issuer of its RFC
+// 8414 metadata: tokens.issuer, or the default described there.
 func (c *Config) TokenIssuer() string {
 	if c.Tokens.Issuer != "" {
 		return c.Tokens.Issuer
 	}
-	host := "localhost"
-	if len(c.TLS.DNSNames) > 0 {
-		host = c.TLS.DNSNames[0]
+	host, port, _ := net.SplitHostPort(c.Listen)
+	if !c.TLS.Names(host) {
+		host = "localhost"
+		if len(c.TLS.DNSNames) > 0 {
+			host = c.TLS.DNSNames[0]
+		} else if len(c.TLS.IPAddresses) > 0 {
+			host = c.TLS.IPAddresses[0]
+		}
 	}
-	_, port, _ := net.SplitHostPort(c.Listen)
 	return "https://" + net.JoinHostPort(host, port)
+}
+
+// Names reports whether the server certificate names host: one of
+// dns_names (case-insensitively) or ip_addresses.
+func (t TLS) Names(host string) bool {
+	if ip := net.ParseIP(host); ip != nil {
+		return slices.ContainsFunc(t.IPAddresses, func(s string) bool { return ip.Equal(net.ParseIP(s)) })
+	}
+	return host != "" && slices.ContainsFunc(t.DNSNames, func(s string) bool { return strings.EqualFold(s, host) })
+}
+
+// validateIssuer checks tokens.issuer is an RFC 8414 §2 issuer identifier
+// (https, no query or fragment) whose host the server certificate names:
+// clients fetch the metadata from the issuer URL itself (§3.3).
+func (c *Config) validateIssuer(bad reporter) {
+	u, err := url.Parse(c.Tokens.Issuer)
+	switch {
+	case err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil:
+		bad("tokens.issuer", "want an https:// URL, got %q", c.Tokens.Issuer)
+	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.Contains(c.Tokens.Issuer, "#"):
+		bad("tokens.issuer", "must have no query or fragment (RFC 8414 §2), got %q", c.Tokens.Issuer)
+	case !c.TLS.Names(u.Hostname()):
+		bad("tokens.issuer", "host %q is not in tls.dns_names or tls.ip_addresses: clients could not verify the server at its issuer URL", u.Hostname())
+	}
 }
 
 func positive(bad reporter, field string, d time.Duration) {

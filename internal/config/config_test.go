@@ -67,6 +67,10 @@ func TestParseRejects(t *testing.T) {
 		{"feed-no-streams", [2]string{"dir: policies", "dir: policies\ntokens:\n  revocation_feed: {max_streams: 0}"}, "tokens.revocation_feed.max_streams: must be positive"},
 		{"feed-per-identity-zero", [2]string{"dir: policies", "dir: policies\ntokens:\n  revocation_feed: {max_streams_per_identity: 0}"}, "tokens.revocation_feed.max_streams_per_identity: want at least 1"},
 		{"audit-reader-not-spiffe", [2]string{"dir: policies", "dir: policies\naudit:\n  readers: [alice]"}, `audit.readers[0]: "alice" is not a SPIFFE ID`},
+		{"issuer-http", [2]string{"dir: policies", "dir: policies\ntokens:\n  issuer: http://localhost:9443"}, "tokens.issuer: want an https:// URL"},
+		{"issuer-query", [2]string{"dir: policies", "dir: policies\ntokens:\n  issuer: https://localhost:9443/?tenant=a"}, "tokens.issuer: must have no query or fragment"},
+		{"issuer-fragment", [2]string{"dir: policies", "dir: policies\ntokens:\n  issuer: https://localhost:9443#x"}, "tokens.issuer: must have no query or fragment"},
+		{"issuer-not-in-certificate", [2]string{"dir: policies", "dir: policies\ntokens:\n  issuer: https://sigil.example:9443"}, `tokens.issuer: host "sigil.example" is not in tls.dns_names`},
 		{"act-depth-zero", [2]string{"dir: policies", "dir: policies\ntokens:\n  max_act_depth: 0"}, "tokens.max_act_depth: want 1 to 16"},
 	}
 	for _, tt := range tests {
@@ -103,7 +107,38 @@ func TestDevStackConfig(t *testing.T) {
 	}
 	s := strings.NewReplacer("@DIR@", "/srv/sigil", "@PORT@", "8443",
 		"@HSM_URI@", "pkcs11:token=sigil?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/srv/sigil/hsm/pin").Replace(string(raw))
-	if _, err := config.Parse([]byte(s)); err != nil {
+	c, err := config.Parse([]byte(s))
+	if err != nil {
 		t.Fatal(err)
+	}
+	// up.sh's SIGIL_SERVER is https://<listen>; an OAuth client compares
+	// the metadata's issuer with it (RFC 8414 §3.3).
+	if got, want := c.TokenIssuer(), "https://"+c.Listen; got != want {
+		t.Errorf("dev stack issuer %s, want SIGIL_SERVER %s", got, want)
+	}
+}
+
+// TestTokenIssuerDefault: without tokens.issuer, the issuer is the URL
+// clients reach sigild at: its listen address if the certificate names it.
+func TestTokenIssuerDefault(t *testing.T) {
+	tests := []struct {
+		name, listen string
+		dns, ips     []string
+		want         string
+	}{
+		{"listen on a certified IP", "127.0.0.1:8443", []string{"localhost"}, []string{"127.0.0.1"}, "https://127.0.0.1:8443"},
+		{"listen on a certified name", "sigil.example:8443", []string{"localhost", "SIGIL.example"}, nil, "https://sigil.example:8443"},
+		{"listen on every address", ":8443", []string{"sigil.example"}, []string{"10.0.0.1"}, "https://sigil.example:8443"},
+		{"listen on an uncertified IP", "10.0.0.9:8443", []string{"sigil.example"}, []string{"10.0.0.1"}, "https://sigil.example:8443"},
+		{"only IPs certified", "[::]:8443", nil, []string{"10.0.0.1"}, "https://10.0.0.1:8443"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := config.Defaults()
+			c.Listen, c.TLS.DNSNames, c.TLS.IPAddresses = tt.listen, tt.dns, tt.ips
+			if got := c.TokenIssuer(); got != tt.want {
+				t.Errorf("TokenIssuer = %s, want %s", got, tt.want)
+			}
+		})
 	}
 }
