@@ -97,6 +97,28 @@ func (e *MismatchError) Error() string {
 		e.From, e.Size-1, e.Size)
 }
 
+// UnsignedError says a source that holds a whole log (a Bounded source,
+// an export) holds Count entries from index Size on, beyond its checkpoint
+// of that size: no signed checkpoint covers them, so they prove nothing
+// and were added after the export was written. Verification fails: an
+// auditor must not read them as logged.
+type UnsignedError struct {
+	Size  uint64 // the checkpoint's size: the index of the first extra entry
+	Count uint64 // how many entries lie beyond it
+}
+
+func (e *UnsignedError) Error() string {
+	return fmt.Sprintf("audit: %d %s from index %d beyond the checkpoint of size %d: no signed checkpoint covers them",
+		e.Count, plural(e.Count, "entry", "entries"), e.Size, e.Size)
+}
+
+func plural(n uint64, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
 // ForkError says the log signed two trees that cannot both be true: Old is
 // not a prefix of New (same size and another root, or inconsistent). The
 // log showed different histories to different readers, or rewrote its own.

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"github.com/sigil-dev/sigil/internal/atomicfile"
 )
@@ -34,6 +35,7 @@ type DirSource string
 var (
 	_ Source           = DirSource("")
 	_ CheckpointLister = DirSource("")
+	_ Bounded          = DirSource("")
 )
 
 // Checkpoint returns DIR/checkpoint.
@@ -91,6 +93,50 @@ func (d DirSource) Entries(ctx context.Context, start, end uint64) ([][]byte, er
 		}
 	}
 	return out, nil
+}
+
+// Unsigned counts the entries in DIR/entries at index size and beyond, in
+// every entries file there. A file there that is not an entries file
+// (<first index>.jsonl, first a multiple of BundleSize) is
+// ErrMalformedExport.
+func (d DirSource) Unsigned(ctx context.Context, size uint64) (uint64, error) {
+	dir := filepath.Join(string(d), exportEntries)
+	des, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("%w: %w", ErrMalformedExport, err)
+	}
+	var n uint64
+	for _, de := range des {
+		if err := ctx.Err(); err != nil {
+			return 0, err
+		}
+		first, ok := bundleIndex(de.Name())
+		if !ok {
+			return 0, fmt.Errorf("%w: %s: unexpected file %q", ErrMalformedExport, dir, de.Name())
+		}
+		if first+BundleSize <= size {
+			continue // Entries read it whole and checked it is full
+		}
+		lines, err := d.bundle(first)
+		if err != nil {
+			return 0, err
+		}
+		if end := first + uint64(len(lines)); end > size {
+			n += end - max(first, size)
+		}
+	}
+	return n, nil
+}
+
+// bundleIndex parses the name of an entries file: the decimal index of its
+// first entry, a multiple of BundleSize, and ".jsonl".
+func bundleIndex(name string) (uint64, bool) {
+	num, ok := strings.CutSuffix(name, ".jsonl")
+	first, err := strconv.ParseUint(num, 10, 64)
+	return first, ok && err == nil && strconv.FormatUint(first, 10) == num && first%BundleSize == 0
 }
 
 // checkLast checks that the bundle at first, which is not full, is the last.

@@ -149,6 +149,62 @@ func TestExportLayoutErrors(t *testing.T) {
 	}
 }
 
+// TestExportEntriesBeyondCheckpoint: entries an export holds beyond its
+// checkpoint, well-formed ones copied from the log itself, fail
+// verification naming how many and where they start, wherever they sit:
+// appended to the last entries file or in a file further on (one right
+// after a file that is not full breaks the layout: ErrMalformedExport). Nothing signed covers them; an auditor must not take them for
+// logged entries.
+func TestExportEntriesBeyondCheckpoint(t *testing.T) {
+	firstLine := func(t *testing.T, dir string) []byte {
+		b, err := os.ReadFile(filepath.Join(dir, "entries", "0.jsonl"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b[:bytes.IndexByte(b, '\n')+1]
+	}
+	for _, tc := range []struct {
+		name  string
+		file  string // under entries/
+		lines int
+		want  uint64
+	}{
+		{"appended to the last entries file", "1000.jsonl", 1, 1},
+		{"several appended to the last entries file", "1000.jsonl", 5, 5},
+		{"in an entries file further on", "9000.jsonl", 2, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w, dir := export(t, 1200, 400)
+			line := firstLine(t, dir)
+			f, err := os.OpenFile(filepath.Join(dir, "entries", tc.file), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.Write(bytes.Repeat(line, tc.lines))
+			f.Close()
+			rep, err := w.verify(t, audit.DirSource(dir), nil)
+			var ue *audit.UnsignedError
+			if !errors.As(err, &ue) || ue.Size != 1200 || ue.Count != tc.want {
+				t.Fatalf("Verify = %v, want an UnsignedError for %d entries from 1200", err, tc.want)
+			}
+			if rep.OK() || rep.FirstBad != 1200 || rep.StateUpdated {
+				t.Fatalf("report %+v: want a failure at entry 1200 and the state left alone", rep)
+			}
+		})
+	}
+	for _, name := range []string{"1200.jsonl", "2000.jsonl", "extra.jsonl"} {
+		t.Run("entries in "+name, func(t *testing.T) {
+			w, dir := export(t, 1200, 400)
+			if err := os.WriteFile(filepath.Join(dir, "entries", name), firstLine(t, dir), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := w.verify(t, audit.DirSource(dir), nil); !errors.Is(err, audit.ErrMalformedExport) {
+				t.Fatalf("Verify = %v, want ErrMalformedExport", err)
+			}
+		})
+	}
+}
+
 func TestWriteExportRefuses(t *testing.T) {
 	st := newMemStorage()
 	if err := audit.WriteExport(t.Context(), st, t.TempDir()); !errors.Is(err, audit.ErrNoCheckpoint) {

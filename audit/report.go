@@ -35,11 +35,14 @@ func (r *Report) failed(err error) {
 	r.Reason = err.Error()
 	var ee *EntryError
 	var me *MismatchError
+	var ue *UnsignedError
 	switch {
 	case errors.As(err, &ee):
 		r.FirstBad = int64(ee.Index)
 	case errors.As(err, &me):
 		r.FirstBad = int64(me.From)
+	case errors.As(err, &ue):
+		r.FirstBad = int64(ue.Size)
 	}
 }
 

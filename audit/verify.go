@@ -20,6 +20,14 @@ type Source interface {
 	Entries(ctx context.Context, start, end uint64) ([][]byte, error)
 }
 
+// Bounded is a Source that holds a whole log, such as an export
+// (DirSource), rather than serving a growing one: everything it holds must
+// be covered by its latest checkpoint. Unsigned returns how many entries
+// it holds at index size and beyond.
+type Bounded interface {
+	Unsigned(ctx context.Context, size uint64) (uint64, error)
+}
+
 // VerifyOptions tunes Verify.
 type VerifyOptions struct {
 	// StatePath is the auditor's state file: the signed note of the last
@@ -46,9 +54,11 @@ type VerifyOptions struct {
 //     EntryError wrapping ErrMissingEntry when entries are missing), and
 //     every other signed checkpoint is the root of a prefix (ForkError);
 //  4. every entry decodes and passes OnEntry (EntryError);
-//  5. the state file's checkpoint is consistent with the new one, by an
+//  5. a Bounded source (an export) holds no entry beyond the checkpoint
+//     (UnsignedError);
+//  6. the state file's checkpoint is consistent with the new one, by an
 //     RFC 6962 consistency proof computed from the entries (ForkError);
-//  6. the state file advances to the new checkpoint.
+//  7. the state file advances to the new checkpoint.
 //
 // It returns the first failure, and a Report of what it checked either way.
 func Verify(ctx context.Context, src Source, v *Verifier, opts VerifyOptions) (Report, error) {
@@ -82,7 +92,7 @@ func (a *auditor) run() error {
 	}
 	for _, step := range []func() error{
 		a.loadState, a.fetchTarget, a.compareState, a.fetchListed, a.readEntries,
-		a.checkRoots, a.checkContent, a.checkState, a.saveState,
+		a.checkRoots, a.checkContent, a.checkBounded, a.checkState, a.saveState,
 	} {
 		if err := step(); err != nil {
 			return err
@@ -241,6 +251,23 @@ func (a *auditor) locate(roots map[uint64][]byte, have uint64) error {
 }
 
 func (a *auditor) checkContent() error { return a.content }
+
+// checkBounded refuses entries a Bounded source holds beyond the
+// checkpoint: unsigned, they must not pass for logged ones.
+func (a *auditor) checkBounded() error {
+	b, ok := a.src.(Bounded)
+	if !ok {
+		return nil
+	}
+	n, err := b.Unsigned(a.ctx, a.target.Size)
+	if err != nil {
+		return fmt.Errorf("audit: look for entries beyond the checkpoint: %w", err)
+	}
+	if n > 0 {
+		return &UnsignedError{Size: a.target.Size, Count: n}
+	}
+	return nil
+}
 
 // checkState proves the state file's checkpoint a prefix of the new one
 // with a consistency proof built from the entries.
