@@ -15,6 +15,8 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"go.step.sm/crypto/keyutil"
 	"go.step.sm/crypto/x509util"
+
+	"github.com/sigil-dev/sigil/identity"
 )
 
 // Default and upper bound of an X.509-SVID's lifetime.
@@ -131,7 +133,10 @@ func (c *CA) check(r Request) error {
 	if !keyutil.Equal(r.Key, r.CSR.PublicKey) {
 		return errors.New("ca: CSR public key is not the attested key")
 	}
-	if r.ID.IsZero() || r.ID.TrustDomain() != c.trustDomain {
+	if err := identity.Check(r.ID); err != nil {
+		return fmt.Errorf("ca: URI SAN: %w", err)
+	}
+	if r.ID.TrustDomain() != c.trustDomain {
 		return fmt.Errorf("ca: SPIFFE ID %q is not in trust domain %q", r.ID, c.trustDomain)
 	}
 	if r.TTL < 0 {

@@ -174,6 +174,9 @@ func TestIssueRejects(t *testing.T) {
 		{"csr-of-another-key", func(r *ca.Request) { r.CSR = newCSR(t, newKey(t)) }, "CSR public key is not the attested key"},
 		{"other-trust-domain", func(r *ca.Request) { r.ID = spiffeid.RequireFromString("spiffe://evil.test/workload/a") }, `not in trust domain "sigil.test"`},
 		{"no-csr", func(r *ca.Request) { r.CSR = nil }, "needs a CSR"},
+		{"id-over-spiffe-limit", func(r *ca.Request) {
+			r.ID = spiffeid.RequireFromString("spiffe://sigil.test/workload/" + strings.Repeat("x", 2971))
+		}, "ca: URI SAN: invalid SPIFFE ID: 3000 bytes, longer than 2048"},
 		{"negative-ttl", func(r *ca.Request) { r.TTL = -time.Second }, "negative lifetime"},
 		{"evidence-without-digest", func(r *ca.Request) { r.Evidence.Digest = nil }, "must be SHA-256 digests"},
 		{"evidence-without-policy", func(r *ca.Request) { r.Evidence.PolicyVersion = "" }, "without a policy version"},

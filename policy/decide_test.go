@@ -2,6 +2,7 @@ package policy
 
 import (
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -268,11 +269,13 @@ func TestDecideInvalidRequest(t *testing.T) {
 	}{
 		{"nil request", nil, "invalid request: no request"},
 		{"identity not a SPIFFE ID", EnrollRequest{Device: devDevice(), Identity: "web"},
-			`invalid request: identity: SPIFFE ID "web": scheme is missing or invalid`},
+			`invalid request: identity: invalid SPIFFE ID: "web": scheme is missing or invalid`},
+		{"identity longer than the SPIFFE ID standard allows", EnrollRequest{Device: devDevice(), Identity: "spiffe://sigil.test/workload/" + strings.Repeat("x", 2971)},
+			`invalid request: identity: invalid SPIFFE ID: 3000 bytes, longer than 2048`},
 		{"identity with trailing slash", EnrollRequest{Device: devDevice(), Identity: "spiffe://sigil.test/workload/"},
-			`invalid request: identity: SPIFFE ID "spiffe://sigil.test/workload/": path cannot have a trailing slash`},
+			`invalid request: identity: invalid SPIFFE ID: "spiffe://sigil.test/workload/": path cannot have a trailing slash`},
 		{"identity is a trust domain", EnrollRequest{Device: devDevice(), Identity: "spiffe://sigil.test"},
-			`invalid request: identity: SPIFFE ID "spiffe://sigil.test": no path; a trust domain ID names no workload`},
+			`invalid request: identity: invalid SPIFFE ID: spiffe://sigil.test names no workload (empty path)`},
 		{"short EK hash", EnrollRequest{Device: shortEK, Identity: id},
 			"invalid request: device: EK hash: want 32 bytes (SHA-256), got 20"},
 		{"PCR index out of range", EnrollRequest{Device: badPCR, Identity: id},
@@ -288,9 +291,11 @@ func TestDecideInvalidRequest(t *testing.T) {
 		{"previous AK on renew", EnrollRequest{Action: Renew, Device: devDevice(), Identity: id, PreviousAKHash: sha("x")},
 			`invalid request: previous AK hash given for action "renew"; it belongs to "rebind" only`},
 		{"caller not a SPIFFE ID", TokenRequest{Caller: Caller{SPIFFEID: "web", Device: devDevice()}, Audience: id},
-			`invalid request: caller: SPIFFE ID "web": scheme is missing or invalid`},
+			`invalid request: caller: invalid SPIFFE ID: "web": scheme is missing or invalid`},
+		{"caller longer than the SPIFFE ID standard allows", TokenRequest{Caller: Caller{SPIFFEID: "spiffe://sigil.test/workload/" + strings.Repeat("x", 2971), Device: devDevice()}, Audience: id},
+			`invalid request: caller: invalid SPIFFE ID: 3000 bytes, longer than 2048`},
 		{"caller is a trust domain", TokenRequest{Caller: tdOnly, Audience: id},
-			`invalid request: caller: SPIFFE ID "spiffe://sigil.test": no path; a trust domain ID names no workload`},
+			`invalid request: caller: invalid SPIFFE ID: spiffe://sigil.test names no workload (empty path)`},
 		{"caller device without AK", TokenRequest{Caller: badCallerDevice, Audience: id},
 			"invalid request: caller device: AK hash: want 32 bytes (SHA-256), got 0"},
 		{"empty audience", TokenRequest{Caller: caller},

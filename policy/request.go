@@ -11,6 +11,8 @@ import (
 
 	cedar "github.com/cedar-policy/cedar-go"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/sigil-dev/sigil/identity"
 )
 
 // A Request is a question for [Set.Decide]: an [EnrollRequest] or a
@@ -275,17 +277,11 @@ func identityEntity(spiffeID string) (cedar.Entity, error) {
 	}, nil
 }
 
-// workloadID parses the SPIFFE ID of a workload; a trust domain ID (no
-// path) names no workload.
+// workloadID parses the SPIFFE ID of a workload within the standard's
+// grammar and limits (identity.Workload); a trust domain ID (no path)
+// names no workload.
 func workloadID(s string) (spiffeid.ID, error) {
-	id, err := spiffeid.FromString(s)
-	if err != nil {
-		return spiffeid.ID{}, fmt.Errorf("SPIFFE ID %q: %w", s, err)
-	}
-	if id.Path() == "" {
-		return spiffeid.ID{}, fmt.Errorf("SPIFFE ID %q: no path; a trust domain ID names no workload", s)
-	}
-	return id, nil
+	return identity.Workload(s)
 }
 
 // audienceEntity builds the Audience; a SPIFFE ID audience also gets
@@ -300,7 +296,7 @@ func audienceEntity(aud string) (cedar.Entity, error) {
 		}
 	}
 	attrs := cedar.RecordMap{"name": cedar.String(aud)}
-	if id, err := spiffeid.FromString(aud); err == nil {
+	if id, err := identity.Parse(aud); err == nil {
 		attrs["trust_domain"] = cedar.String(id.TrustDomain().Name())
 		attrs["path"] = cedar.String(id.Path())
 	}

@@ -163,7 +163,7 @@ func TestParseTestFileErrors(t *testing.T) {
 			"', ak_hash: 'sha256:" + strings.Repeat("ab", 32) + "', pcrs: ['sha256:7:" + strings.Repeat("ab", 32) + "', 'sha256:7:" + strings.Repeat("cd", 32) + "']}}}",
 			`case 1 "a": device: pcrs: "sha256:7:` + strings.Repeat("cd", 32) + `": PCR 7 given twice`},
 		{"invalid request", "cases:\n  - name: a\n    expect: allow\n    enroll: {identity: 'spiffe://sigil.test/', device: " + device + "}\n",
-			`case 1 "a": invalid request: identity: SPIFFE ID "spiffe://sigil.test/": path cannot have a trailing slash`},
+			`case 1 "a": invalid request: identity: invalid SPIFFE ID: "spiffe://sigil.test/": path cannot have a trailing slash`},
 		{"invalid token request", "cases:\n  - name: a\n    expect: allow\n    token: {caller: {spiffe_id: spiffe://sigil.test/w, device: " + device + "}, audience: x, scopes: ['a b']}\n",
 			`case 1 "a": invalid request: scopes: "a b" is not a valid scope`},
 	}

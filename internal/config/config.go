@@ -15,6 +15,8 @@ import (
 
 	"github.com/goccy/go-yaml"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/sigil-dev/sigil/identity"
 )
 
 // maxFileSize bounds the configuration file.
@@ -336,11 +338,12 @@ func (c *Config) validateAudit(bad reporter) {
 	spiffeIDs(bad, "audit.readers", c.Audit.Readers)
 }
 
-// spiffeIDs reports every entry of ids that is not a SPIFFE ID.
+// spiffeIDs checks each of ids is a workload's SPIFFE ID (identity.Workload:
+// the SPIFFE ID standard's grammar and limits, and a path).
 func spiffeIDs(bad reporter, field string, ids []string) {
 	for i, id := range ids {
-		if _, err := spiffeid.FromString(id); err != nil {
-			bad(fmt.Sprintf("%s[%d]", field, i), "%q is not a SPIFFE ID", id)
+		if _, err := identity.Workload(id); err != nil {
+			bad(fmt.Sprintf("%s[%d]", field, i), "%s is not a SPIFFE ID of a workload (%v)", identity.Quote(id), err)
 		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/sigil-dev/sigil/api"
 	"github.com/sigil-dev/sigil/attest"
 	"github.com/sigil-dev/sigil/ca"
+	"github.com/sigil-dev/sigil/identity"
 	"github.com/sigil-dev/sigil/internal/device"
 	"github.com/sigil-dev/sigil/internal/store"
 	"github.com/sigil-dev/sigil/policy"
@@ -62,7 +63,7 @@ func (s *Service) complete(ctx context.Context, ch store.Challenge, req api.Comp
 }
 
 func (s *Service) issue(ctx context.Context, ch store.Challenge, res *attest.Result, serverAuth bool) (*Issued, error) {
-	id, err := spiffeid.FromString(ch.SPIFFEID)
+	id, err := identity.Workload(ch.SPIFFEID)
 	if err != nil {
 		return nil, fmt.Errorf("enroll: stored identity: %w", err)
 	}

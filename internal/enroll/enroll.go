@@ -19,6 +19,7 @@ import (
 	"github.com/sigil-dev/sigil/api"
 	"github.com/sigil-dev/sigil/attest"
 	"github.com/sigil-dev/sigil/ca"
+	"github.com/sigil-dev/sigil/identity"
 	"github.com/sigil-dev/sigil/internal/store"
 	"github.com/sigil-dev/sigil/policy"
 )
@@ -101,13 +102,12 @@ func (s *Service) Challenge(ctx context.Context, req api.ChallengeRequest) (*api
 	}, nil
 }
 
+// identity checks a requested SPIFFE ID: the standard's grammar and
+// limits, a workload (a path), in the service's trust domain.
 func (s *Service) identity(raw string) (spiffeid.ID, error) {
-	id, err := spiffeid.FromString(raw)
+	id, err := identity.Workload(raw)
 	if err != nil {
-		return spiffeid.ID{}, fmt.Errorf("%w: identity %q: %v", ErrBadRequest, raw, err)
-	}
-	if id.Path() == "" {
-		return spiffeid.ID{}, fmt.Errorf("%w: identity %s names no workload (empty path)", ErrBadRequest, id)
+		return spiffeid.ID{}, fmt.Errorf("%w: identity: %w", ErrBadRequest, err)
 	}
 	if id.TrustDomain() != s.TrustDomain {
 		return spiffeid.ID{}, fmt.Errorf("%w: identity %s is outside trust domain %s", ErrBadRequest, id, s.TrustDomain)

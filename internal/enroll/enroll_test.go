@@ -342,6 +342,10 @@ func TestIdentity(t *testing.T) {
 		{"trailing slash", "spiffe://sigil.test/workload/a/", enroll.ErrBadRequest, ""},
 		{"query", "spiffe://sigil.test/workload/a?x=1", enroll.ErrBadRequest, ""},
 		{"upper case trust domain", "spiffe://SIGIL.test/workload/a", enroll.ErrBadRequest, ""},
+		// The SPIFFE ID standard's limits, which go-spiffe does not enforce.
+		{"3000 bytes", "spiffe://sigil.test/workload/" + strings.Repeat("a", 2971), enroll.ErrBadRequest, ""},
+		{"2049 bytes", "spiffe://sigil.test/workload/" + strings.Repeat("a", 2020), enroll.ErrBadRequest, ""},
+		{"leading space", " spiffe://sigil.test/workload/a", enroll.ErrBadRequest, ""},
 		{"nested path", "spiffe://sigil.test/workload/a/b", nil, "no policy permits"},
 		{"outside /workload", "spiffe://sigil.test/admin", nil, "no policy permits"},
 		// A trust domain ID parses as a SPIFFE ID but names no workload.
@@ -352,7 +356,7 @@ func TestIdentity(t *testing.T) {
 			if tc.challenge != nil {
 				_, err := srv.svc.Challenge(ctx, d.challengeRequest(ak, tc.identity))
 				if !errors.Is(err, tc.challenge) {
-					t.Errorf("Challenge(%q) = %v, want %v", tc.identity, err, tc.challenge)
+					t.Errorf("Challenge(%.80q) = %v, want %v", tc.identity, err, tc.challenge)
 				}
 				return
 			}

@@ -12,12 +12,11 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/spiffe/go-spiffe/v2/spiffeid"
-
 	"github.com/sigil-dev/sigil/api"
 	"github.com/sigil-dev/sigil/attest"
 	"github.com/sigil-dev/sigil/audit"
 	"github.com/sigil-dev/sigil/ca"
+	"github.com/sigil-dev/sigil/identity"
 	"github.com/sigil-dev/sigil/internal/device"
 	"github.com/sigil-dev/sigil/internal/store"
 	"github.com/sigil-dev/sigil/policy"
@@ -95,7 +94,7 @@ func (s *Service) renew(ctx context.Context, ch store.Challenge, peer *x509.Cert
 }
 
 func (s *Service) reissue(ctx context.Context, peer *x509.Certificate, dev store.Device, ev *attest.Renewal, boot *attest.Boot, csr *x509.CertificateRequest) (*Issued, error) {
-	id, err := spiffeid.FromString(ev.Identity)
+	id, err := identity.Workload(ev.Identity)
 	if err != nil {
 		return nil, fmt.Errorf("enroll: stored identity: %w", err)
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/sigil-dev/sigil/identity"
 	"github.com/sigil-dev/sigil/internal/device"
 	"github.com/sigil-dev/sigil/internal/store"
 	"github.com/sigil-dev/sigil/signer"
@@ -48,6 +49,10 @@ func (s *Service) authenticate(ctx context.Context, cert *x509.Certificate) (*cl
 		return nil, invalidClient("the client certificate has expired: renew or enroll again")
 	case len(cert.URIs) != 1 || cert.URIs[0].String() != rec.SPIFFEID:
 		return nil, invalidClient("the client certificate does not carry exactly the SPIFFE ID on record")
+	}
+	if _, err := identity.Workload(rec.SPIFFEID); err != nil {
+		s.log.WarnContext(ctx, "tokens: client certificate's SPIFFE ID breaks the SPIFFE ID standard", "serial", serial, "err", err)
+		return nil, invalidClient("the client certificate's SPIFFE ID is not a valid workload ID (SPIFFE ID standard): enroll again with a valid identity")
 	}
 	return &client{cert: cert, record: rec, caller: signer.Caller{
 		ID: rec.SPIFFEID, Thumbprint: token.Thumbprint(cert.Raw),

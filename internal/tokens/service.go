@@ -10,9 +10,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/spiffe/go-spiffe/v2/spiffeid"
-
 	"github.com/sigil-dev/sigil/attest"
+	"github.com/sigil-dev/sigil/identity"
 	"github.com/sigil-dev/sigil/internal/store"
 	"github.com/sigil-dev/sigil/policy"
 	"github.com/sigil-dev/sigil/signer"
@@ -158,8 +157,8 @@ func (c *Config) check() error {
 		return errors.New("tokens: config: PollInterval and MaxSubscribers may not be negative")
 	}
 	for _, a := range c.Admins {
-		if _, err := spiffeid.FromString(a); err != nil {
-			return fmt.Errorf("tokens: config: Admins: %q: %w", a, err)
+		if _, err := identity.Workload(a); err != nil {
+			return fmt.Errorf("tokens: config: Admins: %w", err)
 		}
 	}
 	for _, a := range c.OpaqueAudiences {
