@@ -288,6 +288,8 @@ func TestDecideInvalidRequest(t *testing.T) {
 			`invalid request: unknown device action "delete": want "enroll", "renew" or "rebind"`},
 		{"rebind without previous AK", EnrollRequest{Action: Rebind, Device: devDevice(), Identity: id},
 			"invalid request: previous AK hash: want 32 bytes (SHA-256), got 0"},
+		{"other holder not a digest", EnrollRequest{Device: devDevice(), Identity: id, OtherHolders: [][]byte{sha("x"), {1, 2}}},
+			"invalid request: other holders: entry 1: want 32 bytes (SHA-256), got 2"},
 		{"previous AK on renew", EnrollRequest{Action: Renew, Device: devDevice(), Identity: id, PreviousAKHash: sha("x")},
 			`invalid request: previous AK hash given for action "renew"; it belongs to "rebind" only`},
 		{"caller not a SPIFFE ID", TokenRequest{Caller: Caller{SPIFFEID: "web", Device: devDevice()}, Audience: id},

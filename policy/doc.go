@@ -57,9 +57,9 @@
 //	  path?            String   likewise
 //
 //	action                     principal        resource         context
-//	Sigil::Action::"enroll"    Sigil::Device    Sigil::Identity  {}
-//	Sigil::Action::"renew"     Sigil::Device    Sigil::Identity  {}
-//	Sigil::Action::"rebind"    Sigil::Device    Sigil::Identity  {previous_ak_hash: String}
+//	Sigil::Action::"enroll"    Sigil::Device    Sigil::Identity  {other_holders: Set<String>}
+//	Sigil::Action::"renew"     Sigil::Device    Sigil::Identity  {other_holders: Set<String>}
+//	Sigil::Action::"rebind"    Sigil::Device    Sigil::Identity  {previous_ak_hash: String, other_holders: Set<String>}
 //	Sigil::Action::"token"     Sigil::Workload  Sigil::Audience  {scopes: Set<String>}
 //	Sigil::Action::"exchange"  Sigil::Workload  Sigil::Audience  {scopes: Set<String>, subject: Sigil::Subject}
 //
@@ -71,9 +71,16 @@
 //	  act_depth        Long         how many actors are nested; 0 without "act"
 //
 // "rebind" is asked when a device whose EK is bound to one AK enrolls with
-// another; the device facts describe the new AK. "token" is a token for the
-// caller itself (client_credentials), "exchange" an RFC 8693 token exchange;
-// [TokenRequest] picks one by whether it has a Subject. The token minted by
+// another; the device facts describe the new AK. other_holders are the
+// ek_hash of every other active device that holds the identity when the
+// device asks (a certificate for it, neither revoked nor expired), so a
+// policy can keep an identity on one device:
+//
+//	forbid (principal, action, resource) when { !context.other_holders.isEmpty() };
+//
+// "token" is a token for the caller itself (client_credentials),
+// "exchange" an RFC 8693 token exchange; [TokenRequest] picks one by
+// whether it has a Subject. The token minted by
 // an exchange nests the subject's "act" one level deeper, so a limit of N
 // actors is written as context.subject.act_depth < N.
 //

@@ -69,6 +69,10 @@ type EnrollRequest struct {
 	Device         DeviceFacts
 	Identity       string // the SPIFFE ID requested or held
 	PreviousAKHash []byte // Rebind only: the AK the EK is bound to now
+	// OtherHolders are the EK hashes (SHA-256) of the other active devices
+	// that hold Identity now: a certificate for it, neither revoked nor
+	// expired. Policies see them as context.other_holders.
+	OtherHolders [][]byte
 }
 
 // TokenRequest asks whether a caller may get a token for an audience with
@@ -128,18 +132,24 @@ func (r EnrollRequest) actionContext() (DeviceAction, cedar.Record, error) {
 	if action == "" {
 		action = Enroll
 	}
+	holders, err := digestSet(r.OtherHolders)
+	if err != nil {
+		return "", cedar.Record{}, fmt.Errorf("other holders: %w", err)
+	}
+	ctx := cedar.RecordMap{"other_holders": holders}
 	switch action {
 	case Enroll, Renew:
 		if r.PreviousAKHash != nil {
 			return "", cedar.Record{}, fmt.Errorf("previous AK hash given for action %q; it belongs to %q only", action, Rebind)
 		}
-		return action, cedar.NewRecord(nil), nil
+		return action, cedar.NewRecord(ctx), nil
 	case Rebind:
 		prev, err := digest(r.PreviousAKHash)
 		if err != nil {
 			return "", cedar.Record{}, fmt.Errorf("previous AK hash: %w", err)
 		}
-		return action, cedar.NewRecord(cedar.RecordMap{"previous_ak_hash": prev}), nil
+		ctx["previous_ak_hash"] = prev
+		return action, cedar.NewRecord(ctx), nil
 	}
 	return "", cedar.Record{}, fmt.Errorf("unknown device action %q: want %q, %q or %q", action, Enroll, Renew, Rebind)
 }

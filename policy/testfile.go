@@ -20,6 +20,7 @@ const maxTestFileSize = 1 << 20
 //	    enroll:                    # or token:, exactly one
 //	      identity: spiffe://sigil.test/workload/web
 //	      device: {ek_hash: "sha256:…", ak_hash: "sha256:…", secure_boot: true, …}
+//	      other_holders: ["sha256:…"]  # optional: other devices holding the identity
 //	    expect: allow              # or deny
 //	    policies: [dev-enroll]     # optional: exactly these determining policies
 type testFile struct {
@@ -39,6 +40,7 @@ type enrollYAML struct {
 	Identity       string     `yaml:"identity"`
 	Device         deviceYAML `yaml:"device"`
 	PreviousAKHash string     `yaml:"previous_ak_hash"`
+	OtherHolders   []string   `yaml:"other_holders"`
 }
 
 type deviceYAML struct {
@@ -172,6 +174,13 @@ func (e *enrollYAML) request() (Request, error) {
 		return nil, fmt.Errorf("device: %w", err)
 	}
 	req := EnrollRequest{Action: DeviceAction(e.Action), Device: dev, Identity: e.Identity}
+	for i, h := range e.OtherHolders {
+		d, err := parseDigest(h)
+		if err != nil {
+			return nil, fmt.Errorf("other_holders[%d]: %w", i, err)
+		}
+		req.OtherHolders = append(req.OtherHolders, d)
+	}
 	if e.PreviousAKHash != "" {
 		if req.PreviousAKHash, err = parseDigest(e.PreviousAKHash); err != nil {
 			return nil, fmt.Errorf("previous_ak_hash: %w", err)

@@ -74,7 +74,11 @@ func (s *Service) issue(ctx context.Context, ch store.Challenge, res *attest.Res
 	if prevAK == res.AK.Hash {
 		prevAK = ""
 	}
-	d, err := s.decide(res, id, prevAK)
+	held, err := otherHolders(ctx, s.Store, id.String(), res.EK.Hash, s.now())
+	if err != nil {
+		return nil, err
+	}
+	d, err := s.decide(res, id, prevAK, held)
 	if err != nil {
 		return nil, err
 	}
@@ -90,7 +94,7 @@ func (s *Service) issue(ctx context.Context, ch store.Challenge, res *attest.Res
 	if err != nil {
 		return nil, err
 	}
-	if err := s.record(ctx, res, cert, hex.EncodeToString(digest), d, prevAK); err != nil {
+	if err := s.record(ctx, res, cert, hex.EncodeToString(digest), d, prevAK, held); err != nil {
 		return nil, err
 	}
 	return &Issued{Certificate: s.answer(cert, digest, d.Version), Result: res, Decision: d, PreviousAK: prevAK}, nil
@@ -131,18 +135,19 @@ func (s *Service) boundAK(ctx context.Context, ekHash string) (string, error) {
 	return d.AKHash, nil
 }
 
-// decide asks policy whether the device may hold the identity and, when its
-// EK is bound to another AK, whether it may rebind.
-func (s *Service) decide(res *attest.Result, id spiffeid.ID, prevAK string) (policy.Decision, error) {
+// decide asks policy whether the device may hold the identity, which the
+// devices in held hold already, and, when its EK is bound to another AK,
+// whether it may rebind.
+func (s *Service) decide(res *attest.Result, id spiffeid.ID, prevAK string, held holders) (policy.Decision, error) {
 	facts := device.Facts(res)
 	if prevAK != "" {
 		prev, _ := hex.DecodeString(prevAK)
-		d := s.Policy.Decide(policy.EnrollRequest{Action: policy.Rebind, Device: facts, Identity: id.String(), PreviousAKHash: prev})
+		d := s.Policy.Decide(policy.EnrollRequest{Action: policy.Rebind, Device: facts, Identity: id.String(), PreviousAKHash: prev, OtherHolders: held.digests})
 		if !d.Allowed {
 			return d, &DeniedError{Identity: id.String() + " (rebind to a new AK)", Decision: d}
 		}
 	}
-	d := s.Policy.Decide(policy.EnrollRequest{Action: policy.Enroll, Device: facts, Identity: id.String()})
+	d := s.Policy.Decide(policy.EnrollRequest{Action: policy.Enroll, Device: facts, Identity: id.String(), OtherHolders: held.digests})
 	if !d.Allowed {
 		return d, &DeniedError{Identity: id.String(), Decision: d}
 	}

@@ -168,7 +168,14 @@ type machine struct {
 // runs the measured boot m on it and opens it with its event log.
 func newDevice(t testing.TB, m testenv.MeasuredBoot) *machine {
 	t.Helper()
-	sw := testenv.SWTPM(t, testenv.SharedIdentity())
+	return newDeviceWith(t, m, testenv.SharedIdentity())
+}
+
+// newDeviceWith is newDevice for a swtpm started with opts: with
+// testenv.WithEKCA, a TPM of its own whose EK certificate ca issued.
+func newDeviceWith(t testing.TB, m testenv.MeasuredBoot, opts ...testenv.Option) *machine {
+	t.Helper()
+	sw := testenv.SWTPM(t, opts...)
 	testenv.Boot(t, sw, m)
 	ctx := testCtx(t)
 	tt, err := tpm.Open(ctx, sw.Addr, tpm.WithEventLog(sw.EventLogPath))

@@ -19,8 +19,9 @@ import (
 
 // record stores device, evidence, certificate and their audit entries in
 // one transaction. A rebind that raced with another enrollment of the same
-// EK fails.
-func (s *Service) record(ctx context.Context, res *attest.Result, cert *x509.Certificate, digest string, d policy.Decision, prevAK string) error {
+// EK fails, as does an enrollment of an identity another device came to
+// hold since policy decided on held.
+func (s *Service) record(ctx context.Context, res *attest.Result, cert *x509.Certificate, digest string, d policy.Decision, prevAK string, held holders) error {
 	bundle, err := json.Marshal(res.Evidence)
 	if err != nil {
 		return fmt.Errorf("enroll: encode evidence: %w", err)
@@ -40,6 +41,9 @@ func (s *Service) record(ctx context.Context, res *attest.Result, cert *x509.Cer
 		}
 		if got != prevAK {
 			return fmt.Errorf("%w: EK %s was rebound concurrently", store.ErrConflict, res.EK.Hash)
+		}
+		if err := held.recheck(ctx, tx, now); err != nil {
+			return err
 		}
 		if err := tx.PutEvidence(ctx, store.Evidence{Digest: digest, EKHash: res.EK.Hash, Kind: "enroll", Bundle: bundle, CreatedAt: now}); err != nil {
 			return err

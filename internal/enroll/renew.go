@@ -102,7 +102,11 @@ func (s *Service) reissue(ctx context.Context, peer *x509.Certificate, dev store
 	if err != nil {
 		return nil, fmt.Errorf("enroll: %w", err)
 	}
-	d := s.Policy.Decide(policy.EnrollRequest{Action: policy.Renew, Device: facts, Identity: id.String()})
+	held, err := otherHolders(ctx, s.Store, id.String(), dev.EKHash, s.now())
+	if err != nil {
+		return nil, err
+	}
+	d := s.Policy.Decide(policy.EnrollRequest{Action: policy.Renew, Device: facts, Identity: id.String(), OtherHolders: held.digests})
 	if !d.Allowed {
 		return nil, &DeniedError{Identity: id.String() + " (renewal)", Decision: d}
 	}
@@ -118,7 +122,7 @@ func (s *Service) reissue(ctx context.Context, peer *x509.Certificate, dev store
 	if err != nil {
 		return nil, err
 	}
-	if err := s.recordRenewal(ctx, ev, cert, hex.EncodeToString(digest), d.Version); err != nil {
+	if err := s.recordRenewal(ctx, ev, cert, hex.EncodeToString(digest), d.Version, held); err != nil {
 		return nil, err
 	}
 	return &Issued{Certificate: s.answer(cert, digest, d.Version), Decision: d}, nil
@@ -151,7 +155,7 @@ func (s *Service) renewable(ctx context.Context, peer *x509.Certificate) (store.
 	return rec, dev, nil
 }
 
-func (s *Service) recordRenewal(ctx context.Context, ev *attest.Renewal, cert *x509.Certificate, digest, version string) error {
+func (s *Service) recordRenewal(ctx context.Context, ev *attest.Renewal, cert *x509.Certificate, digest, version string, held holders) error {
 	bundle, err := json.Marshal(ev)
 	if err != nil {
 		return fmt.Errorf("enroll: encode evidence: %w", err)
@@ -162,6 +166,9 @@ func (s *Service) recordRenewal(ctx context.Context, ev *attest.Renewal, cert *x
 		return err
 	}
 	err = s.Store.Tx(ctx, func(tx store.Tx) error {
+		if err := held.recheck(ctx, tx, now); err != nil {
+			return err
+		}
 		if err := tx.PutEvidence(ctx, store.Evidence{Digest: digest, EKHash: ev.EKHash, Kind: "renew", Bundle: bundle, CreatedAt: now}); err != nil {
 			return err
 		}

@@ -197,6 +197,14 @@ type CertificateReader interface {
 	CertificateByThumbprint(ctx context.Context, x5tS256 string) (Certificate, error)
 	// DeviceCertificates lists a device's certificates, oldest first.
 	DeviceCertificates(ctx context.Context, ekHash string) ([]Certificate, error)
+	// IdentityHolders lists the EK hashes, sorted and each once, of the
+	// active devices that hold spiffeID at the given time: a certificate
+	// for it that is not revoked and whose NotAfter is after at. It is the
+	// fact policy decides on when a device asks for that identity; it
+	// locks nothing, so a caller that must act on it reads it again in the
+	// transaction that stores the new certificate (inside Tx it sees that
+	// transaction's own writes and, with group commit, those before it).
+	IdentityHolders(ctx context.Context, spiffeID string, at time.Time) ([]string, error)
 	// Revocations lists the revoked certificates still valid at the given
 	// time, by serial, for a CRL; the zero time lists them all.
 	Revocations(ctx context.Context, unexpiredAt time.Time) ([]Revocation, error)

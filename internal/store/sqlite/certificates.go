@@ -63,6 +63,25 @@ func (r reader) DeviceCertificates(ctx context.Context, ekHash string) ([]store.
 	return cs, nil
 }
 
+func (r reader) IdentityHolders(ctx context.Context, spiffeID string, at time.Time) ([]string, error) {
+	rows, err := r.q.QueryContext(ctx, `SELECT DISTINCT c.ek_hash FROM certificates c
+		JOIN devices d ON d.ek_hash = c.ek_hash
+		WHERE c.spiffe_id = ? AND c.revoked_at IS NULL AND c.not_after > ? AND d.status = 'active'
+		ORDER BY c.ek_hash`, spiffeID, micros(at))
+	if err != nil {
+		return nil, fmt.Errorf("store: holders of %s: %w", spiffeID, err)
+	}
+	hs, err := scanAll(rows, func(s scanner) (string, error) {
+		var h string
+		err := s.Scan(&h)
+		return h, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: holders of %s: %w", spiffeID, err)
+	}
+	return hs, nil
+}
+
 func (r reader) Revocations(ctx context.Context, unexpiredAt time.Time) ([]store.Revocation, error) {
 	after := int64(-1 << 63)
 	if !unexpiredAt.IsZero() {

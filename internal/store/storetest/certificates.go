@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -123,5 +124,98 @@ func testRevocations(t *testing.T, h *harness) {
 				t.Fatalf("Revocations = %+v, %v; want %+v", got, err, tc.want)
 			}
 		})
+	}
+}
+
+// insertHolding stores device name, its evidence and a certificate for
+// spiffeID valid from T0 until notAfter.
+func insertHolding(t *testing.T, st store.Store, name, spiffeID string, notAfter time.Time) (store.Device, store.Certificate) {
+	t.Helper()
+	ctx := context.Background()
+	d := Device(name)
+	e := Evidence(name, d)
+	c := Certificate(Serial(name, 0), d, e)
+	c.SPIFFEID, c.NotAfter = spiffeID, notAfter
+	err := st.Tx(ctx, func(tx store.Tx) error {
+		if _, err := tx.BindDevice(ctx, d, T0); err != nil {
+			return err
+		}
+		if err := tx.PutEvidence(ctx, e); err != nil {
+			return err
+		}
+		return tx.InsertCertificate(ctx, c)
+	})
+	if err != nil {
+		t.Fatalf("store %s holding %s: %v", name, spiffeID, err)
+	}
+	return d, c
+}
+
+// testIdentityHolders: the active devices holding an identity at a time
+// are those with a certificate for it neither revoked nor expired then;
+// each once, sorted; inside Tx, the transaction's own certificates count.
+func testIdentityHolders(t *testing.T, h *harness) {
+	st := h.fresh(t)
+	ctx := context.Background()
+	const id, other = "spiffe://sigil.test/workload/orders", "spiffe://sigil.test/workload/payments"
+	at := T0.Add(30 * time.Minute)
+	holder, _ := insertHolding(t, st, "holder", id, T0.Add(time.Hour))
+	second, _ := insertHolding(t, st, "second", id, T0.Add(2*time.Hour))
+	// A second certificate of the same device is still one holder.
+	c2 := Certificate(Serial("second", 1), second, Evidence("second", second))
+	c2.SPIFFEID = id
+	if err := st.InsertCertificate(ctx, c2); err != nil {
+		t.Fatal(err)
+	}
+	insertHolding(t, st, "expired", id, at) // NotAfter = at: no longer valid
+	_, revoked := insertHolding(t, st, "revoked", id, T0.Add(time.Hour))
+	if err := st.RevokeCertificate(ctx, revoked.Serial, "superseded", T0); err != nil {
+		t.Fatal(err)
+	}
+	disabled, _ := insertHolding(t, st, "disabled", id, T0.Add(time.Hour))
+	if _, err := st.SetDeviceStatus(ctx, disabled.EKHash, store.DeviceDisabled, T0); err != nil {
+		t.Fatal(err)
+	}
+	insertHolding(t, st, "elsewhere", other, T0.Add(time.Hour))
+
+	want := []string{holder.EKHash, second.EKHash}
+	slices.Sort(want)
+	got, err := st.IdentityHolders(ctx, id, at)
+	if err != nil || !slices.Equal(got, want) {
+		t.Fatalf("IdentityHolders(%s) = %v, %v; want %v", id, got, err, want)
+	}
+	if got, err := st.IdentityHolders(ctx, id, T0.Add(90*time.Minute)); err != nil || !slices.Equal(got, []string{second.EKHash}) {
+		t.Fatalf("IdentityHolders after the first expired = %v, %v; want [%s]", got, err, second.EKHash)
+	}
+	if got, err := st.IdentityHolders(ctx, "spiffe://sigil.test/workload/nobody", at); err != nil || got == nil || len(got) != 0 {
+		t.Fatalf("IdentityHolders(unheld) = %v, %v; want an empty slice", got, err)
+	}
+	// The transaction's own certificate counts inside it, and is gone
+	// with it when it fails.
+	errRollback := errors.New("roll back")
+	err = st.Tx(ctx, func(tx store.Tx) error {
+		d := Device("newcomer")
+		e := Evidence("newcomer", d)
+		c := Certificate(Serial("newcomer", 0), d, e)
+		c.SPIFFEID = other
+		if _, err := tx.BindDevice(ctx, d, T0); err != nil {
+			return err
+		}
+		if err := tx.PutEvidence(ctx, e); err != nil {
+			return err
+		}
+		if err := tx.InsertCertificate(ctx, c); err != nil {
+			return err
+		}
+		if got, err := tx.IdentityHolders(ctx, other, at); err != nil || len(got) != 2 || !slices.Contains(got, d.EKHash) {
+			t.Errorf("IdentityHolders inside the Tx = %v, %v; want the new holder too", got, err)
+		}
+		return errRollback
+	})
+	if !errors.Is(err, errRollback) {
+		t.Fatal(err)
+	}
+	if got, err := st.IdentityHolders(ctx, other, at); err != nil || len(got) != 1 {
+		t.Fatalf("IdentityHolders after the rollback = %v, %v; want the one holder", got, err)
 	}
 }

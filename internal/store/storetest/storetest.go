@@ -88,6 +88,7 @@ var tests = []test{
 	{"CertificateRoundTrip", testCertificateRoundTrip},
 	{"InsertCertificateErrors", testInsertCertificateErrors},
 	{"DeviceCertificates", testDeviceCertificates},
+	{"IdentityHolders", testIdentityHolders},
 	{"RevokeCertificate", testRevokeCertificate},
 	{"Revocations", testRevocations},
 	{"CertificateByThumbprint", testCertificateByThumbprint},
