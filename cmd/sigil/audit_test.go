@@ -75,6 +75,11 @@ func TestAuditVerifyDetectsTampering(t *testing.T) {
 			}
 			writeFile(t, filepath.Join(dir, "checkpoint"), string(forged))
 		}, "signature"},
+		// Entries beyond the checkpoint, well-formed copies of logged ones:
+		// nothing signed covers them, and the auditor must see them.
+		{"entries-beyond-the-checkpoint", func(t *testing.T, dir string) {
+			editEntries(t, dir, func(lines []string) []string { return append(lines, lines[len(lines)-2:]...) })
+		}, "2 entries from index"},
 		{"old-checkpoint-replayed", func(t *testing.T, dir string) {
 			os.RemoveAll(dir)
 			copyDir(t, old, dir)
