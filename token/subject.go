@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/sigil-dev/sigil/identity"
 )
 
 // The subject of every token sigil issues is one of two kinds, and a
@@ -55,7 +55,7 @@ func (c *Claims) subjectID() *subjectID {
 const MaxExternalSubject = 255
 
 // MaxSPIFFEID is the longest SPIFFE ID, in bytes (SPIFFE ID §2.3).
-const MaxSPIFFEID = 2048
+const MaxSPIFFEID = identity.MaxLength
 
 // escapes are the bytes that begin an escape in the encodings a subject
 // passes through on its way to a resource server's comparison: '%' in
@@ -114,15 +114,13 @@ func folded(s string) string {
 	return b.String()
 }
 
-// IsSPIFFEID reports whether s is a workload's SPIFFE ID: go-spiffe's
-// grammar (lower-case scheme and trust domain, path segments of
-// [A-Za-z0-9._-]), a path, and at most MaxSPIFFEID bytes.
+// IsSPIFFEID reports whether s is a workload's SPIFFE ID, by the check
+// every part of sigil applies (identity.Workload): go-spiffe's grammar
+// (lower-case scheme and trust domain, path segments of [A-Za-z0-9._-]), a
+// path, at most MaxSPIFFEID bytes and a trust domain of at most 255.
 func IsSPIFFEID(s string) bool {
-	if len(s) > MaxSPIFFEID {
-		return false
-	}
-	id, err := spiffeid.FromString(s)
-	return err == nil && id.Path() != ""
+	_, err := identity.Workload(s)
+	return err == nil
 }
 
 // IsWorkload reports whether the token's subject is a workload: a SPIFFE

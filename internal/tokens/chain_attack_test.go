@@ -44,8 +44,8 @@ func rawUserToken(t *testing.T, idp *tokenstest.IdP, aud, extra string) string {
 // identity into the new token: a workload into the delegation chain
 // (act), a SPIFFE ID or its lookalike into sub, a wider scope into scope.
 // The IdP signed each of them, so only sigil's own checks stand between
-// them and a resource server. Each is refused with invalid_grant and
-// issues nothing; the controls show what an IdP may send.
+// them and a resource server. Each is refused with invalid_request (RFC
+// 8693 §2.2.2) and issues nothing; the controls show what an IdP may send.
 func TestExternalTokenAttacks(t *testing.T) {
 	t.Parallel()
 	e := tokenstest.New(t)
@@ -125,8 +125,8 @@ func TestExternalTokenAttacks(t *testing.T) {
 					c := verify(t, e, r.AccessToken, orders.ID)
 					t.Fatalf("exchanged: sub %q, act %v, scope %v", c.Subject, c.Actor.Chain(), c.Scope)
 				}
-				if oe := oauthErr(t, err); oe.Code != tokens.InvalidGrant || !strings.HasPrefix(oe.Description, "subject_token is invalid: ") {
-					t.Fatalf("got %v, want invalid_grant: subject_token is invalid", err)
+				if oe := oauthErr(t, err); oe.Code != tokens.InvalidRequest || !strings.HasPrefix(oe.Description, "subject_token is invalid: ") {
+					t.Fatalf("got %v, want invalid_request: subject_token is invalid", err)
 				}
 				return
 			}
@@ -178,7 +178,7 @@ func TestExternalActorTokenRefused(t *testing.T) {
 	sub := mustToken(t, e.Service, a, cc(b.ID)).AccessToken
 	act := e.IdP.Sign(t, userClaims(tokenstest.Issuer, map[string]any{"sub": "alice"}))
 	_, err := e.Service.Token(t.Context(), b.Cert, exchange(sub, a.ID, "actor_token", act, "actor_token_type", api.TokenTypeAccessToken))
-	if oe := oauthErr(t, err); oe.Code != tokens.InvalidGrant || oe.Description != "actor_token is invalid: not a token this server issued" {
-		t.Fatalf("got %v, want invalid_grant: actor_token is invalid: not a token this server issued", err)
+	if oe := oauthErr(t, err); oe.Code != tokens.InvalidRequest || oe.Description != "actor_token is invalid: not a token this server issued" {
+		t.Fatalf("got %v, want invalid_request: actor_token is invalid: not a token this server issued", err)
 	}
 }
