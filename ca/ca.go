@@ -139,8 +139,27 @@ func (c *CA) check(r Request) error {
 	if r.ID.TrustDomain() != c.trustDomain {
 		return fmt.Errorf("ca: SPIFFE ID %q is not in trust domain %q", r.ID, c.trustDomain)
 	}
+	if err := csrAsksFor(r.CSR, r.ID); err != nil {
+		return err
+	}
 	if r.TTL < 0 {
 		return fmt.Errorf("ca: negative lifetime %v", r.TTL)
+	}
+	return nil
+}
+
+// csrAsksFor checks the URI SANs a CSR asks for: none, or exactly id. The
+// certificate's SAN is always id, never taken from the CSR; a CSR that
+// asks for another URI, or several, is refused rather than silently
+// answered with something else.
+func csrAsksFor(csr *x509.CertificateRequest, id spiffeid.ID) error {
+	switch {
+	case len(csr.URIs) == 0:
+		return nil
+	case len(csr.URIs) > 1:
+		return fmt.Errorf("ca: CSR asks for %d URI SANs; an X.509-SVID has one", len(csr.URIs))
+	case csr.URIs[0].String() != id.String():
+		return fmt.Errorf("ca: CSR asks for URI SAN %s, not the identity %s", identity.Quote(csr.URIs[0].String()), id)
 	}
 	return nil
 }

@@ -66,7 +66,21 @@ func newKey(t *testing.T) *ecdsa.PrivateKey {
 
 func newCSR(t *testing.T, key crypto.Signer) *x509.CertificateRequest {
 	t.Helper()
-	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
+	return newCSRFor(t, key)
+}
+
+// newCSRFor is a CSR by key asking for the URI SANs uris.
+func newCSRFor(t *testing.T, key crypto.Signer, uris ...string) *x509.CertificateRequest {
+	t.Helper()
+	tmpl := &x509.CertificateRequest{}
+	for _, u := range uris {
+		parsed, err := url.Parse(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tmpl.URIs = append(tmpl.URIs, parsed)
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, tmpl, key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,6 +188,13 @@ func TestIssueRejects(t *testing.T) {
 		{"csr-of-another-key", func(r *ca.Request) { r.CSR = newCSR(t, newKey(t)) }, "CSR public key is not the attested key"},
 		{"other-trust-domain", func(r *ca.Request) { r.ID = spiffeid.RequireFromString("spiffe://evil.test/workload/a") }, `not in trust domain "sigil.test"`},
 		{"no-csr", func(r *ca.Request) { r.CSR = nil }, "needs a CSR"},
+		{"csr-asks-for-a-3000-byte-id", func(r *ca.Request) {
+			r.CSR = newCSRFor(t, key, "spiffe://sigil.test/workload/"+strings.Repeat("x", 2971))
+		}, "ca: CSR asks for URI SAN \"spiffe://sigil.test/workload/xxx"},
+		{"csr-asks-for-another-id", func(r *ca.Request) { r.CSR = newCSRFor(t, key, "spiffe://sigil.test/workload/b") }, "not the identity spiffe://sigil.test/workload/a"},
+		{"csr-asks-for-two-ids", func(r *ca.Request) {
+			r.CSR = newCSRFor(t, key, "spiffe://sigil.test/workload/a", "spiffe://sigil.test/workload/b")
+		}, "asks for 2 URI SANs"},
 		{"id-over-spiffe-limit", func(r *ca.Request) {
 			r.ID = spiffeid.RequireFromString("spiffe://sigil.test/workload/" + strings.Repeat("x", 2971))
 		}, "ca: URI SAN: invalid SPIFFE ID: 3000 bytes, longer than 2048"},
