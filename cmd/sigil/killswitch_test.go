@@ -126,7 +126,7 @@ type attempt struct {
 // introspects and exchanges it, all in loops, while the operator disables
 // reports' device. From a second after the disable returns, every attempt
 // is refused: at the TLS handshake or by the token's verification at the
-// services, by sigild (invalid_client, inactive, invalid_grant). The audit
+// services, by sigild (invalid_client, inactive, invalid_request). The audit
 // log says why.
 func disableUnderTraffic(t *testing.T, s *stack, payments, orders string) {
 	id := func(n string) string { return "spiffe://sigil.test/workload/" + n }

@@ -136,7 +136,7 @@
 // revokes the tokens bound to it (cnf) and their subtrees the same way, in
 // its own transaction, and InsertToken refuses to record a token for a
 // certificate revoked meanwhile (invalid_client); a subject or actor token
-// whose certificate is revoked is invalid_grant like a revoked one. An external
+// whose certificate is revoked is invalid_request like a revoked one. An external
 // issuer's token that verifies as a subject token would (but in any of its
 // audiences) may be revoked by a party in its audience, such as the edge
 // service that exchanged a user's token, or an admin: its record, stored

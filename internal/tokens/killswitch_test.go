@@ -66,8 +66,8 @@ func TestCertificateRevocationKillsTokens(t *testing.T) {
 	} {
 		t.Run("exchange of "+tc.name, func(t *testing.T) {
 			_, err := e.Service.Token(t.Context(), tc.caller.Cert, tc.form)
-			if oe := oauthErr(t, err); oe.Code != tokens.InvalidGrant || !strings.Contains(oe.Description, "revoked") {
-				t.Errorf("exchange = %v, want invalid_grant: revoked", err)
+			if oe := oauthErr(t, err); oe.Code != tokens.InvalidRequest || !strings.Contains(oe.Description, "revoked") {
+				t.Errorf("exchange = %v, want invalid_request: revoked", err)
 			}
 		})
 	}
@@ -193,8 +193,8 @@ func TestTokenOfRevokedCertificateWithoutCascade(t *testing.T) {
 		t.Errorf("Introspect with its certificate revoked = %+v, %v; want inactive", in, err)
 	}
 	_, err := e.Service.Token(t.Context(), b.Cert, exchange(ab.AccessToken, c.ID))
-	if oe := oauthErr(t, err); oe.Code != tokens.InvalidGrant || !strings.Contains(oe.Description, "revoked") {
-		t.Errorf("exchange = %v, want invalid_grant: revoked", err)
+	if oe := oauthErr(t, err); oe.Code != tokens.InvalidRequest || !strings.Contains(oe.Description, "revoked") {
+		t.Errorf("exchange = %v, want invalid_request: revoked", err)
 	}
 }
 

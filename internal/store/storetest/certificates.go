@@ -169,7 +169,7 @@ func testIdentityHolders(t *testing.T, h *harness) {
 	}
 	insertHolding(t, st, "expired", id, at) // NotAfter = at: no longer valid
 	_, revoked := insertHolding(t, st, "revoked", id, T0.Add(time.Hour))
-	if err := st.RevokeCertificate(ctx, revoked.Serial, "superseded", T0); err != nil {
+	if _, err := st.RevokeCertificate(ctx, revoked.Serial, "superseded", T0); err != nil {
 		t.Fatal(err)
 	}
 	disabled, _ := insertHolding(t, st, "disabled", id, T0.Add(time.Hour))
