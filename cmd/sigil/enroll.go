@@ -48,14 +48,15 @@ func (c renewCmd) Run(ctx context.Context) error {
 	return nil
 }
 
-// exitCode gives a policy denial its own exit code, 3, and a temporary
-// failure (HSM or server unavailable) 4.
+// exitCode gives a refusal its own exit code, 3 (a policy denial, or a
+// token request the policy or the token rules refuse: retrying will not
+// help until the policy or the request changes), and a temporary failure
+// (HSM or server unavailable) 4.
 func exitCode(err error) error {
-	var se *client.ServerError
 	switch {
-	case errors.As(err, &se) && se.Code == "policy_denied":
+	case errors.Is(err, client.ErrDenied):
 		return &exitError{code: 3, err: err}
-	case errors.As(err, &se) && se.Temporary():
+	case errors.Is(err, client.ErrUnavailable):
 		return &exitError{code: 4, err: err}
 	}
 	return err

@@ -48,8 +48,8 @@ func TestDelegationEndToEnd(t *testing.T) {
 		t.Fatalf("introspection of the chain's last token: %v", info)
 	}
 
-	if out, code := exchange("orders", t1, "payments", "orders:write"); code == 0 || !strings.Contains(out, "invalid_scope") {
-		t.Errorf("widening: exit %d %s, want invalid_scope", code, out)
+	if out, code := exchange("orders", t1, "payments", "orders:write"); code != 3 || !strings.Contains(out, "invalid_scope") {
+		t.Errorf("widening: exit %d %s, want 3 (refused) with invalid_scope", code, out)
 	}
 	if out, code := exchange("payments", t1, "frontend", "orders:read"); code == 0 || !strings.Contains(out, "invalid_request") {
 		t.Errorf("exchange by a party outside the subject token's audience: exit %d %s, want invalid_request", code, out)
