@@ -85,11 +85,16 @@ func SoftHSM(t testing.TB) *HSMToken {
 }
 
 // Main runs a package's tests, then removes the process-wide SoftHSM
-// directory. Use it as: func TestMain(m *testing.M) { testenv.Main(m) }.
+// directory and stops the shared PostgreSQL cluster (PostgresDB). Use it as: func TestMain(m *testing.M) { testenv.Main(m) }.
 func Main(m *testing.M) {
+	mainRunning.Store(true)
 	code := m.Run()
 	if softhsm.dir != "" {
 		_ = os.RemoveAll(softhsm.dir)
+	}
+	if err := stopSharedPostgres(); err != nil {
+		fmt.Fprintf(os.Stderr, "testenv: %v\n", err)
+		code = max(code, 1)
 	}
 	os.Exit(code)
 }

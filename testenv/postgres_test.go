@@ -1,0 +1,57 @@
+package testenv
+
+import (
+	"context"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// TestPostgres: a private cluster serves a fresh database, and Stop ends
+// it by its PID: the port refuses connections afterwards.
+func TestPostgres(t *testing.T) {
+	pg := StartPostgres(t)
+	dsn := pg.NewDatabase(t)
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	var n int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_tables WHERE schemaname = 'public'`).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("tables in a new database: %d, %v", n, err)
+	}
+	conn.Close(ctx)
+	if err := pg.Stop(); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	if c, err := pgx.Connect(ctx, dsn); err == nil {
+		c.Close(ctx)
+		t.Fatal("the cluster answers after Stop")
+	}
+}
+
+// TestPostgresDBShared: databases on the shared cluster are distinct.
+func TestPostgresDBShared(t *testing.T) {
+	a, b := PostgresDB(t), PostgresDB(t)
+	if a == b {
+		t.Fatalf("two databases with one DSN: %s", a)
+	}
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, a)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `CREATE TABLE only_in_a (x int)`); err != nil {
+		t.Fatal(err)
+	}
+	conn2, err := pgx.Connect(ctx, b)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	defer conn2.Close(ctx)
+	if _, err := conn2.Exec(ctx, `SELECT * FROM only_in_a`); err == nil {
+		t.Fatal("a table of one database is seen in the other")
+	}
+}
