@@ -275,6 +275,22 @@ type RevocationFeed interface {
 	LatestRevocationSeq(ctx context.Context) (uint64, error)
 }
 
+// FeedNotifier is an optional power of a Store, found by type assertion:
+// it tells a follower of the RevocationFeed that revocation events have
+// committed, from any process writing the database (every replica), so
+// that it reads them at once instead of at its next poll.
+type FeedNotifier interface {
+	// NotifyRevocations subscribes until ctx ends. Once it returns, every
+	// commit that appends revocation events is followed by a value on the
+	// channel: the Seq of that commit's last event. Values are coalesced:
+	// a receiver that falls behind gets the latest Seq, not each one. The
+	// channel is closed when ctx ends or the subscription breaks (a lost
+	// connection); then read RevocationEvents from the last Seq seen and
+	// subscribe again. A notification is a hint, never the events: read
+	// them from RevocationEvents, and keep polling as the fallback.
+	NotifyRevocations(ctx context.Context) (<-chan uint64, error)
+}
+
 // TokenWriter records issued tokens and revokes them.
 type TokenWriter interface {
 	// InsertToken stores the record of an issued token, unrevoked (it

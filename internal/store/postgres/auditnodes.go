@@ -1,0 +1,59 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/sigil-dev/sigil/audit"
+	"github.com/sigil-dev/sigil/internal/store"
+)
+
+// The audit log's interior nodes, table audit_nodes: the hash of every
+// complete perfect subtree at a level that is a positive multiple of
+// store.AuditTileHeight, computed by the audit package's SubtreeHash.
+
+func (r reader) AuditNodeHashes(ctx context.Context, level uint, start, end uint64) ([][]byte, error) {
+	name := fmt.Sprintf("nodes at level %d", level)
+	if level == 0 || level%store.AuditTileHeight != 0 || level >= 64 {
+		return nil, fmt.Errorf("store: audit %s: want a positive multiple of %d below 64", name, store.AuditTileHeight)
+	}
+	return r.auditRange(ctx, name, "node", `SELECT idx, hash FROM audit_nodes
+		WHERE idx >= $1 AND idx < $2 AND level = $3 ORDER BY idx`, start, end, int64(level))
+}
+
+// putAuditNodes stores the nodes that the entry making the log size
+// entries long completes, in the entry's transaction.
+func (w writer) putAuditNodes(ctx context.Context, size uint64) error {
+	for _, n := range store.CompletedAuditNodes(size) {
+		if err := w.putAuditNode(ctx, n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// putAuditNode computes node n from its children (leaf hashes, or stored
+// nodes) and stores it.
+func (w writer) putAuditNode(ctx context.Context, n store.AuditNode) error {
+	start, end := n.Children()
+	var children [][]byte
+	var err error
+	if n.Level == store.AuditTileHeight {
+		children, err = reader(w).AuditLeafHashes(ctx, start, end)
+	} else {
+		children, err = reader(w).AuditNodeHashes(ctx, n.Level-store.AuditTileHeight, start, end)
+	}
+	if err != nil {
+		return fmt.Errorf("audit node %d at level %d: %w", n.Index, n.Level, err)
+	}
+	hash, err := audit.SubtreeHash(children)
+	if err != nil {
+		return fmt.Errorf("audit node %d at level %d: %w", n.Index, n.Level, err)
+	}
+	_, err = w.q.Exec(ctx, `INSERT INTO audit_nodes (level, idx, hash) VALUES ($1, $2, $3)`,
+		int32(n.Level), int64(n.Index), hash)
+	if err != nil {
+		return fmt.Errorf("audit node %d at level %d: %w", n.Index, n.Level, classify(err))
+	}
+	return nil
+}

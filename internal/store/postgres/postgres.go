@@ -1,0 +1,142 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/sigil-dev/sigil/internal/store"
+)
+
+// pgStore is a Store on a connection pool.
+type pgStore struct {
+	reader           // on the pool
+	store.Autocommit // through Tx
+	pool             *pgxpool.Pool
+}
+
+var (
+	_ store.Store        = (*pgStore)(nil)
+	_ store.FeedNotifier = (*pgStore)(nil)
+)
+
+// Open connects to the database a postgres:// URL names and migrates its
+// schema as needed. Errors never repeat the URL: it may hold a password.
+func Open(ctx context.Context, dsn string) (store.Store, error) {
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, errors.New("store: postgres DSN: cannot parse it (not repeated here: it may hold a password)")
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("store: open postgres: %w", err)
+	}
+	if err := migrate(ctx, pool); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	s := &pgStore{reader: reader{pool}, pool: pool}
+	s.Autocommit = store.Autocommit{Run: s.Tx}
+	return s, nil
+}
+
+// Tx runs fn in one READ COMMITTED transaction on a connection of the
+// pool.
+func (s *pgStore) Tx(ctx context.Context, fn func(store.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
+	if err != nil {
+		return fmt.Errorf("store: begin: %w", ctxErr(ctx, err))
+	}
+	done := false
+	defer func() {
+		if !done {
+			// Also on a panic, which goes on up: the connection goes back
+			// to the pool clean.
+			_ = tx.Rollback(context.WithoutCancel(ctx))
+		}
+	}()
+	if err := fn(txn{reader{tx}, writer{tx}}); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	done = true
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("store: commit: %w", ctxErr(ctx, classify(err)))
+	}
+	return nil
+}
+
+// ctxErr returns ctx.Err() if ctx has ended, for err caused by it, else
+// err.
+func ctxErr(ctx context.Context, err error) error {
+	if ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
+		return fmt.Errorf("%w: %w", ctx.Err(), err)
+	}
+	return err
+}
+
+// Ping runs a query on a pooled connection.
+func (s *pgStore) Ping(ctx context.Context) error {
+	var v int
+	if err := s.pool.QueryRow(ctx, `SELECT 1`).Scan(&v); err != nil {
+		return fmt.Errorf("store: ping: %w", err)
+	}
+	return nil
+}
+
+// Close closes the pool, waiting for connections in use to come back.
+func (s *pgStore) Close() error {
+	s.pool.Close()
+	return nil
+}
+
+// PostgreSQL error codes the store classifies.
+const (
+	codeUniqueViolation     = "23505"
+	codeForeignKeyViolation = "23503"
+)
+
+// classify wraps constraint failures in the package's sentinels.
+func classify(err error) error {
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) {
+		return err
+	}
+	switch pe.Code {
+	case codeUniqueViolation:
+		return fmt.Errorf("%w: %w", store.ErrConflict, err)
+	case codeForeignKeyViolation:
+		return fmt.Errorf("%w: %w", store.ErrNotFound, err)
+	}
+	return err
+}
+
+// micros is how times are stored: microseconds since the Unix epoch.
+func micros(t time.Time) int64 { return t.UnixMicro() }
+
+func fromMicros(us int64) time.Time { return time.UnixMicro(us).UTC() }
+
+func nullMicros(t *time.Time) *int64 {
+	if t == nil {
+		return nil
+	}
+	us := micros(*t)
+	return &us
+}
+
+func fromNullMicros(us *int64) *time.Time {
+	if us == nil {
+		return nil
+	}
+	t := fromMicros(*us)
+	return &t
+}

@@ -1,0 +1,197 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/sigil-dev/sigil/internal/store"
+)
+
+const tokenColumns = `jti, parent_jti, sub, client_id, act, aud, scope, issued_at, expires_at,
+	cnf, kind, handle_hash, kid, revoked_at, revocation_reason`
+
+func scanToken(s pgx.Row) (store.Token, error) {
+	var t store.Token
+	var parent *string
+	var act, aud string
+	var issued, expires int64
+	var revoked *int64
+	err := s.Scan(&t.JTI, &parent, &t.Sub, &t.ClientID, &act, &aud, &t.Scope, &issued, &expires,
+		&t.CNF, &t.Kind, &t.HandleHash, &t.KID, &revoked, &t.RevocationReason)
+	if err != nil {
+		return store.Token{}, err
+	}
+	if parent != nil {
+		t.ParentJTI = *parent
+	}
+	t.IssuedAt, t.ExpiresAt, t.RevokedAt = fromMicros(issued), fromMicros(expires), fromNullMicros(revoked)
+	if t.Act, err = fromJSONList(act); err != nil {
+		return store.Token{}, fmt.Errorf("token %q: act: %w", t.JTI, err)
+	}
+	if t.Aud, err = fromJSONList(aud); err != nil {
+		return store.Token{}, fmt.Errorf("token %q: aud: %w", t.JTI, err)
+	}
+	return t, nil
+}
+
+// jsonList encodes a list of strings as a JSON array, "[]" when empty.
+func jsonList(l []string) string {
+	if len(l) == 0 {
+		return "[]"
+	}
+	b, _ := json.Marshal(l) // cannot fail for strings
+	return string(b)
+}
+
+func fromJSONList(s string) ([]string, error) {
+	var l []string
+	if err := json.Unmarshal([]byte(s), &l); err != nil {
+		return nil, err
+	}
+	if len(l) == 0 {
+		return nil, nil
+	}
+	return l, nil
+}
+
+// nullString is s, or NULL for "".
+func nullString(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+func (r reader) Token(ctx context.Context, jti string) (store.Token, error) {
+	t, err := scanToken(r.q.QueryRow(ctx, `SELECT `+tokenColumns+` FROM tokens WHERE jti = $1`, jti))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return store.Token{}, fmt.Errorf("store: token %q: %w", jti, store.ErrNotFound)
+	}
+	if err != nil {
+		return store.Token{}, fmt.Errorf("store: token %q: %w", jti, err)
+	}
+	return t, nil
+}
+
+// TokenByHandle does not put the hash in its errors: it is derived from a
+// secret.
+func (r reader) TokenByHandle(ctx context.Context, handleHash []byte) (store.Token, error) {
+	if len(handleHash) == 0 {
+		return store.Token{}, fmt.Errorf("store: token by handle: %w", store.ErrNotFound)
+	}
+	t, err := scanToken(r.q.QueryRow(ctx, `SELECT `+tokenColumns+` FROM tokens WHERE handle_hash = $1`, handleHash))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return store.Token{}, fmt.Errorf("store: token by handle: %w", store.ErrNotFound)
+	}
+	if err != nil {
+		return store.Token{}, fmt.Errorf("store: token by handle: %w", err)
+	}
+	return t, nil
+}
+
+func (r reader) TokenChildren(ctx context.Context, jti string) ([]store.Token, error) {
+	rows, err := r.q.Query(ctx, `SELECT `+tokenColumns+` FROM tokens
+		WHERE parent_jti = $1 ORDER BY issued_at, jti`, jti)
+	if err != nil {
+		return nil, fmt.Errorf("store: tokens exchanged from %q: %w", jti, err)
+	}
+	ts, err := scanAll(rows, scanToken)
+	if err != nil {
+		return nil, fmt.Errorf("store: tokens exchanged from %q: %w", jti, err)
+	}
+	return ts, nil
+}
+
+// InsertToken first locks the parent FOR SHARE if it is live and t does
+// not outlive it: concurrent exchanges from one parent share the lock; a
+// RevokeToken's UPDATE of the parent waits for them, and its cascade's
+// next statement then finds t; an insert after that UPDATE waits for the
+// revocation to commit, re-reads the parent and matches nothing
+// (ErrRevoked). A taken jti or handle inserts nothing (ON CONFLICT DO
+// NOTHING), so the transaction goes on.
+func (w writer) InsertToken(ctx context.Context, t store.Token) error {
+	if err := t.Check(); err != nil {
+		return fmt.Errorf("store: insert token %q: %w", t.JTI, err)
+	}
+	if t.ParentJTI != "" {
+		if err := w.holdParent(ctx, t); err != nil {
+			return err
+		}
+	}
+	tag, err := w.q.Exec(ctx, `INSERT INTO tokens (`+tokenColumns+`)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, NULL, '') ON CONFLICT DO NOTHING`,
+		t.JTI, nullString(t.ParentJTI), t.Sub, t.ClientID, jsonList(t.Act), jsonList(t.Aud), t.Scope,
+		micros(t.IssuedAt), micros(t.ExpiresAt), t.CNF, t.Kind, t.HandleHash, t.KID)
+	if err != nil {
+		return fmt.Errorf("store: insert token %q: %w", t.JTI, classify(err))
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("store: insert token %q: jti or handle taken: %w", t.JTI, store.ErrConflict)
+	}
+	return nil
+}
+
+// holdParent locks t's parent if it is live and t does not outlive it.
+func (w writer) holdParent(ctx context.Context, t store.Token) error {
+	var one int
+	err := w.q.QueryRow(ctx, `SELECT 1 FROM tokens
+		WHERE jti = $1 AND revoked_at IS NULL AND expires_at >= $2 FOR SHARE`, t.ParentJTI, micros(t.ExpiresAt)).Scan(&one)
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("store: insert token %q: parent %q: %w", t.JTI, t.ParentJTI, err)
+	}
+	return w.parentRefused(ctx, t)
+}
+
+// parentRefused says why InsertToken inserted nothing for t.
+func (w writer) parentRefused(ctx context.Context, t store.Token) error {
+	p, err := reader(w).Token(ctx, t.ParentJTI)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return fmt.Errorf("store: insert token %q: parent %q: %w", t.JTI, t.ParentJTI, store.ErrNotFound)
+	case err != nil:
+		return fmt.Errorf("store: insert token %q: %w", t.JTI, err)
+	case p.RevokedAt != nil:
+		return fmt.Errorf("store: insert token %q: parent %q: %w", t.JTI, t.ParentJTI, store.ErrRevoked)
+	default:
+		return fmt.Errorf("store: insert token %q: expires at %v, after its parent %q (%v): %w",
+			t.JTI, fromMicros(micros(t.ExpiresAt)), t.ParentJTI, p.ExpiresAt, store.ErrConflict)
+	}
+}
+
+// PurgeExpiredTokens deletes the tokens that expired before the given
+// time and with them (ON DELETE CASCADE) their revocation events; see the
+// SQLite backend for why that takes whole subtrees.
+func (w writer) PurgeExpiredTokens(ctx context.Context, before time.Time) (int64, error) {
+	tag, err := w.q.Exec(ctx, `DELETE FROM tokens WHERE expires_at < $1`, micros(before))
+	if err != nil {
+		return 0, fmt.Errorf("store: purge tokens: %w", classify(err))
+	}
+	return tag.RowsAffected(), nil
+}
+
+// InsertExternalToken is one statement: an INSERT that does nothing for a
+// stored jti.
+func (w writer) InsertExternalToken(ctx context.Context, t store.Token) error {
+	err := t.Check()
+	if err == nil && t.Kind != store.TokenExternal {
+		err = fmt.Errorf("a %s token, want %s", t.Kind, store.TokenExternal)
+	}
+	if err != nil {
+		return fmt.Errorf("store: insert external token %q: %w", t.JTI, err)
+	}
+	_, err = w.q.Exec(ctx, `INSERT INTO tokens (`+tokenColumns+`)
+		VALUES ($1, NULL, $2, '', $3, $4, $5, $6, $7, '', $8, NULL, '', NULL, '')
+		ON CONFLICT (jti) DO NOTHING`,
+		t.JTI, t.Sub, jsonList(t.Act), jsonList(t.Aud), t.Scope, micros(t.IssuedAt), micros(t.ExpiresAt), t.Kind)
+	if err != nil {
+		return fmt.Errorf("store: insert external token %q: %w", t.JTI, classify(err))
+	}
+	return nil
+}
