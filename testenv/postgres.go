@@ -47,14 +47,15 @@ type Postgres struct {
 	waitErr error
 	ports   *portPair
 	dbs     atomic.Int64
+	durable bool
 }
 
 // StartPostgres starts a cluster private to t, under t.TempDir(), stopped
-// by its PID when t ends. Use it where a test stops or restarts the
+// by its PID when t ends, durable as in production (fsync on). Use it where a test stops or restarts the
 // database; other tests share one cluster per test binary (PostgresDB).
 func StartPostgres(t testing.TB) *Postgres {
 	t.Helper()
-	pg, err := startPostgres(context.Background(), t.TempDir())
+	pg, err := startPostgres(context.Background(), t.TempDir(), true)
 	if err != nil {
 		t.Fatalf("testenv: %v", err)
 	}
@@ -78,10 +79,14 @@ var sharedPostgres struct {
 // mainRunning says Main runs the tests, and so stops the shared cluster.
 var mainRunning atomic.Bool
 
-// PostgresDB returns the DSN of a new, empty database, dropped when t
-// ends, on the cluster the test binary shares (started at the first call,
-// under $TMPDIR/sigil-postgres-*). The package's TestMain must call Main,
-// which stops the cluster when the tests are done.
+// PostgresDB returns the DSN of a new, empty schema (the DSN sets its
+// search_path), dropped when t ends, in a database of the cluster the test
+// binary shares (started at the first call, under
+// $TMPDIR/sigil-postgres-*). A schema costs milliseconds where a database
+// costs a second. That cluster does not fsync: it is for tests of
+// behaviour; measure on StartPostgres's, which does. The package's
+// TestMain must call Main, which stops the cluster when the tests are
+// done.
 func PostgresDB(t testing.TB) string {
 	t.Helper()
 	if !mainRunning.Load() {
@@ -90,13 +95,37 @@ func PostgresDB(t testing.TB) string {
 	sharedPostgres.once.Do(func() {
 		sharedPostgres.dir, sharedPostgres.err = os.MkdirTemp("", "sigil-postgres-")
 		if sharedPostgres.err == nil {
-			sharedPostgres.pg, sharedPostgres.err = startPostgres(context.Background(), sharedPostgres.dir)
+			sharedPostgres.pg, sharedPostgres.err = startPostgres(context.Background(), sharedPostgres.dir, false)
+		}
+		if sharedPostgres.err == nil {
+			sharedPostgres.err = sharedPostgres.pg.exec(context.Background(), "CREATE DATABASE tests")
 		}
 	})
 	if sharedPostgres.err != nil {
 		t.Fatalf("testenv: %v", sharedPostgres.err)
 	}
-	return sharedPostgres.pg.NewDatabase(t)
+	return sharedPostgres.pg.NewSchema(t, "tests")
+}
+
+// NewSchema creates a new, empty schema in database db, dropped with all
+// it holds when t ends if the cluster still runs, and returns a DSN whose
+// search_path is that schema.
+func (pg *Postgres) NewSchema(t testing.TB, db string) string {
+	t.Helper()
+	name := fmt.Sprintf("test_%d_%d", os.Getpid(), pg.dbs.Add(1))
+	dsn := pg.DSN(db)
+	if err := pg.execOn(context.Background(), dsn, "CREATE SCHEMA "+name); err != nil {
+		t.Fatalf("testenv: postgres: %v", err)
+	}
+	t.Cleanup(func() {
+		if pg.stopped() {
+			return
+		}
+		if err := pg.execOn(context.Background(), dsn, "DROP SCHEMA "+name+" CASCADE"); err != nil {
+			t.Errorf("testenv: postgres: %v", err)
+		}
+	})
+	return dsn + "&search_path=" + name
 }
 
 // stopSharedPostgres stops the shared cluster and removes its directory.
@@ -164,9 +193,14 @@ func (pg *Postgres) NewDatabase(t testing.TB) string {
 
 // exec runs one statement on the maintenance database.
 func (pg *Postgres) exec(ctx context.Context, sql string) error {
+	return pg.execOn(ctx, pg.DSN("postgres"), sql)
+}
+
+// execOn runs one statement on the database dsn names.
+func (pg *Postgres) execOn(ctx context.Context, dsn, sql string) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, pg.DSN("postgres"))
+	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
 		return fmt.Errorf("connect: %w", err)
 	}
@@ -214,12 +248,13 @@ func (pg *Postgres) Stop() error {
 	}
 }
 
-// startPostgres makes a cluster in dir and starts it.
-func startPostgres(ctx context.Context, dir string) (*Postgres, error) {
+// startPostgres makes a cluster in dir and starts it, durable (fsync, as
+// in production) or not (faster, for tests of behaviour).
+func startPostgres(ctx context.Context, dir string, durable bool) (*Postgres, error) {
 	if err := findPostgres(); err != nil {
 		return nil, err
 	}
-	pg := &Postgres{Dir: dir, password: randHex(16)}
+	pg := &Postgres{Dir: dir, password: randHex(16), durable: durable}
 	if err := pg.initdb(ctx); err != nil {
 		return nil, err
 	}
@@ -317,10 +352,14 @@ func (pg *Postgres) run(ctx context.Context, port int) error {
 		return fmt.Errorf("postgres: %w", err)
 	}
 	defer logf.Close()
-	cmd := pg.command(context.Background(), "postgres", "-D", filepath.Join(pg.Dir, "data"),
-		"-c", "listen_addresses=127.0.0.1", "-c", "port="+strconv.Itoa(port),
-		"-c", "unix_socket_directories="+filepath.Join(pg.Dir, "sock"),
-		"-c", "max_connections=300", "-c", "shared_buffers=32MB")
+	args := []string{"-D", filepath.Join(pg.Dir, "data"),
+		"-c", "listen_addresses=127.0.0.1", "-c", "port=" + strconv.Itoa(port),
+		"-c", "unix_socket_directories=" + filepath.Join(pg.Dir, "sock"),
+		"-c", "max_connections=300", "-c", "shared_buffers=32MB"}
+	if !pg.durable {
+		args = append(args, "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off")
+	}
+	cmd := pg.command(context.Background(), "postgres", args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {

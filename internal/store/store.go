@@ -392,10 +392,18 @@ type AuditWriter interface {
 	AppendAudit(ctx context.Context, e AuditEntry) (index uint64, err error)
 
 	// PutCheckpoint stores the signed checkpoint note of the tree of the
-	// first size entries. Storing the same note again is a no-op. Another
-	// note for a stored size is ErrConflict: another replica checkpointed
-	// that size first; use the stored note. A size past the log is
-	// ErrNotFound.
+	// first size entries, fenced: only if size exceeds the size of every
+	// stored checkpoint, decided in the transaction that stores it. Storing
+	// the same note again is a no-op. Another note for a stored size, or a
+	// size not above the latest stored one, is ErrConflict: another replica
+	// checkpointed that size or a larger one first; do not publish this
+	// note, use LatestCheckpoint. A size past the log is ErrNotFound.
+	//
+	// Under concurrency, from goroutines or processes: once a PutCheckpoint
+	// of size s has returned nil, no PutCheckpoint of a size <= s that
+	// starts later succeeds with another note, so a publisher paused past
+	// its lease can never record a second root for a size already signed,
+	// nor an older one after a newer.
 	PutCheckpoint(ctx context.Context, size uint64, note []byte) error
 }
 

@@ -206,7 +206,7 @@ func (w writer) PutCheckpoint(ctx context.Context, size uint64, note []byte) err
 	if _, err := w.q.Exec(ctx, `LOCK TABLE audit_checkpoints IN SHARE ROW EXCLUSIVE MODE`); err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
-	n, err := reader(w).AuditSize(ctx)
+	n, err := w.reader().AuditSize(ctx)
 	if err != nil {
 		return err
 	}

@@ -39,9 +39,9 @@ func (w writer) putAuditNode(ctx context.Context, n store.AuditNode) error {
 	var children [][]byte
 	var err error
 	if n.Level == store.AuditTileHeight {
-		children, err = reader(w).AuditLeafHashes(ctx, start, end)
+		children, err = w.reader().AuditLeafHashes(ctx, start, end)
 	} else {
-		children, err = reader(w).AuditNodeHashes(ctx, n.Level-store.AuditTileHeight, start, end)
+		children, err = w.reader().AuditNodeHashes(ctx, n.Level-store.AuditTileHeight, start, end)
 	}
 	if err != nil {
 		return fmt.Errorf("audit node %d at level %d: %w", n.Index, n.Level, err)

@@ -120,7 +120,7 @@ func exists(res pgx.BatchResults) (bool, error) {
 
 // deviceRefused says why InsertCertificate found no active device.
 func (w writer) deviceRefused(ctx context.Context, c store.Certificate) error {
-	if _, err := reader(w).Device(ctx, c.EKHash); err != nil {
+	if _, err := w.reader().Device(ctx, c.EKHash); err != nil {
 		return fmt.Errorf("store: insert certificate %s: %w", c.Serial, err)
 	}
 	return fmt.Errorf("store: insert certificate %s: device %s: %w", c.Serial, c.EKHash, store.ErrDeviceDisabled)
@@ -137,7 +137,7 @@ func (w writer) RevokeCertificate(ctx context.Context, serial, reason string, at
 	if tag.RowsAffected() == 1 {
 		return nil
 	}
-	if _, err := reader(w).Certificate(ctx, serial); err != nil {
+	if _, err := w.reader().Certificate(ctx, serial); err != nil {
 		return err
 	}
 	return fmt.Errorf("store: revoke certificate %s: already revoked: %w", serial, store.ErrConflict)

@@ -64,7 +64,7 @@ func (w writer) ConsumeChallenge(ctx context.Context, id string, now time.Time) 
 	if !errors.Is(err, pgx.ErrNoRows) {
 		return store.Challenge{}, fmt.Errorf("store: consume challenge %q: %w", id, err)
 	}
-	c, err = reader(w).Challenge(ctx, id)
+	c, err = w.reader().Challenge(ctx, id)
 	switch {
 	case err != nil:
 		return store.Challenge{}, err

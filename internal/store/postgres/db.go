@@ -19,8 +19,12 @@ type querier interface {
 // reader implements Reader with q.
 type reader struct{ q querier }
 
-// writer implements Writer in the transaction q.
-type writer struct{ q querier }
+// writer implements Writer in the transaction q; it notifies revocations
+// on channel.
+type writer struct {
+	q       querier
+	channel string
+}
 
 // txn is a Tx.
 type txn struct {
@@ -50,3 +54,6 @@ func scanAll[T any](rows pgx.Rows, scan func(pgx.Row) (T, error)) ([]T, error) {
 
 // scanString reads one text column.
 func scanString(r pgx.Row) (v string, err error) { return v, r.Scan(&v) }
+
+// reader reads in w's transaction, seeing its writes.
+func (w writer) reader() reader { return reader{w.q} }

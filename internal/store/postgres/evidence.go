@@ -37,7 +37,7 @@ func (w writer) PutEvidence(ctx context.Context, e store.Evidence) error {
 	if tag.RowsAffected() == 1 {
 		return nil
 	}
-	old, err := reader(w).Evidence(ctx, e.Digest)
+	old, err := w.reader().Evidence(ctx, e.Digest)
 	if err != nil {
 		return err
 	}

@@ -8,7 +8,7 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// NotifyRevocations LISTENs on revocationChannel on a connection of its
+// NotifyRevocations LISTENs on the store's revocationChannel on a connection of its
 // own (not the pool's: it is held for as long as ctx lasts), and passes
 // the Seq each notification carries to the channel, keeping only the
 // latest for a slow receiver. The LISTEN has taken effect when it
@@ -18,7 +18,7 @@ func (s *pgStore) NotifyRevocations(ctx context.Context) (<-chan uint64, error) 
 	if err != nil {
 		return nil, fmt.Errorf("store: notify revocations: connect: %w", err)
 	}
-	if _, err := conn.Exec(ctx, `LISTEN `+revocationChannel); err != nil {
+	if _, err := conn.Exec(ctx, `LISTEN `+pgx.Identifier{s.channel}.Sanitize()); err != nil {
 		conn.Close(context.WithoutCancel(ctx))
 		return nil, fmt.Errorf("store: notify revocations: listen: %w", err)
 	}

@@ -17,6 +17,7 @@ type pgStore struct {
 	reader           // on the pool
 	store.Autocommit // through Tx
 	pool             *pgxpool.Pool
+	channel          string // see revocationChannel
 }
 
 var (
@@ -39,7 +40,12 @@ func Open(ctx context.Context, dsn string) (store.Store, error) {
 		pool.Close()
 		return nil, err
 	}
-	s := &pgStore{reader: reader{pool}, pool: pool}
+	channel, err := revocationChannel(ctx, pool)
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	s := &pgStore{reader: reader{pool}, pool: pool, channel: channel}
 	s.Autocommit = store.Autocommit{Run: s.Tx}
 	return s, nil
 }
@@ -62,7 +68,7 @@ func (s *pgStore) Tx(ctx context.Context, fn func(store.Tx) error) error {
 			_ = tx.Rollback(context.WithoutCancel(ctx))
 		}
 	}()
-	if err := fn(txn{reader{tx}, writer{tx}}); err != nil {
+	if err := fn(txn{reader{tx}, writer{tx, s.channel}}); err != nil {
 		return err
 	}
 	if err := ctx.Err(); err != nil {

@@ -12,10 +12,19 @@ import (
 	"github.com/sigil-dev/sigil/internal/store"
 )
 
-// revocationChannel is the channel RevokeToken notifies, in its
+// revocationChannel names the channel RevokeToken notifies, in its
 // transaction, with the Seq of its last event: PostgreSQL delivers it to
-// every listener, on any replica, when the transaction commits.
-const revocationChannel = "sigil_revocations"
+// every listener on the database, on any replica, when the transaction
+// commits. Channels are per database, not per schema: the name carries the
+// store's schema, so that stores in two schemas of one database do not
+// hear each other.
+func revocationChannel(ctx context.Context, q querier) (string, error) {
+	var schema string
+	if err := q.QueryRow(ctx, `SELECT current_schema()`).Scan(&schema); err != nil {
+		return "", fmt.Errorf("store: open postgres: current schema: %w", err)
+	}
+	return "sigil_revocations." + schema, nil
+}
 
 // RevokeToken walks the exchange tree down one level per statement, each
 // a conditional UPDATE … WHERE revoked_at IS NULL … RETURNING jti: what a
@@ -36,7 +45,7 @@ func (w writer) RevokeToken(ctx context.Context, jti, reason string, at time.Tim
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	if len(level) == 0 {
-		if _, err := reader(w).Token(ctx, jti); err != nil {
+		if _, err := w.reader().Token(ctx, jti); err != nil {
 			return nil, err
 		}
 		return []string{}, nil // revoked before, with its subtree
@@ -81,7 +90,7 @@ func (w writer) appendRevocations(ctx context.Context, jtis []string, reason str
 	b.Queue(`INSERT INTO token_revocations (seq, jti, revoked_at, reason)
 		SELECT $1 + o - 1, j, $3, $4 FROM unnest($2::text[]) WITH ORDINALITY AS u(j, o)`,
 		first, jtis, micros(at), reason)
-	b.Queue(`SELECT pg_notify($1, $2)`, revocationChannel, strconv.FormatInt(last, 10))
+	b.Queue(`SELECT pg_notify($1, $2)`, w.channel, strconv.FormatInt(last, 10))
 	if err := w.q.SendBatch(ctx, b).Close(); err != nil {
 		return fmt.Errorf("revocation events %d to %d: %w", first, last, classify(err))
 	}

@@ -151,7 +151,7 @@ func (w writer) holdParent(ctx context.Context, t store.Token) error {
 
 // parentRefused says why InsertToken inserted nothing for t.
 func (w writer) parentRefused(ctx context.Context, t store.Token) error {
-	p, err := reader(w).Token(ctx, t.ParentJTI)
+	p, err := w.reader().Token(ctx, t.ParentJTI)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return fmt.Errorf("store: insert token %q: parent %q: %w", t.JTI, t.ParentJTI, store.ErrNotFound)

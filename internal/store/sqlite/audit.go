@@ -162,36 +162,40 @@ func (w writer) appendAudit(ctx context.Context, e store.AuditEntry) (uint64, er
 	return uint64(idx), nil
 }
 
+// PutCheckpoint decides on what is stored in its write transaction, which
+// SQLite runs one at a time: the note stored for size, if any, and the
+// largest size stored.
 func (w writer) PutCheckpoint(ctx context.Context, size uint64, note []byte) error {
+	what := fmt.Sprintf("store: put audit checkpoint %d", size)
 	if len(note) == 0 {
-		return fmt.Errorf("store: put audit checkpoint %d: empty note", size)
+		return fmt.Errorf("%s: empty note", what)
 	}
 	n, err := reader(w).AuditSize(ctx)
 	if err != nil {
 		return err
 	}
 	if size > n {
-		return fmt.Errorf("store: put audit checkpoint %d: the log has %d entries: %w", size, n, store.ErrNotFound)
+		return fmt.Errorf("%s: the log has %d entries: %w", what, n, store.ErrNotFound)
 	}
-	res, err := w.q.ExecContext(ctx, `INSERT INTO audit_checkpoints (size, note, created_at)
-		VALUES (?, ?, ?) ON CONFLICT (size) DO NOTHING`, int64(size), note, micros(time.Now()))
-	if err != nil {
-		return fmt.Errorf("store: put audit checkpoint %d: %w", size, classify(err))
-	}
-	inserted, err := res.RowsAffected()
-	if err != nil {
-		return fmt.Errorf("store: put audit checkpoint %d: %w", size, err)
-	}
-	if inserted == 1 {
-		return nil
-	}
+	var latest sql.NullInt64
 	var old []byte
-	err = w.q.QueryRowContext(ctx, `SELECT note FROM audit_checkpoints WHERE size = ?`, int64(size)).Scan(&old)
+	err = w.q.QueryRowContext(ctx, `SELECT (SELECT max(size) FROM audit_checkpoints),
+		(SELECT note FROM audit_checkpoints WHERE size = ?)`, int64(size)).Scan(&latest, &old)
 	if err != nil {
-		return fmt.Errorf("store: put audit checkpoint %d: %w", size, err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
-	if !bytes.Equal(old, note) {
-		return fmt.Errorf("store: put audit checkpoint %d: another note is stored: %w", size, store.ErrConflict)
+	switch {
+	case old != nil && bytes.Equal(old, note):
+		return nil
+	case old != nil:
+		return fmt.Errorf("%s: another note is stored: %w", what, store.ErrConflict)
+	case latest.Valid && uint64(latest.Int64) >= size:
+		return fmt.Errorf("%s: a checkpoint of size %d is recorded; checkpoints only grow: %w", what, latest.Int64, store.ErrConflict)
+	}
+	_, err = w.q.ExecContext(ctx, `INSERT INTO audit_checkpoints (size, note, created_at) VALUES (?, ?, ?)`,
+		int64(size), note, micros(time.Now()))
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, classify(err))
 	}
 	return nil
 }

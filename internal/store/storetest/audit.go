@@ -245,10 +245,13 @@ func testCheckpoints(t *testing.T, h *harness) {
 		text string
 	}{
 		{"empty tree", 0, "note 0", nil, ""},
+		{"size 2", 2, "note 2", nil, ""},
 		{"size 3", 3, "note 3", nil, ""},
-		{"older after newer", 2, "note 2", nil, ""},
+		{"older after newer", 1, "note 1", store.ErrConflict, "checkpoints only grow"},
 		{"same again", 3, "note 3", nil, ""},
+		{"same older again", 2, "note 2", nil, ""},
 		{"other note for a stored size", 3, "forged note 3", store.ErrConflict, ""},
+		{"other note for an older stored size", 2, "forged note 2", store.ErrConflict, ""},
 		{"past the log", 4, "note 4", store.ErrNotFound, "the log has 3 entries"},
 		{"empty note", 1, "", nil, "empty note"},
 	} {
@@ -265,6 +268,16 @@ func testCheckpoints(t *testing.T, h *harness) {
 	}
 	if note, err := st.LatestCheckpoint(ctx); err != nil || string(note) != "note 3" {
 		t.Fatalf("LatestCheckpoint = %q, %v; want note 3", note, err)
+	}
+	// A refused checkpoint leaves the rest of its Tx to commit.
+	err := st.Tx(ctx, func(tx store.Tx) error {
+		if err := tx.PutCheckpoint(ctx, 1, []byte("stale note 1")); !errors.Is(err, store.ErrConflict) {
+			t.Errorf("PutCheckpoint of a stale size in a Tx = %v, want ErrConflict", err)
+		}
+		return tx.CreateChallenge(ctx, Challenge("after-stale", Device("d1")))
+	})
+	if err != nil {
+		t.Fatalf("Tx after a refused checkpoint: %v", err)
 	}
 	cs, err := st.Checkpoints(ctx)
 	want := []store.Checkpoint{{Size: 0, Note: []byte("note 0")}, {Size: 2, Note: []byte("note 2")}, {Size: 3, Note: []byte("note 3")}}
@@ -303,8 +316,8 @@ func testAuditStorage(t *testing.T, h *harness) {
 	if note, err := log.LatestCheckpoint(ctx); err != nil || string(note) != "note 2" {
 		t.Fatalf("LatestCheckpoint = %q, %v", note, err)
 	}
-	if err := log.PutCheckpoint(ctx, 1, []byte("note 1")); err != nil {
-		t.Fatal(err)
+	if err := log.PutCheckpoint(ctx, 1, []byte("note 1")); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("PutCheckpoint of an older size = %v, want ErrConflict", err)
 	}
 	lister, ok := log.(interface {
 		Checkpoints(ctx context.Context) ([][]byte, error)
@@ -312,7 +325,7 @@ func testAuditStorage(t *testing.T, h *harness) {
 	if !ok {
 		t.Fatal("AuditLog is not a CheckpointLister")
 	}
-	if notes, err := lister.Checkpoints(ctx); err != nil || !reflect.DeepEqual(notes, [][]byte{[]byte("note 1"), []byte("note 2")}) {
+	if notes, err := lister.Checkpoints(ctx); err != nil || !reflect.DeepEqual(notes, [][]byte{[]byte("note 2")}) {
 		t.Fatalf("Checkpoints = %q, %v", notes, err)
 	}
 	// On a Tx, the log includes the transaction's own appends.

@@ -39,6 +39,7 @@ var races = []race{
 	insertBoundRace,
 	cascadeRace,
 	auditRace,
+	checkpointRace,
 	firstSeenRace,
 }
 

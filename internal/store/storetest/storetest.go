@@ -107,6 +107,7 @@ var tests = []test{
 	{"RevokeTokenRecord", testRevokeTokenRecord},
 	{"RevokeTokenRollsBack", testRevokeTokenRollsBack},
 	{"RevocationEventsPaging", testRevocationEventsPaging},
+	{"FeedNotifier", testFeedNotifier},
 	{"AuditAppendAndRead", testAuditAppendAndRead},
 	{"AuditRanges", testAuditRanges},
 	{"AppendAuditInvalid", testAppendAuditInvalid},
