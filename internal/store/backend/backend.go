@@ -2,22 +2,22 @@ package backend
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 
 	"github.com/sigil-dev/sigil/internal/store"
+	"github.com/sigil-dev/sigil/internal/store/postgres"
 	"github.com/sigil-dev/sigil/internal/store/sqlite"
 )
 
 // Open opens the store dsn names, creating and migrating its schema as
-// needed. See the sqlite package for what a SQLite DSN may carry. Errors
-// never repeat a DSN with a scheme other than sqlite's: it may hold a
-// password.
+// needed. See the sqlite and postgres packages for what their DSNs may
+// carry. Errors never repeat a DSN with a scheme other than sqlite's: it
+// may hold a password.
 func Open(ctx context.Context, dsn string) (store.Store, error) {
 	switch {
 	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
-		return nil, errors.New("store: postgres is not built yet; use a sqlite DSN")
+		return postgres.Open(ctx, dsn)
 	case strings.HasPrefix(dsn, "sqlite:"):
 		return sqlite.Open(ctx, dsn)
 	case strings.Contains(dsn, "://"):

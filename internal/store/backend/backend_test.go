@@ -5,7 +5,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/sigil-dev/sigil/testenv"
 )
+
+func TestMain(m *testing.M) { testenv.Main(m) }
 
 func TestOpen(t *testing.T) {
 	dir := t.TempDir()
@@ -17,6 +21,8 @@ func TestOpen(t *testing.T) {
 		{"sqlite scheme", "sqlite:" + filepath.Join(dir, "b.db")},
 		{"sqlite scheme with slashes", "sqlite://" + filepath.Join(dir, "c.db")},
 		{"file URI", "file:" + filepath.Join(dir, "d.db")},
+		{"postgres", testenv.PostgresDB(t)},
+		{"postgresql", "postgresql" + strings.TrimPrefix(testenv.PostgresDB(t), "postgres")},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			st, err := Open(context.Background(), tc.dsn)
@@ -35,8 +41,8 @@ func TestOpenRefuses(t *testing.T) {
 	for _, tc := range []struct {
 		name, dsn, want string
 	}{
-		{"postgres", "postgres://sigil:hunter2@db/sigil", "postgres is not built yet"},
-		{"postgresql", "postgresql://db/sigil", "postgres is not built yet"},
+		{"postgres, unparsable, hides credentials", "postgres://sigil:hunter2@db:port/sigil", "cannot parse it"},
+		{"postgres, unreachable, hides credentials", "postgres://sigil:hunter2@127.0.0.1:1/sigil?connect_timeout=5", "open postgres"},
 		{"other scheme hides credentials", "mysql://root:hunter2@db", `unsupported DSN scheme in "mysql://…"`},
 		{"sqlite without path", "sqlite:", "names no file"},
 	} {

@@ -3,7 +3,7 @@
 //	sqlite:/var/lib/sigil/sigil.db   SQLite file (internal/store/sqlite)
 //	file:/var/lib/sigil/sigil.db     SQLite URI
 //	/var/lib/sigil/sigil.db          SQLite file
-//	postgres://…, postgresql://…     PostgreSQL (not built yet)
+//	postgres://…, postgresql://…     PostgreSQL (internal/store/postgres)
 //
 // It is the one package that links every backend; the contract (package
 // store) links none. To add a backend: write it in a package beside

@@ -40,7 +40,7 @@ func loadMigrations(fsys fs.FS, dir string) ([]migration, error) {
 		num, name, _ := strings.Cut(strings.TrimSuffix(path.Base(f), ".sql"), "_")
 		v, err := strconv.Atoi(num)
 		if err != nil || v != i+1 {
-			return nil, fmt.Errorf("store: migration %s: want number %04d", f, i+1)
+			return nil, fmt.Errorf("migration %s: want number %04d", f, i+1)
 		}
 		b, err := fs.ReadFile(fsys, f)
 		if err != nil {
@@ -63,13 +63,13 @@ func migrate(ctx context.Context, pool *pgxpool.Pool) error {
 	}
 	return pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, migrateLock); err != nil {
-			return fmt.Errorf("store: migrate: lock: %w", err)
+			return fmt.Errorf("migrate: lock: %w", err)
 		}
 		if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
 			version    BIGINT NOT NULL PRIMARY KEY,
 			name       TEXT   NOT NULL,
 			applied_at BIGINT NOT NULL)`); err != nil {
-			return fmt.Errorf("store: migrate: %w", err)
+			return fmt.Errorf("migrate: %w", err)
 		}
 		applied, err := appliedMigrations(ctx, tx)
 		if err != nil {
@@ -90,11 +90,11 @@ func migrate(ctx context.Context, pool *pgxpool.Pool) error {
 // apply runs migration m and records it.
 func apply(ctx context.Context, tx pgx.Tx, m migration) error {
 	if _, err := tx.Exec(ctx, m.sql); err != nil {
-		return fmt.Errorf("store: migration %04d_%s: %w", m.version, m.name, err)
+		return fmt.Errorf("migration %04d_%s: %w", m.version, m.name, err)
 	}
 	if _, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)`,
 		m.version, m.name, micros(time.Now())); err != nil {
-		return fmt.Errorf("store: migration %04d_%s: record: %w", m.version, m.name, err)
+		return fmt.Errorf("migration %04d_%s: record: %w", m.version, m.name, err)
 	}
 	return nil
 }
@@ -103,7 +103,7 @@ func apply(ctx context.Context, tx pgx.Tx, m migration) error {
 func appliedMigrations(ctx context.Context, q querier) ([]string, error) {
 	rows, err := q.Query(ctx, `SELECT version, name FROM schema_migrations ORDER BY version`)
 	if err != nil {
-		return nil, fmt.Errorf("store: migrate: %w", err)
+		return nil, fmt.Errorf("migrate: %w", err)
 	}
 	type row struct {
 		v    int64
@@ -111,12 +111,12 @@ func appliedMigrations(ctx context.Context, q querier) ([]string, error) {
 	}
 	rs, err := scanAll(rows, func(r pgx.Row) (x row, err error) { return x, r.Scan(&x.v, &x.name) })
 	if err != nil {
-		return nil, fmt.Errorf("store: migrate: %w", err)
+		return nil, fmt.Errorf("migrate: %w", err)
 	}
 	names := make([]string, 0, len(rs))
 	for i, r := range rs {
 		if r.v != int64(i+1) {
-			return nil, fmt.Errorf("store: migrate: schema_migrations has version %d where %d was expected", r.v, i+1)
+			return nil, fmt.Errorf("migrate: schema_migrations has version %d where %d was expected", r.v, i+1)
 		}
 		names = append(names, r.name)
 	}
@@ -126,11 +126,11 @@ func appliedMigrations(ctx context.Context, q querier) ([]string, error) {
 // checkApplied makes sure the applied migrations are a prefix of ms.
 func checkApplied(applied []string, ms []migration) error {
 	if len(applied) > len(ms) {
-		return fmt.Errorf("store: schema version %d is newer than this build's %d", len(applied), len(ms))
+		return fmt.Errorf("schema version %d is newer than this build's %d", len(applied), len(ms))
 	}
 	for i, name := range applied {
 		if name != ms[i].name {
-			return fmt.Errorf("store: schema migration %04d is %q in the database but %q in this build", i+1, name, ms[i].name)
+			return fmt.Errorf("schema migration %04d is %q in the database but %q in this build", i+1, name, ms[i].name)
 		}
 	}
 	return nil

@@ -38,7 +38,7 @@ func Open(ctx context.Context, dsn string) (store.Store, error) {
 	}
 	if err := migrate(ctx, pool); err != nil {
 		pool.Close()
-		return nil, err
+		return nil, fmt.Errorf("store: open postgres: %w", err)
 	}
 	channel, err := revocationChannel(ctx, pool)
 	if err != nil {

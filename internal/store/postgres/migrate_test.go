@@ -1,0 +1,105 @@
+package postgres
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/sigil-dev/sigil/internal/store"
+	"github.com/sigil-dev/sigil/testenv"
+)
+
+// TestOpenConcurrently: replicas starting at once on a new database all
+// open it, and the schema is migrated once.
+func TestOpenConcurrently(t *testing.T) {
+	dsn := testenv.PostgresDB(t)
+	const replicas = 8
+	var wg sync.WaitGroup
+	errs := make([]error, replicas)
+	start := make(chan struct{})
+	for i := range replicas {
+		wg.Go(func() {
+			<-start
+			var st store.Store
+			if st, errs[i] = Open(context.Background(), dsn); errs[i] == nil {
+				errs[i] = st.Ping(context.Background())
+				st.Close()
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("replica %d: %v", i, err)
+		}
+	}
+	ms, err := loadMigrations(pgMigrations, "migrations")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := count(t, dsn, `SELECT count(*) FROM schema_migrations`); n != len(ms) {
+		t.Fatalf("schema_migrations has %d rows, want %d", n, len(ms))
+	}
+}
+
+// TestOpenRefusesNewerSchema: a database migrated by a newer build is
+// refused, not downgraded.
+func TestOpenRefusesNewerSchema(t *testing.T) {
+	dsn := testenv.PostgresDB(t)
+	st, err := Open(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	exec(t, dsn, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (99, 'future', 0)`)
+	st, err = Open(context.Background(), dsn)
+	if err == nil {
+		st.Close()
+		t.Fatal("Open succeeded on a newer schema")
+	}
+	if !strings.Contains(err.Error(), "schema_migrations has version 99 where 2 was expected") {
+		t.Fatalf("Open = %v", err)
+	}
+}
+
+// TestStoreIsFeedNotifier: what Open returns offers the feed its
+// notifications (the tokens feed finds them by type assertion).
+func TestStoreIsFeedNotifier(t *testing.T) {
+	st, err := Open(context.Background(), testenv.PostgresDB(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if _, ok := st.(store.FeedNotifier); !ok {
+		t.Fatalf("%T is not a store.FeedNotifier", st)
+	}
+}
+
+func exec(t *testing.T, dsn, sql string) {
+	t.Helper()
+	conn, err := pgx.Connect(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(context.Background(), sql); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+}
+
+func count(t *testing.T, dsn, sql string) int {
+	t.Helper()
+	conn, err := pgx.Connect(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var n int
+	if err := conn.QueryRow(context.Background(), sql).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+	return n
+}
