@@ -13,10 +13,12 @@ BENCH_TIME ?= 2s
 
 # Debian packages the tests and the demo use, each with a command or file
 # that shows it is present.
-DEB_PACKAGES := softhsm2 swtpm swtpm-tools tpm2-openssl tpm2-tools p11-kit p11-kit-modules openssl
+DEB_PACKAGES := softhsm2 swtpm swtpm-tools tpm2-openssl tpm2-tools p11-kit p11-kit-modules openssl \
+                postgresql haproxy
 DEB_PRESENT  := /usr/bin/softhsm2-util /usr/bin/swtpm /usr/bin/swtpm_setup \
                 /usr/bin/swtpm_localca /usr/bin/tpm2_flushcontext /usr/bin/p11-kit \
-                /usr/bin/openssl /usr/lib/softhsm/libsofthsm2.so
+                /usr/bin/openssl /usr/lib/softhsm/libsofthsm2.so \
+                /usr/lib/postgresql/15/bin/initdb /usr/lib/postgresql/15/bin/postgres /usr/sbin/haproxy
 
 .PHONY: all build test vet demo bench deps fuzz clean
 
@@ -43,7 +45,7 @@ build:
 vet:
 	$(GO) vet ./...
 
-## test: go vet and every test, against real SoftHSM2 and swtpm
+## test: go vet and every test, against real SoftHSM2, swtpm and PostgreSQL
 test: deps vet
 	$(GO) test $(TEST_FLAGS) ./...
 
