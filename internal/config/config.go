@@ -28,7 +28,8 @@ type Config struct {
 	Listen string `yaml:"listen"`
 	// TrustDomain is the SPIFFE trust domain sigil issues identities in.
 	TrustDomain string `yaml:"trust_domain"`
-	// Store is the database DSN: "sqlite:PATH" (default) or "postgres://…".
+	// Store is the database DSN: "sqlite:PATH" (default) or "postgres://…"
+	// (also "postgresql://…").
 	Store string `yaml:"store"`
 	HSM   HSM    `yaml:"hsm"`
 	CA    CA     `yaml:"ca"`
@@ -243,8 +244,9 @@ func (c *Config) Validate() error {
 	if _, err := spiffeid.TrustDomainFromString(c.TrustDomain); err != nil {
 		bad("trust_domain", "%q is not a SPIFFE trust domain (%v)", c.TrustDomain, err)
 	}
-	if !strings.HasPrefix(c.Store, "sqlite:") && !strings.HasPrefix(c.Store, "postgres://") {
-		bad("store", `want "sqlite:PATH" or "postgres://…", got %q`, c.Store)
+	if !strings.HasPrefix(c.Store, "sqlite:") && !strings.HasPrefix(c.Store, "postgres://") && !strings.HasPrefix(c.Store, "postgresql://") {
+		scheme, _, _ := strings.Cut(c.Store, ":") // the rest may hold a password
+		bad("store", `want "sqlite:PATH" or "postgres://…", got a DSN starting %q`, scheme+":")
 	}
 	c.validateHSM(bad)
 	c.validateCA(bad)

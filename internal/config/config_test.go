@@ -55,6 +55,7 @@ func TestParseRejects(t *testing.T) {
 		{"pin-in-uri", [2]string{"pin-source=file:/run/pin", "pin-value=1234"}, "hsm.uri: pin-value would put the PIN"},
 		{"not-a-pkcs11-uri", [2]string{`"pkcs11:`, `"file:`}, "hsm.uri: want an RFC 7512"},
 		{"bad-store", [2]string{"sqlite:/tmp/x.db", "mysql://x"}, "store: want"},
+		{"bad-store-hides-password", [2]string{"sqlite:/tmp/x.db", "mysql://root:hunter2@db"}, `store: want "sqlite:PATH" or "postgres://…", got a DSN starting "mysql:"`},
 		{"pcr-out-of-range", [2]string{"[0, 7]", "[0, 24]"}, "attestation.pcrs[1]: 24 is not a PCR index"},
 		{"no-pcrs", [2]string{"[0, 7]", "[]"}, "attestation.pcrs: required"},
 		{"no-ek-trust", [2]string{"ek_roots: [ek-ca.pem]", "ek_roots: []"}, "attestation: needs ek_roots or ek_allow"},
