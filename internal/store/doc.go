@@ -39,8 +39,10 @@
 // # Backends
 //
 // Each backend is a package beside this one: internal/store/sqlite (an
-// embedded file, the default, one process) today, PostgreSQL (several
-// replicas) next. internal/store/backend opens the one a DSN names.
+// embedded file, the default, one process) and internal/store/postgres
+// (several replicas on one database). internal/store/backend opens the one
+// a DSN names. Optional powers a backend may have, found by type
+// assertion: FeedNotifier (revocations notified across replicas).
 //
 // To add a backend: implement Store (embed Autocommit for the write
 // methods, use Token.Check and CompletedAuditNodes), then run the

@@ -12,7 +12,8 @@ import (
 )
 
 // testConcurrentWriters: 64 goroutines each write certificates, challenges
-// and revocations while reading; every operation succeeds (no SQLITE_BUSY).
+// and revocations while reading; every operation succeeds (no SQLITE_BUSY,
+// no deadlock or serialization failure).
 func testConcurrentWriters(t *testing.T, h *harness) {
 	st := h.fresh(t)
 	ctx := context.Background()

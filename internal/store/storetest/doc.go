@@ -30,7 +30,12 @@
 //   - concurrent cascades revoke each token once, with one event each,
 //     numbered densely, each call's in a row;
 //   - audit indices are dense and unique;
+//   - checkpoints are fenced: none is recorded after one of its size or
+//     larger was, and none is refused without such a reason;
 //   - a signing key's first sighting is recorded once.
+//
+// A store with the optional FeedNotifier power is also checked to notify
+// revocations committed through another handle.
 //
 // A backend's own white-box tests (its SQL, its migrations, its pools) stay
 // in its package; the fixtures here (Device, Challenge, Token, Entry…)

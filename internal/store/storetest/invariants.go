@@ -240,8 +240,8 @@ var disableRace = race{
 }
 
 // raceOps is how many writes a writer makes while another one acts. The
-// writes are bounded, and so is the wait for them: SQLite lets a writer in
-// another process wait for the lock only so long (busy_timeout).
+// writes are bounded, and so is the wait for them: a database may let a
+// writer wait for a lock only so long (SQLite's busy_timeout).
 const raceOps = 20
 
 // insertUnderRevokedRace: writers exchange tokens, each from its own last
