@@ -116,6 +116,7 @@ var tests = []test{
 	{"AuditOperationRefusedByStore", testAuditOperationRefusedByStore},
 	{"Checkpoints", testCheckpoints},
 	{"AuditStorage", testAuditStorage},
+	{"PublisherFenced", testPublisherFenced},
 	{"AuditNodesCommitWithEntries", testAuditNodesCommitWithEntries},
 	{"AuditNodeHashesLevels", testAuditNodeHashesLevels},
 	{"TxCommits", testTxCommits},
