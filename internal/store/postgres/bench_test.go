@@ -27,8 +27,8 @@ func BenchmarkTokenTx(b *testing.B) {
 	pg := testenv.StartPostgres(b)
 	for _, goroutines := range []int{1, 16} {
 		b.Run(fmt.Sprintf("goroutines=%d", goroutines), func(b *testing.B) {
-			pgStore := open(b, func(ctx context.Context) (store.Store, error) { return Open(ctx, pg.NewDatabase(b)) })
-			lite := open(b, func(ctx context.Context) (store.Store, error) {
+			pgStore := openBench(b, func(ctx context.Context) (store.Store, error) { return Open(ctx, pg.NewDatabase(b)) })
+			lite := openBench(b, func(ctx context.Context) (store.Store, error) {
 				return sqlite.Open(ctx, filepath.Join(b.TempDir(), "sigil.db"))
 			})
 			b.ResetTimer()
@@ -41,8 +41,8 @@ func BenchmarkTokenTx(b *testing.B) {
 	}
 }
 
-// open opens a store for b with a stored subject token.
-func open(b *testing.B, openFn func(context.Context) (store.Store, error)) store.Store {
+// openBench opens a store for b with a stored subject token.
+func openBench(b *testing.B, openFn func(context.Context) (store.Store, error)) store.Store {
 	st, err := openFn(context.Background())
 	if err != nil {
 		b.Fatal(err)

@@ -5,14 +5,15 @@
 // (any parameter pgx and pgxpool take, such as pool_max_conns). The
 // package is:
 //
-//   - postgres.go: the connection pool and Store.Tx;
+//   - postgres.go: the connection pools (transactions, reads) and Store.Tx;
+//   - db.go: the querier the reader and the writer run statements on;
 //   - migrate.go and migrations/: the schema, numbered migrations applied
 //     at Open in one transaction under an advisory lock, so that replicas
 //     starting at once migrate once;
 //   - one file per domain with its SQL (challenges.go, devices.go,
 //     certificates.go, evidence.go, tokens.go, revocations.go, audit.go,
 //     auditnodes.go, signingkeys.go), the reader and writer over a
-//     querier shared by the pool and a transaction;
+//     querier: the read pool, or a transaction;
 //   - notify.go: store.FeedNotifier, LISTEN on the channel RevokeToken
 //     notifies in its transaction.
 //

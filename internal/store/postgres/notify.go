@@ -14,7 +14,7 @@ import (
 // latest for a slow receiver. The LISTEN has taken effect when it
 // returns: a revocation that commits after that is notified.
 func (s *pgStore) NotifyRevocations(ctx context.Context) (<-chan uint64, error) {
-	conn, err := pgx.ConnectConfig(ctx, s.pool.Config().ConnConfig.Copy())
+	conn, err := pgx.ConnectConfig(ctx, s.w.Config().ConnConfig.Copy())
 	if err != nil {
 		return nil, fmt.Errorf("store: notify revocations: connect: %w", err)
 	}

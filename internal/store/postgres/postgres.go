@@ -12,11 +12,16 @@ import (
 	"github.com/sigil-dev/sigil/internal/store"
 )
 
-// pgStore is a Store on a connection pool.
+// pgStore is a Store on two connection pools to one database: w for
+// transactions, r for the Store's reads, so that reads never wait for a
+// connection that transactions hold (a read through the Store inside a
+// Tx's fn must not block), and a burst of reads never starves writers.
+// Each pool has pool_max_conns connections at most (default: 4 or the
+// number of CPUs, whichever is more).
 type pgStore struct {
-	reader           // on the pool
+	reader           // on r
 	store.Autocommit // through Tx
-	pool             *pgxpool.Pool
+	w, r             *pgxpool.Pool
 	channel          string // see revocationChannel
 }
 
@@ -32,20 +37,33 @@ func Open(ctx context.Context, dsn string) (store.Store, error) {
 	if err != nil {
 		return nil, errors.New("store: postgres DSN: cannot parse it (not repeated here: it may hold a password)")
 	}
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	w, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("store: open postgres: %w", err)
 	}
-	if err := migrate(ctx, pool); err != nil {
-		pool.Close()
-		return nil, fmt.Errorf("store: open postgres: %w", err)
-	}
-	channel, err := revocationChannel(ctx, pool)
+	s, err := open(ctx, w)
 	if err != nil {
-		pool.Close()
+		w.Close()
 		return nil, err
 	}
-	s := &pgStore{reader: reader{pool}, pool: pool, channel: channel}
+	return s, nil
+}
+
+// open migrates the database of w and returns a store with a read pool
+// of its own.
+func open(ctx context.Context, w *pgxpool.Pool) (*pgStore, error) {
+	if err := migrate(ctx, w); err != nil {
+		return nil, fmt.Errorf("store: open postgres: %w", err)
+	}
+	channel, err := revocationChannel(ctx, w)
+	if err != nil {
+		return nil, err
+	}
+	r, err := pgxpool.NewWithConfig(ctx, w.Config())
+	if err != nil {
+		return nil, fmt.Errorf("store: open postgres: read pool: %w", err)
+	}
+	s := &pgStore{reader: reader{r}, w: w, r: r, channel: channel}
 	s.Autocommit = store.Autocommit{Run: s.Tx}
 	return s, nil
 }
@@ -56,7 +74,7 @@ func (s *pgStore) Tx(ctx context.Context, fn func(store.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
+	tx, err := s.w.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
 	if err != nil {
 		return fmt.Errorf("store: begin: %w", ctxErr(ctx, err))
 	}
@@ -90,18 +108,21 @@ func ctxErr(ctx context.Context, err error) error {
 	return err
 }
 
-// Ping runs a query on a pooled connection.
+// Ping runs a query on the read pool: it does not queue behind
+// transactions.
 func (s *pgStore) Ping(ctx context.Context) error {
 	var v int
-	if err := s.pool.QueryRow(ctx, `SELECT 1`).Scan(&v); err != nil {
+	if err := s.r.QueryRow(ctx, `SELECT 1`).Scan(&v); err != nil {
 		return fmt.Errorf("store: ping: %w", err)
 	}
 	return nil
 }
 
-// Close closes the pool, waiting for connections in use to come back.
+// Close closes the pools, waiting for connections in use to come back.
+// Subscriptions (NotifyRevocations) end with their ctx, not here.
 func (s *pgStore) Close() error {
-	s.pool.Close()
+	s.r.Close()
+	s.w.Close()
 	return nil
 }
 

@@ -2,9 +2,12 @@ package postgres
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/sigil-dev/sigil/internal/store"
@@ -102,4 +105,29 @@ func count(t *testing.T, dsn, sql string) int {
 		t.Fatalf("%s: %v", sql, err)
 	}
 	return n
+}
+
+// TestReadInsideTxWithPoolFull: the Store's reads do not wait for the
+// connections transactions hold, even with one connection per pool.
+func TestReadInsideTxWithPoolFull(t *testing.T) {
+	st, err := Open(context.Background(), testenv.PostgresDB(t)+"&pool_max_conns=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	err = st.Tx(context.Background(), func(tx store.Tx) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := st.Ping(ctx); err != nil {
+			return err
+		}
+		_, err := st.Device(ctx, "none")
+		if errors.Is(err, store.ErrNotFound) {
+			return nil
+		}
+		return fmt.Errorf("Device = %v, want ErrNotFound", err)
+	})
+	if err != nil {
+		t.Fatalf("a read inside a Tx: %v", err)
+	}
 }
