@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"os"
@@ -48,6 +49,9 @@ type Postgres struct {
 	ports   *portPair
 	dbs     atomic.Int64
 	durable bool
+
+	watchdog     *exec.Cmd      // stops the server if this process dies
+	watchdogPipe io.WriteCloser // its stdin, open while this process runs
 }
 
 // StartPostgres starts a cluster private to t, under t.TempDir(), stopped
@@ -232,6 +236,7 @@ func (pg *Postgres) Stop() error {
 		return nil
 	}
 	defer pg.ports.release()
+	pg.stopWatchdog()
 	if pg.stopped() {
 		return nil
 	}
@@ -368,7 +373,43 @@ func (pg *Postgres) run(ctx context.Context, port int) error {
 	done := make(chan struct{})
 	go func() { pg.waitErr = cmd.Wait(); close(done) }()
 	pg.cmd, pg.done, pg.Port = cmd, done, port
+	if err := pg.startWatchdog(); err != nil {
+		_ = cmd.Process.Kill()
+		<-done
+		return err
+	}
 	return pg.awaitReady(ctx, logPath)
+}
+
+// startWatchdog starts a process that stops the server if this process
+// dies without stopping it (a test binary killed at its timeout, or
+// interrupted): it waits for the end of a pipe only this process writes,
+// which the kernel closes when this process exits, then sends the server
+// SIGINT. It is in a process group of its own, so that an interrupt of
+// the test's group does not take it down before it has done its job.
+func (pg *Postgres) startWatchdog() error {
+	cmd := exec.Command("sh", "-c", `read -r _; kill -INT "$1"`, "sh", strconv.Itoa(pg.PID()))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	pipe, err := cmd.StdinPipe()
+	if err != nil {
+		return fmt.Errorf("postgres: watchdog: %w", err)
+	}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("postgres: watchdog: %w", err)
+	}
+	pg.watchdog, pg.watchdogPipe = cmd, pipe
+	return nil
+}
+
+// stopWatchdog ends the watchdog without letting it signal anything.
+func (pg *Postgres) stopWatchdog() {
+	if pg.watchdog == nil {
+		return
+	}
+	_ = pg.watchdog.Process.Kill()
+	_ = pg.watchdog.Wait()
+	_ = pg.watchdogPipe.Close()
+	pg.watchdog = nil
 }
 
 // awaitReady waits until the server answers a query, or exits.

@@ -2,7 +2,15 @@ package testenv
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -54,4 +62,34 @@ func TestPostgresDBShared(t *testing.T) {
 	if _, err := conn2.Exec(ctx, `SELECT * FROM only_in_a`); err == nil {
 		t.Fatal("a table of one database is seen in the other")
 	}
+}
+
+// TestPostgresOutlivesNoTest: a test binary that dies without stopping
+// its cluster (killed at its timeout) takes the cluster down with it.
+func TestPostgresOutlivesNoTest(t *testing.T) {
+	if os.Getenv("SIGIL_TESTENV_ORPHAN") != "" {
+		pg := StartPostgres(t)
+		fmt.Println(pg.DSN("postgres"), pg.Dir)
+		os.Stdout.Sync()
+		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		return
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestPostgresOutlivesNoTest$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "SIGIL_TESTENV_ORPHAN=1")
+	out, _ := cmd.Output()
+	dsn, dir, _ := strings.Cut(strings.TrimSpace(string(out)), " ")
+	if !strings.HasPrefix(dsn, "postgres://") || dir == "" {
+		t.Fatalf("the child printed %q", out)
+	}
+	t.Cleanup(func() { os.RemoveAll(filepath.Dir(dir)) }) // the child's t.TempDir root
+	WaitForNil(t, 30*time.Second, "the orphaned cluster to stop", func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		c, err := pgx.Connect(ctx, dsn)
+		if err != nil {
+			return nil
+		}
+		c.Close(ctx)
+		return errors.New("still answers")
+	})
 }
