@@ -64,7 +64,7 @@ func StartPostgres(t testing.TB) *Postgres {
 		t.Fatalf("testenv: %v", err)
 	}
 	t.Cleanup(func() {
-		if err := pg.Stop(); err != nil {
+		if err := pg.shutdown(); err != nil {
 			t.Errorf("testenv: %v", err)
 		}
 	})
@@ -136,7 +136,7 @@ func (pg *Postgres) NewSchema(t testing.TB, db string) string {
 func stopSharedPostgres() error {
 	var err error
 	if sharedPostgres.pg != nil {
-		err = sharedPostgres.pg.Stop()
+		err = sharedPostgres.pg.shutdown()
 	}
 	if sharedPostgres.dir != "" {
 		err = errors.Join(err, os.RemoveAll(sharedPostgres.dir))
@@ -228,14 +228,15 @@ func (pg *Postgres) stopped() bool {
 // PID is the postmaster's process id.
 func (pg *Postgres) PID() int { return pg.cmd.Process.Pid }
 
-// Stop shuts the cluster down (SIGINT to its PID: fast shutdown, clients
-// disconnected) and waits for it to exit. Stopping a stopped cluster does
-// nothing.
+// Stop shuts the server down (SIGINT to its PID: fast shutdown, clients
+// disconnected) and waits for it to exit; its port stays reserved for
+// Start. Stopping a stopped server does nothing. Use it to take the
+// database away from a test; the cluster is stopped for good when the
+// test ends.
 func (pg *Postgres) Stop() error {
 	if pg.cmd == nil {
 		return nil
 	}
-	defer pg.ports.release()
 	pg.stopWatchdog()
 	if pg.stopped() {
 		return nil
@@ -251,6 +252,24 @@ func (pg *Postgres) Stop() error {
 		<-pg.done
 		return fmt.Errorf("postgres: %d did not stop in 30s; killed", pg.PID())
 	}
+}
+
+// Start starts a stopped server again, on the same port: the DSNs handed
+// out stay valid.
+func (pg *Postgres) Start() error {
+	if !pg.stopped() {
+		return nil
+	}
+	if err := pg.run(context.Background(), pg.Port); err != nil {
+		return fmt.Errorf("postgres: restart: %w", err)
+	}
+	return nil
+}
+
+// shutdown stops the server for good and releases its port.
+func (pg *Postgres) shutdown() error {
+	defer pg.ports.release()
+	return pg.Stop()
 }
 
 // startPostgres makes a cluster in dir and starts it, durable (fsync, as

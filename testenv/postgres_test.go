@@ -15,8 +15,9 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// TestPostgres: a private cluster serves a fresh database, and Stop ends
-// it by its PID: the port refuses connections afterwards.
+// TestPostgres: a private cluster serves a fresh database; Stop ends it
+// by its PID (the port refuses connections), Start brings it back on the
+// same port.
 func TestPostgres(t *testing.T) {
 	pg := StartPostgres(t)
 	dsn := pg.NewDatabase(t)
@@ -37,6 +38,14 @@ func TestPostgres(t *testing.T) {
 		c.Close(ctx)
 		t.Fatal("the cluster answers after Stop")
 	}
+	if err := pg.Start(); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	conn, err = pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatalf("connect after Start, with the DSN handed out before: %v", err)
+	}
+	conn.Close(ctx)
 }
 
 // TestPostgresDBShared: databases on the shared cluster are distinct.
