@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/sigil-dev/sigil/internal/store"
+	"github.com/sigil-dev/sigil/internal/store/storetest"
 	"github.com/sigil-dev/sigil/testenv"
 )
 
@@ -129,5 +130,38 @@ func TestReadInsideTxWithPoolFull(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatalf("a read inside a Tx: %v", err)
+	}
+}
+
+// TestStoreSurvivesRestart: while the database is down, calls fail
+// promptly; once it is back, the same Store serves again, without being
+// reopened.
+func TestStoreSurvivesRestart(t *testing.T) {
+	pg := testenv.StartPostgres(t)
+	st, err := Open(context.Background(), pg.NewDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if _, err := st.AppendAudit(context.Background(), storetest.Entry("before")); err != nil {
+		t.Fatal(err)
+	}
+	if err := pg.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := st.Ping(ctx); err == nil || ctx.Err() != nil {
+		t.Fatalf("Ping with the database down = %v (ctx: %v), want a prompt error", err, ctx.Err())
+	}
+	if err := pg.Start(); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitForNil(t, 30*time.Second, "the store to serve again", func() error {
+		_, err := st.AppendAudit(context.Background(), storetest.Entry("after"))
+		return err
+	})
+	if n, err := st.AuditSize(context.Background()); err != nil || n != 2 {
+		t.Fatalf("AuditSize = %d, %v; want 2", n, err)
 	}
 }
