@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -31,6 +33,20 @@ func (r reader) Certificate(ctx context.Context, serial string) (store.Certifica
 	}
 	if err != nil {
 		return store.Certificate{}, fmt.Errorf("store: certificate %s: %w", serial, err)
+	}
+	return c, nil
+}
+
+func (r reader) CertificateByThumbprint(ctx context.Context, x5tS256 string) (store.Certificate, error) {
+	if x5tS256 == "" {
+		return store.Certificate{}, fmt.Errorf("store: certificate by thumbprint: %w", store.ErrNotFound)
+	}
+	c, err := scanCertificate(r.q.QueryRow(ctx, `SELECT `+certificateColumns+` FROM certificates WHERE thumbprint = $1`, x5tS256))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return store.Certificate{}, fmt.Errorf("store: certificate by thumbprint %s: %w", x5tS256, store.ErrNotFound)
+	}
+	if err != nil {
+		return store.Certificate{}, fmt.Errorf("store: certificate by thumbprint %s: %w", x5tS256, err)
 	}
 	return c, nil
 }
@@ -94,10 +110,10 @@ func (w writer) InsertCertificate(ctx context.Context, c store.Certificate) erro
 	if !found {
 		return fmt.Errorf("store: insert certificate %s: evidence %s: %w", c.Serial, c.EvidenceDigest, store.ErrNotFound)
 	}
-	tag, err := w.q.Exec(ctx, `INSERT INTO certificates (`+certificateColumns+`)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, '') ON CONFLICT (serial) DO NOTHING`,
+	tag, err := w.q.Exec(ctx, `INSERT INTO certificates (`+certificateColumns+`, thumbprint)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, '', $9) ON CONFLICT (serial) DO NOTHING`,
 		c.Serial, c.SPIFFEID, c.EKHash, micros(c.NotBefore), micros(c.NotAfter), c.EvidenceDigest,
-		c.PolicyVersion, c.DER)
+		c.PolicyVersion, c.DER, c.Thumbprint())
 	if err != nil {
 		return fmt.Errorf("store: insert certificate %s: %w", c.Serial, classify(err))
 	}
@@ -126,19 +142,111 @@ func (w writer) deviceRefused(ctx context.Context, c store.Certificate) error {
 	return fmt.Errorf("store: insert certificate %s: device %s: %w", c.Serial, c.EKHash, store.ErrDeviceDisabled)
 }
 
-// RevokeCertificate is one conditional UPDATE: its row count says whether
-// this call revoked the certificate.
-func (w writer) RevokeCertificate(ctx context.Context, serial, reason string, at time.Time) error {
-	tag, err := w.q.Exec(ctx, `UPDATE certificates SET revoked_at = $1, revocation_reason = $2
-		WHERE serial = $3 AND revoked_at IS NULL`, micros(at), reason, serial)
+// RevokeCertificate revokes the certificate with one conditional UPDATE,
+// whose row count says whether this call revoked it (of concurrent
+// revocations, the others re-read the row when the first commits and
+// match nothing), then the tokens bound to it (revokeCertificatesWhere).
+// A statement that fails aborts the transaction, so nothing of a failed
+// call is committed.
+func (w writer) RevokeCertificate(ctx context.Context, serial, reason string, at time.Time) (store.Revoked, error) {
+	revoked, err := w.revokeCertificatesWhere(ctx, `serial = $3`, serial, reason, at)
 	if err != nil {
-		return fmt.Errorf("store: revoke certificate %s: %w", serial, err)
+		return store.Revoked{}, fmt.Errorf("store: revoke certificate %s: %w", serial, err)
 	}
-	if tag.RowsAffected() == 1 {
-		return nil
+	if len(revoked.Certificates) == 1 {
+		return revoked, nil
 	}
 	if _, err := w.reader().Certificate(ctx, serial); err != nil {
-		return err
+		return store.Revoked{}, err
 	}
-	return fmt.Errorf("store: revoke certificate %s: already revoked: %w", serial, store.ErrConflict)
+	return store.Revoked{}, fmt.Errorf("store: revoke certificate %s: already revoked: %w", serial, store.ErrConflict)
+}
+
+// holdCertificate locks the certificate t is bound to (its CNF) FOR SHARE
+// if it is not revoked, as InsertCertificate holds the device: a
+// revocation whose UPDATE came first makes this wait for it and then
+// match nothing (ErrCertificateRevoked); one that comes after waits for
+// this transaction, and its next statement finds t by its cnf. A CNF that
+// is no stored certificate's thumbprint holds nothing.
+func (w writer) holdCertificate(ctx context.Context, t store.Token) error {
+	var one int
+	err := w.q.QueryRow(ctx, `SELECT 1 FROM certificates WHERE thumbprint = $1 AND revoked_at IS NULL FOR SHARE`,
+		t.CNF).Scan(&one)
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("store: insert token %q: certificate %s: %w", t.JTI, t.CNF, err)
+	}
+	c, err := w.reader().CertificateByThumbprint(ctx, t.CNF)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil
+	case err != nil:
+		return fmt.Errorf("store: insert token %q: %w", t.JTI, err)
+	}
+	return fmt.Errorf("store: insert token %q: certificate %s: %w", t.JTI, c.Serial, store.ErrCertificateRevoked)
+}
+
+// revokeCertificatesWhere revokes the unrevoked certificates that match
+// cond (on arg, $3), then the tokens bound to them (cnf = thumbprint) and
+// every token exchanged from those, and appends their events: the
+// certificates' first, by serial, then the tokens' in the order
+// revokeBelow returns them. The certificates' UPDATE comes first and
+// locks them, waiting for the inserts holding them (holdCertificate), so
+// the tokens' statement that follows finds what those inserted.
+func (w writer) revokeCertificatesWhere(ctx context.Context, cond string, arg any, reason string, at time.Time) (store.Revoked, error) {
+	rows, err := w.q.Query(ctx, `UPDATE certificates SET revoked_at = $1, revocation_reason = $2
+		WHERE `+cond+` AND revoked_at IS NULL RETURNING serial, thumbprint`, micros(at), reason, arg)
+	if err != nil {
+		return store.Revoked{}, fmt.Errorf("revoke certificates: %w", err)
+	}
+	type cert struct{ serial, thumbprint string }
+	certs, err := scanAll(rows, func(s pgx.Row) (c cert, err error) { return c, s.Scan(&c.serial, &c.thumbprint) })
+	if err != nil {
+		return store.Revoked{}, fmt.Errorf("revoke certificates: %w", err)
+	}
+	slices.SortFunc(certs, func(a, b cert) int { return strings.Compare(a.serial, b.serial) })
+	out := store.Revoked{Certificates: []string{}, Tokens: []string{}}
+	var thumbprints []string
+	for _, c := range certs {
+		out.Certificates = append(out.Certificates, c.serial)
+		if c.thumbprint != "" {
+			thumbprints = append(thumbprints, c.thumbprint)
+		}
+	}
+	if len(certs) == 0 {
+		return out, nil
+	}
+	tokenReason := store.CertificateRevokedPrefix + reason
+	if len(thumbprints) > 0 {
+		if out.Tokens, err = w.revokeTokensBound(ctx, thumbprints, tokenReason, at); err != nil {
+			return store.Revoked{}, err
+		}
+	}
+	if err := w.appendRevocations(ctx, out.Certificates, nil, reason, at); err != nil {
+		return store.Revoked{}, err
+	}
+	if err := w.appendRevocations(ctx, nil, out.Tokens, tokenReason, at); err != nil {
+		return store.Revoked{}, err
+	}
+	return out, nil
+}
+
+// revokeTokensBound revokes the tokens bound to the certificates of
+// thumbprints and every token exchanged from those.
+func (w writer) revokeTokensBound(ctx context.Context, thumbprints []string, reason string, at time.Time) ([]string, error) {
+	bound, err := w.revokeWhere(ctx, `cnf = ANY($3)`, thumbprints, reason, at)
+	if err != nil {
+		return nil, fmt.Errorf("revoke tokens bound to the certificates: %w", err)
+	}
+	slices.Sort(bound)
+	tokens, err := w.revokeBelow(ctx, bound, reason, at)
+	if err != nil {
+		return nil, fmt.Errorf("revoke tokens exchanged from those bound to the certificates: %w", err)
+	}
+	if tokens == nil {
+		tokens = []string{}
+	}
+	return tokens, nil
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -102,28 +101,24 @@ func (w writer) rebind(ctx context.Context, d store.Device, now time.Time) error
 
 // SetDeviceStatus updates the device, which waits for the inserts holding
 // it (InsertCertificate locks it FOR SHARE) to commit; its next statement
-// then sees their certificates and revokes them.
-func (w writer) SetDeviceStatus(ctx context.Context, ekHash string, status store.DeviceStatus, now time.Time) ([]string, error) {
+// then sees their certificates and revokes them, with their tokens
+// (revokeCertificatesWhere).
+func (w writer) SetDeviceStatus(ctx context.Context, ekHash string, status store.DeviceStatus, now time.Time) (store.Revoked, error) {
+	none := store.Revoked{Certificates: []string{}, Tokens: []string{}}
 	tag, err := w.q.Exec(ctx, `UPDATE devices SET status = $1, updated_at = $2 WHERE ek_hash = $3`,
 		string(status), micros(now), ekHash)
 	if err != nil {
-		return nil, fmt.Errorf("store: set device %s %s: %w", ekHash, status, err)
+		return none, fmt.Errorf("store: set device %s %s: %w", ekHash, status, err)
 	}
 	if tag.RowsAffected() == 0 {
-		return nil, fmt.Errorf("store: set device %s %s: %w", ekHash, status, store.ErrNotFound)
+		return none, fmt.Errorf("store: set device %s %s: %w", ekHash, status, store.ErrNotFound)
 	}
 	if status != store.DeviceDisabled {
-		return []string{}, nil
+		return none, nil
 	}
-	rows, err := w.q.Query(ctx, `UPDATE certificates SET revoked_at = $1, revocation_reason = $2
-		WHERE ek_hash = $3 AND revoked_at IS NULL RETURNING serial`, micros(now), store.ReasonDeviceDisabled, ekHash)
+	revoked, err := w.revokeCertificatesWhere(ctx, `ek_hash = $3`, ekHash, store.ReasonDeviceDisabled, now)
 	if err != nil {
-		return nil, fmt.Errorf("store: disable device %s: revoke certificates: %w", ekHash, err)
+		return none, fmt.Errorf("store: disable device %s: %w", ekHash, err)
 	}
-	serials, err := scanAll(rows, scanString)
-	if err != nil {
-		return nil, fmt.Errorf("store: disable device %s: revoke certificates: %w", ekHash, err)
-	}
-	slices.Sort(serials)
-	return serials, nil
+	return revoked, nil
 }

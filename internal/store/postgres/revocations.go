@@ -50,17 +50,28 @@ func (w writer) RevokeToken(ctx context.Context, jti, reason string, at time.Tim
 		}
 		return []string{}, nil // revoked before, with its subtree
 	}
+	revoked, err := w.revokeBelow(ctx, level, reason, at)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	if err := w.appendRevocations(ctx, nil, revoked, reason, at); err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	return revoked, nil
+}
+
+// revokeBelow revokes, one level per statement, every unrevoked token
+// exchanged from the tokens of level (just revoked), transitively, and
+// returns level followed by them, by depth and by jti within a depth.
+func (w writer) revokeBelow(ctx context.Context, level []string, reason string, at time.Time) ([]string, error) {
 	revoked := level
 	for len(level) > 0 {
 		next, err := w.revokeWhere(ctx, `parent_jti = ANY($3)`, level, reason, at)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", what, err)
+			return nil, err
 		}
 		slices.Sort(next)
 		revoked, level = append(revoked, next...), next
-	}
-	if err := w.appendRevocations(ctx, revoked, reason, at); err != nil {
-		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	return revoked, nil
 }
@@ -76,22 +87,35 @@ func (w writer) revokeWhere(ctx context.Context, cond string, arg any, reason st
 	return scanAll(rows, scanString)
 }
 
-// appendRevocations numbers an event for each of jtis, in order, from the
+// appendRevocations numbers an event for each of serials (revoked
+// certificates), then each of jtis (revoked tokens), in order, from the
 // sequence row, and notifies listeners of the last one at commit.
-func (w writer) appendRevocations(ctx context.Context, jtis []string, reason string, at time.Time) error {
+func (w writer) appendRevocations(ctx context.Context, serials, jtis []string, reason string, at time.Time) error {
+	n := len(serials) + len(jtis)
+	if n == 0 {
+		return nil
+	}
 	var last int64
-	err := w.q.QueryRow(ctx, `UPDATE token_revocation_seq SET seq = seq + $1 WHERE id = 1 RETURNING seq`,
-		len(jtis)).Scan(&last)
+	err := w.q.QueryRow(ctx, `UPDATE token_revocation_seq SET seq = seq + $1 WHERE id = 1 RETURNING seq`, n).Scan(&last)
 	if err != nil {
 		return fmt.Errorf("revocation sequence: %w", err)
 	}
-	first := last - int64(len(jtis)) + 1
+	first := last - int64(n) + 1
+	if serials == nil {
+		serials = []string{}
+	}
+	if jtis == nil {
+		jtis = []string{}
+	}
 	b := &pgx.Batch{}
+	b.Queue(`INSERT INTO certificate_revocations (seq, serial, revoked_at, reason)
+		SELECT $1 + o - 1, s, $3, $4 FROM unnest($2::text[]) WITH ORDINALITY AS u(s, o)`,
+		first, serials, micros(at), reason)
 	b.Queue(`INSERT INTO token_revocations (seq, jti, revoked_at, reason)
 		SELECT $1 + o - 1, j, $3, $4 FROM unnest($2::text[]) WITH ORDINALITY AS u(j, o)`,
-		first, jtis, micros(at), reason)
+		first+int64(len(serials)), jtis, micros(at), reason)
 	b.Queue(`SELECT pg_notify($1, $2)`, w.channel, strconv.FormatInt(last, 10))
-	if err := w.q.SendBatch(ctx, b).Close(); err != nil {
+	if err := w.batch(ctx, b); err != nil {
 		return fmt.Errorf("revocation events %d to %d: %w", first, last, classify(err))
 	}
 	return nil
@@ -104,16 +128,24 @@ func (r reader) RevocationEvents(ctx context.Context, afterSeq uint64, limit int
 	if afterSeq >= math.MaxInt64 {
 		return []store.RevocationEvent{}, nil
 	}
-	rows, err := r.q.Query(ctx, `SELECT seq, jti, revoked_at, reason FROM token_revocations
-		WHERE seq > $1 ORDER BY seq LIMIT $2`, int64(afterSeq), limit)
+	rows, err := r.q.Query(ctx, `SELECT seq, jti, '', '', NULL::bigint, revoked_at, reason
+			FROM token_revocations WHERE seq > $1
+		UNION ALL
+		SELECT e.seq, '', e.serial, c.thumbprint, c.not_after, e.revoked_at, e.reason
+			FROM certificate_revocations e JOIN certificates c ON c.serial = e.serial WHERE e.seq > $1
+		ORDER BY 1 LIMIT $2`, int64(afterSeq), limit)
 	if err != nil {
 		return nil, fmt.Errorf("store: revocation events after %d: %w", afterSeq, err)
 	}
 	es, err := scanAll(rows, func(s pgx.Row) (store.RevocationEvent, error) {
 		var e store.RevocationEvent
 		var seq, at int64
-		err := s.Scan(&seq, &e.JTI, &at, &e.Reason)
+		var notAfter *int64
+		err := s.Scan(&seq, &e.JTI, &e.Serial, &e.Thumbprint, &notAfter, &at, &e.Reason)
 		e.Seq, e.RevokedAt = uint64(seq), fromMicros(at)
+		if notAfter != nil {
+			e.NotAfter = fromMicros(*notAfter)
+		}
 		return e, err
 	})
 	if err != nil {

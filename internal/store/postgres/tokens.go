@@ -106,8 +106,9 @@ func (r reader) TokenChildren(ctx context.Context, jti string) ([]store.Token, e
 	return ts, nil
 }
 
-// InsertToken first locks the parent FOR SHARE if it is live and t does
-// not outlive it: concurrent exchanges from one parent share the lock; a
+// InsertToken first holds the certificate t is bound to
+// (holdCertificate), then locks the parent FOR SHARE if it is live and t
+// does not outlive it: concurrent exchanges from one parent share the lock; a
 // RevokeToken's UPDATE of the parent waits for them, and its cascade's
 // next statement then finds t; an insert after that UPDATE waits for the
 // revocation to commit, re-reads the parent and matches nothing
@@ -116,6 +117,11 @@ func (r reader) TokenChildren(ctx context.Context, jti string) ([]store.Token, e
 func (w writer) InsertToken(ctx context.Context, t store.Token) error {
 	if err := t.Check(); err != nil {
 		return fmt.Errorf("store: insert token %q: %w", t.JTI, err)
+	}
+	if t.CNF != "" { // the certificate first, as RevokeCertificate locks it before tokens
+		if err := w.holdCertificate(ctx, t); err != nil {
+			return err
+		}
 	}
 	if t.ParentJTI != "" {
 		if err := w.holdParent(ctx, t); err != nil {

@@ -53,12 +53,14 @@ CREATE TABLE certificates (
     der               BYTEA  NOT NULL CHECK (length(der) > 0),
     revoked_at        BIGINT,
     revocation_reason TEXT   NOT NULL DEFAULT '',
+    thumbprint        TEXT   NOT NULL DEFAULT '', -- RFC 8705 x5t#S256 of der: the cnf of the tokens bound to it
     CHECK (not_after > not_before),
     CHECK (revoked_at IS NOT NULL OR revocation_reason = '')
 );
 
 CREATE INDEX certificates_ek_hash ON certificates (ek_hash, not_before);
 CREATE INDEX certificates_revoked ON certificates (not_after) WHERE revoked_at IS NOT NULL;
+CREATE INDEX certificates_thumbprint ON certificates (thumbprint) WHERE thumbprint <> '';
 
 -- Audit log. Indices come from the coordinator row audit_head, updated in
 -- the appending transaction (its row lock orders appenders across
@@ -162,6 +164,7 @@ CREATE TABLE tokens (
 );
 
 CREATE INDEX tokens_parent_jti ON tokens (parent_jti);
+CREATE INDEX tokens_cnf ON tokens (cnf) WHERE cnf <> '';
 CREATE INDEX tokens_expires_at ON tokens (expires_at);
 CREATE UNIQUE INDEX tokens_handle_hash ON tokens (handle_hash) WHERE handle_hash IS NOT NULL;
 
@@ -189,6 +192,18 @@ CREATE TABLE token_revocations (
 
 CREATE TRIGGER token_revocations_no_update BEFORE UPDATE ON token_revocations
 FOR EACH ROW EXECUTE FUNCTION sigil_refuse('token revocation events are append-only');
+
+-- The feed's certificate events; their seq comes from token_revocation_seq
+-- too, so token and certificate events are one sequence.
+CREATE TABLE certificate_revocations (
+    seq        BIGINT NOT NULL PRIMARY KEY CHECK (seq > 0),
+    serial     TEXT   NOT NULL UNIQUE REFERENCES certificates (serial),
+    revoked_at BIGINT NOT NULL,
+    reason     TEXT   NOT NULL
+);
+
+CREATE TRIGGER certificate_revocations_no_update BEFORE UPDATE OR DELETE ON certificate_revocations
+FOR EACH ROW EXECUTE FUNCTION sigil_refuse('certificate revocation events are append-only');
 
 CREATE TABLE token_revocation_seq (
     id  INTEGER NOT NULL PRIMARY KEY CHECK (id = 1),
