@@ -64,6 +64,21 @@ func (r reader) DeviceCertificates(ctx context.Context, ekHash string) ([]store.
 	return cs, nil
 }
 
+func (r reader) IdentityHolders(ctx context.Context, spiffeID string, at time.Time) ([]string, error) {
+	rows, err := r.q.Query(ctx, `SELECT DISTINCT c.ek_hash FROM certificates c
+		JOIN devices d ON d.ek_hash = c.ek_hash
+		WHERE c.spiffe_id = $1 AND c.revoked_at IS NULL AND c.not_after > $2 AND d.status = 'active'
+		ORDER BY c.ek_hash`, spiffeID, micros(at))
+	if err != nil {
+		return nil, fmt.Errorf("store: holders of %s: %w", spiffeID, err)
+	}
+	hs, err := scanAll(rows, scanString)
+	if err != nil {
+		return nil, fmt.Errorf("store: holders of %s: %w", spiffeID, err)
+	}
+	return hs, nil
+}
+
 func (r reader) Revocations(ctx context.Context, unexpiredAt time.Time) ([]store.Revocation, error) {
 	after := int64(math.MinInt64)
 	if !unexpiredAt.IsZero() {
@@ -162,30 +177,26 @@ func (w writer) RevokeCertificate(ctx context.Context, serial, reason string, at
 	return store.Revoked{}, fmt.Errorf("store: revoke certificate %s: already revoked: %w", serial, store.ErrConflict)
 }
 
-// holdCertificate locks the certificate t is bound to (its CNF) FOR SHARE
-// if it is not revoked, as InsertCertificate holds the device: a
-// revocation whose UPDATE came first makes this wait for it and then
-// match nothing (ErrCertificateRevoked); one that comes after waits for
-// this transaction, and its next statement finds t by its cnf. A CNF that
-// is no stored certificate's thumbprint holds nothing.
+// holdCertificate locks the certificate t is bound to (its CNF) FOR
+// SHARE, as InsertCertificate holds the device, and refuses it if it is
+// revoked: a revocation whose UPDATE came first makes this wait for it
+// and then read the revoked row (ErrCertificateRevoked); one that comes
+// after waits for this transaction, and its next statement finds t by its
+// cnf. A CNF that is no stored certificate's thumbprint holds nothing.
 func (w writer) holdCertificate(ctx context.Context, t store.Token) error {
-	var one int
-	err := w.q.QueryRow(ctx, `SELECT 1 FROM certificates WHERE thumbprint = $1 AND revoked_at IS NULL FOR SHARE`,
-		t.CNF).Scan(&one)
-	if err == nil {
-		return nil
-	}
-	if !errors.Is(err, pgx.ErrNoRows) {
-		return fmt.Errorf("store: insert token %q: certificate %s: %w", t.JTI, t.CNF, err)
-	}
-	c, err := w.reader().CertificateByThumbprint(ctx, t.CNF)
+	var serial string
+	var revoked bool
+	err := w.q.QueryRow(ctx, `SELECT serial, revoked_at IS NOT NULL FROM certificates
+		WHERE thumbprint = $1 FOR SHARE`, t.CNF).Scan(&serial, &revoked)
 	switch {
-	case errors.Is(err, store.ErrNotFound):
+	case errors.Is(err, pgx.ErrNoRows):
 		return nil
 	case err != nil:
-		return fmt.Errorf("store: insert token %q: %w", t.JTI, err)
+		return fmt.Errorf("store: insert token %q: certificate %s: %w", t.JTI, t.CNF, err)
+	case revoked:
+		return fmt.Errorf("store: insert token %q: certificate %s: %w", t.JTI, serial, store.ErrCertificateRevoked)
 	}
-	return fmt.Errorf("store: insert token %q: certificate %s: %w", t.JTI, c.Serial, store.ErrCertificateRevoked)
+	return nil
 }
 
 // revokeCertificatesWhere revokes the unrevoked certificates that match

@@ -61,6 +61,7 @@ CREATE TABLE certificates (
 CREATE INDEX certificates_ek_hash ON certificates (ek_hash, not_before);
 CREATE INDEX certificates_revoked ON certificates (not_after) WHERE revoked_at IS NOT NULL;
 CREATE INDEX certificates_thumbprint ON certificates (thumbprint) WHERE thumbprint <> '';
+CREATE INDEX certificates_holders ON certificates (spiffe_id, not_after) WHERE revoked_at IS NULL;
 
 -- Audit log. Indices come from the coordinator row audit_head, updated in
 -- the appending transaction (its row lock orders appenders across
