@@ -99,3 +99,9 @@ func (a Autocommit) FirstSeen(ctx context.Context, kid string, now time.Time) (s
 	err = a.Run(ctx, func(tx Tx) error { seen, err = tx.FirstSeen(ctx, kid, now); return err })
 	return seen, err
 }
+
+// NewEpoch is Tx.NewEpoch in a transaction of its own.
+func (a Autocommit) NewEpoch(ctx context.Context) (epoch string, err error) {
+	err = a.Run(ctx, func(tx Tx) error { epoch, err = tx.NewEpoch(ctx); return err })
+	return epoch, err
+}

@@ -113,6 +113,7 @@ type Reader interface {
 	TokenReader
 	RevocationFeed
 	AuditReader
+	LineageReader
 }
 
 // Writer changes records. A duplicate key is ErrConflict.
@@ -124,6 +125,7 @@ type Writer interface {
 	TokenWriter
 	AuditWriter
 	SigningKeyWriter
+	LineageWriter
 }
 
 // ChallengeReader reads enrollment and renewal challenges.
@@ -415,4 +417,26 @@ type SigningKeyWriter interface {
 	// replica alike. Concurrent first sightings, from any process, all
 	// return the one time recorded. An empty kid is an error.
 	FirstSeen(ctx context.Context, kid string, now time.Time) (time.Time, error)
+}
+
+// LineageReader reads the identity of the database's lineage.
+type LineageReader interface {
+	// Epoch returns the database's epoch: a random, non-empty string
+	// created with the database (a database migrated from before epochs
+	// gets one) and replaced only by NewEpoch. Copies of a database share
+	// its epoch; the revocation feed names its events with it, so that a
+	// subscriber tells a feed whose sequence numbers restarted (a restored
+	// database) from the one it followed.
+	Epoch(ctx context.Context) (string, error)
+}
+
+// LineageWriter starts a new lineage.
+type LineageWriter interface {
+	// NewEpoch replaces the database's epoch with a new random one, which
+	// it returns, never one this or any other database returned before.
+	// Call it in the Tx that audits an acknowledged restore: the database
+	// restored from a copy is from then on a lineage of its own, whose
+	// feed subscribers resynchronise rather than skip the events whose
+	// sequence numbers they saw in the lost one.
+	NewEpoch(ctx context.Context) (string, error)
 }

@@ -96,6 +96,8 @@ var tests = []test{
 	{"DisableDeviceRevokesTokens", testDisableDeviceRevokesTokens},
 	{"Evidence", testEvidence},
 	{"FirstSeen", testFirstSeen},
+	{"Epoch", testEpoch},
+	{"NewEpoch", testNewEpoch},
 	{"TokenRoundTrip", testTokenRoundTrip},
 	{"InsertTokenRefuses", testInsertTokenRefuses},
 	{"InsertTokenNarrowLifetime", testInsertTokenNarrowLifetime},
