@@ -83,11 +83,17 @@ func New(storage Storage, signer *Signer, origin string, opts ...Option) (*Log, 
 		nudge: make(chan struct{}, 1), changed: make(chan struct{})}, nil
 }
 
-// Init rebuilds the tree from the storage's leaf hashes and checks it
-// against the latest stored checkpoint: signed by the log key, for the log's
-// origin, covering no more entries than are stored, with the recomputed
-// root; and, if the storage is a NodeHashReader, checks the nodes it stores
-// of those entries against the rebuilt tree. A mismatch is ErrTampered.
+// Init rebuilds the tree from the storage's entries and checks it against
+// the latest stored checkpoint: signed by the log key, for the log's
+// origin, covering no more entries than are stored, with the root
+// recomputed from the entries' data (each stored leaf hash must be the hash
+// of its entry: an entry edited with its leaf hash kept is caught here, not
+// only by an offline verifier); and, if the storage is a NodeHashReader,
+// checks the nodes it stores of those entries against the rebuilt tree. A
+// mismatch is ErrTampered. It reads and hashes every entry the checkpoint
+// covers: 1.7 s for a million entries from memory on one loaded core, of
+// which rebuilding the tree from the leaf hashes alone takes 1.3 s
+// (BenchmarkInit); a store adds its read time.
 // Integrate and Run call Init; call it first to fail before serving. It
 // does its work once.
 func (l *Log) Init(ctx context.Context) error {
@@ -105,7 +111,7 @@ func (l *Log) init(ctx context.Context) error {
 		return err
 	}
 	check := newNodeCheck(ctx, l.storage)
-	rng, err := scan(ctx, l.storage, cp.Size, check.visitor())
+	rng, err := l.scanEntries(ctx, cp.Size, check.visitor())
 	if err != nil {
 		return err
 	}
@@ -120,6 +126,29 @@ func (l *Log) init(ctx context.Context) error {
 		l.publish(note, cp.Size)
 	}
 	return nil
+}
+
+// scanEntries is scan over the first size entries, each stored leaf hash
+// checked against the hash of its entry's data.
+func (l *Log) scanEntries(ctx context.Context, size uint64, visit compact.VisitFn) (*compact.Range, error) {
+	rng := factory.NewEmptyRange(0)
+	for start := uint64(0); start < size; {
+		end := min(start+readChunk, size)
+		hashes, err := readLeafHashes(ctx, l.storage, start, end)
+		if err != nil {
+			return nil, err
+		}
+		if err := l.checkLeaves(ctx, start, end, hashes); err != nil {
+			return nil, err
+		}
+		for _, h := range hashes {
+			if err := rng.Append(h, visit); err != nil {
+				return nil, fmt.Errorf("audit: append leaf: %w", err)
+			}
+		}
+		start = end
+	}
+	return rng, nil
 }
 
 // storedCheckpoint reads and opens the latest stored checkpoint and checks

@@ -300,6 +300,9 @@ func TestLogRefusesTamperedStorage(t *testing.T) {
 		{"entry edited", func(t *testing.T, e *logEnv) {
 			e.st.edit(func(es [][]byte) [][]byte { es[2] = sampleEntry(t, 99); return es })
 		}},
+		{"entry data edited, its leaf hash kept", func(t *testing.T, e *logEnv) {
+			e.st.entries[2] = sampleEntry(t, 99)
+		}},
 		{"entries removed", func(t *testing.T, e *logEnv) {
 			e.st.edit(func(es [][]byte) [][]byte { return es[:3] })
 		}},
