@@ -30,6 +30,11 @@ const (
 	TokenIssued        Kind = "token.issued"        // Token
 	TokenExchanged     Kind = "token.exchanged"     // Token
 	TokenRevoked       Kind = "token.revoked"       // Token
+	// RestoreAcknowledged: an operator acknowledged that the database is
+	// older than what sigild had signed (restored from a copy); the log
+	// goes on from the restored entries, so checkpoints of the sizes
+	// after the restore point are signed twice, once in each lineage.
+	RestoreAcknowledged Kind = "restore.acknowledged" // Restore
 )
 
 // MaxEntrySize bounds an encoded entry. Enrollments carry the evidence

@@ -90,6 +90,20 @@ type Token struct {
 	Reason string `json:"reason,omitempty"`
 }
 
+// Restore is the payload of RestoreAcknowledged. Anchor is the checkpoint
+// note sigild had signed last before the restore (empty when its anchor
+// was lost), of which the restored database holds only the first Size
+// entries; the feed's epoch changed from PreviousEpoch to Epoch, and its
+// sequence numbers restart after FeedHead.
+type Restore struct {
+	Reason        string `json:"reason"`
+	Anchor        string `json:"anchor,omitempty"`
+	Size          uint64 `json:"size"`
+	PreviousEpoch string `json:"previous_epoch"`
+	Epoch         string `json:"epoch"`
+	FeedHead      uint64 `json:"feed_head"`
+}
+
 // payloads maps each kind to its payload type.
 var payloads = map[Kind]reflect.Type{
 	DeviceEnrolled:     reflect.TypeFor[Enrollment](),
@@ -106,6 +120,8 @@ var payloads = map[Kind]reflect.Type{
 	TokenIssued:        reflect.TypeFor[Token](),
 	TokenExchanged:     reflect.TypeFor[Token](),
 	TokenRevoked:       reflect.TypeFor[Token](),
+
+	RestoreAcknowledged: reflect.TypeFor[Restore](),
 }
 
 // Known reports whether k is one of the Kind constants.

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -113,6 +114,12 @@ type Audit struct {
 	// are public. Empty: nobody reads entries over the API; `sigild audit
 	// export` still works.
 	Readers []string `yaml:"readers"`
+	// Anchor is the file where sigild keeps the last checkpoint it signed
+	// and the database's epoch, outside the database: a database older
+	// than it (restored from a copy) is refused until an operator runs
+	// `sigild restore acknowledge`. Keep it off the database's backups.
+	// Default: sigild.anchor beside the configuration file.
+	Anchor string `yaml:"anchor"`
 }
 
 // HSM locates the PKCS#11 token holding every signing key.
@@ -177,7 +184,14 @@ func Load(path string) (*Config, error) {
 	if len(data) > maxFileSize {
 		return nil, fmt.Errorf("config: %s is larger than %d bytes", path, maxFileSize)
 	}
-	return Parse(data)
+	c, err := Parse(data)
+	if err != nil {
+		return nil, err
+	}
+	if c.Audit.Anchor == "" {
+		c.Audit.Anchor = filepath.Join(filepath.Dir(path), "sigild.anchor")
+	}
+	return c, nil
 }
 
 // Parse decodes and validates a configuration. Unknown fields are errors.

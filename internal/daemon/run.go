@@ -41,6 +41,10 @@ type Daemon struct {
 	ca     *ca.CA
 	verify *attest.Verifier
 	audit  *audit.Log
+	// checkpoints verifies the log's checkpoints (the audit key's).
+	checkpoints *audit.Verifier
+	// epoch is the database's, written into the anchor with each checkpoint.
+	epoch  string
 	tokens *tokens.Service
 	keys   *signer.KeySet
 	srv    *http.Server
@@ -105,6 +109,9 @@ func (d *Daemon) open(ctx context.Context, reg prometheus.Registerer) error {
 	if d.audit, err = d.openAudit(ctx, reg); err != nil {
 		return err
 	}
+	if err := d.checkAnchor(ctx); err != nil {
+		return err
+	}
 	d.policy, err = policy.NewEngine(ctx, d.cfg.Policy.Dir, policy.WithLogger(d.log),
 		policy.WithPollInterval(d.cfg.Policy.ReloadInterval), policy.WithOnLoad(d.policyLoaded))
 	if err != nil {
@@ -122,6 +129,7 @@ func (d *Daemon) openAudit(ctx context.Context, reg prometheus.Registerer) (*aud
 	if err != nil {
 		return nil, err
 	}
+	d.checkpoints = signer.Verifier()
 	l, err := audit.New(store.AuditStorage(d.store), signer, origin, audit.WithInterval(d.cfg.Audit.CheckpointInterval),
 		audit.WithLogger(d.log), audit.WithMetrics(reg))
 	if err != nil {
@@ -200,6 +208,7 @@ func (d *Daemon) ServeListener(ctx context.Context, ln net.Listener) error {
 		"audit log":       d.audit.Run,
 		"token keys":      func(ctx context.Context) error { return d.keys.Run(ctx, keyRefresh(d.cfg.Tokens.RotationLead)) },
 		"revocation feed": d.tokens.Run,
+		"audit anchor":    d.keepAnchor,
 	}
 	for name, run := range background {
 		go func() {
@@ -219,8 +228,8 @@ func (d *Daemon) ServeListener(ctx context.Context, ln net.Listener) error {
 	if err := d.srv.Shutdown(shutdown); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
-	// Cover what the last requests appended.
-	return d.audit.Integrate(shutdown)
+	// Cover what the last requests appended, and anchor it.
+	return d.anchorNow(shutdown)
 }
 
 // Reload re-reads the policy directory and the token signing keys (SIGHUP):

@@ -1,0 +1,166 @@
+package daemon
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+
+	"github.com/sigil-dev/sigil/audit"
+	"github.com/sigil-dev/sigil/internal/atomicfile"
+	"github.com/sigil-dev/sigil/internal/store"
+)
+
+// ErrRestored: the database is older than what sigild has signed, or of
+// another lineage than its anchor: it was restored from a copy or rolled
+// back, and serving it would bring back what it lost (revoked tokens
+// active again, feed sequence numbers reused). Do not serve: an operator
+// checks the restore, runs `sigild restore acknowledge`, then `sigild
+// restore reapply` with an audit export newer than the copy.
+var ErrRestored = errors.New("daemon: the database is older than what sigild has signed (restored or rolled back); check it, then run `sigild restore acknowledge`")
+
+// anchor is what sigild keeps outside the database (config audit.anchor):
+// the latest checkpoint note it signed and stored, and the epoch of the
+// database it stored it in. It is written after the checkpoint commits, so
+// a crash between the two leaves an anchor older than the database, which
+// passes; a database is accepted when it holds the anchor's tree (same
+// epoch, at least as many entries, the same root at the anchor's size).
+type anchor struct {
+	Epoch      string `json:"epoch"`
+	Checkpoint string `json:"checkpoint"`
+}
+
+// readAnchor reads the anchor at path; a missing file is a nil anchor.
+func readAnchor(path string) (*anchor, error) {
+	if path == "" {
+		return nil, errors.New("daemon: audit.anchor: no anchor file configured")
+	}
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("daemon: read anchor: %w", err)
+	}
+	var a anchor
+	if err := json.Unmarshal(data, &a); err != nil || a.Epoch == "" || a.Checkpoint == "" {
+		return nil, fmt.Errorf("daemon: anchor %s: malformed (%v)", path, err)
+	}
+	return &a, nil
+}
+
+// writeAnchor replaces the anchor at path, mode 0600, atomically.
+func writeAnchor(path string, a anchor) error {
+	data, err := json.Marshal(a)
+	if err != nil {
+		return fmt.Errorf("daemon: encode anchor: %w", err)
+	}
+	if err := atomicfile.Write(path, append(data, '\n')); err != nil {
+		return fmt.Errorf("daemon: write anchor: %w", err)
+	}
+	return nil
+}
+
+// anchorState is how a database stands against an anchor.
+type anchorState struct {
+	Anchor   *anchor
+	Signed   audit.Checkpoint // the anchor's checkpoint, when there is one
+	Epoch    string           // the database's
+	Size     uint64           // the database's audit entries
+	Restored error            // why the database is refused, nil if it is not
+}
+
+// checkAnchor compares the database with the anchor at path. The log must
+// have passed Init, so that the stored leaf hashes match the entries and
+// the latest stored checkpoint. A missing anchor passes only for a
+// database without a checkpoint (never served).
+func checkAnchor(ctx context.Context, st store.Store, path string, v *audit.Verifier) (anchorState, error) {
+	var s anchorState
+	var err error
+	if s.Anchor, err = readAnchor(path); err != nil {
+		return s, err
+	}
+	if s.Epoch, err = st.Epoch(ctx); err != nil {
+		return s, err
+	}
+	if s.Size, err = st.AuditSize(ctx); err != nil {
+		return s, err
+	}
+	if s.Anchor == nil {
+		latest, err := st.LatestCheckpoint(ctx)
+		if err != nil {
+			return s, err
+		}
+		if len(latest) > 0 {
+			s.Restored = fmt.Errorf("%w: no anchor at %s, but the database has signed checkpoints (the anchor was lost, or the database comes from elsewhere)", ErrRestored, path)
+		}
+		return s, nil
+	}
+	if s.Signed, err = audit.OpenCheckpoint([]byte(s.Anchor.Checkpoint), v); err != nil {
+		return s, fmt.Errorf("daemon: anchor %s: its checkpoint does not verify with the audit key: %w", path, err)
+	}
+	s.Restored, err = compareAnchor(ctx, st, s)
+	return s, err
+}
+
+// compareAnchor returns why the database is not at or after the anchor,
+// nil if it is.
+func compareAnchor(ctx context.Context, st store.Store, s anchorState) (error, error) {
+	switch {
+	case s.Epoch != s.Anchor.Epoch:
+		return fmt.Errorf("%w: the database's epoch %s is not the anchor's %s", ErrRestored, s.Epoch, s.Anchor.Epoch), nil
+	case s.Size < s.Signed.Size:
+		return fmt.Errorf("%w: the database has %d audit entries, sigild signed a checkpoint of %d", ErrRestored, s.Size, s.Signed.Size), nil
+	}
+	root, err := audit.RootHash(ctx, store.AuditStorage(st), s.Signed.Size)
+	if err != nil {
+		return nil, err
+	}
+	if !bytes.Equal(root, s.Signed.Hash) {
+		return fmt.Errorf("%w: the database's first %d audit entries are not those of the checkpoint sigild signed", ErrRestored, s.Signed.Size), nil
+	}
+	return nil, nil
+}
+
+// checkAnchor refuses to serve a database older than the anchor
+// (ErrRestored) and keeps the database's epoch for keepAnchor.
+func (d *Daemon) checkAnchor(ctx context.Context) error {
+	s, err := checkAnchor(ctx, d.store, d.cfg.Audit.Anchor, d.checkpoints)
+	if err != nil {
+		return err
+	}
+	if s.Restored != nil {
+		d.log.ErrorContext(ctx, "refusing to serve a restored database", "anchor", d.cfg.Audit.Anchor, "err", s.Restored)
+		return s.Restored
+	}
+	d.epoch = s.Epoch
+	return nil
+}
+
+// keepAnchor writes every new checkpoint, once stored, to the anchor,
+// until ctx ends. A failed write is logged and retried with the next
+// checkpoint: the anchor only lags, which never makes a healthy database
+// look restored.
+func (d *Daemon) keepAnchor(ctx context.Context) error {
+	var size uint64
+	if s, err := checkAnchor(ctx, d.store, d.cfg.Audit.Anchor, d.checkpoints); err == nil && s.Anchor != nil {
+		size = s.Signed.Size
+	}
+	for {
+		note, err := d.audit.WaitFor(ctx, size+1)
+		if err != nil {
+			return nil // ctx ended
+		}
+		cp, err := audit.PeekCheckpoint(note)
+		if err != nil {
+			return err
+		}
+		if err := writeAnchor(d.cfg.Audit.Anchor, anchor{Epoch: d.epoch, Checkpoint: string(note)}); err != nil {
+			d.log.WarnContext(ctx, "audit: cannot write the anchor; retrying with the next checkpoint", "err", err)
+		}
+		size = cp.Size
+	}
+}
