@@ -110,3 +110,129 @@ func (d *Daemon) anchorNow(ctx context.Context) error {
 	}
 	return writeAnchor(d.cfg.Audit.Anchor, anchor{Epoch: d.epoch, Checkpoint: string(note)})
 }
+
+// Reapplied is what ReapplyRevocations did.
+type Reapplied struct {
+	Certificates []string // serials revoked again
+	Tokens       []string // jtis revoked again, with those revoked with them
+	Missing      []string // "serial:…" and "jti:…" the database does not hold
+	Already      int      // revocations the database already had
+}
+
+// revocation is a revocation read from an audit export.
+type revocation struct {
+	serial, jti, reason string
+	at                  time.Time
+}
+
+// ReapplyRevocations re-applies every certificate and token revocation
+// that the audit export in dir records, in log order, to the database,
+// each with its audit entries (the stored reason is ReappliedPrefix and
+// the original reason) and feed events, as the original revocation had.
+// It verifies the export against the audit key first and applies nothing
+// from an export that does not verify. It is idempotent: what the database
+// has revoked is left as it is. Run it after AcknowledgeRestore, with an
+// export taken before the restore (`sigild audit export`, or an auditor's
+// copy): revocations of certificates and tokens the database does not
+// hold are listed as missing; their records are gone with the restore.
+func (o *Offline) ReapplyRevocations(ctx context.Context, dir string) (Reapplied, error) {
+	revs, err := exportRevocations(ctx, dir, o.d.checkpoints)
+	if err != nil {
+		return Reapplied{}, err
+	}
+	var r Reapplied
+	for _, rev := range revs {
+		if err := o.reapply(ctx, rev, &r); err != nil {
+			return r, err
+		}
+	}
+	return r, nil
+}
+
+// exportRevocations verifies the export in dir and returns its
+// revocations in log order.
+func exportRevocations(ctx context.Context, dir string, v *audit.Verifier) ([]revocation, error) {
+	var revs []revocation
+	collect := func(_ uint64, e audit.Entry) error {
+		if e.Kind != audit.CertificateRevoked && e.Kind != audit.TokenRevoked {
+			return nil
+		}
+		p, err := e.Payload()
+		if err != nil {
+			return err
+		}
+		switch p := p.(type) {
+		case *audit.Certificate:
+			revs = append(revs, revocation{serial: p.Serial, reason: p.Reason, at: e.Time})
+		case *audit.Token:
+			revs = append(revs, revocation{jti: p.JTI, reason: p.Reason, at: e.Time})
+		}
+		return nil
+	}
+	if _, err := audit.Verify(ctx, audit.DirSource(dir), v, audit.VerifyOptions{OnEntry: collect}); err != nil {
+		return nil, fmt.Errorf("daemon: reapply: the export %s does not verify: %w", dir, err)
+	}
+	return revs, nil
+}
+
+// reapply re-applies one revocation and records what it did in r.
+func (o *Offline) reapply(ctx context.Context, rev revocation, r *Reapplied) error {
+	st := o.d.store
+	already := false
+	err := st.Tx(ctx, func(tx store.Tx) error {
+		revoked, err := revokeAgain(ctx, tx, rev)
+		if err != nil {
+			return err
+		}
+		if already = len(revoked.Certificates) == 0 && len(revoked.Tokens) == 0; already {
+			return nil
+		}
+		var entries []store.AuditEntry
+		for _, serial := range revoked.Certificates {
+			e, err := store.NewAuditEntry(audit.CertificateRevoked, rev.at, audit.Certificate{Serial: serial, Reason: ReappliedPrefix + rev.reason})
+			if err != nil {
+				return err
+			}
+			entries = append(entries, e)
+			r.Certificates = append(r.Certificates, serial)
+		}
+		tokens, err := store.RevokedTokenEntries(ctx, tx, revoked.Tokens, rev.at)
+		if err != nil {
+			return err
+		}
+		r.Tokens = append(r.Tokens, revoked.Tokens...)
+		return store.AppendAuditEntries(ctx, tx, append(entries, tokens...)...)
+	})
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		r.Missing = append(r.Missing, rev.key())
+		return nil
+	case errors.Is(err, store.ErrConflict):
+		r.Already++
+		return nil
+	case err != nil:
+		return fmt.Errorf("daemon: reapply %s: %w", rev.key(), err)
+	case already:
+		r.Already++
+	}
+	return nil
+}
+
+func (rev revocation) key() string {
+	if rev.serial != "" {
+		return "serial:" + rev.serial
+	}
+	return "jti:" + rev.jti
+}
+
+// revokeAgain revokes rev's certificate (and its tokens) or token (and its
+// subtree) in tx, with ReappliedPrefix before the reason. A certificate
+// revoked already is ErrConflict, a token revoked already nothing.
+func revokeAgain(ctx context.Context, tx store.Tx, rev revocation) (store.Revoked, error) {
+	reason := ReappliedPrefix + rev.reason
+	if rev.serial != "" {
+		return tx.RevokeCertificate(ctx, rev.serial, reason, rev.at)
+	}
+	jtis, err := tx.RevokeToken(ctx, rev.jti, reason, rev.at)
+	return store.Revoked{Tokens: jtis}, err
+}
