@@ -47,7 +47,8 @@ func newEnv(t *testing.T) *env {
 	if e.st, err = backend.Open(t.Context(), cfg.Store); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { e.st.Close() })
+	st := e.st
+	t.Cleanup(func() { st.Close() })
 	return e
 }
 

@@ -1,0 +1,321 @@
+package daemon_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	_ "modernc.org/sqlite"
+
+	"github.com/sigil-dev/sigil/audit"
+	"github.com/sigil-dev/sigil/internal/daemon"
+	"github.com/sigil-dev/sigil/internal/store"
+	"github.com/sigil-dev/sigil/internal/store/backend"
+	"github.com/sigil-dev/sigil/internal/store/storetest"
+)
+
+// stack is a sigild over SoftHSM and a SQLite file, started and stopped
+// as an operator would, with the database file copied and restored under
+// it.
+type stack struct {
+	*env
+	db string // the SQLite file
+}
+
+func newStack(t *testing.T) *stack {
+	t.Helper()
+	e := newEnv(t)
+	e.cfg.Audit.Anchor = filepath.Join(t.TempDir(), "sigild.anchor")
+	e.cfg.Policy.Dir = filepath.Join("..", "..", "testenv", "policy")
+	e.cfg.Attestation.EKAllow = []string{strings.Repeat("ab", 32)}
+	e.init(t)
+	s := &stack{env: e, db: strings.TrimPrefix(e.cfg.Store, "sqlite:")}
+	s.closeStore(t)
+	return s
+}
+
+// closeStore closes the test's own handle, so that files can be copied.
+func (s *stack) closeStore(t *testing.T) {
+	t.Helper()
+	if s.st != nil {
+		s.st.Close()
+		s.st = nil
+	}
+}
+
+// store opens the test's handle on the database, closed when t ends.
+func (s *stack) store(t *testing.T) store.Store {
+	t.Helper()
+	if s.st == nil {
+		st, err := backend.Open(t.Context(), s.cfg.Store)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.st = st
+		t.Cleanup(func() { st.Close() })
+	}
+	return s.st
+}
+
+// serve starts sigild, runs fn while it serves, and stops it (which
+// signs a checkpoint of everything and anchors it). New's error is
+// returned, fn not run, when sigild refuses to start.
+func (s *stack) serve(t *testing.T, fn func()) error {
+	t.Helper()
+	s.closeStore(t)
+	d, err := daemon.New(t.Context(), s.cfg, s.log)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- d.ServeListener(ctx, ln) }()
+	fn()
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Serve: %v", err)
+	}
+	return nil
+}
+
+// copyDB copies the database file to dst (sigild and every handle
+// stopped: the WAL is checkpointed into the file).
+func (s *stack) copyDB(t *testing.T, dst string) {
+	t.Helper()
+	s.closeStore(t)
+	if fi, err := os.Stat(s.db + "-wal"); err == nil && fi.Size() > 0 {
+		t.Fatalf("the WAL of %s holds %d bytes with every handle closed", s.db, fi.Size())
+	}
+	copyFile(t, s.db, dst)
+}
+
+// restoreDB puts the copy src back as the database, as an operator
+// restoring a backup would.
+func (s *stack) restoreDB(t *testing.T, src string) {
+	t.Helper()
+	s.closeStore(t)
+	for _, suffix := range []string{"-wal", "-shm"} {
+		if err := os.Remove(s.db + suffix); err != nil && !errors.Is(err, os.ErrNotExist) {
+			t.Fatal(err)
+		}
+	}
+	copyFile(t, src, s.db)
+}
+
+func copyFile(t *testing.T, src, dst string) {
+	t.Helper()
+	in, err := os.Open(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		t.Fatal(err)
+	}
+	if err := out.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// issue stores a token with its audit entry, as the token service does.
+func issue(t *testing.T, st store.Store, jti string) {
+	t.Helper()
+	tok := storetest.Token(jti, "")
+	tok.IssuedAt, tok.ExpiresAt = time.Now(), time.Now().Add(time.Hour)
+	err := st.Tx(t.Context(), func(tx store.Tx) error {
+		if err := tx.InsertToken(t.Context(), tok); err != nil {
+			return err
+		}
+		e, err := store.NewAuditEntry(audit.TokenIssued, time.Now(), store.AuditToken(tok), "jti:"+jti)
+		if err != nil {
+			return err
+		}
+		return store.AppendAuditEntries(t.Context(), tx, e)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// revoke revokes a token with its audit entries, as the token service does.
+func revoke(t *testing.T, st store.Store, jti string) {
+	t.Helper()
+	err := st.Tx(t.Context(), func(tx store.Tx) error {
+		jtis, err := tx.RevokeToken(t.Context(), jti, "revoked by its holder", time.Now())
+		if err != nil {
+			return err
+		}
+		entries, err := store.RevokedTokenEntries(t.Context(), tx, jtis, time.Now())
+		if err != nil {
+			return err
+		}
+		return store.AppendAuditEntries(t.Context(), tx, entries...)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func revokedReason(t *testing.T, st store.Store, jti string) (bool, string) {
+	t.Helper()
+	tok, err := st.Token(t.Context(), jti)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok.RevokedAt != nil, tok.RevocationReason
+}
+
+func offline(t *testing.T, s *stack) *daemon.Offline {
+	t.Helper()
+	s.closeStore(t)
+	o, err := daemon.OpenOffline(t.Context(), s.cfg, s.h, s.log)
+	if err != nil {
+		t.Fatalf("OpenOffline: %v", err)
+	}
+	t.Cleanup(o.Close)
+	return o
+}
+
+// TestRestoredDatabaseRefused is the attack of issue 11 §2: a copy of the
+// database from before a revocation is put back under a stopped sigild.
+// sigild refuses it; an operator acknowledges the restore (audited, new
+// epoch), sigild serves again, and re-applying the revocations of an
+// export taken before the restore revokes the token again, once.
+func TestRestoredDatabaseRefused(t *testing.T) {
+	s := newStack(t)
+	ctx := t.Context()
+	if err := s.serve(t, func() { issue(t, s.store(t), "victim") }); err != nil {
+		t.Fatalf("first start: %v", err)
+	}
+	snapshot := filepath.Join(t.TempDir(), "snapshot.db")
+	s.copyDB(t, snapshot)
+	if err := s.serve(t, func() { revoke(t, s.store(t), "victim") }); err != nil {
+		t.Fatalf("second start: %v", err)
+	}
+	export := filepath.Join(t.TempDir(), "export")
+	if err := audit.WriteExport(ctx, store.AuditStorage(s.store(t)), export); err != nil {
+		t.Fatal(err)
+	}
+	epoch, _ := s.store(t).Epoch(ctx)
+
+	s.restoreDB(t, snapshot)
+	if err := s.serve(t, func() {}); !errors.Is(err, daemon.ErrRestored) {
+		t.Fatalf("sigild started on a restored database: New = %v, want ErrRestored", err)
+	}
+	if revoked, _ := revokedReason(t, s.store(t), "victim"); revoked {
+		t.Fatal("the snapshot already has the revocation: the test restores nothing")
+	}
+
+	ack, err := offline(t, s).AcknowledgeRestore(ctx, "disk replaced, restored from last night's backup", time.Now())
+	if err != nil {
+		t.Fatalf("AcknowledgeRestore: %v", err)
+	}
+	if ack.PreviousEpoch != epoch || ack.Epoch == epoch || ack.Epoch == "" {
+		t.Errorf("epochs %q -> %q; want %q -> a new one", ack.PreviousEpoch, ack.Epoch, epoch)
+	}
+	s.checkAcknowledged(t, ack)
+	if _, err := offline(t, s).AcknowledgeRestore(ctx, "again", time.Now()); err == nil {
+		t.Error("a second acknowledgement of a database sigild accepts succeeded")
+	}
+
+	r, err := offline(t, s).ReapplyRevocations(ctx, export)
+	if err != nil || len(r.Tokens) != 1 || r.Tokens[0] != "victim" {
+		t.Fatalf("ReapplyRevocations = %+v, %v; want victim revoked again", r, err)
+	}
+	if revoked, reason := revokedReason(t, s.store(t), "victim"); !revoked || reason != daemon.ReappliedPrefix+"revoked by its holder" {
+		t.Errorf("victim after reapply: revoked %v, reason %q", revoked, reason)
+	}
+	if kinds := loggedKinds(t, s.store(t)); kinds[len(kinds)-1] != audit.TokenRevoked {
+		t.Errorf("the re-applied revocation is not audited: log ends %v", kinds[len(kinds)-3:])
+	}
+	if again, err := offline(t, s).ReapplyRevocations(ctx, export); err != nil || len(again.Tokens) != 0 || again.Already != 1 {
+		t.Errorf("a second reapply = %+v, %v; want nothing re-applied, one already revoked", again, err)
+	}
+	if err := s.serve(t, func() {}); err != nil {
+		t.Fatalf("sigild refused the acknowledged database: %v", err)
+	}
+}
+
+// checkAcknowledged: the acknowledgement is audited, the database has its
+// new epoch, and sigild serves it.
+func (s *stack) checkAcknowledged(t *testing.T, ack daemon.Acknowledgement) {
+	t.Helper()
+	st := s.store(t)
+	if got, _ := st.Epoch(t.Context()); got != ack.Epoch {
+		t.Errorf("database epoch %q, want %q", got, ack.Epoch)
+	}
+	kinds := loggedKinds(t, st)
+	if kinds[len(kinds)-1] != audit.RestoreAcknowledged {
+		t.Fatalf("log ends with %v, want %s", kinds[len(kinds)-1], audit.RestoreAcknowledged)
+	}
+	if err := s.serve(t, func() {}); err != nil {
+		t.Fatalf("sigild refused the acknowledged database: %v", err)
+	}
+}
+
+// TestEditedEntryRefused: an entry's data edited in the SQLite file, its
+// stored leaf hash kept, stops sigild at start (the check recomputes leaf
+// hashes from the data), and cannot be acknowledged away.
+func TestEditedEntryRefused(t *testing.T) {
+	s := newStack(t)
+	if err := s.serve(t, func() { issue(t, s.store(t), "tok") }); err != nil {
+		t.Fatal(err)
+	}
+	s.copyDB(t, filepath.Join(t.TempDir(), "before.db"))
+	db, err := sql.Open("sqlite", s.db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for _, q := range []string{
+		`DROP TRIGGER audit_entries_no_update`,
+		`UPDATE audit_entries SET data = CAST(replace(CAST(data AS TEXT), 'user/alice', 'user/mallory') AS BLOB)
+			WHERE CAST(data AS TEXT) LIKE '%user/alice%'`,
+	} {
+		res, err := db.Exec(q)
+		if err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+		if n, _ := res.RowsAffected(); strings.HasPrefix(q, "UPDATE") && n != 1 {
+			t.Fatalf("%s: %d rows", q, n)
+		}
+	}
+	db.Close()
+	if err := s.serve(t, func() {}); !errors.Is(err, audit.ErrTampered) {
+		t.Fatalf("sigild started on an edited entry: New = %v, want ErrTampered", err)
+	}
+	if _, err := daemon.OpenOffline(t.Context(), s.cfg, s.h, s.log); !errors.Is(err, audit.ErrTampered) {
+		t.Fatalf("OpenOffline (for an acknowledgement) = %v, want ErrTampered", err)
+	}
+}
+
+// TestLostAnchorRefused: a database that has signed checkpoints but no
+// anchor (deleted, or the database brought from elsewhere) is refused.
+func TestLostAnchorRefused(t *testing.T) {
+	s := newStack(t)
+	if err := s.serve(t, func() {}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(s.cfg.Audit.Anchor); err != nil {
+		t.Fatalf("the anchor was not written: %v", err)
+	}
+	if err := s.serve(t, func() {}); !errors.Is(err, daemon.ErrRestored) {
+		t.Fatalf("New without the anchor = %v, want ErrRestored", err)
+	}
+}
