@@ -202,10 +202,16 @@ func (s *oauth) metadata(w http.ResponseWriter, _ *http.Request) {
 	json.NewEncoder(w).Encode(s.Tokens.Metadata())
 }
 
+// FeedHeadHeader names the response header of the revocation feed that
+// holds the id of its latest event when the stream started.
+const FeedHeadHeader = "Sigil-Feed-Head"
+
 // revocations streams the revocation feed as Server-Sent Events: one
-// event per revoked token, id the event's sequence number (send it back
-// as Last-Event-ID to resume), data the signed SET. Streams are limited per
-// identity and in all (limit.go).
+// event per revoked token, id the event's "<epoch>.<seq>" (send it back
+// as Last-Event-ID to resume), data the signed SET; the FeedHeadHeader
+// says where the feed stands. A resume point not on the feed (another
+// epoch, ahead of the head) is 409: resynchronise from Last-Event-ID 0.
+// Streams are limited per identity and in all (limit.go).
 func (s *oauth) revocations(w http.ResponseWriter, r *http.Request) {
 	release, err := s.streams.acquire(streamIdentity(peerCertificate(r)))
 	if err != nil {
@@ -222,6 +228,7 @@ func (s *oauth) revocations(w http.ResponseWriter, r *http.Request) {
 	rc := http.NewResponseController(w)
 	_ = rc.SetReadDeadline(time.Time{}) // the server's ReadTimeout would end the stream
 	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set(FeedHeadHeader, sub.Head())
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
@@ -236,7 +243,7 @@ func (s *oauth) revocations(w http.ResponseWriter, r *http.Request) {
 		var line string
 		switch {
 		case err == nil:
-			line = fmt.Sprintf("id: %d\ndata: %s\n\n", ev.Seq, ev.SET)
+			line = fmt.Sprintf("id: %s\ndata: %s\n\n", ev.ID(), ev.SET)
 		case errors.Is(err, context.DeadlineExceeded) && r.Context().Err() == nil:
 			line = ": keep-alive\n\n"
 		default:
@@ -293,6 +300,8 @@ func classifyOAuth(err error) (status int, code, description string) {
 		return http.StatusBadRequest, oe.Code, oe.Description
 	case errors.Is(err, tokens.ErrNotRecorded):
 		return http.StatusServiceUnavailable, "temporarily_unavailable", "the operation could not be recorded, so it did not take effect; retry later"
+	case errors.Is(err, tokens.ErrResync):
+		return http.StatusConflict, "invalid_request", "Last-Event-ID is not on this revocation feed (another epoch: the database was restored; or ahead of its head): resynchronise from Last-Event-ID 0"
 	case errors.Is(err, tokens.ErrFeedUnavailable):
 		return http.StatusServiceUnavailable, "temporarily_unavailable", "the revocation feed is not available; retry later"
 	case errors.Is(err, hsm.ErrUnavailable), errors.Is(err, signer.ErrStale):

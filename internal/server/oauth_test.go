@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -191,12 +192,52 @@ func TestOAuthFeedResumes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	feed := o.subscribe(t, o.client(rs), fmt.Sprint(seq-2))
+	epoch, err := o.Store.Epoch(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	feed := o.subscribe(t, o.client(rs), tokens.EventID(epoch, seq-2))
 	for i, want := range jtis[1:] {
 		ev := feed.next(t)
-		if ev.id != fmt.Sprint(seq-1+uint64(i)) || o.setJTI(t, ev.data) != want {
-			t.Errorf("resumed event %s for %s, want %d for %s", ev.id, o.setJTI(t, ev.data), seq-1+uint64(i), want)
+		if id := tokens.EventID(epoch, seq-1+uint64(i)); ev.id != id || o.setJTI(t, ev.data) != want {
+			t.Errorf("resumed event %s for %s, want %s for %s", ev.id, o.setJTI(t, ev.data), id, want)
 		}
+	}
+}
+
+// A resume point ahead of the feed's head, or of another epoch, is
+// answered 409 so that the verifier resynchronises from 0; a stream names
+// the feed's head.
+func TestOAuthFeedRefusesResumeOffTheFeed(t *testing.T) {
+	t.Parallel()
+	o := newOAuthServer(t)
+	rs := o.Workload(t, "rs")
+	for _, id := range []string{"99999999", tokens.EventID("another-epoch", 1)} {
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, o.url+tokens.PathRevocations, nil)
+		req.Header.Set("Last-Event-ID", id)
+		resp, err := o.client(rs).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a := read(t, resp); a.status != http.StatusConflict || a.str("error") != tokens.InvalidRequest {
+			t.Errorf("Last-Event-ID %s: %d %s, want 409 invalid_request", id, a.status, a.raw)
+		}
+	}
+	epoch, err := o.Store.Epoch(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, o.url+tokens.PathRevocations, nil)
+	req.Header.Set("Last-Event-ID", "0")
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	resp, err := o.client(rs).Do(req.WithContext(ctx))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if got := resp.Header.Get(FeedHeadHeader); resp.StatusCode != http.StatusOK || got != tokens.EventID(epoch, 0) {
+		t.Errorf("Last-Event-ID 0: %d, head %q; want 200, head %q", resp.StatusCode, got, tokens.EventID(epoch, 0))
 	}
 }
 

@@ -3,9 +3,11 @@ package tokens
 import (
 	"context"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -13,17 +15,39 @@ import (
 )
 
 // Event is one revocation event of the feed: Seq, the store's event
-// sequence number (the SSE id), and SET, the signed Security Event Token.
+// sequence number, in the database lineage Epoch (store.Epoch), and SET,
+// the signed Security Event Token. Its SSE id is ID.
 type Event struct {
-	Seq uint64
-	SET string
+	Epoch string
+	Seq   uint64
+	SET   string
 }
 
-// Feed sizes.
+// ID is the event's SSE id, "<epoch>.<seq>": a subscriber sends it back as
+// Last-Event-ID to resume after the event.
+func (e Event) ID() string { return EventID(e.Epoch, e.Seq) }
+
+// EventID is the SSE id of event seq of the feed of epoch.
+func EventID(epoch string, seq uint64) string { return epoch + "." + strconv.FormatUint(seq, 10) }
+
+// ErrResync: a subscriber's resume point (Last-Event-ID) is not on this
+// feed: of another epoch (the database was restored, and the restore
+// acknowledged), without an epoch, or ahead of the feed's head, so that
+// resuming from it would skip events. Answer 409 Conflict; the subscriber
+// resynchronises from the start (Last-Event-ID 0), keeping what it knows.
+var ErrResync = errors.New("resume point not on the revocation feed: resynchronise from Last-Event-ID 0")
+
+// Feed sizes. A resume from any point on the feed is served, Last-Event-ID
+// 0 included (a verifier starting up), and costs one HSM signature per
+// event not signed since the process started, never more while the event
+// is among the recentEvents signed last: a resume reads the store (100
+// events a read) and signs only what no subscriber needed before, and
+// signatures of events not kept run one at a time, so that subscribers
+// resuming together share them rather than each signing the backlog.
 const (
-	subscriberBuffer = 256  // events queued per subscriber before it is dropped
-	recentEvents     = 4096 // signed events kept for subscribers that resume
-	backlogPage      = 100  // events read from the store at a time on resume
+	subscriberBuffer = 256   // events queued per subscriber before it is dropped
+	recentEvents     = 65536 // signed events kept (about 40 MB at most)
+	backlogPage      = 100   // events read from the store at a time on resume
 )
 
 type signFunc func(context.Context, store.RevocationEvent) (string, error)
@@ -42,10 +66,12 @@ type feed struct {
 	kick     chan struct{}
 	closed   chan struct{}
 	closing  sync.Once
+	signing  chan struct{} // held while an event is signed: one at a time
 
 	mu      sync.Mutex
 	started bool
 	ended   bool
+	epoch   string // the store's, read at start
 	last    uint64 // the events up to last have been handed out
 	subs    map[*Subscription]struct{}
 	signed  map[uint64]string
@@ -55,7 +81,7 @@ type feed struct {
 func newFeed(st store.Reader, sign signFunc, log *slog.Logger, interval time.Duration, maxSubs int) *feed {
 	return &feed{
 		st: st, sign: sign, log: log, interval: interval, maxSubs: maxSubs,
-		kick: make(chan struct{}, 1), closed: make(chan struct{}),
+		kick: make(chan struct{}, 1), closed: make(chan struct{}), signing: make(chan struct{}, 1),
 		subs: map[*Subscription]struct{}{}, signed: map[uint64]string{},
 	}
 }
@@ -106,6 +132,10 @@ func (f *feed) start(ctx context.Context) error {
 	if started {
 		return nil
 	}
+	epoch, err := f.st.Epoch(ctx)
+	if err != nil {
+		return err
+	}
 	seq, err := f.st.LatestRevocationSeq(ctx)
 	if err != nil {
 		return err
@@ -113,7 +143,7 @@ func (f *feed) start(ctx context.Context) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if !f.started {
-		f.last, f.started = seq, true
+		f.last, f.epoch, f.started = seq, epoch, true
 	}
 	return nil
 }
@@ -156,7 +186,7 @@ func (f *feed) publish(ctx context.Context, e store.RevocationEvent) error {
 		if set != "" || len(f.subs) == 0 {
 			f.last = max(f.last, e.Seq)
 			for sub := range f.subs {
-				sub.offer(Event{Seq: e.Seq, SET: set})
+				sub.offer(Event{Epoch: f.epoch, Seq: e.Seq, SET: set})
 			}
 			f.mu.Unlock()
 			return nil
@@ -169,12 +199,20 @@ func (f *feed) publish(ctx context.Context, e store.RevocationEvent) error {
 	}
 }
 
-// event returns e signed, signing it if it is not among the recent ones.
+// event returns e signed, signing it if it is not among the recent ones;
+// signatures run one at a time, and a signature another subscriber made
+// meanwhile is taken as it is.
 func (f *feed) event(ctx context.Context, e store.RevocationEvent) (string, error) {
-	f.mu.Lock()
-	set, ok := f.signed[e.Seq]
-	f.mu.Unlock()
-	if ok {
+	if set, ok := f.cached(e.Seq); ok {
+		return set, nil
+	}
+	select {
+	case f.signing <- struct{}{}:
+		defer func() { <-f.signing }()
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+	if set, ok := f.cached(e.Seq); ok {
 		return set, nil
 	}
 	set, err := f.sign(ctx, e)
@@ -194,6 +232,14 @@ func (f *feed) event(ctx context.Context, e store.RevocationEvent) (string, erro
 	return set, nil
 }
 
+// cached returns event seq signed, if it is kept.
+func (f *feed) cached(seq uint64) (string, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	set, ok := f.signed[seq]
+	return set, ok
+}
+
 // Subscription is one subscriber's view of the feed: the events after its
 // starting point, in sequence order, each once.
 type Subscription struct {
@@ -201,41 +247,74 @@ type Subscription struct {
 	next    uint64 // the backlog runs from after next ...
 	after   uint64 // ... up to after; live events come after it
 	pending []store.RevocationEvent
+	epoch   string
+	head    uint64 // the store's latest event when the subscription started
 	ch      chan Event
 	lost    chan struct{} // closed when the subscriber fell behind
 }
 
+// Head is the SSE id of the feed's latest event when the subscription
+// started ("<epoch>.0" before the first): a subscriber that has seen a
+// later event of the epoch, or one of another epoch, resynchronises.
+func (sub *Subscription) Head() string { return EventID(sub.epoch, sub.head) }
+
 // Subscribe starts a subscription to the revocation feed for the holder of
 // caller, which must be a client certificate of ours (as for
 // introspection). lastEventID is the SSE Last-Event-ID: empty to start
-// with the next revocation, or the Seq of the last event seen to resume
-// after it. Errors: invalid_client, invalid_request for a malformed
-// lastEventID, ErrFeedUnavailable.
+// with the next revocation, "0" to start from the first event the store
+// holds, or the ID of the last event seen to resume after it. Errors:
+// invalid_client, invalid_request for a malformed lastEventID, ErrResync
+// for one not on this feed (another epoch, none, or ahead of the head),
+// ErrFeedUnavailable.
 func (s *Service) Subscribe(ctx context.Context, caller *x509.Certificate, lastEventID string) (*Subscription, error) {
 	if _, err := s.authenticate(ctx, caller); err != nil {
 		return nil, err
 	}
-	var resume *uint64
-	if lastEventID != "" {
-		seq, err := strconv.ParseUint(lastEventID, 10, 64)
-		if err != nil {
-			return nil, invalidRequest("Last-Event-ID must be the decimal sequence number of an event")
-		}
-		resume = &seq
-	}
 	if err := s.feed.start(ctx); err != nil {
 		return nil, fmt.Errorf("tokens: revocation feed: %w", err)
 	}
-	return s.feed.subscribe(resume)
+	head, err := s.feed.st.LatestRevocationSeq(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("tokens: revocation feed: %w", err)
+	}
+	resume, err := s.feed.resumePoint(lastEventID, head)
+	if err != nil {
+		return nil, err
+	}
+	return s.feed.subscribe(resume, head)
 }
 
-func (f *feed) subscribe(resume *uint64) (*Subscription, error) {
+// resumePoint parses a Last-Event-ID: nil for none, else the Seq to resume
+// after, which must be on this feed: 0, or of its epoch and at most head.
+func (f *feed) resumePoint(lastEventID string, head uint64) (*uint64, error) {
+	if lastEventID == "" {
+		return nil, nil
+	}
+	epoch, text, ok := strings.Cut(lastEventID, ".")
+	if !ok {
+		epoch, text = "", lastEventID
+	}
+	seq, err := strconv.ParseUint(text, 10, 64)
+	if err != nil {
+		return nil, invalidRequest("Last-Event-ID must be the id of an event (<epoch>.<seq>), or 0")
+	}
+	f.mu.Lock()
+	current := f.epoch
+	f.mu.Unlock()
+	if seq != 0 && (epoch != current || seq > head) {
+		return nil, ErrResync
+	}
+	return &seq, nil
+}
+
+func (f *feed) subscribe(resume *uint64, head uint64) (*Subscription, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.ended || len(f.subs) >= f.maxSubs {
 		return nil, ErrFeedUnavailable
 	}
-	sub := &Subscription{f: f, next: f.last, after: f.last, ch: make(chan Event, subscriberBuffer), lost: make(chan struct{})}
+	sub := &Subscription{f: f, next: f.last, after: f.last, epoch: f.epoch, head: head,
+		ch: make(chan Event, subscriberBuffer), lost: make(chan struct{})}
 	if resume != nil {
 		sub.next, sub.after = *resume, max(*resume, f.last)
 	}
@@ -309,7 +388,7 @@ func (sub *Subscription) backlog(ctx context.Context) (Event, bool, error) {
 		return Event{}, false, err
 	}
 	sub.pending, sub.next = sub.pending[1:], e.Seq
-	return Event{Seq: e.Seq, SET: set}, true, nil
+	return Event{Epoch: sub.epoch, Seq: e.Seq, SET: set}, true, nil
 }
 
 // Close ends the subscription.

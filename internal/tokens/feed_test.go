@@ -121,7 +121,7 @@ func TestFeedResumes(t *testing.T) {
 	if err := e.Service.Revoke(t.Context(), ch.a.Cert, ch.unrelated.AccessToken); err != nil {
 		t.Fatal(err)
 	}
-	sub, err = e.Service.Subscribe(t.Context(), rs.Cert, strconv.FormatUint(first.Seq, 10))
+	sub, err = e.Service.Subscribe(t.Context(), rs.Cert, first.ID())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,5 +179,62 @@ func TestSubscribeErrors(t *testing.T) {
 	defer sub.Close()
 	if _, err := svc.Subscribe(t.Context(), rs.Cert, ""); !errors.Is(err, tokens.ErrFeedUnavailable) {
 		t.Errorf("subscriber over the limit: %v, want ErrFeedUnavailable", err)
+	}
+}
+
+// A resume point that is not on the feed is refused with ErrResync, so
+// that the subscriber resynchronises rather than waits for events it
+// would never get (ahead of the head) or skips the events of a restored
+// database's new lineage whose numbers it saw in the old one (another
+// epoch, or no epoch to tell).
+func TestFeedRefusesResumeOffTheFeed(t *testing.T) {
+	t.Parallel()
+	e := tokenstest.New(t)
+	ch := newChain(t, e)
+	rs := e.Workload(t, "rs")
+	if err := e.Service.Revoke(t.Context(), ch.a.Cert, ch.unrelated.AccessToken); err != nil {
+		t.Fatal(err)
+	}
+	epoch, err := e.Store.Epoch(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"99999999", tokens.EventID(epoch, 99999999), tokens.EventID("another-epoch", 1), "1"} {
+		if sub, err := e.Service.Subscribe(t.Context(), rs.Cert, id); !errors.Is(err, tokens.ErrResync) {
+			if sub != nil {
+				sub.Close()
+			}
+			t.Errorf("Subscribe(Last-Event-ID %q) = %v, want ErrResync", id, err)
+		}
+	}
+	for _, id := range []string{"0", tokens.EventID(epoch, 0), tokens.EventID(epoch, 1)} {
+		sub, err := e.Service.Subscribe(t.Context(), rs.Cert, id)
+		if err != nil {
+			t.Fatalf("Subscribe(Last-Event-ID %q) = %v", id, err)
+		}
+		if sub.Head() != tokens.EventID(epoch, 1) {
+			t.Errorf("Head = %q, want %q", sub.Head(), tokens.EventID(epoch, 1))
+		}
+		sub.Close()
+	}
+
+	// The database gets a new epoch (an acknowledged restore): a service
+	// started on it refuses the old epoch's ids and starts the new
+	// lineage's from its first event.
+	if _, err := e.Store.NewEpoch(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	restarted := e.Start(t, e.Config)
+	if _, err := restarted.Subscribe(t.Context(), rs.Cert, tokens.EventID(epoch, 1)); !errors.Is(err, tokens.ErrResync) {
+		t.Fatalf("resume with the old epoch's id = %v, want ErrResync", err)
+	}
+	sub, err := restarted.Subscribe(t.Context(), rs.Cert, "0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	ev := next(t, sub)
+	if ev.Seq != 1 || ev.Epoch == epoch || ev.ID() != tokens.EventID(ev.Epoch, 1) {
+		t.Errorf("first event after the resync: %s, want event 1 of the new epoch", ev.ID())
 	}
 }
