@@ -48,7 +48,13 @@
 // JWKS; a certificate is named by its x5t#S256, and its SET's sub_id is
 // the RFC 9493 uri "ni:///sha-256;<x5t#S256>"). It starts
 // from the first event (Last-Event-ID 0), resumes after the last event it
-// applied, and reconnects with jittered exponential backoff. A SET that
+// applied (ids are "<epoch>.<seq>"), and reconnects with jittered
+// exponential backoff. When the feed is not the one it followed, it reads
+// it again from the first event at once, keeping every revocation it
+// learned: the server refuses the resume point (409 Conflict), its
+// Sigil-Feed-Head names another epoch (its database was restored) or a
+// head behind the last event applied, or an event of another epoch or not
+// after the last one arrives. A SET that
 // does not verify ends the connection without being skipped. A revoked
 // jti is remembered until MaxLifetime after the revocation, or the token's
 // own expiry once a token with that jti has been seen; a revoked

@@ -29,6 +29,15 @@ const (
 // errFeedEnded is a feed stream that the server closed.
 var errFeedEnded = errors.New("verify: revocation feed ended")
 
+// errResync: the feed is not the one the verifier followed (a new epoch:
+// the server's database was restored), or it is behind what the verifier
+// has seen; the verifier reads it again from the start.
+var errResync = errors.New("verify: revocation feed: resume point not on the feed; resynchronising from the start")
+
+// feedHeadHeader names the feed's response header holding the id of its
+// latest event ("<epoch>.<seq>").
+const feedHeadHeader = "Sigil-Feed-Head"
+
 // runFeed follows the revocation feed until ctx ends, reconnecting with
 // jittered exponential backoff and resuming after the last event applied.
 func (v *Verifier) runFeed(ctx context.Context) {
@@ -40,6 +49,13 @@ func (v *Verifier) runFeed(ctx context.Context) {
 		v.revs.setUp(false)
 		if ctx.Err() != nil {
 			return
+		}
+		if errors.Is(err, errResync) && last != "0" {
+			// Read the feed again from its first event, at once; what
+			// was learned from the old one stays revoked.
+			v.log.WarnContext(ctx, "verify: revocation feed resynchronising from the start", "last_event_id", last, "err", err)
+			last = "0"
+			continue
 		}
 		v.log.WarnContext(ctx, "verify: revocation feed down", "last_event_id", last, "err", err)
 		if connected && !poisoned {
@@ -73,8 +89,14 @@ func (v *Verifier) follow(ctx context.Context, last *string, poisoned *bool) (co
 		return false, err
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusConflict {
+		return false, fmt.Errorf("%w: GET %s: %s", errResync, v.cfg.Revocation.FeedURL, resp.Status)
+	}
 	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
 		return false, fmt.Errorf("GET %s: %s", v.cfg.Revocation.FeedURL, resp.Status)
+	}
+	if head := resp.Header.Get(feedHeadHeader); !onFeed(*last, head) {
+		return false, fmt.Errorf("%w: resuming after %s, but the feed's head is %s", errResync, *last, head)
 	}
 	idle := time.AfterFunc(feedIdleTimeout, cancel)
 	defer idle.Stop()
@@ -89,11 +111,54 @@ func (v *Verifier) follow(ctx context.Context, last *string, poisoned *bool) (co
 		*poisoned = false
 		v.revs.setUp(true)
 		if id != "" {
+			if !follows(*last, id) {
+				return fmt.Errorf("%w: event %s after %s", errResync, id, *last)
+			}
 			*last = id
 		}
 		return nil
 	})
 	return true, err
+}
+
+// eventID splits a feed event id "<epoch>.<seq>"; a bare "<seq>" has no
+// epoch. ok is false for an id that is neither.
+func eventID(id string) (epoch string, seq uint64, ok bool) {
+	epoch, text, found := strings.Cut(id, ".")
+	if !found {
+		epoch, text = "", id
+	}
+	seq, err := strconv.ParseUint(text, 10, 64)
+	return epoch, seq, err == nil
+}
+
+// onFeed reports whether the resume point last is on a feed whose head is
+// head: of its epoch and not after its head. The start ("0") is on every
+// feed, and a feed that names no head (an older server) is taken as it
+// is.
+func onFeed(last, head string) bool {
+	if head == "" || last == "0" {
+		return true
+	}
+	le, ls, lok := eventID(last)
+	he, hs, hok := eventID(head)
+	return lok && hok && le == he && ls <= hs
+}
+
+// follows reports whether event id may follow the event last: the first
+// of a feed after the start, or a later event of the same epoch. An event
+// of another epoch, or not after last, means the feed is not the one
+// followed.
+func follows(last, id string) bool {
+	ie, is, iok := eventID(id)
+	if !iok {
+		return false
+	}
+	le, ls, lok := eventID(last)
+	if last == "0" || !lok {
+		return true
+	}
+	return ie == le && is > ls
 }
 
 // readEvents reads a Server-Sent Events stream (the fields id and data;
