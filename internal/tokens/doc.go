@@ -154,8 +154,12 @@
 // secevent+jwt, signed by the key that signs access tokens now (so JWKS
 // verifies it), with an events claim of EventTokenRevoked or
 // EventCertificateRevoked (see SETClaims). Events come in the store's
-// sequence order, which is also the SSE id, so Last-Event-ID resumes
-// without loss. This replica's revocations are read from the store as soon
+// sequence order; the SSE id is the database's epoch and the sequence
+// number (Event.ID), so Last-Event-ID resumes without loss, and a resume
+// point the feed does not hold (another epoch: the database was restored;
+// ahead of the head) is ErrResync, for the subscriber to read the feed
+// again from the start rather than skip what it thinks it saw. This
+// replica's revocations are read from the store as soon
 // as they commit; other replicas' at the next poll (PollInterval). A
 // subscriber that falls behind is dropped (ErrLagged) and resumes.
 package tokens
