@@ -1,17 +1,22 @@
 package main_test
 
 import (
-	"encoding/json"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
+	"fmt"
 	"io"
+	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/sigil-dev/sigil/client"
 	"github.com/sigil-dev/sigil/testenv"
 )
 
@@ -36,7 +41,7 @@ func TestRestoreEndToEnd(t *testing.T) {
 	db, snapshot := filepath.Join(s.dir, "sigil.db"), filepath.Join(t.TempDir(), "sigil.db")
 	s.stopSigild(t)
 	copyFileTo(t, db, snapshot)
-	s.restartSigild(t, "orders", "payments")
+	s.startSigild(t)
 
 	if out, code := s.run("sigil", "revoke", "--state", state("orders"), tok); code != 0 {
 		t.Fatalf("revoke: %s", out)
@@ -58,11 +63,8 @@ func TestRestoreEndToEnd(t *testing.T) {
 		}
 	}
 	copyFileTo(t, snapshot, db)
-	if out, err := s.script("up.sh", s.dir, "--tpms", "1"); err == nil {
-		t.Fatalf("sigild served a restored database:\n%s", out)
-	}
-	if log, _ := os.ReadFile(filepath.Join(s.dir, "sigild.log")); !strings.Contains(string(log), "restore acknowledge") {
-		t.Errorf("sigild's refusal does not say what to do:\n%s", log)
+	if out, code := s.serveOnce(t); code == 0 || !strings.Contains(out, "restore acknowledge") {
+		t.Fatalf("sigild on a restored database: exit %d, want a refusal that says what to do:\n%s", code, out)
 	}
 
 	if out, code := sigild("restore", "acknowledge", "--reason", "restored last night's backup"); code != 0 || !strings.Contains(out, "feed epoch") {
@@ -74,7 +76,7 @@ func TestRestoreEndToEnd(t *testing.T) {
 	if out, code := sigild("restore", "reapply", "--from", export); code != 0 || !strings.Contains(out, "re-applied: 0 certificates, 0 tokens; already revoked: 1") {
 		t.Errorf("a second reapply: exit %d\n%s", code, out)
 	}
-	s.restartSigild(t, "orders", "payments")
+	s.startSigild(t)
 	if info := introspect(t, s, "payments", tok); info["active"] != false {
 		t.Errorf("the token revoked before the restore is active after reapply: %v", info)
 	}
@@ -95,31 +97,83 @@ func (s *stack) stopSigild(t *testing.T) {
 	testenv.WaitFor(t, 15*time.Second, "sigild to stop", func() bool { return syscall.Kill(pid, 0) != nil })
 }
 
-// restartSigild starts sigild again (up.sh) and points the named
-// workloads' states at its new address.
-func (s *stack) restartSigild(t *testing.T, names ...string) {
+// startSigild starts sigild again on its configuration (its port, so its
+// issuer, unchanged), stopped by down.sh, and waits until it is ready.
+func (s *stack) startSigild(t *testing.T) {
 	t.Helper()
-	if out, err := s.script("up.sh", s.dir, "--tpms", "1"); err != nil {
-		log, _ := os.ReadFile(filepath.Join(s.dir, "sigild.log"))
-		t.Fatalf("restart: %v\n%s\nsigild.log:\n%s", err, out, log)
+	log, err := os.OpenFile(filepath.Join(s.dir, "sigild.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		t.Fatal(err)
 	}
-	s.env = readEnv(t, filepath.Join(s.dir, "env"))
-	for _, n := range names {
-		path := filepath.Join(s.dir, n, client.StateFile)
-		data, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var st map[string]any
-		if err := json.Unmarshal(data, &st); err != nil {
-			t.Fatal(err)
-		}
-		st["server"] = s.env["SIGIL_SERVER"]
-		if data, err = json.Marshal(st); err != nil {
-			t.Fatal(err)
-		}
-		writeFile(t, path, string(data))
+	defer log.Close()
+	cmd := s.sigild(context.Background()) // down.sh stops it
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
 	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	writeFile(t, filepath.Join(s.dir, "sigild.pid"), strconv.Itoa(cmd.Process.Pid))
+	ready := func() error {
+		select {
+		case err := <-exited:
+			exited <- err
+			out, _ := os.ReadFile(filepath.Join(s.dir, "sigild.log"))
+			return fmt.Errorf("sigild exited: %v\n%s", err, out)
+		default:
+		}
+		return s.readyz()
+	}
+	testenv.WaitForNil(t, 15*time.Second, "sigild ready", ready)
+}
+
+// serveOnce runs sigild on its configuration and returns its output and
+// exit code once it exits; one that still serves after 15 s is a failure.
+func (s *stack) serveOnce(t *testing.T) (string, int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
+	defer cancel()
+	out, err := s.sigild(ctx).CombinedOutput()
+	var exit *exec.ExitError
+	switch {
+	case ctx.Err() != nil:
+		t.Fatalf("sigild served on a restored database:\n%s", out)
+	case errors.As(err, &exit):
+		return string(out), exit.ExitCode()
+	case err != nil:
+		t.Fatal(err)
+	}
+	return string(out), 0
+}
+
+// sigild is the command that serves the stack's sigild, with its
+// environment (the HSM's configuration).
+func (s *stack) sigild(ctx context.Context) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, filepath.Join(s.bin, "sigild"), "--config", filepath.Join(s.dir, "sigild.yaml"), "serve")
+	cmd.Env = os.Environ()
+	for k, v := range s.env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	return cmd
+}
+
+// readyz asks sigild's /readyz.
+func (s *stack) readyz() error {
+	pool := x509.NewCertPool()
+	bundle, err := os.ReadFile(s.env["SIGIL_CA_BUNDLE"])
+	if err != nil || !pool.AppendCertsFromPEM(bundle) {
+		return fmt.Errorf("read the CA bundle: %v", err)
+	}
+	c := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	resp, err := c.Get(s.env["SIGIL_SERVER"] + "/readyz")
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("readyz: %s", resp.Status)
+	}
+	return nil
 }
 
 func copyFileTo(t *testing.T, src, dst string) {
