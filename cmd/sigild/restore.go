@@ -43,7 +43,7 @@ func (c restoreReapplyCmd) Run(ctx context.Context, cfg *config.Config, log *slo
 		fmt.Printf("re-applied: %d certificates, %d tokens; already revoked: %d; not in the database: %d\n",
 			len(r.Certificates), len(r.Tokens), r.Already, len(r.Missing))
 		if len(r.Missing) > 0 {
-			fmt.Printf("not in the database (their records are gone with the restore): %s\n", strings.Join(r.Missing, " "))
+			fmt.Printf("not in the database (certificates whose records the restore lost, tokens expired by now): %s\n", strings.Join(r.Missing, " "))
 		}
 		return err
 	})

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/sigil-dev/sigil/audit"
@@ -119,10 +120,12 @@ type Reapplied struct {
 	Already      int      // revocations the database already had
 }
 
-// revocation is a revocation read from an audit export.
+// revocation is a revocation read from an audit export; token is the
+// revoked token's audit record, for a token.
 type revocation struct {
 	serial, jti, reason string
 	at                  time.Time
+	token               audit.Token
 }
 
 // ReapplyRevocations re-applies every certificate and token revocation
@@ -133,8 +136,13 @@ type revocation struct {
 // from an export that does not verify. It is idempotent: what the database
 // has revoked is left as it is. Run it after AcknowledgeRestore, with an
 // export taken before the restore (`sigild audit export`, or an auditor's
-// copy): revocations of certificates and tokens the database does not
-// hold are listed as missing; their records are gone with the restore.
+// copy). A token issued after the restored copy was taken, so unknown to
+// the database, is stored again from its token.revoked entry (bound to
+// the same certificate, under its parent if that is stored and
+// unrevoked) and revoked, so that the feed tells verifiers again; one
+// expired by now needs nothing. Revocations of certificates the database
+// does not hold are listed as missing: their records are gone with the
+// restore, and the tokens they revoked have entries of their own.
 func (o *Offline) ReapplyRevocations(ctx context.Context, dir string) (Reapplied, error) {
 	revs, err := exportRevocations(ctx, dir, o.d.checkpoints)
 	if err != nil {
@@ -165,7 +173,7 @@ func exportRevocations(ctx context.Context, dir string, v *audit.Verifier) ([]re
 		case *audit.Certificate:
 			revs = append(revs, revocation{serial: p.Serial, reason: p.Reason, at: e.Time})
 		case *audit.Token:
-			revs = append(revs, revocation{jti: p.JTI, reason: p.Reason, at: e.Time})
+			revs = append(revs, revocation{jti: p.JTI, reason: p.Reason, at: e.Time, token: *p})
 		}
 		return nil
 	}
@@ -207,7 +215,9 @@ func (o *Offline) reapply(ctx context.Context, rev revocation, r *Reapplied) err
 	case errors.Is(err, store.ErrNotFound):
 		r.Missing = append(r.Missing, rev.key())
 		return nil
-	case errors.Is(err, store.ErrConflict):
+	case errors.Is(err, store.ErrConflict), errors.Is(err, store.ErrCertificateRevoked):
+		// Revoked already, or a lost token bound to a certificate the
+		// database has revoked, which refuses it everywhere.
 		r.Already++
 		return nil
 	case err != nil:
@@ -233,6 +243,37 @@ func revokeAgain(ctx context.Context, tx store.Tx, rev revocation) (store.Revoke
 	if rev.serial != "" {
 		return tx.RevokeCertificate(ctx, rev.serial, reason, rev.at)
 	}
+	if err := restoreLost(ctx, tx, rev); err != nil {
+		return store.Revoked{}, err
+	}
 	jtis, err := tx.RevokeToken(ctx, rev.jti, reason, rev.at)
 	return store.Revoked{Tokens: jtis}, err
+}
+
+// restoreLost stores the record of rev's token from its audit record if
+// the database does not hold it and it has not expired; an expired one
+// is left unknown (ErrNotFound, listed missing), as every verifier
+// refuses it anyway.
+func restoreLost(ctx context.Context, tx store.Tx, rev revocation) error {
+	_, err := tx.Token(ctx, rev.jti)
+	if !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	t := rev.token
+	if !t.Exp.After(time.Now()) || !t.Exp.After(rev.at) {
+		return err
+	}
+	rec := store.Token{JTI: t.JTI, Sub: t.Sub, Aud: t.Aud, Scope: t.Scope, IssuedAt: rev.at, ExpiresAt: t.Exp}
+	if strings.HasPrefix(t.JTI, store.ExternalPrefix) {
+		rec.Kind = store.TokenExternal
+		return tx.InsertExternalToken(ctx, rec)
+	}
+	rec.Kind, rec.CNF, rec.Act, rec.ClientID = store.TokenJWT, t.CNF, t.Act, t.Sub
+	if len(t.Act) > 0 {
+		rec.ClientID = t.Act[0] // the caller of an exchange is the current actor
+	}
+	if p, err := tx.Token(ctx, t.ParentJTI); err == nil && p.RevokedAt == nil && !t.Exp.After(p.ExpiresAt) {
+		rec.ParentJTI = t.ParentJTI
+	}
+	return tx.InsertToken(ctx, rec)
 }

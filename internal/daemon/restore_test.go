@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -205,7 +206,12 @@ func TestRestoredDatabaseRefused(t *testing.T) {
 	}
 	snapshot := filepath.Join(t.TempDir(), "snapshot.db")
 	s.copyDB(t, snapshot)
-	if err := s.serve(t, func() { revoke(t, s.store(t), "victim") }); err != nil {
+	err := s.serve(t, func() {
+		revoke(t, s.store(t), "victim")
+		issue(t, s.store(t), "late") // unknown to the snapshot
+		revoke(t, s.store(t), "late")
+	})
+	if err != nil {
 		t.Fatalf("second start: %v", err)
 	}
 	export := filepath.Join(t.TempDir(), "export")
@@ -235,16 +241,21 @@ func TestRestoredDatabaseRefused(t *testing.T) {
 	}
 
 	r, err := offline(t, s).ReapplyRevocations(ctx, export)
-	if err != nil || len(r.Tokens) != 1 || r.Tokens[0] != "victim" {
-		t.Fatalf("ReapplyRevocations = %+v, %v; want victim revoked again", r, err)
+	if err != nil || !slices.Equal(r.Tokens, []string{"victim", "late"}) || len(r.Missing) != 0 {
+		t.Fatalf("ReapplyRevocations = %+v, %v; want victim and late revoked again", r, err)
 	}
-	if revoked, reason := revokedReason(t, s.store(t), "victim"); !revoked || reason != daemon.ReappliedPrefix+"revoked by its holder" {
-		t.Errorf("victim after reapply: revoked %v, reason %q", revoked, reason)
+	for _, jti := range []string{"victim", "late"} {
+		if revoked, reason := revokedReason(t, s.store(t), jti); !revoked || reason != daemon.ReappliedPrefix+"revoked by its holder" {
+			t.Errorf("%s after reapply: revoked %v, reason %q", jti, revoked, reason)
+		}
+	}
+	if events, err := s.store(t).RevocationEvents(ctx, 0, 10); err != nil || len(events) != 2 || events[1].JTI != "late" {
+		t.Errorf("feed after reapply: %+v, %v; want the events of victim and late", events, err)
 	}
 	if kinds := loggedKinds(t, s.store(t)); kinds[len(kinds)-1] != audit.TokenRevoked {
 		t.Errorf("the re-applied revocation is not audited: log ends %v", kinds[len(kinds)-3:])
 	}
-	if again, err := offline(t, s).ReapplyRevocations(ctx, export); err != nil || len(again.Tokens) != 0 || again.Already != 1 {
+	if again, err := offline(t, s).ReapplyRevocations(ctx, export); err != nil || len(again.Tokens) != 0 || again.Already != 2 {
 		t.Errorf("a second reapply = %+v, %v; want nothing re-applied, one already revoked", again, err)
 	}
 	if err := s.serve(t, func() {}); err != nil {
