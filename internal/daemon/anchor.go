@@ -102,27 +102,30 @@ func checkAnchor(ctx context.Context, st store.Store, path string, v *audit.Veri
 	if s.Signed, err = audit.OpenCheckpoint([]byte(s.Anchor.Checkpoint), v); err != nil {
 		return s, fmt.Errorf("daemon: anchor %s: its checkpoint does not verify with the audit key: %w", path, err)
 	}
-	s.Restored, err = compareAnchor(ctx, st, s)
+	why, err := compareAnchor(ctx, st, s)
+	if why != "" {
+		s.Restored = fmt.Errorf("%w: %s", ErrRestored, why)
+	}
 	return s, err
 }
 
-// compareAnchor returns why the database is not at or after the anchor,
-// nil if it is.
-func compareAnchor(ctx context.Context, st store.Store, s anchorState) (error, error) {
+// compareAnchor says why the database is not at or after the anchor, ""
+// if it is.
+func compareAnchor(ctx context.Context, st store.Store, s anchorState) (string, error) {
 	switch {
 	case s.Epoch != s.Anchor.Epoch:
-		return fmt.Errorf("%w: the database's epoch %s is not the anchor's %s", ErrRestored, s.Epoch, s.Anchor.Epoch), nil
+		return fmt.Sprintf("the database's epoch %s is not the anchor's %s", s.Epoch, s.Anchor.Epoch), nil
 	case s.Size < s.Signed.Size:
-		return fmt.Errorf("%w: the database has %d audit entries, sigild signed a checkpoint of %d", ErrRestored, s.Size, s.Signed.Size), nil
+		return fmt.Sprintf("the database has %d audit entries, sigild signed a checkpoint of %d", s.Size, s.Signed.Size), nil
 	}
 	root, err := audit.RootHash(ctx, store.AuditStorage(st), s.Signed.Size)
 	if err != nil {
-		return nil, err
+		return "", err
 	}
 	if !bytes.Equal(root, s.Signed.Hash) {
-		return fmt.Errorf("%w: the database's first %d audit entries are not those of the checkpoint sigild signed", ErrRestored, s.Signed.Size), nil
+		return fmt.Sprintf("the database's first %d audit entries are not those of the checkpoint sigild signed", s.Signed.Size), nil
 	}
-	return nil, nil
+	return "", nil
 }
 
 // checkAnchor refuses to serve a database older than the anchor

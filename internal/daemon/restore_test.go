@@ -330,3 +330,42 @@ func TestLostAnchorRefused(t *testing.T) {
 		t.Fatalf("New without the anchor = %v, want ErrRestored", err)
 	}
 }
+
+// TestAnchorBehindDatabaseServes: sigild crashed after a checkpoint
+// committed but before the anchor was written, so the anchor is older than
+// the database: that database is healthy, and served.
+func TestAnchorBehindDatabaseServes(t *testing.T) {
+	s := newStack(t)
+	if err := s.serve(t, func() {}); err != nil {
+		t.Fatal(err)
+	}
+	old, err := os.ReadFile(s.cfg.Audit.Anchor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.serve(t, func() { issue(t, s.store(t), "tok") }); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(s.cfg.Audit.Anchor, old, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.serve(t, func() {}); err != nil {
+		t.Fatalf("a database ahead of its anchor was refused: %v", err)
+	}
+}
+
+// TestDatabaseOfAnotherLineageRefused: a database whose epoch is not the
+// anchor's (another database, or a restored one acknowledged elsewhere)
+// is refused, even with every entry the anchor covers.
+func TestDatabaseOfAnotherLineageRefused(t *testing.T) {
+	s := newStack(t)
+	if err := s.serve(t, func() {}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.store(t).NewEpoch(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.serve(t, func() {}); !errors.Is(err, daemon.ErrRestored) {
+		t.Fatalf("New on a database of another epoch = %v, want ErrRestored", err)
+	}
+}
