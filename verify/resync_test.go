@@ -100,3 +100,23 @@ func TestRevocationFeedResyncs(t *testing.T) {
 		})
 	}
 }
+
+// FuzzFeedIDs: the feed ids a server sends never make the client resume
+// off the feed it follows: an id follows another only within one epoch
+// and after it, and a resume point is on a feed only at or before its
+// head, in its epoch, or at the start.
+func FuzzFeedIDs(f *testing.F) {
+	for _, seed := range [][2]string{{"0", "a.1"}, {"a.1", "a.2"}, {"a.5", "a.1"}, {"a.5", "b.6"}, {"1", "2"}, {"a.1", "a."}, {"", "x"}} {
+		f.Add(seed[0], seed[1])
+	}
+	f.Fuzz(func(t *testing.T, last, id string) {
+		le, ls, lok := eventID(last)
+		ie, is, iok := eventID(id)
+		if follows(last, id) && last != "0" && lok && (!iok || ie != le || is <= ls) {
+			t.Fatalf("follows(%q, %q) across epochs or backwards", last, id)
+		}
+		if onFeed(last, id) && id != "" && last != "0" && (!lok || !iok || le != ie || ls > is) {
+			t.Fatalf("onFeed(%q, head %q) off the feed", last, id)
+		}
+	})
+}

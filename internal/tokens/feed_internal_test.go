@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -61,4 +62,28 @@ func TestFeedResumesSignEachEventOnce(t *testing.T) {
 	if got := signed.Load(); got != events {
 		t.Errorf("%d subscribers resuming from 0 over %d events signed %d times, want %d", subscribers, events, got, events)
 	}
+}
+
+// FuzzResumePoint: any Last-Event-ID is refused or resumes on the feed:
+// from the start, or within the current epoch and not after the head.
+func FuzzResumePoint(f *testing.F) {
+	for _, seed := range []string{"", "0", "e.0", "e.3", "e.99999999", "99999999", "x.1", "e.", ".1", "e.-1", "e.1.2", "e.18446744073709551616"} {
+		f.Add(seed)
+	}
+	fd := newFeed(eventStore{n: 5}, nil, slog.New(slog.DiscardHandler), time.Hour, 1)
+	if err := fd.start(context.Background()); err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, id string) {
+		seq, err := fd.resumePoint(id, 5)
+		if err != nil || seq == nil {
+			if id != "" && err == nil {
+				t.Fatalf("resumePoint(%q) = nil, nil", id)
+			}
+			return
+		}
+		if *seq != 0 && (!strings.HasPrefix(id, "e.") || *seq > 5) {
+			t.Fatalf("resumePoint(%q) = %d: resumes off the feed", id, *seq)
+		}
+	})
 }
