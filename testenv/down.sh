@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Stop what testenv/up.sh DIR started, by the PIDs it recorded. Keeps DIR's
+# Stop what testenv/up.sh DIR started, by the PIDs it recorded: HAProxy, the
+# sigild replicas, the TPMs, the p11-kit server, PostgreSQL. Keeps DIR's
 # files (rm -rf DIR removes the HSM token, TPM states and database).
 set -euo pipefail
 
@@ -10,16 +11,27 @@ dir=$(cd "$1" 2>/dev/null && pwd) || exit 0
 # reaper (a zombie has exited; its parent, often init, reaps it late).
 running() { [[ -r /proc/$1/stat ]] && [[ $(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) != Z ]]; }
 
-if [[ -s $dir/sigild.pid ]]; then
-	pid=$(<"$dir/sigild.pid")
-	if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$dir/sigild.yaml"; then
+# stop PIDFILE MARK: SIGTERM the process in PIDFILE if its command line
+# names MARK (so a reused PID is left alone), SIGKILL it after 5 s.
+stop() {
+	local pid
+	[[ -s $1 ]] || return 0
+	pid=$(<"$1")
+	if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$2"; then
 		kill -TERM "$pid" 2>/dev/null || true
 		for _ in $(seq 250); do running "$pid" || break; sleep 0.02; done
 		kill -KILL "$pid" 2>/dev/null || true
 	fi
-	rm -f "$dir/sigild.pid"
-fi
+	rm -f "$1"
+}
+
+stop "$dir/haproxy.pid" "$dir/haproxy.cfg"
+stop "$dir/sigild.pid" "$dir/sigild.yaml"
+for r in "$dir"/replica*/; do
+	[[ -d $r ]] && stop "$r/sigild.pid" "${r%/}/sigild.yaml"
+done
 for tpm in "$dir"/tpm*/; do
 	[[ -d $tpm ]] && "$root/testenv/swtpm.sh" stop "$tpm"
 done
 "$root/testenv/softhsm.sh" stop "$dir/hsm" >/dev/null
+if [[ -d $dir/pg ]]; then "$root/testenv/postgres.sh" stop "$dir/pg"; fi
