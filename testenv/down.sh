@@ -17,7 +17,7 @@ stop() {
 	local pid
 	[[ -s $1 ]] || return 0
 	pid=$(<"$1")
-	if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$2"; then
+	if tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | grep -qF -- "$2"; then
 		kill -TERM "$pid" 2>/dev/null || true
 		for _ in $(seq 250); do running "$pid" || break; sleep 0.02; done
 		kill -KILL "$pid" 2>/dev/null || true

@@ -102,7 +102,13 @@ done
 mkdir -p "$dir/policy"
 cp -R "$root/testenv/policy/." "$dir/policy/"
 
-pid_alive() { [[ -s $1 ]] && kill -0 "$(<"$1")" 2>/dev/null; }
+# pid_alive PIDFILE: its process runs, and is not a zombie (a killed
+# daemon's parent, often init, reaps it late).
+pid_alive() {
+	local pid
+	[[ -s $1 ]] && pid=$(<"$1") && [[ -r /proc/$pid/stat ]] &&
+		[[ $(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | cut -d' ' -f1) != Z ]]
+}
 
 # configure CONFIG PORT [ISSUER] writes a sigild configuration listening on
 # PORT; with ISSUER (the balancer's URL) the store is $store and the tokens'
