@@ -191,7 +191,8 @@ else
 	# names it as the tokens' issuer; its lock moves to fd 8 until HAProxy
 	# holds it.
 	if [[ -s $dir/haproxy.cfg ]]; then
-		lb=$(sed -n 's/^ *bind 127.0.0.1:\([0-9]*\)$/\1/p' "$dir/haproxy.cfg")
+		# The frontend's bind, the first one.
+		lb=$(awk -F: '$1 ~ /^[ \t]*bind 127.0.0.1$/ { print $2; exit }' "$dir/haproxy.cfg")
 	else
 		reserve_pair || die "no free port for the balancer (ports.sh)"
 		lb=$port
