@@ -1,4 +1,4 @@
-# sigil: make demo | make test | make build | make bench
+# sigil: make demo | make demo-replicas | make test | make build | make bench
 #
 # `make test` and `make demo` install what they need (Debian packages through
 # apt-get, Go modules through the module proxy) when it is missing.
@@ -20,7 +20,7 @@ DEB_PRESENT  := /usr/bin/softhsm2-util /usr/bin/swtpm /usr/bin/swtpm_setup \
                 /usr/bin/openssl /usr/lib/softhsm/libsofthsm2.so \
                 /usr/lib/postgresql/15/bin/initdb /usr/lib/postgresql/15/bin/postgres /usr/sbin/haproxy
 
-.PHONY: all build test vet demo bench deps fuzz clean
+.PHONY: all build test vet demo demo-replicas bench deps fuzz clean
 
 all: build
 
@@ -53,6 +53,10 @@ test: deps vet
 demo: deps build
 	@testenv/demo.sh $(DEMO_DIR)
 
+## demo-replicas: two sigild replicas on PostgreSQL behind HAProxy survive the loss of one
+demo-replicas: deps build
+	@testenv/demo-replicas.sh $(DEMO_DIR)-replicas
+
 ## bench: benchmarks, each reported against a baseline measured in the same run
 bench: deps
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCH_TIME) ./...
@@ -67,4 +71,4 @@ fuzz:
 	done
 
 clean:
-	rm -rf $(BIN) $(DEMO_DIR)
+	rm -rf $(BIN) $(DEMO_DIR) $(DEMO_DIR)-replicas
