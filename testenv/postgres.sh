@@ -10,8 +10,9 @@
 # ports.sh; the server holds the lock while it runs), its unix socket is in
 # DIR/sock (0700), and the superuser "sigil" logs in with the password in
 # DIR/password (scram-sha-256). Run as root, the server runs as Debian's
-# postgres user, as initdb and postgres refuse root (DIR and its parent
-# become traversable, not readable, by others). Durable (fsync on).
+# postgres user, as initdb and postgres refuse root (DIR and its parent,
+# and its ancestors under $TMPDIR or /tmp, become traversable, not
+# readable, by others). Durable (fsync on).
 set -euo pipefail
 # shellcheck source=testenv/ports.sh
 source "$(dirname "$0")/ports.sh"
@@ -58,8 +59,19 @@ init() {
 	if [[ $(id -u) -eq 0 ]]; then
 		id postgres >/dev/null 2>&1 || die "no postgres user to run the server as root: apt-get install postgresql"
 		chown postgres: "$dir/data" "$dir/sock" "$dir/pwfile"
-		# Let the server's user pass through DIR and its parent, not list them.
+		# Let the server's user pass through DIR and its parent, not list
+		# them; under the temporary directory, through every ancestor (a
+		# test's DIR/pg, in a 0700 t.TempDir).
 		chmod o+x "$dir" "$(dirname "$dir")"
+		local tmp d
+		tmp=$(realpath -m "${TMPDIR:-/tmp}")
+		for ((d = ${#dir}; d > 0; )); do
+			local a=${dir:0:d}
+			[[ $a == "$tmp"/* ]] || break
+			chmod o+x "$a"
+			a=${a%/*}
+			d=${#a}
+		done
 	fi
 	as_server "$BIN/initdb" --pgdata "$dir/data" --username sigil --pwfile "$dir/pwfile" \
 		--auth scram-sha-256 --encoding UTF8 --locale C >"$dir/initdb.log" 2>&1 ||

@@ -99,10 +99,13 @@ start_server() {
 	SOFTHSM2_CONF=$dir/softhsm2.conf setsid p11-kit server -f --provider "$MODULE" \
 		-n "$dir/p11kit.sock" "pkcs11:token=$(pct "$(cat "$dir/label")")" \
 		</dev/null >>"$dir/p11kit.log" 2>&1 &
-	echo $! >"$dir/p11kit.pid"
+	local pid=$!
+	echo "$pid" >"$dir/p11kit.pid"
 	for _ in $(seq 100); do
 		[[ -S $dir/p11kit.sock ]] && { note "p11-kit server on $dir/p11kit.sock"; return; }
-		running || break
+		# Not running: until the child execs p11-kit, its command line
+		# is this script's.
+		kill -0 "$pid" 2>/dev/null || break
 		sleep 0.1
 	done
 	die "p11-kit server did not start; see $dir/p11kit.log"

@@ -56,10 +56,7 @@ func TestCrashDuringEnrollmentBurst(t *testing.T) {
 	wg.Wait()
 	testenv.WaitFor(t, 10*time.Second, "the killed sigild to be gone", func() bool { return syscall.Kill(pid, 0) != nil })
 
-	if out, err := s.script("up.sh", s.dir, "--tpms", "2"); err != nil {
-		t.Fatalf("restart: %v\n%s", err, out)
-	}
-	s.env = readEnv(t, filepath.Join(s.dir, "env"))
+	s.up(t) // restarts sigild
 	// The restarted sigild signs a checkpoint over what the crash left
 	// within a checkpoint interval.
 	var missing []string

@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -36,6 +37,8 @@ type stack struct {
 	// auditorState is the state of the stack's audit reader, once
 	// enrolled (auditor).
 	auditorState string
+	// upArgs are up.sh's options after DIR, to run it again (restart).
+	upArgs []string
 }
 
 // auditorID is the identity the dev configuration lets read audit entries.
@@ -59,23 +62,41 @@ func (s *stack) auditor(t testing.TB) string {
 
 func startStack(t testing.TB, tpms string) *stack {
 	t.Helper()
+	return startStackArgs(t, "--tpms", tpms)
+}
+
+// startStackArgs runs up.sh with options args (--tpms N, --replicas R).
+func startStackArgs(t testing.TB, args ...string) *stack {
+	t.Helper()
 	testenv.RequireSWTPM(t)
 	root, err := filepath.Abs("../..")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &stack{t: t, root: root, bin: buildCLI(t), dir: t.TempDir()}
+	s := &stack{t: t, root: root, bin: buildCLI(t), dir: t.TempDir(), upArgs: args}
 	t.Cleanup(func() {
 		if out, err := s.script("down.sh", s.dir); err != nil {
 			t.Errorf("down.sh: %v\n%s", err, out)
 		}
 	})
-	if out, err := s.script("up.sh", s.dir, "--tpms", tpms); err != nil {
-		log, _ := os.ReadFile(filepath.Join(s.dir, "sigild.log"))
-		t.Fatalf("up.sh: %v\n%s\nsigild.log:\n%s", err, out, log)
+	s.up(t)
+	return s
+}
+
+// up runs up.sh, which starts what is not running, and rereads DIR/env.
+func (s *stack) up(t testing.TB) {
+	t.Helper()
+	if out, err := s.script("up.sh", append([]string{s.dir}, s.upArgs...)...); err != nil {
+		logs, _ := filepath.Glob(filepath.Join(s.dir, "*", "sigild.log"))
+		var b strings.Builder
+		for _, l := range append([]string{filepath.Join(s.dir, "sigild.log")}, logs...) {
+			if raw, err := os.ReadFile(l); err == nil {
+				fmt.Fprintf(&b, "%s:\n%s\n", l, raw)
+			}
+		}
+		t.Fatalf("up.sh: %v\n%s\n%s", err, out, b.String())
 	}
 	s.env = readEnv(t, filepath.Join(s.dir, "env"))
-	return s
 }
 
 func (s *stack) script(name string, args ...string) ([]byte, error) {
