@@ -6,8 +6,11 @@
 # in TCP mode (TLS passes through: mTLS ends at sigild), which checks each
 # replica's /readyz.
 #
-#   testenv/up.sh DIR [--tpms N] [--replicas R]   (N defaults to 2, R to 1)
-#   testenv/down.sh DIR                           stops everything up.sh started
+#   testenv/up.sh DIR [--tpms N] [--replicas R] [--store sqlite|postgres]
+#       N defaults to 2, R to 1; the store to sqlite for one replica (the
+#       embedded default), postgres (a private cluster, testenv/postgres.sh)
+#       for more, which cannot share a SQLite file
+#   testenv/down.sh DIR   stops everything up.sh started
 #
 # Writes DIR/env, a shell file to source:
 #   SIGIL_SERVER        https://127.0.0.1:PORT: sigild, or the balancer
@@ -41,12 +44,13 @@ source "$(dirname "$0")/ports.sh"
 
 die() { echo "up.sh: $*" >&2; exit 1; }
 
-[[ $# -ge 1 ]] || die "usage: $0 DIR [--tpms N] [--replicas R]"
+usage="usage: up.sh DIR [--tpms N] [--replicas R] [--store sqlite|postgres]"
+[[ $# -ge 1 ]] || die "$usage"
 root=$(cd "$(dirname "$0")/.." && pwd)
 mkdir -p "$1"
 dir=$(cd "$1" && pwd)
 shift
-tpms=2 replicas=1
+tpms=2 replicas=1 kind=
 while [[ $# -gt 0 ]]; do
 	case $1 in
 	--tpms)
@@ -59,13 +63,23 @@ while [[ $# -gt 0 ]]; do
 		replicas=$2
 		shift 2
 		;;
-	*) die "unknown option '$1'; usage: up.sh DIR [--tpms N] [--replicas R]" ;;
+	--store)
+		[[ ${2:-} == sqlite || ${2:-} == postgres ]] || die "--store wants sqlite or postgres"
+		kind=$2
+		shift 2
+		;;
+	*) die "unknown option '$1'; $usage" ;;
 	esac
 done
+if [[ -z $kind ]]; then
+	kind=sqlite
+	((replicas == 1)) || kind=postgres
+fi
+[[ $kind == postgres || $replicas -eq 1 ]] || die "--replicas $replicas needs --store postgres: replicas cannot share a SQLite file"
 # A stack is started with one shape: replicas cannot be added to or taken
 # from a running one.
-if [[ -s $dir/replicas && $(<"$dir/replicas") != "$replicas" ]]; then
-	die "$dir holds a stack of $(<"$dir/replicas") replica(s), not $replicas: down.sh it and use another DIR"
+if [[ -s $dir/shape && $(<"$dir/shape") != "$replicas $kind" ]]; then
+	die "$dir holds a stack of $(<"$dir/shape") (replicas, store), not $replicas $kind: down.sh it and use another DIR"
 fi
 
 # SIGIL_BIN names the directory holding sigild and sigil (default: bin/,
@@ -80,12 +94,15 @@ done
 if ((replicas > 1)); then
 	command -v haproxy >/dev/null || die "haproxy not found: apt-get install haproxy (or run make deps)"
 	hsm=$("$root/testenv/softhsm.sh" start "$dir/hsm" --server) || die "the HSM did not start"
-	store=$("$root/testenv/postgres.sh" start "$dir/pg") || die "PostgreSQL did not start"
 else
 	hsm=$("$root/testenv/softhsm.sh" start "$dir/hsm") || die "the HSM did not start"
-	store=sqlite:$dir/sigil.db
 fi
 eval "$hsm"
+if [[ $kind == postgres ]]; then
+	store=$("$root/testenv/postgres.sh" start "$dir/pg") || die "PostgreSQL did not start"
+else
+	store=sqlite:$dir/sigil.db
+fi
 
 # The TPMs, with one EK CA for all of them.
 addrs=() logs=()
@@ -111,15 +128,13 @@ pid_alive() {
 }
 
 # configure CONFIG PORT [ISSUER] writes a sigild configuration listening on
-# PORT; with ISSUER (the balancer's URL) the store is $store and the tokens'
-# issuer ISSUER.
+# PORT with the store $store; with ISSUER (the balancer's URL), the tokens'
+# issuer is ISSUER.
 configure() {
 	local sub=()
-	if [[ -n ${3:-} ]]; then
-		sub=(-e "s|^store: .*|store: ${store//&/\\&}|" -e "s|^tokens:\$|tokens:\\n  issuer: $3|")
-	fi
-	sed -e "s|@DIR@|$dir|g" -e "s|@PORT@|$2|g" -e "s|@HSM_URI@|${SIGIL_HSM_URI//&/\\&}|g" "${sub[@]}" \
-		"$root/testenv/sigild.yaml" >"$1"
+	[[ -n ${3:-} ]] && sub=(-e "s|^tokens:\$|tokens:\\n  issuer: $3|")
+	sed -e "s|@DIR@|$dir|g" -e "s|@PORT@|$2|g" -e "s|@HSM_URI@|${SIGIL_HSM_URI//&/\\&}|g" \
+		-e "s|^store: .*|store: ${store//&/\\&}|" "${sub[@]}" "$root/testenv/sigild.yaml" >"$1"
 }
 
 # init creates the keys and certificates once (idempotent) and exports the
@@ -177,7 +192,7 @@ replica() {
 ready() { curl -fsS --cacert "$dir/bundle.pem" "$1/readyz" >/dev/null; }
 
 urls=()
-echo "$replicas" >"$dir/replicas"
+echo "$replicas $kind" >"$dir/shape"
 if ((replicas == 1)); then
 	if ! pid_alive "$dir/sigild.pid"; then
 		rm -f "$dir/bundle.pem" # init again: sigild.yaml names a new port

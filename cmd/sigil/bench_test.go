@@ -5,6 +5,7 @@ import (
 	"crypto"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -14,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -43,22 +45,35 @@ var exchanges = func() int {
 	return 3000
 }()
 
-// BenchmarkExchange runs a real sigild (SoftHSM, SQLite, audit log on) and
-// measures token exchange over mTLS keep-alive against the crypto floor of
-// one exchange measured in the same run: verifying the subject token plus
-// one HSM signature, at the same concurrency. It does a fixed amount of
-// work whatever b.N is (the setup takes seconds); read the custom metrics,
-// not ns/op.
+// BenchmarkExchange runs real sigild (SoftHSM, audit log on) and measures
+// token exchange over mTLS keep-alive against the crypto floor of one
+// exchange measured in the same run: verifying the subject token plus one
+// HSM signature, at the same concurrency. Its sub-benchmarks are the
+// deployments, compared in one run:
+//
+//	store=sqlite      one sigild, the embedded default
+//	store=postgres    one sigild on PostgreSQL (a private cluster)
+//	replicas=2        two sigild replicas on PostgreSQL behind HAProxy,
+//	                  the HSM shared through p11-kit server
+//
+// Each does a fixed amount of work whatever b.N is (the setup takes
+// seconds); read the custom metrics, not ns/op.
 //
 // sigild and the floor get the same CPU budget, one CPU: sigild (all its
-// threads, and so the GOMAXPROCS its runtime derives from its affinity) is
-// pinned to CPU 1 once it is up; the floor runs first, in this process
-// pinned to CPU 1 with GOMAXPROCS 1, while sigild idles. Then this process,
-// the load generator, is pinned to CPU 0, where it takes nothing from
-// sigild, and drives 2 s of exchanges to warm sigild up (statements
-// prepared, caches filled, and the new GOMAXPROCS, which Go rereads at
-// most once a second, in effect) before the measured runs. SoftHSM runs
-// inside sigild, and inside this process for the floor. The metrics:
+// threads, and so the GOMAXPROCS its runtime derives from its affinity;
+// every replica) is pinned to CPU 1 once it is up; the floor runs first, in
+// this process pinned to CPU 1 with GOMAXPROCS 1, while sigild idles. Then
+// this process, the load generator, is pinned to CPU 0, where it takes
+// nothing from sigild, and drives 2 s of exchanges to warm sigild up
+// (statements prepared, caches filled, and the new GOMAXPROCS, which Go
+// rereads at most once a second, in effect) before the measured runs.
+// SoftHSM runs inside sigild (behind p11-kit server with replicas), and
+// inside this process for the floor. PostgreSQL and HAProxy are not pinned:
+// they take CPU from either side. On a 2-CPU machine two replicas share
+// sigild's one CPU: replicas=2 measures what the balancer and the shared
+// database cost, not scale-out. The load is two workloads on two TPMs, two
+// connections (round robin: one to each replica), 8 goroutines each. The
+// metrics:
 //
 //	exchanges/s, p50-ms, p99-ms  exchanges at full load: 16 goroutines,
 //	                             each sending its next request when the
@@ -67,11 +82,14 @@ var exchanges = func() int {
 //	of-floor                     exchanges/s over floor-ops/s
 //	half-load-p99-ms             p99 of exchanges started at a steady half
 //	                             of the exchanges/s measured
-//	sigild-cpu                   sigild's CPU time in the full-load run
-//	                             over its duration: below 1, sigild waited
-//	                             (for fsync, the client) or, on a busy
-//	                             machine, CPU 1 was shared
+//	sigild-cpu                   sigild's CPU time (all replicas) in the
+//	                             full-load run over its duration: below 1,
+//	                             sigild waited (for fsync, the database,
+//	                             the client) or, on a busy machine, CPU 1
+//	                             was shared
 //	sigild-cpu-us/op             sigild's CPU time per exchange at full load
+//	postgres-cpu-us/op           PostgreSQL's (every server process's) CPU
+//	                             time per exchange at full load
 //	floor-cpu-us/op              this process's CPU time per floor operation
 //	of-floor-cpu                 floor-cpu-us/op over sigild-cpu-us/op:
 //	                             of-floor in CPU time, which the machine's
@@ -82,31 +100,48 @@ func BenchmarkExchange(b *testing.B) {
 	if runtime.NumCPU() < 2 {
 		b.Fatalf("BenchmarkExchange needs 2 CPUs (sigild on one, the client on the other); this machine has %d", runtime.NumCPU())
 	}
-	s := startStack(b, "2")
+	for _, d := range []struct{ name, store, replicas string }{
+		{"store=sqlite", "sqlite", "1"},
+		{"store=postgres", "postgres", "1"},
+		{"replicas=2", "postgres", "2"},
+	} {
+		b.Run(d.name, func(b *testing.B) {
+			benchmarkExchange(b, startStackArgs(b, "--tpms", "2", "--store", d.store, "--replicas", d.replicas))
+		})
+	}
+}
+
+func benchmarkExchange(b *testing.B, s *stack) {
+	ctx := context.Background()
+	var loads []func() error
 	for i, n := range []string{"frontend", "orders"} {
 		if out, code := s.enroll(i, "spiffe://sigil.test/workload/"+n, filepath.Join(s.dir, n)); code != 0 {
 			b.Fatalf("enroll %s: %s", n, out)
 		}
+		user := s.userToken(b, n, "orders:read")
+		w, err := client.Open(ctx, filepath.Join(s.dir, n))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer w.Close()
+		req := client.TokenRequest{SubjectToken: user, Audience: []string{"spiffe://sigil.test/workload/payments"}, Scope: []string{"orders:read"}}
+		exchange := func() error { _, err := w.Token(ctx, req); return err }
+		if err := exchange(); err != nil { // the TLS handshake, signed by the TPM
+			b.Fatal(err)
+		}
+		loads = append(loads, exchange)
 	}
-	user := s.userToken(b, "frontend", "orders:read")
-	ctx := context.Background()
-	w, err := client.Open(ctx, filepath.Join(s.dir, "frontend"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer w.Close()
-	req := client.TokenRequest{SubjectToken: user, Audience: []string{"spiffe://sigil.test/workload/orders"}, Scope: []string{"orders:read"}}
-	exchange := func() error { _, err := w.Token(ctx, req); return err }
-	if err := exchange(); err != nil { // the TLS handshake, signed by the TPM
-		b.Fatal(err)
-	}
+	var next atomic.Uint64
+	exchange := func() error { return loads[next.Add(1)%uint64(len(loads))]() }
 
-	sigild, self := readPID(b, filepath.Join(s.dir, "sigild.pid")), os.Getpid()
-	pin(b, sigild, serverCPU)
+	sigilds, self := sigildPIDs(b, s), os.Getpid()
+	for _, pid := range sigilds {
+		pin(b, pid, serverCPU)
+	}
 	defer pin(b, self, affinity(b, fmt.Sprintf("/proc/%d/status", self)))
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 	pin(b, self, serverCPU)
-	floor := cryptoFloor(b, s, user)
+	floor := cryptoFloor(b, s, s.userToken(b, "frontend", "orders:read"))
 	b.ResetTimer()
 	floorCPU := cpuTime(b, self)
 	base := drive(b, exchangeConcurrency, exchanges, 0, floor)
@@ -116,9 +151,9 @@ func BenchmarkExchange(b *testing.B) {
 	warm(b, exchangeConcurrency, 2*time.Second, exchange)
 
 	b.StartTimer()
-	sigildCPU := cpuTime(b, sigild)
+	sigildCPU, pgCPU := cpuTimes(b, sigilds), postgresCPU(b, s)
 	full := drive(b, exchangeConcurrency, exchanges, 0, exchange)
-	sigildCPU = cpuTime(b, sigild) - sigildCPU
+	sigildCPU, pgCPU = cpuTimes(b, sigilds)-sigildCPU, postgresCPU(b, s)-pgCPU
 	half := drive(b, exchangeConcurrency, exchanges/2, time.Duration(float64(time.Second)/(full.rate/2)), exchange)
 	b.StopTimer()
 	b.ReportMetric(full.rate, "exchanges/s")
@@ -129,8 +164,84 @@ func BenchmarkExchange(b *testing.B) {
 	b.ReportMetric(ms(half.p99), "half-load-p99-ms")
 	b.ReportMetric(sigildCPU.Seconds()/full.elapsed.Seconds(), "sigild-cpu")
 	b.ReportMetric(us(sigildCPU)/float64(exchanges), "sigild-cpu-us/op")
+	b.ReportMetric(us(pgCPU)/float64(exchanges), "postgres-cpu-us/op")
 	b.ReportMetric(us(floorCPU)/float64(exchanges), "floor-cpu-us/op")
 	b.ReportMetric(floorCPU.Seconds()/sigildCPU.Seconds(), "of-floor-cpu")
+}
+
+// sigildPIDs are the stack's sigild processes: one, or every replica's.
+func sigildPIDs(b *testing.B, s *stack) []int {
+	b.Helper()
+	files, _ := filepath.Glob(filepath.Join(s.dir, "replica*", "sigild.pid"))
+	if len(files) == 0 {
+		files = []string{filepath.Join(s.dir, "sigild.pid")}
+	}
+	var pids []int
+	for _, f := range files {
+		pids = append(pids, readPID(b, f))
+	}
+	return pids
+}
+
+// cpuTimes is the CPU time processes pids have used, in all.
+func cpuTimes(b *testing.B, pids []int) time.Duration {
+	b.Helper()
+	var sum time.Duration
+	for _, pid := range pids {
+		sum += cpuTime(b, pid)
+	}
+	return sum
+}
+
+// postgresCPU is the CPU time the stack's PostgreSQL server has used: the
+// postmaster, its reaped children, and its running children (the
+// connections' backends, the writers). 0 without PostgreSQL.
+func postgresCPU(b *testing.B, s *stack) time.Duration {
+	b.Helper()
+	raw, err := os.ReadFile(filepath.Join(s.dir, "pg", "data", "postmaster.pid"))
+	if errors.Is(err, os.ErrNotExist) {
+		return 0
+	}
+	if err != nil {
+		b.Fatal(err)
+	}
+	postmaster, err := strconv.Atoi(strings.SplitN(string(raw), "\n", 2)[0])
+	if err != nil {
+		b.Fatalf("postmaster.pid: %v", err)
+	}
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	var sum time.Duration
+	for _, st := range stats {
+		f := statFields(st)
+		if f == nil {
+			continue // exited meanwhile
+		}
+		pid, _ := strconv.Atoi(strings.Split(st, "/")[2])
+		ppid, _ := strconv.Atoi(f[1]) // field 4
+		if pid != postmaster && ppid != postmaster {
+			continue
+		}
+		ticks := f[11:13] // utime, stime: fields 14, 15
+		if pid == postmaster {
+			ticks = f[11:15] // and cutime, cstime: the reaped children's
+		}
+		for _, t := range ticks {
+			n, _ := strconv.ParseInt(t, 10, 64)
+			sum += time.Duration(n) * time.Second / clockTicks
+		}
+	}
+	return sum
+}
+
+// statFields are the fields of a /proc/PID/stat file from field 3, the
+// state, on; nil if the process is gone.
+func statFields(path string) []string {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil
+	}
+	stat := string(raw)
+	return strings.Fields(stat[strings.LastIndexByte(stat, ')')+2:])
 }
 
 // cryptoFloor is one exchange's unavoidable cryptography: verify the
@@ -147,6 +258,9 @@ func cryptoFloor(b *testing.B, s *stack, token string) func() error {
 		b.Fatal(err)
 	}
 	os.Setenv("SOFTHSM2_CONF", s.env["SOFTHSM2_CONF"])
+	if a := s.env["P11_KIT_SERVER_ADDRESS"]; a != "" { // the HSM through p11-kit, as sigild reaches it
+		os.Setenv("P11_KIT_SERVER_ADDRESS", a)
+	}
 	h, err := hsm.Open(context.Background(), s.env["SIGIL_HSM_URI"])
 	if err != nil {
 		b.Fatal(err)
@@ -222,16 +336,14 @@ func affinity(b *testing.B, status string) string {
 // cpuTime is the user and system CPU time process pid has used.
 func cpuTime(b *testing.B, pid int) time.Duration {
 	b.Helper()
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		b.Fatal(err)
+	f := statFields(fmt.Sprintf("/proc/%d/stat", pid))
+	if f == nil {
+		b.Fatalf("process %d is gone", pid)
 	}
-	stat := string(raw)
-	f := strings.Fields(stat[strings.LastIndexByte(stat, ')')+2:]) // from field 3, the state
-	utime, err1 := strconv.ParseInt(f[11], 10, 64)                 // field 14
-	stime, err2 := strconv.ParseInt(f[12], 10, 64)                 // field 15
+	utime, err1 := strconv.ParseInt(f[11], 10, 64) // field 14
+	stime, err2 := strconv.ParseInt(f[12], 10, 64) // field 15
 	if err1 != nil || err2 != nil {
-		b.Fatalf("/proc/%d/stat: %q", pid, stat)
+		b.Fatalf("/proc/%d/stat: %q", pid, f)
 	}
 	return time.Duration(utime+stime) * time.Second / clockTicks
 }

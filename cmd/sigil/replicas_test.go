@@ -120,6 +120,11 @@ func TestReplicas(t *testing.T) {
 	}
 	t.Run("CutOffFromDatabase", func(t *testing.T) { testCutOffReplica(t, s) })
 	t.Run("KillUnderLoad", func(t *testing.T) { testKillReplicaUnderLoad(t, s) })
+	// A token revoked through one replica is refused by a verifier
+	// following the other's feed within propagationWait, every time.
+	t.Run("RevocationAcrossReplicas", func(t *testing.T) {
+		testRevocationPropagation(t, startPropagation(t, s.stack, s.replicas[0]))
+	})
 }
 
 // A replica cut off from the database (its connections to PostgreSQL go
@@ -172,6 +177,13 @@ func testCutOffReplica(t *testing.T, s *replicaStack) {
 	testenv.WaitFor(t, 30*time.Second, replica+" back in rotation without a restart", func() bool {
 		return s.balancer(t)[replica].status == "UP"
 	})
+
+	// The replica reaches PostgreSQL directly again, as the next
+	// subtests expect; the proxy goes at cleanup.
+	writeFile(t, config, string(raw))
+	s.kill(t, cut)
+	s.up(t)
+	testenv.WaitFor(t, 10*time.Second, replica+" in rotation", func() bool { return s.balancer(t)[replica].status == "UP" })
 }
 
 // SIGKILL a replica while two workloads, each on its own connection
@@ -221,6 +233,13 @@ func testKillReplicaUnderLoad(t *testing.T, s *replicaStack) {
 		})
 	}
 	defer func() { close(stop); wg.Wait() }()
+	defer func() {
+		if t.Failed() {
+			mu.Lock()
+			defer mu.Unlock()
+			t.Logf("%d tokens, %d after the kill; failed requests: %v", len(acked), afterAck, errors.Join(failed...))
+		}
+	}()
 	testenv.WaitFor(t, 30*time.Second, "tokens before the kill", func() bool { mu.Lock(); defer mu.Unlock(); return len(acked) >= killAfter })
 	if sessions := s.balancer(t)["replica1"].sessions; sessions == 0 {
 		t.Fatal("HAProxy sent replica1 no connections: the kill would prove nothing")

@@ -25,7 +25,10 @@ const propagationWait = 3 * time.Second
 // A token revoked through sigild is refused by a verifier following
 // sigild's revocation feed within propagationWait, every time.
 func TestRevocationPropagation(t *testing.T) {
-	p := startPropagation(t)
+	testRevocationPropagation(t, startPropagation(t, startStack(t, "2"), ""))
+}
+
+func testRevocationPropagation(t *testing.T, p *propagation) {
 	var lat []time.Duration
 	for range 20 {
 		lat = append(lat, p.revoke())
@@ -45,9 +48,20 @@ func TestRevocationPropagation(t *testing.T) {
 // Verify polled every millisecond. An iteration gets a token, verifies it,
 // revokes it and waits for the refusal. Read the custom metrics p50-ms
 // and p99-ms (goal: p99 < 1 s); -benchtime 200x takes them over 200
-// revocations.
+// revocations. Sub-benchmarks: replicas=1, one sigild on SQLite; and
+// across-replicas, two replicas on PostgreSQL, the token revoked through
+// replica 1 and the verifier following replica 2's feed.
 func BenchmarkRevocationPropagation(b *testing.B) {
-	p := startPropagation(b)
+	b.Run("replicas=1", func(b *testing.B) {
+		benchmarkRevocationPropagation(b, startPropagation(b, startStack(b, "2"), ""))
+	})
+	b.Run("across-replicas", func(b *testing.B) {
+		s := startStackArgs(b, "--tpms", "2", "--replicas", "2")
+		benchmarkRevocationPropagation(b, startPropagation(b, s, strings.Fields(s.env["SIGIL_REPLICAS"])[0]))
+	})
+}
+
+func benchmarkRevocationPropagation(b *testing.B, p *propagation) {
 	var lat []time.Duration
 	for b.Loop() {
 		lat = append(lat, p.revoke())
@@ -59,7 +73,8 @@ func BenchmarkRevocationPropagation(b *testing.B) {
 
 // propagation is the dev stack with two workloads: frontend gets tokens
 // for orders and revokes them; orders verifies them with a Verifier that
-// follows sigild's revocation feed.
+// follows sigild's revocation feed. With replicas, frontend talks to one
+// replica and orders to another.
 type propagation struct {
 	t        testing.TB
 	frontend *client.Workload
@@ -69,12 +84,28 @@ type propagation struct {
 
 const ordersID = "spiffe://sigil.test/workload/orders"
 
-func startPropagation(t testing.TB) *propagation {
+// startPropagation enrolls frontend and orders on s; with revokeVia (a
+// replica's URL), frontend through it, and orders through the other
+// replica.
+func startPropagation(t testing.TB, s *stack, revokeVia string) *propagation {
 	t.Helper()
-	s := startStack(t, "2")
+	servers := map[string]string{"frontend": s.env["SIGIL_SERVER"], "orders": s.env["SIGIL_SERVER"]}
+	if revokeVia != "" {
+		for _, r := range strings.Fields(s.env["SIGIL_REPLICAS"]) {
+			if r != revokeVia {
+				servers["orders"] = r
+			}
+		}
+		servers["frontend"] = revokeVia
+	}
+	// Their own states: a replicated stack may have them enrolled through
+	// the balancer already.
+	stateDir := func(name string) string { return filepath.Join(s.dir, "propagation", name) }
 	open := func(i int, name string) *client.Workload {
-		dir := filepath.Join(s.dir, name)
-		if out, code := s.enroll(i, "spiffe://sigil.test/workload/"+name, dir); code != 0 {
+		dir := stateDir(name)
+		addr, log := s.tpm(i)
+		if out, code := s.run("sigil", "enroll", "--server", servers[name], "--tpm", addr, "--event-log", log,
+			"--identity", "spiffe://sigil.test/workload/"+name, "--state", dir); code != 0 {
 			t.Fatalf("enroll %s: %s", name, out)
 		}
 		w, err := client.Open(t.Context(), dir)
@@ -85,14 +116,14 @@ func startPropagation(t testing.TB) *propagation {
 		return w
 	}
 	frontend, orders := open(0, "frontend"), open(1, "orders")
-	st, err := client.LoadState(filepath.Join(s.dir, "frontend"))
+	st, err := client.LoadState(stateDir("frontend"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	// The workload's client has an overall timeout, which would cut the
 	// feed, one long response, every time it runs out.
 	hc := &http.Client{Transport: orders.HTTPClient().Transport}
-	server := s.env["SIGIL_SERVER"]
+	server := servers["orders"]
 	v, err := verify.New(t.Context(), verify.Config{
 		Issuer:     sigildIssuer(t, hc, server),
 		Audience:   ordersID,
