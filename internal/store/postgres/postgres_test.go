@@ -2,6 +2,8 @@ package postgres
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"testing"
 
 	"github.com/sigil-dev/sigil/internal/store"
@@ -9,7 +11,16 @@ import (
 	"github.com/sigil-dev/sigil/testenv"
 )
 
-func TestMain(m *testing.M) { testenv.Main(m) }
+func TestMain(m *testing.M) {
+	if spec := os.Getenv(appendWorkerEnv); spec != "" {
+		if err := appendWorker(spec); err != nil {
+			fmt.Fprintln(os.Stderr, "writer process:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	testenv.Main(m)
+}
 
 // TestConformance runs the store contract's suite on databases of a real
 // PostgreSQL cluster, with writers in goroutines, in several pools and in
