@@ -51,9 +51,9 @@ var exchanges = func() int {
 // HSM signature, at the same concurrency. Its sub-benchmarks are the
 // deployments, compared in one run:
 //
-//	store=sqlite      one sigild, the embedded default
-//	store=postgres    one sigild on PostgreSQL (a private cluster)
-//	replicas=2        two sigild replicas on PostgreSQL behind HAProxy,
+//	sqlite            one sigild, the embedded default
+//	postgres          one sigild on PostgreSQL (a private cluster)
+//	2-replicas        two sigild replicas on PostgreSQL behind HAProxy,
 //	                  the HSM shared through p11-kit server
 //
 // Each does a fixed amount of work whatever b.N is (the setup takes
@@ -70,7 +70,7 @@ var exchanges = func() int {
 // SoftHSM runs inside sigild (behind p11-kit server with replicas), and
 // inside this process for the floor. PostgreSQL and HAProxy are not pinned:
 // they take CPU from either side. On a 2-CPU machine two replicas share
-// sigild's one CPU: replicas=2 measures what the balancer and the shared
+// sigild's one CPU: 2-replicas measures what the balancer and the shared
 // database cost, not scale-out. The load is two workloads on two TPMs, two
 // connections (round robin: one to each replica), 8 goroutines each. The
 // metrics:
@@ -101,9 +101,9 @@ func BenchmarkExchange(b *testing.B) {
 		b.Fatalf("BenchmarkExchange needs 2 CPUs (sigild on one, the client on the other); this machine has %d", runtime.NumCPU())
 	}
 	for _, d := range []struct{ name, store, replicas string }{
-		{"store=sqlite", "sqlite", "1"},
-		{"store=postgres", "postgres", "1"},
-		{"replicas=2", "postgres", "2"},
+		{"sqlite", "sqlite", "1"},
+		{"postgres", "postgres", "1"},
+		{"2-replicas", "postgres", "2"},
 	} {
 		b.Run(d.name, func(b *testing.B) {
 			benchmarkExchange(b, startStackArgs(b, "--tpms", "2", "--store", d.store, "--replicas", d.replicas))

@@ -48,11 +48,11 @@ func testRevocationPropagation(t *testing.T, p *propagation) {
 // Verify polled every millisecond. An iteration gets a token, verifies it,
 // revokes it and waits for the refusal. Read the custom metrics p50-ms
 // and p99-ms (goal: p99 < 1 s); -benchtime 200x takes them over 200
-// revocations. Sub-benchmarks: replicas=1, one sigild on SQLite; and
+// revocations. Sub-benchmarks: one-sigild, one sigild on SQLite; and
 // across-replicas, two replicas on PostgreSQL, the token revoked through
 // replica 1 and the verifier following replica 2's feed.
 func BenchmarkRevocationPropagation(b *testing.B) {
-	b.Run("replicas=1", func(b *testing.B) {
+	b.Run("one-sigild", func(b *testing.B) {
 		benchmarkRevocationPropagation(b, startPropagation(b, startStack(b, "2"), ""))
 	})
 	b.Run("across-replicas", func(b *testing.B) {
