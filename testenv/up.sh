@@ -128,11 +128,15 @@ pid_alive() {
 }
 
 # configure CONFIG PORT [ISSUER] writes a sigild configuration listening on
-# PORT with the store $store; with ISSUER (the balancer's URL), the tokens'
-# issuer is ISSUER.
+# PORT with the store $store; with ISSUER (the balancer's URL), a replica's:
+# the tokens' issuer is ISSUER, and the audit anchor (the last checkpoint
+# signed, kept outside the database) is DIR/sigild.anchor, one for every
+# replica on this machine: sigild refuses a database with checkpoints that
+# its own anchor lacks, as a replica started after another has published
+# would find it.
 configure() {
 	local sub=()
-	[[ -n ${3:-} ]] && sub=(-e "s|^tokens:\$|tokens:\\n  issuer: $3|")
+	[[ -n ${3:-} ]] && sub=(-e "s|^tokens:\$|tokens:\\n  issuer: $3|" -e "s|^audit:\$|audit:\\n  anchor: $dir/sigild.anchor|")
 	sed -e "s|@DIR@|$dir|g" -e "s|@PORT@|$2|g" -e "s|@HSM_URI@|${SIGIL_HSM_URI//&/\\&}|g" \
 		-e "s|^store: .*|store: ${store//&/\\&}|" "${sub[@]}" "$root/testenv/sigild.yaml" >"$1"
 }
