@@ -232,7 +232,8 @@ func testKillReplicaUnderLoad(t *testing.T, s *replicaStack) {
 			}
 		})
 	}
-	defer func() { close(stop); wg.Wait() }()
+	halt := sync.OnceFunc(func() { close(stop); wg.Wait() })
+	defer halt()
 	defer func() {
 		if t.Failed() {
 			mu.Lock()
@@ -249,9 +250,7 @@ func testKillReplicaUnderLoad(t *testing.T, s *replicaStack) {
 	mu.Unlock()
 	s.kill(t, 0)
 	testenv.WaitFor(t, 60*time.Second, "tokens after the kill", func() bool { mu.Lock(); defer mu.Unlock(); return afterAck >= carryOn })
-	close(stop)
-	wg.Wait()
-	stop = make(chan struct{})
+	halt()
 	// Only requests in flight on the killed replica's connections may fail,
 	// and only by the connection dropping.
 	if len(failed) > 2*workers {
