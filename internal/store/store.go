@@ -41,6 +41,10 @@ var (
 	// for a revoked client certificate (invalid_client); the new token
 	// must not be returned.
 	ErrCertificateRevoked = errors.New("certificate revoked")
+
+	// ErrLockLost: a Lock is no longer held (its session ended). Stop the
+	// work it guarded; take the lock again before resuming it.
+	ErrLockLost = errors.New("lock lost")
 )
 
 // ReasonDeviceDisabled is the revocation reason SetDeviceStatus records on
@@ -292,6 +296,37 @@ type FeedNotifier interface {
 	// them from RevocationEvents, and keep polling as the fallback.
 	NotifyRevocations(ctx context.Context) (<-chan uint64, error)
 }
+
+// Locker is an optional power of a Store, found by type assertion: named
+// locks shared by every process on the database (every replica), for work
+// done by one replica at a time: the audit checkpoint publisher's lease,
+// `sigild init`'s key creation. A store without it serves one process,
+// which holds every lock.
+type Locker interface {
+	// TryLock takes the lock name if no session holds it, without waiting:
+	// ok is false (and l nil) if another holds it.
+	TryLock(ctx context.Context, name string) (l Lock, ok bool, err error)
+	// Lock takes the lock name, waiting for it until ctx ends.
+	Lock(ctx context.Context, name string) (Lock, error)
+}
+
+// Lock is a lock a Locker gave. It is held by a database session of its
+// own, kept alive by its holder: if the holder stops answering for
+// LockTTL (a process paused or cut off from the database), the database
+// ends the session and another may take the lock. A holder about to act on
+// the lock checks Held first; work whose repetition would do harm must
+// still be fenced in the database, as a paused holder may act after Held.
+type Lock interface {
+	// Held returns nil if the lock is still held, asking the database, and
+	// ErrLockLost (wrapped) once it is not: the lock is never held again,
+	// take a new one.
+	Held(ctx context.Context) error
+	// Unlock releases the lock, if still held.
+	Unlock()
+}
+
+// LockTTL bounds how long a Lock outlives a holder that stopped answering.
+const LockTTL = 3 * time.Second
 
 // TokenWriter records issued tokens and revokes them.
 type TokenWriter interface {

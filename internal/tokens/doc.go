@@ -159,7 +159,9 @@
 // point the feed does not hold (another epoch: the database was restored;
 // ahead of the head) is ErrResync, for the subscriber to read the feed
 // again from the start rather than skip what it thinks it saw. This
-// replica's revocations are read from the store as soon
-// as they commit; other replicas' at the next poll (PollInterval). A
+// replica's revocations are read from the store as soon as they commit;
+// other replicas' as soon as the store notifies them (a
+// store.FeedNotifier: PostgreSQL's LISTEN/NOTIFY), else at the next poll
+// (PollInterval), which stays the fallback while notifications are down. A
 // subscriber that falls behind is dropped (ErrLagged) and resumes.
 package tokens

@@ -108,6 +108,9 @@ func (f *feed) run(ctx context.Context) error {
 		case <-time.After(f.interval):
 		}
 	}
+	if n, ok := f.st.(store.FeedNotifier); ok {
+		go f.follow(ctx, n)
+	}
 	t := time.NewTicker(f.interval)
 	defer t.Stop()
 	for {
@@ -119,6 +122,30 @@ func (f *feed) run(ctx context.Context) error {
 		}
 		if err := f.poll(ctx); err != nil && ctx.Err() == nil {
 			f.log.WarnContext(ctx, "tokens: revocation feed", "err", err)
+		}
+	}
+}
+
+// follow wakes the feed whenever the store notifies a revocation committed
+// by any replica, until ctx ends, so that events reach subscribers well
+// within the poll interval. A broken subscription is renewed after a poll
+// interval; the wake on renewal reads what committed while it was down,
+// and the ticker's polling covers the gap meanwhile.
+func (f *feed) follow(ctx context.Context, n store.FeedNotifier) {
+	for {
+		ch, err := n.NotifyRevocations(ctx)
+		if err == nil {
+			f.wake()
+			for range ch {
+				f.wake()
+			}
+		} else if ctx.Err() == nil {
+			f.log.WarnContext(ctx, "tokens: revocation feed: cannot subscribe to notifications; polling", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(f.interval):
 		}
 	}
 }

@@ -82,7 +82,8 @@ type Config struct {
 
 	// PollInterval is how often the revocation feed reads the store for
 	// revocations made by other replicas (DefaultPollInterval if zero);
-	// this replica's own revocations are read as soon as they commit.
+	// this replica's own revocations are read as soon as they commit, and
+	// other replicas' as soon as a store.FeedNotifier tells of them.
 	PollInterval time.Duration
 	// MaxSubscribers bounds the feed's concurrent subscribers
 	// (DefaultMaxSubscribers if zero).

@@ -35,7 +35,8 @@
 //   - a signing key's first sighting is recorded once.
 //
 // A store with the optional FeedNotifier power is also checked to notify
-// revocations committed through another handle.
+// revocations committed through another handle, and one with the Locker
+// power to give each lock to one handle at a time.
 //
 // A backend's own white-box tests (its SQL, its migrations, its pools) stay
 // in its package; the fixtures here (Device, Challenge, Token, Entry…)

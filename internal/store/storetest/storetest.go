@@ -110,6 +110,7 @@ var tests = []test{
 	{"RevokeTokenRollsBack", testRevokeTokenRollsBack},
 	{"RevocationEventsPaging", testRevocationEventsPaging},
 	{"FeedNotifier", testFeedNotifier},
+	{"Locker", testLocker},
 	{"AuditAppendAndRead", testAuditAppendAndRead},
 	{"AuditRanges", testAuditRanges},
 	{"AppendAuditInvalid", testAppendAuditInvalid},
