@@ -262,6 +262,13 @@ func (l *Log) integrate(ctx context.Context) error {
 	case has && size == stored:
 		return nil
 	}
+	lead, err := l.leading(ctx)
+	if err != nil {
+		return l.failed(ctx, stageLease, err)
+	}
+	if !lead {
+		return l.follow(ctx)
+	}
 	if err := l.extend(ctx, stored); err != nil {
 		if errors.Is(err, ErrTampered) {
 			return err
@@ -325,33 +332,34 @@ func (l *Log) checkLeaves(ctx context.Context, start, end uint64, hashes [][]byt
 // checkpoint signs and stores the checkpoint of the tree integrated so far.
 func (l *Log) checkpoint(ctx context.Context, stored uint64, began time.Time) error {
 	cp := Checkpoint{Origin: l.origin, Size: l.rng.End(), Hash: rootOf(l.rng), Time: l.o.now().UTC().Truncate(time.Millisecond)}
+	// Reading and hashing took time: a leader that lost its lease
+	// meanwhile (paused, cut off) leaves the signing to the new one.
+	if lead, err := l.leading(ctx); err != nil || !lead {
+		if err != nil {
+			return l.failed(ctx, stageLease, err)
+		}
+		return l.follow(ctx)
+	}
 	note, err := l.signer.Sign(cp)
 	if err != nil {
 		return l.failed(ctx, stageSign, err)
 	}
 	if err := l.storage.PutCheckpoint(ctx, cp.Size, note); err != nil {
-		if note = l.adopt(ctx, cp); note == nil {
-			return l.failed(ctx, stageStore, err)
+		// The fence: another replica stored this size or a larger one
+		// first. Publish its checkpoint, once checked to be of the same
+		// tree, never ours.
+		if ferr := l.follow(ctx); errors.Is(ferr, ErrTampered) {
+			return ferr
 		}
+		if size, has := l.current(); has && size >= cp.Size {
+			return nil
+		}
+		return l.failed(ctx, stageStore, err)
 	}
 	l.publish(note, cp.Size)
 	l.m.checkpointed(cp.Size, stored, time.Since(began))
 	l.o.logger.DebugContext(ctx, "audit: checkpoint signed", "size", cp.Size, "root", b64(cp.Hash))
 	return nil
-}
-
-// adopt returns the stored latest checkpoint if it is a valid checkpoint of
-// the same tree as cp (another replica stored that size first), else nil.
-func (l *Log) adopt(ctx context.Context, cp Checkpoint) []byte {
-	note, err := l.storage.LatestCheckpoint(ctx)
-	if err != nil || len(note) == 0 {
-		return nil
-	}
-	got, err := OpenCheckpoint(note, l.signer.Verifier())
-	if err != nil || got.Size != cp.Size || !sameHash(got.Hash, cp.Hash) {
-		return nil
-	}
-	return note
 }
 
 // failed logs and counts a failure that the next tick retries.
@@ -380,16 +388,23 @@ func (l *Log) current() (uint64, bool) {
 	return l.size, l.latest != nil
 }
 
-// Checkpoint returns the latest signed checkpoint note: the one Run signed
-// or found at Init, else the one in storage. ErrNoCheckpoint if none.
+// Checkpoint returns the latest signed checkpoint note: the stored one if
+// it is signed by the log key and larger than the one Run published (another
+// replica signed it; Run checks it against the entries when it adopts it),
+// else the published one. Without a stored one to read (the storage is
+// down) it is the published one. ErrNoCheckpoint if none.
 func (l *Log) Checkpoint(ctx context.Context) ([]byte, error) {
 	l.mu.Lock()
-	note := l.latest
+	note, size := l.latest, l.size
 	l.mu.Unlock()
-	if note == nil {
-		var err error
-		if note, err = l.storage.LatestCheckpoint(ctx); err != nil {
-			return nil, readErr("latest checkpoint", err)
+	stored, err := l.storage.LatestCheckpoint(ctx)
+	switch {
+	case err != nil && note == nil:
+		return nil, readErr("latest checkpoint", err)
+	case err == nil && len(stored) > 0:
+		if cp, err := OpenCheckpoint(stored, l.signer.Verifier()); err == nil && (note == nil || cp.Size > size) {
+			note = stored
+			l.Nudge()
 		}
 	}
 	if len(note) == 0 {

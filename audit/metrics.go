@@ -13,6 +13,7 @@ const (
 	stageRead  = "read"  // reading the storage
 	stageSign  = "sign"  // signing (the HSM)
 	stageStore = "store" // storing the checkpoint
+	stageLease = "lease" // asking the checkpoint lease (WithLease)
 )
 
 // metrics holds the collectors WithMetrics registers; a nil *metrics
@@ -23,6 +24,7 @@ type metrics struct {
 	size     prometheus.Gauge
 	lag      prometheus.Gauge
 	duration prometheus.Histogram
+	leader   prometheus.Gauge
 }
 
 func newMetrics(r prometheus.Registerer) (*metrics, error) {
@@ -51,16 +53,32 @@ func newMetrics(r prometheus.Registerer) (*metrics, error) {
 			Help:    "Time to integrate a batch of new entries: read, hash, sign and store a checkpoint.",
 			Buckets: prometheus.ExponentialBuckets(100e-6, 2, 16),
 		}),
+		leader: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sigil_audit_checkpoint_leader",
+			Help: "1 while this replica holds the checkpoint lease and signs checkpoints, 0 while it follows another's.",
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.signed, m.failures, m.size, m.lag, m.duration} {
+	for _, c := range []prometheus.Collector{m.signed, m.failures, m.size, m.lag, m.duration, m.leader} {
 		if err := r.Register(c); err != nil {
 			return nil, fmt.Errorf("audit: register metrics: %w", err)
 		}
 	}
-	for _, s := range []string{stageRead, stageSign, stageStore} {
+	for _, s := range []string{stageRead, stageSign, stageStore, stageLease} {
 		m.failures.WithLabelValues(s) // export zeros
 	}
 	return m, nil
+}
+
+// leading records whether this Log holds the lease.
+func (m *metrics) leading(ok bool) {
+	if m == nil {
+		return
+	}
+	if ok {
+		m.leader.Set(1)
+	} else {
+		m.leader.Set(0)
+	}
 }
 
 func (m *metrics) fail(stage string) {

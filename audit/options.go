@@ -19,6 +19,7 @@ type options struct {
 	logger     *slog.Logger
 	registerer prometheus.Registerer
 	now        func() time.Time
+	lease      Lease
 }
 
 // WithInterval sets how often Run integrates new entries when not nudged
