@@ -16,6 +16,7 @@ import (
 // which policy set; anything unexpected is a 500 without detail.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	status, code, desc := classify(err)
+	status, code, desc = s.unavailable(r.Context(), status, code, desc)
 	log := s.Log.WarnContext
 	if status >= 500 {
 		log = s.Log.ErrorContext

@@ -276,6 +276,7 @@ func (s *oauth) sse(rc *http.ResponseController, w http.ResponseWriter, text str
 // oauthFail answers err as an OAuth error.
 func (s *oauth) oauthFail(w http.ResponseWriter, r *http.Request, endpoint string, err error) {
 	status, code, desc := classifyOAuth(err)
+	status, code, desc = s.unavailable(r.Context(), status, code, desc)
 	log := s.Log.InfoContext
 	if status >= 500 {
 		log = s.Log.ErrorContext

@@ -50,8 +50,14 @@ type Server struct {
 	Certificates device.Certificates
 	// Tokens serves the token service (oauth.go); nil leaves it unserved.
 	Tokens *tokens.Service
-	// Ready lists the dependencies /readyz checks, by name.
-	Ready    map[string]Checker
+	// Ready lists the dependencies /readyz checks, by name. A request
+	// that fails with an internal error while one of them is down is
+	// answered 503 (temporarily_unavailable), not 500.
+	Ready map[string]Checker
+	// PolicyVersion returns the version of the policy set in effect, which
+	// /readyz reports so that replicas running different sets show; nil
+	// reports none.
+	PolicyVersion func() string
 	Log      *slog.Logger
 	Registry *prometheus.Registry
 	// FeedHeartbeat and FeedWriteTimeout time the revocation feed (see
@@ -83,17 +89,51 @@ func (s *Server) Handler() http.Handler {
 	return s.metrics.instrument(mux)
 }
 
+// readyTimeout bounds a readiness check: a dependency that does not
+// answer within it is down.
+const readyTimeout = 2 * time.Second
+
+// readyz answers 200 "ready" if every dependency in Ready answers, else
+// 503 naming the first that does not; either way the body's second line
+// is the policy set's version ("policy_version: sha256:…").
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	status, line := http.StatusOK, "ready\n"
+	if name, err := s.down(r.Context()); err != nil {
+		s.Log.WarnContext(r.Context(), "not ready", "dependency", name, "err", err)
+		status, line = http.StatusServiceUnavailable, name+" unavailable\n"
+	}
+	if s.PolicyVersion != nil {
+		line += "policy_version: " + s.PolicyVersion() + "\n"
+	}
+	w.WriteHeader(status)
+	io.WriteString(w, line)
+}
+
+// down returns the name of a dependency in Ready that does not answer
+// within readyTimeout, and its error; nil if all answer.
+func (s *Server) down(ctx context.Context) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
 	defer cancel()
 	for name, c := range s.Ready {
 		if err := c.Healthy(ctx); err != nil {
-			s.Log.WarnContext(ctx, "not ready", "dependency", name, "err", err)
-			http.Error(w, name+" unavailable\n", http.StatusServiceUnavailable)
-			return
+			return name, err
 		}
 	}
-	io.WriteString(w, "ready\n")
+	return "", nil
+}
+
+// unavailable turns an internal error into 503 when a dependency is down
+// (the database stopped answering mid-request): the client retries rather
+// than reporting a server bug.
+func (s *Server) unavailable(ctx context.Context, status int, code, desc string) (int, string, string) {
+	if status != http.StatusInternalServerError {
+		return status, code, desc
+	}
+	if name, err := s.down(ctx); err != nil {
+		return http.StatusServiceUnavailable, "temporarily_unavailable", name + " unavailable; retry later"
+	}
+	return status, code, desc
 }
 
 func (s *Server) bundle(w http.ResponseWriter, _ *http.Request) {

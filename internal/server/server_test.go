@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -128,5 +129,71 @@ func TestRetryAfterOnHSMOutage(t *testing.T) {
 	s.fail(rec, httptest.NewRequest(http.MethodPost, api.PathComplete, nil), &hsm.Error{Op: "sign", Kind: hsm.ErrUnavailable})
 	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") == "" {
 		t.Fatalf("got %d with Retry-After %q", rec.Code, rec.Header().Get("Retry-After"))
+	}
+}
+
+// TestReadyzReportsPolicyVersion: /readyz names the policy set in effect,
+// ready or not, so that replicas running different sets show.
+func TestReadyzReportsPolicyVersion(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		err    error
+		status int
+	}{
+		{"ready", nil, http.StatusOK},
+		{"store-down", errors.New("connection refused"), http.StatusServiceUnavailable},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s := &Server{
+				Ready:         map[string]Checker{"store": CheckFunc(func(context.Context) error { return tt.err })},
+				PolicyVersion: func() string { return "sha256:abcd" },
+				Log:           slog.New(slog.DiscardHandler), Registry: prometheus.NewRegistry(),
+			}
+			srv := httptest.NewServer(s.Handler())
+			defer srv.Close()
+			resp, err := http.Get(srv.URL + "/readyz")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != tt.status || !strings.Contains(string(body), "\npolicy_version: sha256:abcd\n") {
+				t.Fatalf("readyz = %d %q, want %d with the policy version", resp.StatusCode, body, tt.status)
+			}
+		})
+	}
+}
+
+// TestInternalErrorWhileStoreDown: a request failing with an error the
+// server does not classify is 503 with Retry-After while a dependency
+// /readyz checks is down, and 500 while all answer.
+func TestInternalErrorWhileStoreDown(t *testing.T) {
+	var down atomic.Bool
+	s := &Server{
+		CRL:   func(context.Context) ([]byte, error) { return nil, errors.New("store: read revocations: connection refused") },
+		Ready: map[string]Checker{"store": CheckFunc(func(context.Context) error {
+			if down.Load() {
+				return errors.New("connection refused")
+			}
+			return nil
+		})},
+		Log:   slog.New(slog.DiscardHandler), Registry: prometheus.NewRegistry(),
+	}
+	srv := httptest.NewServer(s.Handler())
+	defer srv.Close()
+	get := func() *http.Response {
+		resp, err := http.Get(srv.URL + api.PathCRL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	if resp := get(); resp.StatusCode != http.StatusInternalServerError {
+		t.Fatalf("internal error with the store up = %d, want 500", resp.StatusCode)
+	}
+	down.Store(true)
+	if resp := get(); resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("internal error with the store down = %d (Retry-After %q), want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
 	}
 }
