@@ -58,8 +58,8 @@ type Server struct {
 	// /readyz reports so that replicas running different sets show; nil
 	// reports none.
 	PolicyVersion func() string
-	Log      *slog.Logger
-	Registry *prometheus.Registry
+	Log           *slog.Logger
+	Registry      *prometheus.Registry
 	// FeedHeartbeat and FeedWriteTimeout time the revocation feed (see
 	// oauth.go); zero means 15 s and 10 s.
 	FeedHeartbeat, FeedWriteTimeout time.Duration

@@ -170,14 +170,16 @@ func TestReadyzReportsPolicyVersion(t *testing.T) {
 func TestInternalErrorWhileStoreDown(t *testing.T) {
 	var down atomic.Bool
 	s := &Server{
-		CRL:   func(context.Context) ([]byte, error) { return nil, errors.New("store: read revocations: connection refused") },
+		CRL: func(context.Context) ([]byte, error) {
+			return nil, errors.New("store: read revocations: connection refused")
+		},
 		Ready: map[string]Checker{"store": CheckFunc(func(context.Context) error {
 			if down.Load() {
 				return errors.New("connection refused")
 			}
 			return nil
 		})},
-		Log:   slog.New(slog.DiscardHandler), Registry: prometheus.NewRegistry(),
+		Log: slog.New(slog.DiscardHandler), Registry: prometheus.NewRegistry(),
 	}
 	srv := httptest.NewServer(s.Handler())
 	defer srv.Close()
