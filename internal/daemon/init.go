@@ -36,7 +36,16 @@ type PKI struct {
 // the HSM and the certificates (stored on the token beside the keys). Existing
 // keys and certificates are kept; a certificate that does not match its key is
 // an error, never silently replaced. Every key created is logged in st.
+//
+// Replicas sharing the HSM and a store.Locker store may run Init at once:
+// each waits for the others' (keysLock), then finds what they created, so
+// every key is created, and logged, once.
 func Init(ctx context.Context, cfg *config.Config, h *hsm.HSM, st store.Store, log *slog.Logger) (*PKI, error) {
+	unlock, err := lockKeys(ctx, st)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	p := &PKI{}
 	for _, k := range []struct {
 		dst           **hsm.Key
@@ -49,12 +58,10 @@ func Init(ctx context.Context, cfg *config.Config, h *hsm.HSM, st store.Store, l
 		{&p.AuditKey, cfg.Audit.KeyLabel, "audit", hsm.ES256},
 		{&p.TokenKey, cfg.Tokens.KeyLabel, "token", hsm.Alg(cfg.Tokens.Alg)},
 	} {
-		var err error
 		if *k.dst, err = ensureKey(ctx, h, st, k.name, k.purpose, k.alg, log); err != nil {
 			return nil, err
 		}
 	}
-	var err error
 	steps := []struct {
 		label  string
 		key    *hsm.Key

@@ -87,8 +87,14 @@ func (k *Keys) List(ctx context.Context) ([]KeyStatus, error) {
 // the key set so that its first sighting is recorded for every replica, and
 // logs key.rotated. The key is published at once and signs after
 // tokens.rotation_lead; a running sigild picks it up at its next key
-// refresh, or at once on SIGHUP.
+// refresh, or at once on SIGHUP. Rotations through several replicas at
+// once each create their own version, one after the other (keysLock).
 func (k *Keys) RotateToken(ctx context.Context) (signer.KeyState, error) {
+	unlock, err := lockKeys(ctx, k.store)
+	if err != nil {
+		return signer.KeyState{}, err
+	}
+	defer unlock()
 	s, err := k.tokens.Rotate(ctx)
 	if err != nil {
 		return signer.KeyState{}, err

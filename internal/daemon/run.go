@@ -48,6 +48,10 @@ type Daemon struct {
 	tokens *tokens.Service
 	keys   *signer.KeySet
 	srv    *http.Server
+	// lease is the audit publisher's lease when replicas share the
+	// store, else nil.
+	lease     *publisherLease
+	policyVer *policyMetric
 }
 
 // OpenHSM opens the configured token.
@@ -112,6 +116,9 @@ func (d *Daemon) open(ctx context.Context, reg prometheus.Registerer) error {
 	if err := d.checkAnchor(ctx); err != nil {
 		return err
 	}
+	if d.policyVer, err = newPolicyMetric(reg); err != nil {
+		return err
+	}
 	d.policy, err = policy.NewEngine(ctx, d.cfg.Policy.Dir, policy.WithLogger(d.log),
 		policy.WithPollInterval(d.cfg.Policy.ReloadInterval), policy.WithOnLoad(d.policyLoaded))
 	if err != nil {
@@ -130,8 +137,12 @@ func (d *Daemon) openAudit(ctx context.Context, reg prometheus.Registerer) (*aud
 		return nil, err
 	}
 	d.checkpoints = signer.Verifier()
-	l, err := audit.New(store.AuditStorage(d.store), signer, origin, audit.WithInterval(d.cfg.Audit.CheckpointInterval),
-		audit.WithLogger(d.log), audit.WithMetrics(reg))
+	opts := []audit.Option{audit.WithInterval(d.cfg.Audit.CheckpointInterval), audit.WithLogger(d.log), audit.WithMetrics(reg)}
+	if lk, ok := d.store.(store.Locker); ok {
+		d.lease = &publisherLease{locker: lk}
+		opts = append(opts, audit.WithLease(d.lease))
+	}
+	l, err := audit.New(store.AuditStorage(d.store), signer, origin, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -141,6 +152,7 @@ func (d *Daemon) openAudit(ctx context.Context, reg prometheus.Registerer) (*aud
 // policyLoaded logs every policy set that takes effect: its version and
 // how many policies it holds.
 func (d *Daemon) policyLoaded(s *policy.Set) {
+	d.policyVer.loaded(s)
 	ctx := context.Background()
 	if err := store.RecordAudit(ctx, d.store, audit.PolicyLoaded, audit.Policy{Version: s.Version(), Policies: s.Len()}); err != nil {
 		d.log.ErrorContext(ctx, "audit: cannot record a policy load", "version", s.Version(), "err", err)
@@ -168,8 +180,9 @@ func (d *Daemon) server(reg *prometheus.Registry) *server.Server {
 			"hsm":   server.CheckFunc(d.hsm.Healthy),
 			"store": server.CheckFunc(d.store.Ping),
 		},
-		Log:      d.log,
-		Registry: reg,
+		PolicyVersion: func() string { return d.policy.Set().Version() },
+		Log:           d.log,
+		Registry:      reg,
 	}
 }
 
@@ -228,8 +241,13 @@ func (d *Daemon) ServeListener(ctx context.Context, ln net.Listener) error {
 	if err := d.srv.Shutdown(shutdown); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
-	// Cover what the last requests appended, and anchor it.
-	return d.anchorNow(shutdown)
+	// Cover what the last requests appended, and anchor it; then let
+	// another replica publish at once.
+	err := d.anchorNow(shutdown)
+	if d.lease != nil {
+		d.lease.Release()
+	}
+	return err
 }
 
 // Reload re-reads the policy directory and the token signing keys (SIGHUP):

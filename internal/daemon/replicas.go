@@ -1,0 +1,112 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sigil-dev/sigil/audit"
+	"github.com/sigil-dev/sigil/internal/store"
+	"github.com/sigil-dev/sigil/policy"
+)
+
+// Names of the locks replicas share through a store.Locker.
+const (
+	// publisherLock is the audit checkpoint publisher's lease.
+	publisherLock = "sigil/audit-publisher"
+	// keysLock serialises key creation on the HSM, which is not
+	// transactional: `sigild init` and `sigild key rotate`.
+	keysLock = "sigil/hsm-keys"
+)
+
+// lockKeys takes keysLock if st is shared (a store.Locker), waiting for
+// another replica's init or rotation to finish; the returned func releases
+// it. Check the token for the keys only after taking it.
+func lockKeys(ctx context.Context, st store.Store) (func(), error) {
+	lk, ok := st.(store.Locker)
+	if !ok {
+		return func() {}, nil // one process: nobody to wait for
+	}
+	l, err := lk.Lock(ctx, keysLock)
+	if err != nil {
+		return nil, fmt.Errorf("daemon: wait for other replicas' key creation: %w", err)
+	}
+	return l.Unlock, nil
+}
+
+// publisherLease is the audit log's lease over a store.Locker: the replica
+// holding publisherLock signs checkpoints. A follower asks for the lock at
+// most once per leaseRetry, so that followers do not open a database
+// session at every round of the log; a leader paused or cut off loses it
+// store.LockTTL after it stops answering, and another takes over within
+// LockTTL + leaseRetry.
+type publisherLease struct {
+	locker store.Locker
+
+	mu    sync.Mutex
+	held  store.Lock
+	tried time.Time
+}
+
+// leaseRetry is how often a follower tries to take the publisher lease.
+const leaseRetry = time.Second
+
+var _ audit.Lease = (*publisherLease)(nil)
+
+// Leading checks the held lock with the database, or tries to take it.
+func (p *publisherLease) Leading(ctx context.Context) (bool, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.held != nil {
+		if p.held.Held(ctx) == nil {
+			return true, nil
+		}
+		p.held.Unlock()
+		p.held = nil
+	}
+	if time.Since(p.tried) < leaseRetry {
+		return false, nil
+	}
+	p.tried = time.Now()
+	l, ok, err := p.locker.TryLock(ctx, publisherLock)
+	if err != nil || !ok {
+		return false, err
+	}
+	p.held = l
+	return true, nil
+}
+
+// Release gives the lease up, for another replica to take at once.
+func (p *publisherLease) Release() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.held != nil {
+		p.held.Unlock()
+		p.held = nil
+	}
+}
+
+// policyMetric exports the version of the policy set in effect as
+// sigil_policy_set_info{version="…"} 1, so that a replica running another
+// set than its peers shows in monitoring as in /readyz.
+type policyMetric struct{ g *prometheus.GaugeVec }
+
+func newPolicyMetric(reg prometheus.Registerer) (*policyMetric, error) {
+	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "sigil_policy_set_info",
+		Help: "The policy set this replica runs: 1, labelled with its version.",
+	}, []string{"version"})
+	if err := reg.Register(g); err != nil {
+		return nil, fmt.Errorf("daemon: register policy metric: %w", err)
+	}
+	return &policyMetric{g}, nil
+}
+
+// loaded makes s the one version exported.
+func (m *policyMetric) loaded(s *policy.Set) {
+	m.g.Reset()
+	m.g.WithLabelValues(s.Version()).Set(1)
+}
