@@ -63,7 +63,7 @@ type Env struct {
 	CA      *ca.CA
 	Policy  *policy.Set
 	IdP     *IdP
-	// DBPath is the SQLite file of Store.
+	// DBPath is the SQLite file of Store (New), empty for NewOn.
 	DBPath string
 
 	issuerKey crypto.Signer
@@ -82,17 +82,27 @@ type Workload struct {
 	Chain [][]byte
 }
 
-// New builds the environment; opts adjust the service's configuration.
-// The service's revocation feed runs until the test ends.
+// New builds the environment on a SQLite store of its own; opts adjust
+// the service's configuration. The service's revocation feed runs until
+// the test ends.
 func New(t testing.TB, opts ...func(*tokens.Config)) *Env {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "sigil.db")
+	e := NewOn(t, "sqlite:"+path, opts...)
+	e.DBPath = path
+	return e
+}
+
+// NewOn is New on the store at dsn (a fresh database: testenv.PostgresDB),
+// which replicas (Start, with another handle as Config.Store) may share.
+func NewOn(t testing.TB, dsn string, opts ...func(*tokens.Config)) *Env {
 	t.Helper()
 	ctx := t.Context()
 	e := &Env{}
 	e.openHSM(t)
 	e.newCA(t)
 	var err error
-	e.DBPath = filepath.Join(t.TempDir(), "sigil.db")
-	if e.Store, err = backend.Open(ctx, "sqlite:"+e.DBPath); err != nil {
+	if e.Store, err = backend.Open(ctx, dsn); err != nil {
 		t.Fatalf("backend.Open: %v", err)
 	}
 	t.Cleanup(func() { e.Store.Close() })
