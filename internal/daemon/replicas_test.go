@@ -1,11 +1,23 @@
 package daemon_test
 
 import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
 	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/sigil-dev/sigil/api"
 	"github.com/sigil-dev/sigil/audit"
 	"github.com/sigil-dev/sigil/hsm"
 	"github.com/sigil-dev/sigil/internal/config"
@@ -92,4 +104,180 @@ func TestConcurrentInitCreatesEachKeyOnce(t *testing.T) {
 			t.Errorf("replica %d ended with other keys or certificates than replica 0", i+1)
 		}
 	}
+}
+
+// serving is a replica's daemon serving on a loopback port.
+type serving struct {
+	url    string
+	stop   context.CancelFunc
+	done   chan struct{} // closed when Serve has returned
+	client *http.Client
+}
+
+// serve starts a sigild of cfg (another replica of the same HSM token
+// and database) until the test ends or stop.
+func serve(t *testing.T, cfg *config.Config, roots *x509.CertPool) *serving {
+	t.Helper()
+	d, err := daemon.New(t.Context(), cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatalf("daemon.New: %v", err)
+	}
+	t.Cleanup(d.Close)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &serving{url: "https://" + ln.Addr().String(), stop: cancel, done: make(chan struct{}),
+		client: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}}
+	go func() {
+		defer close(s.done)
+		if err := d.ServeListener(ctx, ln); err != nil {
+			t.Errorf("ServeListener: %v", err)
+		}
+	}()
+	t.Cleanup(func() { cancel(); <-s.done })
+	return s
+}
+
+// get returns the status and body of path.
+func (s *serving) get(t *testing.T, path string) (int, string) {
+	t.Helper()
+	resp, err := s.client.Get(s.url + path)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// metric returns the value of the unlabelled sample name on /metrics.
+func (s *serving) metric(t *testing.T, name string) float64 {
+	t.Helper()
+	_, body := s.get(t, "/metrics")
+	for line := range strings.Lines(body) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), name+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return f
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return 0
+}
+
+// replicaConfig is cfg for a replica serving in tests: the test policy,
+// a short checkpoint interval.
+func replicaConfig(cfg *config.Config) *config.Config {
+	c := *cfg
+	c.Policy.Dir = filepath.Join("..", "..", "testenv", "policy")
+	c.Audit.CheckpointInterval = 100 * time.Millisecond
+	c.Attestation.EKAllow = []string{strings.Repeat("ab", 32)} // no TPM enrolls here
+	return &c
+}
+
+// appendEntries appends n entries through st, as requests to any replica
+// would, and waits for a stored checkpoint to cover them.
+func appendEntries(t *testing.T, st store.Store, n int) uint64 {
+	t.Helper()
+	for i := range n {
+		if err := store.RecordAudit(t.Context(), st, audit.PolicyLoaded, audit.Policy{Version: fmt.Sprintf("test-%d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	size, err := st.AuditSize(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, 20*time.Second, "a checkpoint of every entry", func() bool {
+		cps, err := st.Checkpoints(t.Context())
+		return err == nil && len(cps) > 0 && cps[len(cps)-1].Size == size
+	})
+	return size
+}
+
+// TestOnePublisherAcrossReplicas: of two replicas on one database, one
+// holds the checkpoint lease and signs; the other signs nothing and serves
+// the same checkpoints; when the leader stops, the other takes over; every
+// stored checkpoint is consistent with the next (no fork). Both report the
+// policy version they run in /readyz.
+func TestOnePublisherAcrossReplicas(t *testing.T) {
+	cfg, rs := newReplicas(t, 1)
+	p, err := daemon.Init(t.Context(), cfg, rs[0].h, rs[0].st, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(p.Root)
+	c := replicaConfig(cfg)
+	a, b := serve(t, c, roots), serve(t, c, roots)
+	appendEntries(t, rs[0].st, 5)
+	leader, follower := a, b
+	if a.metric(t, "sigil_audit_checkpoint_leader") != 1 {
+		leader, follower = b, a
+	}
+	if leader.metric(t, "sigil_audit_checkpoint_leader") != 1 || follower.metric(t, "sigil_audit_checkpoint_leader") != 0 {
+		t.Fatal("want exactly one replica leading")
+	}
+	if n := follower.metric(t, "sigil_audit_checkpoints_signed_total"); n != 0 {
+		t.Fatalf("the follower signed %v checkpoints", n)
+	}
+	size := appendEntries(t, rs[0].st, 3)
+	testenv.WaitFor(t, 10*time.Second, "both replicas to serve the latest checkpoint", func() bool {
+		_, na := a.get(t, api.PathAuditCheckpoint)
+		_, nb := b.get(t, api.PathAuditCheckpoint)
+		return na == nb && strings.Contains(na, "\n"+strconv.FormatUint(size, 10)+"\n")
+	})
+	for _, s := range []*serving{a, b} {
+		status, body := s.get(t, "/readyz")
+		if status != http.StatusOK || !strings.Contains(body, "policy_version: sha256:") {
+			t.Errorf("/readyz = %d %q, want ready with the policy version", status, body)
+		}
+	}
+	signed := leader.metric(t, "sigil_audit_checkpoints_signed_total")
+	leader.stop()
+	<-leader.done
+	appendEntries(t, rs[0].st, 4)
+	if follower.metric(t, "sigil_audit_checkpoint_leader") != 1 || follower.metric(t, "sigil_audit_checkpoints_signed_total") == 0 {
+		t.Fatal("the other replica did not take over signing")
+	}
+	t.Logf("old leader signed %v checkpoints, new leader %v", signed, follower.metric(t, "sigil_audit_checkpoints_signed_total"))
+	checkNoFork(t, rs[0].st, cfg, p)
+}
+
+// checkNoFork checks every stored checkpoint's signature and that each is
+// consistent with the next, by consistency proofs from the stored log:
+// whoever signed them, they are of one append-only tree.
+func checkNoFork(t *testing.T, st store.Store, cfg *config.Config, p *daemon.PKI) {
+	t.Helper()
+	ctx := t.Context()
+	v, err := audit.NewVerifier(cfg.AuditOrigin(), p.AuditKey.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored, err := st.Checkpoints(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var prev *audit.Checkpoint
+	for _, s := range stored {
+		cp, err := audit.OpenCheckpoint(s.Note, v)
+		if err != nil || cp.Size != s.Size {
+			t.Fatalf("stored checkpoint of size %d: %+v, %v", s.Size, cp, err)
+		}
+		if prev != nil {
+			proof, err := audit.ConsistencyProof(ctx, store.AuditStorage(st), prev.Size, cp.Size)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := audit.VerifyConsistency(prev.Size, cp.Size, proof, prev.Hash, cp.Hash); err != nil {
+				t.Fatalf("checkpoints of sizes %d and %d fork: %v", prev.Size, cp.Size, err)
+			}
+		}
+		prev = &cp
+	}
+	t.Logf("%d stored checkpoints, consistent", len(stored))
 }
