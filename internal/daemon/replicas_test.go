@@ -281,3 +281,68 @@ func checkNoFork(t *testing.T, st store.Store, cfg *config.Config, p *daemon.PKI
 	}
 	t.Logf("%d stored checkpoints, consistent", len(stored))
 }
+
+// TestDatabaseDown: with its PostgreSQL stopped, a replica answers 503
+// promptly, to /readyz and to requests that need the database, and serves
+// again once the database is back, without a restart.
+func TestDatabaseDown(t *testing.T) {
+	pg := testenv.StartPostgres(t)
+	tok := testenv.SoftHSM(t)
+	cfg := config.Defaults()
+	cfg.TrustDomain = "sigil.test"
+	cfg.HSM.URI = tok.URI
+	cfg.Store = pg.NewDatabase(t)
+	cfg.TLS.IPAddresses = []string{"127.0.0.1"}
+	log := slog.New(slog.DiscardHandler)
+	h, err := daemon.OpenHSM(t.Context(), cfg, log, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	st, err := backend.Open(t.Context(), cfg.Store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	p, err := daemon.Init(t.Context(), cfg, h, st, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(p.Root)
+	s := serve(t, replicaConfig(cfg), roots)
+	for _, path := range []string{"/readyz", api.PathCRL} {
+		if status, body := s.get(t, path); status != http.StatusOK {
+			t.Fatalf("GET %s with the database up = %d %q", path, status, body)
+		}
+	}
+	if err := pg.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	const bound = 3 * time.Second
+	for _, path := range []string{"/readyz", api.PathCRL} {
+		began := time.Now()
+		status, body := s.get(t, path)
+		took := time.Since(began)
+		t.Logf("GET %s with the database down: %d in %v", path, status, took.Round(time.Millisecond))
+		if status != http.StatusServiceUnavailable || took > bound {
+			t.Errorf("GET %s with the database down = %d %q in %v, want 503 within %v", path, status, body, took, bound)
+		}
+	}
+	if err := pg.Start(); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, 30*time.Second, "the replica to be ready again", func() bool {
+		status, _ := s.get(t, "/readyz")
+		return status == http.StatusOK
+	})
+	if status, body := s.get(t, api.PathCRL); status != http.StatusOK {
+		t.Fatalf("GET CRL after the database came back = %d %q", status, body)
+	}
+	// Its audit log signs again: new entries get a checkpoint it serves.
+	size := appendEntries(t, st, 2)
+	testenv.WaitFor(t, 10*time.Second, "the replica to serve a checkpoint of the new entries", func() bool {
+		_, note := s.get(t, api.PathAuditCheckpoint)
+		return strings.Contains(note, "\n"+strconv.FormatUint(size, 10)+"\n")
+	})
+}

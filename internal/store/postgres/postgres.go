@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -74,7 +75,7 @@ func (s *pgStore) Tx(ctx context.Context, fn func(store.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	tx, err := s.w.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
+	tx, err := s.begin(ctx)
 	if err != nil {
 		return fmt.Errorf("store: begin: %w", ctxErr(ctx, err))
 	}
@@ -97,6 +98,29 @@ func (s *pgStore) Tx(ctx context.Context, fn func(store.Tx) error) error {
 		return fmt.Errorf("store: commit: %w", ctxErr(ctx, classify(err)))
 	}
 	return nil
+}
+
+// begin begins a transaction on a connection of the write pool. A pooled
+// connection the server ended (it restarted, or was restarted within the
+// second in which the pool trusts a connection without a ping) fails the
+// BEGIN and is dropped: begin takes another, up to one more than the pool
+// holds, so that the first writes after a database restart do not fail.
+// Nothing of fn has run then, so this is no retry of fn.
+func (s *pgStore) begin(ctx context.Context) (pgx.Tx, error) {
+	for range s.w.Config().MaxConns {
+		tx, err := s.w.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
+		if err == nil || ctx.Err() != nil || !connectionEnded(err) {
+			return tx, err
+		}
+	}
+	return s.w.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
+}
+
+// connectionEnded reports whether err is the server ending the connection
+// (SQLSTATE class 57P: operator intervention, such as a shutdown).
+func connectionEnded(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && strings.HasPrefix(pe.Code, "57P")
 }
 
 // ctxErr returns ctx.Err() if ctx has ended, for err caused by it, else
