@@ -105,3 +105,8 @@ func (a Autocommit) NewEpoch(ctx context.Context) (epoch string, err error) {
 	err = a.Run(ctx, func(tx Tx) error { epoch, err = tx.NewEpoch(ctx); return err })
 	return epoch, err
 }
+
+// PutCRL is Tx.PutCRL in a transaction of its own.
+func (a Autocommit) PutCRL(ctx context.Context, c CRL) error {
+	return a.Run(ctx, func(tx Tx) error { return tx.PutCRL(ctx, c) })
+}

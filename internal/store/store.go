@@ -118,6 +118,7 @@ type Reader interface {
 	RevocationFeed
 	AuditReader
 	LineageReader
+	CRLReader
 }
 
 // Writer changes records. A duplicate key is ErrConflict.
@@ -130,6 +131,7 @@ type Writer interface {
 	AuditWriter
 	SigningKeyWriter
 	LineageWriter
+	CRLWriter
 }
 
 // ChallengeReader reads enrollment and renewal challenges.
@@ -442,6 +444,38 @@ type AuditWriter interface {
 	// its lease can never record a second root for a size already signed,
 	// nor an older one after a newer.
 	PutCheckpoint(ctx context.Context, size uint64, note []byte) error
+}
+
+// CRL is a signed certificate revocation list that replicas share: one
+// produces it, every replica serves it (see the daemon's CRL).
+type CRL struct {
+	// Number is the CRL number it carries; each stored CRL's is larger
+	// than the last.
+	Number uint64
+	// RevocationSeq is LatestRevocationSeq when it was produced: a later
+	// one means revocations it does not list may have committed.
+	RevocationSeq uint64
+	// ProducedAt is its thisUpdate.
+	ProducedAt time.Time
+	// DER is the signed CRL.
+	DER []byte
+}
+
+// CRLReader reads the stored CRL.
+type CRLReader interface {
+	// LatestCRL returns the CRL stored last; ErrNotFound before the first.
+	LatestCRL(ctx context.Context) (CRL, error)
+}
+
+// CRLWriter stores the CRL, so that one replica produces it and all serve
+// it.
+type CRLWriter interface {
+	// PutCRL stores c, fenced: only if c.Number exceeds the Number of the
+	// stored CRL, decided in the statement that stores it; else it is
+	// ErrConflict (another replica produced one first: serve LatestCRL).
+	// An empty DER is an error. Under concurrency, from any process, of
+	// PutCRLs of one Number exactly one succeeds.
+	PutCRL(ctx context.Context, c CRL) error
 }
 
 // SigningKeyWriter records the signing keys of the token service.

@@ -32,7 +32,8 @@
 //   - audit indices are dense and unique;
 //   - checkpoints are fenced: none is recorded after one of its size or
 //     larger was, and none is refused without such a reason;
-//   - a signing key's first sighting is recorded once.
+//   - a signing key's first sighting is recorded once;
+//   - CRLs are fenced: of concurrent PutCRLs of one number one succeeds.
 //
 // A store with the optional FeedNotifier power is also checked to notify
 // revocations committed through another handle, and one with the Locker

@@ -98,6 +98,8 @@ var tests = []test{
 	{"FirstSeen", testFirstSeen},
 	{"Epoch", testEpoch},
 	{"NewEpoch", testNewEpoch},
+	{"CRL", testCRL},
+	{"CRLRace", testCRLRace},
 	{"TokenRoundTrip", testTokenRoundTrip},
 	{"InsertTokenRefuses", testInsertTokenRefuses},
 	{"InsertTokenNarrowLifetime", testInsertTokenNarrowLifetime},
