@@ -1,6 +1,6 @@
 // Package daemon wires sigild: the PKI setup (Init creates the HSM keys and
 // the CA hierarchy, idempotently; Load finds them), the HTTPS service (New,
-// Serve), the CRL (CRL) and the operator's key commands (OpenKeys: list
+// Serve), the CRL (CRL; SharedCRL, produced once for all replicas) and the operator's key commands (OpenKeys: list
 // the HSM keys, rotate the token key).
 package daemon
 

@@ -1,6 +1,7 @@
 package daemon_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/sigil-dev/sigil/api"
 	"github.com/sigil-dev/sigil/audit"
+	"github.com/sigil-dev/sigil/ca"
 	"github.com/sigil-dev/sigil/hsm"
 	"github.com/sigil-dev/sigil/internal/config"
 	"github.com/sigil-dev/sigil/internal/daemon"
@@ -345,4 +347,76 @@ func TestDatabaseDown(t *testing.T) {
 		_, note := s.get(t, api.PathAuditCheckpoint)
 		return strings.Contains(note, "\n"+strconv.FormatUint(size, 10)+"\n")
 	})
+}
+
+// TestSharedCRL: replicas serve the one CRL that one of them produced and
+// stored: concurrent requests over three replicas get the same signed
+// CRL; a certificate revoked through any replica is in the next CRL any
+// replica serves, under a larger number; after CRLRefresh one is produced
+// again.
+func TestSharedCRL(t *testing.T) {
+	cfg, rs := newReplicas(t, 3)
+	log := slog.New(slog.DiscardHandler)
+	p, err := daemon.Init(t.Context(), cfg, rs[0].h, rs[0].st, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := ca.New(p.Root, p.Issuer, p.IssuerKey, cfg.TrustDomain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().Truncate(time.Second)
+	storeCertificates(t, rs[0].st, now, now.Add(-time.Minute))
+	concurrently := func(at time.Time) *x509.RevocationList {
+		t.Helper()
+		ders := make([][]byte, 3*4)
+		var wg sync.WaitGroup
+		for i := range ders {
+			wg.Go(func() {
+				var err error
+				if ders[i], err = daemon.SharedCRL(t.Context(), rs[i%3].st, c, at); err != nil {
+					t.Errorf("SharedCRL: %v", err)
+				}
+			})
+		}
+		wg.Wait()
+		for _, d := range ders[1:] {
+			if !bytes.Equal(d, ders[0]) {
+				t.Fatal("replicas served different CRLs: each produced its own")
+			}
+		}
+		crl, err := x509.ParseRevocationList(ders[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := crl.CheckSignatureFrom(p.Issuer); err != nil {
+			t.Fatal(err)
+		}
+		return crl
+	}
+	serials := func(crl *x509.RevocationList) []string {
+		var s []string
+		for _, r := range crl.RevokedCertificateEntries {
+			s = append(s, r.SerialNumber.Text(16))
+		}
+		slices.Sort(s)
+		return s
+	}
+	first := concurrently(now)
+	if got := serials(first); !slices.Equal(got, []string{"a1"}) {
+		t.Fatalf("CRL lists %v, want a1", got)
+	}
+	if again := concurrently(now.Add(time.Minute)); again.Number.Cmp(first.Number) != 0 {
+		t.Fatalf("CRL number %v a minute later without revocations, want the stored %v", again.Number, first.Number)
+	}
+	if _, err := rs[2].st.RevokeCertificate(t.Context(), "a2", "key compromise", now); err != nil {
+		t.Fatal(err)
+	}
+	second := concurrently(now.Add(time.Minute))
+	if got := serials(second); !slices.Equal(got, []string{"a1", "a2"}) || second.Number.Cmp(first.Number) <= 0 {
+		t.Fatalf("CRL after revoking a2 through another replica: number %v (was %v), lists %v; want a larger number listing a1 and a2", second.Number, first.Number, got)
+	}
+	if third := concurrently(now.Add(time.Minute + daemon.CRLRefresh)); third.Number.Cmp(second.Number) <= 0 {
+		t.Fatalf("CRL after CRLRefresh: number %v, want one above %v", third.Number, second.Number)
+	}
 }

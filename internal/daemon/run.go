@@ -175,7 +175,7 @@ func (d *Daemon) server(reg *prometheus.Registry) *server.Server {
 		Tokens:       d.tokens,
 		FeedStreams:  d.cfg.Tokens.Feed.MaxStreams, FeedStreamsPerIdentity: d.cfg.Tokens.Feed.MaxStreamsPerIdentity,
 		Bundle: d.ca.Bundle(),
-		CRL:    func(ctx context.Context) ([]byte, error) { return CRL(ctx, d.store, d.ca, time.Now()) },
+		CRL:    func(ctx context.Context) ([]byte, error) { return SharedCRL(ctx, d.store, d.ca, time.Now()) },
 		Ready: map[string]server.Checker{
 			"hsm":   server.CheckFunc(d.hsm.Healthy),
 			"store": server.CheckFunc(d.store.Ping),
