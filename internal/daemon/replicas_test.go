@@ -420,3 +420,35 @@ func TestSharedCRL(t *testing.T) {
 		t.Fatalf("CRL after CRLRefresh: number %v, want one above %v", third.Number, second.Number)
 	}
 }
+
+// TestRotationServedByAllReplicas: a token-key rotation done on one
+// replica (`sigild key rotate`) is published by every replica within the
+// key refresh period, with identical JWKS.
+func TestRotationServedByAllReplicas(t *testing.T) {
+	cfg, rs := newReplicas(t, 1)
+	cfg.Tokens.RotationLead = 8 * time.Second // refresh every 2 s
+	p, err := daemon.Init(t.Context(), cfg, rs[0].h, rs[0].st, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(p.Root)
+	c := replicaConfig(cfg)
+	a, b := serve(t, c, roots), serve(t, c, roots)
+	keys, err := daemon.OpenKeys(t.Context(), c, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer keys.Close()
+	rotated, err := keys.RotateToken(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	began := time.Now()
+	testenv.WaitFor(t, 20*time.Second, "both replicas to publish the rotated key, alike", func() bool {
+		_, ja := a.get(t, api.PathJWKS)
+		_, jb := b.get(t, api.PathJWKS)
+		return ja == jb && strings.Contains(ja, `"`+rotated.KID+`"`)
+	})
+	t.Logf("rotated key %s published by both replicas after %v", rotated.KID, time.Since(began).Round(time.Millisecond))
+}

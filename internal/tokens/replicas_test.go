@@ -17,6 +17,7 @@ import (
 // database, each on its own store handle (as two replicas), polling once a
 // minute only: a revocation through B reaches a subscriber of A within a
 // second, every time (PostgreSQL's LISTEN/NOTIFY, store.FeedNotifier),
+// and introspection on A calls it inactive at once,
 // with the same sequence numbers a subscriber of B sees; a subscriber
 // resuming on B from an event seen on A misses and repeats nothing.
 func TestFeedNotifiedAcrossReplicas(t *testing.T) {
@@ -51,6 +52,11 @@ func TestFeedNotifiedAcrossReplicas(t *testing.T) {
 		took = append(took, time.Since(began))
 		if jti := verifySET(t, e, ev); jti != tok.JTI {
 			t.Fatalf("event for %s, want %s", jti, tok.JTI)
+		}
+		// Refused on A at once.
+		in, err := e.Service.Introspect(ctx, client.Cert, tok.AccessToken)
+		if err != nil || in.Active {
+			t.Fatalf("introspection on A of a token revoked through B: %+v, %v; want inactive", in, err)
 		}
 		seqs = append(seqs, ev.Seq)
 	}
