@@ -59,6 +59,7 @@ type server struct {
 // serverConfig adjusts newServer.
 type serverConfig struct {
 	policyDir string
+	dsn       string // the store; a SQLite file of the test's if empty
 }
 
 // newServer builds the enrollment service for TPMs whose EK certificates
@@ -78,7 +79,10 @@ func newServer(t testing.TB, ekCA *x509.Certificate, opts ...func(*serverConfig)
 	if err != nil {
 		t.Fatal(err)
 	}
-	dsn := "sqlite:" + filepath.Join(t.TempDir(), "sigil.db")
+	dsn := cfg.dsn
+	if dsn == "" {
+		dsn = "sqlite:" + filepath.Join(t.TempDir(), "sigil.db")
+	}
 	st, err := backend.Open(ctx, dsn)
 	if err != nil {
 		t.Fatal(err)
@@ -94,6 +98,11 @@ func newServer(t testing.TB, ekCA *x509.Certificate, opts ...func(*serverConfig)
 		},
 		store: st, ca: c, policy: pol, dsn: dsn,
 	}
+}
+
+// withStore makes the server use the store at dsn.
+func withStore(dsn string) func(*serverConfig) {
+	return func(c *serverConfig) { c.dsn = dsn }
 }
 
 // withPolicy makes the server use the policy set in dir.
