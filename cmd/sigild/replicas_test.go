@@ -94,7 +94,8 @@ policy:
   dir: %q
 audit:
   checkpoint_interval: 100ms
-`, port, dsn, hsmURI, strings.Repeat("ab", 32), policy)
+  anchor: %q
+`, port, dsn, hsmURI, strings.Repeat("ab", 32), policy, filepath.Join(dir, fmt.Sprintf("sigild-%d.anchor", port)))
 	path := filepath.Join(dir, fmt.Sprintf("sigild-%d.yaml", port))
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -174,6 +175,8 @@ func TestPausedPublisherNeverForks(t *testing.T) {
 	dir := t.TempDir()
 	ports := []int{freePort(t), freePort(t)}
 	cfgs := []string{writeConfig(t, dir, p11.URI, dsn, ports[0]), writeConfig(t, dir, p11.URI, dsn, ports[1])}
+	// Each replica runs init before it serves; the second joins a database
+	// the first has signed checkpoints of.
 	if out, err := exec.Command(bin, "init", "--config", cfgs[0]).CombinedOutput(); err != nil {
 		t.Fatalf("sigild init: %v\n%s", err, out)
 	}
@@ -190,7 +193,12 @@ func TestPausedPublisherNeverForks(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	a, b := start(t, bin, cfgs[0], ports[0], roots), start(t, bin, cfgs[1], ports[1], roots)
+	a := start(t, bin, cfgs[0], ports[0], roots)
+	appendAndCheckpoint(t, st, 1)
+	if out, err := exec.Command(bin, "init", "--config", cfgs[1]).CombinedOutput(); err != nil || !strings.Contains(string(out), "joins the shared database") {
+		t.Fatalf("sigild init of the second replica: %v\n%s", err, out)
+	}
+	b := start(t, bin, cfgs[1], ports[1], roots)
 	appendAndCheckpoint(t, st, 3)
 	leader, follower := a, b
 	if a.leading() != 1 {

@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sigil-dev/sigil/audit"
+	"github.com/sigil-dev/sigil/internal/config"
 	"github.com/sigil-dev/sigil/internal/store"
 	"github.com/sigil-dev/sigil/policy"
 )
@@ -109,4 +110,48 @@ func newPolicyMetric(reg prometheus.Registerer) (*policyMetric, error) {
 func (m *policyMetric) loaded(s *policy.Set) {
 	m.g.Reset()
 	m.g.WithLabelValues(s.Version()).Set(1)
+}
+
+// JoinReplica gives a replica that joins a shared database (a
+// store.Locker: PostgreSQL) its own anchor (audit.anchor), when it has
+// none yet: the database's latest checkpoint, checked against the audit
+// key and the stored entries, and its epoch. Without it the replica would
+// refuse to serve a database other replicas have already signed
+// checkpoints of. `sigild init` calls it after Init; on an embedded store
+// it does nothing, and a lost anchor stays refused until `sigild restore
+// acknowledge`. It returns whether it wrote an anchor.
+func JoinReplica(ctx context.Context, cfg *config.Config, st store.Store, p *PKI) (bool, error) {
+	if _, shared := st.(store.Locker); !shared {
+		return false, nil
+	}
+	if a, err := readAnchor(cfg.Audit.Anchor); err != nil || a != nil {
+		return false, err
+	}
+	note, err := st.LatestCheckpoint(ctx)
+	if err != nil || len(note) == 0 {
+		return false, err // nothing signed yet: the first anchor comes with the first checkpoint
+	}
+	v, err := audit.NewVerifier(cfg.AuditOrigin(), p.AuditKey.Public())
+	if err != nil {
+		return false, err
+	}
+	s := anchorState{Anchor: &anchor{Checkpoint: string(note)}}
+	if s.Signed, err = audit.OpenCheckpoint(note, v); err != nil {
+		return false, fmt.Errorf("daemon: join: the database's latest checkpoint does not verify with the audit key: %w", err)
+	}
+	if s.Epoch, err = st.Epoch(ctx); err != nil {
+		return false, err
+	}
+	if s.Size, err = st.AuditSize(ctx); err != nil {
+		return false, err
+	}
+	s.Anchor.Epoch = s.Epoch
+	why, err := compareAnchor(ctx, st, s)
+	if err != nil {
+		return false, err
+	}
+	if why != "" {
+		return false, fmt.Errorf("daemon: join: %s", why)
+	}
+	return true, writeAnchor(cfg.Audit.Anchor, *s.Anchor)
 }

@@ -117,10 +117,17 @@ type serving struct {
 }
 
 // serve starts a sigild of cfg (another replica of the same HSM token
-// and database) until the test ends or stop.
-func serve(t *testing.T, cfg *config.Config, roots *x509.CertPool) *serving {
+// and database, initialised as p; st is a handle on the database) until
+// the test ends or stop. Each replica keeps its own anchor, written as
+// `sigild init` does when it joins the database.
+func serve(t *testing.T, cfg *config.Config, roots *x509.CertPool, p *daemon.PKI, st store.Store) *serving {
 	t.Helper()
-	d, err := daemon.New(t.Context(), cfg, slog.New(slog.DiscardHandler))
+	own := *cfg
+	own.Audit.Anchor = filepath.Join(t.TempDir(), "sigild.anchor")
+	if _, err := daemon.JoinReplica(t.Context(), &own, st, p); err != nil {
+		t.Fatalf("JoinReplica: %v", err)
+	}
+	d, err := daemon.New(t.Context(), &own, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatalf("daemon.New: %v", err)
 	}
@@ -215,7 +222,9 @@ func TestOnePublisherAcrossReplicas(t *testing.T) {
 	roots := x509.NewCertPool()
 	roots.AddCert(p.Root)
 	c := replicaConfig(cfg)
-	a, b := serve(t, c, roots), serve(t, c, roots)
+	a := serve(t, c, roots, p, rs[0].st)
+	appendEntries(t, rs[0].st, 1)
+	b := serve(t, c, roots, p, rs[0].st)
 	appendEntries(t, rs[0].st, 5)
 	leader, follower := a, b
 	if a.metric(t, "sigil_audit_checkpoint_leader") != 1 {
@@ -312,7 +321,7 @@ func TestDatabaseDown(t *testing.T) {
 	}
 	roots := x509.NewCertPool()
 	roots.AddCert(p.Root)
-	s := serve(t, replicaConfig(cfg), roots)
+	s := serve(t, replicaConfig(cfg), roots, p, st)
 	for _, path := range []string{"/readyz", api.PathCRL} {
 		if status, body := s.get(t, path); status != http.StatusOK {
 			t.Fatalf("GET %s with the database up = %d %q", path, status, body)
@@ -342,6 +351,11 @@ func TestDatabaseDown(t *testing.T) {
 		t.Fatalf("GET CRL after the database came back = %d %q", status, body)
 	}
 	// Its audit log signs again: new entries get a checkpoint it serves.
+	// (The test's own handle may hold connections the restart ended.)
+	testenv.WaitForNil(t, 10*time.Second, "the test's store handle to read again", func() error {
+		_, err := st.AuditSize(t.Context())
+		return err
+	})
 	size := appendEntries(t, st, 2)
 	testenv.WaitFor(t, 10*time.Second, "the replica to serve a checkpoint of the new entries", func() bool {
 		_, note := s.get(t, api.PathAuditCheckpoint)
@@ -434,7 +448,9 @@ func TestRotationServedByAllReplicas(t *testing.T) {
 	roots := x509.NewCertPool()
 	roots.AddCert(p.Root)
 	c := replicaConfig(cfg)
-	a, b := serve(t, c, roots), serve(t, c, roots)
+	a := serve(t, c, roots, p, rs[0].st)
+	appendEntries(t, rs[0].st, 1)
+	b := serve(t, c, roots, p, rs[0].st)
 	keys, err := daemon.OpenKeys(t.Context(), c, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)

@@ -244,6 +244,9 @@ func (d *Daemon) ServeListener(ctx context.Context, ln net.Listener) error {
 	// Cover what the last requests appended, and anchor it; then let
 	// another replica publish at once.
 	err := d.anchorNow(shutdown)
+	if errors.Is(err, audit.ErrNoCheckpoint) {
+		err = nil // a replica following another that has signed nothing yet: nothing to anchor
+	}
 	if d.lease != nil {
 		d.lease.Release()
 	}
