@@ -64,7 +64,7 @@ func (s *Service) Introspect(ctx context.Context, caller *x509.Certificate, toke
 	case !s.now().Before(t.record.ExpiresAt):
 		return &Introspection{}, nil
 	}
-	switch err := s.live(ctx, t.record); {
+	switch err := s.live(ctx, t.record, c); {
 	case errors.Is(err, store.ErrRevoked):
 		return &Introspection{}, nil
 	case err != nil:
@@ -77,12 +77,15 @@ func (s *Service) Introspect(ctx context.Context, caller *x509.Certificate, toke
 // bound to (cnf) is on record and not revoked: revoking a certificate
 // revokes its tokens with it, and this also refuses those of a
 // certificate revoked before that cascade existed. A token that is not
-// live is store.ErrRevoked.
-func (s *Service) live(ctx context.Context, rec store.Token) error {
+// live is store.ErrRevoked. caller, if not nil, is the authenticated
+// client of the request: a token bound to its certificate needs no
+// second read, as authenticate found that certificate on record and not
+// revoked.
+func (s *Service) live(ctx context.Context, rec store.Token, caller *client) error {
 	if rec.RevokedAt != nil {
 		return store.ErrRevoked
 	}
-	if rec.Kind == store.TokenExternal {
+	if rec.Kind == store.TokenExternal || (caller != nil && rec.CNF == caller.caller.Thumbprint) {
 		return nil
 	}
 	c, err := s.cfg.Store.CertificateByThumbprint(ctx, rec.CNF)
@@ -153,7 +156,7 @@ func (s *Service) resolveReference(ctx context.Context, handle string) (*present
 	if err != nil {
 		return nil, nil
 	}
-	rec, err := s.referenceRecord(ctx, digest)
+	rec, err := s.referenceRecord(ctx, digest, nil)
 	switch {
 	case errors.Is(err, store.ErrRevoked):
 		return &presented{record: rec}, nil

@@ -147,14 +147,14 @@ func (s *Service) response(m *minted) *Response {
 // referenceRecord finds the record of a reference token by its digest
 // (signer.ReferenceDigest); one that is not live (revoked, or its
 // certificate revoked) is store.ErrRevoked.
-func (s *Service) referenceRecord(ctx context.Context, digest string) (store.Token, error) {
+func (s *Service) referenceRecord(ctx context.Context, digest string, caller *client) (store.Token, error) {
 	hash, err := base64.RawURLEncoding.DecodeString(digest)
 	if err != nil {
 		return store.Token{}, fmt.Errorf("tokens: reference digest: %w", err)
 	}
 	rec, err := s.cfg.Store.TokenByHandle(ctx, hash)
 	if err == nil {
-		err = s.live(ctx, rec)
+		err = s.live(ctx, rec, caller)
 	}
 	return rec, err
 }

@@ -33,7 +33,7 @@ func (s *Service) subject(ctx context.Context, c *client, f *tokenForm) (*subjec
 		return nil, err
 	}
 	if f.actor != "" {
-		if sub.actor, err = s.actorToken(ctx, f); err != nil {
+		if sub.actor, err = s.actorToken(ctx, c, f); err != nil {
 			return nil, err
 		}
 	}
@@ -60,7 +60,7 @@ func (s *Service) subjectToken(ctx context.Context, c *client, f *tokenForm) (*s
 	const param = "subject_token"
 	if f.subjectType == api.TokenTypeAccessToken && !strings.Contains(f.subject, ".") {
 		if digest, err := signer.ReferenceDigest(f.subject); err == nil {
-			rec, err := s.referenceRecord(ctx, digest)
+			rec, err := s.referenceRecord(ctx, digest, c)
 			if err != nil {
 				return nil, s.recordErr(ctx, param, err)
 			}
@@ -74,7 +74,7 @@ func (s *Service) subjectToken(ctx context.Context, c *client, f *tokenForm) (*s
 	if sub.Issuer != s.issuer {
 		return &subject{claims: sub, parent: externalJTI(f.subject), external: true}, nil
 	}
-	if err := s.onRecord(ctx, param, sub); err != nil {
+	if err := s.onRecord(ctx, c, param, sub); err != nil {
 		return nil, err
 	}
 	return &subject{claims: sub, parent: sub.ID}, nil
@@ -84,7 +84,7 @@ func (s *Service) subjectToken(ctx context.Context, c *client, f *tokenForm) (*s
 // service (audience: the issuer), on record and not revoked. An external
 // issuer's is refused: an actor is a workload that sigil saw. The rules
 // check that it is the caller's own.
-func (s *Service) actorToken(ctx context.Context, f *tokenForm) (*token.Claims, error) {
+func (s *Service) actorToken(ctx context.Context, c *client, f *tokenForm) (*token.Claims, error) {
 	const param = "actor_token"
 	act, err := s.presented(ctx, param, f.actor, f.actorType, s.issuer)
 	if err != nil {
@@ -94,7 +94,7 @@ func (s *Service) actorToken(ctx context.Context, f *tokenForm) (*token.Claims, 
 		s.log.InfoContext(ctx, "tokens: actor_token of an external issuer refused", "issuer", act.Issuer)
 		return nil, &presentedError{param: param, err: store.ErrNotFound}
 	}
-	if err := s.onRecord(ctx, param, act); err != nil {
+	if err := s.onRecord(ctx, c, param, act); err != nil {
 		return nil, err
 	}
 	return act, nil
@@ -124,11 +124,12 @@ func (s *Service) presented(ctx context.Context, param, tok, typ, audience strin
 }
 
 // onRecord checks that a verified JWT of ours is on record as issued and
-// live: not revoked, nor its certificate (see live).
-func (s *Service) onRecord(ctx context.Context, param string, c *token.Claims) error {
+// live: not revoked, nor its certificate (see live; caller is the
+// request's client).
+func (s *Service) onRecord(ctx context.Context, caller *client, param string, c *token.Claims) error {
 	rec, err := s.cfg.Store.Token(ctx, c.ID)
 	if err == nil {
-		err = s.live(ctx, rec)
+		err = s.live(ctx, rec, caller)
 	}
 	if err == nil && (rec.Sub != c.Subject || rec.CNF != c.Confirmation) {
 		s.log.ErrorContext(ctx, "tokens: signed token differs from its record", "jti", c.ID)
