@@ -156,10 +156,9 @@ func (s *Service) resolveReference(ctx context.Context, handle string) (*present
 	if err != nil {
 		return nil, nil
 	}
-	rec, err := s.referenceRecord(ctx, digest, nil)
+	// Revoked or not: Introspect checks live, Revoke the record.
+	rec, err := s.referenceByDigest(ctx, digest)
 	switch {
-	case errors.Is(err, store.ErrRevoked):
-		return &presented{record: rec}, nil
 	case errors.Is(err, store.ErrNotFound):
 		return nil, nil
 	case err != nil:

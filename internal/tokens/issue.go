@@ -148,15 +148,21 @@ func (s *Service) response(m *minted) *Response {
 // (signer.ReferenceDigest); one that is not live (revoked, or its
 // certificate revoked) is store.ErrRevoked.
 func (s *Service) referenceRecord(ctx context.Context, digest string, caller *client) (store.Token, error) {
-	hash, err := base64.RawURLEncoding.DecodeString(digest)
-	if err != nil {
-		return store.Token{}, fmt.Errorf("tokens: reference digest: %w", err)
-	}
-	rec, err := s.cfg.Store.TokenByHandle(ctx, hash)
+	rec, err := s.referenceByDigest(ctx, digest)
 	if err == nil {
 		err = s.live(ctx, rec, caller)
 	}
 	return rec, err
+}
+
+// referenceByDigest finds the record of a reference token by its digest,
+// revoked or not.
+func (s *Service) referenceByDigest(ctx context.Context, digest string) (store.Token, error) {
+	hash, err := base64.RawURLEncoding.DecodeString(digest)
+	if err != nil {
+		return store.Token{}, fmt.Errorf("tokens: reference digest: %w", err)
+	}
+	return s.cfg.Store.TokenByHandle(ctx, hash)
 }
 
 // claimsOf gives the claims of a reference token from its record.
