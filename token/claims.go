@@ -2,6 +2,7 @@ package token
 
 import (
 	"encoding/json"
+	"slices"
 	"strings"
 	"time"
 )
@@ -52,19 +53,10 @@ type Claims struct {
 }
 
 // HasAudience reports whether aud is one of the token's audiences.
-func (c *Claims) HasAudience(aud string) bool { return contains(c.Audience, aud) }
+func (c *Claims) HasAudience(aud string) bool { return slices.Contains(c.Audience, aud) }
 
 // HasScope reports whether the token grants scope s.
-func (c *Claims) HasScope(s string) bool { return contains(c.Scope, s) }
-
-func contains(l []string, s string) bool {
-	for _, v := range l {
-		if v == s {
-			return true
-		}
-	}
-	return false
-}
+func (c *Claims) HasScope(s string) bool { return slices.Contains(c.Scope, s) }
 
 // wireClaims is the JSON form of Claims.
 type wireClaims struct {
