@@ -148,9 +148,11 @@ func (d *Daemon) checkAnchor(ctx context.Context) error {
 // checkpoint: the anchor only lags, which never makes a healthy database
 // look restored.
 func (d *Daemon) keepAnchor(ctx context.Context) error {
-	var size uint64
-	if s, err := checkAnchor(ctx, d.store, d.cfg.Audit.Anchor, d.checkpoints); err == nil && s.Anchor != nil {
-		size = s.Signed.Size
+	var size uint64 // the anchor's, which checkAnchor has checked at start
+	if a, err := readAnchor(d.cfg.Audit.Anchor); err == nil && a != nil {
+		if cp, err := audit.OpenCheckpoint([]byte(a.Checkpoint), d.checkpoints); err == nil {
+			size = cp.Size
+		}
 	}
 	for {
 		note, err := d.audit.WaitFor(ctx, size+1)
