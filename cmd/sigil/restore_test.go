@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -40,7 +39,7 @@ func TestRestoreEndToEnd(t *testing.T) {
 	tok = strings.TrimSpace(tok)
 	db, snapshot := filepath.Join(s.dir, "sigil.db"), filepath.Join(t.TempDir(), "sigil.db")
 	s.stopSigild(t)
-	copyFileTo(t, db, snapshot)
+	copyFile(t, db, snapshot)
 	s.startSigild(t)
 
 	if out, code := s.run("sigil", "revoke", "--state", state("orders"), tok); code != 0 {
@@ -62,7 +61,7 @@ func TestRestoreEndToEnd(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	copyFileTo(t, snapshot, db)
+	copyFile(t, snapshot, db)
 	if out, code := s.serveOnce(t); code == 0 || !strings.Contains(out, "restore acknowledge") {
 		t.Fatalf("sigild on a restored database: exit %d, want a refusal that says what to do:\n%s", code, out)
 	}
@@ -174,23 +173,4 @@ func (s *stack) readyz() error {
 		return fmt.Errorf("readyz: %s", resp.Status)
 	}
 	return nil
-}
-
-func copyFileTo(t *testing.T, src, dst string) {
-	t.Helper()
-	in, err := os.Open(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		t.Fatal(err)
-	}
-	if err := out.Close(); err != nil {
-		t.Fatal(err)
-	}
 }
