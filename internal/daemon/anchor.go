@@ -73,6 +73,16 @@ type anchorState struct {
 	Restored error            // why the database is refused, nil if it is not
 }
 
+// measure reads the database's epoch and audit size into s.
+func (s *anchorState) measure(ctx context.Context, st store.Store) error {
+	var err error
+	if s.Epoch, err = st.Epoch(ctx); err != nil {
+		return err
+	}
+	s.Size, err = st.AuditSize(ctx)
+	return err
+}
+
 // checkAnchor compares the database with the anchor at path. The log must
 // have passed Init, so that the stored leaf hashes match the entries and
 // the latest stored checkpoint. A missing anchor passes only for a
@@ -83,10 +93,7 @@ func checkAnchor(ctx context.Context, st store.Store, path string, v *audit.Veri
 	if s.Anchor, err = readAnchor(path); err != nil {
 		return s, err
 	}
-	if s.Epoch, err = st.Epoch(ctx); err != nil {
-		return s, err
-	}
-	if s.Size, err = st.AuditSize(ctx); err != nil {
+	if err := s.measure(ctx, st); err != nil {
 		return s, err
 	}
 	if s.Anchor == nil {

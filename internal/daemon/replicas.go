@@ -139,10 +139,7 @@ func JoinReplica(ctx context.Context, cfg *config.Config, st store.Store, p *PKI
 	if s.Signed, err = audit.OpenCheckpoint(note, v); err != nil {
 		return false, fmt.Errorf("daemon: join: the database's latest checkpoint does not verify with the audit key: %w", err)
 	}
-	if s.Epoch, err = st.Epoch(ctx); err != nil {
-		return false, err
-	}
-	if s.Size, err = st.AuditSize(ctx); err != nil {
+	if err := s.measure(ctx, st); err != nil {
 		return false, err
 	}
 	s.Anchor.Epoch = s.Epoch
