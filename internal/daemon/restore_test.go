@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -117,19 +116,11 @@ func (s *stack) restoreDB(t *testing.T, src string) {
 
 func copyFile(t *testing.T, src, dst string) {
 	t.Helper()
-	in, err := os.Open(src)
+	data, err := os.ReadFile(src)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		t.Fatal(err)
-	}
-	if err := out.Close(); err != nil {
+	if err := os.WriteFile(dst, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
 }
