@@ -133,24 +133,7 @@ func (l *Log) init(ctx context.Context) error {
 // scanEntries is scan over the first size entries, each stored leaf hash
 // checked against the hash of its entry's data.
 func (l *Log) scanEntries(ctx context.Context, size uint64, visit compact.VisitFn) (*compact.Range, error) {
-	rng := factory.NewEmptyRange(0)
-	for start := uint64(0); start < size; {
-		end := min(start+readChunk, size)
-		hashes, err := readLeafHashes(ctx, l.storage, start, end)
-		if err != nil {
-			return nil, err
-		}
-		if err := l.checkLeaves(ctx, start, end, hashes); err != nil {
-			return nil, err
-		}
-		for _, h := range hashes {
-			if err := rng.Append(h, visit); err != nil {
-				return nil, fmt.Errorf("audit: append leaf: %w", err)
-			}
-		}
-		start = end
-	}
-	return rng, nil
+	return scanChecked(ctx, l.storage, size, visit, l.checkLeaves)
 }
 
 // storedCheckpoint reads and opens the latest stored checkpoint and checks

@@ -137,29 +137,32 @@ func scanFor(ctx context.Context, r LeafHashReader, size uint64, ids []compact.N
 // scan appends the first size leaves of r to an empty compact range and
 // returns it, reporting every node it creates to visit, if not nil.
 func scan(ctx context.Context, r LeafHashReader, size uint64, visit compact.VisitFn) (*compact.Range, error) {
+	return scanChecked(ctx, r, size, visit, nil)
+}
+
+// scanChecked is scan with check, if not nil, called on every chunk of
+// leaf hashes read before they are appended.
+func scanChecked(ctx context.Context, r LeafHashReader, size uint64, visit compact.VisitFn, check func(ctx context.Context, start, end uint64, hashes [][]byte) error) (*compact.Range, error) {
 	rng := factory.NewEmptyRange(0)
 	for start := uint64(0); start < size; {
 		end := min(start+readChunk, size)
-		if err := appendLeaves(ctx, r, rng, start, end, visit); err != nil {
+		hashes, err := readLeafHashes(ctx, r, start, end)
+		if err != nil {
 			return nil, err
+		}
+		if check != nil {
+			if err := check(ctx, start, end, hashes); err != nil {
+				return nil, err
+			}
+		}
+		for _, h := range hashes {
+			if err := rng.Append(h, visit); err != nil {
+				return nil, fmt.Errorf("audit: append leaf: %w", err)
+			}
 		}
 		start = end
 	}
 	return rng, nil
-}
-
-// appendLeaves reads leaves [start, end) and appends them to rng.
-func appendLeaves(ctx context.Context, r LeafHashReader, rng *compact.Range, start, end uint64, visit compact.VisitFn) error {
-	hashes, err := readLeafHashes(ctx, r, start, end)
-	if err != nil {
-		return err
-	}
-	for _, h := range hashes {
-		if err := rng.Append(h, visit); err != nil {
-			return fmt.Errorf("audit: append leaf: %w", err)
-		}
-	}
-	return nil
 }
 
 // readLeafHashes reads leaves [start, end) and checks their count and size.
