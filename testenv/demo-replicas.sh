@@ -13,17 +13,8 @@
 set -euo pipefail
 umask 077
 
-[[ $# -eq 1 ]] || { echo "usage: $0 DIR" >&2; exit 1; }
-root=$(cd "$(dirname "$0")/.." && pwd)
-mkdir -p "$1"
-dir=$(cd "$1" && pwd)
-
-bold=$'\e[1m' dim=$'\e[2m' green=$'\e[32m' red=$'\e[31m' reset=$'\e[0m'
-[[ -t 1 ]] || bold='' dim='' green='' red='' reset=''
-step() { printf '\n%s== %s%s\n' "$bold" "$*" "$reset"; }
-show() { printf '%s$ %s%s\n' "$dim" "$*" "$reset"; }
-ok() { printf '%s✔ %s%s\n' "$green" "$*" "$reset"; }
-refused() { printf '%s✘ %s%s\n' "$red" "$*" "$reset"; }
+# shellcheck source=testenv/demo-lib.sh
+source "$(dirname "$0")/demo-lib.sh"
 fail() { echo "demo-replicas: $*" >&2; exit 1; }
 
 cleanup() { "$root/testenv/down.sh" "$dir" 2>/dev/null; }

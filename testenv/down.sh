@@ -7,9 +7,8 @@ set -euo pipefail
 [[ $# -eq 1 ]] || { echo "usage: $0 DIR" >&2; exit 1; }
 root=$(cd "$(dirname "$0")/.." && pwd)
 dir=$(cd "$1" 2>/dev/null && pwd) || exit 0
-# running PID: the process exists and is not a zombie waiting for its
-# reaper (a zombie has exited; its parent, often init, reaps it late).
-running() { [[ -r /proc/$1/stat ]] && [[ $(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) != Z ]]; }
+# shellcheck source=testenv/lib.sh
+source "$(dirname "$0")/lib.sh"
 
 # stop PIDFILE MARK: SIGTERM the process in PIDFILE if its command line
 # names MARK (so a reused PID is left alone), SIGKILL it after 5 s.

@@ -26,6 +26,8 @@ set -euo pipefail
 umask 077
 # shellcheck source=testenv/ports.sh
 source "$(dirname "$0")/ports.sh"
+# shellcheck source=testenv/lib.sh
+source "$(dirname "$0")/lib.sh"
 
 die() { echo "swtpm.sh: $*" >&2; exit 1; }
 usage() { die "usage: $0 start DIR [PORT] | addr DIR | boot DIR [dev|debug] | stop DIR"; }
@@ -149,10 +151,6 @@ cmd_boot() {
 		die "measured boot failed"
 	mv "$dir/eventlog.bin.tmp" "$dir/eventlog.bin"
 }
-
-# running PID: the process exists and is not a zombie waiting for its
-# reaper (a zombie has exited; its parent, often init, reaps it late).
-running() { [[ -r /proc/$1/stat ]] && [[ $(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) != Z ]]; }
 
 cmd_stop() {
 	local dir pid i

@@ -41,6 +41,8 @@ set -euo pipefail
 umask 077
 # shellcheck source=testenv/ports.sh
 source "$(dirname "$0")/ports.sh"
+# shellcheck source=testenv/lib.sh
+source "$(dirname "$0")/lib.sh"
 
 die() { echo "up.sh: $*" >&2; exit 1; }
 
@@ -123,8 +125,7 @@ cp -R "$root/testenv/policy/." "$dir/policy/"
 # daemon's parent, often init, reaps it late).
 pid_alive() {
 	local pid
-	[[ -s $1 ]] && pid=$(<"$1") && [[ -r /proc/$pid/stat ]] &&
-		[[ $(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | cut -d' ' -f1) != Z ]]
+	[[ -s $1 ]] && pid=$(<"$1") && running "$pid"
 }
 
 # configure CONFIG PORT [ISSUER] writes a sigild configuration listening on
