@@ -85,29 +85,8 @@ func TestCrashDuringEnrollmentBurst(t *testing.T) {
 // loggedIdentities exports the log and returns the SPIFFE IDs it enrolled.
 func loggedIdentities(t *testing.T, s *stack) map[string]bool {
 	t.Helper()
-	export := filepath.Join(t.TempDir(), "export")
-	if out, code := s.run("sigild", "--config", filepath.Join(s.dir, "sigild.yaml"), "audit", "export", export); code != 0 {
-		t.Fatalf("export: %s", out)
-	}
-	src := audit.DirSource(export)
-	note, err := src.Checkpoint(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cp, err := audit.PeekCheckpoint(note)
-	if err != nil {
-		t.Fatal(err)
-	}
-	entries, err := src.Entries(t.Context(), 0, cp.Size)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ids := map[string]bool{}
-	for _, data := range entries {
-		e, err := audit.Decode(data)
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, e := range loggedEntries(t, s) {
 		if p, err := e.Payload(); err == nil {
 			if en, ok := p.(*audit.Enrollment); ok {
 				ids[en.SPIFFEID] = true

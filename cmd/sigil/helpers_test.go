@@ -77,6 +77,32 @@ func exportLog(t *testing.T, s *stack) string {
 	return dir
 }
 
+// loggedEntries exports the audit log (through DIR/sigild.yaml) and
+// returns its entries up to its checkpoint, decoded.
+func loggedEntries(t *testing.T, s *stack) []audit.Entry {
+	t.Helper()
+	src := audit.DirSource(exportLog(t, s))
+	note, err := src.Checkpoint(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp, err := audit.PeekCheckpoint(note)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := src.Entries(t.Context(), 0, cp.Size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries := make([]audit.Entry, len(data))
+	for i, d := range data {
+		if entries[i], err = audit.Decode(d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return entries
+}
+
 func checkpointSize(t *testing.T, dir string) uint64 {
 	t.Helper()
 	cp, err := audit.PeekCheckpoint(readFileT(t, filepath.Join(dir, "checkpoint")))

@@ -345,25 +345,8 @@ func jti(t testing.TB, token string) string {
 // checkpoint.
 func loggedJTIs(t *testing.T, s *stack) map[string]bool {
 	t.Helper()
-	src := audit.DirSource(exportLog(t, s))
-	note, err := src.Checkpoint(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cp, err := audit.PeekCheckpoint(note)
-	if err != nil {
-		t.Fatal(err)
-	}
-	entries, err := src.Entries(t.Context(), 0, cp.Size)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ids := map[string]bool{}
-	for _, data := range entries {
-		e, err := audit.Decode(data)
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, e := range loggedEntries(t, s) {
 		if p, err := e.Payload(); err == nil {
 			if tok, ok := p.(*audit.Token); ok && (e.Kind == audit.TokenIssued || e.Kind == audit.TokenExchanged) {
 				ids[tok.JTI] = true
