@@ -15,8 +15,8 @@ source "$(dirname "$0")/lib.sh"
 stop() {
 	local pid
 	[[ -s $1 ]] || return 0
-	pid=$(<"$1")
-	if tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | grep -qF -- "$2"; then
+	pid=$(marked_pid "$1" "$2")
+	if [[ -n $pid ]]; then
 		kill -TERM "$pid" 2>/dev/null || true
 		for _ in $(seq 250); do running "$pid" || break; sleep 0.02; done
 		kill -KILL "$pid" 2>/dev/null || true

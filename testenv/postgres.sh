@@ -16,6 +16,8 @@
 set -euo pipefail
 # shellcheck source=testenv/ports.sh
 source "$(dirname "$0")/ports.sh"
+# shellcheck source=testenv/lib.sh
+source "$(dirname "$0")/lib.sh"
 
 BIN=/usr/lib/postgresql/15/bin
 die() { echo "postgres.sh: $*" >&2; exit 1; }
@@ -31,15 +33,7 @@ as_server() {
 }
 
 # pid_of DIR: the PID of DIR's running postmaster, or nothing.
-pid_of() {
-	local pidfile=$1/data/postmaster.pid pid
-	[[ -s $pidfile ]] || return 0
-	pid=$(head -n1 "$pidfile")
-	[[ $pid =~ ^[0-9]+$ ]] || return 0
-	if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "-D $1/data"; then
-		echo "$pid"
-	fi
-}
+pid_of() { marked_pid "$1/data/postmaster.pid" "-D $1/data"; }
 
 dsn() {
 	local port

@@ -41,16 +41,8 @@ need_tools() {
 }
 
 # pid_of DIR: the PID of DIR's running swtpm, or nothing.
-pid_of() {
-	local pidfile=$1/swtpm.pid pid
-	[[ -s $pidfile ]] || return 0
-	pid=$(<"$pidfile")
-	[[ $pid =~ ^[0-9]+$ ]] || return 0
-	# Only a live swtpm serving this DIR's state counts; a reused PID does not.
-	if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "dir=$1/state"; then
-		echo "$pid"
-	fi
-}
+# Only a live swtpm serving this DIR's state counts; a reused PID does not.
+pid_of() { marked_pid "$1/swtpm.pid" "dir=$1/state"; }
 
 make_ca() {
 	local ca=$1 localca
