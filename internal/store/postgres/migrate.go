@@ -4,52 +4,23 @@ import (
 	"context"
 	"embed"
 	"fmt"
-	"io/fs"
-	"path"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/sigil-dev/sigil/internal/store"
 )
 
 //go:embed migrations/*.sql
 var pgMigrations embed.FS
 
-// A migration is one schema change, from a file named NNNN_name.sql.
-type migration struct {
-	version int
-	name    string
-	sql     string
-}
+// A migration is one schema change (store.Migration).
+type migration = store.Migration
 
 // migrateLock is the advisory lock key migrate holds: the first 8 bytes
 // of "sigil.store.migrate" as a big-endian integer.
 const migrateLock int64 = 0x736967696c2e7374
-
-// loadMigrations reads the migrations in dir of fsys, which must be
-// numbered 1, 2, 3… without gaps.
-func loadMigrations(fsys fs.FS, dir string) ([]migration, error) {
-	files, err := fs.Glob(fsys, path.Join(dir, "*.sql")) // sorted
-	if err != nil {
-		return nil, err
-	}
-	ms := make([]migration, 0, len(files))
-	for i, f := range files {
-		num, name, _ := strings.Cut(strings.TrimSuffix(path.Base(f), ".sql"), "_")
-		v, err := strconv.Atoi(num)
-		if err != nil || v != i+1 {
-			return nil, fmt.Errorf("migration %s: want number %04d", f, i+1)
-		}
-		b, err := fs.ReadFile(fsys, f)
-		if err != nil {
-			return nil, err
-		}
-		ms = append(ms, migration{version: v, name: name, sql: string(b)})
-	}
-	return ms, nil
-}
 
 // migrate applies the migrations the database lacks, in one transaction
 // that first takes a transaction-scoped advisory lock
@@ -57,7 +28,7 @@ func loadMigrations(fsys fs.FS, dir string) ([]migration, error) {
 // migrates and the others, waiting for the lock, find it done. It refuses
 // a database migrated by a newer or a diverging build.
 func migrate(ctx context.Context, pool *pgxpool.Pool) error {
-	ms, err := loadMigrations(pgMigrations, "migrations")
+	ms, err := store.LoadMigrations(pgMigrations, "migrations")
 	if err != nil {
 		return err
 	}
@@ -75,7 +46,7 @@ func migrate(ctx context.Context, pool *pgxpool.Pool) error {
 		if err != nil {
 			return err
 		}
-		if err := checkApplied(applied, ms); err != nil {
+		if err := store.CheckApplied(applied, ms); err != nil {
 			return err
 		}
 		for _, m := range ms[len(applied):] {
@@ -89,12 +60,12 @@ func migrate(ctx context.Context, pool *pgxpool.Pool) error {
 
 // apply runs migration m and records it.
 func apply(ctx context.Context, tx pgx.Tx, m migration) error {
-	if _, err := tx.Exec(ctx, m.sql); err != nil {
-		return fmt.Errorf("migration %04d_%s: %w", m.version, m.name, err)
+	if _, err := tx.Exec(ctx, m.SQL); err != nil {
+		return fmt.Errorf("migration %04d_%s: %w", m.Version, m.Name, err)
 	}
 	if _, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)`,
-		m.version, m.name, micros(time.Now())); err != nil {
-		return fmt.Errorf("migration %04d_%s: record: %w", m.version, m.name, err)
+		m.Version, m.Name, micros(time.Now())); err != nil {
+		return fmt.Errorf("migration %04d_%s: record: %w", m.Version, m.Name, err)
 	}
 	return nil
 }
@@ -121,17 +92,4 @@ func appliedMigrations(ctx context.Context, q querier) ([]string, error) {
 		names = append(names, r.name)
 	}
 	return names, nil
-}
-
-// checkApplied makes sure the applied migrations are a prefix of ms.
-func checkApplied(applied []string, ms []migration) error {
-	if len(applied) > len(ms) {
-		return fmt.Errorf("schema version %d is newer than this build's %d", len(applied), len(ms))
-	}
-	for i, name := range applied {
-		if name != ms[i].name {
-			return fmt.Errorf("schema migration %04d is %q in the database but %q in this build", i+1, name, ms[i].name)
-		}
-	}
-	return nil
 }

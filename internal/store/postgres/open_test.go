@@ -40,7 +40,7 @@ func TestOpenConcurrently(t *testing.T) {
 			t.Errorf("replica %d: %v", i, err)
 		}
 	}
-	ms, err := loadMigrations(pgMigrations, "migrations")
+	ms, err := store.LoadMigrations(pgMigrations, "migrations")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +64,7 @@ func TestOpenRefusesNewerSchema(t *testing.T) {
 		st.Close()
 		t.Fatal("Open succeeded on a newer schema")
 	}
-	ms, lerr := loadMigrations(pgMigrations, "migrations")
+	ms, lerr := store.LoadMigrations(pgMigrations, "migrations")
 	if lerr != nil {
 		t.Fatal(lerr)
 	}

@@ -31,12 +31,12 @@ func legacyAuditLog(t testing.TB, n int) (string, [][]byte) {
 		t.Fatal(err)
 	}
 	defer w.Close()
-	ms, err := loadMigrations(sqliteMigrations, "migrations")
+	ms, err := store.LoadMigrations(sqliteMigrations, "migrations")
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i, m := range ms {
-		if m.name == "audit_nodes" {
+		if m.Name == "audit_nodes" {
 			ms = ms[:i]
 		}
 	}

@@ -5,51 +5,22 @@ import (
 	"database/sql"
 	"embed"
 	"fmt"
-	"io/fs"
-	"path"
-	"strconv"
-	"strings"
 	"time"
+
+	"github.com/sigil-dev/sigil/internal/store"
 )
 
 //go:embed migrations/*.sql
 var sqliteMigrations embed.FS
 
-// A migration is one schema change, from a file named NNNN_name.sql.
-type migration struct {
-	version int
-	name    string
-	sql     string
-}
+// A migration is one schema change (store.Migration).
+type migration = store.Migration
 
 // migrationSteps are the Go parts of migrations, by file name: each runs
 // after its migration's SQL, in the migration's transaction.
 var migrationSteps = map[string]func(ctx context.Context, q querier) error{
 	"0006_audit_nodes":             backfillAuditNodes,
 	"0008_certificate_revocations": backfillCertificateRevocations,
-}
-
-// loadMigrations reads the migrations in dir of fsys, which must be
-// numbered 1, 2, 3… without gaps.
-func loadMigrations(fsys fs.FS, dir string) ([]migration, error) {
-	files, err := fs.Glob(fsys, path.Join(dir, "*.sql")) // sorted
-	if err != nil {
-		return nil, err
-	}
-	ms := make([]migration, 0, len(files))
-	for i, f := range files {
-		num, name, _ := strings.Cut(strings.TrimSuffix(path.Base(f), ".sql"), "_")
-		v, err := strconv.Atoi(num)
-		if err != nil || v != i+1 {
-			return nil, fmt.Errorf("store: migration %s: want number %04d", f, i+1)
-		}
-		b, err := fs.ReadFile(fsys, f)
-		if err != nil {
-			return nil, err
-		}
-		ms = append(ms, migration{version: v, name: name, sql: string(b)})
-	}
-	return ms, nil
 }
 
 // migrate applies, in one transaction, the migrations db has not seen yet,
@@ -71,22 +42,22 @@ func migrate(ctx context.Context, db *sql.DB, ms []migration) error {
 	if err != nil {
 		return err
 	}
-	if err := checkApplied(applied, ms); err != nil {
-		return err
+	if err := store.CheckApplied(applied, ms); err != nil {
+		return fmt.Errorf("store: %w", err)
 	}
 	for _, m := range ms[len(applied):] {
-		if _, err := tx.ExecContext(ctx, m.sql); err != nil {
-			return fmt.Errorf("store: migration %04d_%s: %w", m.version, m.name, err)
+		if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
+			return fmt.Errorf("store: migration %04d_%s: %w", m.Version, m.Name, err)
 		}
-		if step := migrationSteps[fmt.Sprintf("%04d_%s", m.version, m.name)]; step != nil {
+		if step := migrationSteps[fmt.Sprintf("%04d_%s", m.Version, m.Name)]; step != nil {
 			if err := step(ctx, sqlQuerier{tx}); err != nil {
-				return fmt.Errorf("store: migration %04d_%s: %w", m.version, m.name, err)
+				return fmt.Errorf("store: migration %04d_%s: %w", m.Version, m.Name, err)
 			}
 		}
 		if _, err := tx.ExecContext(ctx,
 			`INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`,
-			m.version, m.name, micros(time.Now())); err != nil {
-			return fmt.Errorf("store: migration %04d_%s: record: %w", m.version, m.name, err)
+			m.Version, m.Name, micros(time.Now())); err != nil {
+			return fmt.Errorf("store: migration %04d_%s: record: %w", m.Version, m.Name, err)
 		}
 	}
 	if err := tx.Commit(); err != nil {
@@ -118,17 +89,4 @@ func appliedMigrations(ctx context.Context, q querier) ([]string, error) {
 		return nil, fmt.Errorf("store: migrate: %w", err)
 	}
 	return names, nil
-}
-
-// checkApplied makes sure the applied migrations are a prefix of ms.
-func checkApplied(applied []string, ms []migration) error {
-	if len(applied) > len(ms) {
-		return fmt.Errorf("store: schema version %d is newer than this build's %d", len(applied), len(ms))
-	}
-	for i, name := range applied {
-		if name != ms[i].name {
-			return fmt.Errorf("store: schema migration %04d is %q in the database but %q in this build", i+1, name, ms[i].name)
-		}
-	}
-	return nil
 }

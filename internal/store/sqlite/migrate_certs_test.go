@@ -21,8 +21,8 @@ func TestMigrateCertificateRevocations(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ms, err := loadMigrations(sqliteMigrations, "migrations")
-	if err != nil || len(ms) < 8 || ms[7].name != "certificate_revocations" {
+	ms, err := store.LoadMigrations(sqliteMigrations, "migrations")
+	if err != nil || len(ms) < 8 || ms[7].Name != "certificate_revocations" {
 		t.Fatalf("loadMigrations = %d, %v; want 0008_certificate_revocations", len(ms), err)
 	}
 	if err := migrate(ctx, db, ms[:7]); err != nil {

@@ -8,6 +8,8 @@ import (
 	"testing/fstest"
 
 	_ "modernc.org/sqlite"
+
+	"github.com/sigil-dev/sigil/internal/store"
 )
 
 func migrationCount(t *testing.T, path string) int {
@@ -26,7 +28,7 @@ func migrationCount(t *testing.T, path string) int {
 
 func TestMigrationsIdempotentOnReopen(t *testing.T) {
 	ctx := context.Background()
-	ms, err := loadMigrations(sqliteMigrations, "migrations")
+	ms, err := store.LoadMigrations(sqliteMigrations, "migrations")
 	if err != nil || len(ms) == 0 {
 		t.Fatalf("loadMigrations = %d, %v", len(ms), err)
 	}
@@ -98,9 +100,9 @@ func TestLoadMigrationsNumbering(t *testing.T) {
 			for _, f := range tc.files {
 				fsys["m/"+f] = &fstest.MapFile{Data: []byte("SELECT 1;")}
 			}
-			_, err := loadMigrations(fsys, "m")
+			_, err := store.LoadMigrations(fsys, "m")
 			if (err == nil) != tc.ok {
-				t.Fatalf("loadMigrations(%v) = %v, want ok=%v", tc.files, err, tc.ok)
+				t.Fatalf("store.LoadMigrations(%v) = %v, want ok=%v", tc.files, err, tc.ok)
 			}
 		})
 	}
@@ -116,10 +118,10 @@ func TestMigrationAtomic(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer w.Close()
-	ms, _ := loadMigrations(sqliteMigrations, "migrations")
+	ms, _ := store.LoadMigrations(sqliteMigrations, "migrations")
 	ms = append(ms,
-		migration{version: len(ms) + 1, name: "good", sql: `CREATE TABLE extra (x INTEGER)`},
-		migration{version: len(ms) + 2, name: "bad", sql: `CREATE TABLE broken (`})
+		migration{Version: len(ms) + 1, Name: "good", SQL: `CREATE TABLE extra (x INTEGER)`},
+		migration{Version: len(ms) + 2, Name: "bad", SQL: `CREATE TABLE broken (`})
 	err = migrate(context.Background(), w, ms)
 	if err == nil || !strings.Contains(err.Error(), "_bad") {
 		t.Fatalf("migrate = %v, want the bad migration's error", err)

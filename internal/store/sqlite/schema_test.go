@@ -87,8 +87,8 @@ func TestMigrateExternalTokens(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ms, err := loadMigrations(sqliteMigrations, "migrations")
-	if err != nil || len(ms) < 5 || ms[4].name != "external_tokens" {
+	ms, err := store.LoadMigrations(sqliteMigrations, "migrations")
+	if err != nil || len(ms) < 5 || ms[4].Name != "external_tokens" {
 		t.Fatalf("loadMigrations = %d, %v; want 0005_external_tokens", len(ms), err)
 	}
 	if err := migrate(ctx, db, ms[:4]); err != nil {

@@ -87,8 +87,10 @@ func Open(ctx context.Context, dsn string, opts ...Option) (store.Store, error) 
 	if err != nil {
 		return nil, err
 	}
-	ms, err := loadMigrations(sqliteMigrations, "migrations")
-	if err == nil {
+	ms, err := store.LoadMigrations(sqliteMigrations, "migrations")
+	if err != nil {
+		err = fmt.Errorf("store: %w", err)
+	} else {
 		err = migrate(ctx, w, ms)
 	}
 	if err != nil {
