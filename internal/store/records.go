@@ -210,6 +210,15 @@ type AuditEntry struct {
 	CreatedAt time.Time
 }
 
+// Check reports what makes e unfit to be appended; backends call it
+// before they write e, as Token.Check.
+func (e AuditEntry) Check() error {
+	if len(e.LeafHash) != 32 {
+		return fmt.Errorf("leaf hash is %d bytes, want 32", len(e.LeafHash))
+	}
+	return nil
+}
+
 // Checkpoint is a signed checkpoint note of the tree of the first Size
 // entries.
 type Checkpoint struct {

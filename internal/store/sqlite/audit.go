@@ -122,8 +122,8 @@ func (r reader) Checkpoints(ctx context.Context) ([]store.Checkpoint, error) {
 // the nodes it completes go in a savepoint, so that a duplicate key stores
 // nothing even if fn goes on.
 func (w writer) AppendAudit(ctx context.Context, e store.AuditEntry) (uint64, error) {
-	if len(e.LeafHash) != 32 {
-		return 0, fmt.Errorf("store: append audit entry: leaf hash is %d bytes, want 32", len(e.LeafHash))
+	if err := e.Check(); err != nil {
+		return 0, fmt.Errorf("store: append audit entry: %w", err)
 	}
 	if e.Data == nil {
 		e.Data = []byte{}
