@@ -19,7 +19,8 @@ import (
 )
 
 type auditCmd struct {
-	Verify auditVerifyCmd `cmd:"" help:"Verify the audit log: signatures, hashes, consistency with what was seen before, and every enrollment's evidence."`
+	Verify   auditVerifyCmd   `cmd:"" help:"Verify the audit log: signatures, hashes, consistency with what was seen before, and every enrollment's evidence."`
+	Evidence auditEvidenceCmd `cmd:"" help:"Write one enrollment's or renewal's quote in tpm2-tools' formats, for tpm2_checkquote."`
 }
 
 type auditVerifyCmd struct {

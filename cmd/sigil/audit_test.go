@@ -41,6 +41,7 @@ func TestAuditVerifyDetectsTampering(t *testing.T) {
 	}
 
 	t.Run("served-proofs", func(t *testing.T) { servedProofs(t, s, old, good, state) })
+	t.Run("evidence-for-tpm2-tools", func(t *testing.T) { evidenceForTools(t, s, good) })
 
 	tests := []struct {
 		name   string
