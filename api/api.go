@@ -13,6 +13,12 @@ const (
 	PathRenew     = "/v1/renew"
 	PathBundle    = "/v1/bundle"
 	PathCRL       = "/v1/crl"
+	// PathSPIFFEBundle serves the trust bundle in the SPIFFE bundle
+	// format (a JWK Set with x509-svid and jwt-svid keys), for federation.
+	PathSPIFFEBundle = "/v1/spiffe-bundle"
+	// PathIssuerCert serves the issuing CA certificate, DER: the caIssuers
+	// URL in every certificate (RFC 5280 §4.2.2.1).
+	PathIssuerCert = "/v1/issuer.crt"
 )
 
 // MaxRequestBytes bounds every request body sigil accepts on the enrollment

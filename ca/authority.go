@@ -103,6 +103,23 @@ func firstName(n ServerName) string {
 	return n.IPs[0].String()
 }
 
+// checkURL accepts "" or an absolute http or https URL without a fragment.
+func checkURL(s string) error {
+	if s == "" {
+		return nil
+	}
+	u, err := url.Parse(s)
+	switch {
+	case err != nil:
+		return err
+	case u.Scheme != "http" && u.Scheme != "https" || u.Host == "":
+		return fmt.Errorf("%q is not an absolute http or https URL", s)
+	case u.Fragment != "" || u.User != nil:
+		return fmt.Errorf("%q has a fragment or user information", s)
+	}
+	return nil
+}
+
 func minTime(a, b time.Time) time.Time {
 	if a.Before(b) {
 		return a

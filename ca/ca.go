@@ -33,6 +33,10 @@ type CA struct {
 	trustDomain spiffeid.TrustDomain
 	defaultTTL  time.Duration
 	maxTTL      time.Duration
+	// crlURL and issuerURL, when set, go into every certificate issued:
+	// its CRL distribution point and its authority information access
+	// caIssuers URL (RFC 5280 §4.2.1.13, §4.2.2.1).
+	crlURL, issuerURL string
 }
 
 // Option adjusts a CA.
@@ -41,6 +45,14 @@ type Option func(*CA)
 // WithTTL sets the default lifetime and its cap (both > 0, def ≤ max).
 func WithTTL(def, max time.Duration) Option {
 	return func(c *CA) { c.defaultTTL, c.maxTTL = def, max }
+}
+
+// WithDistribution puts into every certificate issued where relying parties
+// find its revocation status and its issuer: crlURL as the CRL
+// distribution point and issuerURL as the caIssuers access location, each
+// an absolute http or https URL (an empty one is left out).
+func WithDistribution(crlURL, issuerURL string) Option {
+	return func(c *CA) { c.crlURL, c.issuerURL = crlURL, issuerURL }
 }
 
 // New returns a CA that signs with signer, the key of issuer, under root.
@@ -68,6 +80,11 @@ func New(root, issuer *x509.Certificate, signer crypto.Signer, trustDomain strin
 	}
 	if c.defaultTTL <= 0 || c.maxTTL < c.defaultTTL {
 		return nil, fmt.Errorf("ca: invalid lifetimes: default %v, max %v", c.defaultTTL, c.maxTTL)
+	}
+	for what, u := range map[string]string{"CRL distribution point": c.crlURL, "issuer URL": c.issuerURL} {
+		if err := checkURL(u); err != nil {
+			return nil, fmt.Errorf("ca: %s: %w", what, err)
+		}
 	}
 	return c, nil
 }
@@ -109,6 +126,12 @@ func (c *CA) Issue(ctx context.Context, r Request) (*x509.Certificate, error) {
 		ExtKeyUsage: extKeyUsage(r.ServerAuth),
 		Extensions:  []x509util.Extension{{ID: x509util.ObjectIdentifier(ext.Id), Value: ext.Value}},
 		PublicKey:   r.Key,
+	}
+	if c.crlURL != "" {
+		cert.CRLDistributionPoints = x509util.CRLDistributionPoints{c.crlURL}
+	}
+	if c.issuerURL != "" {
+		cert.IssuingCertificateURL = x509util.IssuingCertificateURL{c.issuerURL}
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("ca: issue %s: %w", r.ID, err)
@@ -206,13 +229,37 @@ type Revoked struct {
 	Reason int
 }
 
-// CRL returns a DER CRL signed by the issuing CA, valid for validity.
+// RFC 5280 CRLReason codes (§5.3.1) sigil uses; Unspecified leaves the
+// reason out of the entry, as the RFC asks.
+const (
+	ReasonUnspecified          = 0
+	ReasonKeyCompromise        = 1
+	ReasonAffiliationChanged   = 3
+	ReasonSuperseded           = 4
+	ReasonCessationOfOperation = 5
+	ReasonPrivilegeWithdrawn   = 9
+)
+
+// CRL returns a DER CRL signed by the issuing CA, valid for validity. Its
+// thisUpdate is backdated to absorb relying parties' clock skew, but never
+// to before a revocation it lists (whichever replica's clock stamped it):
+// a relying party that compares a revocation date with thisUpdate, or a
+// CRL's thisUpdate with when it learnt of a revocation, must not read the
+// list as older than what it holds.
 func (c *CA) CRL(number *big.Int, revoked []Revoked, validity time.Duration) ([]byte, error) {
 	now := time.Now()
 	list := &x509.RevocationList{
 		Number:     number,
 		ThisUpdate: now.Add(-backdate),
 		NextUpdate: now.Add(validity),
+	}
+	for _, r := range revoked {
+		if r.At.After(list.ThisUpdate) {
+			list.ThisUpdate = r.At
+		}
+	}
+	if !list.NextUpdate.After(list.ThisUpdate) {
+		list.NextUpdate = list.ThisUpdate.Add(validity)
 	}
 	for _, r := range revoked {
 		list.RevokedCertificateEntries = append(list.RevokedCertificateEntries, x509.RevocationListEntry{

@@ -3,13 +3,10 @@ package main_test
 import (
 	"bufio"
 	"bytes"
-	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,6 +21,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"go.step.sm/crypto/keyutil"
 
+	"github.com/sigil-dev/sigil/ca"
 	"github.com/sigil-dev/sigil/testenv"
 )
 
@@ -213,6 +211,7 @@ func TestEnrollRenewRevokeEndToEnd(t *testing.T) {
 	if renewed.SerialNumber.Cmp(first.SerialNumber) == 0 || !keyutil.Equal(renewed.PublicKey, first.PublicKey) {
 		t.Fatal("renewal must give a new certificate for the same TPM key")
 	}
+	t.Run("federation", func(t *testing.T) { checkFederation(t, s, state) })
 
 	devices, _ := s.run("sigild", "--config", filepath.Join(s.dir, "sigild.yaml"), "device", "list")
 	ek := deviceEK(t, devices)
@@ -224,15 +223,9 @@ func TestEnrollRenewRevokeEndToEnd(t *testing.T) {
 	if code == 0 || !strings.Contains(out, "revoked") {
 		t.Fatalf("renewal of a disabled device's certificate: exit %d\n%s", code, out)
 	}
-	crl := fetchCRL(t, s)
-	if err := crl.CheckSignatureFrom(readPEM(t, filepath.Join(state, "cert.pem"))[1]); err != nil {
-		t.Fatalf("CRL is not signed by the issuing CA: %v", err)
-	}
-	for _, c := range []*x509.Certificate{first, renewed} {
-		if !revokedIn(crl, c) {
-			t.Errorf("certificate %x is not in the CRL", c.SerialNumber)
-		}
-	}
+	// Fetched at once from where the certificates say: a disabled device
+	// is out of service (cessationOfOperation).
+	distributedCRL(t, s, readPEM(t, filepath.Join(state, "cert.pem"))[1], ca.ReasonCessationOfOperation, renewed, first)
 }
 
 // checkSVID loads the state's certificate chain and verifies it as an
@@ -291,38 +284,6 @@ func deviceEK(t *testing.T, list string) string {
 		t.Fatalf("want one device, got:\n%s", list)
 	}
 	return strings.Fields(lines[1])[0]
-}
-
-func fetchCRL(t *testing.T, s *stack) *x509.RevocationList {
-	t.Helper()
-	roots := x509.NewCertPool()
-	for _, c := range readPEM(t, s.env["SIGIL_CA_BUNDLE"]) {
-		roots.AddCert(c)
-	}
-	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
-	resp, err := hc.Get(s.env["SIGIL_SERVER"] + "/v1/crl")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	der, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	crl, err := x509.ParseRevocationList(der)
-	if err != nil {
-		t.Fatalf("CRL: %v", err)
-	}
-	return crl
-}
-
-func revokedIn(crl *x509.RevocationList, c *x509.Certificate) bool {
-	for _, e := range crl.RevokedCertificateEntries {
-		if e.SerialNumber.Cmp(c.SerialNumber) == 0 {
-			return true
-		}
-	}
-	return false
 }
 
 // policyReload changes the policy directory under a running sigild and sends

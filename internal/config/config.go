@@ -141,6 +141,12 @@ type CA struct {
 	// SVIDTTL is the default certificate lifetime; SVIDMaxTTL its cap.
 	SVIDTTL    time.Duration `yaml:"svid_ttl"`
 	SVIDMaxTTL time.Duration `yaml:"svid_max_ttl"`
+	// PublicURL is sigild's base URL as relying parties reach it: every
+	// certificate names PublicURL/v1/crl as its CRL distribution point
+	// and PublicURL/v1/issuer.crt as its issuer (caIssuers). An http or
+	// https URL without query or fragment, such as a mirror's; default:
+	// the token issuer (tokens.issuer or its default).
+	PublicURL string `yaml:"public_url"`
 }
 
 // TLS names sigild's server certificate.
@@ -306,6 +312,24 @@ func (c *Config) validateCA(bad reporter) {
 	if c.CA.SVIDMaxTTL < c.CA.SVIDTTL {
 		bad("ca.svid_max_ttl", "%v is shorter than ca.svid_ttl %v", c.CA.SVIDMaxTTL, c.CA.SVIDTTL)
 	}
+	if u := c.CA.PublicURL; u != "" {
+		p, err := url.Parse(u)
+		switch {
+		case err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" || p.User != nil:
+			bad("ca.public_url", "want an http:// or https:// URL, got %q", u)
+		case p.RawQuery != "" || p.ForceQuery || p.Fragment != "" || strings.Contains(u, "#"):
+			bad("ca.public_url", "must have no query or fragment, got %q", u)
+		}
+	}
+}
+
+// PublicURL is the base URL of the CRL and issuer URLs in certificates:
+// ca.public_url, or the token issuer; without a trailing slash.
+func (c *Config) PublicURL() string {
+	if c.CA.PublicURL != "" {
+		return strings.TrimRight(c.CA.PublicURL, "/")
+	}
+	return strings.TrimRight(c.TokenIssuer(), "/")
 }
 
 func (c *Config) validateTLS(bad reporter) {

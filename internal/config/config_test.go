@@ -61,6 +61,8 @@ func TestParseRejects(t *testing.T) {
 		{"no-ek-trust", [2]string{"ek_roots: [ek-ca.pem]", "ek_roots: []"}, "attestation: needs ek_roots or ek_allow"},
 		{"bad-duration", [2]string{"svid_ttl: 30m", "svid_ttl: soon"}, `invalid duration "soon"`},
 		{"svid-ttl-over-cap", [2]string{"svid_ttl: 30m", "svid_ttl: 48h"}, "ca.svid_max_ttl: 24h0m0s is shorter than ca.svid_ttl"},
+		{"public-url-not-http", [2]string{"svid_ttl: 30m", "svid_ttl: 30m\n  public_url: ldap://sigil.test"}, `ca.public_url: want an http:// or https:// URL, got "ldap://sigil.test"`},
+		{"public-url-query", [2]string{"svid_ttl: 30m", "svid_ttl: 30m\n  public_url: https://sigil.test/?x=1"}, "ca.public_url: must have no query or fragment"},
 		{"no-policy-dir", [2]string{"dir: policies", "dir: \"\""}, "policy.dir: required"},
 		{"token-alg-hs256", [2]string{"dir: policies", "dir: policies\ntokens:\n  alg: HS256"}, "tokens.alg: want ES256, ES384 or PS256"},
 		{"external-hs256", [2]string{"dir: policies", "dir: policies\ntokens:\n  external_issuers:\n    - {issuer: https://idp, jwks_file: j, algorithms: [HS256]}"}, "HS256 is not allowed"},
@@ -116,6 +118,20 @@ func TestDevStackConfig(t *testing.T) {
 	// the metadata's issuer with it (RFC 8414 §3.3).
 	if got, want := c.TokenIssuer(), "https://"+c.Listen; got != want {
 		t.Errorf("dev stack issuer %s, want SIGIL_SERVER %s", got, want)
+	}
+}
+
+// Certificates point at ca.public_url for the CRL and issuer, by default
+// at the token issuer.
+func TestPublicURL(t *testing.T) {
+	c := config.Defaults()
+	c.Listen, c.TLS.IPAddresses = "127.0.0.1:8443", []string{"127.0.0.1"}
+	if got := c.PublicURL(); got != "https://127.0.0.1:8443" {
+		t.Errorf("default PublicURL = %s, want the token issuer", got)
+	}
+	c.CA.PublicURL = "http://pki.example/sigil/"
+	if got := c.PublicURL(); got != "http://pki.example/sigil" {
+		t.Errorf("PublicURL = %s, want ca.public_url without the trailing slash", got)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"strings"
 	"time"
 
 	"github.com/sigil-dev/sigil/ca"
@@ -80,6 +81,26 @@ func SharedCRL(ctx context.Context, st crlStore, c *ca.CA, now time.Time) ([]byt
 	return der, nil
 }
 
+// crlReasons maps sigil's certificate revocation reasons to RFC 5280
+// CRLReason codes. A device disabled is taken out of service: cessation
+// of operation (an operator who suspects a compromise revokes with
+// store.ReasonKeyCompromise).
+var crlReasons = map[string]int{
+	store.ReasonDeviceDisabled:       ca.ReasonCessationOfOperation,
+	store.ReasonKeyCompromise:        ca.ReasonKeyCompromise,
+	store.ReasonAffiliationChanged:   ca.ReasonAffiliationChanged,
+	store.ReasonSuperseded:           ca.ReasonSuperseded,
+	store.ReasonCessationOfOperation: ca.ReasonCessationOfOperation,
+	store.ReasonPrivilegeWithdrawn:   ca.ReasonPrivilegeWithdrawn,
+}
+
+// CRLReason is the RFC 5280 CRLReason of a stored revocation reason; a
+// revocation re-applied after a restore keeps its original's. Any other
+// reason is unspecified (0), which the CRL leaves out.
+func CRLReason(reason string) int {
+	return crlReasons[strings.TrimPrefix(reason, ReappliedPrefix)]
+}
+
 // crlNumbered is CRL with the given CRL number.
 func crlNumbered(ctx context.Context, st revocationReader, c *ca.CA, now time.Time, number uint64) ([]byte, error) {
 	revs, err := st.Revocations(ctx, now)
@@ -92,7 +113,7 @@ func crlNumbered(ctx context.Context, st revocationReader, c *ca.CA, now time.Ti
 		if !ok {
 			return nil, fmt.Errorf("daemon: crl: stored serial %q is not hex", r.Serial)
 		}
-		list = append(list, ca.Revoked{Serial: serial, At: r.RevokedAt})
+		list = append(list, ca.Revoked{Serial: serial, At: r.RevokedAt, Reason: CRLReason(r.Reason)})
 	}
 	return c.CRL(new(big.Int).SetUint64(number), list, CRLValidity)
 }

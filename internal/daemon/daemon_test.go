@@ -190,9 +190,36 @@ func TestCRL(t *testing.T) {
 		if !r.RevocationTime.Equal(revokedAt) {
 			t.Errorf("serial %x revoked at %v, want %v", r.SerialNumber, r.RevocationTime, revokedAt)
 		}
+		if r.ReasonCode != ca.ReasonKeyCompromise {
+			t.Errorf("serial %x has reason code %d, want keyCompromise", r.SerialNumber, r.ReasonCode)
+		}
 	}
 	if !slices.Equal(got, []string{"a1"}) {
 		t.Errorf("CRL lists %v, want only a1 (a2 is not revoked, a3 expired)", got)
+	}
+}
+
+// Each of sigil's revocation reasons is listed with its RFC 5280 reason
+// code, a re-applied one with its original's; others are unspecified.
+func TestCRLReason(t *testing.T) {
+	for reason, want := range map[string]int{
+		store.ReasonKeyCompromise:                          ca.ReasonKeyCompromise,
+		store.ReasonAffiliationChanged:                     ca.ReasonAffiliationChanged,
+		store.ReasonSuperseded:                             ca.ReasonSuperseded,
+		store.ReasonCessationOfOperation:                   ca.ReasonCessationOfOperation,
+		store.ReasonPrivilegeWithdrawn:                     ca.ReasonPrivilegeWithdrawn,
+		store.ReasonDeviceDisabled:                         ca.ReasonCessationOfOperation,
+		daemon.ReappliedPrefix + store.ReasonKeyCompromise: ca.ReasonKeyCompromise,
+		"operator said so":                                 ca.ReasonUnspecified,
+	} {
+		if got := daemon.CRLReason(reason); got != want {
+			t.Errorf("CRLReason(%q) = %d, want %d", reason, got, want)
+		}
+	}
+	for _, r := range store.CertificateReasons {
+		if daemon.CRLReason(r) == ca.ReasonUnspecified {
+			t.Errorf("operator reason %q has no CRL reason code", r)
+		}
 	}
 }
 

@@ -18,6 +18,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
 	"github.com/sigil-dev/sigil/api"
 	"github.com/sigil-dev/sigil/audit"
 	"github.com/sigil-dev/sigil/ca"
@@ -406,6 +409,14 @@ func TestSharedCRL(t *testing.T) {
 		if err := crl.CheckSignatureFrom(p.Issuer); err != nil {
 			t.Fatal(err)
 		}
+		for _, r := range crl.RevokedCertificateEntries {
+			if crl.ThisUpdate.Before(r.RevocationTime) {
+				t.Fatalf("CRL thisUpdate %v is before the revocation of %x it lists, %v", crl.ThisUpdate, r.SerialNumber, r.RevocationTime)
+			}
+			if r.ReasonCode != ca.ReasonKeyCompromise {
+				t.Fatalf("CRL lists %x with reason code %d, want keyCompromise (%d)", r.SerialNumber, r.ReasonCode, ca.ReasonKeyCompromise)
+			}
+		}
 		return crl
 	}
 	serials := func(crl *x509.RevocationList) []string {
@@ -423,7 +434,9 @@ func TestSharedCRL(t *testing.T) {
 	if again := concurrently(now.Add(time.Minute)); again.Number.Cmp(first.Number) != 0 {
 		t.Fatalf("CRL number %v a minute later without revocations, want the stored %v", again.Number, first.Number)
 	}
-	if _, err := rs[2].st.RevokeCertificate(t.Context(), "a2", "key compromise", now); err != nil {
+	// Revoked through another replica a moment ago, and the CRL fetched
+	// at once: its thisUpdate is not before the revocation.
+	if _, err := rs[2].st.RevokeCertificate(t.Context(), "a2", store.ReasonKeyCompromise, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	second := concurrently(now.Add(time.Minute))
@@ -456,6 +469,7 @@ func TestRotationServedByAllReplicas(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer keys.Close()
+	before := sameSPIFFEBundle(t, a, b)
 	rotated, err := keys.RotateToken(t.Context())
 	if err != nil {
 		t.Fatal(err)
@@ -467,4 +481,36 @@ func TestRotationServedByAllReplicas(t *testing.T) {
 		return ja == jb && strings.Contains(ja, `"`+rotated.KID+`"`)
 	})
 	t.Logf("rotated key %s published by both replicas after %v", rotated.KID, time.Since(began).Round(time.Millisecond))
+	after := sameSPIFFEBundle(t, a, b)
+	if _, ok := after.FindJWTAuthority(rotated.KID); !ok {
+		t.Errorf("the SPIFFE bundle does not carry the rotated key %s", rotated.KID)
+	}
+	if seq, _ := after.SequenceNumber(); seq <= mustSequence(t, before) {
+		t.Errorf("spiffe_sequence %d after the rotation, want more than %d", seq, mustSequence(t, before))
+	}
+}
+
+// sameSPIFFEBundle fetches the SPIFFE bundle from both replicas, checks
+// they serve the same bytes, and parses it with go-spiffe.
+func sameSPIFFEBundle(t *testing.T, a, b *serving) *spiffebundle.Bundle {
+	t.Helper()
+	status, ba := a.get(t, api.PathSPIFFEBundle)
+	_, bb := b.get(t, api.PathSPIFFEBundle)
+	if status != http.StatusOK || ba != bb {
+		t.Fatalf("replicas serve different SPIFFE bundles (status %d):\n%s\n%s", status, ba, bb)
+	}
+	bundle, err := spiffebundle.Parse(spiffeid.RequireTrustDomainFromString("sigil.test"), []byte(ba))
+	if err != nil {
+		t.Fatalf("go-spiffe does not read the SPIFFE bundle: %v\n%s", err, ba)
+	}
+	return bundle
+}
+
+func mustSequence(t *testing.T, b *spiffebundle.Bundle) uint64 {
+	t.Helper()
+	seq, ok := b.SequenceNumber()
+	if !ok {
+		t.Fatal("the SPIFFE bundle has no spiffe_sequence")
+	}
+	return seq
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"go.step.sm/crypto/pemutil"
 
+	"github.com/sigil-dev/sigil/api"
 	"github.com/sigil-dev/sigil/attest"
 	"github.com/sigil-dev/sigil/audit"
 	"github.com/sigil-dev/sigil/ca"
@@ -100,7 +101,9 @@ func (d *Daemon) open(ctx context.Context, reg prometheus.Registerer) error {
 	if d.pki, err = Load(ctx, d.cfg, d.hsm); err != nil {
 		return err
 	}
-	d.ca, err = ca.New(d.pki.Root, d.pki.Issuer, d.pki.IssuerKey, d.cfg.TrustDomain, ca.WithTTL(d.cfg.CA.SVIDTTL, d.cfg.CA.SVIDMaxTTL))
+	public := d.cfg.PublicURL()
+	d.ca, err = ca.New(d.pki.Root, d.pki.Issuer, d.pki.IssuerKey, d.cfg.TrustDomain, ca.WithTTL(d.cfg.CA.SVIDTTL, d.cfg.CA.SVIDMaxTTL),
+		ca.WithDistribution(public+api.PathCRL, public+api.PathIssuerCert))
 	if err != nil {
 		return err
 	}
@@ -174,8 +177,12 @@ func (d *Daemon) server(reg *prometheus.Registry) *server.Server {
 		Certificates: d.store,
 		Tokens:       d.tokens,
 		FeedStreams:  d.cfg.Tokens.Feed.MaxStreams, FeedStreamsPerIdentity: d.cfg.Tokens.Feed.MaxStreamsPerIdentity,
-		Bundle: d.ca.Bundle(),
-		CRL:    func(ctx context.Context) ([]byte, error) { return SharedCRL(ctx, d.store, d.ca, time.Now()) },
+		Bundle:     d.ca.Bundle(),
+		IssuerCert: d.pki.Issuer.Raw,
+		CRL:        func(ctx context.Context) ([]byte, error) { return SharedCRL(ctx, d.store, d.ca, time.Now()) },
+		SPIFFEBundle: func(context.Context) ([]byte, error) {
+			return SPIFFEBundle(d.pki.Root, d.keys, d.cfg.Tokens.RotationLead, time.Now())
+		},
 		Ready: map[string]server.Checker{
 			"hsm":   server.CheckFunc(d.hsm.Healthy),
 			"store": server.CheckFunc(d.store.Ping),

@@ -40,6 +40,12 @@ type Server struct {
 	Bundle []byte
 	// CRL returns the current DER CRL.
 	CRL func(ctx context.Context) ([]byte, error)
+	// SPIFFEBundle returns the trust bundle in the SPIFFE bundle format;
+	// nil leaves it unserved.
+	SPIFFEBundle func(ctx context.Context) ([]byte, error)
+	// IssuerCert is the issuing CA certificate, DER; nil leaves it
+	// unserved.
+	IssuerCert []byte
 	// Audit serves the audit log; nil leaves it unserved.
 	Audit AuditLog
 	// AuditReaders are the SPIFFE IDs that may read audit entries and
@@ -79,6 +85,12 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /readyz", s.readyz)
 	mux.HandleFunc("GET "+api.PathBundle, s.bundle)
 	mux.HandleFunc("GET "+api.PathCRL, s.crl)
+	if s.SPIFFEBundle != nil {
+		mux.HandleFunc("GET "+api.PathSPIFFEBundle, s.spiffeBundle)
+	}
+	if s.IssuerCert != nil {
+		mux.HandleFunc("GET "+api.PathIssuerCert, s.issuerCert)
+	}
 	mux.HandleFunc("POST "+api.PathChallenge, s.challenge)
 	mux.HandleFunc("POST "+api.PathComplete, s.complete)
 	mux.HandleFunc("POST "+api.PathRenewChallenge, s.renewChallenge)
@@ -149,6 +161,24 @@ func (s *Server) crl(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/pkix-crl")
 	w.Write(der)
+}
+
+// spiffeBundle answers the SPIFFE bundle. Federated parties poll it at
+// its spiffe_refresh_hint, so it is cacheable for no longer.
+func (s *Server) spiffeBundle(w http.ResponseWriter, r *http.Request) {
+	b, err := s.SPIFFEBundle(r.Context())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Write(b)
+}
+
+func (s *Server) issuerCert(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/pkix-cert")
+	w.Write(s.IssuerCert)
 }
 
 func (s *Server) challenge(w http.ResponseWriter, r *http.Request) {
