@@ -36,6 +36,11 @@ type Request struct {
 	Resource []string      // resource parameters (RFC 8707): absolute URIs
 	Scope    string        // the scope parameter, space-separated
 	Lifetime time.Duration // wished lifetime; 0 for the longest allowed
+
+	// TxnContext and RequestContext become a new transaction token's tctx
+	// and rctx (Rules.Transaction): the request_details and
+	// request_context parameters, JSON objects.
+	TxnContext, RequestContext map[string]any
 }
 
 // Limits on request parameters.

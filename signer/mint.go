@@ -49,17 +49,22 @@ func NewMinter(issuer string, keys *KeySet, opts ...Option) (*Minter, error) {
 // the subject a workload or an external issuer's user, every actor a
 // workload); the lifetime (Expiry - IssuedAt) may not exceed the KeySet's
 // Retain, Expiry must be in the future, and the token may not exceed
-// MaxTokenSize. The transaction token claims (Txn, TxnContext,
-// RequestContext) are dropped. ctx is checked before signing; the HSM call
+// MaxTokenSize. The transaction token claims (Txn, RequestingWorkload,
+// TxnContext, RequestContext) are dropped. ctx is checked before signing; the HSM call
 // itself is bounded by the hsm handle's WithTimeout.
 func (m *Minter) AccessToken(ctx context.Context, c token.Claims) (*Minted, error) {
-	c.Txn, c.TxnContext, c.RequestContext = "", nil, nil
+	c.Txn, c.RequestingWorkload, c.TxnContext, c.RequestContext = "", "", nil, nil
 	return m.mint(ctx, token.AccessToken, c)
 }
 
 // TxnToken signs c as a transaction token (typ txntoken+jwt), with the
-// same rules as AccessToken. A missing Txn gets a fresh random id.
+// same rules as AccessToken; besides, RequestingWorkload (req_wl) and a
+// scope are required, and the lifetime may not exceed MaxTxnLifetime. A
+// missing Txn gets a fresh random id.
 func (m *Minter) TxnToken(ctx context.Context, c token.Claims) (*Minted, error) {
+	if c.RequestingWorkload == "" || len(c.Scope) == 0 {
+		return nil, errors.New("signer: mint: a transaction token needs req_wl and scope")
+	}
 	if c.Txn == "" {
 		c.Txn = NewID()
 	}
@@ -112,6 +117,8 @@ func (m *Minter) check(c *token.Claims, now time.Time) error {
 		return errors.New("signer: mint: expiry must be in the future and after issued-at")
 	case life > m.keys.o.retain:
 		return fmt.Errorf("signer: mint: lifetime %v exceeds the key retention %v", life, m.keys.o.retain)
+	case c.Type == token.TxnToken && life > MaxTxnLifetime:
+		return fmt.Errorf("signer: mint: a transaction token lives at most %v, not %v", MaxTxnLifetime, life)
 	}
 	if err := c.CheckIdentities(); err != nil {
 		return fmt.Errorf("signer: mint: %w", err)

@@ -246,8 +246,8 @@ func (iss *issuer) claims(payload []byte, want token.Type) (*token.Claims, *Toke
 	switch {
 	case c.IssuedAt.IsZero() || c.ID == "":
 		return nil, invalid("missing iat or jti", nil)
-	case want == token.TxnToken && c.Txn == "":
-		return nil, invalid("missing txn", nil)
+	case want == token.TxnToken && (c.Txn == "" || c.RequestingWorkload == "" || len(c.Scope) == 0):
+		return nil, invalid("missing txn, req_wl or scope", nil)
 	}
 	if err := c.CheckIdentities(); err != nil {
 		return nil, invalid("sub or act names an identity sigil does not issue", err)

@@ -84,7 +84,7 @@ func TestVerifyErrorKinds(t *testing.T) {
 
 func TestVerifyTxn(t *testing.T) {
 	e := newEnv(t, hsm.ES256)
-	c := token.Claims{Subject: "user@example.com", SubjectIssuer: idpIssuer, Audience: []string{"spiffe://sigil.test"}, Scope: []string{"read"},
+	c := token.Claims{Subject: "user@example.com", SubjectIssuer: idpIssuer, Audience: []string{"spiffe://sigil.test"}, Scope: []string{"read"}, RequestingWorkload: callerA.ID,
 		TxnContext: map[string]any{"action": "buy"}, RequestContext: map[string]any{"req_ip": "192.0.2.1"},
 		Expiry: e.clock.Now().Add(time.Minute)}
 	m, err := e.mint.TxnToken(t.Context(), c)

@@ -46,10 +46,11 @@ type Claims struct {
 	Evidence      string // sigil_evidence: the caller's attestation evidence digest
 	Policy        string // sigil_policy: the policy version that admitted the caller
 
-	// Transaction tokens only.
-	Txn            string         // txn: transaction id
-	TxnContext     map[string]any // tctx
-	RequestContext map[string]any // rctx
+	// Transaction tokens only (draft-ietf-oauth-transaction-tokens-10).
+	Txn                string         // txn: transaction id
+	RequestingWorkload string         // req_wl: the workload that requested the transaction token
+	TxnContext         map[string]any // tctx
+	RequestContext     map[string]any // rctx
 }
 
 // HasAudience reports whether aud is one of the token's audiences.
@@ -76,6 +77,7 @@ type wireClaims struct {
 	Evidence string         `json:"sigil_evidence,omitempty"`
 	Policy   string         `json:"sigil_policy,omitempty"`
 	Txn      string         `json:"txn,omitempty"`
+	ReqWL    string         `json:"req_wl,omitempty"`
 	Tctx     map[string]any `json:"tctx,omitempty"`
 	Rctx     map[string]any `json:"rctx,omitempty"`
 }
@@ -92,7 +94,7 @@ func (c Claims) MarshalJSON() ([]byte, error) {
 	w := wireClaims{
 		Iss: c.Issuer, Sub: c.Subject, Aud: c.Audience, Jti: c.ID, ClientID: c.ClientID,
 		Scope: strings.Join(c.Scope, " "), Act: c.Actor, SubIss: c.SubjectIssuer,
-		Evidence: c.Evidence, Policy: c.Policy, Txn: c.Txn, Tctx: c.TxnContext, Rctx: c.RequestContext,
+		Evidence: c.Evidence, Policy: c.Policy, Txn: c.Txn, ReqWL: c.RequestingWorkload, Tctx: c.TxnContext, Rctx: c.RequestContext,
 		Exp: NewNumericDate(c.Expiry), Nbf: NewNumericDate(c.NotBefore), Iat: NewNumericDate(c.IssuedAt),
 	}
 	if c.Confirmation != "" {
@@ -112,7 +114,7 @@ func (c *Claims) UnmarshalJSON(b []byte) error {
 	*c = Claims{
 		Type: c.Type, Issuer: w.Iss, Subject: w.Sub, Audience: w.Aud, ID: w.Jti, ClientID: w.ClientID,
 		Scope: strings.Fields(w.Scope), Actor: w.Act, SubjectIssuer: w.SubIss,
-		Evidence: w.Evidence, Policy: w.Policy, Txn: w.Txn, TxnContext: w.Tctx, RequestContext: w.Rctx,
+		Evidence: w.Evidence, Policy: w.Policy, Txn: w.Txn, RequestingWorkload: w.ReqWL, TxnContext: w.Tctx, RequestContext: w.Rctx,
 		Expiry: w.Exp.Time(), NotBefore: w.Nbf.Time(), IssuedAt: w.Iat.Time(),
 	}
 	if w.Cnf != nil {

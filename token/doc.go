@@ -7,7 +7,7 @@
 //
 //   - Claims: the JWT claims of an RFC 9068 access token as sigil writes
 //     them (iss, sub, aud, exp, nbf, iat, jti, client_id, scope, cnf, act,
-//     sub_id, sigil_*), plus those of a transaction token (txn, tctx, rctx).
+//     sub_id, sigil_*), plus those of a transaction token (txn, req_wl, tctx, rctx).
 //   - Actor: one level of an RFC 8693 act claim, nested.
 //   - The two kinds of subject (subject.go): a workload (a SPIFFE ID) or
 //     a user of an external issuer, whose identifier CheckExternalSubject

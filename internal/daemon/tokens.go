@@ -39,7 +39,7 @@ func (d *Daemon) openTokens(ctx context.Context) (*tokens.Service, *signer.KeySe
 		return nil, nil, err
 	}
 	svc, err := tokens.New(tokens.Config{
-		Issuer: issuer, Minter: mint, Keys: keys, Verifier: verify,
+		Issuer: issuer, TrustDomain: d.cfg.TrustDomain, Minter: mint, Keys: keys, Verifier: verify,
 		Attest: d.verify, Policy: d.policy, Store: d.store,
 		MaxLifetime: t.MaxTTL, DefaultTTL: t.DefaultTTL, MaxActDepth: t.MaxActDepth,
 		OpaqueAudiences: t.OpaqueAudiences, Admins: t.Admins, Log: d.log, Nudge: d.audit.Nudge,

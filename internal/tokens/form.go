@@ -26,13 +26,16 @@ type tokenForm struct {
 	resource     []string
 	wantOpaque   bool
 	wantTxnToken bool
+	// requestContext and requestDetails are a transaction token
+	// request's (txn.go): the new transaction's rctx and tctx.
+	requestContext, requestDetails map[string]any
 }
 
 // singletons are the parameters that may appear at most once (RFC 6749
 // §3.2).
 var singletons = []string{
 	"grant_type", "client_id", "subject_token", "subject_token_type", "actor_token",
-	"actor_token_type", "scope", "requested_token_type",
+	"actor_token_type", "scope", "requested_token_type", "request_context", "request_details",
 }
 
 // parseTokenForm checks the shape of a token request from callerID.
@@ -54,7 +57,10 @@ func parseTokenForm(form url.Values, callerID string) (*tokenForm, error) {
 	if err := f.checkGrant(); err != nil {
 		return nil, err
 	}
-	return f, f.checkRequested()
+	if err := f.checkRequested(); err != nil {
+		return nil, err
+	}
+	return f, f.parseTxnForm(form)
 }
 
 func (f *tokenForm) checkGrant() error {

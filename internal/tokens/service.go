@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
 	"github.com/sigil-dev/sigil/attest"
 	"github.com/sigil-dev/sigil/identity"
 	"github.com/sigil-dev/sigil/internal/store"
@@ -46,7 +48,10 @@ type Config struct {
 	// Issuer is the iss of every token, an https URL; the Minter and
 	// Verifier must have been made for the same issuer.
 	Issuer string
-	Minter *signer.Minter
+	// TrustDomain is sigil's trust domain (sigil.test): transaction
+	// tokens are issued for it, with audience spiffe://TRUST_DOMAIN.
+	TrustDomain string
+	Minter      *signer.Minter
 	// Keys is the Minter's key set: JWKS, and the revocation feed's
 	// events are signed through it.
 	Keys KeySet
@@ -98,9 +103,12 @@ type Service struct {
 	log    *slog.Logger
 	now    func() time.Time
 	opaque map[string]bool
-	admins map[string]bool
-	facts  *factsCache
-	feed   *feed
+	// txnAudience is the aud of transaction tokens: the trust domain's
+	// SPIFFE ID.
+	txnAudience string
+	admins      map[string]bool
+	facts       *factsCache
+	feed        *feed
 }
 
 // New checks c and returns the service. Call Run in the background to
@@ -112,6 +120,7 @@ func New(c Config) (*Service, error) {
 	s := &Service{
 		cfg: c, issuer: c.Issuer, log: c.Log, now: c.Now,
 		opaque: set(c.OpaqueAudiences), admins: set(c.Admins),
+		txnAudience: spiffeid.RequireTrustDomainFromString(c.TrustDomain).IDString(),
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -143,6 +152,9 @@ func (c *Config) check() error {
 	if len(missing) > 0 {
 		slices.Sort(missing)
 		return fmt.Errorf("tokens: config: %s required", strings.Join(missing, ", "))
+	}
+	if _, err := spiffeid.TrustDomainFromString(c.TrustDomain); err != nil || c.TrustDomain == "" {
+		return fmt.Errorf("tokens: config: TrustDomain %q: want a trust domain name", c.TrustDomain)
 	}
 	u, err := url.Parse(c.Issuer)
 	switch {

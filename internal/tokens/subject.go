@@ -113,7 +113,9 @@ func (s *Service) presented(ctx context.Context, param, tok, typ, audience strin
 	case typ == api.TokenTypeAccessToken || typ == api.TokenTypeJWT:
 		c, err = s.cfg.Verifier.Verify(ctx, tok, audience)
 	case typ == api.TokenTypeTxnToken:
-		c, err = s.cfg.Verifier.VerifyTxn(ctx, tok, audience)
+		// A transaction token is for the whole trust domain, of which
+		// every caller (a certificate of ours) is a workload.
+		c, err = s.cfg.Verifier.VerifyTxn(ctx, tok, s.txnAudience)
 	default:
 		return nil, invalidRequest("%s_type is not supported: use %s, %s or %s", param, api.TokenTypeAccessToken, api.TokenTypeJWT, api.TokenTypeTxnToken)
 	}

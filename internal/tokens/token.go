@@ -117,6 +117,10 @@ func (s *Service) rules(c *client, f *tokenForm, sub *subject) (*token.Claims, e
 		return r.ClientCredentials(s.now(), req)
 	}
 	req.Subject, req.Actor = sub.claims, sub.actor
+	if f.wantTxnToken {
+		req.TxnContext, req.RequestContext = f.requestDetails, f.requestContext
+		return r.Transaction(s.now(), req, s.txnAudience)
+	}
 	return r.Exchange(s.now(), req)
 }
 

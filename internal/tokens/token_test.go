@@ -330,33 +330,6 @@ func assertNotStored(t *testing.T, e *tokenstest.Env, toks ...string) {
 	}
 }
 
-// A transaction token: typ txntoken+jwt, token_type N_A, and its txn
-// carries over further exchanges.
-func TestTransactionTokens(t *testing.T) {
-	t.Parallel()
-	e := tokenstest.New(t)
-	a, b, c := e.Workload(t, "a"), e.Workload(t, "b"), e.Workload(t, "c")
-	ab := mustToken(t, e.Service, a, cc(b.ID))
-	txn := mustToken(t, e.Service, b, exchange(ab.AccessToken, c.ID, "requested_token_type", api.TokenTypeTxnToken))
-	if txn.TokenType != "N_A" || txn.IssuedTokenType != api.TokenTypeTxnToken {
-		t.Fatalf("response %+v", txn)
-	}
-	got, err := e.Config.Verifier.VerifyTxn(t.Context(), txn.AccessToken, c.ID)
-	if err != nil || got.Txn == "" {
-		t.Fatalf("VerifyTxn: %+v, %v", got, err)
-	}
-	if rec, err := e.Store.Token(t.Context(), got.ID); err != nil || rec.Kind != store.TokenTxn {
-		t.Errorf("record %+v (%v)", rec, err)
-	}
-	d := e.Workload(t, "d")
-	f := form("grant_type", tokens.GrantTokenExchange, "subject_token", txn.AccessToken, "subject_token_type", api.TokenTypeTxnToken,
-		"audience", d.ID, "requested_token_type", api.TokenTypeTxnToken)
-	next := mustToken(t, e.Service, c, f)
-	if n, err := e.Config.Verifier.VerifyTxn(t.Context(), next.AccessToken, d.ID); err != nil || n.Txn != got.Txn {
-		t.Errorf("txn %q (%v), want %q carried over", n.Txn, err, got.Txn)
-	}
-}
-
 // Fail closed: when the audit entry cannot be appended, no token is
 // recorded or returned, and the error says to retry.
 func TestTokenNotRecorded(t *testing.T) {

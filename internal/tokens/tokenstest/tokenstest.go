@@ -117,7 +117,7 @@ func NewOn(t testing.TB, dsn string, opts ...func(*tokens.Config)) *Env {
 		t.Fatalf("NewVerifier: %v", err)
 	}
 	e.Config = tokens.Config{
-		Issuer: Issuer, Minter: e.Minter, Keys: e.Keys, Verifier: verify,
+		Issuer: Issuer, TrustDomain: TrustDomain, Minter: e.Minter, Keys: e.Keys, Verifier: verify,
 		Attest: verifier, Policy: e.Policy, Store: e.Store,
 		MaxLifetime: 15 * time.Minute, DefaultTTL: 5 * time.Minute, MaxActDepth: 2,
 		OpaqueAudiences: []string{OpaqueAudience}, Admins: []string{Admin},
