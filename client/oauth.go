@@ -23,6 +23,10 @@ type TokenRequest struct {
 	ActorToken         string
 	ActorTokenType     string
 	RequestedTokenType string
+	// RequestContext and RequestDetails are a transaction token request's
+	// request_context and request_details: base64url JSON objects (see
+	// Client.TxnToken).
+	RequestContext, RequestDetails string
 }
 
 // TokenResponse is RFC 8693 §2.2.1's answer.
@@ -64,6 +68,12 @@ func (w *Workload) token(ctx context.Context, id *identity, r TokenRequest) (*To
 	}
 	if r.RequestedTokenType != "" {
 		form.Set("requested_token_type", r.RequestedTokenType)
+	}
+	if r.RequestContext != "" {
+		form.Set("request_context", r.RequestContext)
+	}
+	if r.RequestDetails != "" {
+		form.Set("request_details", r.RequestDetails)
 	}
 	var out TokenResponse
 	if err := w.postForm(ctx, id.hc, api.PathToken, form, &out); err != nil {

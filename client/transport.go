@@ -57,7 +57,9 @@ func subjectToken(ctx context.Context) string {
 // workload's own (client_credentials), or, when the request's context
 // carries a subject token (WithSubjectToken, or verify's Middleware on the
 // incoming request), one exchanged for it, so the call is made on the
-// subject's behalf with the delegation chain in act.
+// subject's behalf with the delegation chain in act. A transaction token
+// in the context (WithTxnToken, or verify's Middleware on the incoming
+// request) goes along in the Txn-Token header.
 //
 // Tokens are cached per (certificate, audience, scope, subject) until 80%
 // of their lifetime, with one fetch in flight per key. A 401 invalid_token
@@ -93,6 +95,7 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	out := req.Clone(req.Context())
 	out.Header.Set("Authorization", "Bearer "+token)
+	withTxnHeader(req.Context(), out)
 	resp, err := id.peer(t.c, t.server).RoundTrip(out)
 	if err == nil && resp.StatusCode == http.StatusUnauthorized &&
 		strings.Contains(resp.Header.Get("WWW-Authenticate"), `error="invalid_token"`) {

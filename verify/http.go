@@ -22,7 +22,11 @@ func FromContext(ctx context.Context) (*Claims, bool) {
 }
 
 // Middleware verifies the request's bearer token against its TLS client
-// certificate and calls next with the claims in the context (FromContext).
+// certificate and calls next with the claims in the context (FromContext);
+// a request that also carries a Txn-Token header must carry one valid
+// transaction token (VerifyTxn), whose claims go in the context too
+// (TxnFromContext), else it is answered 401 invalid_token (400 for a
+// repeated header).
 // A client certificate the revocation feed has revoked fails every
 // request, also on a connection established before the revocation.
 // It answers RFC 6750 errors: 401 without a token, or with an invalid one
@@ -59,7 +63,23 @@ func (v *Verifier) Middleware(next http.Handler) http.Handler {
 			challenge(w, http.StatusUnauthorized, "invalid_token", description(err), "")
 			return
 		}
-		next.ServeHTTP(w, r.WithContext(NewContext(r.Context(), c)))
+		ctx := NewContext(r.Context(), c)
+		txn, status, desc, err := v.txnHeader(r)
+		switch {
+		case errors.Is(err, ErrRevocationUnknown):
+			w.Header().Set("Retry-After", "5")
+			http.Error(w, "revocation status unavailable", http.StatusServiceUnavailable)
+			return
+		case errors.Is(err, errBadRequest):
+			challenge(w, status, "invalid_request", desc, "")
+			return
+		case err != nil:
+			challenge(w, status, "invalid_token", desc, "")
+			return
+		case txn != nil:
+			ctx = NewTxnContext(ctx, txn)
+		}
+		next.ServeHTTP(w, r.WithContext(ctx))
 	})
 }
 

@@ -36,6 +36,9 @@ var DefaultAlgorithms = []string{"ES256", "ES384", "PS256"}
 type Config struct {
 	Issuer   string // sigild's issuer URL, the tokens' iss
 	Audience string // this service's SPIFFE ID; tokens' aud must contain it
+	// TrustDomain is the aud of transaction tokens (VerifyTxn): the trust
+	// domain's SPIFFE ID, spiffe://TRUST_DOMAIN. Default: Audience's.
+	TrustDomain string
 
 	// JWKSURL is the issuer's /jwks.json, fetched with Client. JWKS, if
 	// set, is used instead.
@@ -153,6 +156,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.JWKS == nil {
 		c.JWKS = httpFetch(c.Client, c.JWKSURL)
+	}
+	if c.TrustDomain == "" {
+		c.TrustDomain = trustDomainOf(c.Audience)
 	}
 	return nil
 }

@@ -62,6 +62,7 @@ func TestClient(t *testing.T) {
 			t.Parallel()
 			t.Run("tls-configs", e.tlsConfigs)
 			t.Run("delegation", e.delegation)
+			t.Run("transaction-token", e.transactionToken)
 			t.Run("one-fetch-for-concurrent-requests", e.oneFetch)
 			t.Run("invalid-token-drops-cached", e.invalidTokenDropsCached)
 			t.Run("revoke-subject", e.revokeSubject)
@@ -144,11 +145,12 @@ type libServer struct {
 
 	mu   sync.Mutex
 	seen map[string][]*verify.Claims
+	txns map[string][]*verify.Claims // the transaction tokens, by path
 }
 
 func (e *libStack) serve(t *testing.T, c *client.Client, forward http.HandlerFunc) *libServer {
 	t.Helper()
-	srv := &libServer{c: c, seen: map[string][]*verify.Claims{}}
+	srv := &libServer{c: c, seen: map[string][]*verify.Claims{}, txns: map[string][]*verify.Claims{}}
 	v, err := c.Verifier(t.Context()) // shared with c's TLS configs; c.Close closes it
 	if err != nil {
 		t.Fatal(err)
@@ -157,6 +159,9 @@ func (e *libStack) serve(t *testing.T, c *client.Client, forward http.HandlerFun
 		claims, _ := verify.FromContext(r.Context())
 		srv.mu.Lock()
 		srv.seen[r.URL.Path] = append(srv.seen[r.URL.Path], claims)
+		if txn, ok := verify.TxnFromContext(r.Context()); ok {
+			srv.txns[r.URL.Path] = append(srv.txns[r.URL.Path], txn)
+		}
 		srv.mu.Unlock()
 		if forward != nil && strings.HasPrefix(r.URL.Path, libForward+"/") {
 			forward(w, r)
@@ -696,4 +701,40 @@ func libEditState(t *testing.T, dir string, edit func(map[string]any)) {
 		t.Fatal(err)
 	}
 	writeFile(t, path, string(out))
+}
+
+// transactionToken: frontend gets a transaction token for alice's request
+// and calls orders with it; orders' Middleware verifies it, and its
+// Transport carries it on to payments, which sees the same transaction.
+func (e *libStack) transactionToken(t *testing.T) {
+	r, err := e.frontend.TxnToken(t.Context(), client.TxnRequest{
+		SubjectToken: e.user, Scope: []string{"orders:read"},
+		RequestDetails: map[string]any{"action": "checkout"},
+	})
+	if err != nil {
+		t.Fatalf("TxnToken: %v", err)
+	}
+	ctx := client.WithTxnToken(client.WithSubjectToken(t.Context(), e.user), r.AccessToken)
+	hc := e.frontend.HTTPClient(e.orders.ID(), "orders:read", "payments:charge")
+	libMustGet(t, ctx, hc, e.ordersSrv.url+libForward+"/txn")
+	e.ordersSrv.mu.Lock()
+	atOrders := slices.Clone(e.ordersSrv.txns[libForward+"/txn"])
+	e.ordersSrv.mu.Unlock()
+	e.paymentsSrv.mu.Lock()
+	atPayments := slices.Clone(e.paymentsSrv.txns["/txn"])
+	e.paymentsSrv.mu.Unlock()
+	if len(atOrders) != 1 || len(atPayments) != 1 {
+		t.Fatalf("orders verified %d transaction tokens, payments %d; want one each", len(atOrders), len(atPayments))
+	}
+	for name, got := range map[string]*verify.Claims{"orders": atOrders[0], "payments": atPayments[0]} {
+		if got.Txn == "" || got.Txn != atOrders[0].Txn || got.Subject != "alice" || got.RequestingWorkload != e.frontend.ID().String() ||
+			!slices.Equal(got.Scope, []string{"orders:read"}) || got.TxnContext["action"] != "checkout" {
+			t.Errorf("%s saw transaction %q sub %q req_wl %q scope %v tctx %v", name, got.Txn, got.Subject, got.RequestingWorkload, got.Scope, got.TxnContext)
+		}
+	}
+	// An access token is no transaction token.
+	bad := client.WithTxnToken(client.WithSubjectToken(t.Context(), e.user), e.user)
+	if got, err := libGet(bad, hc, e.ordersSrv.url+"/txn-bad"); err != nil || got.status != http.StatusUnauthorized || !strings.Contains(got.auth, "Txn-Token: wrong token type") {
+		t.Errorf("an access token in Txn-Token: %+v, %v; want 401 naming the wrong type", got, err)
+	}
 }

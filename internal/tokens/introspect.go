@@ -39,11 +39,13 @@ type Introspection struct {
 	Policy        string `json:"sigil_policy,omitempty"`
 	SubjectIssuer string `json:"sigil_sub_iss,omitempty"`
 	Txn           string `json:"txn,omitempty"`
+	ReqWL         string `json:"req_wl,omitempty"`
 }
 
 // Introspect answers an RFC 7662 introspection request for token from the
-// holder of caller. Only a party in the token's audience, or an admin,
-// learns about it; anyone else gets active:false, as for a token that is
+// holder of caller. Only a party in the token's audience (for a
+// transaction token, whose audience is the trust domain, any workload of
+// ours), or an admin, learns about it; anyone else gets active:false, as for a token that is
 // unknown, malformed, badly signed, expired or revoked (RFC 7662 §2.2 and
 // §4: no answer tells an unauthorized caller whether a token is valid).
 // Errors: invalid_client for the caller, or a store failure.
@@ -58,7 +60,7 @@ func (s *Service) Introspect(ctx context.Context, caller *x509.Certificate, toke
 		return nil, err
 	case t == nil:
 		return &Introspection{}, nil
-	case !s.admin(c) && !slices.Contains(t.record.Aud, c.caller.ID):
+	case !s.admin(c) && !s.inAudience(c, t.record):
 		s.log.InfoContext(ctx, "tokens: introspection by a party outside the audience", "jti", t.record.JTI, "caller", c.caller.ID)
 		return &Introspection{}, nil
 	case !s.now().Before(t.record.ExpiresAt):
@@ -71,6 +73,13 @@ func (s *Service) Introspect(ctx context.Context, caller *x509.Certificate, toke
 		return nil, err
 	}
 	return s.introspection(t), nil
+}
+
+// inAudience reports whether c is a party in rec's audience: named in it,
+// or, for a transaction token, a workload of the trust domain it names
+// (every client is: its certificate is ours).
+func (s *Service) inAudience(c *client, rec store.Token) bool {
+	return slices.Contains(rec.Aud, c.caller.ID) || rec.Kind == store.TokenTxn && slices.Contains(rec.Aud, s.txnAudience)
 }
 
 // live checks that rec is not revoked and that the certificate it is
@@ -209,7 +218,7 @@ func (s *Service) introspection(t *presented) *Introspection {
 	}
 	if c := t.claims; c != nil {
 		out.Act, out.Nbf = c.Actor, c.NotBefore.Unix()
-		out.Evidence, out.Policy, out.SubjectIssuer, out.Txn = c.Evidence, c.Policy, c.SubjectIssuer, c.Txn
+		out.Evidence, out.Policy, out.SubjectIssuer, out.Txn, out.ReqWL = c.Evidence, c.Policy, c.SubjectIssuer, c.Txn, c.RequestingWorkload
 	}
 	return out
 }

@@ -76,6 +76,13 @@ func TestTransactionTokens(t *testing.T) {
 		t.Errorf("audited as %s with parent %q", kind, p.ParentJTI)
 	}
 
+	// Any workload of the trust domain, the token's audience, may
+	// introspect it (a resource server whose revocation feed is down).
+	in, err := e.Service.Introspect(t.Context(), c.Cert, r.AccessToken)
+	if err != nil || !in.Active || in.Txn != got.Txn || in.ReqWL != b.ID || in.TokenType != "N_A" {
+		t.Fatalf("introspection by a workload of the trust domain: %+v (%v)", in, err)
+	}
+
 	next := mustToken(t, e.Service, c, txnRequest(r.AccessToken, api.TokenTypeTxnToken))
 	n, err := e.Config.Verifier.VerifyTxn(t.Context(), next.AccessToken, trustDomain)
 	if err != nil || n.Txn != got.Txn || n.Subject != a.ID || n.RequestingWorkload != c.ID || n.TxnContext["action"] != "checkout" {
@@ -89,6 +96,9 @@ func TestTransactionTokens(t *testing.T) {
 		if rec, err := e.Store.Token(t.Context(), jti); err != nil || rec.RevokedAt == nil {
 			t.Errorf("transaction token %s not revoked with its subject token: %+v (%v)", jti, rec, err)
 		}
+	}
+	if in, err := e.Service.Introspect(t.Context(), c.Cert, r.AccessToken); err != nil || in.Active {
+		t.Errorf("a revoked transaction token introspects %+v (%v)", in, err)
 	}
 	assertNotStored(t, e, r.AccessToken, next.AccessToken)
 	for _, tok := range []string{r.AccessToken, next.AccessToken} {
