@@ -40,7 +40,10 @@
 // behalf, the act claim names the chain, and the scope only narrows. For a
 // token from another issuer, such as a user's IdP token at the edge, say so
 // with WithSubjectToken. Tokens are bound to the certificate the call
-// presents (cnf x5t#S256): a copy of one is useless without the TPM.
+// presents (cnf x5t#S256): a copy of one is useless without the TPM. A
+// transaction token (Client.TxnToken) goes along in the Txn-Token header
+// under WithTxnToken, and the one an incoming request carried is passed
+// on down the call chain.
 //
 // The TLS configs (ServerTLSConfig, ClientTLSConfig, and Transport's)
 // refuse a peer whose certificate sigild has revoked, as its revocation

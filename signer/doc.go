@@ -41,9 +41,12 @@
 //
 // # Transaction tokens
 //
-// draft-ietf-oauth-transaction-tokens: typ "txntoken+jwt", the same
-// claims plus txn (transaction id), tctx and rctx (JSON objects). Scope,
-// audience, lifetime and act rules are those of access tokens.
+// draft-ietf-oauth-transaction-tokens-10: typ "txntoken+jwt", the same
+// claims plus txn (transaction id), req_wl (the requesting workload), tctx
+// and rctx (JSON objects). Rules.Transaction decides them: the audience is
+// the trust domain alone, the scope narrows and may not be empty, the
+// lifetime is at most MaxTxnLifetime, and a replacement (a transaction
+// token as the subject) keeps txn, tctx and rctx.
 //
 // # Reference tokens
 //

@@ -35,6 +35,14 @@
 // request, with every token bound to it); and that the jti is not
 // revoked.
 //
+// VerifyTxn checks a transaction token (draft-ietf-oauth-transaction-
+// tokens-10) the same way but for what differs: typ txntoken+jwt (so
+// neither kind passes as the other), aud containing Config.TrustDomain,
+// txn, sub, scope and req_wl required, at most MaxTxnLifetime long, and no
+// binding to the peer, for it reaches a workload through others.
+// Middleware checks a Txn-Token header with it when there is one
+// (TxnFromContext; RequireTxn for handlers that need one).
+//
 // Failures wrap ErrInvalidToken (answer 401 invalid_token) and a fixed,
 // non-leaky reason that is the error_description; the precise cause is
 // logged at debug level with the jti, never the token.

@@ -75,7 +75,8 @@
 //
 //	absent, or ...:jwt        an RFC 9068 JWT access token (at+jwt)
 //	...:access_token          a reference token: an opaque handle, resolved by introspection
-//	...:txn_token             a transaction token (txntoken+jwt), token exchange only
+//	...:txn_token             a transaction token (txntoken+jwt), token exchange only,
+//	                          audience the trust domain (txn.go)
 //
 // except that a token for an audience in OpaqueAudiences is always a
 // reference token (asking for a JWT or transaction token for one is
