@@ -213,10 +213,17 @@ func TestEnrollRenewRevokeEndToEnd(t *testing.T) {
 	}
 	t.Run("federation", func(t *testing.T) { checkFederation(t, s, state) })
 
+	// The renewal superseded the first certificate: the operator revokes
+	// it for that reason, then disables the device, which revokes the rest.
+	serial := first.SerialNumber.Text(16)
+	out, code = s.run("sigild", "--config", filepath.Join(s.dir, "sigild.yaml"), "certificate", "revoke", "--reason", "superseded", serial)
+	if code != 0 || !strings.Contains(out, "certificate "+serial+" revoked (superseded)") {
+		t.Fatalf("certificate revoke: exit %d\n%s", code, out)
+	}
 	devices, _ := s.run("sigild", "--config", filepath.Join(s.dir, "sigild.yaml"), "device", "list")
 	ek := deviceEK(t, devices)
 	out, code = s.run("sigild", "--config", filepath.Join(s.dir, "sigild.yaml"), "device", "disable", ek)
-	if code != 0 || !strings.Contains(out, "2 certificates revoked") {
+	if code != 0 || !strings.Contains(out, "1 certificates revoked") {
 		t.Fatalf("disable: exit %d\n%s", code, out)
 	}
 	out, code = s.run("sigil", "renew", "--state", state)
@@ -225,7 +232,9 @@ func TestEnrollRenewRevokeEndToEnd(t *testing.T) {
 	}
 	// Fetched at once from where the certificates say: a disabled device
 	// is out of service (cessationOfOperation).
-	distributedCRL(t, s, readPEM(t, filepath.Join(state, "cert.pem"))[1], ca.ReasonCessationOfOperation, renewed, first)
+	issuer := readPEM(t, filepath.Join(state, "cert.pem"))[1]
+	distributedCRL(t, s, issuer, ca.ReasonCessationOfOperation, renewed)
+	distributedCRL(t, s, issuer, ca.ReasonSuperseded, first)
 }
 
 // checkSVID loads the state's certificate chain and verifies it as an
