@@ -22,6 +22,7 @@ func FuzzTokenRequest(f *testing.F) {
 	f.Add(exchange(ab.AccessToken, a.ID, "actor_token", ab.AccessToken, "actor_token_type", api.TokenTypeTxnToken).Encode())
 	f.Add("grant_type=" + url.QueryEscape(tokens.GrantTokenExchange) + "&subject_token=AAAA&subject_token_type=" + url.QueryEscape(api.TokenTypeAccessToken))
 	f.Add("grant_type=client_credentials&audience=&audience=%00&scope=%22")
+	f.Add(txnRequest(ab.AccessToken, api.TokenTypeJWT, "request_context", b64(`{"req_ip":"192.0.2.1"}`), "request_details", b64(`{"a":[1,{"b":null}]}`)).Encode())
 	f.Fuzz(func(t *testing.T, body string) {
 		form, err := url.ParseQuery(body)
 		if err != nil {
