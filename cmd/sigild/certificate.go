@@ -12,7 +12,7 @@ import (
 	"github.com/sigil-dev/sigil/internal/store/backend"
 )
 
-type certificateCmd struct {
+type certCmd struct {
 	Revoke certificateRevokeCmd `cmd:"" help:"Revoke one certificate for a reason (it appears in the CRL with that reason code and on the revocation feed), and every token bound to it or exchanged from those."`
 }
 

@@ -32,14 +32,14 @@ type cli struct {
 	Config   string `help:"Configuration file (YAML)." type:"existingfile" required:"" short:"c"`
 	LogLevel string `help:"Log level: debug, info, warn, error." default:"info" enum:"debug,info,warn,error"`
 
-	Serve   serveCmd       `cmd:"" default:"1" help:"Serve the API (the default)."`
-	Init    initCmd        `cmd:"" help:"Create the HSM keys and CA certificates; keeps what exists."`
-	Bundle  bundleCmd      `cmd:"" help:"Print the trust bundle (the root CA certificate, PEM)."`
-	Device  deviceCmd      `cmd:"" help:"List, disable and enable enrolled devices."`
-	Cert    certificateCmd `cmd:"" name:"certificate" help:"Revoke a certificate for a reason."`
-	Audit   auditCmd       `cmd:"" help:"The audit log's public key and offline export."`
-	Key     keyCmd         `cmd:"" help:"Rotate and list the token signing keys (rotations are logged)."`
-	Restore restoreCmd     `cmd:"" help:"After restoring the database from a copy: acknowledge it, re-apply lost revocations."`
+	Serve   serveCmd   `cmd:"" default:"1" help:"Serve the API (the default)."`
+	Init    initCmd    `cmd:"" help:"Create the HSM keys and CA certificates; keeps what exists."`
+	Bundle  bundleCmd  `cmd:"" help:"Print the trust bundle (the root CA certificate, PEM)."`
+	Device  deviceCmd  `cmd:"" help:"List, disable and enable enrolled devices."`
+	Cert    certCmd    `cmd:"" name:"certificate" help:"Revoke a certificate for a reason."`
+	Audit   auditCmd   `cmd:"" help:"The audit log's public key and offline export."`
+	Key     keyCmd     `cmd:"" help:"Rotate and list the token signing keys (rotations are logged)."`
+	Restore restoreCmd `cmd:"" help:"After restoring the database from a copy: acknowledge it, re-apply lost revocations."`
 }
 
 type bundleCmd struct{}
