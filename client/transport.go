@@ -59,7 +59,8 @@ func subjectToken(ctx context.Context) string {
 // incoming request), one exchanged for it, so the call is made on the
 // subject's behalf with the delegation chain in act. A transaction token
 // in the context (WithTxnToken, or verify's Middleware on the incoming
-// request) goes along in the Txn-Token header.
+// request) goes along in the Txn-Token header to a server of the
+// workload's own trust domain, never beyond it.
 //
 // Tokens are cached per (certificate, audience, scope, subject) until 80%
 // of their lifetime, with one fetch in flight per key. A 401 invalid_token
@@ -95,7 +96,9 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	out := req.Clone(req.Context())
 	out.Header.Set("Authorization", "Bearer "+token)
-	withTxnHeader(req.Context(), out)
+	if t.server.MemberOf(t.c.ID().TrustDomain()) { // a transaction token never leaves its trust domain
+		withTxnHeader(req.Context(), out)
+	}
 	resp, err := id.peer(t.c, t.server).RoundTrip(out)
 	if err == nil && resp.StatusCode == http.StatusUnauthorized &&
 		strings.Contains(resp.Header.Get("WWW-Authenticate"), `error="invalid_token"`) {
