@@ -68,12 +68,15 @@ func (v *Verifier) verifyTxn(ctx context.Context, tok string) (*Claims, error) {
 // checkTxnClaims checks what every transaction token must say.
 func (v *Verifier) checkTxnClaims(c *Claims) error {
 	now, leeway := v.cfg.Now(), v.cfg.Leeway
-	for name, missing := range map[string]bool{
-		"iat": c.IssuedAt.IsZero(), "exp": c.Expiry.IsZero(), "txn": c.Txn == "", "sub": c.Subject == "",
-		"scope": len(c.Scope) == 0, "req_wl": c.RequestingWorkload == "", "jti": c.ID == "", "aud": len(c.Audience) == 0,
+	for _, claim := range []struct {
+		name    string
+		missing bool
+	}{
+		{"iat", c.IssuedAt.IsZero()}, {"aud", len(c.Audience) == 0}, {"exp", c.Expiry.IsZero()}, {"txn", c.Txn == ""},
+		{"sub", c.Subject == ""}, {"scope", len(c.Scope) == 0}, {"req_wl", c.RequestingWorkload == ""}, {"jti", c.ID == ""},
 	} {
-		if missing {
-			return fmt.Errorf("%w: %s", errMissingClaim, name)
+		if claim.missing {
+			return fmt.Errorf("%w: %s", errMissingClaim, claim.name)
 		}
 	}
 	switch {
