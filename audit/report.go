@@ -20,6 +20,10 @@ type Report struct {
 	PreviousSize uint64 // its size
 	StateUpdated bool   // the state file now holds the latest checkpoint
 
+	Incremental bool   // only the entries from From on were read (the state's range)
+	From        uint64 // the first entry read
+	Rerun       bool   // an incremental run failed and this is the full re-run that says why
+
 	Checkpoints int          // distinct signed tree sizes checked, the latest included
 	Entries     uint64       // entries read
 	Kinds       map[Kind]int // entries that decoded and passed OnEntry, by kind
@@ -59,7 +63,7 @@ func (r Report) String() string {
 	}
 	b.WriteString(r.previous())
 	fmt.Fprintf(&b, "  checkpoints:  %d signed tree sizes checked\n", r.Checkpoints)
-	fmt.Fprintf(&b, "  entries:      %d read\n", r.Entries)
+	fmt.Fprintf(&b, "  entries:      %d read%s\n", r.Entries, r.mode())
 	for _, k := range slices.Sorted(maps.Keys(r.Kinds)) {
 		fmt.Fprintf(&b, "    %-22s %d\n", k, r.Kinds[k])
 	}
@@ -73,6 +77,17 @@ func (r Report) String() string {
 		fmt.Fprintf(&b, "  state:        now at size %d\n", r.Size)
 	}
 	return b.String()
+}
+
+// mode says which entries the run read.
+func (r Report) mode() string {
+	switch {
+	case r.Incremental:
+		return fmt.Sprintf(" (incremental: from %d, the entries added since the state's checkpoint)", r.From)
+	case r.Rerun:
+		return " (in full: the entries added since the state's checkpoint did not extend it to this one)"
+	}
+	return ""
 }
 
 // previous describes the state the run started from.

@@ -130,6 +130,17 @@ func NewVerifier(name string, pub crypto.PublicKey) (*Verifier, error) {
 // ParseVerifierPEM returns a verifier for the public key in pemBytes, one
 // "PUBLIC KEY" PEM block (SubjectPublicKeyInfo), under name.
 func ParseVerifierPEM(name string, pemBytes []byte) (*Verifier, error) {
+	pub, err := ParsePublicKeyPEM(pemBytes)
+	if err != nil {
+		return nil, err
+	}
+	return NewVerifier(name, pub)
+}
+
+// ParsePublicKeyPEM parses a log's public key: one "PUBLIC KEY" PEM block
+// (SubjectPublicKeyInfo) and nothing else. With it, Origin gives the log's
+// default origin.
+func ParsePublicKeyPEM(pemBytes []byte) (crypto.PublicKey, error) {
 	b, rest := pem.Decode(pemBytes)
 	switch {
 	case b == nil:
@@ -143,7 +154,7 @@ func ParseVerifierPEM(name string, pemBytes []byte) (*Verifier, error) {
 	if err != nil {
 		return nil, fmt.Errorf("audit: verifier key: %w", err)
 	}
-	return NewVerifier(name, pub)
+	return pub, nil
 }
 
 // keyHash is the signed-note key ID: SHA-256(name || "\n" || 0x02 || SPKI)

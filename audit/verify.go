@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"encoding"
 	"errors"
 	"fmt"
 	"slices"
+
+	"github.com/transparency-dev/merkle/compact"
 )
 
 // Source is where an auditor reads a log: a server, or an export directory
@@ -43,6 +46,23 @@ type VerifyOptions struct {
 	// hashes are checked: treat what it learns as unverified until Verify
 	// returns nil.
 	OnEntry func(index uint64, e Entry) error
+	// Context is what OnEntry keeps from one entry to the next (the
+	// devices enrolled so far, for renewals), if anything: it is saved in
+	// the state file with the checkpoint, and restored from it for an
+	// incremental run. An OnEntry that keeps context must give it here,
+	// or its incremental runs start without it; without a saved context a
+	// run with Context is a full one.
+	Context Context
+	// Full re-verifies every entry from index 0 even when the state file
+	// allows an incremental run.
+	Full bool
+}
+
+// Context is the state of an OnEntry checker, saved and restored whole
+// (attest.LogChecker is one). UnmarshalBinary replaces what it holds.
+type Context interface {
+	encoding.BinaryMarshaler
+	encoding.BinaryUnmarshaler
 }
 
 // Verify audits the log src serves against the log key v:
@@ -58,16 +78,45 @@ type VerifyOptions struct {
 //     (UnsignedError);
 //  6. the state file's checkpoint is consistent with the new one, by an
 //     RFC 6962 consistency proof computed from the entries (ForkError);
-//  7. the state file advances to the new checkpoint.
+//  7. the state file advances to the new checkpoint, with the compact
+//     range of its tree and OnEntry's Context.
+//
+// With a state file that holds a range (and a Context, if opts has one)
+// and without opts.Full, the run is incremental: it reads, hashes, decodes
+// and checks only the entries from the state's size on, and appends their
+// hashes to the state's range: that this gives the new root proves both
+// the new entries and the state's tree a prefix of the new one (steps 3
+// and 6), in O(new entries). Signed checkpoints the source lists below
+// the state's size were checked by the runs that got there. If the new
+// entries do not give the new root, Verify re-runs in full (Report.Rerun)
+// to report what failed exactly as a full run does: a fork, a changed
+// entry or missing ones.
 //
 // It returns the first failure, and a Report of what it checked either way.
 func Verify(ctx context.Context, src Source, v *Verifier, opts VerifyOptions) (Report, error) {
-	a := &auditor{ctx: ctx, src: src, v: v, opts: opts, rep: Report{FirstBad: -1, Kinds: map[Kind]int{}}}
+	a := newAuditor(ctx, src, v, opts)
 	err := a.run()
+	if errors.Is(err, errIncremental) {
+		if err := a.resetContext(); err != nil {
+			return a.rep, err
+		}
+		opts.Full = true
+		a = newAuditor(ctx, src, v, opts)
+		a.rep.Rerun = true
+		err = a.run()
+	}
 	if err != nil {
 		a.rep.failed(err)
 	}
 	return a.rep, err
+}
+
+// errIncremental: the new entries of an incremental run do not extend the
+// state's range to the new root; a full run says why.
+var errIncremental = errors.New("audit: the new entries do not extend the verified tree to the new checkpoint")
+
+func newAuditor(ctx context.Context, src Source, v *Verifier, opts VerifyOptions) *auditor {
+	return &auditor{ctx: ctx, src: src, v: v, opts: opts, rep: Report{FirstBad: -1, Kinds: map[Kind]int{}}}
 }
 
 // auditor is one run of Verify.
@@ -78,12 +127,15 @@ type auditor struct {
 	opts VerifyOptions
 	rep  Report
 
-	target  Checkpoint   // the latest checkpoint
-	note    []byte       // its note
-	state   *Checkpoint  // the state file's, if any
-	signed  []Checkpoint // the state's and the listed ones, by size
-	leaves  flatLeaves   // leaf hashes of the entries read
-	content error        // the first entry that fails to decode or check
+	target  Checkpoint     // the latest checkpoint
+	note    []byte         // its note
+	state   *state         // the state file's, if any
+	signed  []Checkpoint   // the state's and the listed ones, by size
+	from    uint64         // the first entry read: the state's size when incremental
+	fresh   []byte         // opts.Context before the state's was restored
+	leaves  flatLeaves     // leaf hashes of the entries read, from index from
+	rng     *compact.Range // the tree's compact range once checked
+	content error          // the first entry that fails to decode or check
 }
 
 func (a *auditor) run() error {
@@ -116,12 +168,37 @@ func (a *auditor) fetchTarget() error {
 }
 
 func (a *auditor) loadState() error {
-	st, _, err := loadState(a.opts.StatePath, a.v)
+	st, err := loadState(a.opts.StatePath, a.v)
 	if err != nil || st == nil {
 		return err
 	}
-	a.state, a.rep.HadState, a.rep.PreviousSize = st, true, st.Size
-	a.signed = append(a.signed, *st)
+	a.state, a.rep.HadState, a.rep.PreviousSize = st, true, st.cp.Size
+	a.signed = append(a.signed, st.cp)
+	c := a.opts.Context
+	if a.opts.Full || st.rng == nil || (c != nil && st.context == nil) {
+		return nil
+	}
+	if c != nil {
+		if a.fresh, err = c.MarshalBinary(); err != nil {
+			return fmt.Errorf("audit: save the entry checker's context: %w", err)
+		}
+		if err := c.UnmarshalBinary(st.context); err != nil {
+			return fmt.Errorf("%w %s: context: %w", ErrState, a.opts.StatePath, err)
+		}
+	}
+	a.from, a.rep.Incremental = st.cp.Size, true
+	return nil
+}
+
+// resetContext gives opts.Context back what it held before the state's
+// context was restored, for a full re-run.
+func (a *auditor) resetContext() error {
+	if a.opts.Context == nil || a.fresh == nil {
+		return nil
+	}
+	if err := a.opts.Context.UnmarshalBinary(a.fresh); err != nil {
+		return fmt.Errorf("audit: reset the entry checker's context: %w", err)
+	}
 	return nil
 }
 
@@ -129,7 +206,7 @@ func (a *auditor) compareState() error {
 	if a.state == nil {
 		return nil
 	}
-	return a.compare(*a.state)
+	return a.compare(a.state.cp)
 }
 
 // compare checks a signed checkpoint against the latest: a larger one is a
@@ -172,12 +249,12 @@ func (a *auditor) fetchListed() error {
 	return nil
 }
 
-// readEntries reads the entries the checkpoint covers, hashing each and
-// decoding and checking each until one fails.
+// readEntries reads the entries the checkpoint covers from index from,
+// hashing each and decoding and checking each until one fails.
 func (a *auditor) readEntries() error {
 	n := a.target.Size
-	a.leaves = make(flatLeaves, 0, min(n, 1<<20)*HashSize)
-	for start := uint64(0); start < n; {
+	a.leaves = make(flatLeaves, 0, min(n-a.from, 1<<20)*HashSize)
+	for start := a.from; start < n; {
 		end := min(start+readChunk, n)
 		es, err := a.src.Entries(a.ctx, start, end)
 		if err != nil {
@@ -194,7 +271,7 @@ func (a *auditor) readEntries() error {
 		}
 		start = end
 	}
-	a.rep.Entries = a.leaves.Len()
+	a.rep.From, a.rep.Entries = a.from, a.leaves.Len()
 	return nil
 }
 
@@ -216,18 +293,34 @@ func (a *auditor) entry(i uint64, data []byte) {
 }
 
 // checkRoots checks the entries against the latest checkpoint and every
-// other signed checkpoint against the entries.
+// other signed checkpoint from a.from on against the entries. In an
+// incremental run any failure is errIncremental, for a full run to
+// explain.
 func (a *auditor) checkRoots() error {
-	have := a.leaves.Len()
-	roots := prefixRoots(a.leaves, append(sizesOf(a.signed), a.target.Size))
+	rng := factory.NewEmptyRange(0)
+	if a.rep.Incremental {
+		rng = a.state.rng
+	}
+	have := a.from + a.leaves.Len()
+	roots := prefixRoots(rng, a.leaves, append(sizesOf(a.signed), a.target.Size))
 	if have < a.target.Size || !sameHash(roots[a.target.Size], a.target.Hash) {
+		if a.rep.Incremental {
+			return errIncremental
+		}
 		return a.locate(roots, have)
 	}
 	for _, c := range a.signed {
+		if c.Size < a.from {
+			continue
+		}
 		if !sameHash(roots[c.Size], c.Hash) {
+			if a.rep.Incremental {
+				return errIncremental
+			}
 			return &ForkError{Old: c, New: a.target}
 		}
 	}
+	a.rng = rng
 	return nil
 }
 
@@ -270,10 +363,14 @@ func (a *auditor) checkBounded() error {
 }
 
 // checkState proves the state file's checkpoint a prefix of the new one
-// with a consistency proof built from the entries.
+// with a consistency proof built from the entries. An incremental run has
+// proved it already: the new root is the state's range extended.
 func (a *auditor) checkState() error {
-	s := a.state
-	if s == nil || s.Size == 0 || s.Size == a.target.Size {
+	if a.state == nil || a.rep.Incremental {
+		return nil
+	}
+	s := a.state.cp
+	if s.Size == 0 || s.Size == a.target.Size {
 		return nil
 	}
 	p, err := ConsistencyProof(a.ctx, a.leaves, s.Size, a.target.Size)
@@ -281,7 +378,7 @@ func (a *auditor) checkState() error {
 		return err
 	}
 	if err := VerifyConsistency(s.Size, a.target.Size, p, s.Hash, a.target.Hash); err != nil {
-		return &ForkError{Old: *s, New: a.target}
+		return &ForkError{Old: s, New: a.target}
 	}
 	return nil
 }
@@ -290,25 +387,37 @@ func (a *auditor) saveState() error {
 	if a.opts.StatePath == "" {
 		return nil
 	}
-	if err := saveState(a.opts.StatePath, a.note); err != nil {
+	var context []byte
+	if c := a.opts.Context; c != nil {
+		var err error
+		if context, err = c.MarshalBinary(); err != nil {
+			return fmt.Errorf("audit: save the entry checker's context: %w", err)
+		}
+	}
+	if err := saveState(a.opts.StatePath, a.note, a.rng, context); err != nil {
 		return err
 	}
 	a.rep.StateUpdated = true
 	return nil
 }
 
-// prefixRoots returns the root of the first s leaves for every size s in
-// sizes that is at most leaves.Len(), in one pass.
-func prefixRoots(leaves flatLeaves, sizes []uint64) map[uint64][]byte {
+// prefixRoots appends leaves, the leaves from rng.End() on, to rng and
+// returns the root of the first s leaves for every size s in sizes from
+// rng.End() to rng.End()+leaves.Len(), in one pass. rng ends at the
+// largest of them.
+func prefixRoots(rng *compact.Range, leaves flatLeaves, sizes []uint64) map[uint64][]byte {
 	slices.Sort(sizes)
+	from := rng.End()
 	roots := make(map[uint64][]byte, len(sizes))
-	rng := factory.NewEmptyRange(0)
 	for _, s := range slices.Compact(sizes) {
-		if s > leaves.Len() {
+		if s < from {
+			continue
+		}
+		if s > from+leaves.Len() {
 			break
 		}
 		for rng.End() < s {
-			_ = rng.Append(leaves.At(rng.End()), nil) // appending to a range from 0 cannot fail
+			_ = rng.Append(leaves.At(rng.End()-from), nil) // appending to a range from 0 cannot fail
 		}
 		roots[s] = rootOf(rng)
 	}

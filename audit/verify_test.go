@@ -3,7 +3,9 @@ package audit_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"slices"
 	"strings"
@@ -33,7 +35,28 @@ func (w *world) grow(t *testing.T, n int) audit.Checkpoint {
 
 func (w *world) verify(t *testing.T, src audit.Source, onEntry func(uint64, audit.Entry) error) (audit.Report, error) {
 	t.Helper()
-	return audit.Verify(t.Context(), src, w.signer.Verifier(), audit.VerifyOptions{StatePath: w.state, OnEntry: onEntry})
+	return w.verifyWith(t, src, audit.VerifyOptions{OnEntry: onEntry})
+}
+
+// verifyWith verifies src with opts and the world's state file.
+func (w *world) verifyWith(t *testing.T, src audit.Source, opts audit.VerifyOptions) (audit.Report, error) {
+	t.Helper()
+	opts.StatePath = w.state
+	return audit.Verify(t.Context(), src, w.signer.Verifier(), opts)
+}
+
+// stateCheckpoint returns the checkpoint note the state file holds.
+func (w *world) stateCheckpoint(t *testing.T) []byte {
+	t.Helper()
+	var f struct{ Checkpoint string }
+	data, err := os.ReadFile(w.state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, &f); err != nil {
+		t.Fatalf("state file: %v", err)
+	}
+	return []byte(f.Checkpoint)
 }
 
 // note returns the stored checkpoint note of size.
@@ -69,6 +92,7 @@ func (l listing) Checkpoints(context.Context) ([][]byte, error) { return l.notes
 func TestVerifyHappyPathAcrossGrowth(t *testing.T) {
 	w := newWorld(t)
 	w.integrate(t) // the empty log's checkpoint
+	prev := uint64(0)
 	for step, n := range []int{0, 3, 4, 0, 13, 1} {
 		cp := w.grow(t, n)
 		var seen []uint64
@@ -76,26 +100,28 @@ func TestVerifyHappyPathAcrossGrowth(t *testing.T) {
 		if err != nil {
 			t.Fatalf("step %d: Verify: %v\n%s", step, err, rep)
 		}
-		if rep.Size != cp.Size || rep.Entries != cp.Size || rep.FirstBad != -1 || !rep.OK() || !rep.StateUpdated {
+		// After the first run, each reads only the entries added since.
+		if rep.Size != cp.Size || rep.From != prev || rep.Entries != cp.Size-prev || rep.FirstBad != -1 || !rep.OK() || !rep.StateUpdated {
 			t.Fatalf("step %d: report %+v", step, rep)
 		}
-		if rep.HadState != (step > 0) {
-			t.Errorf("step %d: HadState = %v", step, rep.HadState)
+		if rep.HadState != (step > 0) || rep.Incremental != (step > 0) {
+			t.Errorf("step %d: HadState = %v, Incremental = %v", step, rep.HadState, rep.Incremental)
 		}
-		if uint64(len(seen)) != cp.Size || !slices.IsSorted(seen) {
+		if uint64(len(seen)) != cp.Size-prev || !slices.IsSorted(seen) || (len(seen) > 0 && seen[0] != prev) {
 			t.Errorf("step %d: OnEntry saw %v", step, seen)
 		}
 		total := 0
 		for _, c := range rep.Kinds {
 			total += c
 		}
-		if uint64(total) != cp.Size {
-			t.Errorf("step %d: kinds %v sum to %d, want %d", step, rep.Kinds, total, cp.Size)
+		if uint64(total) != cp.Size-prev {
+			t.Errorf("step %d: kinds %v sum to %d, want %d", step, rep.Kinds, total, cp.Size-prev)
 		}
-		if state, _ := os.ReadFile(w.state); !bytes.Equal(state, w.note(t, cp.Size)) {
+		prev = cp.Size
+		if state := w.stateCheckpoint(t); !bytes.Equal(state, w.note(t, cp.Size)) {
 			t.Errorf("step %d: the state file does not hold the latest checkpoint", step)
 		}
-		if s := rep.String(); !strings.Contains(s, "VERIFIED") || (cp.Size > 0 && !strings.Contains(s, string(audit.DeviceEnrolled))) {
+		if s := rep.String(); !strings.Contains(s, "VERIFIED") || (n > 0 && !strings.Contains(s, string(audit.DeviceEnrolled))) {
 			t.Errorf("step %d: summary:\n%s", step, s)
 		}
 	}
@@ -115,6 +141,10 @@ func TestVerifyWithoutStateFile(t *testing.T) {
 type attack struct {
 	name    string
 	noState bool
+	// old: the attack changes only entries an earlier run verified, which
+	// an incremental run does not read again (it passes); a full run
+	// catches it.
+	old     bool
 	tamper  func(t *testing.T, w *world) audit.Source
 	onEntry func(uint64, audit.Entry) error
 	check   func(t *testing.T, err error)
@@ -123,37 +153,54 @@ type attack struct {
 
 var errBadQuote = errors.New("quote does not verify")
 
+// TestVerifyDetectsAttacks runs every attack against an incremental run
+// (the default with a state file) and a full one (--full): both must
+// report it the same way, except an attack on entries verified before,
+// which only a full run reads.
 func TestVerifyDetectsAttacks(t *testing.T) {
-	for _, a := range attacks() {
-		t.Run(a.name, func(t *testing.T) {
-			w := newWorld(t)
-			w.grow(t, 4)
-			w.grow(t, 4)
-			if a.noState {
-				w.state = statePath(t)
-			} else if _, err := w.verify(t, w.st, nil); err != nil {
-				t.Fatalf("baseline: %v", err)
-			}
-			w.grow(t, 4)
-			src := a.tamper(t, w)
-			before, _ := os.ReadFile(w.state)
-			rep, err := w.verify(t, src, a.onEntry)
-			a.check(t, err)
-			if rep.FirstBad != a.bad || rep.OK() || rep.StateUpdated {
-				t.Errorf("report: FirstBad %d (want %d), OK %v, StateUpdated %v", rep.FirstBad, a.bad, rep.OK(), rep.StateUpdated)
-			}
-			if after, _ := os.ReadFile(w.state); !bytes.Equal(before, after) {
-				t.Error("a failed verification changed the state file")
-			}
-			t.Logf("%s", rep)
-		})
+	for _, full := range []bool{false, true} {
+		for _, a := range attacks() {
+			t.Run(fmt.Sprintf("%s/full=%v", a.name, full), func(t *testing.T) {
+				t.Parallel()
+				runAttack(t, a, full)
+			})
+		}
 	}
+}
+
+func runAttack(t *testing.T, a attack, full bool) {
+	w := newWorld(t)
+	w.grow(t, 4)
+	w.grow(t, 4)
+	if a.noState {
+		w.state = statePath(t)
+	} else if _, err := w.verify(t, w.st, nil); err != nil {
+		t.Fatalf("baseline: %v", err)
+	}
+	w.grow(t, 4)
+	src := a.tamper(t, w)
+	before, _ := os.ReadFile(w.state)
+	rep, err := w.verifyWith(t, src, audit.VerifyOptions{OnEntry: a.onEntry, Full: full})
+	if a.old && !full {
+		if err != nil || !rep.Incremental || rep.Entries != 4 {
+			t.Fatalf("incremental run over entries verified before: %v\n%s", err, rep)
+		}
+		return
+	}
+	a.check(t, err)
+	if rep.FirstBad != a.bad || rep.OK() || rep.StateUpdated {
+		t.Errorf("report: FirstBad %d (want %d), OK %v, StateUpdated %v", rep.FirstBad, a.bad, rep.OK(), rep.StateUpdated)
+	}
+	if after, _ := os.ReadFile(w.state); !bytes.Equal(before, after) {
+		t.Error("a failed verification changed the state file")
+	}
+	t.Logf("%s", rep)
 }
 
 func attacks() []attack {
 	return []attack{
 		{name: "edit one byte of a new entry", tamper: editEntry(9, oneByte), check: isMismatch(8, 12), bad: 8},
-		{name: "edit one byte of an entry seen before", tamper: editEntry(5, oneByte), check: isMismatch(4, 8), bad: 4},
+		{name: "edit one byte of an entry seen before", old: true, tamper: editEntry(5, oneByte), check: isMismatch(4, 8), bad: 4},
 		{name: "edit a byte so the entry does not parse", tamper: editEntry(9, func(e []byte) []byte { e[0] = '['; return e }), check: isMismatch(8, 12), bad: 8},
 		{name: "trailing garbage after an entry", tamper: editEntry(10, func(e []byte) []byte { return append(e, "garbage"...) }), check: isMismatch(8, 12), bad: 8},
 		{name: "delete an entry", tamper: editEntries(func(es [][]byte) [][]byte { return slices.Delete(es, 6, 7) }), check: isMismatch(4, 8), bad: 4},

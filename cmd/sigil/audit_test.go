@@ -110,7 +110,7 @@ func TestAuditVerifyDetectsTampering(t *testing.T) {
 func TestAuditVerifyDetectsLyingServer(t *testing.T) {
 	bin := buildCLI(t)
 	dir := t.TempDir()
-	signer, pub := softSigner(t, "sigil.test/sigil-audit")
+	signer, pub := softSigner(t, "")
 	keyPEM := filepath.Join(dir, "audit-key.pem")
 	writePublicKey(t, keyPEM, pub)
 	ekRoots, _ := filepath.Abs("../../attest/testdata/ek-ca.pem")
@@ -216,7 +216,15 @@ func enrollmentEntries(t *testing.T, evidence []byte) []store.AuditEntry {
 // checkpoints: the inclusion proof of the renewed certificate, found by its
 // serial, and the consistency proof between the old and new checkpoints.
 func servedProofs(t *testing.T, s *stack, old, cur, state string) {
-	key, err := audit.ParseVerifierPEM("sigil.test/sigil-audit", readFileT(t, s.env["SIGIL_AUDIT_KEY"]))
+	pub, err := audit.ParsePublicKeyPEM(readFileT(t, s.env["SIGIL_AUDIT_KEY"]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	origin, err := audit.Origin("sigil.test", pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := audit.NewVerifier(origin, pub)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -124,13 +124,19 @@ func editEntries(t *testing.T, dir string, edit func([]string) []string) {
 	writeFile(t, path, strings.Join(edit(lines), "\n")+"\n")
 }
 
-// softSigner is a checkpoint signer with a software key: another key than
+// softSigner is a checkpoint signer with a software key (named by name,
+// or if empty the default origin of its key in sigil.test): another key than
 // the log's, or the key of a log the test builds.
 func softSigner(t *testing.T, name string) (*audit.Signer, crypto.PublicKey) {
 	t.Helper()
 	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if name == "" {
+		if name, err = audit.Origin("sigil.test", k.Public()); err != nil {
+			t.Fatal(err)
+		}
 	}
 	s, err := audit.NewSigner(name, k)
 	if err != nil {

@@ -52,6 +52,12 @@ func (c auditExportCmd) Run(ctx context.Context, cfg *config.Config) error {
 	if err := audit.WriteExport(ctx, store.AuditStorage(st), c.Dir); err != nil {
 		return err
 	}
-	fmt.Printf("exported the audit log of %s to %s\n", cfg.AuditOrigin(), c.Dir)
+	origin := "(no checkpoint yet)"
+	if note, err := st.LatestCheckpoint(ctx); err == nil && len(note) > 0 {
+		if cp, err := audit.PeekCheckpoint(note); err == nil {
+			origin = cp.Origin // for display: the auditor verifies it
+		}
+	}
+	fmt.Printf("exported the audit log of %s to %s\n", origin, c.Dir)
 	return nil
 }

@@ -78,9 +78,13 @@ func (initCmd) Run(ctx context.Context, cfg *config.Config, log *slog.Logger) er
 	if err != nil {
 		return err
 	}
+	origin, err := daemon.AuditOrigin(ctx, cfg, st, pki.AuditKey.Public(), log)
+	if err != nil {
+		return err
+	}
 	fmt.Printf("root CA:    %s (key %s)\nissuing CA: %s (key %s)\nTLS:        %s (key %s)\naudit log:  %s (key %s)\ntokens:     %s (key %s, %s)\n",
 		pki.Root.Subject, pki.RootKey.KID(), pki.Issuer.Subject, pki.IssuerKey.KID(), pki.TLS.Subject, pki.TLSKey.KID(),
-		cfg.AuditOrigin(), pki.AuditKey.KID(), cfg.TokenIssuer(), pki.TokenKey.KID(), pki.TokenKey.Alg())
+		origin, pki.AuditKey.KID(), cfg.TokenIssuer(), pki.TokenKey.KID(), pki.TokenKey.Alg())
 	joined, err := daemon.JoinReplica(ctx, cfg, st, pki)
 	if joined {
 		fmt.Printf("anchor:     %s (this replica joins the shared database at its latest checkpoint)\n", cfg.Audit.Anchor)

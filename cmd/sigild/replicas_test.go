@@ -233,7 +233,11 @@ func TestPausedPublisherNeverForks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := audit.NewVerifier("sigil.test/sigil-audit", pub)
+	origin, err := audit.Origin("sigil.test", pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := audit.NewVerifier(origin, pub)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -104,7 +104,10 @@ type Audit struct {
 	// KeyLabel names the HSM key that signs checkpoints.
 	KeyLabel string `yaml:"key_label"`
 	// Origin is the log's name in its checkpoints (C2SP tlog-checkpoint);
-	// auditors must expect exactly this string. Default: TRUST_DOMAIN/sigil-audit.
+	// auditors must expect exactly this string. Default:
+	// TRUST_DOMAIN/sigil-audit/ID, ID derived from the audit key
+	// (audit.Origin), so that every log has its own; a log whose stored
+	// checkpoints use the legacy TRUST_DOMAIN/sigil-audit keeps it.
 	Origin string `yaml:"origin"`
 	// CheckpointInterval is how often new entries get a signed checkpoint.
 	CheckpointInterval time.Duration `yaml:"checkpoint_interval"`
@@ -486,14 +489,6 @@ func positive(bad reporter, field string, d time.Duration) {
 	if d <= 0 {
 		bad(field, "must be positive, got %v", d)
 	}
-}
-
-// AuditOrigin is the origin line of the log's checkpoints.
-func (c *Config) AuditOrigin() string {
-	if c.Audit.Origin != "" {
-		return c.Audit.Origin
-	}
-	return c.TrustDomain + "/sigil-audit"
 }
 
 // SVIDIdentity is the SPIFFE ID sigild presents in its own TLS certificate.

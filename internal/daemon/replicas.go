@@ -131,7 +131,11 @@ func JoinReplica(ctx context.Context, cfg *config.Config, st store.Store, p *PKI
 	if err != nil || len(note) == 0 {
 		return false, err // nothing signed yet: the first anchor comes with the first checkpoint
 	}
-	v, err := audit.NewVerifier(cfg.AuditOrigin(), p.AuditKey.Public())
+	origin, err := AuditOrigin(ctx, cfg, st, p.AuditKey.Public(), nil)
+	if err != nil {
+		return false, err
+	}
+	v, err := audit.NewVerifier(origin, p.AuditKey.Public())
 	if err != nil {
 		return false, err
 	}

@@ -268,7 +268,11 @@ func TestOnePublisherAcrossReplicas(t *testing.T) {
 func checkNoFork(t *testing.T, st store.Store, cfg *config.Config, p *daemon.PKI) {
 	t.Helper()
 	ctx := t.Context()
-	v, err := audit.NewVerifier(cfg.AuditOrigin(), p.AuditKey.Public())
+	origin, err := daemon.AuditOrigin(ctx, cfg, st, p.AuditKey.Public(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := audit.NewVerifier(origin, p.AuditKey.Public())
 	if err != nil {
 		t.Fatal(err)
 	}

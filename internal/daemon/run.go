@@ -134,7 +134,10 @@ func (d *Daemon) open(ctx context.Context, reg prometheus.Registerer) error {
 // openAudit opens the log and checks the stored entries against its latest
 // signed checkpoint: a tampered database stops the service here.
 func (d *Daemon) openAudit(ctx context.Context, reg prometheus.Registerer) (*audit.Log, error) {
-	origin := d.cfg.AuditOrigin()
+	origin, err := AuditOrigin(ctx, d.cfg, d.store, d.pki.AuditKey.Public(), d.log)
+	if err != nil {
+		return nil, err
+	}
 	signer, err := audit.NewSigner(origin, d.pki.AuditKey)
 	if err != nil {
 		return nil, err
