@@ -57,6 +57,13 @@ var (
 	// a checkpoint of this log signed by this key. Check the path, the key
 	// and the origin; never delete the file to get past a fork.
 	ErrState = errors.New("audit: unusable state file")
+	// ErrKeyChanged: the state file holds a checkpoint of the same origin
+	// signed by another key: a log under that name was verified before,
+	// and this one signs with a new key (a new dev stack, a reset log, or
+	// a log impersonating the one audited). It comes wrapped with
+	// ErrState. Confirm the new key out of band before trusting it, then
+	// start a new state for it; never reuse the old state.
+	ErrKeyChanged = errors.New("a log of this origin was verified before under another key")
 	// ErrMalformedExport: an export directory does not follow the format
 	// in the package documentation.
 	ErrMalformedExport = errors.New("audit: malformed export")

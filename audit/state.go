@@ -56,9 +56,26 @@ func loadState(path string, v *Verifier) (*state, error) {
 	}
 	st, err := parseState(data, v)
 	if err != nil {
-		return nil, fmt.Errorf("%w %s: %w", ErrState, path, err)
+		return nil, fmt.Errorf("%w %s: %w", ErrState, path, keyChanged(err, data, v))
 	}
 	return st, nil
+}
+
+// keyChanged says ErrKeyChanged when err is a checkpoint signature failure
+// of a state whose checkpoint names v's origin.
+func keyChanged(err error, data []byte, v *Verifier) error {
+	if !errors.Is(err, ErrCheckpointSignature) {
+		return err
+	}
+	note := data
+	var f stateFile
+	if json.Unmarshal(data, &f) == nil {
+		note = []byte(f.Checkpoint)
+	}
+	if cp, perr := PeekCheckpoint(note); perr == nil && cp.Origin == v.Name() {
+		return fmt.Errorf("%w (%s); this log signs with %s: %w", ErrKeyChanged, cp.Origin, v, err)
+	}
+	return err
 }
 
 // parseState parses a state file's bytes: JSON, or a bare note.

@@ -29,10 +29,11 @@ type auditVerifyCmd struct {
 	Dir      string        `help:"An export directory (sigild audit export); takes precedence over --server." type:"existingdir"`
 	Auditor  string        `help:"State directory (sigil enroll) of an identity listed in sigild's audit.readers: sigild serves entries only to those, over mTLS. With --server; default: the enrollment's server." env:"SIGIL_AUDITOR" type:"existingdir"`
 	Key      string        `help:"The log's public key, PEM, obtained out of band." env:"SIGIL_AUDIT_KEY" type:"existingfile" required:""`
-	Origin   string        `help:"The log's origin line; default TRUST_DOMAIN/sigil-audit." env:"SIGIL_AUDIT_ORIGIN"`
+	Origin   string        `help:"The log's origin line; default TRUST_DOMAIN/sigil-audit/ID, ID derived from --key (what sigild init prints)." env:"SIGIL_AUDIT_ORIGIN"`
 	EKRoots  string        `name:"ek-roots" help:"PEM of the EK CAs, to re-verify enrollment evidence." env:"SIGIL_EK_ROOTS" type:"existingfile" required:""`
 	Wait     time.Duration `help:"With --server: first wait up to this long for a checkpoint that covers every entry the server holds (default: verify what is checkpointed now)."`
-	State    string        `help:"File keeping the last verified checkpoint (default: under the user's state directory)."`
+	State    string        `help:"File keeping the last verified checkpoint, its tree's right edge and the evidence checker's context, so the next run reads only new entries (default: one per origin and key under the user's state directory)."`
+	Full     bool          `help:"Re-verify every entry from the first, not only those added since the state's checkpoint."`
 	TrustDom string        `name:"trust-domain" help:"Trust domain, for the default origin." env:"SIGIL_TRUST_DOMAIN" default:"sigil.test"`
 }
 
@@ -40,15 +41,11 @@ func (c auditVerifyCmd) Run(ctx context.Context) error {
 	if c.Server == "" && c.Dir == "" && c.Auditor == "" {
 		return errors.New("give --auditor (and --server) or --dir")
 	}
-	origin := c.Origin
-	if origin == "" {
-		origin = c.TrustDom + "/sigil-audit"
-	}
 	keyPEM, err := os.ReadFile(c.Key)
 	if err != nil {
 		return err
 	}
-	v, err := audit.ParseVerifierPEM(origin, keyPEM)
+	v, err := c.verifier(keyPEM)
 	if err != nil {
 		return err
 	}
@@ -56,23 +53,42 @@ func (c auditVerifyCmd) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	state, err := c.statePath(origin)
+	state, err := c.statePath(v)
 	if err != nil {
 		return err
 	}
 	return c.withSource(ctx, func(src audit.Source) error {
 		checker := attest.NewLogChecker(roots)
-		report, err := audit.Verify(ctx, src, v, audit.VerifyOptions{StatePath: state, OnEntry: checker.Entry})
+		report, err := audit.Verify(ctx, src, v, audit.VerifyOptions{StatePath: state, OnEntry: checker.Entry, Context: checker, Full: c.Full})
 		if refused(err) {
 			return notReader(err) // no verdict on the log
 		}
 		fmt.Print(report.String())
+		if errors.Is(err, audit.ErrKeyChanged) {
+			return keyChanged(v, state, err)
+		}
 		if err != nil {
 			return &exitError{code: 1, err: fmt.Errorf("audit log verification FAILED: %w", err)}
 		}
 		fmt.Printf("evidence re-verified offline: %d enrollments, %d renewals\nlog verified: OK\n", checker.Enrollments, checker.Renewals)
 		return nil
 	})
+}
+
+// verifier is the log key of --key under --origin, by default the
+// origin the key's log has (audit.Origin).
+func (c auditVerifyCmd) verifier(keyPEM []byte) (*audit.Verifier, error) {
+	pub, err := audit.ParsePublicKeyPEM(keyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("--key: %w", err)
+	}
+	origin := c.Origin
+	if origin == "" {
+		if origin, err = audit.Origin(c.TrustDom, pub); err != nil {
+			return nil, err
+		}
+	}
+	return audit.NewVerifier(origin, pub)
 }
 
 // withSource calls fn with the log to verify: the export of --dir, the
@@ -137,9 +153,13 @@ func (c auditVerifyCmd) awaitCovered(ctx context.Context, src *client.AuditSourc
 	}
 }
 
-// statePath defaults to one file per log origin under the user's state
-// directory, so successive runs detect forks and rollbacks.
-func (c auditVerifyCmd) statePath(origin string) (string, error) {
+// statePath defaults to one file per log origin and key under the user's
+// state directory, DIR/sigil/audit/ORIGIN-HASH/KEY-ID.state, so that
+// successive runs detect forks and rollbacks and two logs never share a
+// state. A state for the origin under another key is refused
+// (keyChanged): the same name under a new key is not the log verified
+// before.
+func (c auditVerifyCmd) statePath(v *audit.Verifier) (string, error) {
 	if c.State != "" {
 		return c.State, nil
 	}
@@ -151,8 +171,25 @@ func (c auditVerifyCmd) statePath(origin string) (string, error) {
 		}
 		base = filepath.Join(home, ".local", "state")
 	}
-	sum := sha256.Sum256([]byte(origin))
-	return filepath.Join(base, "sigil", "audit", hex.EncodeToString(sum[:8])+".checkpoint"), nil
+	sum := sha256.Sum256([]byte(v.Name()))
+	dir := filepath.Join(base, "sigil", "audit", hex.EncodeToString(sum[:8]))
+	path := filepath.Join(dir, fmt.Sprintf("%08x.state", v.KeyHash()))
+	if _, err := os.Stat(path); err == nil {
+		return path, nil
+	}
+	others, _ := filepath.Glob(filepath.Join(dir, "*.state"))
+	if len(others) > 0 {
+		return "", keyChanged(v, others[0], audit.ErrKeyChanged)
+	}
+	return path, nil
+}
+
+// keyChanged says what to do about a log known by its origin that now
+// signs with another key.
+func keyChanged(v *audit.Verifier, state string, err error) error {
+	return &exitError{code: 1, err: fmt.Errorf("audit log %s: known origin under a new key: %s holds a checkpoint of this origin signed by another key, and --key is %s (%w). "+
+		"If the log's operator replaced the log or its key (a new dev stack, a reset log), confirm the new key out of band, then verify it with a new --state FILE "+
+		"(or remove %s); otherwise this is not the log you verified before: do not trust it", v.Name(), state, v, err, state)}
 }
 
 // refused reports whether err is sigild refusing to serve audit entries
