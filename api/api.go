@@ -139,6 +139,15 @@ const (
 	MaxAuditEntries      = 1000
 )
 
+// The audit log as C2SP tlog-tiles (https://c2sp.org/tlog-tiles), under
+// PathLog: PathLog+"checkpoint", PathLog+"tile/L/N[.p/W]" (hash tiles,
+// public) and PathLog+"tile/entries/N[.p/W]" (entry bundles, served only
+// to audit.readers over mTLS, as the entries of PathAuditEntries).
+const (
+	PathLog           = "/log/"
+	PathLogCheckpoint = PathLog + "checkpoint"
+)
+
 // AuditEntries is a page of log entries, in index order.
 type AuditEntries struct {
 	Entries [][]byte `json:"entries"`

@@ -43,6 +43,7 @@ func (s *Server) auditRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET "+api.PathAuditEntries, s.auditReader(s.auditEntries))
 	mux.HandleFunc("GET "+api.PathAuditInclusion, s.auditReader(s.auditInclusion))
 	mux.HandleFunc("GET "+api.PathAuditConsistency, s.auditConsistency)
+	s.logRoutes(mux)
 }
 
 // auditReader serves next only to a caller whose client certificate
