@@ -12,9 +12,9 @@ import (
 	"testing"
 	"time"
 
-	tclient "github.com/transparency-dev/tessera/client"
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
+	tclient "github.com/transparency-dev/tessera/client"
 
 	"github.com/sigil-dev/sigil/api"
 	"github.com/sigil-dev/sigil/audit"
