@@ -93,8 +93,11 @@ func (c auditVerifyCmd) verifier(keyPEM []byte) (*audit.Verifier, error) {
 
 // withSource calls fn with the log to verify: the export of --dir, the
 // server read as the --auditor workload, or anonymously (checkpoints
-// only, on a server that keeps entries to its readers).
+// only, on a server that keeps entries to its readers). A server is read
+// as C2SP tlog-tiles if it serves them, else through its JSON API.
 func (c auditVerifyCmd) withSource(ctx context.Context, fn func(audit.Source) error) error {
+	var jsonAPI *client.AuditSource
+	var tiles *client.TileSource
 	switch {
 	case c.Dir != "":
 		return fn(audit.DirSource(c.Dir))
@@ -104,24 +107,28 @@ func (c auditVerifyCmd) withSource(ctx context.Context, fn func(audit.Source) er
 			return fmt.Errorf("--auditor: %w", err)
 		}
 		defer w.Close()
-		src := w.AuditSource(c.Server)
-		if err := c.awaitCovered(ctx, src); err != nil {
+		jsonAPI, tiles = w.AuditSource(c.Server), w.TileSource(c.Server)
+	default:
+		bundle, err := os.ReadFile(c.CABundle)
+		if err != nil {
+			return fmt.Errorf("--ca-bundle: %w", err)
+		}
+		if jsonAPI, err = client.NewAuditSource(c.Server, bundle); err != nil {
 			return err
 		}
-		return fn(src)
+		if tiles, err = client.NewTileSource(c.Server, bundle); err != nil {
+			return err
+		}
 	}
-	bundle, err := os.ReadFile(c.CABundle)
-	if err != nil {
-		return fmt.Errorf("--ca-bundle: %w", err)
-	}
-	src, err := client.NewAuditSource(c.Server, bundle)
-	if err != nil {
+	if err := c.awaitCovered(ctx, jsonAPI); err != nil {
 		return err
 	}
-	if err := c.awaitCovered(ctx, src); err != nil {
-		return err
+	if served, _ := tiles.Served(ctx); served {
+		fmt.Println("reading the log as C2SP tlog-tiles (/log/)")
+		return fn(tiles)
 	}
-	return fn(src)
+	fmt.Println("reading the log through the JSON API (/v1/audit/)")
+	return fn(jsonAPI)
 }
 
 // awaitCovered waits up to --wait until the server's latest checkpoint

@@ -42,6 +42,18 @@ func TestAuditVerifyDetectsTampering(t *testing.T) {
 
 	t.Run("served-proofs", func(t *testing.T) { servedProofs(t, s, old, good, state) })
 	t.Run("evidence-for-tpm2-tools", func(t *testing.T) { evidenceForTools(t, s, good) })
+	// An incremental run over the renewal checks it against the device's
+	// enrollment, which only the earlier run read: the state carries it.
+	t.Run("incremental-renewal", func(t *testing.T) {
+		st := filepath.Join(t.TempDir(), "state")
+		if out, code := verifyDir(s, old, st); code != 0 {
+			t.Fatalf("before the renewal: %s", out)
+		}
+		out, code := verifyDir(s, good, st)
+		if code != 0 || !strings.Contains(out, "(incremental: from") || !strings.Contains(out, "0 enrollments, 1 renewals") {
+			t.Fatalf("exit %d, want the renewal re-verified incrementally:\n%s", code, out)
+		}
+	})
 
 	tests := []struct {
 		name   string

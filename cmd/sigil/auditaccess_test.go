@@ -38,6 +38,9 @@ func TestAuditReadAccessEndToEnd(t *testing.T) {
 		api.PathAuditInclusion + "?index=0&size=1": http.StatusUnauthorized,
 		api.PathAuditCheckpoint:                    http.StatusOK,
 		api.PathAuditConsistency + "?from=1&to=1":  http.StatusOK,
+		api.PathLog + "tile/entries/000.p/1":       http.StatusUnauthorized,
+		api.PathLogCheckpoint:                      http.StatusOK,
+		api.PathLog + "tile/0/000.p/1":             http.StatusOK,
 	} {
 		resp, err := anonymous.Get(s.env["SIGIL_SERVER"] + path)
 		if err != nil {
@@ -64,8 +67,15 @@ func TestAuditReadAccessEndToEnd(t *testing.T) {
 		}
 	}
 	out, code := s.run("sigil", "audit", "verify", "--auditor", s.auditor(t), "--wait", "10s", "--state", state)
-	if code != 0 || !strings.Contains(out, "log verified: OK") {
-		t.Fatalf("audit verify as the auditor: exit %d\n%s", code, out)
+	if code != 0 || !strings.Contains(out, "log verified: OK") || !strings.Contains(out, "C2SP tlog-tiles") {
+		t.Fatalf("audit verify as the auditor, from tiles: exit %d\n%s", code, out)
+	}
+	if out, code := s.enroll(0, "spiffe://sigil.test/workload/billing", filepath.Join(s.dir, "billing")); code != 0 {
+		t.Fatalf("enroll: %s", out)
+	}
+	out, code = s.run("sigil", "audit", "verify", "--auditor", s.auditor(t), "--wait", "10s", "--state", state)
+	if code != 0 || !strings.Contains(out, "log verified: OK") || !strings.Contains(out, "(incremental: from") || !strings.Contains(out, "1 enrollments") {
+		t.Fatalf("second audit verify, incremental from tiles (the new enrollment's evidence re-verified): exit %d\n%s", code, out)
 	}
 
 	private := []string{filepath.Join(s.dir, "sigild.log"), filepath.Join(s.dir, "sigil.db"), filepath.Join(s.dir, "init.out")}
