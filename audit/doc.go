@@ -21,8 +21,9 @@
 //	                        stored hashes and signs checkpoints (HSM key via
 //	                        crypto.Signer)
 //	serve   Log             Checkpoint, Entries, Find, InclusionProof,
-//	                        ConsistencyProof: internal/server's audit routes
-//	                        read the log only through these
+//	                        ConsistencyProof, Tile, EntryBundle:
+//	                        internal/server's audit and /log/ routes read
+//	                        the log only through these
 //	export  WriteExport     sigild audit export; DirSource reads it back
 //	audit   Verify          sigil audit verify, reading a Source (client's
 //	                        AuditSource over HTTPS, or a DirSource); the
@@ -90,6 +91,26 @@
 // against the leaf hashes they read (ErrTampered), and Verify never reads
 // them.
 //
+// # Origin
+//
+// A log's default origin is Origin(trust domain, key):
+// "HOST/sigil-audit/ID", ID the first 8 bytes in hex of SHA-256 of the
+// audit key's SubjectPublicKeyInfo (LogID), so that each log (each dev
+// stack, each shard) has its own name, as C2SP expects, without storing
+// one; an auditor holding the key derives it. internal/daemon's
+// AuditOrigin picks it (or the configured one, or the LegacyOrigin a log
+// already uses).
+//
+// # Tiles
+//
+// The log is also served as C2SP tlog-tiles (tlog.go): Tile addresses a
+// hash tile or entry bundle by its path (ParseTilePath, Tile.Path);
+// HashTile reads a tile's hashes, from the stored nodes above level 0;
+// EncodeBundle and ParseBundle are the entry bundle format (entries
+// prefixed with a big-endian uint16 length, so at most
+// MaxBundleEntrySize bytes each). Log.Tile and Log.EntryBundle serve
+// only what the latest checkpoint covers (ErrTileNotFound).
+//
 // # Export directory
 //
 // WriteExport writes, and DirSource reads:
@@ -107,8 +128,14 @@
 // signature and origin, hashes every entry up to the checkpoint's root,
 // checks every other signed checkpoint it sees is a prefix, decodes every
 // entry and hands it to an OnEntry hook, and proves the checkpoint in its
-// state file consistent with the new one before replacing it. Failures are
+// state file consistent with the new one before replacing it. The state
+// file (state.go, JSON) holds the checkpoint's note, the compact range of
+// its tree (the hashes along its right edge) and OnEntry's Context: with
+// it the next run is incremental, reading only the entries added since
+// and extending the range to the new root, O(new entries); a failed
+// incremental run re-runs in full to report what a full run reports. Failures are
 // typed: RollbackError, ForkError, MismatchError, EntryError, and the
 // sentinels ErrCheckpointSignature, ErrOriginMismatch,
-// ErrMalformedCheckpoint, ErrState.
+// ErrMalformedCheckpoint, ErrState (with ErrKeyChanged when the state is of
+// the same origin under another key).
 package audit
