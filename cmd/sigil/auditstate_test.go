@@ -142,3 +142,39 @@ func TestAuditVerifySecondDevStack(t *testing.T) {
 		t.Fatalf("exit %d, want the origin reported as known under another key:\n%s", code, out)
 	}
 }
+
+// The issue's new user: two dev stacks (up.sh), each with its own fresh
+// audit key, audited by one user with the default state directory. Each
+// log has its own origin, so each gets its own state, and auditing one
+// again is incremental; before, both were sigil.test/sigil-audit and the
+// second failed with "unusable state file …: checkpoint not signed by the
+// log key".
+func TestAuditVerifyTwoDevStacks(t *testing.T) {
+	home := t.TempDir()
+	stacks := []*stack{startStack(t, "1"), startStack(t, "1")}
+	origins := map[string]bool{}
+	verify := func(s *stack) string {
+		t.Helper()
+		s.env["XDG_STATE_HOME"] = home
+		out, code := s.run("sigil", "audit", "verify", "--auditor", s.auditor(t), "--wait", "10s")
+		if code != 0 || !strings.Contains(out, "log verified: OK") {
+			t.Fatalf("audit verify of %s: exit %d\n%s", s.dir, code, out)
+		}
+		return out
+	}
+	for _, s := range stacks {
+		out := verify(s)
+		origin := strings.TrimSuffix(strings.Fields(out[strings.Index(out, "audit log "):])[2], ":")
+		origins[origin] = true
+	}
+	if len(origins) != 2 {
+		t.Fatalf("two dev stacks, origins %v: want two", origins)
+	}
+	if out := verify(stacks[0]); !strings.Contains(out, "(incremental: from") {
+		t.Fatalf("auditing the first stack again is not incremental:\n%s", out)
+	}
+	states, _ := filepath.Glob(filepath.Join(home, "sigil", "audit", "*", "*.state"))
+	if len(states) != 2 {
+		t.Fatalf("state files %v, want one per log", states)
+	}
+}
