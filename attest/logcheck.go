@@ -1,7 +1,7 @@
 package attest
 
 import (
-	"bytes"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
 	"fmt"
@@ -32,8 +32,8 @@ type LogChecker struct {
 
 // enrolled is what a device's latest enrollment pinned.
 type enrolled struct {
-	akPublic []byte
-	pcrs     []int
+	akHash [32]byte // SHA-256 of the AK's public area: all a renewal is compared with
+	pcrs   []int
 }
 
 // NewLogChecker returns a LogChecker trusting EK certificates issued by
@@ -82,7 +82,7 @@ func (c *LogChecker) enrollment(p *audit.Enrollment) error {
 		return fmt.Errorf("entry names EK %s, AK %s, %s; its evidence proves EK %s, AK %s, %s",
 			p.EKHash, p.AKHash, p.SPIFFEID, res.EK.Hash, res.AK.Hash, ev.Identity)
 	}
-	c.devices[p.EKHash] = enrolled{akPublic: ev.AK.Public, pcrs: ev.PCRs}
+	c.devices[p.EKHash] = enrolled{akHash: sha256.Sum256(ev.AK.Public), pcrs: ev.PCRs}
 	c.Enrollments++
 	return nil
 }
@@ -99,7 +99,7 @@ func (c *LogChecker) renewal(p *audit.Certificate) error {
 	switch {
 	case !ok:
 		return fmt.Errorf("renewal for EK %s, which the log never enrolled", p.EKHash)
-	case r.EKHash != p.EKHash || !bytes.Equal(r.AKPublic, dev.akPublic):
+	case r.EKHash != p.EKHash || sha256.Sum256(r.AKPublic) != dev.akHash:
 		return fmt.Errorf("renewal quote is not by the AK EK %s enrolled with", p.EKHash)
 	}
 	csr, err := x509.ParseCertificateRequest(r.CSR)

@@ -2,6 +2,7 @@ package attest
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding"
 	"encoding/json"
 	"errors"
@@ -15,9 +16,10 @@ type checkerState struct {
 	Devices map[string]enrolledState `json:"devices"`
 }
 
+// enrolledState is about 150 bytes of JSON per device.
 type enrolledState struct {
-	AKPublic []byte `json:"ak_public"`
-	PCRs     []int  `json:"pcrs"`
+	AKHash []byte `json:"ak_sha256"`
+	PCRs   []int  `json:"pcrs"`
 }
 
 var (
@@ -26,13 +28,13 @@ var (
 )
 
 // MarshalBinary returns what the checker learned from the entries so far
-// (each enrolled device's AK and PCR selection), for the auditor's state
+// (each enrolled device's AK hash and PCR selection), for the auditor's state
 // file: an incremental run (audit.VerifyOptions.Context) checks renewals
 // of devices enrolled before it against it.
 func (c *LogChecker) MarshalBinary() ([]byte, error) {
 	s := checkerState{Devices: make(map[string]enrolledState, len(c.devices))}
 	for ek, d := range c.devices {
-		s.Devices[ek] = enrolledState{AKPublic: d.akPublic, PCRs: d.pcrs}
+		s.Devices[ek] = enrolledState{AKHash: d.akHash[:], PCRs: d.pcrs}
 	}
 	return json.Marshal(s)
 }
@@ -46,10 +48,10 @@ func (c *LogChecker) UnmarshalBinary(data []byte) error {
 	}
 	devices := make(map[string]enrolled, len(s.Devices))
 	for ek, d := range s.Devices {
-		if len(d.AKPublic) == 0 {
-			return fmt.Errorf("attest: log checker state: device %s: no AK", ek)
+		if len(d.AKHash) != sha256.Size {
+			return fmt.Errorf("attest: log checker state: device %s: AK hash of %d bytes, want %d", ek, len(d.AKHash), sha256.Size)
 		}
-		devices[ek] = enrolled{akPublic: d.AKPublic, pcrs: d.PCRs}
+		devices[ek] = enrolled{akHash: [sha256.Size]byte(d.AKHash), pcrs: d.PCRs}
 	}
 	c.devices, c.Enrollments, c.Renewals = devices, 0, 0
 	return nil

@@ -43,7 +43,7 @@ func TestLogCheckerContext(t *testing.T) {
 	if err := next.Entry(1, renew); err == nil || !strings.Contains(err.Error(), "never enrolled") || next.Renewals != 0 {
 		t.Fatalf("renewal with an empty context: %v, want refused", err)
 	}
-	for _, bad := range []string{``, `{}x`, `{"devices":{"ek":{"ak_public":""}}}`, `{"devices":{},"extra":1}`, `[]`} {
+	for _, bad := range []string{``, `{}x`, `{"devices":{"ek":{"ak_sha256":""}}}`, `{"devices":{"ek":{"ak_sha256":"AAAA"}}}`, `{"devices":{},"extra":1}`, `[]`} {
 		if err := next.UnmarshalBinary([]byte(bad)); err == nil {
 			t.Errorf("UnmarshalBinary(%q) accepted it", bad)
 		}

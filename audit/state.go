@@ -17,8 +17,9 @@ import (
 
 // MaxStateSize bounds an auditor's state file: a checkpoint, at most 64
 // hashes of its tree's right edge and the OnEntry checker's context (the
-// devices it has seen).
-const MaxStateSize = 64 << 20
+// devices it has seen: attest.LogChecker's is about 200 bytes a device
+// in the file, so this holds over a million devices).
+const MaxStateSize = 256 << 20
 
 // stateFile is the auditor's state file, JSON: the signed note of the last
 // checkpoint verified, the hashes of the compact range of its tree (the
