@@ -230,12 +230,23 @@ func attacks() []attack {
 				return nil
 			}, check: isEntryError(10, errBadQuote), bad: 10},
 		{name: "state file of another log", tamper: func(t *testing.T, w *world) audit.Source {
+			n, _ := newSigner(t, "other.test/log", newKey(t)).Sign(audit.Checkpoint{Origin: "other.test/log", Size: 1, Hash: sha256Of("")})
+			if err := os.WriteFile(w.state, n, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			return w.st
+		}, check: func(t *testing.T, err error) {
+			if is(audit.ErrState)(t, err); errors.Is(err, audit.ErrKeyChanged) {
+				t.Fatalf("Verify error = %v, want no ErrKeyChanged for another origin", err)
+			}
+		}, bad: -1},
+		{name: "state file of this origin under another key", tamper: func(t *testing.T, w *world) audit.Source {
 			n, _ := newSigner(t, origin, newKey(t)).Sign(audit.Checkpoint{Origin: origin, Size: 1, Hash: sha256Of("")})
 			if err := os.WriteFile(w.state, n, 0o600); err != nil {
 				t.Fatal(err)
 			}
 			return w.st
-		}, check: is(audit.ErrState), bad: -1},
+		}, check: func(t *testing.T, err error) { is(audit.ErrState)(t, err); is(audit.ErrKeyChanged)(t, err) }, bad: -1},
 	}
 }
 
