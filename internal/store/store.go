@@ -47,9 +47,28 @@ var (
 	ErrLockLost = errors.New("lock lost")
 )
 
-// ReasonDeviceDisabled is the revocation reason SetDeviceStatus records on
-// the certificates of a device it disables.
-const ReasonDeviceDisabled = "device disabled"
+// Revocation reasons sigil itself records on certificates; each is stable,
+// for consumers to map (CRL reason codes, CAEP reason_admin). An operator's
+// or a client's revocation carries its own text.
+const (
+	// ReasonDeviceDisabled: SetDeviceStatus disabled the device (the kill
+	// switch).
+	ReasonDeviceDisabled = "device disabled"
+
+	// ReasonAttestationFailed: the device's renewal brought authentic
+	// evidence (quoted by its bound AK over the server's nonce) that no
+	// longer satisfies policy, e.g. a boot into debug firmware.
+	ReasonAttestationFailed = "attestation-failed"
+
+	// ReasonAttestationExpired: the device has not attested successfully
+	// within attestation.max_age.
+	ReasonAttestationExpired = "attestation-expired"
+
+	// ReasonPolicyChanged: a new policy set no longer permits the device to
+	// hold the identity, judged on the evidence the certificate was issued
+	// on.
+	ReasonPolicyChanged = "policy-changed"
+)
 
 // CertificateRevokedPrefix starts the revocation reason of a token revoked
 // because the certificate it is bound to was: the certificate's reason
