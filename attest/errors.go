@@ -45,3 +45,14 @@ func StepOf(err error) Step {
 	}
 	return ""
 }
+
+// QuoteAuthentic reports whether err, from VerifyRenewal, Complete or
+// Reverify, failed after the quotes had verified: signed by the AK over the
+// nonce and covering every required PCR. Then the PCR values are the TPM's
+// own word and it is the event log, or what it says, that fails: evidence
+// about the device itself, which only the holder of the TPM could produce.
+// Any earlier failure may come from anyone and says nothing about the
+// device.
+func QuoteAuthentic(err error) bool {
+	return StepOf(err) == StepEventLog
+}

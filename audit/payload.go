@@ -30,6 +30,11 @@ type Denial struct {
 	Reason        string   `json:"reason"`
 	PolicyVersion string   `json:"policy_version,omitempty"`
 	PolicyIDs     []string `json:"policy_ids,omitempty"`
+	// EvidenceDigest and Evidence are the refused evidence, when it was
+	// authentic and its refusal revoked the device's certificates (a
+	// renewal that failed attestation): the revocations cite the digest.
+	EvidenceDigest string          `json:"evidence_digest,omitempty"`
+	Evidence       json.RawMessage `json:"evidence,omitempty"`
 }
 
 // Certificate is the payload of CertificateIssued, CertificateRenewed and
@@ -44,6 +49,11 @@ type Certificate struct {
 	NotAfter       time.Time       `json:"not_after,omitzero"`
 	Evidence       json.RawMessage `json:"evidence,omitempty"`
 	Reason         string          `json:"reason,omitempty"`
+	// Decision says what decided a revocation for a change of trust (a
+	// failed attestation, a policy set that no longer permits the device),
+	// with PolicyVersion the set and PolicyIDs the deciding policies.
+	Decision  string   `json:"decision,omitempty"`
+	PolicyIDs []string `json:"policy_ids,omitempty"`
 }
 
 // Device is the payload of DeviceDisabled and DeviceEnabled. The

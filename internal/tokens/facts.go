@@ -2,7 +2,6 @@ package tokens
 
 import (
 	"context"
-	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
 	"fmt"
@@ -105,30 +104,18 @@ func (fc *factsCache) forget(serial string, e *factsEntry) {
 	}
 }
 
-// derive re-verifies the evidence the certificate was issued on: the
-// enrollment evidence (attest.Verifier.Reverify), or a renewal's boot
-// evidence (VerifyRenewal) with the device's EK and the renewal's AK. The
-// certificate's evidence extension, signed by our CA, must name the same
-// evidence as the record, and the stored bundle must hash to it.
+// derive re-verifies the evidence the certificate was issued on
+// (device.CertificateFacts). The certificate's evidence extension, signed
+// by our CA, must name the same evidence as the record.
 func (fc *factsCache) derive(ctx context.Context, c *client) (policy.DeviceFacts, error) {
-	rec := c.record
-	if err := checkExtension(c.cert, rec); err != nil {
+	if err := checkExtension(c.cert, c.record); err != nil {
 		return policy.DeviceFacts{}, err
 	}
-	ev, err := fc.st.Evidence(ctx, rec.EvidenceDigest)
+	facts, err := device.CertificateFacts(ctx, fc.st, fc.verify, c.record)
 	if err != nil {
-		return policy.DeviceFacts{}, fmt.Errorf("tokens: evidence of certificate %s: %w", rec.Serial, err)
+		return policy.DeviceFacts{}, fmt.Errorf("tokens: %w", err)
 	}
-	if sum := sha256.Sum256(ev.Bundle); hex.EncodeToString(sum[:]) != rec.EvidenceDigest || ev.EKHash != rec.EKHash {
-		return policy.DeviceFacts{}, fmt.Errorf("tokens: evidence %s does not match certificate %s", rec.EvidenceDigest, rec.Serial)
-	}
-	switch ev.Kind {
-	case "enroll":
-		return fc.enrollment(ev)
-	case "renew":
-		return fc.renewal(ctx, ev, c.cert)
-	}
-	return policy.DeviceFacts{}, fmt.Errorf("tokens: evidence %s of unknown kind %q", ev.Digest, ev.Kind)
+	return facts, nil
 }
 
 func checkExtension(cert *x509.Certificate, rec store.Certificate) error {
@@ -142,40 +129,3 @@ func checkExtension(cert *x509.Certificate, rec store.Certificate) error {
 	return nil
 }
 
-func (fc *factsCache) enrollment(ev store.Evidence) (policy.DeviceFacts, error) {
-	e, err := attest.ParseEvidence(ev.Bundle)
-	if err != nil {
-		return policy.DeviceFacts{}, fmt.Errorf("tokens: evidence %s: %w", ev.Digest, err)
-	}
-	res, err := fc.verify.Reverify(e)
-	if err != nil {
-		return policy.DeviceFacts{}, fmt.Errorf("tokens: evidence %s no longer verifies: %w", ev.Digest, err)
-	}
-	if res.EK.Hash != ev.EKHash {
-		return policy.DeviceFacts{}, fmt.Errorf("tokens: evidence %s is of another EK", ev.Digest)
-	}
-	return device.Facts(res), nil
-}
-
-// renewal gives the facts a renewal was decided on: the device's EK (and
-// its certificate's issuer) from the device record, the AK that quoted,
-// and the boot facts of the quote.
-func (fc *factsCache) renewal(ctx context.Context, ev store.Evidence, cert *x509.Certificate) (policy.DeviceFacts, error) {
-	r, err := attest.ParseRenewal(ev.Bundle)
-	if err != nil {
-		return policy.DeviceFacts{}, fmt.Errorf("tokens: renewal evidence %s: %w", ev.Digest, err)
-	}
-	boot, _, err := fc.verify.VerifyRenewal(r, cert.PublicKey)
-	if err != nil {
-		return policy.DeviceFacts{}, fmt.Errorf("tokens: renewal evidence %s no longer verifies: %w", ev.Digest, err)
-	}
-	dev, err := fc.st.Device(ctx, ev.EKHash)
-	if err != nil {
-		return policy.DeviceFacts{}, fmt.Errorf("tokens: device of renewal evidence %s: %w", ev.Digest, err)
-	}
-	facts, err := device.RenewalFacts(dev, r, boot)
-	if err != nil {
-		return policy.DeviceFacts{}, fmt.Errorf("tokens: renewal evidence %s: %w", ev.Digest, err)
-	}
-	return facts, nil
-}
