@@ -64,8 +64,9 @@ func (s *Service) Renew(ctx context.Context, peer *x509.Certificate, req api.Ren
 		return nil, err
 	}
 	issued, err := s.renew(ctx, ch, peer, req)
-	if err != nil {
-		s.recordDenial(ctx, ch, err)
+	var revoked *RevokedError
+	if err != nil && !errors.As(err, &revoked) && !errors.Is(err, ErrNotRecorded) {
+		s.recordDenial(ctx, ch, err) // a revocation recorded its refusal with it
 	}
 	return issued, err
 }
@@ -87,8 +88,13 @@ func (s *Service) renew(ctx context.Context, ch store.Challenge, peer *x509.Cert
 		AKPublic: dev.AKPublic, Nonce: ch.Nonce, Platform: platform(req.Platform), CSR: req.CSR, VerifiedAt: s.now().UTC(),
 	}
 	boot, csr, err := s.Verifier.VerifyRenewal(ev, peer.PublicKey)
+	if attest.QuoteAuthentic(err) {
+		// The device's own quote, over our nonce, that its event log does
+		// not explain: its boot state is not what it claims.
+		return nil, s.distrust(ctx, dev, ev, nil, err)
+	}
 	if err != nil {
-		return nil, err
+		return nil, err // anyone could have sent this: it says nothing about the device
 	}
 	return s.reissue(ctx, peer, dev, ev, boot, csr)
 }
@@ -108,7 +114,9 @@ func (s *Service) reissue(ctx context.Context, peer *x509.Certificate, dev store
 	}
 	d := s.Policy.Decide(policy.EnrollRequest{Action: policy.Renew, Device: facts, Identity: id.String(), OtherHolders: held.digests})
 	if !d.Allowed {
-		return nil, &DeniedError{Identity: id.String() + " (renewal)", Decision: d}
+		// The facts are the device's own, verified: policy no longer
+		// permits what they show.
+		return nil, s.distrust(ctx, dev, ev, &facts, &DeniedError{Identity: id.String() + " (renewal)", Decision: d})
 	}
 	digest, err := ev.Digest()
 	if err != nil {

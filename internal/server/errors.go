@@ -33,7 +33,11 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 
 func classify(err error) (status int, code, description string) {
 	var denied *enroll.DeniedError
+	var revoked *enroll.RevokedError
 	switch {
+	case errors.As(err, &revoked):
+		status, code, description = classify(revoked.Err)
+		return status, code, description + "; the device's certificates were revoked (" + revoked.Reason + "), with every token bound to them"
 	case errors.As(err, &denied):
 		return http.StatusForbidden, "policy_denied", denied.Error()
 	case attest.StepOf(err) != "":
