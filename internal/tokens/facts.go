@@ -128,4 +128,3 @@ func checkExtension(cert *x509.Certificate, rec store.Certificate) error {
 	}
 	return nil
 }
-
