@@ -110,3 +110,8 @@ func (a Autocommit) NewEpoch(ctx context.Context) (epoch string, err error) {
 func (a Autocommit) PutCRL(ctx context.Context, c CRL) error {
 	return a.Run(ctx, func(tx Tx) error { return tx.PutCRL(ctx, c) })
 }
+
+// PutAppliedPolicy is Tx.PutAppliedPolicy in a transaction of its own.
+func (a Autocommit) PutAppliedPolicy(ctx context.Context, p AppliedPolicy) error {
+	return a.Run(ctx, func(tx Tx) error { return tx.PutAppliedPolicy(ctx, p) })
+}

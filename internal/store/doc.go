@@ -15,7 +15,8 @@
 //     per domain (ChallengeReader/ChallengeWriter, DeviceReader/
 //     DeviceWriter, CertificateReader/CertificateWriter, EvidenceReader/
 //     EvidenceWriter, TokenReader/TokenWriter, RevocationFeed, AuditReader/
-//     AuditWriter, SigningKeyWriter), Reader and Writer made of them, and Tx
+//     AuditWriter, SigningKeyWriter, PolicyReader/PolicyWriter), Reader and
+//     Writer made of them, and Tx
 //     and Store made of those. A consumer takes the smallest one it uses:
 //     the token feed a RevocationFeed, device facts a DeviceReader and an
 //     EvidenceReader, the CRL a CertificateReader, key rotation a

@@ -138,6 +138,7 @@ type Reader interface {
 	AuditReader
 	LineageReader
 	CRLReader
+	PolicyReader
 }
 
 // Writer changes records. A duplicate key is ErrConflict.
@@ -151,6 +152,7 @@ type Writer interface {
 	SigningKeyWriter
 	LineageWriter
 	CRLWriter
+	PolicyWriter
 }
 
 // ChallengeReader reads enrollment and renewal challenges.
@@ -527,4 +529,35 @@ type LineageWriter interface {
 	// feed subscribers resynchronise rather than skip the events whose
 	// sequence numbers they saw in the lost one.
 	NewEpoch(ctx context.Context) (string, error)
+}
+
+// AppliedPolicy records a policy set the fleet was re-evaluated under: the
+// devices and identities it no longer permits were revoked in the
+// transaction that stored it.
+type AppliedPolicy struct {
+	// Seq numbers the applications; each stored one's is larger than the
+	// last.
+	Seq uint64
+	// Version is the policy set's version (its content hash).
+	Version   string
+	AppliedAt time.Time
+}
+
+// PolicyReader reads the policy set last applied to the fleet.
+type PolicyReader interface {
+	// AppliedPolicy returns the application stored last; ErrNotFound
+	// before the first.
+	AppliedPolicy(ctx context.Context) (AppliedPolicy, error)
+}
+
+// PolicyWriter records policy applications, so that of the replicas that
+// load a new policy set one re-evaluates the fleet under it.
+type PolicyWriter interface {
+	// PutAppliedPolicy stores p, fenced: only if p.Seq exceeds the Seq of
+	// the stored application, decided in the statement that stores it;
+	// else it is ErrConflict (another replica applied a set first: roll
+	// back what this one revoked and read AppliedPolicy again). An empty
+	// Version is an error. Under concurrency, from any process, of
+	// PutAppliedPolicys of one Seq exactly one succeeds.
+	PutAppliedPolicy(ctx context.Context, p AppliedPolicy) error
 }

@@ -100,6 +100,8 @@ var tests = []test{
 	{"NewEpoch", testNewEpoch},
 	{"CRL", testCRL},
 	{"CRLRace", testCRLRace},
+	{"AppliedPolicy", testAppliedPolicy},
+	{"AppliedPolicyRace", testAppliedPolicyRace},
 	{"TokenRoundTrip", testTokenRoundTrip},
 	{"InsertTokenRefuses", testInsertTokenRefuses},
 	{"InsertTokenNarrowLifetime", testInsertTokenNarrowLifetime},
