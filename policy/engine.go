@@ -28,11 +28,18 @@ type Engine struct {
 	current atomic.Pointer[Set]
 	log     *slog.Logger
 	onLoad  func(*Set)
+	gate    func(context.Context, *Set) error
+	active  func(context.Context, *Set)
 	poll    time.Duration
 
 	mu    sync.Mutex // serializes loads; guards tried
 	tried string     // content version last loaded or rejected
 }
+
+// ErrHeld: a loaded set did not pass the [WithGate] function and does not
+// take effect; the active set stays. The gate's error, wrapped, says why
+// and what releases it.
+var ErrHeld = errors.New("policy set held")
 
 // An Option configures an [Engine].
 type Option func(*Engine)
@@ -55,6 +62,25 @@ func WithPollInterval(d time.Duration) Option {
 // the Engine's load lock held and must not call [Engine.Reload].
 func WithOnLoad(fn func(*Set)) Option {
 	return func(e *Engine) { e.onLoad = fn }
+}
+
+// WithGate makes every loaded set pass fn before it takes effect, the
+// first one included. An error holds the set: the active one stays, the
+// error is returned (from [Engine.Reload], or [NewEngine] for the first
+// set), and polling offers the held set to fn again at every interval, so
+// that it takes effect once fn lets it (an operator confirmed it). fn runs
+// with the Engine's load lock held, before [WithOnLoad]'s function, and
+// does its own logging of what it holds.
+func WithGate(fn func(context.Context, *Set) error) Option {
+	return func(e *Engine) { e.gate = fn }
+}
+
+// WithOnActive calls fn with every set right after it took effect (every
+// decision from then on uses it), with the load lock held: for work that
+// must see the new set in force, such as re-evaluating what the old one
+// permitted.
+func WithOnActive(fn func(context.Context, *Set)) Option {
+	return func(e *Engine) { e.active = fn }
 }
 
 // NewEngine loads the policy set in dir and, unless polling is turned off,
@@ -109,11 +135,20 @@ func (e *Engine) activate(ctx context.Context, files []file) error {
 	if err != nil {
 		return e.reject(ctx, v, err)
 	}
+	if e.gate != nil {
+		if err := e.gate(ctx, s); err != nil {
+			e.tried = "" // offer it again at the next poll
+			return fmt.Errorf("%w: policy set %s: %w", ErrHeld, v, err)
+		}
+	}
 	if e.onLoad != nil {
 		e.onLoad(s)
 	}
 	e.current.Store(s)
 	e.log.InfoContext(ctx, "policy set loaded", "dir", e.dir, "version", v, "policies", s.Len())
+	if e.active != nil {
+		e.active(ctx, s)
+	}
 	return nil
 }
 
@@ -163,7 +198,7 @@ func (e *Engine) pollOnce(ctx context.Context) error {
 		return nil
 	}
 	var le *LoadError
-	if err := e.activate(ctx, files); err != nil && !errors.As(err, &le) {
+	if err := e.activate(ctx, files); err != nil && !errors.As(err, &le) && !errors.Is(err, ErrHeld) {
 		return err
 	}
 	return nil

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -43,6 +44,49 @@ func Load(dir string) (*Set, error) {
 		return nil, err
 	}
 	return compile(dir, files)
+}
+
+// Limits on a policy set sent over the network ([Compile]).
+const (
+	MaxFiles     = 256
+	MaxFileBytes = 256 << 10
+)
+
+// Compile builds the policy set of the named *.cedar file contents, as
+// [Load] would from a directory holding exactly those files: the same
+// version, the same validation. It is for a candidate set sent to sigild
+// (`sigil policy what-if`): names must be plain *.cedar base names, at most
+// MaxFiles of them, each at most MaxFileBytes; dir only labels problems.
+func Compile(dir string, contents map[string][]byte) (*Set, error) {
+	if len(contents) == 0 || len(contents) > MaxFiles {
+		return nil, fmt.Errorf("policy: %d files, want 1 to %d", len(contents), MaxFiles)
+	}
+	files := make([]file, 0, len(contents))
+	for name, data := range contents {
+		if name != filepath.Base(name) || strings.HasPrefix(name, ".") || filepath.Ext(name) != ".cedar" || strings.ContainsAny(name, "/\\\x00") {
+			return nil, fmt.Errorf("policy: file name %q: want a *.cedar base name", name)
+		}
+		if len(data) > MaxFileBytes {
+			return nil, fmt.Errorf("policy: file %s: %d bytes, at most %d", name, len(data), MaxFileBytes)
+		}
+		files = append(files, file{name: name, data: data})
+	}
+	slices.SortFunc(files, func(a, b file) int { return strings.Compare(a.name, b.name) })
+	return compile(dir, files)
+}
+
+// Files reads the policy files of dir as [Load] does, for [Compile]
+// elsewhere: base name to content.
+func Files(dir string) (map[string][]byte, error) {
+	files, err := readFiles(dir)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string][]byte, len(files))
+	for _, f := range files {
+		out[f.name] = f.data
+	}
+	return out, nil
 }
 
 // Check validates the policy set in dir as [Load] does, for

@@ -1,0 +1,272 @@
+package trust
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/sigil-dev/sigil/attest"
+	"github.com/sigil-dev/sigil/internal/device"
+	"github.com/sigil-dev/sigil/internal/store"
+	"github.com/sigil-dev/sigil/policy"
+)
+
+// applyLock serialises policy applications across replicas; the store's
+// fence (PutAppliedPolicy) keeps the last word.
+const applyLock = "sigil/policy-apply"
+
+// DefaultMaxRevokeFraction is policy.max_revoke_fraction's default.
+const DefaultMaxRevokeFraction = 0.2
+
+// HeldError: a policy set would revoke more than MaxRevokeFraction of the
+// fleet and waits for an operator. Keep the active set; tell the operator
+// what it would revoke and how to confirm it (Confirm, `sigild policy
+// confirm`).
+type HeldError struct {
+	Plan     Plan
+	Fraction float64
+}
+
+func (e *HeldError) Error() string {
+	return fmt.Sprintf("it would revoke %d of %d devices (%d certificates), more than policy.max_revoke_fraction %g: "+
+		"review it with `sigil policy what-if`, then confirm it with `sigild policy confirm --config FILE %s`, or restore the previous policy",
+		len(e.Plan.RevokedDevices()), e.Plan.Devices, len(e.Plan.Revoke), e.Fraction, e.Plan.Version)
+}
+
+// Applied is what applying a policy set did.
+type Applied struct {
+	Plan    Plan
+	Revoked store.Revoked
+	Seq     uint64 // the application's, in the store
+	// Skipped is true when the set was the one applied last (by another
+	// replica, or before a restart): nothing was evaluated or revoked.
+	Skipped bool
+}
+
+// Reevaluator re-evaluates the fleet under each policy set that takes
+// effect and revokes what it no longer permits. Wire Gate and Active into
+// the policy engine (policy.WithGate, policy.WithOnActive) and call Retry
+// periodically. It is safe for concurrent use.
+type Reevaluator struct {
+	Store             store.Store
+	Verifier          *attest.Verifier
+	MaxRevokeFraction float64
+	Log               *slog.Logger
+	Now               func() time.Time // nil: time.Now
+	Nudge             func()           // nil, or asks the audit log for a checkpoint
+	// OnHold, if set, is called with the plan of a set the gate holds, and
+	// with nil once none is held: for metrics and /readyz.
+	OnHold func(*Plan)
+
+	mu      sync.Mutex
+	held    *Plan
+	pending PolicySet // a set in effect whose application failed, for Retry
+}
+
+func (r *Reevaluator) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
+}
+
+// Plan is what set would revoke now, changing nothing (Planner.Plan).
+func (r *Reevaluator) Plan(ctx context.Context, set PolicySet, now time.Time) (Plan, error) {
+	return Planner{Store: r.Store, Verifier: r.Verifier}.Plan(ctx, set, now)
+}
+
+// Apply re-evaluates the fleet under set and, in one transaction, records
+// the application and revokes every certificate set no longer permits
+// (store.ReasonPolicyChanged, the decision and set's version in each audit
+// entry), with the tokens bound to them. Across replicas it runs once per
+// change: under a lock, and skipped when set is the one applied last. A
+// plan that exceeds MaxRevokeFraction is a *HeldError unless confirmed.
+func (r *Reevaluator) Apply(ctx context.Context, set PolicySet, confirmed bool) (Applied, error) {
+	unlock, err := r.lock(ctx)
+	if err != nil {
+		return Applied{}, err
+	}
+	defer unlock()
+	prev, err := r.applied(ctx)
+	if err != nil {
+		return Applied{}, err
+	}
+	if prev.Version == set.Version() {
+		return Applied{Seq: prev.Seq, Skipped: true}, nil
+	}
+	now := r.now()
+	plan, err := r.Plan(ctx, set, now)
+	if err != nil {
+		return Applied{}, err
+	}
+	if !confirmed && plan.Exceeds(r.MaxRevokeFraction) {
+		return Applied{Plan: plan}, &HeldError{Plan: plan, Fraction: r.MaxRevokeFraction}
+	}
+	a := Applied{Plan: plan, Seq: prev.Seq + 1}
+	err = r.Store.Tx(ctx, func(tx store.Tx) error {
+		if err := tx.PutAppliedPolicy(ctx, store.AppliedPolicy{Seq: a.Seq, Version: set.Version(), AppliedAt: now}); err != nil {
+			return err
+		}
+		var err error
+		a.Revoked, err = revokePlan(ctx, tx, plan, now)
+		return err
+	})
+	if errors.Is(err, store.ErrConflict) {
+		return Applied{Skipped: true}, nil // another replica applied a set first
+	}
+	if err != nil {
+		return Applied{}, fmt.Errorf("trust: apply policy set %s: %w", set.Version(), err)
+	}
+	if r.Nudge != nil {
+		r.Nudge()
+	}
+	r.log().WarnContext(ctx, "policy set applied to the fleet", "version", set.Version(), "seq", a.Seq,
+		"devices", plan.Devices, "certificates", plan.Certificates, "revoked_certificates", a.Revoked.Certificates,
+		"revoked_tokens", len(a.Revoked.Tokens), "unverifiable", len(plan.Unverifiable))
+	return a, nil
+}
+
+// revokePlan revokes, in tx, each certificate of the plan still current.
+func revokePlan(ctx context.Context, tx store.Tx, plan Plan, now time.Time) (store.Revoked, error) {
+	var all store.Revoked
+	for _, rv := range plan.Revoke {
+		c, err := tx.Certificate(ctx, rv.Serial)
+		if err != nil {
+			return store.Revoked{}, fmt.Errorf("trust: certificate %s: %w", rv.Serial, err)
+		}
+		d := device.Distrust{Reason: store.ReasonPolicyChanged, Decision: rv.Decision, PolicyVersion: plan.Version, PolicyIDs: rv.PolicyIDs}
+		got, err := d.Revoke(ctx, tx, []store.Certificate{c}, now)
+		if err != nil {
+			return store.Revoked{}, err
+		}
+		all.Certificates = append(all.Certificates, got.Certificates...)
+		all.Tokens = append(all.Tokens, got.Tokens...)
+	}
+	return all, nil
+}
+
+// Gate is for policy.WithGate: it lets a loaded set take effect unless it
+// would revoke more than MaxRevokeFraction of the fleet and nobody
+// confirmed it, i.e. unless it is not the set applied last. A held set is
+// logged once, at error level, and reported to OnHold; the engine offers it
+// again at every poll, and it passes once it has been applied (confirmed)
+// through any replica or `sigild policy confirm`.
+func (r *Reevaluator) Gate(ctx context.Context, set *policy.Set) error {
+	prev, err := r.applied(ctx)
+	if err != nil {
+		return err
+	}
+	if prev.Version == set.Version() {
+		r.hold(ctx, nil)
+		return nil
+	}
+	r.mu.Lock()
+	held := r.held
+	r.mu.Unlock()
+	if held != nil && held.Version == set.Version() {
+		return &HeldError{Plan: *held, Fraction: r.MaxRevokeFraction}
+	}
+	plan, err := r.Plan(ctx, set, r.now())
+	if err != nil {
+		return err
+	}
+	if plan.Exceeds(r.MaxRevokeFraction) {
+		r.hold(ctx, &plan)
+		return &HeldError{Plan: plan, Fraction: r.MaxRevokeFraction}
+	}
+	r.hold(ctx, nil)
+	return nil
+}
+
+// Active is for policy.WithOnActive: it applies a set that has just taken
+// effect (the gate let it through). A failure is logged and retried by
+// Retry.
+func (r *Reevaluator) Active(ctx context.Context, set *policy.Set) {
+	r.apply(ctx, set)
+}
+
+// Retry applies the set in effect again if its application failed.
+func (r *Reevaluator) Retry(ctx context.Context) {
+	r.mu.Lock()
+	set := r.pending
+	r.mu.Unlock()
+	if set != nil {
+		r.apply(ctx, set)
+	}
+}
+
+func (r *Reevaluator) apply(ctx context.Context, set PolicySet) {
+	_, err := r.Apply(ctx, set, true)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err != nil {
+		r.pending = set
+		r.log().ErrorContext(ctx, "policy set in effect but not yet applied to the fleet; retrying", "version", set.Version(), "err", err)
+		return
+	}
+	if r.pending == set {
+		r.pending = nil
+	}
+}
+
+// Held returns the plan of the set the gate holds, if any.
+func (r *Reevaluator) Held() *Plan {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.held
+}
+
+func (r *Reevaluator) hold(ctx context.Context, p *Plan) {
+	r.mu.Lock()
+	changed := (p == nil) != (r.held == nil) || (p != nil && p.Version != r.held.Version)
+	r.held = p
+	r.mu.Unlock()
+	if !changed {
+		return
+	}
+	if p != nil {
+		r.log().ErrorContext(ctx, "policy set HELD: it would revoke too much of the fleet; the active set stays",
+			"version", p.Version, "devices", p.Devices, "revoked_devices", len(p.RevokedDevices()),
+			"revoked_certificates", len(p.Revoke), "max_revoke_fraction", r.MaxRevokeFraction,
+			"confirm", "sigild policy confirm --config FILE "+p.Version)
+	}
+	if r.OnHold != nil {
+		r.OnHold(p)
+	}
+}
+
+// applied reads the application stored last; the zero value before the
+// first.
+func (r *Reevaluator) applied(ctx context.Context) (store.AppliedPolicy, error) {
+	p, err := r.Store.AppliedPolicy(ctx)
+	if errors.Is(err, store.ErrNotFound) {
+		return store.AppliedPolicy{}, nil
+	}
+	if err != nil {
+		return store.AppliedPolicy{}, fmt.Errorf("trust: %w", err)
+	}
+	return p, nil
+}
+
+// lock takes applyLock when replicas share the store.
+func (r *Reevaluator) lock(ctx context.Context) (func(), error) {
+	lk, ok := r.Store.(store.Locker)
+	if !ok {
+		return func() {}, nil
+	}
+	l, err := lk.Lock(ctx, applyLock)
+	if err != nil {
+		return nil, fmt.Errorf("trust: wait for another replica's policy application: %w", err)
+	}
+	return l.Unlock, nil
+}
+
+func (r *Reevaluator) log() *slog.Logger {
+	if r.Log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return r.Log
+}
