@@ -171,12 +171,23 @@ type Attestation struct {
 	PCRs []int `yaml:"pcrs"`
 	// ChallengeTTL bounds the time between challenge and completion.
 	ChallengeTTL time.Duration `yaml:"challenge_ttl"`
+	// MaxAge: a device that has not attested successfully (enrolled or
+	// renewed) within it loses its certificates and their tokens. No
+	// certificate lifetime may exceed it.
+	MaxAge time.Duration `yaml:"max_age"`
 }
 
 // Policy locates the Cedar policy directory.
 type Policy struct {
 	Dir            string        `yaml:"dir"`
 	ReloadInterval time.Duration `yaml:"reload_interval"`
+	// MaxRevokeFraction: a new policy set that would revoke certificates
+	// of more than this fraction of the active devices (and more than one)
+	// is held until an operator confirms it (`sigild policy confirm`).
+	MaxRevokeFraction float64 `yaml:"max_revoke_fraction"`
+	// Operators are the SPIFFE IDs that may ask sigild, over mTLS, what a
+	// candidate policy set would revoke (`sigil policy what-if`).
+	Operators []string `yaml:"operators"`
 }
 
 // Load reads, decodes and validates the file at path.
@@ -243,8 +254,8 @@ func Defaults() *Config {
 			SVIDTTL: time.Hour, SVIDMaxTTL: 24 * time.Hour,
 		},
 		TLS:         TLS{KeyLabel: "sigil-tls", DNSNames: []string{"localhost"}, TTL: 30 * 24 * time.Hour},
-		Attestation: Attestation{PCRs: []int{0, 1, 2, 3, 4, 5, 6, 7}, ChallengeTTL: time.Minute},
-		Policy:      Policy{ReloadInterval: 2 * time.Second},
+		Attestation: Attestation{PCRs: []int{0, 1, 2, 3, 4, 5, 6, 7}, ChallengeTTL: time.Minute, MaxAge: 24 * time.Hour},
+		Policy:      Policy{ReloadInterval: 2 * time.Second, MaxRevokeFraction: 0.2},
 		Audit:       Audit{KeyLabel: "sigil-audit", CheckpointInterval: time.Second},
 		Tokens: Tokens{
 			KeyLabel: "sigil-token", Alg: "ES256", DefaultTTL: 5 * time.Minute, MaxTTL: time.Hour,
@@ -281,6 +292,10 @@ func (c *Config) Validate() error {
 	if c.Policy.ReloadInterval < 0 {
 		bad("policy.reload_interval", "must not be negative")
 	}
+	if f := c.Policy.MaxRevokeFraction; !(f > 0 && f <= 1) {
+		bad("policy.max_revoke_fraction", "%g is not in (0, 1]", f)
+	}
+	spiffeIDs(bad, "policy.operators", c.Policy.Operators)
 	c.validateAudit(bad)
 	c.validateTokens(bad)
 	return errors.Join(errs...)
@@ -366,6 +381,15 @@ func (c *Config) validateAttestation(bad reporter) {
 		}
 	}
 	positive(bad, "attestation.challenge_ttl", a.ChallengeTTL)
+	positive(bad, "attestation.max_age", a.MaxAge)
+	for _, f := range []struct {
+		name string
+		ttl  time.Duration
+	}{{"ca.svid_ttl", c.CA.SVIDTTL}, {"ca.svid_max_ttl", c.CA.SVIDMaxTTL}} {
+		if a.MaxAge > 0 && f.ttl > a.MaxAge {
+			bad(f.name, "%v exceeds attestation.max_age %v: a certificate would outlive its device's last attestation", f.ttl, a.MaxAge)
+		}
+	}
 	if a.ChallengeTTL > 10*time.Minute {
 		bad("attestation.challenge_ttl", "%v is longer than 10m", a.ChallengeTTL)
 	}

@@ -74,6 +74,12 @@ func TestParseRejects(t *testing.T) {
 		{"issuer-query", [2]string{"dir: policies", "dir: policies\ntokens:\n  issuer: https://localhost:9443/?tenant=a"}, "tokens.issuer: must have no query or fragment"},
 		{"issuer-fragment", [2]string{"dir: policies", "dir: policies\ntokens:\n  issuer: https://localhost:9443#x"}, "tokens.issuer: must have no query or fragment"},
 		{"issuer-not-in-certificate", [2]string{"dir: policies", "dir: policies\ntokens:\n  issuer: https://sigil.example:9443"}, `tokens.issuer: host "sigil.example" is not in tls.dns_names`},
+		{"svid-outlives-max-age", [2]string{"pcrs: [0, 7]", "pcrs: [0, 7]\n  max_age: 12h"}, "ca.svid_max_ttl: 24h0m0s exceeds attestation.max_age 12h0m0s"},
+		{"svid-ttl-outlives-max-age", [2]string{"pcrs: [0, 7]", "pcrs: [0, 7]\n  max_age: 10m"}, "ca.svid_ttl: 30m0s exceeds attestation.max_age 10m0s"},
+		{"max-age-zero", [2]string{"pcrs: [0, 7]", "pcrs: [0, 7]\n  max_age: 0s"}, "attestation.max_age: must be positive"},
+		{"revoke-fraction-zero", [2]string{"dir: policies", "dir: policies\n  max_revoke_fraction: 0"}, "policy.max_revoke_fraction: 0 is not in (0, 1]"},
+		{"revoke-fraction-above-one", [2]string{"dir: policies", "dir: policies\n  max_revoke_fraction: 1.5"}, "policy.max_revoke_fraction: 1.5 is not in (0, 1]"},
+		{"policy-operator-not-spiffe", [2]string{"dir: policies", "dir: policies\n  operators: [bob]"}, `policy.operators[0]: "bob" is not a SPIFFE ID`},
 		{"act-depth-zero", [2]string{"dir: policies", "dir: policies\ntokens:\n  max_act_depth: 0"}, "tokens.max_act_depth: want 1 to 16"},
 	}
 	for _, tt := range tests {
