@@ -10,6 +10,8 @@
 //	                                      serve a database restored from a copy (audited, new feed epoch)
 //	sigild restore reapply --config FILE --from EXPORT
 //	                                      re-apply the revocations an audit export records
+//	sigild policy confirm --config FILE VERSION
+//	                                      apply a policy set held for revoking too much of the fleet
 package main
 
 import (
@@ -40,6 +42,7 @@ type cli struct {
 	Audit   auditCmd   `cmd:"" help:"The audit log's public key and offline export."`
 	Key     keyCmd     `cmd:"" help:"Rotate and list the token signing keys (rotations are logged)."`
 	Restore restoreCmd `cmd:"" help:"After restoring the database from a copy: acknowledge it, re-apply lost revocations."`
+	Policy  policyCmd  `cmd:"" help:"Confirm a policy set held for revoking more than policy.max_revoke_fraction of the fleet."`
 }
 
 type bundleCmd struct{}

@@ -53,6 +53,7 @@ type Daemon struct {
 	// store, else nil.
 	lease     *publisherLease
 	policyVer *policyMetric
+	trust     *trustWatch
 }
 
 // OpenHSM opens the configured token.
@@ -122,8 +123,12 @@ func (d *Daemon) open(ctx context.Context, reg prometheus.Registerer) error {
 	if d.policyVer, err = newPolicyMetric(reg); err != nil {
 		return err
 	}
+	if err := d.openTrust(reg); err != nil {
+		return err
+	}
 	d.policy, err = policy.NewEngine(ctx, d.cfg.Policy.Dir, policy.WithLogger(d.log),
-		policy.WithPollInterval(d.cfg.Policy.ReloadInterval), policy.WithOnLoad(d.policyLoaded))
+		policy.WithPollInterval(d.cfg.Policy.ReloadInterval), policy.WithOnLoad(d.policyLoaded),
+		policy.WithGate(d.trust.reeval.Gate), policy.WithOnActive(d.trust.reeval.Active))
 	if err != nil {
 		return err
 	}
@@ -190,9 +195,13 @@ func (d *Daemon) server(reg *prometheus.Registry) *server.Server {
 			"hsm":   server.CheckFunc(d.hsm.Healthy),
 			"store": server.CheckFunc(d.store.Ping),
 		},
-		PolicyVersion: func() string { return d.policy.Set().Version() },
-		Log:           d.log,
-		Registry:      reg,
+		PolicyVersion:     func() string { return d.policy.Set().Version() },
+		PolicyHeld:        d.trust.heldLine,
+		PolicyPlanner:     d.trust.reeval,
+		PolicyOperators:   d.cfg.Policy.Operators,
+		MaxRevokeFraction: d.cfg.Policy.MaxRevokeFraction,
+		Log:               d.log,
+		Registry:          reg,
 	}
 }
 
@@ -225,13 +234,14 @@ func (d *Daemon) Serve(ctx context.Context) error {
 
 // ServeListener is Serve on a given listener.
 func (d *Daemon) ServeListener(ctx context.Context, ln net.Listener) error {
-	errc := make(chan error, 4)
+	errc := make(chan error, 8)
 	go func() { errc <- d.srv.ServeTLS(ln, "", "") }()
 	background := map[string]func(context.Context) error{
 		"audit log":       d.audit.Run,
 		"token keys":      func(ctx context.Context) error { return d.keys.Run(ctx, keyRefresh(d.cfg.Tokens.RotationLead)) },
 		"revocation feed": d.tokens.Run,
 		"audit anchor":    d.keepAnchor,
+		"change of trust": d.trust.run,
 	}
 	for name, run := range background {
 		go func() {

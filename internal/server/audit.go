@@ -5,13 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"slices"
 	"strconv"
-	"time"
 
 	"github.com/sigil-dev/sigil/api"
 	"github.com/sigil-dev/sigil/audit"
-	"github.com/sigil-dev/sigil/internal/device"
 )
 
 // AuditLog is what the API serves of the audit log, through the log's own
@@ -49,28 +46,7 @@ func (s *Server) auditRoutes(mux *http.ServeMux) {
 // auditReader serves next only to a caller whose client certificate
 // authenticates (device.Authenticate) as one of s.AuditReaders.
 func (s *Server) auditReader(next http.HandlerFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		if s.Certificates == nil || len(s.AuditReaders) == 0 {
-			writeError(w, http.StatusForbidden, "forbidden", "this server lets nobody read audit entries over the API (audit.readers is empty); use an export")
-			return
-		}
-		rec, err := device.Authenticate(r.Context(), s.Certificates, peerCertificate(r), time.Now())
-		switch {
-		case errors.Is(err, device.ErrNotAuthenticated):
-			s.Log.InfoContext(r.Context(), "audit read refused", "path", r.URL.Path, "err", err)
-			writeError(w, http.StatusUnauthorized, "unauthenticated",
-				"reading audit entries needs mutual TLS with a current certificate of an identity listed in audit.readers")
-			return
-		case err != nil:
-			s.fail(w, r, err)
-			return
-		case !slices.Contains(s.AuditReaders, rec.SPIFFEID):
-			s.Log.InfoContext(r.Context(), "audit read refused", "path", r.URL.Path, "spiffe_id", rec.SPIFFEID)
-			writeError(w, http.StatusForbidden, "forbidden", "this identity may not read audit entries (not in audit.readers)")
-			return
-		}
-		next(w, r)
-	}
+	return s.listed(allowList{ids: s.AuditReaders, field: "audit.readers", action: "read audit entries", whenEmpty: "; use an export"}, next)
 }
 
 func (s *Server) auditCheckpoint(w http.ResponseWriter, r *http.Request) {

@@ -64,8 +64,18 @@ type Server struct {
 	// /readyz reports so that replicas running different sets show; nil
 	// reports none.
 	PolicyVersion func() string
-	Log           *slog.Logger
-	Registry      *prometheus.Registry
+	// PolicyHeld returns, while a new policy set is held for an operator's
+	// confirmation, a line saying which and why, which /readyz reports
+	// (it stays ready: the active set serves); "" or nil when none is.
+	PolicyHeld func() string
+	// PolicyPlanner answers `sigil policy what-if` for PolicyOperators;
+	// nil serves no what-if. MaxRevokeFraction says which plans would be
+	// held.
+	PolicyPlanner     PolicyPlanner
+	PolicyOperators   []string
+	MaxRevokeFraction float64
+	Log               *slog.Logger
+	Registry          *prometheus.Registry
 	// FeedHeartbeat and FeedWriteTimeout time the revocation feed (see
 	// oauth.go); zero means 15 s and 10 s.
 	FeedHeartbeat, FeedWriteTimeout time.Duration
@@ -96,6 +106,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST "+api.PathRenewChallenge, s.renewChallenge)
 	mux.HandleFunc("POST "+api.PathRenew, s.renew)
 	s.auditRoutes(mux)
+	s.policyRoutes(mux)
 	s.oauthRoutes(mux)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.Registry, promhttp.HandlerOpts{}))
 	return s.metrics.instrument(mux)
@@ -107,7 +118,8 @@ const readyTimeout = 2 * time.Second
 
 // readyz answers 200 "ready" if every dependency in Ready answers, else
 // 503 naming the first that does not; either way the body's second line
-// is the policy set's version ("policy_version: sha256:…").
+// is the policy set's version ("policy_version: sha256:…"), and a third
+// names a new set held for confirmation ("policy_held: …"), if any.
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	status, line := http.StatusOK, "ready\n"
@@ -117,6 +129,11 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	}
 	if s.PolicyVersion != nil {
 		line += "policy_version: " + s.PolicyVersion() + "\n"
+	}
+	if s.PolicyHeld != nil {
+		if held := s.PolicyHeld(); held != "" {
+			line += "policy_held: " + held + "\n"
+		}
 	}
 	w.WriteHeader(status)
 	io.WriteString(w, line)
