@@ -263,6 +263,22 @@ func DebugMeasurements() MeasuredBoot {
 	return MeasuredBoot{Events: append(events, dev.Events[2:]...)}
 }
 
+// OptionROMDigest is the SHA-256 event digest, in policy form, of the
+// option ROM OptionROMMeasurements measures: what a policy names to forbid
+// that firmware.
+const OptionROMDigest = "sha256:98b940b0542edb4cd5bc307f18891ee3fcf8a682f6bcda2d428bbe45637252f2"
+
+// OptionROMMeasurements is DevMeasurements on a machine with a plug-in card:
+// its option ROM, "sigil option ROM 2.1", measured into PCR 2 (which the dev
+// policy does not pin, so the machine enrolls). An operator who learns that
+// this firmware is vulnerable forbids its digest, OptionROMDigest.
+func OptionROMMeasurements() MeasuredBoot {
+	dev := DevMeasurements()
+	events := append([]Event{}, dev.Events[:2]...)
+	events = append(events, Event{PCR: 2, Type: EvPostCode, Data: []byte("sigil option ROM 2.1")})
+	return MeasuredBoot{Events: append(events, dev.Events[2:]...)}
+}
+
 // fakeImage is a deterministic stand-in for a binary called name.
 func fakeImage(name string, size int) []byte {
 	out := make([]byte, 0, size+sha256.Size)

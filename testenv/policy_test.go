@@ -51,3 +51,25 @@ func TestDevPolicyTests(t *testing.T) {
 		t.Errorf("%s: %s: %s", f.File, f.Case, f.Failure)
 	}
 }
+
+// The option ROM boot enrolls under the dev policy (its pinned PCRs are
+// the dev boot's) and measures the event whose digest is OptionROMDigest.
+func TestOptionROMMeasurements(t *testing.T) {
+	dev, rom := testenv.DevMeasurements().PCRs(crypto.SHA256), testenv.OptionROMMeasurements().PCRs(crypto.SHA256)
+	for _, i := range []int{0, 4, 7} {
+		if hex.EncodeToString(dev[i]) != hex.EncodeToString(rom[i]) {
+			t.Errorf("PCR %d differs from the dev boot's: the dev policy would refuse the machine", i)
+		}
+	}
+	if hex.EncodeToString(dev[2]) == hex.EncodeToString(rom[2]) {
+		t.Error("PCR 2 does not show the option ROM")
+	}
+	found := false
+	for _, e := range testenv.OptionROMMeasurements().Events {
+		sum := sha256.Sum256(e.Data)
+		found = found || (e.PCR == 2 && e.Measured == nil && "sha256:"+hex.EncodeToString(sum[:]) == testenv.OptionROMDigest)
+	}
+	if !found {
+		t.Errorf("no PCR 2 event has the digest %s", testenv.OptionROMDigest)
+	}
+}

@@ -4,8 +4,10 @@
 #   testenv/swtpm.sh start DIR [PORT]   provision once, start; prints swtpm:127.0.0.1:PORT
 #   testenv/swtpm.sh addr  DIR          prints the address of the running swtpm
 #   testenv/swtpm.sh boot  DIR [PROFILE] synthetic measured boot (PROFILE dev, the
-#                                       default, or debug), writes DIR/eventlog.bin
+#                                       default, debug or oprom), writes DIR/eventlog.bin
 #   testenv/swtpm.sh stop  DIR          stops it (by the PID in DIR/swtpm.pid only)
+#   testenv/swtpm.sh reboot DIR [PROFILE] power-cycles it on the same port (PCRs
+#                                       reset, keys and NV kept) and boots PROFILE
 #
 # TPM commands are served on 127.0.0.1:PORT, the control channel on PORT+1 (the
 # layout the tpm2-tss swtpm TCTI expects: swtpm:host=127.0.0.1,port=PORT).
@@ -30,7 +32,7 @@ source "$(dirname "$0")/ports.sh"
 source "$(dirname "$0")/lib.sh"
 
 die() { echo "swtpm.sh: $*" >&2; exit 1; }
-usage() { die "usage: $0 start DIR [PORT] | addr DIR | boot DIR [dev|debug] | stop DIR"; }
+usage() { die "usage: $0 start DIR [PORT] | addr DIR | boot DIR [dev|debug|oprom] | reboot DIR [dev|debug|oprom] | stop DIR"; }
 
 need_tools() {
 	local t
@@ -161,11 +163,27 @@ cmd_stop() {
 	rm -f "$dir/swtpm.pid"
 }
 
+# cmd_reboot DIR [PROFILE]: the host restarts: the TPM's PCRs reset, its
+# persistent state (EKs, keys' parents, NV) stays, and the firmware measures
+# PROFILE's boot. It serves on the same port, so workloads find it again.
+cmd_reboot() {
+	local dir port
+	dir=$(cd "$1" 2>/dev/null && pwd) || die "no such directory: $1"
+	[[ -s $dir/port && -s $dir/state/tpm2-00.permall ]] || die "$dir holds no provisioned swtpm"
+	port=$(<"$dir/port")
+	cmd_stop "$dir"
+	rm -f "$dir/eventlog.bin"
+	launch "$dir" "$port" || die "cannot restart swtpm on ports $port and $((port + 1)), see $dir/swtpm.log"
+	cmd_boot "$dir" "${2:-}"
+	cmd_addr "$dir"
+}
+
 [[ $# -ge 2 ]] || usage
 case $1 in
 start) [[ $# -le 3 ]] || usage; cmd_start "$2" "${3:-}" ;;
 addr) [[ $# -eq 2 ]] || usage; cmd_addr "$2" ;;
 boot) [[ $# -eq 2 || $# -eq 3 ]] || usage; cmd_boot "$2" "${3:-}" ;;
 stop) [[ $# -eq 2 ]] || usage; cmd_stop "$2" ;;
+reboot) [[ $# -eq 2 || $# -eq 3 ]] || usage; cmd_reboot "$2" "${3:-}" ;;
 *) usage ;;
 esac

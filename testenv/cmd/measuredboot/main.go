@@ -1,5 +1,6 @@
 // Command measuredboot runs testenv's synthetic measured boot
-// (testenv.DevMeasurements, or DebugMeasurements with -profile debug) on a
+// (testenv.DevMeasurements, DebugMeasurements with -profile debug, or
+// OptionROMMeasurements with -profile oprom) on a
 // freshly started swtpm and writes the event
 // log the workload reads:
 //
@@ -21,15 +22,17 @@ import (
 func main() {
 	addr := flag.String("tpm", "", "the TPM, as swtpm:HOST:PORT")
 	out := flag.String("out", "", "where to write the event log")
-	profile := flag.String("profile", "dev", "the boot to measure: dev, or debug (dev plus debug firmware)")
+	profile := flag.String("profile", "dev", "the boot to measure: dev, debug (dev plus debug firmware) or oprom (dev plus an option ROM on PCR 2)")
 	flag.Parse()
 	if *addr == "" || *out == "" || flag.NArg() > 0 {
 		flag.Usage()
 		os.Exit(2)
 	}
-	boot, ok := map[string]testenv.MeasuredBoot{"dev": testenv.DevMeasurements(), "debug": testenv.DebugMeasurements()}[*profile]
+	boot, ok := map[string]testenv.MeasuredBoot{
+		"dev": testenv.DevMeasurements(), "debug": testenv.DebugMeasurements(), "oprom": testenv.OptionROMMeasurements(),
+	}[*profile]
 	if !ok {
-		fmt.Fprintf(os.Stderr, "measuredboot: unknown profile %q: want dev or debug\n", *profile)
+		fmt.Fprintf(os.Stderr, "measuredboot: unknown profile %q: want dev, debug or oprom\n", *profile)
 		os.Exit(2)
 	}
 	if err := run(boot, *addr, *out); err != nil {
