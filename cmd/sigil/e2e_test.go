@@ -359,7 +359,7 @@ func readPID(t testing.TB, path string) int {
 
 // writeFile replaces path atomically, so a watching sigild never reads half
 // a policy.
-func writeFile(t *testing.T, path, content string) {
+func writeFile(t testing.TB, path, content string) {
 	t.Helper()
 	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp")
 	if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {

@@ -154,7 +154,7 @@ func writePublicKey(t *testing.T, path string, pub crypto.PublicKey) {
 	writeFile(t, path, string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})))
 }
 
-func readFileT(t *testing.T, path string) []byte {
+func readFileT(t testing.TB, path string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -163,7 +163,7 @@ func readFileT(t *testing.T, path string) []byte {
 	return b
 }
 
-func copyFile(t *testing.T, from, to string) {
+func copyFile(t testing.TB, from, to string) {
 	t.Helper()
 	writeFile(t, to, string(readFileT(t, from)))
 }

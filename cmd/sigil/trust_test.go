@@ -154,7 +154,7 @@ func (s *stack) token(t *testing.T, name, aud string) string {
 }
 
 // hup makes sigild reload its policy directory.
-func (s *stack) hup(t *testing.T) {
+func (s *stack) hup(t testing.TB) {
 	t.Helper()
 	if err := syscall.Kill(readPID(t, filepath.Join(s.dir, "sigild.pid")), syscall.SIGHUP); err != nil {
 		t.Fatal(err)
