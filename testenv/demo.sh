@@ -8,8 +8,10 @@
 # firmware, shows the policy permit one and deny the other, checks the issued
 # X.509-SVID chain and renews it; runs a delegation chain with the CLI, then
 # the showcase services (frontend → orders → payments) with a stolen token,
-# a logout and a compromised host disabled; verifies the audit log; and
-# stops everything again.
+# a logout and a compromised host disabled; a host that reboots into debug
+# firmware revoked by its failed renewal, and a policy change previewed with
+# what-if that revokes exactly one host; verifies the audit log; and stops
+# everything again.
 set -euo pipefail
 # What this writes (logs with subjects and token ids, the database, keys) is
 # readable by its owner only.
@@ -31,7 +33,10 @@ stop_services() { # the showcase services this demo started, by their PIDs
 cleanup() {
 	stop_services
 	"$root/testenv/down.sh" "$dir" 2>/dev/null
-	"$root/testenv/swtpm.sh" stop "$dir/tpm-debug" 2>/dev/null || true
+	local t
+	for t in tpm-debug tpm-inventory tpm-rom; do
+		"$root/testenv/swtpm.sh" stop "$dir/$t" 2>/dev/null || true
+	done
 }
 cleanup
 rm -rf "$dir"
@@ -223,9 +228,80 @@ cat "$dir"/export/entries/* | sed -nE 's/.*"kind":"(device\.disabled)".*/\1/p;
 	s/.*"kind":"(certificate\.revoked|token\.revoked)".*"reason":"([^"]*device disabled)".*/\1, reason: \2/p' |
 	sort | uniq -c | sed 's/^ */   /'
 ok "the device, its certificate and every token bound to it are revoked, each with an audit entry saying why"
+
+step "13. inventory's host reboots into debug firmware: its next renewal fails attestation, and that revokes"
+show "testenv/swtpm.sh start tpm-inventory && sigil enroll --identity spiffe://sigil.test/workload/inventory --state inventory"
+tpm_inv=$(SWTPM_EKCA_DIR="$dir/ekca" "$root/testenv/swtpm.sh" start "$dir/tpm-inventory")
+"$root/testenv/swtpm.sh" boot "$dir/tpm-inventory" dev
+"$sigil" enroll --tpm "$tpm_inv" --event-log "$dir/tpm-inventory/eventlog.bin" \
+	--identity spiffe://sigil.test/workload/inventory --state "$dir/inventory" >/dev/null
+inv_token=$("$sigil" token --state "$dir/inventory" --audience spiffe://sigil.test/workload/payments --scope payments:charge)
+"$showcase" call --state "$dir/inventory" --url "https://$(<"$dir/payments.addr")/charge" \
+	--id spiffe://sigil.test/workload/payments --token "$inv_token" | sed 's/^/   /'
+service_output
+show "testenv/swtpm.sh reboot tpm-inventory debug   (PCRs reset; the firmware now measures a debug build)"
+"$root/testenv/swtpm.sh" reboot "$dir/tpm-inventory" debug >/dev/null
+show "sigil renew --state inventory   (a fresh quote by the bound AK over sigild's nonce, and the event log)"
+if "$sigil" renew --state "$dir/inventory" 2>&1 | sed 's/^/   /'; then
+	echo "the debug host renewed" >&2
+	exit 1
+fi
+failed_at=$(date +%s%N)
+refusal=
+for _ in $(seq 100); do
+	if ! out=$("$showcase" call --state "$dir/inventory" --url "https://$(<"$dir/payments.addr")/charge" \
+		--id spiffe://sigil.test/workload/payments --token "$inv_token" 2>&1); then
+		refusal=$out
+		break
+	fi
+	sleep 0.05
+done
+[[ -n $refusal ]] || { echo "payments still accepts the host that failed attestation" >&2; exit 1; }
+printf '%s\n' "$refusal" | sed 's/^/   /'
+service_output
+refused "refused $(( ($(date +%s%N) - failed_at) / 1000000 )) ms after the failed renewal: the quote was the host's own, so the refusal revoked its certificate (attestation-failed) and every token bound to it; payments refuses both, over mTLS and in the token"
 stop_services
 
-step "13. An auditor verifies the log offline: checkpoint signatures, hashes, every enrollment's evidence"
+step "14. The operator forbids a vulnerable option ROM: what-if first, then the reload revokes exactly that host"
+show "testenv/swtpm.sh start tpm-rom && testenv/swtpm.sh boot tpm-rom oprom   (a host with a plug-in card: option ROM 2.1 on PCR 2)"
+tpm_rom=$(SWTPM_EKCA_DIR="$dir/ekca" "$root/testenv/swtpm.sh" start "$dir/tpm-rom")
+"$root/testenv/swtpm.sh" boot "$dir/tpm-rom" oprom
+"$sigil" enroll --tpm "$tpm_rom" --event-log "$dir/tpm-rom/eventlog.bin" \
+	--identity spiffe://sigil.test/workload/shipping --state "$dir/shipping" >/dev/null
+"$sigil" enroll --tpm "$tpm_a" --event-log "$log_a" --identity spiffe://sigil.test/workload/operator --state "$dir/operator" >/dev/null
+ok "shipping enrolled on the option ROM host (PCR 2 is not pinned); the operator (policy.operators) on host A"
+mkdir -p "$dir/candidate"
+cp "$SIGIL_POLICY_DIR"/*.cedar "$dir/candidate/"
+cat >"$dir/candidate/oprom.cedar" <<CEDAR
+@id("no-option-rom-2.1")
+forbid (principal is Sigil::Device, action, resource)
+when { principal.event_digests.contains("sha256:98b940b0542edb4cd5bc307f18891ee3fcf8a682f6bcda2d428bbe45637252f2") };
+CEDAR
+sed 's/^/   /' "$dir/candidate/oprom.cedar"
+show "sigil policy what-if --state operator candidate/   (sigild evaluates the stored evidence; nothing changes)"
+"$sigil" policy what-if --state "$dir/operator" "$dir/candidate" | sed 's/^/   /'
+show "cp candidate/oprom.cedar \$SIGIL_POLICY_DIR/ && kill -HUP sigild"
+cp "$dir/candidate/oprom.cedar" "$SIGIL_POLICY_DIR/.oprom.cedar.tmp" && mv "$SIGIL_POLICY_DIR/.oprom.cedar.tmp" "$SIGIL_POLICY_DIR/oprom.cedar"
+kill -HUP "$(<"$dir/sigild.pid")"
+reloaded_at=$(date +%s%N)
+for _ in $(seq 100); do
+	"$sigil" token --state "$dir/shipping" --audience spiffe://sigil.test/workload/payments >/dev/null 2>&1 || break
+	sleep 0.05
+done
+if "$sigil" token --state "$dir/shipping" --audience spiffe://sigil.test/workload/payments >/dev/null 2>&1; then
+	echo "the reload did not revoke shipping" >&2
+	exit 1
+fi
+refused "shipping refused $(( ($(date +%s%N) - reloaded_at) / 1000000 )) ms after the reload"
+"$sigil" token --state "$dir/operator" --audience spiffe://sigil.test/workload/payments >/dev/null
+ok "the operator, on a host without that option ROM, still gets tokens: the reload revoked exactly one device"
+"$root/bin/sigild" --config "$SIGILD_CONFIG" --log-level warn audit export "$dir/export-trust" >/dev/null
+echo "   the audit log records each revocation with its reason and the decision:"
+cat "$dir"/export-trust/entries/* | sed "s/\\\\\"/'/g" |
+	sed -nE 's/.*"kind":"certificate\.revoked".*"spiffe_id":"([^"]*)".*"reason":"(attestation-failed|policy-changed)","decision":"([^"]{0,90})[^"]*".*/\1: \2: \3…/p' | sed 's/^/   /'
+# SSF (issue 14, item 3): an SSF receiver prints the CAEP events of these revocations here.
+
+step "15. An auditor verifies the log offline: checkpoint signatures, hashes, every enrollment's evidence"
 echo "   (the log's public key comes out of band: sigild audit key)"
 echo "   The entries name users, scopes, chains and denial reasons: sigild serves them over mTLS only to the"
 echo "   identities in audit.readers, here spiffe://sigil.test/workload/auditor, enrolled on host A."
