@@ -43,6 +43,7 @@ type fleet struct {
 	store    store.Store
 	dsn      string
 	verifier *attest.Verifier
+	ekCA     *testenv.EKCA // the EK CA of every TPM of the fleet
 	devices  []*member
 }
 
@@ -79,7 +80,7 @@ func newFleet(t *testing.T, n int, dsn string, enrolledAt ...time.Time) *fleet {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fleet{store: st, dsn: dsn, verifier: v, svc: &enroll.Service{
+	f := &fleet{store: st, dsn: dsn, verifier: v, ekCA: ekCA, svc: &enroll.Service{
 		Verifier: v, Policy: pol, CA: newCA(t), Store: st, TrustDomain: spiffeid.RequireTrustDomainFromString(trustDomain),
 		ChallengeTTL: time.Minute, Log: slog.New(slog.DiscardHandler),
 	}}

@@ -88,6 +88,9 @@ func (p Plan) Exceeds(fraction float64) bool {
 type Planner struct {
 	Store    store.Reader
 	Verifier *attest.Verifier
+	// Only, if set, picks the certificates to judge; the others are
+	// neither judged nor counted.
+	Only func(store.Certificate) bool
 }
 
 // Plan evaluates set, changing nothing.
@@ -104,6 +107,9 @@ func (pl Planner) Plan(ctx context.Context, set PolicySet, now time.Time) (Plan,
 		certs, err := device.CurrentCertificates(ctx, pl.Store, dev.EKHash, now)
 		if err != nil {
 			return Plan{}, fmt.Errorf("trust: %w", err)
+		}
+		if pl.Only != nil {
+			certs = slices.DeleteFunc(certs, func(c store.Certificate) bool { return !pl.Only(c) })
 		}
 		if len(certs) == 0 {
 			continue

@@ -64,6 +64,19 @@ type Reevaluator struct {
 	mu      sync.Mutex
 	held    *Plan
 	pending PolicySet // a set in effect whose application failed, for Retry
+	recheck *recheck  // a set applied, whose stragglers Retry judges
+}
+
+// requestGrace bounds how long a decision may take to be recorded: a
+// renewal or enrollment decided under the previous set just before the new
+// one took effect records its certificate, under the old version, after
+// the application planned. Retry judges such stragglers requestGrace after
+// the application (sigild's requests time out well within it).
+const requestGrace = 40 * time.Second
+
+type recheck struct {
+	set PolicySet
+	due time.Time
 }
 
 func (r *Reevaluator) now() time.Time {
@@ -188,14 +201,61 @@ func (r *Reevaluator) Active(ctx context.Context, set *policy.Set) {
 	r.apply(ctx, set)
 }
 
-// Retry applies the set in effect again if its application failed.
+// Retry applies the set in effect again if its application failed, and,
+// requestGrace after an application, judges its stragglers (Stragglers).
 func (r *Reevaluator) Retry(ctx context.Context) {
 	r.mu.Lock()
-	set := r.pending
+	set, rc := r.pending, r.recheck
+	if rc != nil && r.now().After(rc.due) {
+		r.recheck = nil
+	}
 	r.mu.Unlock()
 	if set != nil {
 		r.apply(ctx, set)
 	}
+	if rc != nil && r.now().After(rc.due) {
+		if _, err := r.Stragglers(ctx, rc.set); err != nil {
+			r.log().ErrorContext(ctx, "policy set applied, but the certificates recorded meanwhile under the previous one were not judged", "version", rc.set.Version(), "err", err)
+		}
+	}
+}
+
+// Stragglers judges, under set, the current certificates recorded under
+// another policy set version — decided under the previous set while set
+// was being applied — and revokes those set does not permit, as Apply
+// does. It does nothing unless set is the one applied last.
+func (r *Reevaluator) Stragglers(ctx context.Context, set PolicySet) (store.Revoked, error) {
+	unlock, err := r.lock(ctx)
+	if err != nil {
+		return store.Revoked{}, err
+	}
+	defer unlock()
+	if prev, err := r.applied(ctx); err != nil || prev.Version != set.Version() {
+		return store.Revoked{}, err
+	}
+	now := r.now()
+	pl := Planner{Store: r.Store, Verifier: r.Verifier, Only: func(c store.Certificate) bool { return c.PolicyVersion != set.Version() }}
+	plan, err := pl.Plan(ctx, set, now)
+	if err != nil || len(plan.Revoke) == 0 {
+		return store.Revoked{}, err
+	}
+	var revoked store.Revoked
+	err = r.Store.Tx(ctx, func(tx store.Tx) error {
+		var err error
+		revoked, err = revokePlan(ctx, tx, plan, now)
+		return err
+	})
+	if err != nil {
+		return store.Revoked{}, fmt.Errorf("trust: judge stragglers of policy set %s: %w", set.Version(), err)
+	}
+	if len(revoked.Certificates) > 0 {
+		if r.Nudge != nil {
+			r.Nudge()
+		}
+		r.log().WarnContext(ctx, "certificates recorded under the previous policy set revoked", "version", set.Version(),
+			"certificates", revoked.Certificates, "tokens", len(revoked.Tokens))
+	}
+	return revoked, nil
 }
 
 func (r *Reevaluator) apply(ctx context.Context, set PolicySet) {
@@ -210,6 +270,7 @@ func (r *Reevaluator) apply(ctx context.Context, set PolicySet) {
 	if r.pending == set {
 		r.pending = nil
 	}
+	r.recheck = &recheck{set: set, due: r.now().Add(requestGrace)}
 }
 
 // Held returns the plan of the set the gate holds, if any.

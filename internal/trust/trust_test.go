@@ -143,3 +143,32 @@ func TestSweepRevokesDevicesOverdueForAttestation(t *testing.T) {
 		t.Errorf("second sweep: %+v, %v; want nothing", again, err)
 	}
 }
+
+// A certificate decided under the previous set but recorded after the new
+// one was applied (a renewal in flight during the reload) is judged by
+// Stragglers and revoked if the new set forbids it; a set not applied
+// judges nothing.
+func TestStragglersOfAnApplication(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t, 1, "")
+	r := &trust.Reevaluator{Store: f.store, Verifier: f.verifier, MaxRevokeFraction: 1}
+	ctx := t.Context()
+	set := policyWith(t, `@id("no-late")
+forbid (principal, action, resource) when { resource == Sigil::Identity::"`+workload("late")+`" };
+`)
+	if a, err := r.Apply(ctx, set, false); err != nil || len(a.Revoked.Certificates) != 0 {
+		t.Fatalf("Apply = %+v, %v; want nothing revoked", a, err)
+	}
+	late := enrollTPM(t, f.svc, f.ekCA, workload("late")) // decided by the old set, still f.svc's
+	other := &trust.Reevaluator{Store: f.store, Verifier: f.verifier, MaxRevokeFraction: 1}
+	if got, err := other.Stragglers(ctx, policyWith(t, forbidDevFirmware)); err != nil || len(got.Certificates) != 0 {
+		t.Fatalf("Stragglers of a set not applied = %+v, %v; want nothing", got, err)
+	}
+	got, err := other.Stragglers(ctx, set)
+	if err != nil || !slices.Equal(got.Certificates, []string{late.serial}) {
+		t.Fatalf("Stragglers = %+v, %v; want %s revoked", got, err, late.serial)
+	}
+	if c := f.certificate(t, late); c.RevocationReason != store.ReasonPolicyChanged {
+		t.Errorf("straggler revoked with %q", c.RevocationReason)
+	}
+}
