@@ -24,6 +24,7 @@ import (
 
 	"github.com/sigil-dev/sigil/audit"
 	"github.com/sigil-dev/sigil/client"
+	"github.com/sigil-dev/sigil/policy"
 	"github.com/sigil-dev/sigil/testenv"
 )
 
@@ -125,6 +126,79 @@ func TestReplicas(t *testing.T) {
 	t.Run("RevocationAcrossReplicas", func(t *testing.T) {
 		testRevocationPropagation(t, startPropagation(t, s.stack, s.replicas[0]))
 	})
+	t.Run("PolicyChangeAppliedOnce", func(t *testing.T) { testPolicyChangeAppliedOnce(t, s) })
+}
+
+// Both replicas load a policy set that no longer permits one identity
+// (SIGHUP to each): the fleet is re-evaluated once — one replica applies
+// the set, the other finds it applied — and the certificate is revoked
+// once, with one audit entry; both replicas then run the new set.
+func testPolicyChangeAppliedOnce(t *testing.T, s *replicaStack) {
+	const victim = "spiffe://sigil.test/workload/replica-victim"
+	state := filepath.Join(s.dir, "replica-victim")
+	if out, code := s.enroll(2, victim, state); code != 0 {
+		t.Fatalf("enroll: %s", out)
+	}
+	before := strings.Count(s.replicaLogs(t), `"msg":"policy set applied to the fleet"`)
+	dir := s.env["SIGIL_POLICY_DIR"]
+	rule := filepath.Join(dir, "replica-victim.cedar")
+	writeFile(t, rule, `@id("no-replica-victim")
+forbid (principal, action, resource) when { resource == Sigil::Identity::"`+victim+`" };
+`)
+	hup := func() {
+		for i := range s.replicas {
+			if err := syscall.Kill(readPID(t, filepath.Join(s.replicaDir(i), "sigild.pid")), syscall.SIGHUP); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	t.Cleanup(func() { os.Remove(rule); hup() })
+	set, err := policy.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hup()
+	loaded := regexp.MustCompile(`"msg":"policy set loaded","dir":"[^"]*","version":"` + set.Version() + `"`)
+	testenv.WaitFor(t, 10*time.Second, "both replicas on the new set and the victim refused", func() bool {
+		for i := range s.replicas {
+			raw, _ := os.ReadFile(filepath.Join(s.replicaDir(i), "sigild.log"))
+			if !loaded.Match(raw) {
+				return false
+			}
+		}
+		_, code := s.run("sigil", "token", "--state", state, "--audience", "spiffe://sigil.test/workload/orders")
+		return code != 0
+	})
+	if got := strings.Count(s.replicaLogs(t), `"msg":"policy set applied to the fleet"`) - before; got != 1 {
+		t.Errorf("the replicas re-evaluated the fleet under the new set %d times, want once", got)
+	}
+	revocations := 0
+	testenv.WaitFor(t, 10*time.Second, "the revocation in the checkpointed log", func() bool {
+		revocations = 0
+		for _, e := range loggedEntries(t, s.stack) {
+			if e.Kind == audit.CertificateRevoked && strings.Contains(string(e.Data), `"spiffe_id":"`+victim+`"`) {
+				revocations++
+			}
+		}
+		return revocations > 0
+	})
+	if revocations != 1 {
+		t.Errorf("%d revocation entries for the victim's certificate, want 1", revocations)
+	}
+}
+
+// replicaLogs is the replicas' logs, concatenated.
+func (s *replicaStack) replicaLogs(t *testing.T) string {
+	t.Helper()
+	var b strings.Builder
+	for i := range s.replicas {
+		raw, err := os.ReadFile(filepath.Join(s.replicaDir(i), "sigild.log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.Write(raw)
+	}
+	return b.String()
 }
 
 // A replica cut off from the database (its connections to PostgreSQL go
