@@ -111,6 +111,9 @@ forbid (principal is Sigil::Device, action, resource) when { principal.secure_bo
 			return strings.Contains(held, "policy_held: sha256:")
 		})
 		version := regexp.MustCompile(`policy_held: (sha256:[0-9a-f]{64})`).FindStringSubmatch(held)[1]
+		if m := s.get(t, "/metrics"); !strings.Contains(m, `sigil_policy_held{version="`+version+`"} 1`) {
+			t.Error("/metrics does not export sigil_policy_held for the held set")
+		}
 		if out, code := s.run("sigil", "token", "--state", state("payments"), "--audience", operatorID); code != 0 {
 			t.Fatalf("a held set revoked payments: exit %d\n%s", code, out)
 		}
@@ -164,12 +167,19 @@ func (s *stack) hup(t testing.TB) {
 // readyBody is the body of sigild's /readyz.
 func (s *stack) readyBody(t *testing.T) string {
 	t.Helper()
+	return s.get(t, "/readyz")
+}
+
+// get is the body of sigild's answer to GET path, without a client
+// certificate.
+func (s *stack) get(t *testing.T, path string) string {
+	t.Helper()
 	roots := x509.NewCertPool()
 	for _, c := range readPEM(t, s.env["SIGIL_CA_BUNDLE"]) {
 		roots.AddCert(c)
 	}
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
-	resp, err := hc.Get(s.env["SIGIL_SERVER"] + "/readyz")
+	resp, err := hc.Get(s.env["SIGIL_SERVER"] + path)
 	if err != nil {
 		t.Fatal(err)
 	}
