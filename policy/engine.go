@@ -32,8 +32,9 @@ type Engine struct {
 	active  func(context.Context, *Set)
 	poll    time.Duration
 
-	mu    sync.Mutex // serializes loads; guards tried
+	mu    sync.Mutex // serializes loads; guards tried and held
 	tried string     // content version last loaded or rejected
+	held  bool       // the gate held the set offered last
 }
 
 // ErrHeld: a loaded set did not pass the [WithGate] function and does not
@@ -129,6 +130,12 @@ func (e *Engine) activate(ctx context.Context, files []file) error {
 	e.tried = v
 	if cur := e.Set(); cur != nil && cur.Version() == v {
 		e.log.DebugContext(ctx, "policy set unchanged", "dir", e.dir, "version", v)
+		if e.held {
+			// The held set was withdrawn: the gate hears that the set in
+			// effect is offered again, and lets its hold go.
+			e.held = false
+			_ = e.gate(ctx, cur)
+		}
 		return nil
 	}
 	s, err := compile(e.dir, files)
@@ -137,9 +144,10 @@ func (e *Engine) activate(ctx context.Context, files []file) error {
 	}
 	if e.gate != nil {
 		if err := e.gate(ctx, s); err != nil {
-			e.tried = "" // offer it again at the next poll
+			e.tried, e.held = "", true // offer it again at the next poll
 			return fmt.Errorf("%w: policy set %s: %w", ErrHeld, v, err)
 		}
+		e.held = false
 	}
 	if e.onLoad != nil {
 		e.onLoad(s)

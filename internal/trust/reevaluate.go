@@ -61,10 +61,11 @@ type Reevaluator struct {
 	// with nil once none is held: for metrics and /readyz.
 	OnHold func(*Plan)
 
-	mu      sync.Mutex
-	held    *Plan
-	pending PolicySet // a set in effect whose application failed, for Retry
-	recheck *recheck  // a set applied, whose stragglers Retry judges
+	mu       sync.Mutex
+	inEffect string // the version of the set Active was last called with
+	held     *Plan
+	pending  PolicySet // a set in effect whose application failed, for Retry
+	recheck  *recheck  // a set applied, whose stragglers Retry judges
 }
 
 // requestGrace bounds how long a decision may take to be recorded: a
@@ -168,6 +169,13 @@ func revokePlan(ctx context.Context, tx store.Tx, plan Plan, now time.Time) (sto
 // again at every poll, and it passes once it has been applied (confirmed)
 // through any replica or `sigild policy confirm`.
 func (r *Reevaluator) Gate(ctx context.Context, set *policy.Set) error {
+	r.mu.Lock()
+	inEffect := r.inEffect == set.Version()
+	r.mu.Unlock()
+	if inEffect { // the held set was withdrawn
+		r.hold(ctx, nil)
+		return nil
+	}
 	prev, err := r.applied(ctx)
 	if err != nil {
 		return err
@@ -198,6 +206,9 @@ func (r *Reevaluator) Gate(ctx context.Context, set *policy.Set) error {
 // effect (the gate let it through). A failure is logged and retried by
 // Retry.
 func (r *Reevaluator) Active(ctx context.Context, set *policy.Set) {
+	r.mu.Lock()
+	r.inEffect = set.Version()
+	r.mu.Unlock()
 	r.apply(ctx, set)
 }
 

@@ -77,6 +77,8 @@ func TestPolicyChangeAboveFractionIsHeld(t *testing.T) {
 	r := &trust.Reevaluator{Store: f.store, Verifier: f.verifier, MaxRevokeFraction: 0.5,
 		OnHold: func(p *trust.Plan) { held = append(held, p) }}
 	ctx := t.Context()
+	base := f.svc.Policy.(*policy.Set)
+	r.Active(ctx, base) // the set in effect
 	set := policyWith(t, forbidDevFirmware)
 
 	var he *trust.HeldError
@@ -97,6 +99,14 @@ func TestPolicyChangeAboveFractionIsHeld(t *testing.T) {
 			t.Fatalf("certificate %s revoked by a held set", m.serial)
 		}
 	}
+	// Withdrawn (the directory back to the set in effect): the hold is
+	// released; offered again, held again.
+	if err := r.Gate(ctx, base); err != nil || r.Held() != nil {
+		t.Fatalf("Gate of the set in effect = %v, held %v; want the hold released", err, r.Held())
+	}
+	if err := r.Gate(ctx, set); !errors.As(err, &he) || len(held) != 3 {
+		t.Fatalf("Gate = %v after %d OnHold calls; want held again", err, len(held))
+	}
 	// The operator confirms (sigild policy confirm): another handle, as
 	// from another process.
 	confirm := &trust.Reevaluator{Store: f.store, Verifier: f.verifier, MaxRevokeFraction: 0.5}
@@ -107,7 +117,7 @@ func TestPolicyChangeAboveFractionIsHeld(t *testing.T) {
 	if err := r.Gate(ctx, set); err != nil {
 		t.Fatalf("Gate after the confirmation = %v; want the set let through", err)
 	}
-	if len(held) != 2 || held[1] != nil || r.Held() != nil {
+	if len(held) != 4 || held[3] != nil || r.Held() != nil {
 		t.Errorf("OnHold calls %v; want the hold released", held)
 	}
 }
