@@ -162,12 +162,13 @@ func revokePlan(ctx context.Context, tx store.Tx, plan Plan, now time.Time) (sto
 	return all, nil
 }
 
-// Gate is for policy.WithGate: it lets a loaded set take effect unless it
-// would revoke more than MaxRevokeFraction of the fleet and nobody
-// confirmed it, i.e. unless it is not the set applied last. A held set is
-// logged once, at error level, and reported to OnHold; the engine offers it
-// again at every poll, and it passes once it has been applied (confirmed)
-// through any replica or `sigild policy confirm`.
+// Gate is for policy.WithGate. It lets a loaded set take effect if it is
+// the set in effect (a held set was withdrawn), the set applied last (by
+// another replica, or confirmed by `sigild policy confirm`), or would
+// revoke certificates of no more than MaxRevokeFraction of the fleet's
+// devices (Plan.Exceeds); else it holds it with a *HeldError. A hold is
+// logged once, at error level, and reported to OnHold; the engine offers
+// the set again at every poll, and it passes once applied.
 func (r *Reevaluator) Gate(ctx context.Context, set *policy.Set) error {
 	r.mu.Lock()
 	inEffect := r.inEffect == set.Version()
