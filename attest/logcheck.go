@@ -19,15 +19,20 @@ import (
 // SPIFFE ID the entry names. For each certificate.renewed entry: the
 // evidence decodes, its digest matches, the device was enrolled earlier in
 // the log, the quote is by the AK that enrollment pinned, and it verifies
-// (VerifyRenewal) with the enrollment's PCR selection.
+// (VerifyRenewal) with the enrollment's PCR selection. For each
+// enrollment.denied entry that carries evidence (a renewal refused on
+// evidence that revoked the device's certificates): the same checks as for
+// a renewal, except that verification may fail at the event log
+// (QuoteAuthentic) — what it must not do is fail earlier: a server that
+// revoked a device on a quote that was not the device's own is caught.
 //
 // It follows the log in index order and is not safe for concurrent use.
 type LogChecker struct {
 	roots []*x509.Certificate
 	// devices maps an EK hash to what its latest enrollment pinned.
 	devices map[string]enrolled
-	// Enrollments and Renewals count the re-verified entries.
-	Enrollments, Renewals int
+	// Enrollments, Renewals and Refusals count the re-verified entries.
+	Enrollments, Renewals, Refusals int
 }
 
 // enrolled is what a device's latest enrollment pinned.
@@ -45,7 +50,7 @@ func NewLogChecker(roots []*x509.Certificate) *LogChecker {
 // Entry checks one entry, and ignores entries of other kinds; hand it to
 // audit.VerifyOptions.OnEntry.
 func (c *LogChecker) Entry(index uint64, e audit.Entry) error {
-	if e.Kind != audit.DeviceEnrolled && e.Kind != audit.CertificateRenewed {
+	if e.Kind != audit.DeviceEnrolled && e.Kind != audit.CertificateRenewed && e.Kind != audit.EnrollmentDenied {
 		return nil
 	}
 	p, err := e.Payload()
@@ -53,6 +58,8 @@ func (c *LogChecker) Entry(index uint64, e audit.Entry) error {
 	case err != nil:
 	case e.Kind == audit.DeviceEnrolled:
 		err = c.enrollment(p.(*audit.Enrollment))
+	case e.Kind == audit.EnrollmentDenied:
+		err = c.refusal(p.(*audit.Denial))
 	default:
 		err = c.renewal(p.(*audit.Certificate))
 	}
@@ -88,19 +95,47 @@ func (c *LogChecker) enrollment(p *audit.Enrollment) error {
 }
 
 func (c *LogChecker) renewal(p *audit.Certificate) error {
-	r, err := ParseRenewal(p.Evidence)
+	err := c.verifyRenewal(p.EKHash, p.EvidenceDigest, p.Evidence)
+	if err != nil {
+		return fmt.Errorf("renewal evidence does not verify: %w", err)
+	}
+	c.Renewals++
+	return nil
+}
+
+// refusal checks the evidence of a renewal whose refusal revoked: it must
+// be the device's own quote, failing at most at the event log.
+func (c *LogChecker) refusal(p *audit.Denial) error {
+	if len(p.Evidence) == 0 {
+		return nil // a refusal that revoked nothing
+	}
+	err := c.verifyRenewal(p.EKHash, p.EvidenceDigest, p.Evidence)
+	if err != nil && !QuoteAuthentic(err) {
+		return fmt.Errorf("the device was revoked on evidence that is not its own quote: %w", err)
+	}
+	c.Refusals++
+	return nil
+}
+
+// verifyRenewal checks renewal evidence as logged for the device ekHash
+// under digest: it decodes, its digest matches, the device was enrolled
+// earlier in the log, the quote is by the AK that enrollment pinned, and
+// it verifies (VerifyRenewal, the CSR's key as the certificate's); a
+// verification failure is returned as an *Error.
+func (c *LogChecker) verifyRenewal(ekHash, digest string, evidence []byte) error {
+	r, err := ParseRenewal(evidence)
 	if err != nil {
 		return err
 	}
-	if err := digestMatches(r, p.EvidenceDigest); err != nil {
+	if err := digestMatches(r, digest); err != nil {
 		return err
 	}
-	dev, ok := c.devices[p.EKHash]
+	dev, ok := c.devices[ekHash]
 	switch {
 	case !ok:
-		return fmt.Errorf("renewal for EK %s, which the log never enrolled", p.EKHash)
-	case r.EKHash != p.EKHash || sha256.Sum256(r.AKPublic) != dev.akHash:
-		return fmt.Errorf("renewal quote is not by the AK EK %s enrolled with", p.EKHash)
+		return fmt.Errorf("renewal for EK %s, which the log never enrolled", ekHash)
+	case r.EKHash != ekHash || sha256.Sum256(r.AKPublic) != dev.akHash:
+		return fmt.Errorf("renewal quote is not by the AK EK %s enrolled with", ekHash)
 	}
 	csr, err := x509.ParseCertificateRequest(r.CSR)
 	if err != nil {
@@ -110,11 +145,8 @@ func (c *LogChecker) renewal(p *audit.Certificate) error {
 	if err != nil {
 		return err
 	}
-	if _, _, err := v.VerifyRenewal(r, csr.PublicKey); err != nil {
-		return fmt.Errorf("renewal evidence does not verify: %w", err)
-	}
-	c.Renewals++
-	return nil
+	_, _, err = v.VerifyRenewal(r, csr.PublicKey)
+	return err
 }
 
 // digester is Evidence or Renewal.

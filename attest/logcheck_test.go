@@ -139,3 +139,66 @@ func logEntry(t *testing.T, kind audit.Kind, payload any) audit.Entry {
 	}
 	return e
 }
+
+// A refusal that revoked (an enrollment.denied entry with the refused
+// renewal evidence) must rest on the device's own quote: evidence that
+// verifies (a policy denial) or fails only at the event log passes; a
+// quote over another nonce — which anyone could send — is caught.
+func TestLogCheckerRefusals(t *testing.T) {
+	enroll, renew := recordedEntry(t, "enroll-entry.json"), recordedEntry(t, "renew-entry.json")
+	renewed := payload[audit.Certificate](t, renew)
+	refusal := func(t *testing.T, evidence []byte) audit.Entry {
+		t.Helper()
+		r, err := attest.ParseRenewal(evidence)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := r.Digest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return logEntry(t, audit.EnrollmentDenied, audit.Denial{SPIFFEID: renewed.SPIFFEID, EKHash: renewed.EKHash,
+			Reason: "refused", EvidenceDigest: hex.EncodeToString(d), Evidence: evidence})
+	}
+	logAltered := func(t *testing.T) []byte {
+		t.Helper()
+		r, err := attest.ParseRenewal(readFile(t, filepath.Join(v1, "renew.json")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Platform.EventLog = r.Platform.EventLog[:len(r.Platform.EventLog)/2]
+		b, err := json.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	root := readCert(t, filepath.Join(v1, "ek-ca.pem"))
+	for _, tt := range []struct {
+		name     string
+		evidence []byte
+		want     string
+	}{
+		{"policy-denial-on-authentic-evidence", readFile(t, filepath.Join(v1, "renew.json")), ""},
+		{"event-log-no-longer-explains-the-quote", logAltered(t), ""},
+		{"quote-over-another-nonce", readFile(t, filepath.Join(v1, "renew-wrong-nonce.json")), "not its own quote"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := attest.NewLogChecker([]*x509.Certificate{root})
+			if err := c.Entry(0, enroll); err != nil {
+				t.Fatal(err)
+			}
+			err := c.Entry(1, refusal(t, tt.evidence))
+			switch {
+			case tt.want == "" && (err != nil || c.Refusals != 1):
+				t.Fatalf("Entry = %v, %d refusals checked; want it accepted", err, c.Refusals)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+				t.Fatalf("Entry = %v, want an error containing %q", err, tt.want)
+			}
+		})
+	}
+	c := attest.NewLogChecker([]*x509.Certificate{root})
+	if err := c.Entry(0, logEntry(t, audit.EnrollmentDenied, audit.Denial{SPIFFEID: "x", EKHash: "y", Reason: "no evidence"})); err != nil || c.Refusals != 0 {
+		t.Errorf("a refusal without evidence: %v, %d checked; want it ignored", err, c.Refusals)
+	}
+}

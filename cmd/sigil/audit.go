@@ -70,7 +70,7 @@ func (c auditVerifyCmd) Run(ctx context.Context) error {
 		if err != nil {
 			return &exitError{code: 1, err: fmt.Errorf("audit log verification FAILED: %w", err)}
 		}
-		fmt.Printf("evidence re-verified offline: %d enrollments, %d renewals\nlog verified: OK\n", checker.Enrollments, checker.Renewals)
+		fmt.Printf("evidence re-verified offline: %d enrollments, %d renewals, %d refusals that revoked\nlog verified: OK\n", checker.Enrollments, checker.Renewals, checker.Refusals)
 		return nil
 	})
 }

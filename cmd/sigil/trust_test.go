@@ -63,6 +63,12 @@ func TestChangeOfTrustEndToEnd(t *testing.T) {
 			t.Errorf("sigild issued a token to the distrusted host:\n%s", out)
 		}
 		checkRevokedLogged(t, s, store.ReasonAttestationFailed, `"no-debug-firmware"`, 1)
+		// An auditor re-verifies offline that the revocation rests on the
+		// host's own quote.
+		out, code = s.run("sigil", "audit", "verify", "--dir", exportLog(t, s), "--key", s.env["SIGIL_AUDIT_KEY"], "--ek-roots", s.env["SIGIL_EK_ROOTS"], "--state", filepath.Join(t.TempDir(), "checkpoint"))
+		if code != 0 || !strings.Contains(out, "1 refusals that revoked") {
+			t.Errorf("audit verify: exit %d\n%s", code, out)
+		}
 	})
 
 	candidate := t.TempDir()
