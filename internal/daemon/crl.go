@@ -84,9 +84,14 @@ func SharedCRL(ctx context.Context, st crlStore, c *ca.CA, now time.Time) ([]byt
 // crlReasons maps sigil's certificate revocation reasons to RFC 5280
 // CRLReason codes. A device disabled is taken out of service: cessation
 // of operation (an operator who suspects a compromise revokes with
-// store.ReasonKeyCompromise).
+// store.ReasonKeyCompromise). A change of trust — a failed or overdue
+// attestation, a policy that no longer permits the identity — withdraws
+// the privilege: nothing says the key left the TPM.
 var crlReasons = map[string]int{
 	store.ReasonDeviceDisabled:       ca.ReasonCessationOfOperation,
+	store.ReasonAttestationFailed:    ca.ReasonPrivilegeWithdrawn,
+	store.ReasonAttestationExpired:   ca.ReasonPrivilegeWithdrawn,
+	store.ReasonPolicyChanged:        ca.ReasonPrivilegeWithdrawn,
 	store.ReasonKeyCompromise:        ca.ReasonKeyCompromise,
 	store.ReasonAffiliationChanged:   ca.ReasonAffiliationChanged,
 	store.ReasonSuperseded:           ca.ReasonSuperseded,

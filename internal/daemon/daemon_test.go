@@ -209,6 +209,9 @@ func TestCRLReason(t *testing.T) {
 		store.ReasonCessationOfOperation:                   ca.ReasonCessationOfOperation,
 		store.ReasonPrivilegeWithdrawn:                     ca.ReasonPrivilegeWithdrawn,
 		store.ReasonDeviceDisabled:                         ca.ReasonCessationOfOperation,
+		store.ReasonAttestationFailed:                      ca.ReasonPrivilegeWithdrawn,
+		store.ReasonAttestationExpired:                     ca.ReasonPrivilegeWithdrawn,
+		store.ReasonPolicyChanged:                          ca.ReasonPrivilegeWithdrawn,
 		daemon.ReappliedPrefix + store.ReasonKeyCompromise: ca.ReasonKeyCompromise,
 		"operator said so":                                 ca.ReasonUnspecified,
 	} {
