@@ -1,10 +1,6 @@
 package main_test
 
 import (
-	"crypto/tls"
-	"crypto/x509"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sigil-dev/sigil/audit"
+	"github.com/sigil-dev/sigil/ca"
 	"github.com/sigil-dev/sigil/internal/store"
 	"github.com/sigil-dev/sigil/testenv"
 )
@@ -51,6 +48,7 @@ func TestChangeOfTrustEndToEnd(t *testing.T) {
 
 	t.Run("failed re-attestation revokes", func(t *testing.T) {
 		tok := s.token(t, "orders", paymentsID)
+		chain := readPEM(t, filepath.Join(state("orders"), "cert.pem"))
 		s.swtpm(t, "reboot", filepath.Join(s.dir, "tpm1"), "debug")
 		out, code := s.run("sigil", "renew", "--state", state("orders"))
 		if code != 3 || !strings.Contains(out, `"no-debug-firmware"`) || !strings.Contains(out, "certificates were revoked ("+store.ReasonAttestationFailed+")") {
@@ -63,6 +61,7 @@ func TestChangeOfTrustEndToEnd(t *testing.T) {
 			t.Errorf("sigild issued a token to the distrusted host:\n%s", out)
 		}
 		checkRevokedLogged(t, s, store.ReasonAttestationFailed, `"no-debug-firmware"`, 1)
+		distributedCRL(t, s, chain[1], ca.ReasonPrivilegeWithdrawn, chain[0])
 		// An auditor re-verifies offline that the revocation rests on the
 		// host's own quote.
 		out, code = s.run("sigil", "audit", "verify", "--dir", exportLog(t, s), "--key", s.env["SIGIL_AUDIT_KEY"], "--ek-roots", s.env["SIGIL_EK_ROOTS"], "--state", filepath.Join(t.TempDir(), "checkpoint"))
@@ -117,7 +116,7 @@ forbid (principal is Sigil::Device, action, resource) when { principal.secure_bo
 			return strings.Contains(held, "policy_held: sha256:")
 		})
 		version := regexp.MustCompile(`policy_held: (sha256:[0-9a-f]{64})`).FindStringSubmatch(held)[1]
-		if m := s.get(t, "/metrics"); !strings.Contains(m, `sigil_policy_held{version="`+version+`"} 1`) {
+		if m := string(stackGet(t, s, s.env["SIGIL_SERVER"]+"/metrics")); !strings.Contains(m, `sigil_policy_held{version="`+version+`"} 1`) {
 			t.Error("/metrics does not export sigil_policy_held for the held set")
 		}
 		if out, code := s.run("sigil", "token", "--state", state("payments"), "--audience", operatorID); code != 0 {
@@ -173,25 +172,7 @@ func (s *stack) hup(t testing.TB) {
 // readyBody is the body of sigild's /readyz.
 func (s *stack) readyBody(t *testing.T) string {
 	t.Helper()
-	return s.get(t, "/readyz")
-}
-
-// get is the body of sigild's answer to GET path, without a client
-// certificate.
-func (s *stack) get(t *testing.T, path string) string {
-	t.Helper()
-	roots := x509.NewCertPool()
-	for _, c := range readPEM(t, s.env["SIGIL_CA_BUNDLE"]) {
-		roots.AddCert(c)
-	}
-	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
-	resp, err := hc.Get(s.env["SIGIL_SERVER"] + path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return string(b)
+	return string(stackGet(t, s, s.env["SIGIL_SERVER"]+"/readyz"))
 }
 
 // checkRevokedLogged waits for the checkpointed log to hold n
