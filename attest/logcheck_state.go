@@ -53,7 +53,7 @@ func (c *LogChecker) UnmarshalBinary(data []byte) error {
 		}
 		devices[ek] = enrolled{akHash: [sha256.Size]byte(d.AKHash), pcrs: d.PCRs}
 	}
-	c.devices, c.Enrollments, c.Renewals = devices, 0, 0
+	c.devices, c.Enrollments, c.Renewals, c.Refusals = devices, 0, 0, 0
 	return nil
 }
 
