@@ -18,6 +18,10 @@
 //   - NumericDate: a JWT time, whole seconds since the epoch.
 //   - ParseJWKS: the public signing keys of an RFC 7517 JWK Set by kid,
 //     each pinned to an algorithm of a caller-given allow-list.
+//   - VerifySignature: a compact JWS's signature with the standard
+//     library (ES256/384/512, PS256/384/512, RS256/384/512, EdDSA), for
+//     signer.Verifier and verify.Verifier alike; the caller pins the
+//     algorithm and finds the key.
 //   - Thumbprint: the RFC 8705 x5t#S256 of a certificate, the cnf that
 //     binds a token to its holder.
 //
