@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	_ "modernc.org/sqlite"
+	_ "github.com/mattn/go-sqlite3"
 
 	"github.com/sigil-dev/sigil/audit"
 	"github.com/sigil-dev/sigil/internal/daemon"
@@ -280,7 +280,7 @@ func TestEditedEntryRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.copyDB(t, filepath.Join(t.TempDir(), "before.db"))
-	db, err := sql.Open("sqlite", s.db)
+	db, err := sql.Open("sqlite3", s.db)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -177,28 +177,6 @@ func (w writer) RevokeCertificate(ctx context.Context, serial, reason string, at
 	return store.Revoked{}, fmt.Errorf("store: revoke certificate %s: already revoked: %w", serial, store.ErrConflict)
 }
 
-// holdCertificate locks the certificate t is bound to (its CNF) FOR
-// SHARE, as InsertCertificate holds the device, and refuses it if it is
-// revoked: a revocation whose UPDATE came first makes this wait for it
-// and then read the revoked row (ErrCertificateRevoked); one that comes
-// after waits for this transaction, and its next statement finds t by its
-// cnf. A CNF that is no stored certificate's thumbprint holds nothing.
-func (w writer) holdCertificate(ctx context.Context, t store.Token) error {
-	var serial string
-	var revoked bool
-	err := w.q.QueryRow(ctx, `SELECT serial, revoked_at IS NOT NULL FROM certificates
-		WHERE thumbprint = $1 FOR SHARE`, t.CNF).Scan(&serial, &revoked)
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		return nil
-	case err != nil:
-		return fmt.Errorf("store: insert token %q: certificate %s: %w", t.JTI, t.CNF, err)
-	case revoked:
-		return fmt.Errorf("store: insert token %q: certificate %s: %w", t.JTI, serial, store.ErrCertificateRevoked)
-	}
-	return nil
-}
-
 // revokeCertificatesWhere revokes the unrevoked certificates that match
 // cond (on arg, $3), then the tokens bound to them (cnf = thumbprint) and
 // every token exchanged from those, and appends their events: the

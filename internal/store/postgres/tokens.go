@@ -118,41 +118,85 @@ func (w writer) InsertToken(ctx context.Context, t store.Token) error {
 	if err := t.Check(); err != nil {
 		return fmt.Errorf("store: insert token %q: %w", t.JTI, err)
 	}
+	b := &pgx.Batch{}
 	if t.CNF != "" { // the certificate first, as RevokeCertificate locks it before tokens
-		if err := w.holdCertificate(ctx, t); err != nil {
-			return err
-		}
+		b.Queue(holdCertificate, t.CNF)
 	}
 	if t.ParentJTI != "" {
-		if err := w.holdParent(ctx, t); err != nil {
-			return err
-		}
+		b.Queue(holdParent, t.ParentJTI, micros(t.ExpiresAt))
 	}
-	tag, err := w.q.Exec(ctx, `INSERT INTO tokens (`+tokenColumns+`)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, NULL, '') ON CONFLICT DO NOTHING`,
-		t.JTI, nullString(t.ParentJTI), t.Sub, t.ClientID, jsonList(t.Act), jsonList(t.Aud), t.Scope,
+	b.Queue(insertToken, t.JTI, nullString(t.ParentJTI), t.Sub, t.ClientID, jsonList(t.Act), jsonList(t.Aud), t.Scope,
 		micros(t.IssuedAt), micros(t.ExpiresAt), t.CNF, t.Kind, t.HandleHash, t.KID)
+	res := w.q.SendBatch(ctx, b)
+	held, err := w.readHolds(res, t)
 	if err != nil {
+		res.Close()
+		return err
+	}
+	tag, err := res.Exec()
+	if err = errors.Join(err, res.Close()); err != nil {
 		return fmt.Errorf("store: insert token %q: %w", t.JTI, classify(err))
 	}
-	if tag.RowsAffected() == 0 {
+	switch {
+	case !held:
+		return w.parentRefused(ctx, t)
+	case tag.RowsAffected() == 0:
 		return fmt.Errorf("store: insert token %q: jti or handle taken: %w", t.JTI, store.ErrConflict)
 	}
 	return nil
 }
 
-// holdParent locks t's parent if it is live and t does not outlive it.
-func (w writer) holdParent(ctx context.Context, t store.Token) error {
+// InsertToken's statements, sent in one round trip (a pgx batch, which
+// runs them in order in the transaction). holdCertificate locks the
+// certificate the token is bound to (its CNF) FOR SHARE, as
+// InsertCertificate holds the device: a revocation whose UPDATE came first
+// makes it wait for it and then read the revoked row
+// (ErrCertificateRevoked); one that comes after waits for this
+// transaction, and its next statement finds the token by its cnf. A CNF
+// that is no stored certificate's thumbprint holds nothing. holdParent
+// locks the parent FOR SHARE alike. The INSERT, sent before their answers
+// are read, checks the same conditions itself, so it inserts nothing
+// unless both held, whatever the caller does with the error: the
+// certificate (if on record) is not revoked, and the parent is live and
+// expires no earlier than the token.
+const (
+	holdCertificate = `SELECT serial, revoked_at IS NOT NULL FROM certificates WHERE thumbprint = $1 FOR SHARE`
+	holdParent      = `SELECT 1 FROM tokens WHERE jti = $1 AND revoked_at IS NULL AND expires_at >= $2 FOR SHARE`
+	insertToken     = `INSERT INTO tokens (` + tokenColumns + `)
+		SELECT $1, $2::text, $3, $4, $5, $6, $7, $8::bigint, $9::bigint, $10::text, $11, $12::bytea, $13, NULL, ''
+		WHERE NOT EXISTS (SELECT 1 FROM certificates WHERE thumbprint = $10 AND $10 <> '' AND revoked_at IS NOT NULL)
+		AND ($2 IS NULL OR EXISTS (SELECT 1 FROM tokens WHERE jti = $2 AND revoked_at IS NULL AND expires_at >= $9))
+		ON CONFLICT DO NOTHING`
+)
+
+// readHolds reads the results of the hold statements InsertToken queued
+// for t: an error for a revoked certificate, and whether the parent (if
+// any) was held.
+func (w writer) readHolds(res pgx.BatchResults, t store.Token) (parentHeld bool, err error) {
+	if t.CNF != "" {
+		var serial string
+		var revoked bool
+		err := res.QueryRow().Scan(&serial, &revoked)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+		case err != nil:
+			return false, fmt.Errorf("store: insert token %q: certificate %s: %w", t.JTI, t.CNF, err)
+		case revoked:
+			return false, fmt.Errorf("store: insert token %q: certificate %s: %w", t.JTI, serial, store.ErrCertificateRevoked)
+		}
+	}
+	if t.ParentJTI == "" {
+		return true, nil
+	}
 	var one int
-	err := w.q.QueryRow(ctx, `SELECT 1 FROM tokens
-		WHERE jti = $1 AND revoked_at IS NULL AND expires_at >= $2 FOR SHARE`, t.ParentJTI, micros(t.ExpiresAt)).Scan(&one)
-	if err == nil {
-		return nil
+	err = res.QueryRow().Scan(&one)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("store: insert token %q: parent %q: %w", t.JTI, t.ParentJTI, err)
 	}
-	if !errors.Is(err, pgx.ErrNoRows) {
-		return fmt.Errorf("store: insert token %q: parent %q: %w", t.JTI, t.ParentJTI, err)
-	}
-	return w.parentRefused(ctx, t)
+	return true, nil
 }
 
 // parentRefused says why InsertToken inserted nothing for t.

@@ -100,7 +100,7 @@ func TestAuditNodesBackfill(t *testing.T) {
 	if err := newLog().Integrate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	db, err := sql.Open("sqlite", path)
+	db, err := sql.Open(driverName, path)
 	if err != nil {
 		t.Fatal(err)
 	}

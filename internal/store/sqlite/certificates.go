@@ -63,11 +63,24 @@ func (r reader) DeviceCertificates(ctx context.Context, ekHash string) ([]store.
 	return cs, nil
 }
 
+// identityHolders skips through the index certificates_holders one
+// device at a time (the recursive part finds the next ek_hash after the
+// last), then keeps the active devices with a live certificate, found by
+// one seek on not_after: its cost grows with the devices that held the
+// identity, not with their certificates.
+const identityHolders = `WITH RECURSIVE held(ek) AS (
+		SELECT (SELECT min(ek_hash) FROM certificates WHERE spiffe_id = ?1 AND revoked_at IS NULL)
+		UNION ALL
+		SELECT (SELECT min(ek_hash) FROM certificates WHERE spiffe_id = ?1 AND revoked_at IS NULL AND ek_hash > held.ek)
+		FROM held WHERE held.ek IS NOT NULL
+	)
+	SELECT held.ek FROM held JOIN devices d ON d.ek_hash = held.ek
+	WHERE d.status = 'active' AND EXISTS (SELECT 1 FROM certificates c
+		WHERE c.spiffe_id = ?1 AND c.ek_hash = held.ek AND c.revoked_at IS NULL AND c.not_after > ?2)
+	ORDER BY held.ek`
+
 func (r reader) IdentityHolders(ctx context.Context, spiffeID string, at time.Time) ([]string, error) {
-	rows, err := r.q.QueryContext(ctx, `SELECT DISTINCT c.ek_hash FROM certificates c
-		JOIN devices d ON d.ek_hash = c.ek_hash
-		WHERE c.spiffe_id = ? AND c.revoked_at IS NULL AND c.not_after > ? AND d.status = 'active'
-		ORDER BY c.ek_hash`, spiffeID, micros(at))
+	rows, err := r.q.QueryContext(ctx, identityHolders, spiffeID, micros(at))
 	if err != nil {
 		return nil, fmt.Errorf("store: holders of %s: %w", spiffeID, err)
 	}

@@ -7,14 +7,12 @@ import (
 	"testing"
 	"testing/fstest"
 
-	_ "modernc.org/sqlite"
-
 	"github.com/sigil-dev/sigil/internal/store"
 )
 
 func migrationCount(t *testing.T, path string) int {
 	t.Helper()
-	db, err := sql.Open("sqlite", path)
+	db, err := sql.Open(driverName, path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +62,7 @@ func TestMigrationsRefuseForeignSchema(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			st, path := openStore(t)
 			st.Close()
-			db, err := sql.Open("sqlite", path)
+			db, err := sql.Open(driverName, path)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -24,7 +24,7 @@ func TestTokensImmutable(t *testing.T) {
 	if _, err := st.RevokeToken(context.Background(), "B", "compromised", t0); err != nil {
 		t.Fatal(err)
 	}
-	db, err := sql.Open("sqlite", path)
+	db, err := sql.Open(driverName, path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +52,7 @@ func TestAuditAppendOnly(t *testing.T) {
 	if err := st.PutCheckpoint(context.Background(), 2, []byte("note")); err != nil {
 		t.Fatal(err)
 	}
-	db, err := sql.Open("sqlite", path)
+	db, err := sql.Open(driverName, path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,7 +213,7 @@ func TestMigrateAuditHead(t *testing.T) {
 	if idx, err := st.AppendAudit(ctx, testEntry("after", "jti:after")); err != nil || idx != 5 {
 		t.Fatalf("AppendAudit after migrating = %d, %v; want 5", idx, err)
 	}
-	db, err := sql.Open("sqlite", path)
+	db, err := sql.Open(driverName, path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -233,5 +233,44 @@ func TestMigrateAuditHead(t *testing.T) {
 	}
 	if n, err := st.AuditSize(ctx); err != nil || n != 6 {
 		t.Fatalf("AuditSize = %d, %v; want 6", n, err)
+	}
+}
+
+// TestIdentityHoldersPlan: IdentityHolders seeks through the index
+// certificates_holders and never scans certificates, so that a device
+// renewing many times does not make every renewal read all its
+// certificates.
+func TestIdentityHoldersPlan(t *testing.T) {
+	_, path := openStore(t)
+	db, err := sql.Open(driverName, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	rows, err := db.Query(`EXPLAIN QUERY PLAN `+identityHolders, "spiffe://sigil.test/workload/a", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var plan []string
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		plan = append(plan, detail)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Join(plan, "\n")
+	if !strings.Contains(text, "certificates_holders") {
+		t.Errorf("plan does not use certificates_holders:\n%s", text)
+	}
+	for _, p := range plan {
+		if strings.HasPrefix(p, "SCAN") && strings.Contains(p, "certificates") || strings.Contains(p, "SCAN c ") {
+			t.Errorf("plan scans certificates: %q\n%s", p, text)
+		}
 	}
 }

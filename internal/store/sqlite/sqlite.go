@@ -12,8 +12,6 @@ import (
 	"strings"
 
 	"github.com/sigil-dev/sigil/internal/store"
-	driver "modernc.org/sqlite"
-	sqlite3 "modernc.org/sqlite/lib"
 )
 
 // SQLite settings. The store keeps two pools on one file:
@@ -185,7 +183,7 @@ func pragmaName(p string) string {
 }
 
 func openSQLitePool(ctx context.Context, dsn string, conns int) (*sql.DB, error) {
-	db, err := sql.Open("sqlite", dsn)
+	db, err := openDB(ctx, dsn)
 	if err != nil {
 		return nil, fmt.Errorf("store: open sqlite: %w", err)
 	}
@@ -255,16 +253,21 @@ func (s *sqliteStore) Close() error {
 	return errors.Join(s.r.Close(), s.w.Close())
 }
 
+// constraintKind is which kind of constraint a statement broke.
+type constraintKind int
+
+const (
+	notConstraint constraintKind = iota
+	uniqueConstraint
+	foreignKeyConstraint
+)
+
 // classify wraps constraint failures in the package's sentinels.
 func classify(err error) error {
-	var se *driver.Error
-	if !errors.As(err, &se) {
-		return err
-	}
-	switch se.Code() {
-	case sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY, sqlite3.SQLITE_CONSTRAINT_UNIQUE:
+	switch constraint(err) {
+	case uniqueConstraint:
 		return fmt.Errorf("%w: %w", store.ErrConflict, err)
-	case sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY:
+	case foreignKeyConstraint:
 		return fmt.Errorf("%w: %w", store.ErrNotFound, err)
 	}
 	return err

@@ -12,7 +12,7 @@ const maxCachedStatements = 256
 
 // stmtQuerier runs reads on db through prepared statements, prepared once
 // per query and connection (database/sql re-prepares a Stmt on each pool
-// connection as it needs): modernc SQLite spends more time compiling a
+// connection as it needs): SQLite spends more time compiling a
 // statement than running a point lookup. Only the read pool uses it: the
 // writer's single connection is held by the transaction that would prepare
 // (see txStmts).

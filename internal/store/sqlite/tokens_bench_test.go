@@ -27,3 +27,28 @@ func benchTokenTx(b *testing.B, goroutines int) {
 		return insertAudited(ctx, st, testToken(fmt.Sprintf("bench-%d", i), "subject"))
 	})
 }
+
+// BenchmarkExchangeReads measures the reads of a token exchange on the
+// read pool: the caller's certificate by serial and the subject token's
+// record by jti, from 16 goroutines (the exchange benchmark's clients).
+func BenchmarkExchangeReads(b *testing.B) {
+	ctx := context.Background()
+	st := openPath(b, filepath.Join(b.TempDir(), "sigil.db"))
+	d := testDevice("reads")
+	ch, e := testChallenge("reads", d), testEvidence("reads", d)
+	if err := st.CreateChallenge(ctx, ch); err != nil {
+		b.Fatal(err)
+	}
+	c := testCertificate("reads", d, e)
+	if err := completeEnrollment(ctx, st, ch.ID, d, e, c, nil); err != nil {
+		b.Fatal(err)
+	}
+	insertTokens(b, st, testToken("subject", ""))
+	driveTx(b, 16, func(int64) error {
+		if _, err := st.Certificate(ctx, c.Serial); err != nil {
+			return err
+		}
+		_, err := st.Token(ctx, "subject")
+		return err
+	})
+}
