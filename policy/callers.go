@@ -28,17 +28,25 @@ func newCallerCache() *callerCache {
 	return &callerCache{m: map[string]callerEntities{}}
 }
 
+// keyBufs are the buffers Caller keys are built in: a key is about 2 KiB
+// (a device's PCRs and event digests), built at every decision, and only
+// kept when a new entry is stored.
+var keyBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
 // entities returns c.entities(), built or cached. Failures are not cached.
 func (cc *callerCache) entities(c Caller) (cedar.Entity, cedar.Entity, error) {
 	if cc == nil {
 		return c.entities()
 	}
-	key, ok := c.key()
+	buf := keyBufs.Get().(*[]byte)
+	defer keyBufs.Put(buf)
+	key, ok := c.appendKey((*buf)[:0])
+	*buf = key[:0]
 	if !ok {
 		return c.entities()
 	}
 	cc.mu.Lock()
-	e, ok := cc.m[key]
+	e, ok := cc.m[string(key)] // no copy of key for a lookup
 	cc.mu.Unlock()
 	if ok {
 		return e.workload, e.device, nil
@@ -55,16 +63,16 @@ func (cc *callerCache) entities(c Caller) (cedar.Entity, cedar.Entity, error) {
 			break
 		}
 	}
-	cc.m[key] = callerEntities{workload, device}
+	cc.m[string(key)] = callerEntities{workload, device}
 	return workload, device, nil
 }
 
-// key encodes every field of c, each prefixed with its length, so that
-// two Callers have the same key only if they are equal. A caller with a
-// PCR index out of range, which is invalid, has none.
-func (c Caller) key() (string, bool) {
+// appendKey appends to b an encoding of every field of c, each prefixed
+// with its length, so that two Callers have the same key only if they are
+// equal. A caller with a PCR index out of range, which is invalid, has
+// none (false).
+func (c Caller) appendKey(b []byte) ([]byte, bool) {
 	d := c.Device
-	b := make([]byte, 0, 256+len(d.PCRs)*40+len(d.EventDigests)*40)
 	b = appendField(b, c.SPIFFEID)
 	b = appendField(b, c.PolicyVersion)
 	b = appendField(b, d.EKHash)
@@ -79,7 +87,7 @@ func (c Caller) key() (string, bool) {
 		}
 	}
 	if pcrs != len(d.PCRs) {
-		return "", false
+		return b, false
 	}
 	b = binary.AppendUvarint(b, uint64(len(d.EventDigests)))
 	for _, e := range d.EventDigests {
@@ -90,7 +98,7 @@ func (c Caller) key() (string, bool) {
 	} else {
 		b = append(b, 0)
 	}
-	return string(b), true
+	return b, true
 }
 
 func appendField[T string | []byte](b []byte, v T) []byte {

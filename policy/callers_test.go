@@ -112,3 +112,9 @@ func TestCallerCacheBounded(t *testing.T) {
 		t.Errorf("%d callers cached, want %d", n, maxCachedCallers)
 	}
 }
+
+// key is c's cache key as a string.
+func (c Caller) key() (string, bool) {
+	b, ok := c.appendKey(nil)
+	return string(b), ok
+}
