@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 
 	jose "github.com/go-jose/go-jose/v4"
 
@@ -30,6 +31,7 @@ type Verifier struct {
 	ours     *issuer
 	external map[string]*issuer
 	o        *options
+	headers  headerCache
 }
 
 // issuer is what the Verifier trusts of one issuer.
@@ -100,7 +102,7 @@ func (v *Verifier) verify(ctx context.Context, tok, audience string, want token.
 }
 
 func (v *Verifier) check(ctx context.Context, tok, audience string, want token.Type) (*token.Claims, *TokenError) {
-	p, err := parse(tok)
+	p, err := v.parse(tok)
 	if err != nil {
 		return nil, err
 	}
@@ -112,6 +114,9 @@ func (v *Verifier) check(ctx context.Context, tok, audience string, want token.T
 	if err != nil {
 		return nil, err
 	}
+	if !p.cached {
+		v.headers.put(p.segment, p.header)
+	}
 	c, err := iss.claims(payload, want)
 	if err != nil {
 		return nil, err
@@ -121,18 +126,27 @@ func (v *Verifier) check(ctx context.Context, tok, audience string, want token.T
 
 // parsed is a compact JWS taken apart, before its signature is checked.
 type parsed struct {
-	header    map[string]json.RawMessage
-	alg       string
-	kid       string
-	typ       string // lower case, without "application/"
+	header
 	iss       string
+	segment   string // the protected header as sent, base64url
+	cached    bool   // header came from v.headers
 	payload   []byte // decoded; trusted only once the signature verified
 	signature []byte // decoded
 	input     string // the signing input: header.payload as sent
 }
 
-// parse checks the shape of token and reads its header and issuer.
-func parse(token string) (*parsed, *TokenError) {
+// header is what the Verifier reads of a protected header.
+type header struct {
+	alg string
+	kid string
+	typ string // lower case, without "application/"
+}
+
+// parse checks the shape of token and reads its header and issuer. The
+// header of a token whose signature verified is kept (v.headers, by its
+// base64url text), so that an issuer's tokens do not parse the same
+// header again.
+func (v *Verifier) parse(token string) (*parsed, *TokenError) {
 	switch {
 	case len(token) > MaxTokenSize:
 		return nil, malformed("token too large", nil)
@@ -143,27 +157,27 @@ func parse(token string) (*parsed, *TokenError) {
 	case !isBase64URL(token, true):
 		return nil, malformed("not base64url", nil)
 	}
-	parts := strings.Split(token, ".")
-	var raw [3][]byte
-	for i, s := range parts {
-		b, err := base64.RawURLEncoding.Strict().DecodeString(s)
-		if err != nil {
+	i, j := strings.IndexByte(token, '.'), strings.LastIndexByte(token, '.')
+	p := &parsed{segment: token[:i], input: token[:j]}
+	var err error
+	for _, f := range []struct {
+		dst *[]byte
+		s   string
+	}{{&p.payload, token[i+1 : j]}, {&p.signature, token[j+1:]}} {
+		if *f.dst, err = base64.RawURLEncoding.Strict().DecodeString(f.s); err != nil {
 			return nil, malformed("not base64url", err)
 		}
-		raw[i] = b
 	}
-	hdr, err := jsonObject(raw[0])
-	if err != nil {
-		return nil, malformed("header is not a JSON object", err)
+	var terr *TokenError
+	p.header, p.cached = v.headers.get(p.segment)
+	if !p.cached {
+		if p.header, terr = readHeader(p.segment); terr != nil {
+			return nil, terr
+		}
 	}
-	if p := bytes.TrimSpace(raw[1]); !bytes.HasPrefix(p, []byte("{")) || !json.Valid(p) {
-		return nil, malformed("claims are not a JSON object", nil)
+	if p.iss, terr = readIssuer(p.payload); terr != nil {
+		return nil, terr
 	}
-	p, perr := readHeader(hdr, raw[1])
-	if perr != nil {
-		return nil, perr
-	}
-	p.payload, p.signature, p.input = raw[1], raw[2], token[:strings.LastIndexByte(token, '.')]
 	return p, nil
 }
 
@@ -171,27 +185,53 @@ func parse(token string) (*parsed, *TokenError) {
 // change how it is processed.
 var refused = []string{"jwk", "jku", "x5u", "x5c", "crit", "b64"}
 
-func readHeader(hdr map[string]json.RawMessage, payload []byte) (*parsed, *TokenError) {
+// readHeader decodes and reads a protected header: a JSON object without
+// duplicate members or refused parameters, whose alg, kid and typ, if
+// present, are strings.
+func readHeader(segment string) (header, *TokenError) {
+	b, err := base64.RawURLEncoding.Strict().DecodeString(segment)
+	if err != nil {
+		return header{}, malformed("not base64url", err)
+	}
+	hdr, err := jsonObject(b)
+	if err != nil {
+		return header{}, malformed("header is not a JSON object", err)
+	}
 	for _, name := range refused {
 		if _, ok := hdr[name]; ok {
-			return nil, invalid("header parameter "+name+" not accepted", nil)
+			return header{}, invalid("header parameter "+name+" not accepted", nil)
 		}
 	}
-	p := &parsed{header: hdr}
-	for name, dst := range map[string]*string{"alg": &p.alg, "kid": &p.kid, "typ": &p.typ} {
-		if v, ok := hdr[name]; ok && json.Unmarshal(v, dst) != nil {
-			return nil, invalid("header parameter "+name+" is not a string", nil)
+	var h header
+	for _, f := range []struct {
+		name string
+		dst  *string
+	}{{"alg", &h.alg}, {"kid", &h.kid}, {"typ", &h.typ}} {
+		if v, ok := hdr[f.name]; ok && json.Unmarshal(v, f.dst) != nil {
+			return header{}, invalid("header parameter "+f.name+" is not a string", nil)
 		}
 	}
-	p.typ = strings.TrimPrefix(strings.ToLower(p.typ), "application/")
+	h.typ = strings.TrimPrefix(strings.ToLower(h.typ), "application/")
+	return h, nil
+}
+
+// readIssuer reads iss from the claims, which must be a JSON object.
+func readIssuer(payload []byte) (string, *TokenError) {
+	if !bytes.HasPrefix(bytes.TrimSpace(payload), []byte("{")) {
+		return "", malformed("claims are not a JSON object", nil)
+	}
 	var iss struct {
 		Iss string `json:"iss"`
 	}
-	if err := json.Unmarshal(payload, &iss); err != nil || iss.Iss == "" {
-		return nil, invalid("missing or bad iss", err)
+	err := json.Unmarshal(payload, &iss) // checks the whole object's syntax first
+	var syntax *json.SyntaxError
+	switch {
+	case errors.As(err, &syntax):
+		return "", malformed("claims are not a JSON object", nil)
+	case err != nil || iss.Iss == "":
+		return "", invalid("missing or bad iss", err)
 	}
-	p.iss = iss.Iss
-	return p, nil
+	return iss.Iss, nil
 }
 
 // issuerOf finds the issuer of p and checks typ and alg against it.
@@ -321,4 +361,35 @@ func jsonObject(b []byte) (map[string]json.RawMessage, error) {
 		return nil, errors.New("trailing data after the JSON object")
 	}
 	return m, nil
+}
+
+// maxCachedHeaders bounds the header cache: each issuer has a few keys and
+// token types, hence a few distinct protected headers.
+const maxCachedHeaders = 64
+
+// headerCache remembers the protected headers of tokens whose signature
+// verified, by their base64url text. Only headers that passed every check
+// enter it, so it holds no header an attacker chose without a trusted key.
+type headerCache struct {
+	mu sync.RWMutex
+	m  map[string]header
+}
+
+func (c *headerCache) get(segment string) (header, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	h, ok := c.m[segment]
+	return h, ok
+}
+
+func (c *headerCache) put(segment string, h header) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = map[string]header{}
+	}
+	if len(c.m) >= maxCachedHeaders {
+		clear(c.m)
+	}
+	c.m[segment] = h
 }
