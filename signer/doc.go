@@ -83,8 +83,8 @@
 // configured issuer; typ is the expected one; alg is in the issuer's
 // allow-list (never none or HS*) and matches the key; kid names a known
 // key (an external issuer's keys are fetched again at a bounded rate for
-// an unknown kid); signature through go-jose ParseSignedCompact with the
-// allow-list; then iss, sub, aud containing the expected audience, and
+// an unknown kid); signature with the standard library
+// (token.VerifySignature, for the allow-listed alg); then iss, sub, aud containing the expected audience, and
 // exp, nbf, iat with a leeway (30 s). Our own tokens must name only
 // identities we issue (token.Claims.CheckIdentities). An external token's
 // claims must be unique JSON members; its sigil_*, cnf, client_id and txn

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
-	"github.com/go-jose/go-jose/v4/cryptosigner"
 
 	"github.com/sigil-dev/sigil/token"
 )
@@ -104,9 +103,9 @@ type snapshot struct {
 }
 
 type setKey struct {
-	state   KeyState
-	pub     PublicKey
-	signers map[token.Type]jose.Signer
+	state  KeyState
+	pub    PublicKey
+	signer *jwsSigner
 }
 
 // signedTypes are the typ headers a KeySet signs: access and transaction
@@ -174,7 +173,7 @@ func (s *KeySet) load(ctx context.Context, info KeyInfo, now time.Time) (*setKey
 	if old := s.snap.Load(); old != nil {
 		for _, k := range old.keys {
 			if k.state.KID == info.KID {
-				return &setKey{state: KeyState{KeyInfo: k.state.KeyInfo, Seen: k.state.Seen}, pub: k.pub, signers: k.signers}, nil
+				return &setKey{state: KeyState{KeyInfo: k.state.KeyInfo, Seen: k.state.Seen}, pub: k.pub, signer: k.signer}, nil
 			}
 		}
 	}
@@ -209,21 +208,15 @@ func thumbprint(pub crypto.PublicKey) (string, error) {
 }
 
 func newSetKey(key crypto.Signer, info KeyInfo, seen time.Time) (*setKey, error) {
-	k := &setKey{
-		state:   KeyState{KeyInfo: info, Seen: seen},
-		pub:     PublicKey{KID: info.KID, Alg: info.Alg, Key: key.Public()},
-		signers: map[token.Type]jose.Signer{},
+	sig, err := newJWSSigner(key, info, signedTypes)
+	if err != nil {
+		return nil, err
 	}
-	for _, typ := range signedTypes {
-		opts := (&jose.SignerOptions{}).WithType(jose.ContentType(typ)).WithHeader("kid", info.KID)
-		sk := jose.SigningKey{Algorithm: jose.SignatureAlgorithm(info.Alg), Key: cryptosigner.Opaque(key)}
-		sig, err := jose.NewSigner(sk, opts)
-		if err != nil {
-			return nil, fmt.Errorf("signer: key %s: %w", info.Label, err)
-		}
-		k.signers[typ] = sig
-	}
-	return k, nil
+	return &setKey{
+		state:  KeyState{KeyInfo: info, Seen: seen},
+		pub:    PublicKey{KID: info.KID, Alg: info.Alg, Key: key.Public()},
+		signer: sig,
+	}, nil
 }
 
 // schedule sets Active, Retired and Withdrawn from the Seen times.
@@ -386,15 +379,7 @@ func (s *KeySet) sign(now time.Time, typ token.Type, payload []byte) (jws, kid s
 	if err != nil {
 		return "", "", err
 	}
-	sig, ok := key.signers[typ]
-	if !ok {
-		return "", "", fmt.Errorf("signer: the key set does not sign typ %q", typ)
-	}
-	obj, err := sig.Sign(payload)
-	if err != nil {
-		return "", "", fmt.Errorf("signer: sign %s with %s: %w", typ, key.state.Label, err)
-	}
-	jws, err = obj.CompactSerialize()
+	jws, err = key.signer.sign(typ, payload)
 	if err != nil {
 		return "", "", fmt.Errorf("signer: sign %s with %s: %w", typ, key.state.Label, err)
 	}

@@ -1,0 +1,57 @@
+package signer
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/asn1"
+	"math/big"
+	"testing"
+)
+
+// TestRawECDSA: a DER signature becomes R||S of the curve's size, and one
+// that is not a well-formed pair of positive integers that fit is refused,
+// never padded or cut into a token.
+func TestRawECDSA(t *testing.T) {
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := sha256.Sum256([]byte("payload"))
+	der, err := ecdsa.SignASN1(rand.Reader, k, d[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := rawECDSA(der, 32)
+	if err != nil || len(raw) != 64 {
+		t.Fatalf("rawECDSA = %x, %v", raw, err)
+	}
+	if !ecdsa.Verify(&k.PublicKey, d[:], new(big.Int).SetBytes(raw[:32]), new(big.Int).SetBytes(raw[32:])) {
+		t.Fatal("R||S does not verify")
+	}
+	pair := func(r, s *big.Int) []byte {
+		b, err := asn1.Marshal(struct{ R, S *big.Int }{r, s})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	big33 := new(big.Int).Lsh(big.NewInt(1), 8*32)
+	for _, tc := range []struct {
+		name string
+		der  []byte
+	}{
+		{"not-der", []byte("not a signature")},
+		{"trailing-data", append(der[:len(der):len(der)], 0)},
+		{"zero-r", pair(big.NewInt(0), big.NewInt(1))},
+		{"negative-s", pair(big.NewInt(1), big.NewInt(-1))},
+		{"r-too-long", pair(big33, big.NewInt(1))},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if raw, err := rawECDSA(tc.der, 32); err == nil {
+				t.Fatalf("rawECDSA accepted it: %x", raw)
+			}
+		})
+	}
+}
