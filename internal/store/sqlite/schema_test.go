@@ -265,8 +265,8 @@ func TestIdentityHoldersPlan(t *testing.T) {
 		t.Fatal(err)
 	}
 	text := strings.Join(plan, "\n")
-	if !strings.Contains(text, "certificates_holders") {
-		t.Errorf("plan does not use certificates_holders:\n%s", text)
+	if !strings.Contains(text, "certificates_holders (spiffe_id=? AND ek_hash=? AND not_after>?)") {
+		t.Errorf("plan does not seek one device's live certificate in certificates_holders:\n%s", text)
 	}
 	for _, p := range plan {
 		if strings.HasPrefix(p, "SCAN") && strings.Contains(p, "certificates") || strings.Contains(p, "SCAN c ") {
