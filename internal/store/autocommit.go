@@ -115,3 +115,25 @@ func (a Autocommit) PutCRL(ctx context.Context, c CRL) error {
 func (a Autocommit) PutAppliedPolicy(ctx context.Context, p AppliedPolicy) error {
 	return a.Run(ctx, func(tx Tx) error { return tx.PutAppliedPolicy(ctx, p) })
 }
+
+// CreateStream is Tx.CreateStream in a transaction of its own.
+func (a Autocommit) CreateStream(ctx context.Context, s Stream) error {
+	return a.Run(ctx, func(tx Tx) error { return tx.CreateStream(ctx, s) })
+}
+
+// LockStream is Tx.LockStream in a transaction of its own, which ends
+// before it returns: the lock is useful only inside a Tx.
+func (a Autocommit) LockStream(ctx context.Context, id string) (s Stream, err error) {
+	err = a.Run(ctx, func(tx Tx) error { s, err = tx.LockStream(ctx, id); return err })
+	return s, err
+}
+
+// UpdateStream is Tx.UpdateStream in a transaction of its own.
+func (a Autocommit) UpdateStream(ctx context.Context, s Stream) error {
+	return a.Run(ctx, func(tx Tx) error { return tx.UpdateStream(ctx, s) })
+}
+
+// DeleteStream is Tx.DeleteStream in a transaction of its own.
+func (a Autocommit) DeleteStream(ctx context.Context, id string) error {
+	return a.Run(ctx, func(tx Tx) error { return tx.DeleteStream(ctx, id) })
+}

@@ -139,6 +139,7 @@ type Reader interface {
 	LineageReader
 	CRLReader
 	PolicyReader
+	StreamReader
 }
 
 // Writer changes records. A duplicate key is ErrConflict.
@@ -153,6 +154,7 @@ type Writer interface {
 	LineageWriter
 	CRLWriter
 	PolicyWriter
+	StreamWriter
 }
 
 // ChallengeReader reads enrollment and renewal challenges.
