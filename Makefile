@@ -14,11 +14,12 @@ BENCH_TIME ?= 2s
 # Debian packages the tests and the demo use, each with a command or file
 # that shows it is present.
 DEB_PACKAGES := softhsm2 swtpm swtpm-tools tpm2-openssl tpm2-tools p11-kit p11-kit-modules openssl \
-                postgresql haproxy
+                postgresql haproxy python3 python3-jwt
 DEB_PRESENT  := /usr/bin/softhsm2-util /usr/bin/swtpm /usr/bin/swtpm_setup \
                 /usr/bin/swtpm_localca /usr/bin/tpm2_flushcontext /usr/bin/p11-kit \
                 /usr/bin/openssl /usr/lib/softhsm/libsofthsm2.so \
-                /usr/lib/postgresql/15/bin/initdb /usr/lib/postgresql/15/bin/postgres /usr/sbin/haproxy
+                /usr/lib/postgresql/15/bin/initdb /usr/lib/postgresql/15/bin/postgres /usr/sbin/haproxy \
+                /usr/bin/python3 /usr/lib/python3/dist-packages/jwt/__init__.py
 
 .PHONY: all build test vet demo demo-replicas bench deps fuzz clean
 

@@ -40,6 +40,7 @@ type Config struct {
 	Policy      Policy      `yaml:"policy"`
 	Audit       Audit       `yaml:"audit"`
 	Tokens      Tokens      `yaml:"tokens"`
+	SSF         SSF         `yaml:"ssf"`
 }
 
 // Tokens configures the token service (OAuth 2.0 token exchange).
@@ -298,6 +299,7 @@ func (c *Config) Validate() error {
 	spiffeIDs(bad, "policy.operators", c.Policy.Operators)
 	c.validateAudit(bad)
 	c.validateTokens(bad)
+	c.validateSSF(bad)
 	return errors.Join(errs...)
 }
 

@@ -24,6 +24,7 @@ import (
 	"github.com/sigil-dev/sigil/internal/config"
 	"github.com/sigil-dev/sigil/internal/enroll"
 	"github.com/sigil-dev/sigil/internal/server"
+	"github.com/sigil-dev/sigil/internal/ssf"
 	"github.com/sigil-dev/sigil/internal/store"
 	"github.com/sigil-dev/sigil/internal/store/backend"
 	"github.com/sigil-dev/sigil/internal/tokens"
@@ -48,6 +49,7 @@ type Daemon struct {
 	epoch  string
 	tokens *tokens.Service
 	keys   *signer.KeySet
+	ssf    *ssf.Transmitter // nil without ssf.receivers
 	srv    *http.Server
 	// lease is the audit publisher's lease when replicas share the
 	// store, else nil.
@@ -132,7 +134,10 @@ func (d *Daemon) open(ctx context.Context, reg prometheus.Registerer) error {
 	if err != nil {
 		return err
 	}
-	d.tokens, d.keys, err = d.openTokens(ctx)
+	if d.tokens, d.keys, err = d.openTokens(ctx); err != nil {
+		return err
+	}
+	d.ssf, err = d.openSSF()
 	return err
 }
 
@@ -184,6 +189,7 @@ func (d *Daemon) server(reg *prometheus.Registry) *server.Server {
 		AuditReaders: d.cfg.Audit.Readers,
 		Certificates: d.store,
 		Tokens:       d.tokens,
+		SSF:          d.ssf,
 		FeedStreams:  d.cfg.Tokens.Feed.MaxStreams, FeedStreamsPerIdentity: d.cfg.Tokens.Feed.MaxStreamsPerIdentity,
 		Bundle:     d.ca.Bundle(),
 		IssuerCert: d.pki.Issuer.Raw,
@@ -242,6 +248,9 @@ func (d *Daemon) ServeListener(ctx context.Context, ln net.Listener) error {
 		"revocation feed": d.tokens.Run,
 		"audit anchor":    d.keepAnchor,
 		"change of trust": d.trust.run,
+	}
+	if d.ssf != nil {
+		background["shared signals"] = d.ssf.Run
 	}
 	for name, run := range background {
 		go func() {

@@ -19,6 +19,7 @@ import (
 	"github.com/sigil-dev/sigil/api"
 	"github.com/sigil-dev/sigil/internal/device"
 	"github.com/sigil-dev/sigil/internal/enroll"
+	"github.com/sigil-dev/sigil/internal/ssf"
 	"github.com/sigil-dev/sigil/internal/tokens"
 )
 
@@ -56,6 +57,8 @@ type Server struct {
 	Certificates device.Certificates
 	// Tokens serves the token service (oauth.go); nil leaves it unserved.
 	Tokens *tokens.Service
+	// SSF serves the Shared Signals transmitter; nil leaves it unserved.
+	SSF *ssf.Transmitter
 	// Ready lists the dependencies /readyz checks, by name. A request
 	// that fails with an internal error while one of them is down is
 	// answered 503 (temporarily_unavailable), not 500.
@@ -108,6 +111,9 @@ func (s *Server) Handler() http.Handler {
 	s.auditRoutes(mux)
 	s.policyRoutes(mux)
 	s.oauthRoutes(mux)
+	if s.SSF != nil {
+		s.SSF.Routes(mux, s.fail)
+	}
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.Registry, promhttp.HandlerOpts{}))
 	return s.metrics.instrument(mux)
 }

@@ -1,0 +1,220 @@
+package ssf
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/sigil-dev/sigil/internal/store"
+)
+
+// pushStream delivers stream id by RFC 8935 push, one SET at a time, in
+// order, until ctx ends or the stream is deleted: a SET the receiver
+// accepted (202) or rejected (400) is done; any other answer, or none, is
+// retried with a backoff doubling up to MaxPushBackoff.
+func (t *Transmitter) pushStream(ctx context.Context, id string) {
+	var acks []string
+	backoff := t.cfg.PushBackoff
+	for ctx.Err() == nil {
+		changed := t.changes()
+		b, err := t.deliver(ctx, id, "", exchange{acks: acks, max: 1})
+		acks = nil
+		switch {
+		case errors.Is(err, errNoStream):
+			return
+		case err == nil && b.config.Delivery.Method != MethodPush:
+			return
+		case err == nil && len(b.items) == 0:
+			backoff = t.cfg.PushBackoff
+			wait(ctx, changed, t.cfg.PollInterval*10)
+			continue
+		case err == nil:
+			if err = t.pushOne(ctx, b); err == nil || errors.Is(err, ErrPushRejected) {
+				acks, backoff = []string{b.items[0].jti}, t.cfg.PushBackoff
+				if err != nil {
+					t.log.WarnContext(ctx, "ssf: push", "stream", id, "jti", b.items[0].jti, "err", err)
+				}
+				continue
+			}
+		}
+		t.log.WarnContext(ctx, "ssf: push failed; retrying", "stream", id, "err", err, "retry_in", backoff)
+		wait(ctx, nil, backoff)
+		backoff = min(2*backoff, t.cfg.MaxPushBackoff)
+	}
+}
+
+// pushOne posts b's one SET to the stream's endpoint.
+func (t *Transmitter) pushOne(ctx context.Context, b batch) error {
+	sets, err := t.signed(ctx, b)
+	if err != nil {
+		return err
+	}
+	d := b.config.Delivery
+	if !httpsURL(d.EndpointURL) {
+		return fmt.Errorf("ssf: push endpoint %q is not https", d.EndpointURL)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.EndpointURL, strings.NewReader(sets[0]))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/secevent+jwt")
+	req.Header.Set("Accept", "application/json")
+	if d.AuthorizationHeader != "" {
+		req.Header.Set("Authorization", d.AuthorizationHeader)
+	}
+	resp, err := t.cfg.PushClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("ssf: push %s: %w", b.items[0].jti, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	switch resp.StatusCode {
+	case http.StatusAccepted, http.StatusOK, http.StatusNoContent:
+		return nil
+	case http.StatusBadRequest:
+		var e SetErr
+		_ = json.Unmarshal(body, &e)
+		return fmt.Errorf("%w: %s: %s", ErrPushRejected, e.Err, e.Description)
+	}
+	return fmt.Errorf("ssf: push %s: the receiver answered %s", b.items[0].jti, resp.Status)
+}
+
+func wait(ctx context.Context, changed <-chan struct{}, d time.Duration) {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+	case <-changed:
+	case <-timer.C:
+	}
+}
+
+// pushLock is the lock the replica that pushes holds: one replica at a
+// time delivers every push stream.
+const pushLock = "sigil-ssf-push"
+
+// Run follows the revocation feed until ctx ends: it wakes long polls
+// when events commit (at once on a store.FeedNotifier, else within
+// PollInterval) and delivers push streams, on one replica at a time (a
+// store.Locker lease; a store without one serves one process). Call it
+// once, in the background.
+func (t *Transmitter) Run(ctx context.Context) error {
+	go t.follow(ctx)
+	for ctx.Err() == nil {
+		lease, err := t.lease(ctx)
+		if err != nil {
+			t.log.WarnContext(ctx, "ssf: push lease", "err", err)
+		}
+		if lease != nil {
+			t.pushAll(ctx, lease)
+			lease.Unlock()
+		}
+		wait(ctx, nil, t.cfg.PollInterval*5)
+	}
+	return ctx.Err()
+}
+
+type heldLock interface {
+	Held(ctx context.Context) error
+	Unlock()
+}
+
+type noLock struct{}
+
+func (noLock) Held(context.Context) error { return nil }
+func (noLock) Unlock()                    {}
+
+func (t *Transmitter) lease(ctx context.Context) (heldLock, error) {
+	lk, ok := t.cfg.Store.(store.Locker)
+	if !ok {
+		return noLock{}, nil
+	}
+	l, held, err := lk.TryLock(ctx, pushLock)
+	if err != nil || !held {
+		return nil, err
+	}
+	return l, nil
+}
+
+// pushAll runs a pusher per push stream while the lease is held.
+func (t *Transmitter) pushAll(ctx context.Context, lease heldLock) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	running := map[string]context.CancelFunc{}
+	done := make(chan string, 16)
+	for {
+		if err := lease.Held(ctx); err != nil {
+			t.log.WarnContext(ctx, "ssf: push lease lost", "err", err)
+			return
+		}
+		streams, err := t.cfg.Store.Streams(ctx)
+		if err != nil && ctx.Err() == nil {
+			t.log.WarnContext(ctx, "ssf: list streams", "err", err)
+		}
+		for _, s := range streams {
+			if _, ok := running[s.ID]; ok || !isPush(s) {
+				continue
+			}
+			sctx, stop := context.WithCancel(ctx)
+			running[s.ID] = stop
+			go func() {
+				t.pushStream(sctx, s.ID)
+				select {
+				case done <- s.ID:
+				case <-ctx.Done():
+				}
+			}()
+		}
+		timer := time.NewTimer(t.cfg.PollInterval * 5)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return
+		case id := <-done:
+			running[id]()
+			delete(running, id)
+		case <-t.changes():
+		case <-timer.C:
+		}
+		timer.Stop()
+	}
+}
+
+func isPush(s store.Stream) bool {
+	c, err := decodeConfig(s)
+	return err == nil && c.Delivery.Method == MethodPush
+}
+
+// follow wakes waiters whenever the revocation feed's head moves.
+func (t *Transmitter) follow(ctx context.Context) {
+	var notes <-chan uint64
+	if n, ok := t.cfg.Store.(store.FeedNotifier); ok {
+		if ch, err := n.NotifyRevocations(ctx); err == nil {
+			notes = ch
+		}
+	}
+	tick := time.NewTicker(t.cfg.PollInterval)
+	defer tick.Stop()
+	var head uint64
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case _, ok := <-notes:
+			if !ok {
+				notes = nil
+			}
+		case <-tick.C:
+		}
+		seq, err := t.cfg.Store.LatestRevocationSeq(ctx)
+		if err == nil && seq != head {
+			head = seq
+			t.wake()
+		}
+	}
+}
