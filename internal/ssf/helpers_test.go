@@ -259,4 +259,3 @@ func claimsOf(t *testing.T, raw string) map[string]any {
 	json.Unmarshal(b, &c)
 	return c
 }
-
