@@ -2,15 +2,18 @@ package ssf_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/sigil-dev/sigil/internal/ssf"
 	"github.com/sigil-dev/sigil/internal/tokens"
+	"github.com/sigil-dev/sigil/testenv"
 )
 
 // TestAttacks: what a party that is not a stream's receiver, or a
@@ -20,6 +23,7 @@ func TestAttacks(t *testing.T) {
 	f := newFixture(t)
 	siem, other := f.token(t, f.siem, audience), f.token(t, f.other, audience)
 	c := f.create(t, siem, pollStream)
+	pushed := f.create(t, siem, ssf.StreamConfig{Delivery: ssf.Delivery{Method: ssf.MethodPush, EndpointURL: f.push.srv.URL + "/events"}})
 	wrongAud := f.token(t, f.siem, "spiffe://sigil.test/workload/db")
 	revoked := f.token(t, f.siem, audience)
 	if _, err := f.env.Store.RevokeToken(t.Context(), jtiOf(t, revoked), "revoked by its holder", time.Now()); err != nil {
@@ -56,6 +60,7 @@ func TestAttacks(t *testing.T) {
 		{"oversized body", "POST", ssf.PathPoll + c.StreamID, siem, big, 413, "invalid_request"},
 		{"not JSON", "POST", ssf.PathPoll + c.StreamID, siem, []byte(`{"maxEvents": "all"}`), 400, "invalid_request"},
 		{"maxEvents too large", "POST", ssf.PathPoll + c.StreamID, siem, ssf.PollRequest{MaxEvents: ptr(ssf.MaxEvents + 1)}, 400, "invalid_request"},
+		{"poll of a push stream", "POST", ssf.PathPoll + pushed.StreamID, siem, ssf.PollRequest{ReturnImmediately: true}, 400, "invalid_request"},
 		{"delete without stream_id", "DELETE", ssf.PathStream, siem, nil, 400, "invalid_request"},
 	} {
 		status, body := f.call(t, tc.method, tc.path, tc.bearer, tc.body)
@@ -110,4 +115,39 @@ func jtiOf(t *testing.T, tok string) string {
 	t.Helper()
 	jti, _ := claimsOf(t, tok)["jti"].(string)
 	return jti
+}
+
+// TestPollsBounded: a receiver cannot hold more long polls open than
+// twice its streams allow.
+func TestPollsBounded(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	siem := f.token(t, f.siem, audience)
+	c := f.create(t, siem, pollStream)
+	ctx, cancel := context.WithCancel(t.Context())
+	var wg sync.WaitGroup
+	started := make(chan struct{}, 2*ssf.DefaultStreamsPerReceiver)
+	for range 2 * ssf.DefaultStreamsPerReceiver {
+		wg.Go(func() {
+			started <- struct{}{}
+			f.tx.Poll(ctx, siem, nil, c.StreamID, ssf.PollRequest{})
+		})
+	}
+	for range 2 * ssf.DefaultStreamsPerReceiver {
+		<-started
+	}
+	var err error
+	testenv.WaitFor(t, 5*time.Second, "a poll beyond the bound refused", func() bool {
+		_, err = f.tx.Poll(t.Context(), siem, nil, c.StreamID, ssf.PollRequest{ReturnImmediately: true})
+		return err != nil
+	})
+	var e *ssf.Error
+	if !errors.As(err, &e) || e.Status != http.StatusTooManyRequests {
+		t.Errorf("poll beyond the bound: %v, want 429", err)
+	}
+	cancel()
+	wg.Wait()
+	if _, err := f.tx.Poll(t.Context(), siem, nil, c.StreamID, ssf.PollRequest{ReturnImmediately: true}); err != nil {
+		t.Errorf("poll once the others ended: %v", err)
+	}
 }

@@ -49,9 +49,9 @@ type batch struct {
 	more   bool
 }
 
-// deliver runs one exchange on stream id; owner, if not empty, must own
-// it.
-func (t *Transmitter) deliver(ctx context.Context, id, owner string, x exchange) (batch, error) {
+// deliver runs one exchange on stream id, which must be delivered by
+// method; owner, if not empty, must own it.
+func (t *Transmitter) deliver(ctx context.Context, id, owner, method string, x exchange) (batch, error) {
 	var b batch
 	err := t.cfg.Store.Tx(ctx, func(tx store.Tx) error {
 		b = batch{}
@@ -64,6 +64,9 @@ func (t *Transmitter) deliver(ctx context.Context, id, owner string, x exchange)
 		}
 		if b.config, err = decodeConfig(s); err != nil {
 			return err
+		}
+		if b.config.Delivery.Method != method {
+			return errMethod
 		}
 		if b.epoch, err = tx.Epoch(ctx); err != nil {
 			return err

@@ -27,6 +27,12 @@ var (
 	// errNoStream: no stream of that id belongs to the caller (another
 	// receiver's is answered alike, so that ids are no oracle).
 	errNoStream = &Error{Status: http.StatusNotFound, Code: "not_found", Description: "no such stream"}
+	// errMethod: a poll of a push stream.
+	errMethod = &Error{Status: http.StatusBadRequest, Code: "invalid_request", Description: "the stream is delivered by push, not poll"}
+	// errTooManyPolls: a receiver polls more at once than it has streams
+	// to poll.
+	errTooManyPolls = &Error{Status: http.StatusTooManyRequests, Code: "too_many_requests",
+		Description: "too many polls at once: wait for one to answer"}
 )
 
 // ErrPushRejected: a receiver answered a pushed SET 400 (RFC 8935 §2.3):

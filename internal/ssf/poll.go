@@ -43,16 +43,17 @@ func (t *Transmitter) Poll(ctx context.Context, bearer string, peer *x509.Certif
 	if err != nil {
 		return PollResponse{}, err
 	}
+	if !t.enter(r.ID) {
+		return PollResponse{}, errTooManyPolls
+	}
+	defer t.leave(r.ID)
 	deadline := time.NewTimer(t.cfg.LongPoll)
 	defer deadline.Stop()
 	for {
 		changed := t.changes()
-		b, err := t.deliver(ctx, id, r.ID, x)
+		b, err := t.deliver(ctx, id, r.ID, MethodPoll, x)
 		if err != nil {
 			return PollResponse{}, err
-		}
-		if b.config.Delivery.Method != MethodPoll {
-			return PollResponse{}, badRequest("the stream is delivered by push, not poll")
 		}
 		if len(b.items) > 0 || req.ReturnImmediately || x.max == 0 {
 			return t.response(ctx, b)
@@ -103,4 +104,24 @@ func (req PollRequest) exchange() (exchange, error) {
 		}
 	}
 	return x, nil
+}
+
+// enter counts a poll of receiver in, unless it already has
+// 2*StreamsPerReceiver polls running: long polls hold a goroutine each.
+func (t *Transmitter) enter(receiver string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.polls[receiver] >= 2*t.cfg.StreamsPerReceiver {
+		return false
+	}
+	t.polls[receiver]++
+	return true
+}
+
+func (t *Transmitter) leave(receiver string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.polls[receiver]--; t.polls[receiver] == 0 {
+		delete(t.polls, receiver)
+	}
 }

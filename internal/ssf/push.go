@@ -22,12 +22,10 @@ func (t *Transmitter) pushStream(ctx context.Context, id string) {
 	backoff := t.cfg.PushBackoff
 	for ctx.Err() == nil {
 		changed := t.changes()
-		b, err := t.deliver(ctx, id, "", exchange{acks: acks, max: 1})
+		b, err := t.deliver(ctx, id, "", MethodPush, exchange{acks: acks, max: 1})
 		acks = nil
 		switch {
-		case errors.Is(err, errNoStream):
-			return
-		case err == nil && b.config.Delivery.Method != MethodPush:
+		case errors.Is(err, errNoStream) || errors.Is(err, errMethod):
 			return
 		case err == nil && len(b.items) == 0:
 			backoff = t.cfg.PushBackoff

@@ -66,7 +66,7 @@ func TestPythonReceiver(t *testing.T) {
 	stream := strings.TrimPrefix(lines.Text(), "READY ")
 	jti := f.revokeToken(t, f.other, "revoked by its holder") // one event
 	victim := f.env.Workload(t, "victim")
-	f.env.RevokeCertificate(t, victim) // one: no token is bound to it
+	f.env.RevokeCertificate(t, victim)                   // one: no token is bound to it
 	f.revokeToken(t, f.other, "revoked by its audience") // and a third
 	var got []map[string]any
 	for lines.Scan() && lines.Text() != "DONE" {
@@ -109,4 +109,3 @@ func write(t *testing.T, path string, data []byte) {
 		t.Fatal(err)
 	}
 }
-

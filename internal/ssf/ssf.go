@@ -117,7 +117,8 @@ type Transmitter struct {
 	receivers map[string]Receiver
 
 	mu      sync.Mutex
-	changed chan struct{} // closed when something may be waiting to be delivered
+	changed chan struct{}  // closed when something may be waiting to be delivered
+	polls   map[string]int // polls running, by receiver
 }
 
 // New checks c and returns the transmitter. Run it in the background for
@@ -126,7 +127,7 @@ func New(c Config) (*Transmitter, error) {
 	if err := c.check(); err != nil {
 		return nil, err
 	}
-	t := &Transmitter{cfg: c, log: c.Log, now: c.Now, receivers: map[string]Receiver{}, changed: make(chan struct{})}
+	t := &Transmitter{cfg: c, log: c.Log, now: c.Now, receivers: map[string]Receiver{}, changed: make(chan struct{}), polls: map[string]int{}}
 	if t.log == nil {
 		t.log = slog.New(slog.DiscardHandler)
 	}
