@@ -46,7 +46,13 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	f := &fixture{env: tokenstest.New(t), push: newPushReceiver(t)}
+	return newFixtureOn(t, tokenstest.New(t))
+}
+
+// newFixtureOn is newFixture on the token service env.
+func newFixtureOn(t *testing.T, env *tokenstest.Env) *fixture {
+	t.Helper()
+	f := &fixture{env: env, push: newPushReceiver(t)}
 	f.siem, f.other, f.stranger = f.env.Workload(t, "siem"), f.env.Workload(t, "other"), f.env.Workload(t, "stranger")
 	f.cfg = ssf.Config{
 		Issuer: tokenstest.Issuer, Audience: audience,

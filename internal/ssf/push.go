@@ -18,12 +18,10 @@ import (
 // accepted (202) or rejected (400) is done; any other answer, or none, is
 // retried with a backoff doubling up to MaxPushBackoff.
 func (t *Transmitter) pushStream(ctx context.Context, id string) {
-	var acks []string
 	backoff := t.cfg.PushBackoff
 	for ctx.Err() == nil {
 		changed := t.changes()
-		b, err := t.deliver(ctx, id, "", MethodPush, exchange{acks: acks, max: 1})
-		acks = nil
+		b, err := t.deliver(ctx, id, "", MethodPush, exchange{max: 1})
 		switch {
 		case errors.Is(err, errNoStream) || errors.Is(err, errMethod):
 			return
@@ -32,11 +30,15 @@ func (t *Transmitter) pushStream(ctx context.Context, id string) {
 			wait(ctx, changed, t.cfg.PollInterval*10)
 			continue
 		case err == nil:
-			if err = t.pushOne(ctx, b); err == nil || errors.Is(err, ErrPushRejected) {
-				acks, backoff = []string{b.items[0].jti}, t.cfg.PushBackoff
+			err = t.pushOne(ctx, b)
+			if err == nil || errors.Is(err, ErrPushRejected) {
 				if err != nil {
 					t.log.WarnContext(ctx, "ssf: push", "stream", id, "jti", b.items[0].jti, "err", err)
 				}
+				err = t.pushed(ctx, id, b.items[0].jti)
+			}
+			if err == nil {
+				backoff = t.cfg.PushBackoff
 				continue
 			}
 		}
@@ -44,6 +46,19 @@ func (t *Transmitter) pushStream(ctx context.Context, id string) {
 		wait(ctx, nil, backoff)
 		backoff = min(2*backoff, t.cfg.MaxPushBackoff)
 	}
+}
+
+// pushed records that the receiver took the SET jti, even if ctx ended
+// meanwhile (sigild stopping): a SET posted and not recorded is posted
+// again, by this replica or the next to push.
+func (t *Transmitter) pushed(ctx context.Context, id, jti string) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	_, err := t.deliver(ctx, id, "", MethodPush, exchange{acks: []string{jti}})
+	if errors.Is(err, errNoStream) {
+		return nil
+	}
+	return err
 }
 
 // pushOne posts b's one SET to the stream's endpoint.
