@@ -30,11 +30,34 @@ stop_services() { # the showcase services this demo started, by their PIDs
 	done
 	return 0
 }
+start_receiver() { # TOKEN_FILE AUD OUT: the SSF receiver, in the background once its stream exists
+	/usr/bin/python3 "$root/testenv/ssf-receiver.py" --issuer "$SIGIL_SERVER" --ca "$SIGIL_CA_BUNDLE" \
+		--token-file "$1" --aud "$2" --events 5 --quiet 3 --timeout 280 --text >"$3" 2>&1 &
+	echo $! >"$dir/ssf-receiver.pid"
+	for _ in $(seq 200); do grep -q '^READY ' "$3" && return 0; sleep 0.05; done
+	cat "$3" >&2
+	echo "the SSF receiver did not start" >&2
+	exit 1
+}
+receiver_output() { # OUT: waits for the receiver to finish and prints what it heard
+	wait "$(<"$dir/ssf-receiver.pid")" || { cat "$1" >&2; echo "the SSF receiver failed" >&2; exit 1; }
+	rm -f "$dir/ssf-receiver.pid"
+	grep -v '^READY \|^DONE$' "$1" | sed 's/^/   /'
+}
+stop_receiver() { # the SSF receiver this demo started, by its PID
+	local pid
+	[[ -s $dir/ssf-receiver.pid ]] || return 0
+	pid=$(<"$dir/ssf-receiver.pid")
+	tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "ssf-receiver.py" && kill "$pid" 2>/dev/null
+	rm -f "$dir/ssf-receiver.pid"
+	return 0
+}
 cleanup() {
 	stop_services
+	stop_receiver
 	"$root/testenv/down.sh" "$dir" 2>/dev/null
 	local t
-	for t in tpm-debug tpm-inventory tpm-rom; do
+	for t in tpm-debug tpm-inventory tpm-rom tpm-siem; do
 		"$root/testenv/swtpm.sh" stop "$dir/$t" 2>/dev/null || true
 	done
 }
@@ -193,6 +216,16 @@ service_output
 refused "refused $(( ($(date +%s%N) - revoked_at) / 1000000 )) ms after the logout: sigild refuses to exchange her revoked token, and the tokens already exchanged from it were revoked with it (orders and payments learn that from the revocation feed)"
 
 step "12. reports' host is compromised: the operator disables its device, and everything it holds dies"
+echo "   First an OpenID Shared Signals receiver subscribes: testenv/ssf-receiver.py, written apart from sigil"
+echo "   (Python and PyJWT), authenticated by a bearer token sigil issued spiffe://sigil.test/workload/siem,"
+echo "   a workload on a host of its own. It hears every revocation of steps 12 to 14."
+tpm_siem=$(SWTPM_EKCA_DIR="$dir/ekca" "$root/testenv/swtpm.sh" start "$dir/tpm-siem")
+"$root/testenv/swtpm.sh" boot "$dir/tpm-siem" dev
+"$sigil" enroll --tpm "$tpm_siem" --event-log "$dir/tpm-siem/eventlog.bin" --identity spiffe://sigil.test/workload/siem --state "$dir/siem" >/dev/null
+show "sigil token --state siem --audience spiffe://sigil.test/sigild/ssf"
+"$sigil" token --state "$dir/siem" --audience spiffe://sigil.test/sigild/ssf >"$dir/siem.token"
+show "ssf-receiver.py --issuer \$SIGIL_SERVER --token-file siem.token --aud spiffe://sigil.test/workload/siem   (polls, RFC 8936)"
+start_receiver "$dir/siem.token" spiffe://sigil.test/workload/siem "$dir/ssf.out"
 report_token=$("$sigil" token --state "$dir/reports" --audience spiffe://sigil.test/workload/payments --scope payments:charge)
 show "showcase call --state reports --url https://payments/charge --token \$REPORTS_TOKEN   (before)"
 "$showcase" call --state "$dir/reports" --url "https://$(<"$dir/payments.addr")/charge" \
@@ -299,7 +332,9 @@ ok "the operator, on a host without that option ROM, still gets tokens: the relo
 echo "   the audit log records each revocation with its reason and the decision:"
 cat "$dir"/export-trust/entries/* | sed "s/\\\\\"/'/g" |
 	sed -nE 's/.*"kind":"certificate\.revoked".*"spiffe_id":"([^"]*)".*"reason":"(attestation-failed|policy-changed)","decision":"([^"]{0,90})[^"]*".*/\1: \2: \3…/p' | sed 's/^/   /'
-# SSF (issue 14, item 3): an SSF receiver prints the CAEP events of these revocations here.
+show "the SSF receiver's output since step 12: the CAEP events it verified (JWKS, iss, aud, typ) and acknowledged"
+receiver_output "$dir/ssf.out"
+ok "a standard Shared Signals receiver heard each revocation above: certificates as credential-change, tokens as session-revoked, with the reason"
 
 step "15. An auditor verifies the log offline: checkpoint signatures, hashes, every enrollment's evidence"
 echo "   (the log's public key comes out of band: sigild audit key)"

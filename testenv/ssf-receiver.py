@@ -5,8 +5,9 @@ It discovers the transmitter (/.well-known/ssf-configuration), creates an
 RFC 8936 poll stream with a bearer token, requests a verification event,
 prints "READY <stream_id>", then polls: it verifies every SET against the
 transmitter's JWKS (ES256 only, typ secevent+jwt, iss, aud, no exp, no
-sub), prints each event as one JSON line, and acknowledges it. It exits 0
-once it has acknowledged --events revocation events and the verification,
+sub), prints each event as one JSON line (--text: one readable line), and
+acknowledges it. It exits 0 once it has acknowledged --events revocation
+events and the verification and then heard nothing for --quiet seconds,
 and non-zero on any check that fails.
 
 Uses Python's standard library and PyJWT (Debian python3-jwt) only.
@@ -71,6 +72,8 @@ def main():
     p.add_argument("--token-file", required=True, help="a bearer token for the transmitter's audience")
     p.add_argument("--aud", required=True, help="this receiver's identity, the aud of its SETs")
     p.add_argument("--events", type=int, required=True, help="revocation events to receive before exiting")
+    p.add_argument("--quiet", type=float, default=0, help="seconds without events to wait for after --events")
+    p.add_argument("--text", action="store_true", help="print readable lines, not JSON")
     p.add_argument("--timeout", type=float, default=60)
     a = p.parse_args()
     with open(a.token_file) as f:
@@ -92,12 +95,21 @@ def main():
     t.call("POST", meta["verification_endpoint"], {"stream_id": sid, "state": "python-" + sid})
     print("READY " + sid, flush=True)
 
-    deadline, acks, events, verified = time.time() + a.timeout, [], 0, False
-    while events < a.events or not verified:
+    deadline, acks, events, verified, quiet_since = time.time() + a.timeout, [], 0, False, None
+    while True:
         if time.time() > deadline:
             fail(f"timed out with {events} events, verified {verified}")
-        _, resp = t.call("POST", endpoint, {"maxEvents": 10, "returnImmediately": False, "ack": acks})
+        done = events >= a.events and verified
+        if done and quiet_since is not None and time.time() - quiet_since >= a.quiet:
+            break
+        _, resp = t.call("POST", endpoint, {"maxEvents": 10, "returnImmediately": done, "ack": acks})
         acks = []
+        if not resp["sets"]:
+            quiet_since = quiet_since or time.time()
+            if done:
+                time.sleep(0.2)
+            continue
+        quiet_since = None
         for jti, set_ in resp["sets"].items():
             claims = verify(set_, keys, a.issuer, a.aud)
             if claims["jti"] != jti:
@@ -109,10 +121,25 @@ def main():
                 verified = True
             else:
                 events += 1
-            print(json.dumps({"type": typ, "sub_id": claims["sub_id"], "event": event, "txn": claims.get("txn")}), flush=True)
+            print(text(typ, claims["sub_id"], event) if a.text else
+                  json.dumps({"type": typ, "sub_id": claims["sub_id"], "event": event, "txn": claims.get("txn")}), flush=True)
             acks.append(jti)
     t.call("POST", endpoint, {"maxEvents": 0, "returnImmediately": True, "ack": acks})
     print("DONE", flush=True)
+
+
+def text(typ, sub, event):
+    name = typ.rsplit("/", 1)[-1]
+    reason = (event.get("reason_admin") or {}).get("en", "")
+    if name == "session-revoked":
+        who = f"token {sub.get('jti') or sub.get('id')}"
+    elif name == "credential-change":
+        who = (f"{event.get('credential_type')} certificate {event.get('x509_serial')} of "
+               f"{sub.get('user', {}).get('uri')} ({event.get('change_type')})")
+    else:
+        return f"{name}: state {event.get('state')}"
+    initiator = f", initiated by {event['initiating_entity']}" if event.get("initiating_entity") else ""
+    return f"{name}: {who}, reason \"{reason}\"{initiator}"
 
 
 if __name__ == "__main__":
