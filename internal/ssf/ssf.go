@@ -48,7 +48,7 @@ const (
 
 // Defaults and bounds of Config.
 const (
-	DefaultPollInterval       = 200 * time.Millisecond
+	DefaultPollInterval       = 50 * time.Millisecond
 	DefaultLongPoll           = 20 * time.Second
 	DefaultStreamsPerReceiver = 4
 	DefaultMaxEvents          = 100
