@@ -10,8 +10,9 @@
 # the showcase services (frontend → orders → payments) with a stolen token,
 # a logout and a compromised host disabled; a host that reboots into debug
 # firmware revoked by its failed renewal, and a policy change previewed with
-# what-if that revokes exactly one host; verifies the audit log; and stops
-# everything again.
+# what-if that revokes exactly one host, all of which an OpenID Shared Signals
+# receiver hears as CAEP events; verifies the audit log; and stops everything
+# again.
 set -euo pipefail
 # What this writes (logs with subjects and token ids, the database, keys) is
 # readable by its owner only.

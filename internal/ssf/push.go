@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -24,6 +25,9 @@ func (t *Transmitter) pushStream(ctx context.Context, id string) {
 		b, err := t.deliver(ctx, id, "", MethodPush, exchange{max: 1})
 		switch {
 		case errors.Is(err, errNoStream) || errors.Is(err, errMethod):
+			return
+		case err == nil && !t.configured(b.stream.Receiver, b.config.Delivery.EndpointURL):
+			t.log.WarnContext(ctx, "ssf: push stream of a receiver or endpoint no longer configured: not pushed", "stream", id)
 			return
 		case err == nil && len(b.items) == 0:
 			backoff = t.cfg.PushBackoff
@@ -68,8 +72,8 @@ func (t *Transmitter) pushOne(ctx context.Context, b batch) error {
 		return err
 	}
 	d := b.config.Delivery
-	if !httpsURL(d.EndpointURL) {
-		return fmt.Errorf("ssf: push endpoint %q is not https", d.EndpointURL)
+	if !httpsURL(d.EndpointURL) || !t.configured(b.stream.Receiver, d.EndpointURL) {
+		return fmt.Errorf("%w: %s", errNotConfigured, d.EndpointURL)
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.EndpointURL, strings.NewReader(sets[0]))
 	if err != nil {
@@ -106,6 +110,10 @@ func wait(ctx context.Context, changed <-chan struct{}, d time.Duration) {
 	case <-timer.C:
 	}
 }
+
+// errNotConfigured: a push to an endpoint not configured for the stream's
+// receiver (any more).
+var errNotConfigured = errors.New("ssf: push endpoint not configured for the receiver")
 
 // pushLock is the lock the replica that pushes holds: one replica at a
 // time delivers every push stream.
@@ -170,7 +178,7 @@ func (t *Transmitter) pushAll(ctx context.Context, lease heldLock) {
 			t.log.WarnContext(ctx, "ssf: list streams", "err", err)
 		}
 		for _, s := range streams {
-			if _, ok := running[s.ID]; ok || !isPush(s) {
+			if _, ok := running[s.ID]; ok || !t.pushable(s) {
 				continue
 			}
 			sctx, stop := context.WithCancel(ctx)
@@ -198,9 +206,17 @@ func (t *Transmitter) pushAll(ctx context.Context, lease heldLock) {
 	}
 }
 
-func isPush(s store.Stream) bool {
+// pushable reports whether s is a push stream whose receiver is still
+// configured with its endpoint: a receiver or endpoint removed from the
+// configuration gets nothing more.
+func (t *Transmitter) pushable(s store.Stream) bool {
 	c, err := decodeConfig(s)
-	return err == nil && c.Delivery.Method == MethodPush
+	return err == nil && c.Delivery.Method == MethodPush && t.configured(s.Receiver, c.Delivery.EndpointURL)
+}
+
+func (t *Transmitter) configured(receiver, endpoint string) bool {
+	r, ok := t.receivers[receiver]
+	return ok && slices.Contains(r.PushEndpoints, endpoint)
 }
 
 // follow wakes waiters whenever the revocation feed's head moves.

@@ -93,8 +93,8 @@ func (t *Transmitter) newConfig(r Receiver, req StreamConfig) (StreamConfig, err
 		return StreamConfig{}, badRequest(fmt.Sprintf("delivery.authorization_header must be one line of at most %d bytes", maxHeader))
 	case len(req.Description) > maxDescription:
 		return StreamConfig{}, badRequest(fmt.Sprintf("description is longer than %d bytes", maxDescription))
-	case len(req.EventsRequested) > maxRequested:
-		return StreamConfig{}, badRequest(fmt.Sprintf("events_requested lists more than %d event types", maxRequested))
+	case len(req.EventsRequested) > maxRequested || slices.ContainsFunc(req.EventsRequested, func(e string) bool { return len(e) > maxJTI }):
+		return StreamConfig{}, badRequest(fmt.Sprintf("events_requested lists more than %d event types, or one longer than %d bytes", maxRequested, maxJTI))
 	}
 	id := make([]byte, 16)
 	rand.Read(id)
