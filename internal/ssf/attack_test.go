@@ -122,6 +122,9 @@ func jtiOf(t *testing.T, tok string) string {
 func TestPollsBounded(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
+	cfg := f.cfg
+	cfg.LongPoll = time.Hour // the polls below wait until canceled
+	tx, _ := f.start(t, cfg)
 	siem := f.token(t, f.siem, audience)
 	c := f.create(t, siem, pollStream)
 	ctx, cancel := context.WithCancel(t.Context())
@@ -130,15 +133,24 @@ func TestPollsBounded(t *testing.T) {
 	for range 2 * ssf.DefaultStreamsPerReceiver {
 		wg.Go(func() {
 			started <- struct{}{}
-			f.tx.Poll(ctx, siem, nil, c.StreamID, ssf.PollRequest{})
+			for { // until it holds a place: the probe below may have taken it for a moment
+				_, err := tx.Poll(ctx, siem, nil, c.StreamID, ssf.PollRequest{})
+				var e *ssf.Error
+				if ctx.Err() != nil || !errors.As(err, &e) || e.Status != http.StatusTooManyRequests {
+					if ctx.Err() == nil {
+						t.Errorf("a long poll ended: %v", err)
+					}
+					return
+				}
+			}
 		})
 	}
 	for range 2 * ssf.DefaultStreamsPerReceiver {
 		<-started
 	}
 	var err error
-	testenv.WaitFor(t, 5*time.Second, "a poll beyond the bound refused", func() bool {
-		_, err = f.tx.Poll(t.Context(), siem, nil, c.StreamID, ssf.PollRequest{ReturnImmediately: true})
+	testenv.WaitFor(t, 30*time.Second, "a poll beyond the bound refused", func() bool {
+		_, err = tx.Poll(t.Context(), siem, nil, c.StreamID, ssf.PollRequest{ReturnImmediately: true})
 		return err != nil
 	})
 	var e *ssf.Error
@@ -147,7 +159,7 @@ func TestPollsBounded(t *testing.T) {
 	}
 	cancel()
 	wg.Wait()
-	if _, err := f.tx.Poll(t.Context(), siem, nil, c.StreamID, ssf.PollRequest{ReturnImmediately: true}); err != nil {
+	if _, err := tx.Poll(t.Context(), siem, nil, c.StreamID, ssf.PollRequest{ReturnImmediately: true}); err != nil {
 		t.Errorf("poll once the others ended: %v", err)
 	}
 }
