@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 
 	"github.com/sigil-dev/sigil/internal/store"
@@ -82,7 +83,7 @@ func (t *Transmitter) deliver(ctx context.Context, id, owner, method string, x e
 			return err
 		}
 		if len(s.Acked) > store.MaxStreamAcked {
-			return &Error{Status: 409, Code: "too_many_unacknowledged",
+			return &Error{Status: http.StatusConflict, Code: "too_many_unacknowledged",
 				Description: "too many events acknowledged after an unacknowledged one: acknowledge the oldest events first"}
 		}
 		b.stream = s

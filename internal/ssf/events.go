@@ -3,8 +3,8 @@ package ssf
 import (
 	"context"
 	"crypto/x509"
-	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -167,12 +167,5 @@ func wants(delivered []string, e store.RevocationEvent) bool {
 	if e.Serial != "" {
 		ev = EventCredentialChange
 	}
-	for _, d := range delivered {
-		if d == ev {
-			return true
-		}
-	}
-	return false
+	return slices.Contains(delivered, ev)
 }
-
-var errStop = errors.New("stop")

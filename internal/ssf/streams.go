@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 
@@ -60,9 +61,13 @@ func (t *Transmitter) CreateStream(ctx context.Context, bearer string, peer *x50
 	}
 	raw, _ := json.Marshal(cfg)
 	err = t.cfg.Store.Tx(ctx, func(tx store.Tx) error {
-		if n, err := t.countStreams(ctx, tx, r.ID); err != nil || n >= t.cfg.StreamsPerReceiver {
-			return errors.Join(err, &Error{Status: 409, Code: "too_many_streams",
-				Description: fmt.Sprintf("a receiver may have at most %d streams: delete one first", t.cfg.StreamsPerReceiver)})
+		n, err := t.countStreams(ctx, tx, r.ID)
+		if err != nil {
+			return err
+		}
+		if n >= t.cfg.StreamsPerReceiver {
+			return &Error{Status: http.StatusConflict, Code: "too_many_streams",
+				Description: fmt.Sprintf("a receiver may have at most %d streams: delete one first", t.cfg.StreamsPerReceiver)}
 		}
 		head, err := tx.LatestRevocationSeq(ctx)
 		if err != nil {
@@ -87,8 +92,7 @@ func (t *Transmitter) newConfig(r Receiver, req StreamConfig) (StreamConfig, err
 	case d.Method == MethodPoll && d.EndpointURL != "":
 		return StreamConfig{}, badRequest("delivery.endpoint_url of a poll stream is the transmitter's to set")
 	case d.Method == MethodPush && !slices.Contains(r.PushEndpoints, d.EndpointURL):
-		return StreamConfig{}, &Error{Status: 400, Code: "invalid_request",
-			Description: "delivery.endpoint_url is not a push endpoint configured for this receiver"}
+		return StreamConfig{}, badRequest("delivery.endpoint_url is not a push endpoint configured for this receiver")
 	case len(d.AuthorizationHeader) > maxHeader || strings.ContainsAny(d.AuthorizationHeader, "\r\n\x00"):
 		return StreamConfig{}, badRequest(fmt.Sprintf("delivery.authorization_header must be one line of at most %d bytes", maxHeader))
 	case len(req.Description) > maxDescription:
