@@ -127,17 +127,34 @@ const pushLock = "sigil-ssf-push"
 func (t *Transmitter) Run(ctx context.Context) error {
 	go t.follow(ctx)
 	for ctx.Err() == nil {
-		lease, err := t.lease(ctx)
-		if err != nil {
-			t.log.WarnContext(ctx, "ssf: push lease", "err", err)
+		changed := t.changes()
+		if t.anyPushable(ctx) {
+			lease, err := t.lease(ctx)
+			if err != nil {
+				t.log.WarnContext(ctx, "ssf: push lease", "err", err)
+			}
+			if lease != nil {
+				t.pushAll(ctx, lease)
+				lease.Unlock()
+				continue
+			}
 		}
-		if lease != nil {
-			t.pushAll(ctx, lease)
-			lease.Unlock()
-		}
-		wait(ctx, nil, t.cfg.PollInterval*5)
+		wait(ctx, changed, leaseRetry)
 	}
 	return ctx.Err()
+}
+
+// leaseRetry is how often a replica that does not push checks for push
+// streams and tries the lease: taking it is a database session of its own.
+const leaseRetry = time.Second
+
+// anyPushable reports whether a stream is to be pushed.
+func (t *Transmitter) anyPushable(ctx context.Context) bool {
+	streams, err := t.cfg.Store.Streams(ctx)
+	if err != nil && ctx.Err() == nil {
+		t.log.WarnContext(ctx, "ssf: list streams", "err", err)
+	}
+	return slices.ContainsFunc(streams, t.pushable)
 }
 
 type heldLock interface {
@@ -191,7 +208,7 @@ func (t *Transmitter) pushAll(ctx context.Context, lease heldLock) {
 				}
 			}()
 		}
-		timer := time.NewTimer(t.cfg.PollInterval * 5)
+		timer := time.NewTimer(leaseRetry)
 		select {
 		case <-ctx.Done():
 			timer.Stop()
