@@ -15,7 +15,7 @@ import (
 //
 // Events with Seq <= Cursor are done for the stream (acknowledged, or not
 // of a type it receives); those in Acked, above Cursor, are acknowledged
-// too. Delivered is the largest Seq handed to the receiver: an
+// too. Delivered (>= Cursor) is the largest Seq handed to the receiver: an
 // acknowledgement above it is not one of an event it was given.
 type Stream struct {
 	ID        string // random, chosen by the caller; primary key
@@ -48,12 +48,12 @@ func (s Stream) Check() error {
 		return errors.New("no id or receiver")
 	case len(s.Config) == 0:
 		return errors.New("no configuration")
-	case s.Delivered < s.Cursor && s.Delivered != 0:
+	case s.Delivered < s.Cursor:
 		return fmt.Errorf("delivered %d before cursor %d", s.Delivered, s.Cursor)
 	case len(s.Acked) > MaxStreamAcked:
 		return fmt.Errorf("%d acknowledged events above the cursor, at most %d", len(s.Acked), MaxStreamAcked)
-	case !slices.IsSorted(s.Acked) || (len(s.Acked) > 0 && s.Acked[0] <= s.Cursor):
-		return errors.New("acknowledged events not sorted above the cursor")
+	case !slices.IsSorted(s.Acked) || (len(s.Acked) > 0 && (s.Acked[0] <= s.Cursor || s.Acked[len(s.Acked)-1] > s.Delivered)):
+		return errors.New("acknowledged events not sorted, above the cursor and delivered")
 	case s.VerificationDone > s.VerificationID:
 		return errors.New("verification done before it was requested")
 	}

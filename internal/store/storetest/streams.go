@@ -80,11 +80,14 @@ func testStreamRefused(t *testing.T, h *harness) {
 		{"no receiver", func(s *store.Stream) { s.Receiver = "" }},
 		{"no config", func(s *store.Stream) { s.Config = nil }},
 		{"acked at the cursor", func(s *store.Stream) { s.Acked = []uint64{7, 8} }},
-		{"acked unsorted", func(s *store.Stream) { s.Acked = []uint64{9, 8} }},
+		{"acked unsorted", func(s *store.Stream) { s.Delivered, s.Acked = 10, []uint64{9, 8} }},
+		{"acked beyond delivered", func(s *store.Stream) { s.Delivered, s.Acked = 8, []uint64{9} }},
+		{"delivered before the cursor", func(s *store.Stream) { s.Delivered = 6 }},
 		{"too many acked", func(s *store.Stream) {
 			for i := range store.MaxStreamAcked + 1 {
 				s.Acked = append(s.Acked, uint64(8+i))
 			}
+			s.Delivered = s.Acked[len(s.Acked)-1]
 		}},
 		{"verification done before requested", func(s *store.Stream) { s.VerificationDone = 1 }},
 	} {
