@@ -137,7 +137,7 @@ func (d *Daemon) open(ctx context.Context, reg prometheus.Registerer) error {
 	if d.tokens, d.keys, err = d.openTokens(ctx); err != nil {
 		return err
 	}
-	d.ssf, err = d.openSSF()
+	d.ssf, err = d.openSSF(reg)
 	return err
 }
 

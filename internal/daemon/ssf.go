@@ -8,6 +8,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/sigil-dev/sigil/internal/ssf"
 )
 
@@ -15,7 +17,7 @@ import (
 // configured, else returns nil: its SETs are signed with the token keys,
 // receivers authenticate with bearer tokens the token service issued, and
 // push goes only to the configured endpoints, trusting ssf.push_roots.
-func (d *Daemon) openSSF() (*ssf.Transmitter, error) {
+func (d *Daemon) openSSF(reg prometheus.Registerer) (*ssf.Transmitter, error) {
 	c := d.cfg.SSF
 	if len(c.Receivers) == 0 {
 		return nil, nil
@@ -31,7 +33,7 @@ func (d *Daemon) openSSF() (*ssf.Transmitter, error) {
 	return ssf.New(ssf.Config{
 		Issuer: d.cfg.TokenIssuer(), Audience: d.cfg.SSFAudience(), Receivers: receivers,
 		Keys: d.keys, Auth: d.tokens, Store: d.store, PushClient: client, Log: d.log,
-		StreamsPerReceiver: c.StreamsPerReceiver,
+		StreamsPerReceiver: c.StreamsPerReceiver, Registerer: reg,
 	})
 }
 

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sigil-dev/sigil/internal/device"
 	"github.com/sigil-dev/sigil/internal/ssf"
@@ -41,7 +42,8 @@ type fixture struct {
 	stranger *tokenstest.Workload
 	push     *pushReceiver
 	cfg      ssf.Config
-	stop     func() // stops tx
+	stop     func()               // stops tx
+	reg      *prometheus.Registry // tx's metrics
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -61,7 +63,10 @@ func newFixtureOn(t *testing.T, env *tokenstest.Env) *fixture {
 		Log: tokenstest.Logger(t), PollInterval: 20 * time.Millisecond, LongPoll: 5 * time.Second,
 		PushBackoff: 10 * time.Millisecond, MaxPushBackoff: 50 * time.Millisecond,
 	}
-	f.tx, f.stop = f.start(t, f.cfg)
+	f.reg = prometheus.NewRegistry()
+	first := f.cfg
+	first.Registerer = f.reg
+	f.tx, f.stop = f.start(t, first)
 	mux := http.NewServeMux()
 	f.tx.Routes(mux, nil)
 	mux.HandleFunc("GET /jwks.json", func(w http.ResponseWriter, _ *http.Request) {

@@ -74,6 +74,7 @@ func (t *Transmitter) response(ctx context.Context, b batch) (PollResponse, erro
 	if err != nil {
 		return PollResponse{}, err
 	}
+	t.metrics.count("poll", "handed_out", len(sets))
 	out := PollResponse{Sets: make(map[string]string, len(sets)), MoreAvailable: b.more}
 	for i, p := range b.items {
 		out.Sets[p.jti] = sets[i]

@@ -35,6 +35,7 @@ func (t *Transmitter) pushStream(ctx context.Context, id string) {
 			continue
 		case err == nil:
 			err = t.pushOne(ctx, b)
+			t.metrics.count("push", pushOutcome(err), 1)
 			if err == nil || errors.Is(err, ErrPushRejected) {
 				if err != nil {
 					t.log.WarnContext(ctx, "ssf: push", "stream", id, "jti", b.items[0].jti, "err", err)
@@ -50,6 +51,16 @@ func (t *Transmitter) pushStream(ctx context.Context, id string) {
 		wait(ctx, nil, backoff)
 		backoff = min(2*backoff, t.cfg.MaxPushBackoff)
 	}
+}
+
+func pushOutcome(err error) string {
+	switch {
+	case err == nil:
+		return "accepted"
+	case errors.Is(err, ErrPushRejected):
+		return "rejected"
+	}
+	return "failed"
 }
 
 // pushed records that the receiver took the SET jti, even if ctx ended

@@ -28,7 +28,11 @@ func TestPush(t *testing.T) {
 		t.Errorf("the authorization header was read back")
 	}
 	a, b := f.revokeToken(t, f.other, "one"), f.revokeToken(t, f.other, "two")
-	testenv.WaitFor(t, 10*time.Second, "two SETs pushed", func() bool { return len(f.push.got()) == 2 })
+	testenv.WaitFor(t, 10*time.Second, "two SETs pushed and recorded as taken", func() bool {
+		s, err := f.env.Store.Stream(t.Context(), c.StreamID)
+		head, _ := f.env.Store.LatestRevocationSeq(t.Context())
+		return len(f.push.got()) == 2 && err == nil && s.Cursor == head
+	})
 	var jtis []string
 	for _, raw := range f.push.got() {
 		s := f.verifySET(t, raw)
@@ -46,6 +50,12 @@ func TestPush(t *testing.T) {
 	f.push.mu.Unlock()
 	if tries != 4 || slices.ContainsFunc(auth, func(h string) bool { return h != "Bearer receiver-secret" }) {
 		t.Errorf("%d pushes with headers %q, want 4 (two failures, two SETs) with the stream's header", tries, auth)
+	}
+	if n := counter(t, f, "push", "accepted"); n != 2 {
+		t.Errorf("sigil_ssf_sets_total{push,accepted} = %v, want 2", n)
+	}
+	if n := counter(t, f, "push", "failed"); n != 2 {
+		t.Errorf("sigil_ssf_sets_total{push,failed} = %v, want 2", n)
 	}
 
 	f.stop()
@@ -79,4 +89,27 @@ func TestPushRejected(t *testing.T) {
 	if f.push.tries != 2 {
 		t.Errorf("%d pushes, want 2: the refused SET once, the next once", f.push.tries)
 	}
+}
+
+// counter is the transmitter's sigil_ssf_sets_total for method and
+// outcome, gathered from its registry.
+func counter(t *testing.T, f *fixture, method, outcome string) float64 {
+	t.Helper()
+	families, err := f.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n float64
+	for _, mf := range families {
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if mf.GetName() == "sigil_ssf_sets_total" && labels["method"] == method && labels["outcome"] == outcome {
+				n += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return n
 }

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/sigil-dev/sigil/identity"
 	"github.com/sigil-dev/sigil/internal/store"
 	"github.com/sigil-dev/sigil/token"
@@ -106,6 +108,9 @@ type Config struct {
 	// PushBackoff is the first wait after a failed push, doubled up to
 	// MaxPushBackoff (defaults 250 ms and 30 s).
 	PushBackoff, MaxPushBackoff time.Duration
+	// Registerer, if set, gets the transmitter's metrics
+	// (sigil_ssf_sets_total).
+	Registerer prometheus.Registerer
 }
 
 // Transmitter is sigild's Shared Signals transmitter. It is safe for
@@ -115,6 +120,7 @@ type Transmitter struct {
 	log       *slog.Logger
 	now       func() time.Time
 	receivers map[string]Receiver
+	metrics   *metrics
 
 	mu      sync.Mutex
 	changed chan struct{}  // closed when something may be waiting to be delivered
@@ -137,6 +143,7 @@ func New(c Config) (*Transmitter, error) {
 	for _, r := range c.Receivers {
 		t.receivers[r.ID] = r
 	}
+	t.metrics = newMetrics(c.Registerer)
 	t.defaults()
 	return t, nil
 }
