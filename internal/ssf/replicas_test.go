@@ -46,13 +46,17 @@ func TestReplicas(t *testing.T) {
 		t.Fatalf("poll on A after B acknowledged: %v", keys(r.Sets))
 	}
 
-	f.create(t, bearer, ssf.StreamConfig{Delivery: ssf.Delivery{Method: ssf.MethodPush, EndpointURL: f.push.srv.URL + "/events"}})
+	pushStream := f.create(t, bearer, ssf.StreamConfig{Delivery: ssf.Delivery{Method: ssf.MethodPush, EndpointURL: f.push.srv.URL + "/events"}})
 	var want []string
 	for range 5 {
 		want = append(want, f.revokeToken(t, f.other, "x"))
 	}
-	testenv.WaitFor(t, 10*time.Second, "five SETs pushed", func() bool { return len(f.push.got()) >= 5 })
-	f.stop() // A: the pusher or not, B goes on
+	testenv.WaitFor(t, 10*time.Second, "five SETs pushed and recorded as taken", func() bool {
+		s, err := f.env.Store.Stream(t.Context(), pushStream.StreamID)
+		head, _ := f.env.Store.LatestRevocationSeq(t.Context())
+		return len(f.push.got()) >= 5 && err == nil && s.Cursor == head
+	})
+	f.stop() // A: the pusher or not, B goes on (a SET in flight as a pusher stops may be posted twice: receivers deduplicate by jti)
 	for range 3 {
 		want = append(want, f.revokeToken(t, f.other, "x"))
 	}
