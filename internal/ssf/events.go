@@ -133,15 +133,18 @@ type verification struct {
 }
 
 // initiator maps a revocation reason to CAEP's initiating_entity: an
-// operator disabling a device is "admin"; a failed attestation or a policy
-// that no longer permits is "policy"; other reasons (a token's holder or
-// audience revoking it) say nothing of the kind, and get none.
+// operator disabling a device, revoking a certificate with one of
+// store.CertificateReasons or revoking a token as an admin is "admin"; a
+// failed or expired attestation, or a policy that no longer permits, is
+// "policy" (reasons starting "attestation" or "policy"); a token revoked by
+// its holder, client or audience says nothing of the kind, and gets none.
+// A token revoked with its certificate takes the certificate's.
 func initiator(reason string) string {
-	r := strings.ToLower(strings.TrimPrefix(reason, store.CertificateRevokedPrefix))
+	r := strings.TrimPrefix(reason, store.CertificateRevokedPrefix)
 	switch {
-	case r == store.ReasonDeviceDisabled:
+	case r == store.ReasonDeviceDisabled || slices.Contains(store.CertificateReasons, r) || r == "revoked by its admin":
 		return "admin"
-	case strings.Contains(r, "attestation") || strings.Contains(r, "policy"):
+	case strings.HasPrefix(r, "attestation") || strings.HasPrefix(r, "policy"):
 		return "policy"
 	}
 	return ""

@@ -52,3 +52,21 @@ func TestPushableOnlyAsConfigured(t *testing.T) {
 		}
 	}
 }
+
+func TestInitiator(t *testing.T) {
+	for reason, want := range map[string]string{
+		store.ReasonDeviceDisabled:                                  "admin",
+		store.CertificateRevokedPrefix + store.ReasonDeviceDisabled: "admin",
+		store.ReasonKeyCompromise:                                   "admin",
+		"revoked by its admin":                                      "admin",
+		"attestation-failed":                                        "policy",
+		store.CertificateRevokedPrefix + "policy-changed":           "policy",
+		"revoked by its holder":                                     "",
+		"revoked by its audience":                                   "",
+		"":                                                          "",
+	} {
+		if got := initiator(reason); got != want {
+			t.Errorf("initiator(%q) = %q, want %q", reason, got, want)
+		}
+	}
+}

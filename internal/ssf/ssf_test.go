@@ -85,7 +85,7 @@ func TestPoll(t *testing.T) {
 	}
 	wantChange := `,"reason_admin":{"en":"key compromise"},"x509_issuer":"` + victim.Cert.Issuer.String() + `","x509_serial":"` + serial(victim) + `"}`
 	if cert == nil || cert["sub_id"] != wantCert || !strings.HasPrefix(cert["event"].(string), `{"change_type":"revoke","credential_type":"x509","event_timestamp":`) ||
-		!strings.HasSuffix(cert["event"].(string), `,"friendly_name":"`+victim.ID+`"`+wantChange) {
+		!strings.HasSuffix(cert["event"].(string), `,"friendly_name":"`+victim.ID+`","initiating_entity":"admin"`+wantChange) {
 		t.Errorf("credential-change: %v, want subject %s and %s", cert, wantCert, wantChange)
 	}
 	if strings.Contains(string(mustJSON(byType)), before) {
