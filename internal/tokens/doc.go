@@ -165,4 +165,8 @@
 // store.FeedNotifier: PostgreSQL's LISTEN/NOTIFY), else at the next poll
 // (PollInterval), which stays the fallback while notifications are down. A
 // subscriber that falls behind is dropped (ErrLagged) and resumes.
+//
+// The same store events, the one durable outbox, reach OpenID Shared
+// Signals receivers as CAEP events through internal/ssf, whose receivers
+// authenticate with bearer tokens checked by Bearer (bearer.go).
 package tokens
