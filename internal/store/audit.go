@@ -1,6 +1,11 @@
 package store
 
-import "context"
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"unicode/utf8"
+)
 
 // AuditTileHeight: a store keeps the hash of every complete perfect
 // subtree of the audit log's Merkle tree whose level (log2 of the entries
@@ -94,4 +99,39 @@ func (l AuditLog) Checkpoints(ctx context.Context) ([][]byte, error) {
 		notes[i] = c.Note
 	}
 	return notes, nil
+}
+
+// MaxCosignatureLine bounds one stored signature line: a name of at most a
+// few hundred bytes and the base64 of a key ID, a timestamp and an Ed25519
+// or ML-DSA-44 signature (2420 bytes).
+const MaxCosignatureLine = 4 << 10
+
+// CheckSignatureLine checks that line is one signed-note signature line:
+// "— " (an em dash and a space), a name, a space, base64, a newline, at
+// most MaxCosignatureLine bytes, valid UTF-8. Backends refuse anything
+// else in AddCosignature, so that a stored note with its cosignatures
+// appended is still a note.
+func CheckSignatureLine(line []byte) error {
+	rest, ok := bytes.CutPrefix(line, []byte("— "))
+	switch {
+	case len(line) > MaxCosignatureLine:
+		return fmt.Errorf("signature line of %d bytes, at most %d", len(line), MaxCosignatureLine)
+	case !ok || !utf8.Valid(line) || !bytes.HasSuffix(rest, []byte("\n")):
+		return fmt.Errorf("not a signature line %q", line)
+	}
+	name, sig, ok := bytes.Cut(bytes.TrimSuffix(rest, []byte("\n")), []byte(" "))
+	if !ok || len(name) == 0 || len(sig) == 0 || bytes.ContainsAny(sig, " \n\r\t") || bytes.ContainsAny(name, "\n\r\t+") {
+		return fmt.Errorf("not a signature line %q", line)
+	}
+	return nil
+}
+
+// Cosignatures is the Store's Cosignatures.
+func (l AuditLog) Cosignatures(ctx context.Context, size uint64) ([][]byte, error) {
+	return l.rw.Cosignatures(ctx, size)
+}
+
+// AddCosignature is the Store's AddCosignature.
+func (l AuditLog) AddCosignature(ctx context.Context, size uint64, witness string, line []byte) error {
+	return l.rw.AddCosignature(ctx, size, witness, line)
 }

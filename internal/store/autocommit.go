@@ -94,6 +94,11 @@ func (a Autocommit) PutCheckpoint(ctx context.Context, size uint64, note []byte)
 	return a.Run(ctx, func(tx Tx) error { return tx.PutCheckpoint(ctx, size, note) })
 }
 
+// AddCosignature is Tx.AddCosignature in a transaction of its own.
+func (a Autocommit) AddCosignature(ctx context.Context, size uint64, witness string, line []byte) error {
+	return a.Run(ctx, func(tx Tx) error { return tx.AddCosignature(ctx, size, witness, line) })
+}
+
 // FirstSeen is Tx.FirstSeen in a transaction of its own.
 func (a Autocommit) FirstSeen(ctx context.Context, kid string, now time.Time) (seen time.Time, err error) {
 	err = a.Run(ctx, func(tx Tx) error { seen, err = tx.FirstSeen(ctx, kid, now); return err })

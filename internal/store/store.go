@@ -435,6 +435,9 @@ type AuditReader interface {
 	LatestCheckpoint(ctx context.Context) ([]byte, error)
 	// Checkpoints lists the stored checkpoints, smallest size first.
 	Checkpoints(ctx context.Context) ([]Checkpoint, error)
+	// Cosignatures returns the witness cosignature lines stored for the
+	// checkpoint of size (AddCosignature), ordered by witness, or none.
+	Cosignatures(ctx context.Context, size uint64) ([][]byte, error)
 }
 
 // AuditWriter appends to the audit log and stores its checkpoints.
@@ -467,6 +470,16 @@ type AuditWriter interface {
 	// its lease can never record a second root for a size already signed,
 	// nor an older one after a newer.
 	PutCheckpoint(ctx context.Context, size uint64, note []byte) error
+
+	// AddCosignature stores witness's cosignature of the stored checkpoint
+	// of size: line is one signed-note signature line ("— name base64\n",
+	// CheckSignatureLine), which the caller has verified against the
+	// checkpoint and the witness's key; witness names that key
+	// ("name+keyid"). A witness cosigns a checkpoint once: if one is stored
+	// for witness and size, it is kept and this is a no-op. No checkpoint
+	// of size is ErrNotFound. Stored checkpoint notes never change: the
+	// cosigned note is the stored note followed by Cosignatures.
+	AddCosignature(ctx context.Context, size uint64, witness string, line []byte) error
 }
 
 // CRL is a signed certificate revocation list that replicas share: one

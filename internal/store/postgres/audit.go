@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -245,4 +246,43 @@ func fence(what string, size uint64, note []byte, latest *int64, old []byte) (st
 		return false, fmt.Errorf("%s: a checkpoint of size %d is recorded; checkpoints only grow: %w", what, *latest, store.ErrConflict)
 	}
 	return false, nil
+}
+
+func (r reader) Cosignatures(ctx context.Context, size uint64) ([][]byte, error) {
+	rows, err := r.q.Query(ctx, `SELECT line FROM audit_cosignatures WHERE size = $1 ORDER BY witness`, int64(size))
+	if err != nil {
+		return nil, fmt.Errorf("store: audit cosignatures of %d: %w", size, err)
+	}
+	lines, err := scanAll(rows, func(s pgx.Row) ([]byte, error) {
+		var line []byte
+		err := s.Scan(&line)
+		return line, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: audit cosignatures of %d: %w", size, err)
+	}
+	return lines, nil
+}
+
+// AddCosignature inserts the line unless one is stored for the witness and
+// size (ON CONFLICT DO NOTHING keeps the first, also against a concurrent
+// insert); the foreign key makes a size not checkpointed ErrNotFound.
+func (w writer) AddCosignature(ctx context.Context, size uint64, witness string, line []byte) error {
+	what := fmt.Sprintf("store: add cosignature of audit checkpoint %d by %q", size, witness)
+	if err := store.CheckSignatureLine(line); err != nil || witness == "" {
+		return fmt.Errorf("%s: %w", what, cmp.Or(err, errors.New("no witness")))
+	}
+	var n int
+	if err := w.q.QueryRow(ctx, `SELECT count(*) FROM audit_checkpoints WHERE size = $1`, int64(size)).Scan(&n); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("%s: no such checkpoint: %w", what, store.ErrNotFound)
+	}
+	_, err := w.q.Exec(ctx, `INSERT INTO audit_cosignatures (size, witness, line) VALUES ($1, $2, $3)
+		ON CONFLICT (size, witness) DO NOTHING`, int64(size), witness, line)
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, classify(err))
+	}
+	return nil
 }

@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -194,6 +195,44 @@ func (w writer) PutCheckpoint(ctx context.Context, size uint64, note []byte) err
 	}
 	_, err = w.q.ExecContext(ctx, `INSERT INTO audit_checkpoints (size, note, created_at) VALUES (?, ?, ?)`,
 		int64(size), note, micros(time.Now()))
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, classify(err))
+	}
+	return nil
+}
+
+func (r reader) Cosignatures(ctx context.Context, size uint64) ([][]byte, error) {
+	rows, err := r.q.QueryContext(ctx, `SELECT line FROM audit_cosignatures WHERE size = ? ORDER BY witness`, int64(size))
+	if err != nil {
+		return nil, fmt.Errorf("store: audit cosignatures of %d: %w", size, err)
+	}
+	lines, err := scanAll(rows, func(s scanner) ([]byte, error) {
+		var line []byte
+		err := s.Scan(&line)
+		return line, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: audit cosignatures of %d: %w", size, err)
+	}
+	return lines, nil
+}
+
+// AddCosignature inserts the line unless one is stored for the witness and
+// size (ON CONFLICT DO NOTHING keeps the first).
+func (w writer) AddCosignature(ctx context.Context, size uint64, witness string, line []byte) error {
+	what := fmt.Sprintf("store: add cosignature of audit checkpoint %d by %q", size, witness)
+	if err := store.CheckSignatureLine(line); err != nil || witness == "" {
+		return fmt.Errorf("%s: %w", what, cmp.Or(err, errors.New("no witness")))
+	}
+	var n int
+	if err := w.q.QueryRowContext(ctx, `SELECT count(*) FROM audit_checkpoints WHERE size = ?`, int64(size)).Scan(&n); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("%s: no such checkpoint: %w", what, store.ErrNotFound)
+	}
+	_, err := w.q.ExecContext(ctx, `INSERT INTO audit_cosignatures (size, witness, line) VALUES (?, ?, ?)
+		ON CONFLICT (size, witness) DO NOTHING`, int64(size), witness, line)
 	if err != nil {
 		return fmt.Errorf("%s: %w", what, classify(err))
 	}

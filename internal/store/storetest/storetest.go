@@ -125,6 +125,7 @@ var tests = []test{
 	{"AuditWithOperation", testAuditWithOperation},
 	{"AuditOperationRefusedByStore", testAuditOperationRefusedByStore},
 	{"Checkpoints", testCheckpoints},
+	{"Cosignatures", testCosignatures},
 	{"AuditStorage", testAuditStorage},
 	{"PublisherFenced", testPublisherFenced},
 	{"AuditNodesCommitWithEntries", testAuditNodesCommitWithEntries},
