@@ -1,0 +1,97 @@
+package witness
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Results of a submission, the "result" label of
+// sigil_audit_witness_submissions_total.
+const (
+	resultCosigned     = "cosigned"
+	resultUnreachable  = "unreachable"  // no answer: the witness is down or cut off
+	resultRefused      = "refused"      // 403, 404: the witness is not configured for this log
+	resultInconsistent = "inconsistent" // 409 conflict, 422: a split view, or a fork
+	resultPushback     = "pushback"     // 429, 503
+	resultOther        = "other"        // a bad cosignature, another status, a store failure
+)
+
+// metrics holds the collectors WithMetrics registers; nil records nothing.
+type metrics struct {
+	lagEntries *prometheus.GaugeVec
+	size       *prometheus.GaugeVec
+	results    *prometheus.CounterVec
+}
+
+func newMetrics(r prometheus.Registerer, ws []*Client) (*metrics, error) {
+	if r == nil {
+		return nil, nil
+	}
+	m := &metrics{
+		lagEntries: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "sigil_audit_witness_lag_entries",
+			Help: "Entries the log's latest checkpoint covers beyond the last one the witness cosigned, as seen by the replica that submits (the checkpoint lease holder).",
+		}, []string{"witness"}),
+		size: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "sigil_audit_witness_cosigned_size",
+			Help: "Size of the last checkpoint the witness cosigned.",
+		}, []string{"witness"}),
+		results: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sigil_audit_witness_submissions_total",
+			Help: "Checkpoints submitted to the witness, by result: cosigned, unreachable, refused (not configured for this log), inconsistent (split view or fork), pushback, other.",
+		}, []string{"witness", "result"}),
+	}
+	for _, c := range []prometheus.Collector{m.lagEntries, m.size, m.results} {
+		if err := r.Register(c); err != nil {
+			return nil, fmt.Errorf("witness: register metrics: %w", err)
+		}
+	}
+	for _, w := range ws {
+		m.lagEntries.WithLabelValues(w.ID())
+		for _, res := range []string{resultCosigned, resultUnreachable, resultRefused, resultInconsistent, resultPushback, resultOther} {
+			m.results.WithLabelValues(w.ID(), res) // export zeros
+		}
+	}
+	return m, nil
+}
+
+func (m *metrics) lag(w *Client, entries uint64) {
+	if m != nil {
+		m.lagEntries.WithLabelValues(w.ID()).Set(float64(entries))
+	}
+}
+
+func (m *metrics) cosigned(w *Client, size uint64) {
+	if m != nil {
+		m.size.WithLabelValues(w.ID()).Set(float64(size))
+		m.lagEntries.WithLabelValues(w.ID()).Set(0)
+	}
+}
+
+func (m *metrics) submitted(w *Client, err error) {
+	if m != nil {
+		m.results.WithLabelValues(w.ID(), result(err)).Inc()
+	}
+}
+
+// result classifies a submission's outcome.
+func result(err error) string {
+	var refused *SubmitError
+	switch {
+	case err == nil:
+		return resultCosigned
+	case errors.Is(err, ErrUnknownLog), errors.Is(err, ErrLogSignature):
+		return resultRefused
+	case errors.Is(err, ErrInconsistent), errors.Is(err, ErrConflict):
+		return resultInconsistent
+	case errors.Is(err, ErrUnreachable):
+		return resultUnreachable
+	case errors.Is(err, ErrPushback):
+		return resultPushback
+	case errors.As(err, &refused), errors.Is(err, ErrBadCosignature):
+		return resultOther
+	}
+	return resultOther
+}
