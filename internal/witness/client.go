@@ -161,22 +161,29 @@ func (c *Client) AddCheckpoint(ctx context.Context, old uint64, proof [][]byte, 
 		return nil, fmt.Errorf("witness: read answer: %w", err)
 	case len(answer) > MaxResponse:
 		return nil, fmt.Errorf("witness: answer longer than %d bytes", MaxResponse)
-	case resp.StatusCode != http.StatusOK:
-		return nil, refusal(resp, answer)
 	}
-	return c.cosignature(answer, logNote)
+	return c.answer(resp.StatusCode, resp.Header.Get("Content-Type"), answer, logNote)
+}
+
+// answer reads the witness's answer to a submission of logNote: its
+// cosignature line, or the error its status says.
+func (c *Client) answer(status int, contentType string, body, logNote []byte) ([]byte, error) {
+	if status != http.StatusOK {
+		return nil, refusal(status, contentType, body)
+	}
+	return c.cosignature(body, logNote)
 }
 
 // refusal is the error of a non-200 answer.
-func refusal(resp *http.Response, answer []byte) error {
+func refusal(status int, contentType string, answer []byte) error {
 	msg := strings.TrimSpace(string(answer))
 	if len(msg) > 200 {
 		msg = msg[:200] + "…"
 	}
-	e := &SubmitError{Status: resp.StatusCode, Message: msg}
-	switch resp.StatusCode {
+	e := &SubmitError{Status: status, Message: msg}
+	switch status {
 	case http.StatusConflict:
-		if strings.HasPrefix(resp.Header.Get("Content-Type"), "text/x.tlog.size") {
+		if strings.HasPrefix(contentType, "text/x.tlog.size") {
 			size, err := strconv.ParseUint(strings.TrimSpace(string(answer)), 10, 64)
 			if err != nil {
 				return fmt.Errorf("witness: 409 with a size that does not parse: %q", msg)
