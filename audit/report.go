@@ -16,6 +16,9 @@ type Report struct {
 	Root   []byte    // its root hash
 	Time   time.Time // when it was signed (zero: not stated)
 
+	Cosigners []string // witnesses (VerifyOptions.Witnesses) whose cosignature verifies
+	Witnessed int      // cosignatures required (VerifyOptions.MinWitnesses)
+
 	HadState     bool   // a state file held an earlier checkpoint
 	PreviousSize uint64 // its size
 	StateUpdated bool   // the state file now holds the latest checkpoint
@@ -60,6 +63,9 @@ func (r Report) String() string {
 	fmt.Fprintf(&b, "audit log %s: %s\n", orUnknown(r.Origin), status)
 	if r.Root != nil {
 		fmt.Fprintf(&b, "  checkpoint:   size %d, root %s%s\n", r.Size, b64(r.Root), signedAt(r.Time))
+	}
+	if r.Cosigners != nil || r.Witnessed > 0 {
+		fmt.Fprintf(&b, "  witnessed:    by %d (%s), %d required\n", len(r.Cosigners), strings.Join(r.Cosigners, ", "), r.Witnessed)
 	}
 	b.WriteString(r.previous())
 	fmt.Fprintf(&b, "  checkpoints:  %d signed tree sizes checked\n", r.Checkpoints)

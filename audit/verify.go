@@ -40,6 +40,8 @@ type VerifyOptions struct {
 	// trusted as is. Empty: no state, so no defence against a fork or a
 	// rollback between runs.
 	StatePath string
+	// WitnessPolicy: the cosignatures the latest checkpoint must carry.
+	WitnessPolicy
 	// OnEntry, if set, is called for every entry that decodes, in index
 	// order, for deeper checks (re-verifying attestation evidence). Its
 	// first error fails the entry. Entries stream in before the log's
@@ -164,7 +166,7 @@ func (a *auditor) fetchTarget() error {
 	}
 	a.target, a.note = cp, note
 	a.rep.Origin, a.rep.Size, a.rep.Root, a.rep.Time = cp.Origin, cp.Size, cp.Hash, cp.Time
-	return nil
+	return a.checkWitnesses()
 }
 
 func (a *auditor) loadState() error {

@@ -21,6 +21,18 @@ import (
 // cosigned checkpoint is the log's signed note with the witnesses'
 // signature lines (C2SP tlog-cosignature) appended after the log's own.
 
+// WitnessPolicy is what an auditor requires of witnesses (VerifyOptions):
+// Witnesses are those it trusts (ParseWitnessKey), and MinWitnesses how
+// many of them must have cosigned the latest checkpoint
+// (ErrTooFewCosignatures). With it, a log can show this auditor a tree
+// other auditors do not see only if that many of the witnesses collude,
+// even on a first run without state. A cosignature that claims a witness's
+// key and does not verify fails the checkpoint (ErrCheckpointSignature).
+type WitnessPolicy struct {
+	Witnesses    []note.Verifier
+	MinWitnesses int
+}
+
 // ErrTooFewCosignatures: the checkpoint is not cosigned by as many of the
 // configured witnesses as required (a WitnessError says which are
 // missing). Treat it as unwitnessed: wait for the witnesses to catch up
@@ -157,4 +169,17 @@ func SignatureLines(data []byte) ([]string, error) {
 	}
 	lines := strings.SplitAfter(string(data[i+2:]), "\n")
 	return lines[:len(lines)-1], nil
+}
+
+// checkWitnesses checks the latest checkpoint's cosignatures.
+func (a *auditor) checkWitnesses() error {
+	if len(a.opts.Witnesses) == 0 && a.opts.MinWitnesses == 0 {
+		return nil
+	}
+	if a.opts.MinWitnesses > len(a.opts.Witnesses) {
+		return fmt.Errorf("audit: verify: %d cosignatures required of %d witnesses", a.opts.MinWitnesses, len(a.opts.Witnesses))
+	}
+	have, err := RequireCosignatures(a.note, a.v, a.opts.Witnesses, a.opts.MinWitnesses)
+	a.rep.Cosigners, a.rep.Witnessed = append([]string{}, have...), a.opts.MinWitnesses
+	return err
 }

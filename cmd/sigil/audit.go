@@ -35,6 +35,7 @@ type auditVerifyCmd struct {
 	State    string        `help:"File keeping the last verified checkpoint, its tree's right edge and the evidence checker's context, so the next run reads only new entries (default: one per origin and key under the user's state directory)."`
 	Full     bool          `help:"Re-verify every entry from the first, not only those added since the state's checkpoint."`
 	TrustDom string        `name:"trust-domain" help:"Trust domain, for the default origin." env:"SIGIL_TRUST_DOMAIN" default:"sigil.test"`
+	witnessFlags
 }
 
 func (c auditVerifyCmd) Run(ctx context.Context) error {
@@ -59,7 +60,11 @@ func (c auditVerifyCmd) Run(ctx context.Context) error {
 	}
 	return c.withSource(ctx, func(src audit.Source) error {
 		checker := attest.NewLogChecker(roots)
-		report, err := audit.Verify(ctx, src, v, audit.VerifyOptions{StatePath: state, OnEntry: checker.Entry, Context: checker, Full: c.Full})
+		opts := audit.VerifyOptions{StatePath: state, OnEntry: checker.Entry, Context: checker, Full: c.Full}
+		if err := c.require(&opts); err != nil {
+			return err
+		}
+		report, err := audit.Verify(ctx, src, v, opts)
 		if refused(err) {
 			return notReader(err) // no verdict on the log
 		}
@@ -143,11 +148,14 @@ func (c auditVerifyCmd) awaitCovered(ctx context.Context, src *client.AuditSourc
 	defer tick.Stop()
 	for {
 		covered, err := src.Covered(ctx)
+		if covered && err == nil {
+			covered, err = c.cosigned(ctx, src)
+		}
 		switch {
 		case covered:
 			return nil
 		case ctx.Err() != nil:
-			return fmt.Errorf("--wait: no checkpoint covered every entry within %v", c.Wait)
+			return fmt.Errorf("--wait: no checkpoint covered every entry (with the cosignatures --witness requires) within %v", c.Wait)
 		case refused(err):
 			return notReader(err)
 		case err != nil:

@@ -17,7 +17,8 @@ import (
 
 type auditCmd struct {
 	Key    auditKeyCmd    `cmd:"" help:"Print the audit log's public key (PEM), to give auditors out of band."`
-	Export auditExportCmd `cmd:"" help:"Write the log's entries and checkpoints to a directory for offline audit."`
+	Export     auditExportCmd     `cmd:"" help:"Write the log's entries and checkpoints to a directory for offline audit."`
+	WitnessKey auditWitnessKeyCmd `cmd:"" name:"witness-key" help:"Print the log's origin and public key in the form a witness (C2SP tlog-witness, transparency-dev's omniwitness) is configured with."`
 }
 
 type auditKeyCmd struct{}
@@ -37,6 +38,26 @@ func (auditKeyCmd) Run(ctx context.Context, cfg *config.Config, log *slog.Logger
 		return err
 	}
 	return pem.Encode(os.Stdout, &pem.Block{Type: "PUBLIC KEY", Bytes: der})
+}
+
+type auditWitnessKeyCmd struct{}
+
+func (auditWitnessKeyCmd) Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	h, err := daemon.OpenHSM(ctx, cfg, log, nil)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	k, err := h.Find(ctx, cfg.Audit.KeyLabel)
+	if err != nil {
+		return fmt.Errorf("%w (run `sigild init` first)", err)
+	}
+	v, err := audit.NewVerifier(cfg.AuditOrigin(), k.Public())
+	if err != nil {
+		return err
+	}
+	fmt.Printf("Origin: %s\nPublicKey: %s\n", cfg.AuditOrigin(), v.WitnessKey())
+	return nil
 }
 
 type auditExportCmd struct {

@@ -17,6 +17,7 @@ import (
 	"github.com/goccy/go-yaml"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	"github.com/sigil-dev/sigil/audit"
 	"github.com/sigil-dev/sigil/identity"
 )
 
@@ -72,6 +73,20 @@ type Tokens struct {
 	External []ExternalIssuer `yaml:"external_issuers"`
 	// Feed bounds the revocation feed's streams.
 	Feed Feed `yaml:"revocation_feed"`
+	// Retention is how long after it expires a token's record is kept:
+	// then sigild deletes it (its audit entry stays, and an expired token
+	// is refused whether its record is there or not). At least 10m, longer
+	// than any verifier's clock leeway. Default 1h; 0 keeps records
+	// forever.
+	Retention *time.Duration `yaml:"retention"`
+}
+
+// TokenRetention is tokens.retention, with its default: 0 keeps records.
+func (c *Config) TokenRetention() time.Duration {
+	if c.Tokens.Retention == nil {
+		return time.Hour
+	}
+	return *c.Tokens.Retention
 }
 
 // Feed bounds the concurrent streams of the revocation feed
@@ -124,6 +139,24 @@ type Audit struct {
 	// `sigild restore acknowledge`. Keep it off the database's backups.
 	// Default: sigild.anchor beside the configuration file.
 	Anchor string `yaml:"anchor"`
+	// Witnesses cosign the log's checkpoints (C2SP tlog-witness): sigild
+	// submits each new checkpoint to each, with a consistency proof from
+	// the last one it cosigned, and serves the checkpoint with their
+	// cosignatures. Each must be configured with the log's origin and the
+	// key `sigild audit witness-key` prints. Empty: no witnesses.
+	Witnesses []Witness `yaml:"witnesses"`
+	// WitnessTimeout bounds one submission to a witness. Default 10s.
+	WitnessTimeout time.Duration `yaml:"witness_timeout"`
+}
+
+// Witness is one witness of the audit log.
+type Witness struct {
+	// URL is the witness's base URL: checkpoints are posted to
+	// URL/add-checkpoint.
+	URL string `yaml:"url"`
+	// Key is the witness's signed-note verifier key, "name+keyid+base64"
+	// (Ed25519 or ML-DSA-44, as the witness's operator publishes it).
+	Key string `yaml:"key"`
 }
 
 // HSM locates the PKCS#11 token holding every signing key.
@@ -405,6 +438,26 @@ func (c *Config) validateAudit(bad reporter) {
 		bad("audit.checkpoint_interval", "want between 0 and 1m, got %v", c.Audit.CheckpointInterval)
 	}
 	spiffeIDs(bad, "audit.readers", c.Audit.Readers)
+	if r := c.Tokens.Retention; r != nil && *r != 0 && *r < 10*time.Minute {
+		bad("tokens.retention", "want 0 (keep) or at least 10m, got %v", *r)
+	}
+	if c.Audit.WitnessTimeout < 0 || c.Audit.WitnessTimeout > 5*time.Minute {
+		bad("audit.witness_timeout", "want between 0 and 5m, got %v", c.Audit.WitnessTimeout)
+	}
+	seen := map[string]bool{}
+	for i, w := range c.Audit.Witnesses {
+		field := fmt.Sprintf("audit.witnesses[%d]", i)
+		if u, err := url.Parse(w.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad(field+".url", "want http(s)://host[:port][/path], got %q", w.URL)
+		}
+		if _, err := audit.ParseWitnessKey(w.Key); err != nil {
+			bad(field+".key", "want the witness's verifier key name+keyid+base64: %v", err)
+		} else if name, _, _ := strings.Cut(w.Key, "+"); seen[name] {
+			bad(field+".key", "a second witness named %q", name)
+		} else {
+			seen[name] = true
+		}
+	}
 }
 
 // spiffeIDs checks each of ids is a workload's SPIFFE ID (identity.Workload:

@@ -28,6 +28,7 @@ import (
 	"github.com/sigil-dev/sigil/internal/store"
 	"github.com/sigil-dev/sigil/internal/store/backend"
 	"github.com/sigil-dev/sigil/internal/tokens"
+	"github.com/sigil-dev/sigil/internal/witness"
 	"github.com/sigil-dev/sigil/policy"
 	"github.com/sigil-dev/sigil/signer"
 )
@@ -56,6 +57,10 @@ type Daemon struct {
 	lease     *publisherLease
 	policyVer *policyMetric
 	trust     *trustWatch
+	// cosigner submits checkpoints to the configured witnesses, and
+	// published serves them cosigned; both nil without witnesses.
+	cosigner  *witness.Cosigner
+	published *witness.Published
 }
 
 // OpenHSM opens the configured token.
@@ -162,6 +167,9 @@ func (d *Daemon) openAudit(ctx context.Context, reg prometheus.Registerer) (*aud
 	if err != nil {
 		return nil, err
 	}
+	if err := d.openWitnesses(l, reg); err != nil {
+		return nil, err
+	}
 	return l, l.Init(ctx)
 }
 
@@ -185,7 +193,7 @@ func (d *Daemon) server(reg *prometheus.Registry) *server.Server {
 			TrustDomain: td, ChallengeTTL: d.cfg.Attestation.ChallengeTTL, Log: d.log,
 			Nudge: d.audit.Nudge,
 		},
-		Audit:        d.audit,
+		Audit:        d.auditLog(),
 		AuditReaders: d.cfg.Audit.Readers,
 		Certificates: d.store,
 		Tokens:       d.tokens,
@@ -248,6 +256,10 @@ func (d *Daemon) ServeListener(ctx context.Context, ln net.Listener) error {
 		"revocation feed": d.tokens.Run,
 		"audit anchor":    d.keepAnchor,
 		"change of trust": d.trust.run,
+		"token retention": d.purgeTokens,
+	}
+	if d.cosigner != nil {
+		background["audit witnesses"] = d.cosigner.Run
 	}
 	if d.ssf != nil {
 		background["shared signals"] = d.ssf.Run

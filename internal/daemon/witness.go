@@ -1,0 +1,101 @@
+package daemon
+
+import (
+	"cmp"
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sigil-dev/sigil/audit"
+	"github.com/sigil-dev/sigil/internal/server"
+	"github.com/sigil-dev/sigil/internal/store"
+	"github.com/sigil-dev/sigil/internal/witness"
+)
+
+// defaultWitnessTimeout bounds one submission when audit.witness_timeout
+// is not set.
+const defaultWitnessTimeout = 10 * time.Second
+
+// openWitnesses sets up the Cosigner of l's checkpoints for the
+// configured witnesses, sharing the log's lease (one replica submits), and
+// the published view every replica serves.
+func (d *Daemon) openWitnesses(l *audit.Log, reg prometheus.Registerer) error {
+	if len(d.cfg.Audit.Witnesses) == 0 {
+		return nil
+	}
+	hc := &http.Client{Timeout: cmp.Or(d.cfg.Audit.WitnessTimeout, defaultWitnessTimeout)}
+	var ws []*witness.Client
+	for _, w := range d.cfg.Audit.Witnesses {
+		c, err := witness.NewClient(w.URL, w.Key, hc)
+		if err != nil {
+			return err
+		}
+		ws = append(ws, c)
+	}
+	opts := []witness.Option{witness.WithLogger(d.log), witness.WithMetrics(reg)}
+	if d.lease != nil {
+		opts = append(opts, witness.WithLease(d.lease))
+	}
+	st := store.AuditStorage(d.store)
+	c, err := witness.New(l, st, d.checkpoints, ws, opts...)
+	if err != nil {
+		return err
+	}
+	d.cosigner, d.published = c, witness.NewPublished(l, st)
+	return nil
+}
+
+// auditLog is the log the API serves: with witnesses, its checkpoint
+// carries their cosignatures.
+func (d *Daemon) auditLog() server.AuditLog {
+	if d.published == nil {
+		return d.audit
+	}
+	return cosignedLog{d.audit, d.published}
+}
+
+// cosignedLog is the audit log with the published checkpoint.
+type cosignedLog struct {
+	*audit.Log
+	published *witness.Published
+}
+
+func (c cosignedLog) Checkpoint(ctx context.Context) ([]byte, error) {
+	return c.published.Checkpoint(ctx)
+}
+
+// purgeInterval is how often sigild deletes expired token records.
+const purgeInterval = 10 * time.Minute
+
+// purgeTokens deletes, every purgeInterval, the records of tokens expired
+// for longer than tokens.retention, and the challenges expired as long:
+// what an exchange adds to the store that no decision reads once the
+// token has expired. Their audit entries stay. A failure is logged and
+// retried at the next round.
+func (d *Daemon) purgeTokens(ctx context.Context) error {
+	keep := d.cfg.TokenRetention()
+	if keep <= 0 {
+		return nil
+	}
+	t := time.NewTicker(purgeInterval)
+	defer t.Stop()
+	for {
+		before := time.Now().Add(-keep)
+		tokens, err := d.store.PurgeExpiredTokens(ctx, before)
+		if err == nil {
+			var challenges int64
+			challenges, err = d.store.PurgeExpiredChallenges(ctx, before)
+			d.log.InfoContext(ctx, "purged expired records", "tokens", tokens, "challenges", challenges, "expired_before", before)
+		}
+		if err != nil && ctx.Err() == nil {
+			d.log.WarnContext(ctx, "purge of expired records failed; retrying later", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
