@@ -227,6 +227,9 @@ func WriteExport(ctx context.Context, s Storage, dir string) error {
 	if err != nil {
 		return err
 	}
+	if note, err = cosigned(ctx, s, note, cp.Size); err != nil {
+		return err
+	}
 	for _, sub := range []string{".", exportEntries, exportCheckpoints} {
 		if err := os.MkdirAll(filepath.Join(dir, sub), exportDirMode); err != nil {
 			return fmt.Errorf("audit: export: %w", err)
@@ -241,6 +244,35 @@ func WriteExport(ctx context.Context, s Storage, dir string) error {
 		return err
 	}
 	return atomicfile.WriteMode(filepath.Join(dir, exportCheckpoint), note, exportFileMode)
+}
+
+// CosignatureReader is an optional interface of a Storage: the witness
+// cosignature lines stored for the checkpoint of size. WriteExport
+// appends them to the latest checkpoint, so that an offline auditor can
+// require them (VerifyOptions.MinWitnesses).
+type CosignatureReader interface {
+	Cosignatures(ctx context.Context, size uint64) ([][]byte, error)
+}
+
+// cosigned returns note with the cosignatures s stores for it, if s is a
+// CosignatureReader.
+func cosigned(ctx context.Context, s Storage, note []byte, size uint64) ([]byte, error) {
+	r, ok := s.(CosignatureReader)
+	if !ok {
+		return note, nil
+	}
+	lines, err := r.Cosignatures(ctx, size)
+	if err != nil {
+		return nil, readErr("cosignatures", err)
+	}
+	note = bytes.Clone(note)
+	for _, l := range lines {
+		note = append(note, l...)
+	}
+	if len(note) > MaxCheckpointSize {
+		return nil, fmt.Errorf("audit: export: the cosigned checkpoint is %d bytes, more than %d", len(note), MaxCheckpointSize)
+	}
+	return note, nil
 }
 
 // Modes of an export's directories and files: its owner's only.

@@ -16,7 +16,7 @@ import (
 )
 
 type auditCmd struct {
-	Key    auditKeyCmd    `cmd:"" help:"Print the audit log's public key (PEM), to give auditors out of band."`
+	Key        auditKeyCmd        `cmd:"" help:"Print the audit log's public key (PEM), to give auditors out of band."`
 	Export     auditExportCmd     `cmd:"" help:"Write the log's entries and checkpoints to a directory for offline audit."`
 	WitnessKey auditWitnessKeyCmd `cmd:"" name:"witness-key" help:"Print the log's origin and public key in the form a witness (C2SP tlog-witness, transparency-dev's omniwitness) is configured with."`
 }
