@@ -3,6 +3,7 @@ package daemon
 import (
 	"cmp"
 	"context"
+	"log/slog"
 	"net/http"
 	"time"
 
@@ -87,7 +88,11 @@ func (d *Daemon) purgeTokens(ctx context.Context) error {
 		if err == nil {
 			var challenges int64
 			challenges, err = d.store.PurgeExpiredChallenges(ctx, before)
-			d.log.InfoContext(ctx, "purged expired records", "tokens", tokens, "challenges", challenges, "expired_before", before)
+			level := slog.LevelDebug
+			if tokens+challenges > 0 {
+				level = slog.LevelInfo
+			}
+			d.log.Log(ctx, level, "purged expired records", "tokens", tokens, "challenges", challenges, "expired_before", before)
 		}
 		if err != nil && ctx.Err() == nil {
 			d.log.WarnContext(ctx, "purge of expired records failed; retrying later", "err", err)

@@ -16,6 +16,8 @@ import (
 	"github.com/sigil-dev/sigil/audit"
 	"github.com/sigil-dev/sigil/internal/config"
 	"github.com/sigil-dev/sigil/internal/daemon"
+	"github.com/sigil-dev/sigil/internal/store"
+	"github.com/sigil-dev/sigil/internal/store/storetest"
 	"github.com/sigil-dev/sigil/testenv"
 )
 
@@ -128,4 +130,33 @@ func (s *serving) labelled(t *testing.T, sample string) float64 {
 	}
 	t.Fatalf("no sample %s", sample)
 	return 0
+}
+
+// TestRetentionPurgesExpiredTokens: a serving sigild deletes the records
+// of tokens expired for longer than tokens.retention, keeps those expired
+// more recently, and their audit entries stay.
+func TestRetentionPurgesExpiredTokens(t *testing.T) {
+	e := newEnv(t)
+	p := e.init(t)
+	roots := x509.NewCertPool()
+	roots.AddCert(p.Root)
+	old := storetest.Token("expired-long-ago", "")
+	recent := storetest.Token("expired-recently", "")
+	recent.IssuedAt, recent.ExpiresAt = time.Now().Add(-time.Hour).Truncate(time.Microsecond), time.Now().Add(-30*time.Minute).Truncate(time.Microsecond)
+	for _, tok := range []store.Token{old, recent} {
+		if err := storetest.InsertAudited(t.Context(), e.st, tok); err != nil {
+			t.Fatal(err)
+		}
+	}
+	serve(t, replicaConfig(e.cfg), roots, p, e.st) // tokens.retention: the default hour
+	testenv.WaitFor(t, 20*time.Second, "the long expired token's record to be purged", func() bool {
+		_, err := e.st.Token(t.Context(), old.JTI)
+		return errors.Is(err, store.ErrNotFound)
+	})
+	if _, err := e.st.Token(t.Context(), recent.JTI); err != nil {
+		t.Fatalf("the token expired within tokens.retention: %v, want it kept", err)
+	}
+	if _, err := e.st.AuditIndex(t.Context(), "jti:"+old.JTI); err != nil {
+		t.Fatalf("the purged token's audit entry: %v", err)
+	}
 }
