@@ -360,3 +360,30 @@ func metric(t *testing.T, reg *prometheus.Registry, name string, labels map[stri
 	}
 	return nil
 }
+
+// TestRestartedCosignerLearnsTheWitnessSize: a Cosigner that starts
+// knowing nothing of a witness that has cosigned before (sigild
+// restarted) submits from size 0, learns the witness's size from its 409
+// and cosigns with a consistency proof from there.
+func TestRestartedCosignerLearnsTheWitnessSize(t *testing.T) {
+	t.Parallel()
+	l := newTestLog(t, nil)
+	w := testenv.StartWitness(t, "witness.test", l.witnessLog())
+	c := client(t, w)
+	vs := []note.Verifier{c.Verifier()}
+	l.grow(t, "a", 3)
+	signed, _ := l.log.Checkpoint(context.Background())
+	forWitness, _ := audit.WitnessNote(signed, l.v)
+	if _, err := c.AddCheckpoint(context.Background(), 0, nil, forWitness, signed); err != nil {
+		t.Fatal(err)
+	}
+	l.grow(t, "b", 4)
+	var stale *witness.SizeError
+	signed, _ = l.log.Checkpoint(context.Background())
+	forWitness, _ = audit.WitnessNote(signed, l.v)
+	if _, err := c.AddCheckpoint(context.Background(), 0, nil, forWitness, signed); !errors.As(err, &stale) || stale.Size != 3 {
+		t.Fatalf("a submission from 0 to a witness at 3: %v, want SizeError 3", err)
+	}
+	l.cosign(t, prometheus.NewRegistry(), []*witness.Client{c})
+	l.waitCosigned(t, 7, vs)
+}
