@@ -214,6 +214,19 @@ var witnessBinary = sync.OnceValues(func() (string, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", fmt.Errorf("witness: %w", err)
 	}
+	// One build at a time across the test binaries `go test ./...` runs
+	// side by side: the others wait for it and take its program.
+	lock, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return "", fmt.Errorf("witness: %w", err)
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		return "", fmt.Errorf("witness: lock %s: %w", dir, err)
+	}
+	if _, err := os.Stat(bin); err == nil {
+		return bin, nil
+	}
 	tmp, err := os.MkdirTemp(dir, "build-")
 	if err != nil {
 		return "", fmt.Errorf("witness: %w", err)
@@ -228,8 +241,6 @@ var witnessBinary = sync.OnceValues(func() (string, error) {
 		return "", fmt.Errorf("witness: go install %s/cmd/omniwitness@%s (needs the module proxy, or the module in the cache): %w\n%s",
 			WitnessModule, WitnessVersion, err, out)
 	}
-	// A rename within the directory: concurrent test binaries each build
-	// and the last rename wins, with the same program.
 	if err := os.Rename(filepath.Join(tmp, "omniwitness"), bin); err != nil {
 		return "", fmt.Errorf("witness: %w", err)
 	}
