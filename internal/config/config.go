@@ -438,9 +438,6 @@ func (c *Config) validateAudit(bad reporter) {
 		bad("audit.checkpoint_interval", "want between 0 and 1m, got %v", c.Audit.CheckpointInterval)
 	}
 	spiffeIDs(bad, "audit.readers", c.Audit.Readers)
-	if r := c.Tokens.Retention; r != nil && *r != 0 && *r < 10*time.Minute {
-		bad("tokens.retention", "want 0 (keep) or at least 10m, got %v", *r)
-	}
 	if c.Audit.WitnessTimeout < 0 || c.Audit.WitnessTimeout > 5*time.Minute {
 		bad("audit.witness_timeout", "want between 0 and 5m, got %v", c.Audit.WitnessTimeout)
 	}
@@ -471,6 +468,9 @@ func spiffeIDs(bad reporter, field string, ids []string) {
 }
 
 func (c *Config) validateTokens(bad reporter) {
+	if r := c.Tokens.Retention; r != nil && *r != 0 && *r < 10*time.Minute {
+		bad("tokens.retention", "want 0 (keep) or at least 10m, got %v", *r)
+	}
 	t := c.Tokens
 	if t.Issuer != "" {
 		c.validateIssuer(bad)

@@ -1,10 +1,13 @@
 package config_test
 
 import (
+	"crypto/rand"
 	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/mod/sumdb/note"
 
 	"github.com/sigil-dev/sigil/internal/config"
 )
@@ -161,6 +164,32 @@ func TestTokenIssuerDefault(t *testing.T) {
 			c.Listen, c.TLS.DNSNames, c.TLS.IPAddresses = tt.listen, tt.dns, tt.ips
 			if got := c.TokenIssuer(); got != tt.want {
 				t.Errorf("TokenIssuer = %s, want %s", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestWitnessesAndRetention: audit.witnesses and tokens.retention are
+// validated with errors naming the field.
+func TestWitnessesAndRetention(t *testing.T) {
+	_, key, err := note.GenerateKey(rand.Reader, "witness.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, yaml, want string
+	}{
+		{"ok", "audit:\n  witnesses:\n    - url: http://127.0.0.1:1\n      key: " + key + "\ntokens:\n  retention: 2h\n", ""},
+		{"bad url", "audit:\n  witnesses:\n    - url: ftp://x\n      key: " + key + "\n", "audit.witnesses[0].url"},
+		{"bad key", "audit:\n  witnesses:\n    - url: http://127.0.0.1:1\n      key: nope\n", "audit.witnesses[0].key"},
+		{"twice", "audit:\n  witnesses:\n    - url: http://127.0.0.1:1\n      key: " + key + "\n    - url: http://127.0.0.1:2\n      key: " + key + "\n", "a second witness named"},
+		{"short retention", "tokens:\n  retention: 1m\n", "tokens.retention"},
+		{"keep forever", "tokens:\n  retention: 0s\n", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := config.Parse([]byte(valid + tc.yaml))
+			if (tc.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.want)) {
+				t.Fatalf("err = %v, want %q", err, tc.want)
 			}
 		})
 	}
