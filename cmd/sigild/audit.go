@@ -52,11 +52,16 @@ func (auditWitnessKeyCmd) Run(ctx context.Context, cfg *config.Config, log *slog
 	if err != nil {
 		return fmt.Errorf("%w (run `sigild init` first)", err)
 	}
-	v, err := audit.NewVerifier(cfg.AuditOrigin(), k.Public())
+	st, err := backend.Open(ctx, cfg.Store)
 	if err != nil {
 		return err
 	}
-	fmt.Printf("Origin: %s\nPublicKey: %s\n", cfg.AuditOrigin(), v.WitnessKey())
+	defer st.Close()
+	v, err := daemon.LogVerifier(ctx, cfg, st, k.Public())
+	if err != nil {
+		return err
+	}
+	fmt.Printf("Origin: %s\nPublicKey: %s\n", v.Name(), v.WitnessKey())
 	return nil
 }
 

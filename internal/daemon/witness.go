@@ -3,6 +3,7 @@ package daemon
 import (
 	"cmp"
 	"context"
+	"crypto"
 	"log/slog"
 	"net/http"
 	"time"
@@ -10,10 +11,18 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sigil-dev/sigil/audit"
+	"github.com/sigil-dev/sigil/internal/config"
 	"github.com/sigil-dev/sigil/internal/server"
 	"github.com/sigil-dev/sigil/internal/store"
 	"github.com/sigil-dev/sigil/internal/witness"
 )
+
+// LogVerifier returns the verifier of the audit log's checkpoints: pub, the
+// audit key, under the log's origin (what a witness is configured with,
+// `sigild audit witness-key`). st is the log's store.
+func LogVerifier(ctx context.Context, cfg *config.Config, st store.Store, pub crypto.PublicKey) (*audit.Verifier, error) {
+	return audit.NewVerifier(cfg.AuditOrigin(), pub)
+}
 
 // defaultWitnessTimeout bounds one submission when audit.witness_timeout
 // is not set.

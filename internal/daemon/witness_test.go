@@ -32,11 +32,11 @@ func TestWitnessedAcrossReplicas(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := audit.NewVerifier(cfg.AuditOrigin(), p.AuditKey.Public())
+	v, err := daemon.LogVerifier(t.Context(), cfg, rs[0].st, p.AuditKey.Public())
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := testenv.StartWitness(t, "witness.test", testenv.WitnessLog{Origin: cfg.AuditOrigin(), PublicKey: v.WitnessKey()})
+	w := testenv.StartWitness(t, "witness.test", testenv.WitnessLog{Origin: v.Name(), PublicKey: v.WitnessKey()})
 	wv, err := audit.ParseWitnessKey(w.Key)
 	if err != nil {
 		t.Fatal(err)
