@@ -24,7 +24,7 @@ func TestAuditVerifyRequiresWitnesses(t *testing.T) {
 	t.Parallel()
 	bin := buildCLI(t)
 	dir := t.TempDir()
-	signer, pub := softSigner(t, "sigil.test/sigil-audit")
+	signer, pub := softSigner(t, "") // the origin sigil audit verify derives from --key
 	keyPEM := filepath.Join(dir, "audit-key.pem")
 	writePublicKey(t, keyPEM, pub)
 	ekRoots, _ := filepath.Abs("../../attest/testdata/ek-ca.pem")

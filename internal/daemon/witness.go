@@ -21,7 +21,11 @@ import (
 // audit key, under the log's origin (what a witness is configured with,
 // `sigild audit witness-key`). st is the log's store.
 func LogVerifier(ctx context.Context, cfg *config.Config, st store.Store, pub crypto.PublicKey) (*audit.Verifier, error) {
-	return audit.NewVerifier(cfg.AuditOrigin(), pub)
+	origin, err := AuditOrigin(ctx, cfg, st, pub, nil)
+	if err != nil {
+		return nil, err
+	}
+	return audit.NewVerifier(origin, pub)
 }
 
 // defaultWitnessTimeout bounds one submission when audit.witness_timeout

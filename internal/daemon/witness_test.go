@@ -51,7 +51,9 @@ func TestWitnessedAcrossReplicas(t *testing.T) {
 	b := serve(t, c, roots, p, rs[0].st)
 	size := appendEntries(t, rs[0].st, 3)
 	for _, s := range []*serving{a, b} {
-		awaitWitnessed(t, s, v, wv, size)
+		for _, path := range []string{api.PathAuditCheckpoint, api.PathLogCheckpoint} {
+			awaitWitnessed(t, s, path, v, wv, size)
+		}
 	}
 	leader, follower := a, b
 	if a.metric(t, "sigil_audit_checkpoint_leader") != 1 {
@@ -85,16 +87,16 @@ func TestWitnessedAcrossReplicas(t *testing.T) {
 	if err := w.Start(); err != nil {
 		t.Fatal(err)
 	}
-	awaitWitnessed(t, follower, v, wv, down)
+	awaitWitnessed(t, follower, api.PathLogCheckpoint, v, wv, down)
 	testenv.WaitFor(t, 20*time.Second, "the lag to be 0", func() bool { return leader.labelled(t, lag) == 0 })
 }
 
-// awaitWitnessed waits until s serves the checkpoint of size, cosigned by
-// the witness wv.
-func awaitWitnessed(t *testing.T, s *serving, v *audit.Verifier, wv note.Verifier, size uint64) {
+// awaitWitnessed waits until s serves at path the checkpoint of size,
+// cosigned by the witness wv.
+func awaitWitnessed(t *testing.T, s *serving, path string, v *audit.Verifier, wv note.Verifier, size uint64) {
 	t.Helper()
-	testenv.WaitForNil(t, 20*time.Second, "a cosigned checkpoint of size "+strconv.FormatUint(size, 10), func() error {
-		_, body := s.get(t, api.PathAuditCheckpoint)
+	testenv.WaitForNil(t, 20*time.Second, "a cosigned checkpoint of size "+strconv.FormatUint(size, 10)+" at "+path, func() error {
+		_, body := s.get(t, path)
 		cp, err := audit.OpenCheckpoint([]byte(body), v)
 		if err != nil {
 			return err
