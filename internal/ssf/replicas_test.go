@@ -1,7 +1,10 @@
 package ssf_test
 
 import (
+	"errors"
+	"net/http"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -67,5 +70,57 @@ func TestReplicas(t *testing.T) {
 	}
 	if !slices.Equal(pushed, want) {
 		t.Errorf("pushed %v, want each of %v once, in order", pushed, want)
+	}
+}
+
+// TestReplicasStreamLimit: a receiver creating streams on two replicas at
+// once gets at most StreamsPerReceiver of them; every other creation is
+// 409 too_many_streams.
+func TestReplicasStreamLimit(t *testing.T) {
+	t.Parallel()
+	dsn := testenv.PostgresDB(t)
+	f := newFixtureOn(t, tokenstest.NewOn(t, dsn))
+	stB, err := backend.Open(t.Context(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stB.Close() })
+	cfgB := f.cfg
+	cfgB.Store = stB
+	b, _ := f.start(t, cfgB)
+	bearer := f.token(t, f.siem, audience)
+
+	const tries = 3 * ssf.DefaultStreamsPerReceiver
+	start := make(chan struct{})
+	errs := make(chan error, tries)
+	var wg sync.WaitGroup
+	for i := range tries {
+		tx := []*ssf.Transmitter{f.tx, b}[i%2]
+		wg.Go(func() {
+			<-start
+			_, err := tx.CreateStream(t.Context(), bearer, nil, pollStream)
+			errs <- err
+		})
+	}
+	close(start)
+	wg.Wait()
+	close(errs)
+	created := 0
+	for err := range errs {
+		var e *ssf.Error
+		switch {
+		case err == nil:
+			created++
+		case errors.As(err, &e) && e.Status == http.StatusConflict && e.Code == "too_many_streams":
+		default:
+			t.Errorf("CreateStream: %v, want a stream or 409 too_many_streams", err)
+		}
+	}
+	all, err := f.env.Store.Streams(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if created != ssf.DefaultStreamsPerReceiver || len(all) != ssf.DefaultStreamsPerReceiver {
+		t.Errorf("%d creations succeeded, %d streams stored; want %d", created, len(all), ssf.DefaultStreamsPerReceiver)
 	}
 }

@@ -61,20 +61,17 @@ func (t *Transmitter) CreateStream(ctx context.Context, bearer string, peer *x50
 	}
 	raw, _ := json.Marshal(cfg)
 	err = t.cfg.Store.Tx(ctx, func(tx store.Tx) error {
-		n, err := t.countStreams(ctx, tx, r.ID)
-		if err != nil {
-			return err
-		}
-		if n >= t.cfg.StreamsPerReceiver {
-			return &Error{Status: http.StatusConflict, Code: "too_many_streams",
-				Description: fmt.Sprintf("a receiver may have at most %d streams: delete one first", t.cfg.StreamsPerReceiver)}
-		}
 		head, err := tx.LatestRevocationSeq(ctx)
 		if err != nil {
 			return err
 		}
-		return tx.CreateStream(ctx, store.Stream{ID: cfg.StreamID, Receiver: r.ID, Config: raw, CreatedAt: t.now(), Cursor: head, Delivered: head})
+		s := store.Stream{ID: cfg.StreamID, Receiver: r.ID, Config: raw, CreatedAt: t.now(), Cursor: head, Delivered: head}
+		return tx.CreateStream(ctx, s, t.cfg.StreamsPerReceiver)
 	})
+	if errors.Is(err, store.ErrLimit) {
+		return StreamConfig{}, &Error{Status: http.StatusConflict, Code: "too_many_streams",
+			Description: fmt.Sprintf("a receiver may have at most %d streams: delete one first", t.cfg.StreamsPerReceiver)}
+	}
 	if err != nil {
 		return StreamConfig{}, err
 	}
@@ -118,20 +115,6 @@ func (t *Transmitter) newConfig(r Receiver, req StreamConfig) (StreamConfig, err
 		cfg.Delivery.EndpointURL = strings.TrimSuffix(t.cfg.Issuer, "/") + PathPoll + cfg.StreamID
 	}
 	return cfg, nil
-}
-
-func (t *Transmitter) countStreams(ctx context.Context, r store.StreamReader, receiver string) (int, error) {
-	all, err := r.Streams(ctx)
-	if err != nil {
-		return 0, err
-	}
-	n := 0
-	for _, s := range all {
-		if s.Receiver == receiver {
-			n++
-		}
-	}
-	return n, nil
 }
 
 // public is the configuration as the receiver reads it: without the

@@ -122,8 +122,8 @@ func (a Autocommit) PutAppliedPolicy(ctx context.Context, p AppliedPolicy) error
 }
 
 // CreateStream is Tx.CreateStream in a transaction of its own.
-func (a Autocommit) CreateStream(ctx context.Context, s Stream) error {
-	return a.Run(ctx, func(tx Tx) error { return tx.CreateStream(ctx, s) })
+func (a Autocommit) CreateStream(ctx context.Context, s Stream, limit int) error {
+	return a.Run(ctx, func(tx Tx) error { return tx.CreateStream(ctx, s, limit) })
 }
 
 // LockStream is Tx.LockStream in a transaction of its own, which ends

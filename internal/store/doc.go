@@ -10,7 +10,7 @@
 //     (Token.Check);
 //   - the errors callers act on, each saying what to do (ErrNotFound,
 //     ErrConflict, ErrChallengeUsed, ErrChallengeExpired, ErrDeviceDisabled,
-//     ErrRevoked, ErrCertificateRevoked);
+//     ErrRevoked, ErrCertificateRevoked, ErrLockLost, ErrLimit);
 //   - the interfaces, split by what consumers need: a reader and a writer
 //     per domain (ChallengeReader/ChallengeWriter, DeviceReader/
 //     DeviceWriter, CertificateReader/CertificateWriter, EvidenceReader/

@@ -45,6 +45,11 @@ var (
 	// ErrLockLost: a Lock is no longer held (its session ended). Stop the
 	// work it guarded; take the lock again before resuming it.
 	ErrLockLost = errors.New("lock lost")
+
+	// ErrLimit: the write would take its owner past a bound the caller
+	// set (a receiver's streams). Refuse the request; it may succeed once
+	// the owner has freed some (deleted a stream).
+	ErrLimit = errors.New("limit reached")
 )
 
 // Revocation reasons sigil itself records on certificates; each is stable,

@@ -70,9 +70,11 @@ type StreamReader interface {
 
 // StreamWriter creates, updates and deletes Shared Signals streams.
 type StreamWriter interface {
-	// CreateStream stores a new stream; a stored ID is ErrConflict. s must
-	// pass s.Check.
-	CreateStream(ctx context.Context, s Stream) error
+	// CreateStream stores a new stream unless its receiver already has
+	// limit (> 0) streams, ErrLimit; a stored ID is ErrConflict. s must
+	// pass s.Check. Count and insert are one step: CreateStreams of one
+	// receiver, from any process, never leave it more than limit streams.
+	CreateStream(ctx context.Context, s Stream, limit int) error
 	// LockStream reads the stream id for update: in a Tx, another
 	// LockStream of it, from any process, waits until the Tx ends, so that
 	// read, change and UpdateStream in one Tx never lose a concurrent

@@ -11,6 +11,10 @@ import (
 	"github.com/sigil-dev/sigil/internal/store"
 )
 
+// streamsLock prefixes the name of the advisory lock (transaction level)
+// that CreateStream takes per receiver.
+const streamsLock = "sigil/ssf-streams/"
+
 const streamColumns = `id, receiver, config, created_at, cursor, delivered, acked,
 	verification_id, verification_state, verification_done`
 
@@ -49,10 +53,27 @@ func (w writer) LockStream(ctx context.Context, id string) (store.Stream, error)
 	return w.reader().stream(ctx, id, " FOR UPDATE")
 }
 
-// CreateStream inserts s.
-func (w writer) CreateStream(ctx context.Context, s store.Stream) error {
+// CreateStream inserts s unless its receiver has limit streams. The
+// transaction first takes an advisory lock of the receiver's, held until
+// it ends, so that the count (read committed: a snapshot taken after the
+// lock) sees every stream another replica's CreateStream of the receiver
+// committed.
+func (w writer) CreateStream(ctx context.Context, s store.Stream, limit int) error {
 	if err := s.Check(); err != nil {
 		return fmt.Errorf("store: create stream %q: %w", s.ID, err)
+	}
+	if limit <= 0 {
+		return fmt.Errorf("store: create stream %q: limit %d, want at least 1", s.ID, limit)
+	}
+	if _, err := w.q.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, streamsLock+s.Receiver); err != nil {
+		return fmt.Errorf("store: create stream %q: lock the receiver's streams: %w", s.ID, err)
+	}
+	var n int
+	if err := w.q.QueryRow(ctx, `SELECT count(*) FROM ssf_streams WHERE receiver = $1`, s.Receiver).Scan(&n); err != nil {
+		return fmt.Errorf("store: create stream %q: count the receiver's streams: %w", s.ID, err)
+	}
+	if n >= limit {
+		return fmt.Errorf("store: create stream %q: receiver %q has %d streams, at most %d: %w", s.ID, s.Receiver, n, limit, store.ErrLimit)
 	}
 	acked, _ := json.Marshal(orEmpty(s.Acked))
 	_, err := w.q.Exec(ctx, `INSERT INTO ssf_streams (`+streamColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,

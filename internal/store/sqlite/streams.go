@@ -44,17 +44,27 @@ func (w writer) LockStream(ctx context.Context, id string) (store.Stream, error)
 	return reader(w).Stream(ctx, id)
 }
 
-// CreateStream inserts s.
-func (w writer) CreateStream(ctx context.Context, s store.Stream) error {
+// CreateStream inserts s unless its receiver has limit streams: one
+// statement, which counts and inserts in one step.
+func (w writer) CreateStream(ctx context.Context, s store.Stream, limit int) error {
 	if err := s.Check(); err != nil {
 		return fmt.Errorf("store: create stream %q: %w", s.ID, err)
 	}
+	if limit <= 0 {
+		return fmt.Errorf("store: create stream %q: limit %d, want at least 1", s.ID, limit)
+	}
 	acked, _ := json.Marshal(orEmpty(s.Acked))
-	_, err := w.q.ExecContext(ctx, `INSERT INTO ssf_streams (`+streamColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	res, err := w.q.ExecContext(ctx, `INSERT INTO ssf_streams (`+streamColumns+`)
+		SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE (SELECT count(*) FROM ssf_streams WHERE receiver = ?) < ?`,
 		s.ID, s.Receiver, string(s.Config), micros(s.CreatedAt), int64(s.Cursor), int64(s.Delivered), string(acked),
-		int64(s.VerificationID), s.VerificationState, int64(s.VerificationDone))
+		int64(s.VerificationID), s.VerificationState, int64(s.VerificationDone), s.Receiver, limit)
 	if err != nil {
 		return fmt.Errorf("store: create stream %q: %w", s.ID, classify(err))
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("store: create stream %q: %w", s.ID, err)
+	} else if n == 0 {
+		return fmt.Errorf("store: create stream %q: receiver %q already has %d streams, the most allowed: %w", s.ID, s.Receiver, limit, store.ErrLimit)
 	}
 	return nil
 }

@@ -105,6 +105,8 @@ var tests = []test{
 	{"StreamRoundTrip", testStreamRoundTrip},
 	{"StreamRefused", testStreamRefused},
 	{"LockStreamRace", testLockStreamRace},
+	{"StreamLimit", testStreamLimit},
+	{"StreamLimitRace", testStreamLimitRace},
 	{"TokenRoundTrip", testTokenRoundTrip},
 	{"InsertTokenRefuses", testInsertTokenRefuses},
 	{"InsertTokenNarrowLifetime", testInsertTokenNarrowLifetime},

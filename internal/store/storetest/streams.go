@@ -6,10 +6,14 @@ import (
 	"fmt"
 	"reflect"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/sigil-dev/sigil/internal/store"
 )
+
+// anyLimit is a stream limit the tests that are not about it never reach.
+const anyLimit = 100
 
 func stream(id string) store.Stream {
 	return store.Stream{ID: id, Receiver: "spiffe://sigil.test/workload/siem", Config: []byte(`{"aud":"siem"}`),
@@ -25,11 +29,11 @@ func testStreamRoundTrip(t *testing.T, h *harness) {
 	ctx := context.Background()
 	b, a := stream("b"), stream("a")
 	for _, s := range []store.Stream{b, a} {
-		if err := st.CreateStream(ctx, s); err != nil {
+		if err := st.CreateStream(ctx, s, anyLimit); err != nil {
 			t.Fatalf("CreateStream(%s): %v", s.ID, err)
 		}
 	}
-	if err := st.CreateStream(ctx, b); !errors.Is(err, store.ErrConflict) {
+	if err := st.CreateStream(ctx, b, anyLimit); !errors.Is(err, store.ErrConflict) {
 		t.Errorf("CreateStream of a stored id: %v, want ErrConflict", err)
 	}
 	other := h.reopen(t, dsn)
@@ -70,7 +74,7 @@ func testStreamRoundTrip(t *testing.T, h *harness) {
 func testStreamRefused(t *testing.T, h *harness) {
 	st := h.fresh(t)
 	ctx := context.Background()
-	if err := st.CreateStream(ctx, stream("s")); err != nil {
+	if err := st.CreateStream(ctx, stream("s"), anyLimit); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
@@ -97,7 +101,7 @@ func testStreamRefused(t *testing.T, h *harness) {
 			t.Errorf("UpdateStream of a stream with %s: stored", tc.name)
 		}
 		s.ID = "new"
-		if err := st.CreateStream(ctx, s); err == nil {
+		if err := st.CreateStream(ctx, s, anyLimit); err == nil {
 			t.Errorf("CreateStream of a stream with %s: stored", tc.name)
 		}
 	}
@@ -111,7 +115,7 @@ func testStreamRefused(t *testing.T, h *harness) {
 func testLockStreamRace(t *testing.T, h *harness) {
 	st, dsn := h.open(t)
 	ctx := context.Background()
-	if err := st.CreateStream(ctx, stream("s")); err != nil {
+	if err := st.CreateStream(ctx, stream("s"), anyLimit); err != nil {
 		t.Fatal(err)
 	}
 	handles := []store.Store{st, h.reopen(t, dsn), h.reopen(t, dsn)}
@@ -142,5 +146,82 @@ func testLockStreamRace(t *testing.T, h *harness) {
 	got, err := st.Stream(ctx, "s")
 	if want := uint64(7 + len(handles)*perHandle); err != nil || got.Delivered != want {
 		t.Fatalf("Delivered = %d, %v; want %d: %s", got.Delivered, err, want, fmt.Sprint("an update was lost"))
+	}
+}
+
+// testStreamLimit: CreateStream refuses a receiver's stream beyond the
+// limit with ErrLimit, storing nothing, and takes it again once one is
+// deleted; other receivers' streams do not count, and a limit below one
+// is refused.
+func testStreamLimit(t *testing.T, h *harness) {
+	st := h.fresh(t)
+	ctx := context.Background()
+	const limit = 2
+	for _, id := range []string{"a", "b"} {
+		if err := st.CreateStream(ctx, stream(id), limit); err != nil {
+			t.Fatalf("CreateStream(%s) under the limit: %v", id, err)
+		}
+	}
+	if err := st.CreateStream(ctx, stream("c"), limit); !errors.Is(err, store.ErrLimit) {
+		t.Errorf("CreateStream beyond the limit: %v, want ErrLimit", err)
+	}
+	if _, err := st.Stream(ctx, "c"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("the stream refused for the limit: %v, want ErrNotFound", err)
+	}
+	other := stream("d")
+	other.Receiver = "spiffe://sigil.test/workload/other"
+	if err := st.CreateStream(ctx, other, limit); err != nil {
+		t.Errorf("CreateStream of another receiver: %v", err)
+	}
+	if err := st.DeleteStream(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.CreateStream(ctx, stream("c"), limit); err != nil {
+		t.Errorf("CreateStream after a delete: %v", err)
+	}
+	for _, bad := range []int{0, -1} {
+		if err := st.CreateStream(ctx, stream(fmt.Sprint("bad", bad)), bad); err == nil {
+			t.Errorf("CreateStream with limit %d: stored", bad)
+		}
+	}
+}
+
+// testStreamLimitRace: CreateStreams of one receiver at once, from
+// handles of their own as replicas, never leave it more streams than the
+// limit, and every one refused is ErrLimit.
+func testStreamLimitRace(t *testing.T, h *harness) {
+	st, dsn := h.open(t)
+	ctx := context.Background()
+	handles := []store.Store{st, h.reopen(t, dsn), h.reopen(t, dsn)}
+	const limit, perHandle = 3, 8
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	var created atomic.Int32
+	errs := make(chan error, len(handles)*perHandle)
+	for i, hd := range handles {
+		for j := range perHandle {
+			wg.Go(func() {
+				<-start
+				err := hd.CreateStream(ctx, stream(fmt.Sprintf("s%d-%d", i, j)), limit)
+				if err == nil {
+					created.Add(1)
+				} else if !errors.Is(err, store.ErrLimit) {
+					errs <- err
+				}
+			})
+		}
+	}
+	close(start)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Errorf("CreateStream: %v, want success or ErrLimit", err)
+	}
+	list, err := st.Streams(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != limit || created.Load() != limit {
+		t.Fatalf("%d streams stored, %d creations succeeded; want %d: the limit was exceeded", len(list), created.Load(), limit)
 	}
 }
