@@ -257,7 +257,7 @@ if "$sigil" token --state "$dir/reports" --audience spiffe://sigil.test/workload
 fi
 refused "sigild refuses the disabled device's certificate"
 echo "   the audit log says why:"
-"$root/bin/sigild" --config "$SIGILD_CONFIG" --log-level warn audit export "$dir/export" >/dev/null
+audit_export "$dir/export" "\"ek_hash\":\"$reports_ek\",\"status\":\"disabled\""
 cat "$dir"/export/entries/* | sed -nE 's/.*"kind":"(device\.disabled)".*/\1/p;
 	s/.*"kind":"(certificate\.revoked|token\.revoked)".*"reason":"([^"]*device disabled)".*/\1, reason: \2/p' |
 	sort | uniq -c | sed 's/^ */   /'
@@ -329,7 +329,7 @@ fi
 refused "shipping refused $(( ($(date +%s%N) - reloaded_at) / 1000000 )) ms after the reload"
 "$sigil" token --state "$dir/operator" --audience spiffe://sigil.test/workload/payments >/dev/null
 ok "the operator, on a host without that option ROM, still gets tokens: the reload revoked exactly one device"
-"$root/bin/sigild" --config "$SIGILD_CONFIG" --log-level warn audit export "$dir/export-trust" >/dev/null
+audit_export "$dir/export-trust" '"spiffe_id":"spiffe://sigil.test/workload/shipping".*"reason":"policy-changed"'
 echo "   the audit log records each revocation with its reason and the decision:"
 cat "$dir"/export-trust/entries/* | sed "s/\\\\\"/'/g" |
 	sed -nE 's/.*"kind":"certificate\.revoked".*"spiffe_id":"([^"]*)".*"reason":"(attestation-failed|policy-changed)","decision":"([^"]{0,90})[^"]*".*/\1: \2: \3…/p' | sed 's/^/   /'
