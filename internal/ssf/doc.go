@@ -26,7 +26,8 @@
 // # Streams
 //
 // POST /ssf/stream creates a stream (at most StreamsPerReceiver per
-// receiver): delivery by RFC 8936 poll (the transmitter sets the
+// receiver, whichever replicas the creations reach: the store counts and
+// inserts in one step; beyond, 409 too_many_streams): delivery by RFC 8936 poll (the transmitter sets the
 // endpoint_url, /ssf/poll/ID) or RFC 8935 push to an endpoint_url that
 // must be one of the https URLs configured for that receiver, so that a
 // stream cannot make sigild post to an address of the caller's choosing;
