@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 
 	jose "github.com/go-jose/go-jose/v4"
 
@@ -31,7 +30,7 @@ type Verifier struct {
 	ours     *issuer
 	external map[string]*issuer
 	o        *options
-	headers  headerCache
+	headers  token.HeaderCache[header]
 }
 
 // issuer is what the Verifier trusts of one issuer.
@@ -115,7 +114,7 @@ func (v *Verifier) check(ctx context.Context, tok, audience string, want token.T
 		return nil, err
 	}
 	if !p.cached {
-		v.headers.put(p.segment, p.header)
+		v.headers.Put(p.segment, p.header)
 	}
 	c, err := iss.claims(payload, want)
 	if err != nil {
@@ -169,7 +168,7 @@ func (v *Verifier) parse(token string) (*parsed, *TokenError) {
 		}
 	}
 	var terr *TokenError
-	p.header, p.cached = v.headers.get(p.segment)
+	p.header, p.cached = v.headers.Get(p.segment)
 	if !p.cached {
 		if p.header, terr = readHeader(p.segment); terr != nil {
 			return nil, terr
@@ -361,35 +360,4 @@ func jsonObject(b []byte) (map[string]json.RawMessage, error) {
 		return nil, errors.New("trailing data after the JSON object")
 	}
 	return m, nil
-}
-
-// maxCachedHeaders bounds the header cache: each issuer has a few keys and
-// token types, hence a few distinct protected headers.
-const maxCachedHeaders = 64
-
-// headerCache remembers the protected headers of tokens whose signature
-// verified, by their base64url text. Only headers that passed every check
-// enter it, so it holds no header an attacker chose without a trusted key.
-type headerCache struct {
-	mu sync.RWMutex
-	m  map[string]header
-}
-
-func (c *headerCache) get(segment string) (header, bool) {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	h, ok := c.m[segment]
-	return h, ok
-}
-
-func (c *headerCache) put(segment string, h header) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.m == nil {
-		c.m = map[string]header{}
-	}
-	if len(c.m) >= maxCachedHeaders {
-		clear(c.m)
-	}
-	c.m[segment] = h
 }

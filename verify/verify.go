@@ -83,7 +83,7 @@ type Revocation struct {
 type Verifier struct {
 	cfg     Config
 	keys    *keyCache
-	headers headerCache
+	headers token.HeaderCache[header]
 	revs    *revocations
 	met     *metrics // nil without Config.Registerer
 	log     *slog.Logger
@@ -217,7 +217,7 @@ func (v *Verifier) verifySigned(ctx context.Context, tok string, typ token.Type)
 	}
 	i, j := strings.IndexByte(tok, '.'), strings.LastIndexByte(tok, '.')
 	seg := tok[:i]
-	h, cached := v.headers.get(seg)
+	h, cached := v.headers.Get(seg)
 	if !cached {
 		var err error
 		if h, err = parseHeader(seg); err != nil {
@@ -246,7 +246,7 @@ func (v *Verifier) verifySigned(ctx context.Context, tok string, typ token.Type)
 		return nil, invalid(errSignature)
 	}
 	if !cached {
-		v.headers.put(seg, h)
+		v.headers.Put(seg, h)
 	}
 	return payload, nil
 }
