@@ -27,18 +27,32 @@ func RevokeCertificate(ctx context.Context, st store.Store, serial, reason strin
 		if err != nil {
 			return err
 		}
-		if revoked, err = tx.RevokeCertificate(ctx, serial, reason, now); err != nil {
-			return err
-		}
-		e, err := store.NewAuditEntry(audit.CertificateRevoked, now, audit.Certificate{Serial: serial, EKHash: cert.EKHash, Reason: reason})
+		var entries []store.AuditEntry
+		revoked, entries, err = revoke(ctx, tx, audit.Certificate{Serial: serial, EKHash: cert.EKHash, Reason: reason}, now)
 		if err != nil {
 			return err
 		}
-		tokens, err := store.RevokedTokenEntries(ctx, tx, revoked.Tokens, now)
-		if err != nil {
-			return err
-		}
-		return store.AppendAuditEntries(ctx, tx, append([]store.AuditEntry{e}, tokens...)...)
+		return store.AppendAuditEntries(ctx, tx, entries...)
 	})
 	return revoked, err
+}
+
+// revoke revokes, in tx, the certificate p names for p.Reason, with every
+// token bound to it and exchanged from those, and returns what it revoked
+// and the audit entries that say so: p itself, then the tokens'. A
+// certificate revoked already is store.ErrConflict.
+func revoke(ctx context.Context, tx store.Tx, p audit.Certificate, now time.Time) (store.Revoked, []store.AuditEntry, error) {
+	got, err := tx.RevokeCertificate(ctx, p.Serial, p.Reason, now)
+	if err != nil {
+		return store.Revoked{}, nil, err
+	}
+	e, err := store.NewAuditEntry(audit.CertificateRevoked, now, p)
+	if err != nil {
+		return store.Revoked{}, nil, err
+	}
+	tokens, err := store.RevokedTokenEntries(ctx, tx, got.Tokens, now)
+	if err != nil {
+		return store.Revoked{}, nil, err
+	}
+	return got, append([]store.AuditEntry{e}, tokens...), nil
 }

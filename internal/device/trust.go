@@ -54,22 +54,14 @@ func (d Distrust) Revoke(ctx context.Context, tx store.Tx, certs []store.Certifi
 	var all store.Revoked
 	var entries []store.AuditEntry
 	for _, c := range certs {
-		got, err := tx.RevokeCertificate(ctx, c.Serial, d.Reason, now)
+		got, es, err := revoke(ctx, tx, d.payload(c), now)
 		if errors.Is(err, store.ErrConflict) {
 			continue // revoked meanwhile, with its own entry
 		}
 		if err != nil {
 			return store.Revoked{}, fmt.Errorf("device: revoke certificate %s: %w", c.Serial, err)
 		}
-		e, err := store.NewAuditEntry(audit.CertificateRevoked, now, d.payload(c))
-		if err != nil {
-			return store.Revoked{}, err
-		}
-		tokens, err := store.RevokedTokenEntries(ctx, tx, got.Tokens, now)
-		if err != nil {
-			return store.Revoked{}, err
-		}
-		entries = append(append(entries, e), tokens...)
+		entries = append(entries, es...)
 		all.Certificates = append(all.Certificates, got.Certificates...)
 		all.Tokens = append(all.Tokens, got.Tokens...)
 	}
