@@ -45,6 +45,11 @@ type Config struct {
 	// labelled with the SPIFFE ID): renewals, token lookups and fetches,
 	// and the certificate's expiry.
 	Registerer prometheus.Registerer
+	// Renewed, if set, is called with the new state after each renewal
+	// (by the renewal loop or Renew), before Renew returns; for software
+	// that reads the certificate from files, as sigil agent writes them.
+	// It must not call Renew.
+	Renewed func(*State)
 }
 
 // Client is a running workload identity: it keeps its X.509-SVID renewed
@@ -58,6 +63,7 @@ type Client struct {
 	after  float64
 	tokens *tokenCache
 	met    *metrics // nil without Config.Registerer
+	onNew  func(*State)
 
 	revs revocations
 
@@ -99,7 +105,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		return nil, fmt.Errorf("client: metrics: %w", err)
 	}
 	c := &Client{
-		w: w, bundle: bundle, after: cmp.Or(cfg.RenewAfter, DefaultRenewAfter), tokens: newTokenCache(met), met: met,
+		w: w, bundle: bundle, after: cmp.Or(cfg.RenewAfter, DefaultRenewAfter), tokens: newTokenCache(met), met: met, onNew: cfg.Renewed,
 		log:     cmp.Or(cfg.Log, slog.Default()).With("spiffe_id", w.State().SPIFFEID),
 		renewed: make(chan struct{}, 1), done: make(chan struct{}),
 	}
@@ -203,6 +209,9 @@ func (c *Client) RevokeSubject(ctx context.Context, subject string) error {
 func (c *Client) renew(ctx context.Context) (*State, error) {
 	st, err := c.w.Renew(ctx)
 	c.met.renewed(err)
+	if err == nil && c.onNew != nil {
+		c.onNew(st)
+	}
 	return st, err
 }
 

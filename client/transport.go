@@ -170,13 +170,19 @@ func newTokenCache(met *metrics) *tokenCache {
 // the first caller's cancellation (others may wait for it), bounded by
 // fetchTimeout.
 func (tc *tokenCache) get(ctx context.Context, k cacheKey, fetch func(context.Context) (*TokenResponse, error)) (string, error) {
+	e, err := tc.entry(ctx, k, fetch)
+	return e.token, err
+}
+
+// entry is get, with the token's expiry.
+func (tc *tokenCache) entry(ctx context.Context, k cacheKey, fetch func(context.Context) (*TokenResponse, error)) (cachedToken, error) {
 	tc.met.lookup()
-	if token, ok := tc.fresh(k); ok {
-		return token, nil
+	if e, ok := tc.fresh(k); ok {
+		return e, nil
 	}
 	ch := tc.flight.DoChan(fmt.Sprint(k), func() (any, error) {
-		if token, ok := tc.fresh(k); ok { // a flight that just ended fetched it
-			return token, nil
+		if e, ok := tc.fresh(k); ok { // a flight that just ended fetched it
+			return e, nil
 		}
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fetchTimeout)
 		defer cancel()
@@ -184,32 +190,33 @@ func (tc *tokenCache) get(ctx context.Context, k cacheKey, fetch func(context.Co
 		resp, err := fetch(fctx)
 		tc.met.fetched(err)
 		if err != nil {
-			return "", err
+			return cachedToken{}, err
 		}
 		if resp.AccessToken == "" || resp.ExpiresIn <= 0 {
-			return "", errors.New("client: token answer without access_token or expires_in")
+			return cachedToken{}, errors.New("client: token answer without access_token or expires_in")
 		}
 		life := time.Duration(resp.ExpiresIn) * time.Second
-		tc.put(k, cachedToken{token: resp.AccessToken, refresh: issued.Add(time.Duration(float64(life) * refreshAt)), expiresAt: issued.Add(life)})
-		return resp.AccessToken, nil
+		e := cachedToken{token: resp.AccessToken, refresh: issued.Add(time.Duration(float64(life) * refreshAt)), expiresAt: issued.Add(life)}
+		tc.put(k, e)
+		return e, nil
 	})
 	select {
 	case r := <-ch:
 		if r.Err != nil {
-			return "", r.Err
+			return cachedToken{}, r.Err
 		}
-		return r.Val.(string), nil
+		return r.Val.(cachedToken), nil
 	case <-ctx.Done():
-		return "", ctx.Err()
+		return cachedToken{}, ctx.Err()
 	}
 }
 
 // fresh returns the token cached for k unless it is due for refresh.
-func (tc *tokenCache) fresh(k cacheKey) (string, bool) {
+func (tc *tokenCache) fresh(k cacheKey) (cachedToken, bool) {
 	tc.mu.Lock()
 	e, ok := tc.m[k]
 	tc.mu.Unlock()
-	return e.token, ok && tc.now().Before(e.refresh)
+	return e, ok && tc.now().Before(e.refresh)
 }
 
 func (tc *tokenCache) put(k cacheKey, e cachedToken) {

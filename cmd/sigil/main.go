@@ -27,6 +27,8 @@ type cli struct {
 	Introspect introspectCmd `cmd:"" help:"Show what sigild knows of a token (RFC 7662)."`
 	Revoke     revokeCmd     `cmd:"" help:"Revoke a token and every token exchanged from it (RFC 7009)."`
 
+	Agent agentCmd `cmd:"" help:"Run beside a service: keep the certificate renewed in files, serve tokens on a socket, be its mTLS sidecar."`
+
 	Policy policyCmd   `cmd:"" help:"Check and test Cedar policy directories."`
 	Audit  auditCmd    `cmd:"" help:"Verify the tamper-evident audit log."`
 	HSM    movedHSMCmd `cmd:"" name:"hsm" hidden:"" help:"Moved to sigild: sigild key list|rotate."`
@@ -46,6 +48,10 @@ func exit(code int) {
 	os.Exit(code)
 }
 
+// signalContext ends on SIGTERM or SIGINT only, not after --timeout: the
+// context of long-running commands (sigil agent).
+type signalContext struct{ context.Context }
+
 // exitError carries a specific exit code.
 type exitError struct {
 	code int
@@ -59,6 +65,7 @@ func main() {
 	k := kong.Parse(&c, kong.Name("sigil"), kong.Description("sigil: hardware-rooted workload identity and tokens."), kong.Exit(exit))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	k.Bind(signalContext{ctx}) // for commands that run until a signal
 	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
 	defer cancel()
 	k.BindTo(ctx, (*context.Context)(nil))
