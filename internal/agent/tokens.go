@@ -180,10 +180,6 @@ func checkTokenRequest(w http.ResponseWriter, req TokenRequest) bool {
 // decode reads a JSON body of at most maxTokenRequest bytes with no
 // unknown member into v, or answers 400.
 func decode(w http.ResponseWriter, r *http.Request, v any) bool {
-	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
-		fail(w, http.StatusUnsupportedMediaType, "invalid_request", "send application/json")
-		return false
-	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxTokenRequest+1))
 	if err != nil {
 		fail(w, http.StatusBadRequest, "invalid_request", "read body: "+err.Error())
