@@ -130,6 +130,7 @@ func Run(ctx context.Context, cfg Config) error {
 	<-ctx.Done()
 	log.Info("agent stopping")
 	srv.shutdown()
+	log.Info("agent stopped")
 	return nil
 }
 
