@@ -14,12 +14,14 @@ BENCH_TIME ?= 2s
 # Debian packages the tests and the demo use, each with a command or file
 # that shows it is present.
 DEB_PACKAGES := softhsm2 swtpm swtpm-tools tpm2-openssl tpm2-tools p11-kit p11-kit-modules openssl \
-                postgresql haproxy python3 python3-jwt
+                postgresql haproxy python3 python3-jwt \
+                python3-cryptography tpm2-abrmd libtss2-tcti-tabrmd0 dbus
 DEB_PRESENT  := /usr/bin/softhsm2-util /usr/bin/swtpm /usr/bin/swtpm_setup \
                 /usr/bin/swtpm_localca /usr/bin/tpm2_flushcontext /usr/bin/p11-kit \
                 /usr/bin/openssl /usr/lib/softhsm/libsofthsm2.so \
                 /usr/lib/postgresql/15/bin/initdb /usr/lib/postgresql/15/bin/postgres /usr/sbin/haproxy \
-                /usr/bin/python3 /usr/lib/python3/dist-packages/jwt/__init__.py
+                /usr/bin/python3 /usr/lib/python3/dist-packages/jwt/__init__.py /usr/lib/python3/dist-packages/cryptography \
+                /usr/sbin/tpm2-abrmd /usr/bin/dbus-daemon
 
 .PHONY: all build test vet demo demo-replicas bench deps fuzz clean
 
@@ -30,6 +32,7 @@ deps:
 	@missing=; for f in $(DEB_PRESENT); do [ -e "$$f" ] || missing=1; done; \
 	ls /usr/lib/*/ossl-modules/tpm2.so >/dev/null 2>&1 || missing=1; \
 	ls /usr/lib/*/pkcs11/p11-kit-client.so >/dev/null 2>&1 || missing=1; \
+	ls /usr/lib/*/libtss2-tcti-tabrmd.so.0 >/dev/null 2>&1 || missing=1; \
 	if [ -n "$$missing" ]; then \
 		echo "==> installing $(DEB_PACKAGES)"; \
 		if [ "$$(id -u)" -ne 0 ]; then SUDO=sudo; fi; \

@@ -53,7 +53,7 @@ func (a *sidecar) logged(t testing.TB, re string) int {
 
 // startAgent runs sigil agent for the workload name with args and waits
 // until it serves.
-func (s *stack) startAgent(t *testing.T, name string, args ...string) *sidecar {
+func (s *stack) startAgent(t testing.TB, name string, args ...string) *sidecar {
 	t.Helper()
 	a := &sidecar{log: filepath.Join(s.dir, name+".agent.log"), out: filepath.Join(s.dir, name+".out"), done: make(chan error, 1)}
 	readyFile := filepath.Join(s.dir, name+".ready")

@@ -19,7 +19,7 @@ when one fails:
      and a jti;
   5. cnf.x5t#S256 equals base64url(SHA-256(DER of the client certificate))
      (RFC 8705), the certificate coming from the terminator in
-     X-Client-Cert (base64 DER). This is what makes a stolen token
+     X-Client-Cert (base64 DER, or URL-encoded PEM from nginx). This is what makes a stolen token
      worthless: it only works over a TLS connection made with the TPM key
      its certificate holds.
 Revocation is not checked here: ask sigild's introspection endpoint
@@ -37,6 +37,7 @@ import ssl
 import sys
 import threading
 import time
+import urllib.parse
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -89,6 +90,19 @@ class Keys:
 
 def thumbprint(der):
     return base64.urlsafe_b64encode(hashlib.sha256(der).digest()).rstrip(b"=").decode()
+
+
+def client_cert(value):
+    """The DER of the certificate in X-Client-Cert: base64 DER (HAProxy's
+    ssl_c_der,base64) or URL-encoded PEM (nginx's $ssl_client_escaped_cert)."""
+    if not value:
+        return b""
+    if value.startswith(("-----BEGIN", "%2D", "%2d")):
+        try:
+            return ssl.PEM_cert_to_DER_cert(urllib.parse.unquote(value))
+        except ValueError:
+            raise Invalid("malformed client certificate")
+    return base64.b64decode(value, validate=True)
 
 
 def check(token, cert_der, keys, issuer, audience):
@@ -152,7 +166,7 @@ def make_handler(keys, issuer, audience):
             try:
                 if len(cert_b64) > MAX_CERT:
                     raise Invalid("client certificate too large")
-                cert = base64.b64decode(cert_b64, validate=True) if cert_b64 else b""
+                cert = client_cert(cert_b64)
                 claims = check(token, cert, keys, issuer, audience)
             except (Invalid, binascii.Error) as e:
                 self.log_message("refused: %s", e)

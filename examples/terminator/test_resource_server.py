@@ -1,7 +1,11 @@
 """Each check of resource_server.check refuses the token that fails it
 (python3 -m unittest test_resource_server; TestTerminatorHAProxy runs it)."""
 
+import base64
+import binascii
+import ssl
 import time
+import urllib.parse
 import unittest
 
 import jwt
@@ -87,6 +91,17 @@ class CheckTest(unittest.TestCase):
         self.refused(self.token(), "no client certificate", cert=b"")
         self.refused(self.token(drop=["cnf"]), "token not bound to the client certificate")
         self.refused(self.token({"cnf": {"x5t#S256": 1}}), "token not bound to the client certificate")
+
+    def test_client_cert_forms(self):
+        der = b"\x30\x03\x02\x01\x01"
+        pem = ssl.DER_cert_to_PEM_cert(der)
+        self.assertEqual(rs.client_cert(base64.b64encode(der).decode()), der)
+        self.assertEqual(rs.client_cert(urllib.parse.quote(pem)), der)
+        self.assertEqual(rs.client_cert(""), b"")
+        with self.assertRaises(rs.Invalid):
+            rs.client_cert("-----BEGIN CERTIFICATE-----\nnot base64")
+        with self.assertRaises(binascii.Error):
+            rs.client_cert("not base64!")
 
     def test_malformed(self):
         self.refused("a.b", "malformed token")
