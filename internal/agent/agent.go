@@ -13,9 +13,9 @@ import (
 	"net/url"
 	"os"
 	"os/user"
+	"path/filepath"
 	"strconv"
 	"sync"
-	"syscall"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -82,6 +82,8 @@ func (c *Config) check() error {
 		return errors.New("agent: the ingress needs an upstream http://HOST:PORT")
 	case c.Egress == "" && len(c.Targets) > 0:
 		return errors.New("agent: targets need an egress address")
+	case c.IngressNoVerify && c.IngressScope != "":
+		return errors.New("agent: an edge ingress verifies no token, so it cannot require a scope")
 	}
 	switch c.OpenSSLCheck {
 	case "", CheckWarn, CheckRequire, CheckOff:
@@ -179,10 +181,13 @@ type fileWriter struct {
 
 func (f *fileWriter) renewed(st *client.State) {
 	if err := f.write(context.Background(), st); err != nil {
-		f.log.Error("after renewal", "err", err)
+		f.log.Error("after renewal: the files still hold the previous certificate", "err", err)
 	}
 }
 
+// write writes the files and runs the hook. Only a failure to write is an
+// error: a failed hook (the service not started yet, say) is logged, and
+// run again after the next renewal.
 func (f *fileWriter) write(ctx context.Context, st *client.State) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -195,7 +200,8 @@ func (f *fileWriter) write(ctx context.Context, st *client.State) error {
 		return nil
 	}
 	if err := f.cfg.Reload.Reload(ctx); err != nil {
-		return fmt.Errorf("reload hook for serial %s: %w", serial, err)
+		f.log.Error("reload hook failed: the service may still use the previous certificate", "serial", serial, "err", err)
+		return nil
 	}
 	f.log.Info("reload hook ran", "serial", serial)
 	return nil
@@ -315,31 +321,44 @@ func listenUnix(path, group string) (net.Listener, error) {
 			return nil, fmt.Errorf("agent: socket group %s: gid %q", group, g.Gid)
 		}
 	}
-	if fi, err := os.Lstat(path); err == nil {
-		if fi.Mode()&os.ModeSocket == 0 {
-			return nil, fmt.Errorf("agent: socket %s: a file that is not a socket is there", path)
-		}
-		if err := os.Remove(path); err != nil {
-			return nil, fmt.Errorf("agent: socket %s: %w", path, err)
-		}
+	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSocket == 0 {
+		return nil, fmt.Errorf("agent: socket %s: a file that is not a socket is there", path)
 	}
-	old := syscall.Umask(0o177) // born owner-only: no window before the chmod
-	ln, err := net.Listen("unix", path)
-	syscall.Umask(old)
+	if c, err := net.Dial("unix", path); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("agent: socket %s: another process serves on it", path)
+	}
+	// Made in a private directory, given its mode and group there, then
+	// renamed into place: never reachable with other permissions.
+	dir, err := os.MkdirTemp(filepath.Dir(path), ".sock-")
 	if err != nil {
 		return nil, fmt.Errorf("agent: socket: %w", err)
 	}
-	mode := os.FileMode(0o600)
-	if gid >= 0 {
-		mode = 0o660
-		if err := os.Chown(path, -1, gid); err != nil {
-			ln.Close()
-			return nil, fmt.Errorf("agent: socket %s: group %s: %w", path, group, err)
-		}
+	defer os.RemoveAll(dir)
+	tmp := filepath.Join(dir, "s")
+	ln, err := net.Listen("unix", tmp)
+	if err != nil {
+		return nil, fmt.Errorf("agent: socket: %w", err)
 	}
-	if err := os.Chmod(path, mode); err != nil {
+	ln.(*net.UnixListener).SetUnlinkOnClose(false) // it moves; shutdown removes it
+	if err := setSocketMode(tmp, gid); err == nil {
+		err = os.Rename(tmp, path) // replaces a socket left by a previous run
+	}
+	if err != nil {
 		ln.Close()
 		return nil, fmt.Errorf("agent: socket %s: %w", path, err)
 	}
 	return ln, nil
+}
+
+// setSocketMode gives the socket at path mode 0600, or 0660 and group gid
+// when gid >= 0.
+func setSocketMode(path string, gid int) error {
+	if gid < 0 {
+		return os.Chmod(path, 0o600)
+	}
+	if err := os.Chown(path, -1, gid); err != nil {
+		return err
+	}
+	return os.Chmod(path, 0o660)
 }

@@ -2,6 +2,9 @@ package agent
 
 import (
 	"io"
+	"net"
+	"os"
+	"path/filepath"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -100,5 +103,39 @@ func TestEgressListensOnLoopbackOnly(t *testing.T) {
 		if err := checkLoopback(addr); (err == nil) != ok {
 			t.Errorf("%s: %v", addr, err)
 		}
+	}
+}
+
+func TestListenUnixOwnerOnly(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "agent.sock")
+	if err := os.WriteFile(path, []byte("not a socket"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := listenUnix(path, ""); err == nil || !strings.Contains(err.Error(), "not a socket") {
+		t.Fatalf("over a regular file: %v", err)
+	}
+	os.Remove(path)
+	for range 2 { // the second replaces the socket the first left
+		ln, err := listenUnix(path, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		fi, err := os.Lstat(path)
+		if err != nil || fi.Mode()&os.ModeSocket == 0 || fi.Mode().Perm() != 0o600 {
+			t.Fatalf("socket: %v %v", fi.Mode(), err)
+		}
+		c, err := net.Dial("unix", path)
+		if err != nil {
+			t.Fatalf("dial the renamed socket: %v", err)
+		}
+		c.Close()
+		if _, err := listenUnix(path, ""); err == nil || !strings.Contains(err.Error(), "another process serves on it") {
+			t.Errorf("over a socket in use: %v", err)
+		}
+		ln.Close()
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Errorf("left in the directory: %v", entries)
 	}
 }
