@@ -133,6 +133,7 @@ type charge struct {
 // exchange tokens on the way out; their certificates renew under traffic
 // without a failed request.
 func TestSidecarShowcase(t *testing.T) {
+	t.Parallel()
 	s := startStack(t, "4")
 	id := func(n string) string { return "spiffe://sigil.test/workload/" + n }
 	for i, n := range []string{"frontend", "orders", "payments", "reports"} {

@@ -31,6 +31,7 @@ import (
 // (python3-jwt), which checks iss, aud, typ, the JWKS signature and
 // cnf.x5t#S256 against that certificate.
 func TestTerminatorHAProxy(t *testing.T) {
+	t.Parallel()
 	if _, err := exec.LookPath("haproxy"); err != nil {
 		t.Fatal("haproxy not found: apt-get install haproxy (or run make deps)")
 	}
