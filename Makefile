@@ -15,13 +15,13 @@ BENCH_TIME ?= 2s
 # that shows it is present.
 DEB_PACKAGES := softhsm2 swtpm swtpm-tools tpm2-openssl tpm2-tools p11-kit p11-kit-modules openssl \
                 postgresql haproxy python3 python3-jwt \
-                python3-cryptography tpm2-abrmd libtss2-tcti-tabrmd0 dbus
+                python3-cryptography tpm2-abrmd libtss2-tcti-tabrmd0 dbus curl
 DEB_PRESENT  := /usr/bin/softhsm2-util /usr/bin/swtpm /usr/bin/swtpm_setup \
                 /usr/bin/swtpm_localca /usr/bin/tpm2_flushcontext /usr/bin/p11-kit \
                 /usr/bin/openssl /usr/lib/softhsm/libsofthsm2.so \
                 /usr/lib/postgresql/15/bin/initdb /usr/lib/postgresql/15/bin/postgres /usr/sbin/haproxy \
                 /usr/bin/python3 /usr/lib/python3/dist-packages/jwt/__init__.py /usr/lib/python3/dist-packages/cryptography \
-                /usr/sbin/tpm2-abrmd /usr/bin/dbus-daemon
+                /usr/sbin/tpm2-abrmd /usr/bin/dbus-daemon /usr/bin/curl
 
 .PHONY: all build test vet demo demo-replicas bench deps fuzz clean
 

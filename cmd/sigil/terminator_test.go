@@ -142,6 +142,21 @@ func TestTerminatorHAProxy(t *testing.T) {
 		}
 	})
 
+	// curl, as OpenSSL software, with the agent's openssl.cnf and the TSS2
+	// key through the resource manager: inventory's own token from
+	// inventory's certificate passes the cnf check.
+	t.Run("curl with the agent's OpenSSL configuration", func(t *testing.T) {
+		cmd := exec.Command("curl", "--silent", "--show-error", "--max-time", "60",
+			"--insecure", // the server's name is a SPIFFE ID, which curl does not check; this is about the client side
+			"--cert", filepath.Join(a.out, agent.ChainFile), "--key", filepath.Join(a.out, agent.KeyFile),
+			"-H", "Authorization: Bearer "+stolen, "https://"+front+"/items")
+		cmd.Env = append(append(os.Environ(), rmEnv...), "OPENSSL_CONF="+filepath.Join(a.out, agent.OpenSSLConfigFile))
+		out, err := cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), `"sub": "`+id("inventory")+`"`) {
+			t.Errorf("curl: %v: %s", err, out)
+		}
+	})
+
 	t.Run("the checks, one by one", func(t *testing.T) {
 		cmd := exec.Command(python, "-m", "unittest", "-v", "test_resource_server")
 		cmd.Dir = filepath.Join(s.root, "examples", "terminator")
