@@ -194,3 +194,20 @@ func TestServerErrorKinds(t *testing.T) {
 		}
 	}
 }
+
+// entry, behind CachedToken, gives the token's expiry with it, from the
+// same cache get uses.
+func TestTokenCacheEntryExpiry(t *testing.T) {
+	now := time.Unix(1_000_000, 0)
+	tc := newTokenCache(nil)
+	tc.now = func() time.Time { return now }
+	f := &fakeFetch{life: 100}
+	k := cacheKey{audience: "a"}
+	e, err := tc.entry(t.Context(), k, f.fetch)
+	if err != nil || e.token != "t1" || !e.expiresAt.Equal(now.Add(100*time.Second)) {
+		t.Fatalf("entry = %+v, %v", e, err)
+	}
+	if tok, _ := tc.get(t.Context(), k, f.fetch); tok != "t1" || f.n.Load() != 1 {
+		t.Errorf("get after entry: %q after %d fetches, want the cached t1", tok, f.n.Load())
+	}
+}

@@ -1,7 +1,7 @@
 // Command sigil is the CLI of workloads, auditors and policy authors:
-// enroll, renew, tokens, audit verification and policy checks. It links no
-// PKCS#11, SQL driver or CA; the operator commands that need the HSM or the
-// database are sigild's.
+// enroll, renew, tokens, the agent beside a service, audit verification and
+// policy checks. It links no PKCS#11, SQL driver or CA; the operator
+// commands that need the HSM or the database are sigild's.
 package main
 
 import (
