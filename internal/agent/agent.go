@@ -260,6 +260,9 @@ func serve(ctx context.Context, cfg Config, c *client.Client, reg *prometheus.Re
 		s.start(&http.Server{Handler: NewTokenService(c, log)}, ln, log, nil)
 	}
 	if cfg.Ingress != "" {
+		if !isLoopbackHost(cfg.Upstream.Hostname()) {
+			log.Warn("the upstream is not on loopback: the identity headers travel in plain HTTP, and whoever reaches it can set them", "upstream", cfg.Upstream.Redacted())
+		}
 		in := &Ingress{Upstream: cfg.Upstream, Scope: cfg.IngressScope, Self: c.ID(), Log: log, contexts: ctxs}
 		tlsCfg := c.ServerTLSConfig(tlsconfig.AuthorizeMemberOf(c.ID().TrustDomain()))
 		if cfg.IngressNoVerify {

@@ -279,11 +279,13 @@ func checkLoopback(addr string) error {
 	if err != nil {
 		return fmt.Errorf("agent: egress address %q: %w", addr, err)
 	}
-	if host == "localhost" {
-		return nil
-	}
-	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+	if !isLoopbackHost(host) {
 		return fmt.Errorf("agent: egress address %q: must be on loopback (127.0.0.1, ::1)", addr)
 	}
 	return nil
+}
+
+func isLoopbackHost(host string) bool {
+	ip := net.ParseIP(host)
+	return host == "localhost" || ip != nil && ip.IsLoopback()
 }
