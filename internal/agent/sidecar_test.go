@@ -2,13 +2,13 @@ package agent
 
 import (
 	"io"
-	"net"
-	"os"
-	"path/filepath"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
