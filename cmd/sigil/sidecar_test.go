@@ -281,13 +281,22 @@ func TestSidecarShowcase(t *testing.T) {
 		if got.For != id("reports") || len(got.Act) != 0 || got.Caller != id("reports") {
 			t.Errorf("forged identity headers reached payments: %+v", got)
 		}
+		// The ingress follows the revocation feed: a revoked token is
+		// refused within a second or so.
+		if err := rc.Workload().Revoke(t.Context(), own.AccessToken); err != nil {
+			t.Fatal(err)
+		}
+		testenv.WaitFor(t, 10*time.Second, "the ingress to refuse the revoked token", func() bool {
+			status, _, err := post(reports, url, own.AccessToken)
+			return err == nil && status == http.StatusUnauthorized
+		})
 		noCert := &http.Client{Transport: &http.Transport{TLSClientConfig: tlsconfig.TLSClientConfig(bundle, tlsconfig.AuthorizeID(paymentsID))}}
 		if _, _, err := post(noCert, url, stolen); err == nil || !strings.Contains(err.Error(), "certificate required") {
 			t.Errorf("no client certificate: %v", err)
 		}
 	})
 
-	t.Run("token service", func(t *testing.T) { checkTokenService(t, s, frontend) })
+	t.Run("token service", func(t *testing.T) { checkTokenService(t, frontend, user) })
 
 	t.Run("logout stops the chain", func(t *testing.T) {
 		status, body, err := post(users, "https://"+frontend.ready.Ingress+"/logout", user)
@@ -363,7 +372,7 @@ func checkAgentFiles(t *testing.T, s *stack, a *sidecar, reloads string) {
 
 // checkTokenService gets tokens from the agent's socket as non-Go code
 // would, and sees the client's cache, owner-only permissions and errors.
-func checkTokenService(t *testing.T, s *stack, a *sidecar) {
+func checkTokenService(t *testing.T, a *sidecar, user string) {
 	fi, err := os.Stat(a.ready.Socket)
 	if err != nil || fi.Mode().Perm() != 0o600 || fi.Mode()&os.ModeSocket == 0 {
 		t.Fatalf("socket: %v %v", fi.Mode(), err)
@@ -372,7 +381,11 @@ func checkTokenService(t *testing.T, s *stack, a *sidecar) {
 		return (&net.Dialer{}).DialContext(ctx, "unix", a.ready.Socket)
 	}}}
 	ask := func(body string) (int, map[string]any) {
-		resp, err := hc.Post("http://agent"+agent.PathToken, "application/json", strings.NewReader(body))
+		path := agent.PathToken
+		if strings.Contains(body, "subject_token") {
+			path = agent.PathExchange
+		}
+		resp, err := hc.Post("http://agent"+path, "application/json", strings.NewReader(body))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -390,5 +403,13 @@ func checkTokenService(t *testing.T, s *stack, a *sidecar) {
 	status, out := ask(`{"audience":"spiffe://other.test/workload/x"}`)
 	if status != http.StatusForbidden || out["error"] != "access_denied" {
 		t.Errorf("audience the policy refuses: %d %v", status, out)
+	}
+	status, out = ask(`{"subject_token":"` + user + `","audience":"spiffe://sigil.test/workload/orders","scope":"orders:read"}`)
+	if status != http.StatusOK || out["access_token"] == nil {
+		t.Errorf("exchange the user's token: %d %v", status, out)
+	}
+	status, out = ask(`{"subject_token":"` + user + `","audience":"spiffe://sigil.test/workload/orders","scope":"admin"}`)
+	if status != http.StatusForbidden || !strings.Contains(fmt.Sprint(out["error_description"]), "scope") {
+		t.Errorf("exchange for a wider scope: %d %v", status, out)
 	}
 }
