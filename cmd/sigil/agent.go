@@ -29,7 +29,7 @@ type agentCmd struct {
 	Egress    string   `help:"Egress sidecar: listen for plain HTTP on this loopback HOST:PORT."`
 	Target    []string `help:"Egress target NAME='https://HOST:PORT SPIFFE_ID [SCOPE…]'; repeatable." sep:"none"`
 	Metrics   string   `help:"Serve the client metrics (Prometheus) on HOST:PORT /metrics."`
-	Ready     string   `help:"Write the listening addresses (JSON) to this file once serving." type:"path"`
+	Ready     string   `help:"Write the listening addresses (JSON) to this file once serving; removed on exit." type:"path"`
 	Log       string   `name:"log-format" help:"Log format: text or json." default:"text" enum:"text,json"`
 
 	RenewAfter float64 `name:"renew-after" hidden:"" help:"Renew after this fraction of the certificate's lifetime (tests)."`

@@ -78,7 +78,7 @@ func BenchmarkSidecar(b *testing.B) {
 	orders := s.startAgent(b, "orders", "--openssl-check", "off", "--egress", "127.0.0.1:0",
 		"--target", "payments=https://"+payments.ready.Ingress+" "+id("payments")+" payments:charge")
 	plain := &http.Client{Timeout: 30 * time.Second}
-	sidecar := latencies(b, func() error { return get(plain, "http://"+orders.ready.Egress+"/payments/charge") })
+	sidecar := sidecarLatencies(b, func() error { return sidecarGet(plain, "http://"+orders.ready.Egress+"/payments/charge") })
 
 	p50 := func(d []time.Duration) float64 { return ms(d[len(d)/2]) }
 	p99 := func(d []time.Duration) float64 { return ms(d[len(d)*99/100]) }
@@ -106,10 +106,10 @@ type sidecarResult struct {
 func measureSidecar(b *testing.B, c *client.Client, server spiffeid.ID, url string) sidecarResult {
 	b.Helper()
 	keep := c.HTTPClient(server, "payments:charge")
-	res := sidecarResult{lat: latencies(b, func() error { return get(keep, url) })}
+	res := sidecarResult{lat: sidecarLatencies(b, func() error { return sidecarGet(keep, url) })}
 	fresh := func() *http.Client {
 		t := &http.Transport{TLSClientConfig: c.ClientTLSConfig(server), DisableKeepAlives: true}
-		return &http.Client{Transport: bearer{c: c, audience: server.String(), next: t}, Timeout: 30 * time.Second}
+		return &http.Client{Transport: sidecarBearer{c: c, audience: server.String(), next: t}, Timeout: 30 * time.Second}
 	}
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -119,7 +119,7 @@ func measureSidecar(b *testing.B, c *client.Client, server spiffeid.ID, url stri
 		hc := fresh()
 		wg.Go(func() {
 			for i := w; i < sidecarHandshakes; i += handshakeWorkers {
-				if err := get(hc, url); err != nil {
+				if err := sidecarGet(hc, url); err != nil {
 					mu.Lock()
 					firstErr = err
 					mu.Unlock()
@@ -135,14 +135,14 @@ func measureSidecar(b *testing.B, c *client.Client, server spiffeid.ID, url stri
 	return res
 }
 
-// bearer attaches the client's cached token for audience.
-type bearer struct {
+// sidecarBearer attaches the client's cached token for audience.
+type sidecarBearer struct {
 	c        *client.Client
 	audience string
 	next     http.RoundTripper
 }
 
-func (t bearer) RoundTrip(r *http.Request) (*http.Response, error) {
+func (t sidecarBearer) RoundTrip(r *http.Request) (*http.Response, error) {
 	tok, err := t.c.CachedToken(r.Context(), t.audience, []string{"payments:charge"}, "")
 	if err != nil {
 		return nil, err
@@ -174,9 +174,9 @@ func goServer(b *testing.B, ctx context.Context, state string, h http.Handler) (
 	return ln.Addr().String(), func() { srv.Close(); c.Close() }
 }
 
-// latencies runs call sidecarRequests times after a warm-up and returns
+// sidecarLatencies runs call sidecarRequests times after a warm-up and returns
 // the sorted durations.
-func latencies(b *testing.B, call func() error) []time.Duration {
+func sidecarLatencies(b *testing.B, call func() error) []time.Duration {
 	b.Helper()
 	for range 20 {
 		if err := call(); err != nil {
@@ -195,7 +195,7 @@ func latencies(b *testing.B, call func() error) []time.Duration {
 	return out
 }
 
-func get(hc *http.Client, url string) error {
+func sidecarGet(hc *http.Client, url string) error {
 	resp, err := hc.Get(url)
 	if err != nil {
 		return err

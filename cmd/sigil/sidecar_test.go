@@ -28,9 +28,9 @@ import (
 	"github.com/sigil-dev/sigil/testenv"
 )
 
-// python is Debian's interpreter, with python3-jwt (make test installs
+// debianPython is Debian's interpreter, with python3-jwt (make test installs
 // both).
-const python = "/usr/bin/python3"
+const debianPython = "/usr/bin/python3"
 
 // sidecar is one running `sigil agent` and what it wrote.
 type sidecar struct {
@@ -94,7 +94,7 @@ func (s *stack) startAgent(t testing.TB, name string, args ...string) *sidecar {
 func (s *stack) startPython(t *testing.T, role string) string {
 	t.Helper()
 	ready := filepath.Join(s.dir, role+".addr")
-	cmd := exec.Command(python, filepath.Join(s.root, "examples", "sidecar", "showcase.py"),
+	cmd := exec.Command(debianPython, filepath.Join(s.root, "examples", "sidecar", "showcase.py"),
 		"--role", role, "--agent", filepath.Join(s.dir, role+".ready"), "--ready", ready)
 	logf, err := os.Create(filepath.Join(s.dir, role+".py.log"))
 	if err != nil {
@@ -102,7 +102,7 @@ func (s *stack) startPython(t *testing.T, role string) string {
 	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("%s (apt-get install python3): %v", python, err)
+		t.Fatalf("%s (apt-get install python3): %v", debianPython, err)
 	}
 	t.Cleanup(func() {
 		cmd.Process.Kill()
@@ -332,8 +332,10 @@ func TestSidecarShowcase(t *testing.T) {
 		case <-time.After(20 * time.Second):
 			t.Fatal("the agent did not exit within 20 s of SIGTERM")
 		}
-		if _, err := os.Stat(frontend.ready.Socket); !errors.Is(err, os.ErrNotExist) {
-			t.Errorf("socket left behind: %v", err)
+		for _, f := range []string{frontend.ready.Socket, filepath.Join(s.dir, "frontend.ready")} {
+			if _, err := os.Stat(f); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("%s left behind: %v", f, err)
+			}
 		}
 		if frontend.logged(t, `msg="agent stopped"`) != 1 {
 			t.Error("no \"agent stopped\" in the log")

@@ -158,7 +158,7 @@ func TestTerminatorHAProxy(t *testing.T) {
 	})
 
 	t.Run("the checks, one by one", func(t *testing.T) {
-		cmd := exec.Command(python, "-m", "unittest", "-v", "test_resource_server")
+		cmd := exec.Command(debianPython, "-m", "unittest", "-v", "test_resource_server")
 		cmd.Dir = filepath.Join(s.root, "examples", "terminator")
 		cmd.Env = append(os.Environ(), "PYTHONDONTWRITEBYTECODE=1")
 		if out, err := cmd.CombinedOutput(); err != nil {
@@ -184,7 +184,7 @@ func (s *stack) startResourceServer(t *testing.T, audience string) string {
 	json.NewDecoder(resp.Body).Decode(&md)
 	resp.Body.Close()
 	ready := filepath.Join(s.dir, "rs.addr")
-	cmd := exec.Command(python, filepath.Join(s.root, "examples", "terminator", "resource_server.py"),
+	cmd := exec.Command(debianPython, filepath.Join(s.root, "examples", "terminator", "resource_server.py"),
 		"--listen", "127.0.0.1:0", "--issuer", md.Issuer, "--audience", audience,
 		"--jwks", s.env["SIGIL_SERVER"]+"/jwks.json", "--ca-bundle", s.env["SIGIL_CA_BUNDLE"], "--ready", ready)
 	return startLogged(t, cmd, filepath.Join(s.dir, "rs.log"), ready)

@@ -57,7 +57,7 @@ type Config struct {
 	Targets []Target // what the egress reaches
 
 	Metrics string // listen address of /metrics; "" for none
-	Ready   string // file to write the listening addresses to (JSON), once serving
+	Ready   string // file to write the listening addresses to (JSON) once serving; removed on exit
 
 	RenewAfter float64 // client.Config.RenewAfter
 	Log        *slog.Logger
@@ -102,6 +102,11 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	log := cmp.Or(cfg.Log, slog.Default())
+	if cfg.Ready != "" { // a previous run's would say this one serves
+		if err := os.Remove(cfg.Ready); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("agent: ready file: %w", err)
+		}
+	}
 	st, err := client.LoadState(cfg.StateDir)
 	if err != nil {
 		return err
@@ -209,10 +214,11 @@ func (f *fileWriter) write(ctx context.Context, st *client.State) error {
 
 // servers are the agent's listeners.
 type servers struct {
-	list  []*http.Server
-	wg    sync.WaitGroup
-	ready Ready
-	sock  string
+	list      []*http.Server
+	wg        sync.WaitGroup
+	ready     Ready
+	sock      string
+	readyFile string
 }
 
 func (s *servers) start(srv *http.Server, ln net.Listener, log *slog.Logger, tlsCfg *tls.Config) {
@@ -242,8 +248,10 @@ func (s *servers) shutdown() {
 		}
 	}
 	s.wg.Wait()
-	if s.sock != "" {
-		os.Remove(s.sock)
+	for _, f := range []string{s.sock, s.readyFile} {
+		if f != "" {
+			os.Remove(f)
+		}
 	}
 }
 
@@ -306,6 +314,7 @@ func serve(ctx context.Context, cfg Config, c *client.Client, reg *prometheus.Re
 		if err := atomicfile.WriteMode(cfg.Ready, append(data, '\n'), 0o644); err != nil {
 			return s, fmt.Errorf("agent: ready file: %w", err)
 		}
+		s.readyFile = cfg.Ready
 	}
 	return s, nil
 }
