@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -150,10 +152,21 @@ func TestTokenServiceMapsClientErrors(t *testing.T) {
 // FuzzTokenService: any body gets a JSON answer with a status the API
 // documents, and the workload is asked only for a well-formed request.
 func FuzzTokenService(f *testing.F) {
-	for _, s := range []string{`{"audience":"a","scope":"x y"}`, `{"audience":"a","subject_token":"t"}`, `{"token":"t"}`, `{`, `[]`, `{"audience":1}`, "\x00"} {
+	seeds, err := filepath.Glob(filepath.Join("testdata", "*-request*.json"))
+	if err != nil || len(seeds) == 0 {
+		f.Fatalf("no seeds in testdata: %v", err)
+	}
+	for _, name := range seeds {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			f.Fatal(err)
+		}
+		for _, path := range []string{PathToken, PathExchange, PathRevoke} {
+			f.Add(path, string(b))
+		}
+	}
+	for _, s := range []string{`{`, `[]`, `{"audience":1}`, "\x00"} {
 		f.Add(PathToken, s)
-		f.Add(PathExchange, s)
-		f.Add(PathRevoke, s)
 	}
 	f.Fuzz(func(t *testing.T, path, body string) {
 		if path != PathToken && path != PathExchange && path != PathRevoke {
