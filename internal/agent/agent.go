@@ -115,16 +115,16 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	reg := prometheus.NewRegistry()
+	clientLog := log // the client adds the SPIFFE ID itself
+	log = log.With("spiffe_id", st.SPIFFEID)
 	files := &fileWriter{cfg: cfg, log: log}
 	c, err := client.New(ctx, client.Config{
-		StateDir: cfg.StateDir, RenewAfter: cfg.RenewAfter, Log: log, Registerer: reg, Renewed: files.renewed,
+		StateDir: cfg.StateDir, RenewAfter: cfg.RenewAfter, Log: clientLog, Registerer: reg, Renewed: files.renewed,
 	})
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	log = log.With("spiffe_id", c.ID().String())
-	files.log = log
 	if err := files.write(ctx, c.Workload().State()); err != nil {
 		return err
 	}
