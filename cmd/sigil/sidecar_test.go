@@ -2,6 +2,7 @@ package main_test
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -125,6 +126,7 @@ type charge struct {
 	Act     []string `json:"act"`
 	Scope   []string `json:"scope"`
 	Caller  string   `json:"caller"`
+	Txn     string   `json:"txn"`
 }
 
 // TestSidecarShowcase is TestShowcase's story with the three services in
@@ -297,6 +299,38 @@ func TestSidecarShowcase(t *testing.T) {
 	})
 
 	t.Run("token service", func(t *testing.T) { checkTokenService(t, frontend, user) })
+
+	t.Run("transaction token follows the chain", func(t *testing.T) {
+		rc, err := client.New(t.Context(), client.Config{StateDir: filepath.Join(s.dir, "reports")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rc.Close()
+		alice := s.userToken(t, "reports", "orders:write payments:charge")
+		txn, err := rc.TxnToken(t.Context(), client.TxnRequest{SubjectToken: alice, Scope: []string{"orders:write", "payments:charge"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx := client.WithTxnToken(client.WithSubjectToken(t.Context(), alice), txn.AccessToken)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+orders.ready.Ingress+"/orders", nil)
+		resp, err := rc.HTTPClient(spiffeid.RequireFromString(id("orders")), "orders:write", "payments:charge").Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var got charge
+		if err := json.NewDecoder(resp.Body).Decode(&got); err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("reports → orders → payments: %s %v", resp.Status, err)
+		}
+		var claims struct {
+			Txn string `json:"txn"`
+		}
+		payload, _ := base64.RawURLEncoding.DecodeString(strings.Split(txn.AccessToken, ".")[1])
+		json.Unmarshal(payload, &claims)
+		if claims.Txn == "" || got.Txn != claims.Txn || got.For != "alice" || strings.Join(got.Act, " ") != id("orders")+" "+id("reports") {
+			t.Errorf("payments saw transaction %q for %q act %v; want %q for alice, act [orders reports]", got.Txn, got.For, got.Act, claims.Txn)
+		}
+	})
 
 	t.Run("logout stops the chain", func(t *testing.T) {
 		status, body, err := post(users, "https://"+frontend.ready.Ingress+"/logout", user)

@@ -20,8 +20,9 @@ frontend  POST /checkout  Authorization: Bearer USER_TOKEN (the agent's
           service (Unix socket), which ends every token exchanged from it.
 orders    POST /orders    calls payments through the egress, forwarding
           X-Sigil-Context: the agent exchanges the verified incoming token.
-payments  POST /charge    answers who is charged (X-Sigil-Subject) and who
-          called on whose behalf (X-Sigil-Act).
+payments  POST /charge    answers who is charged (X-Sigil-Subject), who
+          called on whose behalf (X-Sigil-Act) and in which transaction
+          (X-Sigil-Txn, when the chain carries a transaction token).
 """
 
 import argparse
@@ -130,6 +131,7 @@ def make_handler(role, agent):
                     "act": act.split(",") if act else [],
                     "scope": self.headers.get("X-Sigil-Scope", "").split(),
                     "caller": self.headers.get("X-Sigil-Caller", ""),
+                    "txn": self.headers.get("X-Sigil-Txn", ""),
                 })
             else:
                 self.answer(404, {"error": "no route %s %s" % route})

@@ -24,9 +24,11 @@ type contexts struct {
 	now func() time.Time
 }
 
+// contextEntry is a verified incoming access token and the transaction
+// token that came with it, if any.
 type contextEntry struct {
-	token     string
-	expiresAt time.Time
+	token, txn string
+	expiresAt  time.Time
 }
 
 func newContexts() *contexts {
@@ -35,17 +37,20 @@ func newContexts() *contexts {
 	return cs
 }
 
-// put remembers token until expiresAt and returns its handle.
-func (cs *contexts) put(token string, expiresAt time.Time) string {
+// put remembers token, and txn if not empty, until expiresAt and returns
+// their handle.
+func (cs *contexts) put(token, txn string, expiresAt time.Time) string {
 	mac := hmac.New(sha256.New, cs.key[:])
 	mac.Write([]byte(token))
+	mac.Write([]byte{0}) // a JWT holds no zero byte: no two pairs write the same bytes
+	mac.Write([]byte(txn))
 	h := base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
 	if _, ok := cs.m[h]; !ok && len(cs.m) >= maxContexts {
 		cs.sweep()
 	}
-	cs.m[h] = contextEntry{token: token, expiresAt: expiresAt}
+	cs.m[h] = contextEntry{token: token, txn: txn, expiresAt: expiresAt}
 	return h
 }
 
@@ -65,14 +70,14 @@ func (cs *contexts) sweep() {
 	}
 }
 
-// get returns the unexpired token of handle h.
-func (cs *contexts) get(h string) (string, bool) {
+// get returns the unexpired entry of handle h.
+func (cs *contexts) get(h string) (contextEntry, bool) {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
 	e, ok := cs.m[h]
 	if ok && !cs.now().Before(e.expiresAt) {
 		delete(cs.m, h)
-		return "", false
+		return contextEntry{}, false
 	}
-	return e.token, ok
+	return e, ok
 }

@@ -58,6 +58,12 @@ const (
 	// token the service holds itself (a user's IdP token at the edge): the
 	// agent exchanges it for the outgoing token.
 	HeaderSubjectToken = "X-Sigil-Subject-Token"
+	// HeaderTxn is the txn claim of the transaction token that came with
+	// the request (the Txn-Token header, verified), and HeaderTxnClaims
+	// all its claims, JSON, base64url without padding. The token itself
+	// follows X-Sigil-Context to the egress.
+	HeaderTxn       = "X-Sigil-Txn"
+	HeaderTxnClaims = "X-Sigil-Txn-Claims"
 	// HeaderXFCC is Envoy's x-forwarded-client-cert, with Hash (hex
 	// SHA-256 of the caller certificate), URI (its SPIFFE ID) and By (this
 	// workload's).
@@ -71,7 +77,7 @@ const (
 	shutdownGrace     = 5 * time.Second
 )
 
-// stripIdentity removes the contract's headers.
+// stripIdentity removes the contract's headers and Txn-Token.
 func stripIdentity(h http.Header) {
 	for k := range h {
 		if strings.HasPrefix(http.CanonicalHeaderKey(k), HeaderPrefix) {
@@ -79,6 +85,7 @@ func stripIdentity(h http.Header) {
 		}
 	}
 	h.Del(HeaderXFCC)
+	h.Del(verify.TxnTokenHeader)
 }
 
 // Ingress is the ingress sidecar's handler: verified requests go to
@@ -140,10 +147,23 @@ func (in *Ingress) rewrite(pr *httputil.ProxyRequest) {
 	setHeader(h, HeaderAct, strings.Join(c.ActChain(), ","))
 	setHeader(h, HeaderScope, strings.Join(c.Scope, " "))
 	setHeader(h, HeaderTokenID, c.ID)
-	if raw, err := json.Marshal(c.Raw()); err == nil {
-		setHeader(h, HeaderClaims, base64.RawURLEncoding.EncodeToString(raw))
+	setHeader(h, HeaderClaims, claimsHeader(c))
+	txn := ""
+	if tc, ok := verify.TxnFromContext(pr.In.Context()); ok {
+		txn = tc.Token()
+		setHeader(h, HeaderTxn, tc.Txn)
+		setHeader(h, HeaderTxnClaims, claimsHeader(tc))
 	}
-	setHeader(h, HeaderContext, in.contexts.put(c.Token(), c.Expiry))
+	setHeader(h, HeaderContext, in.contexts.put(c.Token(), txn, c.Expiry))
+}
+
+// claimsHeader is c's claims, JSON, base64url without padding.
+func claimsHeader(c *verify.Claims) string {
+	raw, err := json.Marshal(c.Raw())
+	if err != nil {
+		return ""
+	}
+	return base64.RawURLEncoding.EncodeToString(raw)
 }
 
 // setHeader sets a non-empty value made only of visible ASCII and spaces;
@@ -234,24 +254,38 @@ func (e *Egress) Handler() http.Handler {
 }
 
 // subject returns the request's context with the subject token the call is
-// made for, if it names one.
+// made for, if it names one, and the transaction token that goes along:
+// the one that came with the context's incoming request, or one the
+// service sends in Txn-Token itself. client.Transport sends a transaction
+// token only to a target of the workload's trust domain.
 func (e *Egress) subject(w http.ResponseWriter, r *http.Request) (context.Context, bool) {
+	ctx := r.Context()
+	if txn := r.Header.Get(verify.TxnTokenHeader); txn != "" {
+		if len(txn) > verify.MaxTokenSize {
+			fail(w, http.StatusBadRequest, "invalid_request", verify.TxnTokenHeader+" is too long")
+			return nil, false
+		}
+		ctx = client.WithTxnToken(ctx, txn)
+	}
 	if h := r.Header.Get(HeaderContext); h != "" {
-		tok, ok := e.contexts.get(h)
+		in, ok := e.contexts.get(h)
 		if !ok {
 			fail(w, http.StatusUnauthorized, "invalid_request", HeaderContext+" is unknown or its token has expired")
 			return nil, false
 		}
-		return client.WithSubjectToken(r.Context(), tok), true
+		if in.txn != "" {
+			ctx = client.WithTxnToken(ctx, in.txn)
+		}
+		return client.WithSubjectToken(ctx, in.token), true
 	}
 	if tok := r.Header.Get(HeaderSubjectToken); tok != "" {
 		if len(tok) > verify.MaxTokenSize {
 			fail(w, http.StatusBadRequest, "invalid_request", HeaderSubjectToken+" is too long")
 			return nil, false
 		}
-		return client.WithSubjectToken(r.Context(), tok), true
+		return client.WithSubjectToken(ctx, tok), true
 	}
-	return r.Context(), true
+	return ctx, true
 }
 
 // proxyError answers a failed proxied call: 403 when the policy or the

@@ -24,7 +24,7 @@ func TestIngressStripsForgedIdentityHeaders(t *testing.T) {
 	in := &Ingress{Upstream: u, Log: slog.New(slog.DiscardHandler), contexts: newContexts()}
 	req := httptest.NewRequest(http.MethodPost, "/checkout", nil)
 	req.Header.Set("Authorization", "Bearer user-token")
-	for _, h := range []string{HeaderCaller, HeaderSubject, HeaderAct, HeaderScope, HeaderContext, HeaderClaims, "X-Sigil-Anything", HeaderXFCC} {
+	for _, h := range []string{HeaderCaller, HeaderSubject, HeaderAct, HeaderScope, HeaderContext, HeaderClaims, HeaderTxn, HeaderTxnClaims, "X-Sigil-Anything", HeaderXFCC, "Txn-Token"} {
 		req.Header.Set(h, "forged")
 	}
 	req.Header.Add("x-sigil-subject", "forged too")
@@ -33,7 +33,7 @@ func TestIngressStripsForgedIdentityHeaders(t *testing.T) {
 		t.Fatal("the upstream was not called")
 	}
 	for k := range got {
-		if strings.HasPrefix(k, HeaderPrefix) || k == HeaderXFCC {
+		if strings.HasPrefix(k, HeaderPrefix) || k == HeaderXFCC || k == "Txn-Token" {
 			t.Errorf("upstream got %s: %q", k, got[k])
 		}
 	}
@@ -56,18 +56,25 @@ func TestContexts(t *testing.T) {
 	cs := newContexts()
 	now := time.Unix(1_000_000, 0)
 	cs.now = func() time.Time { return now }
-	h := cs.put("token-a", now.Add(time.Minute))
-	if h2 := cs.put("token-a", now.Add(time.Minute)); h2 != h {
+	h := cs.put("token-a", "", now.Add(time.Minute))
+	if h2 := cs.put("token-a", "", now.Add(time.Minute)); h2 != h {
 		t.Errorf("the same token got two handles")
 	}
-	if h == cs.put("token-b", now.Add(time.Minute)) {
+	if h == cs.put("token-b", "", now.Add(time.Minute)) {
 		t.Errorf("two tokens got one handle")
+	}
+	withTxn := cs.put("token-a", "txn-1", now.Add(time.Minute))
+	if withTxn == h || withTxn == cs.put("token-a", "txn-2", now.Add(time.Minute)) {
+		t.Errorf("a token with and without a transaction token, or with two, got one handle")
 	}
 	if strings.Contains(h, "token") {
 		t.Errorf("handle %q shows its token", h)
 	}
-	if tok, ok := cs.get(h); !ok || tok != "token-a" {
-		t.Errorf("get = %q %v", tok, ok)
+	if e, ok := cs.get(h); !ok || e.token != "token-a" || e.txn != "" {
+		t.Errorf("get = %+v %v", e, ok)
+	}
+	if e, ok := cs.get(withTxn); !ok || e.token != "token-a" || e.txn != "txn-1" {
+		t.Errorf("get = %+v %v", e, ok)
 	}
 	if _, ok := newContexts().get(h); ok {
 		t.Error("another process's handle resolved")
@@ -77,7 +84,7 @@ func TestContexts(t *testing.T) {
 		t.Error("an expired token's handle resolved")
 	}
 	for i := range maxContexts + 10 {
-		cs.put(strings.Repeat("x", i), now.Add(time.Hour))
+		cs.put(strings.Repeat("x", i), "", now.Add(time.Hour))
 	}
 	if len(cs.m) > maxContexts {
 		t.Errorf("%d contexts kept, bound %d", len(cs.m), maxContexts)
