@@ -44,6 +44,12 @@ type ChallengeRequest struct {
 	AK       AK     `json:"ak"`
 	// Identity is the requested SPIFFE ID.
 	Identity string `json:"identity"`
+	// ReplaceAK asks to bind the device's EK to this AK although it is
+	// bound to another: the explicit, audited replacement of the host's
+	// AK. Without it an enrollment with an AK other than the device's is
+	// refused (ak_mismatch), because every identity the device holds
+	// renews with its one AK.
+	ReplaceAK bool `json:"replace_ak,omitempty"`
 }
 
 // Challenge is the server's answer: a credential only the TPM holding both
@@ -55,6 +61,9 @@ type Challenge struct {
 	Nonce      []byte    `json:"nonce"`
 	PCRs       []int     `json:"pcrs"` // SHA-256 PCRs the quote must cover
 	ExpiresAt  time.Time `json:"expires_at"`
+	// AKHash, in a renewal challenge, is the hex SHA-256 of the TPMT_PUBLIC
+	// of the AK the device is bound to: the one the quote must come from.
+	AKHash string `json:"ak_hash,omitempty"`
 }
 
 // Quote is a TPM2_Quote and its signature by the AK.
@@ -97,6 +106,25 @@ type CompleteRequest struct {
 	// ServerAuth asks for the serverAuth extended key usage too, for a
 	// workload that also serves mTLS with its X.509-SVID. Renewals keep it.
 	ServerAuth bool `json:"server_auth,omitempty"`
+	// Workload, sent by a host agent, is what it asserts about the local
+	// process that asked for this identity.
+	Workload *Workload `json:"workload,omitempty"`
+}
+
+// Workload is what a host agent (sigil agent --host) asserts about the local
+// process it enrolls or renews for, read from the kernel's credentials of
+// the process's Unix socket connection and from /proc. The TPM does not sign
+// it: the server records it as asserted by the host's agent, and it is as
+// true as the host's root is honest.
+type Workload struct {
+	UID       uint32 `json:"uid"`
+	GID       uint32 `json:"gid"`
+	User      string `json:"user,omitempty"` // the name of UID on the host, if it has one
+	PID       int32  `json:"pid"`
+	Exe       string `json:"exe"`            // the executable's path, /proc/PID/exe
+	ExeSHA256 string `json:"exe_sha256"`     // hex SHA-256 of the executable
+	Cgroup    string `json:"cgroup"`         // the unified (v2) cgroup path
+	Unit      string `json:"unit,omitempty"` // the systemd unit of Cgroup, if any
 }
 
 // Certificate is an issued X.509-SVID.
@@ -127,6 +155,11 @@ type RenewRequest struct {
 	ChallengeID string   `json:"challenge_id"`
 	Platform    Platform `json:"platform"`
 	CSR         []byte   `json:"csr"`
+	// AKHash is the hex SHA-256 of the TPMT_PUBLIC of the AK that made the
+	// quote, so that a quote by a replaced AK is named as such.
+	AKHash string `json:"ak_hash,omitempty"`
+	// Workload is as in CompleteRequest.
+	Workload *Workload `json:"workload,omitempty"`
 }
 
 // Audit log endpoints. Entries are returned as JSON {"entries": [base64…]},

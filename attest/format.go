@@ -3,6 +3,7 @@ package attest
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -31,9 +32,88 @@ import (
 // TestEvidenceFormatV1 fails if they stop re-verifying or their digests
 // change.
 
+// Version 2 (WorkloadEvidenceVersion) is version 1 plus one optional
+// member, "workload" (Workload), last in each record: the facts a host
+// agent asserted about the local process it enrolled or renewed for.
+// Records with workload facts are written as version 2, all others still
+// as version 1, byte for byte as before; a version 1 record carrying
+// "workload" is refused. The facts are the agent's assertion, not signed by
+// the TPM: AssertedBy says so in the record itself, and re-verification
+// checks their form, not their truth.
+
 // EvidenceVersion is the version of the evidence format this package
-// writes; it is the only one it reads.
+// writes for records without workload facts.
 const EvidenceVersion = 1
+
+// WorkloadEvidenceVersion is the version of records with workload facts.
+const WorkloadEvidenceVersion = 2
+
+// AssertedByHostAgent is Workload.AssertedBy: the facts come from the
+// host's sigil agent, from the kernel's peer credentials and /proc.
+const AssertedByHostAgent = "host-agent"
+
+// Workload (version 2) is what a host agent asserts about the local process
+// a record's certificate is for. Nothing in the TPM's evidence vouches for
+// it.
+type Workload struct {
+	// AssertedBy is AssertedByHostAgent.
+	AssertedBy string `json:"asserted_by"`
+	UID        uint32 `json:"uid"`
+	GID        uint32 `json:"gid"`
+	User       string `json:"user,omitempty"`
+	PID        int32  `json:"pid"`
+	Exe        string `json:"exe"`
+	ExeSHA256  string `json:"exe_sha256"` // hex
+	Cgroup     string `json:"cgroup"`
+	Unit       string `json:"unit,omitempty"`
+}
+
+// maxWorkloadText bounds each text fact of a Workload.
+const maxWorkloadText = 4096
+
+// check checks the form of w: who asserted it, an absolute executable path
+// and a SHA-256 of it, bounded text.
+func (w *Workload) check() error {
+	if w.AssertedBy != AssertedByHostAgent {
+		return fmt.Errorf("workload facts asserted by %q, want %q", w.AssertedBy, AssertedByHostAgent)
+	}
+	if len(w.Exe) == 0 || w.Exe[0] != '/' {
+		return fmt.Errorf("workload exe %q: want an absolute path", w.Exe)
+	}
+	if sum, err := hex.DecodeString(w.ExeSHA256); err != nil || len(sum) != sha256.Size {
+		return fmt.Errorf("workload exe_sha256 %q: want 64 hex digits", w.ExeSHA256)
+	}
+	for _, v := range []string{w.User, w.Exe, w.Cgroup, w.Unit} {
+		if len(v) > maxWorkloadText {
+			return fmt.Errorf("workload fact longer than %d bytes", maxWorkloadText)
+		}
+	}
+	return nil
+}
+
+// SetWorkload records w in the evidence, which makes it version 2.
+func (e *Evidence) SetWorkload(w *Workload) error {
+	if w == nil {
+		return nil
+	}
+	if err := w.check(); err != nil {
+		return fmt.Errorf("attest: %w", err)
+	}
+	e.Workload, e.Version = w, WorkloadEvidenceVersion
+	return nil
+}
+
+// SetWorkload records w in the renewal evidence, which makes it version 2.
+func (r *Renewal) SetWorkload(w *Workload) error {
+	if w == nil {
+		return nil
+	}
+	if err := w.check(); err != nil {
+		return fmt.Errorf("attest: %w", err)
+	}
+	r.Workload, r.Version = w, WorkloadEvidenceVersion
+	return nil
+}
 
 // Evidence (version 1) is everything an enrollment proved, kept so that
 // anyone holding the EK roots can re-verify it offline (Reverify). It holds
@@ -63,6 +143,9 @@ type Evidence struct {
 	// VerifiedAt is when the server verified it; EK certificates are
 	// checked as of this time on re-verification.
 	VerifiedAt time.Time `json:"verified_at"`
+	// Workload (version 2 only) is what the host agent asserted about the
+	// process enrolled for.
+	Workload *Workload `json:"workload,omitempty"`
 }
 
 // Renewal (version 1) is the evidence of a certificate renewal: a fresh
@@ -88,6 +171,8 @@ type Renewal struct {
 	CSR []byte `json:"csr"`
 	// VerifiedAt is when the server verified it.
 	VerifiedAt time.Time `json:"verified_at"`
+	// Workload (version 2 only) is as in Evidence.
+	Workload *Workload `json:"workload,omitempty"`
 }
 
 // AKParameters are a TPM attestation key's public area and its creation
@@ -160,6 +245,9 @@ func ParseEvidence(data []byte) (*Evidence, error) {
 	if err := decodeRecord(data, &e); err != nil {
 		return nil, fmt.Errorf("attest: parse evidence: %w", err)
 	}
+	if err := checkWorkload(e.Version, e.Workload); err != nil {
+		return nil, fmt.Errorf("attest: parse evidence: %w", err)
+	}
 	return &e, nil
 }
 
@@ -167,6 +255,9 @@ func ParseEvidence(data []byte) (*Evidence, error) {
 func ParseRenewal(data []byte) (*Renewal, error) {
 	var r Renewal
 	if err := decodeRecord(data, &r); err != nil {
+		return nil, fmt.Errorf("attest: parse renewal evidence: %w", err)
+	}
+	if err := checkWorkload(r.Version, r.Workload); err != nil {
 		return nil, fmt.Errorf("attest: parse renewal evidence: %w", err)
 	}
 	return &r, nil
@@ -184,8 +275,22 @@ func digestJSON(v any) ([]byte, error) {
 }
 
 func knownVersion(v int) error {
-	if v != EvidenceVersion {
-		return fmt.Errorf("%w %d, want %d", ErrEvidenceVersion, v, EvidenceVersion)
+	if v != EvidenceVersion && v != WorkloadEvidenceVersion {
+		return fmt.Errorf("%w %d, want %d or %d", ErrEvidenceVersion, v, EvidenceVersion, WorkloadEvidenceVersion)
+	}
+	return nil
+}
+
+// checkWorkload holds the version rule of "workload": present exactly in
+// version 2 records, and well formed.
+func checkWorkload(version int, w *Workload) error {
+	switch {
+	case version == EvidenceVersion && w != nil:
+		return errors.New("version 1 record carries workload facts, which only version 2 has")
+	case version == WorkloadEvidenceVersion && w == nil:
+		return errors.New("version 2 record without workload facts")
+	case w != nil:
+		return w.check()
 	}
 	return nil
 }

@@ -115,13 +115,15 @@ func TestEvidenceFormatV1Tampered(t *testing.T) {
 		{file: "enroll-pcr-altered.json", step: attest.StepQuote},
 		{file: "enroll-event-log-truncated.json", step: attest.StepEventLog},
 		{file: "enroll-key-signature-altered.json", step: attest.StepKey},
-		{file: "enroll-version-2.json", parse: "unknown evidence format version 2, want 1"},
+		{file: "enroll-version-3.json", parse: "unknown evidence format version 3, want 1 or 2"},
+		{file: "enroll-version-2-without-workload.json", parse: "version 2 record without workload facts"},
+		{file: "enroll-version-1-with-workload.json", parse: "version 1 record carries workload facts"},
 		{file: "enroll-unknown-field.json", parse: `unknown field "kind"`},
 		{file: "enroll-trailing-data.json", parse: "after top-level value"},
 		{file: "renew-other-previous-serial.json"},
 		{file: "renew-wrong-nonce.json", step: attest.StepQuote},
 		{file: "renew-ak-public-altered.json", step: attest.StepQuote},
-		{file: "renew-version-0.json", parse: "unknown evidence format version 0, want 1"},
+		{file: "renew-version-0.json", parse: "unknown evidence format version 0, want 1 or 2"},
 	}
 	v := v1Verifier(t)
 	for _, tt := range tests {
@@ -149,7 +151,7 @@ func TestEvidenceFormatV1Tampered(t *testing.T) {
 				if rec != nil || err == nil || !strings.Contains(err.Error(), tt.parse) {
 					t.Fatalf("parse error %v, want one containing %q", err, tt.parse)
 				}
-				if tt.file == "enroll-version-2.json" && !errors.Is(err, attest.ErrEvidenceVersion) {
+				if tt.file == "enroll-version-3.json" && !errors.Is(err, attest.ErrEvidenceVersion) {
 					t.Errorf("error %v is not ErrEvidenceVersion", err)
 				}
 				return
@@ -174,7 +176,7 @@ func TestEvidenceFormatV1Tampered(t *testing.T) {
 // FuzzParseEvidence feeds mutated records to the parsers: whatever they
 // accept encodes again and has a digest.
 func FuzzParseEvidence(f *testing.F) {
-	for _, name := range []string{"enroll.json", "renew.json", "enroll-unknown-field.json", "enroll-version-2.json"} {
+	for _, name := range []string{"enroll.json", "renew.json", "enroll-unknown-field.json", "enroll-version-3.json", "enroll-version-1-with-workload.json"} {
 		f.Add(readFile(f, filepath.Join(v1, name)))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -273,7 +275,9 @@ func writeTampered(t *testing.T) {
 	log := ev.Platform.EventLog
 	write("enroll-event-log-truncated.json", replaceBytes(t, enroll, "event_log", log, log[:len(log)-16]))
 	write("enroll-key-signature-altered.json", replaceBytes(t, enroll, "create_signature", ev.Key.CreateSignature, flipLast(ev.Key.CreateSignature)))
-	write("enroll-version-2.json", replaceField(t, enroll, "version", "1", "2"))
+	write("enroll-version-3.json", replaceField(t, enroll, "version", "1", "3"))
+	write("enroll-version-2-without-workload.json", replaceField(t, enroll, "version", "1", "2"))
+	write("enroll-version-1-with-workload.json", enroll[:len(enroll)-1]+`,"workload":{"asserted_by":"host-agent","uid":1000,"gid":1000,"pid":42,"exe":"/usr/bin/payments","exe_sha256":"`+strings.Repeat("ab", 32)+`","cgroup":"/system.slice/payments.service","unit":"payments.service"}}`)
 	write("enroll-unknown-field.json", `{"kind":"enroll",`+enroll[1:])
 	write("enroll-trailing-data.json", enroll+"{}")
 	write("renew-other-previous-serial.json", replaceField(t, renew, "previous_serial", r.Previous, "01"))
@@ -305,4 +309,43 @@ func flipLast(b []byte) []byte {
 	b = bytes.Clone(b)
 	b[len(b)-1] ^= 1
 	return b
+}
+
+// TestEvidenceFormatV2 records host agent facts in version 1 evidence: the
+// record becomes version 2, parses back with the facts marked as the host
+// agent's, still re-verifies, and hashes differently from the version 1
+// record, which itself is unchanged.
+func TestEvidenceFormatV2(t *testing.T) {
+	data := readFile(t, filepath.Join(v1, "enroll.json"))
+	ev, err := attest.ParseEvidence(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v1Digest, _ := ev.Digest()
+	w := &attest.Workload{AssertedBy: attest.AssertedByHostAgent, UID: 1001, GID: 1001, PID: 7, Exe: "/usr/bin/payments",
+		ExeSHA256: strings.Repeat("cd", 32), Cgroup: "/system.slice/payments.service", Unit: "payments.service"}
+	if err := ev.SetWorkload(&attest.Workload{AssertedBy: "tpm", Exe: "/x", ExeSHA256: w.ExeSHA256}); err == nil {
+		t.Fatal("SetWorkload accepted facts not asserted by the host agent")
+	}
+	if err := ev.SetWorkload(w); err != nil {
+		t.Fatal(err)
+	}
+	enc, err := json.Marshal(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := attest.ParseEvidence(enc)
+	if err != nil {
+		t.Fatalf("ParseEvidence(version 2): %v", err)
+	}
+	if got.Version != attest.WorkloadEvidenceVersion || got.Workload == nil || *got.Workload != *w {
+		t.Fatalf("parsed version %d workload %+v, want version 2 with %+v", got.Version, got.Workload, w)
+	}
+	if _, err := v1Verifier(t).Reverify(got); err != nil {
+		t.Errorf("version 2 record does not re-verify: %v", err)
+	}
+	d, _ := got.Digest()
+	if bytes.Equal(d, v1Digest) {
+		t.Error("version 2 record hashes like the version 1 record it extends")
+	}
 }

@@ -35,7 +35,7 @@ func TestLogChecker(t *testing.T) {
 		{"enroll-other-identity", []audit.Entry{withEvidence(t, enroll, "enroll-other-identity.json")}, "",
 			"workload/a; its evidence proves EK " + enrolled.EKHash},
 		{"enroll-unknown-field", []audit.Entry{withEvidence(t, enroll, "enroll-unknown-field.json")}, "", `unknown field "kind"`},
-		{"enroll-version-2", []audit.Entry{withEvidence(t, enroll, "enroll-version-2.json")}, "", "unknown evidence format version 2"},
+		{"enroll-version-3", []audit.Entry{withEvidence(t, enroll, "enroll-version-3.json")}, "", "unknown evidence format version 3"},
 		{"digest-not-of-evidence", []audit.Entry{edit(t, enroll, func(p *audit.Enrollment) { p.EvidenceDigest = strings.Repeat("00", 32) })},
 			"", "the entry says " + strings.Repeat("00", 32)},
 		{"entry-names-other-ek", []audit.Entry{edit(t, enroll, func(p *audit.Enrollment) { p.EKHash = strings.Repeat("ab", 32) })},

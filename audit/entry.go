@@ -23,6 +23,7 @@ const (
 	CertificateRevoked Kind = "certificate.revoked" // Certificate, with a reason
 	DeviceDisabled     Kind = "device.disabled"     // Device
 	DeviceEnabled      Kind = "device.enabled"      // Device
+	DeviceAKReplaced   Kind = "device.ak_replaced"  // AKReplacement
 	PolicyLoaded       Kind = "policy.loaded"       // Policy
 	KeyCreated         Kind = "key.created"         // Key
 	KeyRotated         Kind = "key.rotated"         // Key

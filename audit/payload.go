@@ -64,6 +64,21 @@ type Device struct {
 	Status string `json:"status"`
 }
 
+// AKReplacement is the payload of DeviceAKReplaced: an enrollment that asked
+// for it (sigil enroll --replace-ak) bound the device's EK to a new AK. The
+// enrollment's own DeviceEnrolled entry, right before, holds the evidence.
+// Affected are the identities the device held then, each with a certificate
+// that stays valid until it expires; each renews only with a quote by the
+// new AK, and Recovery says what their workloads do.
+type AKReplacement struct {
+	EKHash     string   `json:"ek_hash"`
+	PreviousAK string   `json:"previous_ak"`
+	AKHash     string   `json:"ak_hash"`
+	Serial     string   `json:"serial"` // the certificate of the enrollment that replaced it
+	Affected   []string `json:"affected,omitempty"`
+	Recovery   string   `json:"recovery"`
+}
+
 // Policy is the payload of PolicyLoaded: the content-hash version of the
 // policy set and how many policies it holds.
 type Policy struct {
@@ -123,6 +138,7 @@ var payloads = map[Kind]reflect.Type{
 	CertificateRevoked: reflect.TypeFor[Certificate](),
 	DeviceDisabled:     reflect.TypeFor[Device](),
 	DeviceEnabled:      reflect.TypeFor[Device](),
+	DeviceAKReplaced:   reflect.TypeFor[AKReplacement](),
 	PolicyLoaded:       reflect.TypeFor[Policy](),
 	KeyCreated:         reflect.TypeFor[Key](),
 	KeyRotated:         reflect.TypeFor[Key](),

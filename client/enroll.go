@@ -1,6 +1,7 @@
 package client
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/x509"
@@ -34,6 +35,17 @@ type EnrollConfig struct {
 	// ServerAuth asks for a certificate that also serves TLS (the
 	// serverAuth extended key usage), for a workload that serves mTLS.
 	ServerAuth bool
+	// HostState is the host state directory holding the AK every
+	// enrollment on this host shares; empty means DefaultHostState().
+	HostState string
+	// ReplaceAK makes a new AK for the host and asks the server to bind the
+	// device to it (api.ChallengeRequest.ReplaceAK). Once the server has
+	// accepted it, it replaces the AK in HostState, and every workload of
+	// the host renews with it from then on.
+	ReplaceAK bool
+	// Workload, set by a host agent, is what it asserts about the process
+	// it enrolls for.
+	Workload *api.Workload
 }
 
 // Enroll runs the enrollment protocol and saves the result in StateDir.
@@ -86,10 +98,11 @@ func (e *enrollment) run(ctx context.Context) (*State, error) {
 	if err != nil {
 		return nil, err
 	}
-	ak, err := e.tpm.NewAK(ctx)
+	h, err := useHostAK(ctx, e.tpm, cmp.Or(e.cfg.HostState, DefaultHostState()), ek, e.cfg.ReplaceAK)
 	if err != nil {
 		return nil, err
 	}
+	ak := h.ak
 	ch, err := e.challenge(ctx, ek, ak)
 	if err != nil {
 		return nil, err
@@ -111,7 +124,12 @@ func (e *enrollment) run(ctx context.Context) (*State, error) {
 	if err := post(ctx, e.hc, e.url(api.PathComplete), req, &cert); err != nil {
 		return nil, fmt.Errorf("enroll %s: %w", e.cfg.Identity, err)
 	}
-	return save(e.cfg, ak, key, &cert)
+	if e.cfg.ReplaceAK {
+		if err := h.commit(); err != nil {
+			return nil, fmt.Errorf("client: the server bound the device to the new AK, but saving it failed (enroll again with --replace-ak): %w", err)
+		}
+	}
+	return save(e.cfg, h.dir, key, &cert)
 }
 
 func (e *enrollment) challenge(ctx context.Context, ek tpm.EK, ak *tpm.AK) (*api.Challenge, error) {
@@ -121,7 +139,7 @@ func (e *enrollment) challenge(ctx context.Context, ek tpm.EK, ak *tpm.AK) (*api
 	}
 	p := ak.AttestationParameters()
 	req := api.ChallengeRequest{
-		EKPublic: ekPub, Identity: e.cfg.Identity,
+		EKPublic: ekPub, Identity: e.cfg.Identity, ReplaceAK: e.cfg.ReplaceAK,
 		AK: api.AK{Public: p.Public, CreateData: p.CreateData, CreateAttestation: p.CreateAttestation, CreateSignature: p.CreateSignature},
 	}
 	if ek.Certificate != nil {
@@ -149,7 +167,7 @@ func (e *enrollment) completion(ctx context.Context, ch *api.Challenge, secret [
 	}
 	cp := key.CertificationParameters()
 	return api.CompleteRequest{
-		ChallengeID: ch.ID, Secret: secret, Platform: platform, CSR: csr, ServerAuth: e.cfg.ServerAuth,
+		ChallengeID: ch.ID, Secret: secret, Platform: platform, CSR: csr, ServerAuth: e.cfg.ServerAuth, Workload: e.cfg.Workload,
 		Key: api.CertifiedKey{Public: cp.Public, CreateData: cp.CreateData, CreateAttestation: cp.CreateAttestation, CreateSignature: cp.CreateSignature},
 	}, nil
 }

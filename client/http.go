@@ -45,6 +45,8 @@ func (e *ServerError) Is(target error) bool {
 		return e.Temporary()
 	case ErrDenied:
 		return deniedCodes[e.Code]
+	case ErrAKReplaced:
+		return e.Code == "ak_replaced"
 	}
 	return false
 }

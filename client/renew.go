@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -33,6 +34,9 @@ func (w *Workload) Renew(ctx context.Context) (*State, error) {
 	if err := post(ctx, id.hc, w.url(api.PathRenewChallenge), struct{}{}, &ch); err != nil {
 		return nil, fmt.Errorf("renew %s: %w", id.state.SPIFFEID, err)
 	}
+	if err := w.checkAK(ctx, ch.AKHash); err != nil {
+		return nil, fmt.Errorf("renew %s: %w", id.state.SPIFFEID, err)
+	}
 	platform, err := quote(ctx, w.ak, ch.Nonce)
 	if err != nil {
 		return nil, err
@@ -42,7 +46,7 @@ func (w *Workload) Renew(ctx context.Context) (*State, error) {
 		return nil, fmt.Errorf("client: sign CSR with the TPM key: %w", err)
 	}
 	var cert api.Certificate
-	if err := post(ctx, id.hc, w.url(api.PathRenew), api.RenewRequest{ChallengeID: ch.ID, Platform: platform, CSR: csr}, &cert); err != nil {
+	if err := post(ctx, id.hc, w.url(api.PathRenew), api.RenewRequest{ChallengeID: ch.ID, Platform: platform, CSR: csr, AKHash: akHash(w.ak), Workload: w.facts}, &cert); err != nil {
 		return nil, fmt.Errorf("renew %s: %w", id.state.SPIFFEID, err)
 	}
 	st, err := id.state.update(w.dir, w.key.Public(), &cert)
@@ -51,6 +55,36 @@ func (w *Workload) Renew(ctx context.Context) (*State, error) {
 	}
 	w.cur.Store(newIdentity(st, w.key))
 	return st, nil
+}
+
+// ErrAKReplaced means the device's AK on the server is not the one this
+// workload quotes with: the host's AK was replaced (sigil enroll
+// --replace-ak) and this workload's state does not use the host's new one.
+// Renewing cannot succeed until it does; the error says how.
+var ErrAKReplaced = errors.New("the device's attestation key was replaced")
+
+// checkAK compares the AK the server expects, if it says, with the
+// workload's, first loading the host's AK again if it was replaced since
+// the workload was opened.
+func (w *Workload) checkAK(ctx context.Context, want string) error {
+	got := akHash(w.ak)
+	if want == "" || want == got {
+		return nil
+	}
+	if dir := w.State().HostState; dir != "" {
+		ak, err := loadAK(ctx, w.tpm, dir)
+		if err != nil {
+			return err
+		}
+		if w.ak, got = ak, akHash(ak); got == want {
+			return nil
+		}
+	}
+	where := "its host state " + w.State().HostState + " holds AK " + got
+	if w.State().HostState == "" {
+		where = "its state " + w.dir + " keeps its own AK " + got + " (written before host state existed)"
+	}
+	return fmt.Errorf("%w: the server expects a quote by AK %s, but %s; enroll this identity again with the host state that holds the new AK (sigil enroll --host-state DIR)", ErrAKReplaced, want, where)
 }
 
 // LoadState reads the state Enroll or Renew saved in dir.

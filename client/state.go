@@ -33,9 +33,13 @@ const maxStateFile = 1 << 20
 
 // State is what an enrolled workload keeps.
 type State struct {
-	Server         string    `json:"server"`
-	TPM            string    `json:"tpm"`
-	EventLog       string    `json:"event_log,omitempty"`
+	Server   string `json:"server"`
+	TPM      string `json:"tpm"`
+	EventLog string `json:"event_log,omitempty"`
+	// HostState is the host state directory of this TPM holding the AK the
+	// workload quotes with; empty in state written before host state
+	// existed, whose AK is in the state directory itself.
+	HostState      string    `json:"host_state,omitempty"`
 	SPIFFEID       string    `json:"spiffe_id"`
 	ExpiresAt      time.Time `json:"expires_at"`
 	EvidenceDigest string    `json:"evidence_digest"`
@@ -46,10 +50,11 @@ type State struct {
 	roots *x509.CertPool
 }
 
-// save writes a first enrollment: TPM blobs, bundle, certificate, state.
-func save(c EnrollConfig, ak *tpm.AK, key *tpm.Key, cert *api.Certificate) (*State, error) {
-	st := &State{Server: c.Server, TPM: c.TPM, EventLog: c.EventLog}
-	if err := tpm.Save(c.StateDir, ak, key); err != nil {
+// save writes a first enrollment: key blobs, bundle, certificate, state. The
+// AK stays in hostDir.
+func save(c EnrollConfig, hostDir string, key *tpm.Key, cert *api.Certificate) (*State, error) {
+	st := &State{Server: c.Server, TPM: c.TPM, EventLog: c.EventLog, HostState: hostDir}
+	if err := tpm.Save(c.StateDir, nil, key); err != nil {
 		return nil, err
 	}
 	if err := writeFile(filepath.Join(c.StateDir, BundleFile), c.CABundle); err != nil {

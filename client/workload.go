@@ -5,10 +5,13 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
 
+	"github.com/sigil-dev/sigil/api"
 	"github.com/sigil-dev/sigil/token"
 	"github.com/sigil-dev/sigil/tpm"
 )
@@ -20,7 +23,8 @@ type Workload struct {
 	tpm     *tpm.TPM
 	ak      *tpm.AK
 	key     *tpm.Key
-	renewMu sync.Mutex // one renewal at a time
+	facts   *api.Workload // asserted by a host agent with each renewal; nil otherwise
+	renewMu sync.Mutex    // one renewal at a time
 	cur     atomic.Pointer[identity]
 }
 
@@ -56,7 +60,7 @@ func Open(ctx context.Context, dir string) (*Workload, error) {
 	if err != nil {
 		return nil, err
 	}
-	ak, key, err := t.Load(ctx, dir)
+	ak, key, err := loadWorkload(ctx, t, st, dir)
 	if err == nil && key == nil {
 		err = fmt.Errorf("client: %s holds no TPM key: enroll first", dir)
 	}
@@ -67,6 +71,24 @@ func Open(ctx context.Context, dir string) (*Workload, error) {
 	w := &Workload{dir: dir, tpm: t, ak: ak, key: key}
 	w.cur.Store(newIdentity(st, key))
 	return w, nil
+}
+
+// loadWorkload loads the workload's key from dir and the AK it quotes with:
+// the host's, or for state written before host state, its own.
+func loadWorkload(ctx context.Context, t *tpm.TPM, st *State, dir string) (*tpm.AK, *tpm.Key, error) {
+	if st.HostState == "" {
+		return t.Load(ctx, dir)
+	}
+	ak, err := loadAK(ctx, t, st.HostState)
+	if err != nil {
+		return nil, nil, err
+	}
+	blob, err := os.ReadFile(filepath.Join(dir, tpm.KeyFile))
+	if err != nil {
+		return nil, nil, fmt.Errorf("client: %w", err)
+	}
+	key, err := t.LoadKey(ctx, blob)
+	return ak, key, err
 }
 
 // Close releases the key and the TPM.

@@ -57,9 +57,17 @@
 //	  path?            String   likewise
 //
 //	action                     principal        resource         context
-//	Sigil::Action::"enroll"    Sigil::Device    Sigil::Identity  {other_holders: Set<String>}
-//	Sigil::Action::"renew"     Sigil::Device    Sigil::Identity  {other_holders: Set<String>}
-//	Sigil::Action::"rebind"    Sigil::Device    Sigil::Identity  {previous_ak_hash: String, other_holders: Set<String>}
+//	Sigil::Action::"enroll"    Sigil::Device    Sigil::Identity  {other_holders: Set<String>, device_identities: Set<String>, workload?: Sigil::WorkloadFacts}
+//	Sigil::Action::"renew"     Sigil::Device    Sigil::Identity  {other_holders: Set<String>, device_identities: Set<String>, workload?: Sigil::WorkloadFacts}
+//	Sigil::Action::"rebind"    Sigil::Device    Sigil::Identity  {previous_ak_hash: String, other_holders: Set<String>, device_identities: Set<String>, workload?: Sigil::WorkloadFacts}
+//
+//	Sigil::WorkloadFacts   what a host agent asserts about the local process it asks for (a record type)
+//	  uid, gid         Long     the process's effective uid and gid
+//	  user             String   the name of uid on the host; "" if none
+//	  exe              String   its executable's absolute path (/proc/PID/exe)
+//	  exe_sha256       String   digest of that executable
+//	  cgroup           String   its unified cgroup path (/proc/PID/cgroup)
+//	  unit             String   its systemd unit; "" outside one
 //	Sigil::Action::"token"     Sigil::Workload  Sigil::Audience  {scopes: Set<String>}
 //	Sigil::Action::"exchange"  Sigil::Workload  Sigil::Audience  {scopes: Set<String>, subject: Sigil::Subject}
 //
@@ -71,7 +79,22 @@
 //	  act_depth        Long         how many actors are nested; 0 without "act"
 //
 // "rebind" is asked when a device whose EK is bound to one AK enrolls with
-// another; the device facts describe the new AK. other_holders are the
+// another, which it does only when asked to replace the host's AK (sigil
+// enroll --replace-ak); the device facts describe the new AK.
+// device_identities are the SPIFFE IDs the device holds now, so a policy
+// can bound what one host holds:
+//
+//	forbid (principal, action == Sigil::Action::"enroll", resource)
+//	when { context.device_identities.containsAll(["spiffe://…/a", "spiffe://…/b"]) };
+//
+// workload is present only when a host agent (sigil agent --host) asks for
+// a local process; it is the agent's assertion, not the TPM's:
+//
+//	permit (principal, action, resource == Sigil::Identity::"spiffe://…/payments")
+//	when { context has workload && context.workload.exe == "/usr/bin/payments" &&
+//	       context.workload.user == "payments" };
+//
+// other_holders are the
 // ek_hash of every other active device that holds the identity when the
 // device asks (a certificate for it, neither revoked nor expired), so a
 // policy can keep an identity on one device:

@@ -73,6 +73,14 @@ type EnrollRequest struct {
 	// that hold Identity now: a certificate for it, neither revoked nor
 	// expired. Policies see them as context.other_holders.
 	OtherHolders [][]byte
+	// DeviceIdentities are the SPIFFE IDs the device itself holds now
+	// (certificates neither revoked nor expired), Identity included when
+	// it holds it: context.device_identities, so a policy can bound how
+	// many identities, or which together, one host holds.
+	DeviceIdentities []string
+	// Workload, when a host agent enrolls or renews for a local process,
+	// is what the agent asserts about it: context.workload.
+	Workload *WorkloadFacts
 }
 
 // TokenRequest asks whether a caller may get a token for an audience with
@@ -136,7 +144,18 @@ func (r EnrollRequest) actionContext() (DeviceAction, cedar.Record, error) {
 	if err != nil {
 		return "", cedar.Record{}, fmt.Errorf("other holders: %w", err)
 	}
-	ctx := cedar.RecordMap{"other_holders": holders}
+	ids, err := identitySet(r.DeviceIdentities)
+	if err != nil {
+		return "", cedar.Record{}, fmt.Errorf("device identities: %w", err)
+	}
+	ctx := cedar.RecordMap{"other_holders": holders, "device_identities": ids}
+	if r.Workload != nil {
+		w, err := r.Workload.record()
+		if err != nil {
+			return "", cedar.Record{}, fmt.Errorf("workload: %w", err)
+		}
+		ctx["workload"] = w
+	}
 	switch action {
 	case Enroll, Renew:
 		if r.PreviousAKHash != nil {

@@ -21,6 +21,10 @@ const maxTestFileSize = 1 << 20
 //	      identity: spiffe://sigil.test/workload/web
 //	      device: {ek_hash: "sha256:…", ak_hash: "sha256:…", secure_boot: true, …}
 //	      other_holders: ["sha256:…"]  # optional: other devices holding the identity
+//	      device_identities: ["spiffe://…"]  # optional: identities the device holds
+//	      workload: {uid: 1001, gid: 1001, user: payments, exe: /usr/bin/payments,
+//	                 exe_sha256: "sha256:…", cgroup: /system.slice/payments.service,
+//	                 unit: payments.service}  # optional: a host agent's facts
 //	    expect: allow              # or deny
 //	    policies: [dev-enroll]     # optional: exactly these determining policies
 type testFile struct {
@@ -36,11 +40,23 @@ type testCaseYAML struct {
 }
 
 type enrollYAML struct {
-	Action         string     `yaml:"action"`
-	Identity       string     `yaml:"identity"`
-	Device         deviceYAML `yaml:"device"`
-	PreviousAKHash string     `yaml:"previous_ak_hash"`
-	OtherHolders   []string   `yaml:"other_holders"`
+	Action         string        `yaml:"action"`
+	Identity       string        `yaml:"identity"`
+	Device         deviceYAML    `yaml:"device"`
+	PreviousAKHash string        `yaml:"previous_ak_hash"`
+	OtherHolders   []string      `yaml:"other_holders"`
+	DeviceIDs      []string      `yaml:"device_identities"`
+	Workload       *workloadYAML `yaml:"workload"`
+}
+
+type workloadYAML struct {
+	UID       uint32 `yaml:"uid"`
+	GID       uint32 `yaml:"gid"`
+	User      string `yaml:"user"`
+	Exe       string `yaml:"exe"`
+	ExeSHA256 string `yaml:"exe_sha256"`
+	Cgroup    string `yaml:"cgroup"`
+	Unit      string `yaml:"unit"`
 }
 
 type deviceYAML struct {
@@ -173,7 +189,14 @@ func (e *enrollYAML) request() (Request, error) {
 	if err != nil {
 		return nil, fmt.Errorf("device: %w", err)
 	}
-	req := EnrollRequest{Action: DeviceAction(e.Action), Device: dev, Identity: e.Identity}
+	req := EnrollRequest{Action: DeviceAction(e.Action), Device: dev, Identity: e.Identity, DeviceIdentities: e.DeviceIDs}
+	if w := e.Workload; w != nil {
+		sum, err := parseDigest(w.ExeSHA256)
+		if err != nil {
+			return nil, fmt.Errorf("workload exe_sha256: %w", err)
+		}
+		req.Workload = &WorkloadFacts{UID: w.UID, GID: w.GID, User: w.User, Exe: w.Exe, ExeSHA256: sum, Cgroup: w.Cgroup, Unit: w.Unit}
+	}
 	for i, h := range e.OtherHolders {
 		d, err := parseDigest(h)
 		if err != nil {

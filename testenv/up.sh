@@ -20,6 +20,7 @@
 #   SIGIL_TRUST_DOMAIN  sigil.test
 #   SIGIL_TPMS          space-separated swtpm:HOST:PORT
 #   SIGIL_EVENT_LOGS    their event logs, in the same order
+#   SIGIL_HOST_STATE    host state (the AK each TPM's enrollments share), DIR/host
 #   SIGIL_HSM_URI       the token's pkcs11: URI (PIN from a file under DIR)
 #   P11_KIT_SERVER_ADDRESS  with replicas: the p11-kit server the URI goes through
 #   SIGIL_POLICY_DIR    the policy directory sigild watches
@@ -262,6 +263,7 @@ export SIGIL_CA_BUNDLE='$dir/bundle.pem'
 export SIGIL_TRUST_DOMAIN='sigil.test'
 export SIGIL_TPMS='${addrs[*]}'
 export SIGIL_EVENT_LOGS='${logs[*]}'
+export SIGIL_HOST_STATE='$dir/host'
 export SIGIL_HSM_URI='$SIGIL_HSM_URI'
 export SOFTHSM2_CONF='$SOFTHSM2_CONF'
 ${P11_KIT_SERVER_ADDRESS:+export P11_KIT_SERVER_ADDRESS='$P11_KIT_SERVER_ADDRESS'}

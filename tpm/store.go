@@ -17,15 +17,17 @@ const (
 	KeyPEMFile = "key.pem"  // Key.TSS2PEM, for OpenSSL's tpm2 provider
 )
 
-// Save writes the AK and, if key is not nil, the key (blob and TSS2 PEM) to
-// dir, each file replaced atomically with mode 0600. The blobs are encrypted
-// by the TPM and only useful with it.
+// Save writes the AK, if not nil, and the key, if not nil (blob and TSS2
+// PEM), to dir, each file replaced atomically with mode 0600. The blobs are
+// encrypted by the TPM and only useful with it.
 func Save(dir string, ak *AK, key *Key) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("tpm: save: %w", err)
 	}
-	if err := writeFile(filepath.Join(dir, AKFile), ak.Marshal()); err != nil {
-		return err
+	if ak != nil {
+		if err := writeFile(filepath.Join(dir, AKFile), ak.Marshal()); err != nil {
+			return err
+		}
 	}
 	if key == nil {
 		return nil

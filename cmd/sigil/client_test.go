@@ -120,6 +120,7 @@ func (e *libStack) enrollConfig(t *testing.T, i int, name, dir string, serverAut
 	return client.EnrollConfig{
 		Server: e.env["SIGIL_SERVER"], CABundle: bundle, TPM: addr, EventLog: eventLog,
 		Identity: "spiffe://sigil.test/workload/" + name, StateDir: dir, ServerAuth: serverAuth,
+		HostState: e.env["SIGIL_HOST_STATE"],
 	}
 }
 

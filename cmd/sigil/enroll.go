@@ -17,6 +17,8 @@ type enrollCmd struct {
 	Identity   string `help:"SPIFFE ID to enroll as." required:""`
 	State      string `help:"State directory for the TPM key blobs and the certificate." type:"path" required:""`
 	ServerAuth bool   `name:"server-auth" help:"Ask for a certificate that also serves mTLS (serverAuth); renewals keep it."`
+	HostState  string `name:"host-state" help:"Host state directory holding the AK every enrollment on this host shares (default: $SIGIL_HOST_STATE, /var/lib/sigil/host for root, else ~/.local/state/sigil/host)." env:"SIGIL_HOST_STATE" type:"path"`
+	ReplaceAK  bool   `name:"replace-ak" help:"Replace the host's AK with a new one (audited); every identity of this host then renews with the new AK."`
 }
 
 func (c enrollCmd) Run(ctx context.Context) error {
@@ -27,6 +29,7 @@ func (c enrollCmd) Run(ctx context.Context) error {
 	st, err := client.Enroll(ctx, client.EnrollConfig{
 		Server: c.Server, CABundle: bundle, TPM: c.TPM, EventLog: c.EventLog,
 		Identity: c.Identity, StateDir: c.State, ServerAuth: c.ServerAuth,
+		HostState: c.HostState, ReplaceAK: c.ReplaceAK,
 	})
 	if err != nil {
 		return exitCode(err)

@@ -59,10 +59,13 @@ func (s *Service) complete(ctx context.Context, ch store.Challenge, req api.Comp
 	if res.EK.Hash != ch.EKHash || res.AK.Hash != ch.AKHash {
 		return nil, errors.New("enroll: verified EK or AK differs from the challenge's")
 	}
-	return s.issue(ctx, ch, res, req.ServerAuth)
+	if err := res.Evidence.SetWorkload(workloadEvidence(req.Workload)); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadRequest, err)
+	}
+	return s.issue(ctx, ch, res, req.ServerAuth, p.ReplaceAK)
 }
 
-func (s *Service) issue(ctx context.Context, ch store.Challenge, res *attest.Result, serverAuth bool) (*Issued, error) {
+func (s *Service) issue(ctx context.Context, ch store.Challenge, res *attest.Result, serverAuth, replace bool) (*Issued, error) {
 	id, err := identity.Workload(ch.SPIFFEID)
 	if err != nil {
 		return nil, fmt.Errorf("enroll: stored identity: %w", err)
@@ -74,11 +77,18 @@ func (s *Service) issue(ctx context.Context, ch store.Challenge, res *attest.Res
 	if prevAK == res.AK.Hash {
 		prevAK = ""
 	}
+	if prevAK != "" && !replace {
+		return nil, akMismatch(res.EK.Hash, prevAK, res.AK.Hash)
+	}
 	held, err := otherHolders(ctx, s.Store, id.String(), res.EK.Hash, s.now())
 	if err != nil {
 		return nil, err
 	}
-	d, err := s.decide(res, id, prevAK, held)
+	mine, err := deviceIdentities(ctx, s.Store, res.EK.Hash, s.now())
+	if err != nil {
+		return nil, err
+	}
+	d, err := s.decide(res, id, prevAK, held, mine)
 	if err != nil {
 		return nil, err
 	}
@@ -94,7 +104,7 @@ func (s *Service) issue(ctx context.Context, ch store.Challenge, res *attest.Res
 	if err != nil {
 		return nil, err
 	}
-	if err := s.record(ctx, res, cert, hex.EncodeToString(digest), d, prevAK, held); err != nil {
+	if err := s.record(ctx, res, cert, hex.EncodeToString(digest), d, prevAK, held, mine); err != nil {
 		return nil, err
 	}
 	return &Issued{Certificate: s.answer(cert, digest, d.Version), Result: res, Decision: d, PreviousAK: prevAK}, nil
@@ -138,16 +148,22 @@ func (s *Service) boundAK(ctx context.Context, ekHash string) (string, error) {
 // decide asks policy whether the device may hold the identity, which the
 // devices in held hold already, and, when its EK is bound to another AK,
 // whether it may rebind.
-func (s *Service) decide(res *attest.Result, id spiffeid.ID, prevAK string, held holders) (policy.Decision, error) {
+func (s *Service) decide(res *attest.Result, id spiffeid.ID, prevAK string, held holders, mine []string) (policy.Decision, error) {
 	facts := device.Facts(res)
+	w, err := workloadFacts(res.Evidence.Workload)
+	if err != nil {
+		return policy.Decision{}, err
+	}
 	if prevAK != "" {
 		prev, _ := hex.DecodeString(prevAK)
-		d := s.Policy.Decide(policy.EnrollRequest{Action: policy.Rebind, Device: facts, Identity: id.String(), PreviousAKHash: prev, OtherHolders: held.digests})
+		d := s.Policy.Decide(policy.EnrollRequest{Action: policy.Rebind, Device: facts, Identity: id.String(), PreviousAKHash: prev,
+			OtherHolders: held.digests, DeviceIdentities: mine, Workload: w})
 		if !d.Allowed {
 			return d, &DeniedError{Identity: id.String() + " (rebind to a new AK)", Decision: d}
 		}
 	}
-	d := s.Policy.Decide(policy.EnrollRequest{Action: policy.Enroll, Device: facts, Identity: id.String(), OtherHolders: held.digests})
+	d := s.Policy.Decide(policy.EnrollRequest{Action: policy.Enroll, Device: facts, Identity: id.String(), OtherHolders: held.digests,
+		DeviceIdentities: mine, Workload: w})
 	if !d.Allowed {
 		return d, &DeniedError{Identity: id.String(), Decision: d}
 	}

@@ -57,6 +57,7 @@ type pending struct {
 	EKCertificate []byte              `json:"ek_certificate,omitempty"`
 	EKPublic      []byte              `json:"ek_public"`
 	AK            attest.AKParameters `json:"ak"`
+	ReplaceAK     bool                `json:"replace_ak,omitempty"`
 }
 
 // Challenge verifies the EK and AK and answers with a credential to
@@ -75,14 +76,14 @@ func (s *Service) Challenge(ctx context.Context, req api.ChallengeRequest) (*api
 	if err != nil {
 		return nil, err
 	}
-	if err := s.checkDevice(ctx, ek.Hash); err != nil {
+	if err := s.checkDevice(ctx, ek.Hash, ak.Hash, req.ReplaceAK); err != nil {
 		return nil, err
 	}
 	ch, err := attest.NewChallenge(ek, ak)
 	if err != nil {
 		return nil, err
 	}
-	state, err := json.Marshal(pending{EKCertificate: req.EKCertificate, EKPublic: req.EKPublic, AK: akParams})
+	state, err := json.Marshal(pending{EKCertificate: req.EKCertificate, EKPublic: req.EKPublic, AK: akParams, ReplaceAK: req.ReplaceAK})
 	if err != nil {
 		return nil, fmt.Errorf("enroll: encode challenge state: %w", err)
 	}
@@ -115,8 +116,9 @@ func (s *Service) identity(raw string) (spiffeid.ID, error) {
 	return id, nil
 }
 
-// checkDevice refuses disabled devices early; completion checks again.
-func (s *Service) checkDevice(ctx context.Context, ekHash string) error {
+// checkDevice refuses disabled devices early, and an AK other than the
+// device's unless the request replaces it; completion checks again.
+func (s *Service) checkDevice(ctx context.Context, ekHash, akHash string, replace bool) error {
 	d, err := s.Store.Device(ctx, ekHash)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
@@ -125,8 +127,19 @@ func (s *Service) checkDevice(ctx context.Context, ekHash string) error {
 		return fmt.Errorf("enroll: look up device: %w", err)
 	case d.Status == store.DeviceDisabled:
 		return fmt.Errorf("%w: EK %s", ErrDeviceDisabled, ekHash)
+	case d.AKHash != akHash && !replace:
+		return akMismatch(ekHash, d.AKHash, akHash)
 	}
 	return nil
+}
+
+// akMismatch is the refusal of an enrollment that brings an AK other than
+// the device's without asking to replace it.
+func akMismatch(ekHash, bound, brought string) error {
+	return fmt.Errorf("%w: device %s is bound to AK %s but this enrollment brings AK %s; "+
+		"enroll with the host state that holds the device's AK (every enrollment on a host shares one: sigil enroll --host-state DIR), "+
+		"or replace the host's AK explicitly (sigil enroll --replace-ak), after which every identity of this device renews only with the new AK",
+		ErrAKMismatch, ekHash, bound, brought)
 }
 
 func randomID() string {

@@ -19,6 +19,15 @@ var (
 	ErrChallengeExpired = errors.New("challenge expired")
 	// ErrDeviceDisabled: the device may not hold certificates (403).
 	ErrDeviceDisabled = errors.New("device disabled")
+	// ErrAKMismatch: the device is bound to another AK than the one the
+	// enrollment brings, and it did not ask to replace it (409). Enroll
+	// with the host's AK (the host state every enrollment on the host
+	// shares), or replace it explicitly.
+	ErrAKMismatch = errors.New("the device is bound to another attestation key")
+	// ErrAKReplaced: a renewal quoted with an AK the device is no longer
+	// bound to, because the host's AK was replaced (409). The workload
+	// renews with the host's new AK, or enrolls again.
+	ErrAKReplaced = errors.New("the device's attestation key was replaced")
 	// ErrNotRecorded: the operation and its audit entry could not be
 	// committed, so nothing took effect and nothing was issued. Answer 503
 	// with Retry-After; the client may try again.

@@ -20,8 +20,11 @@ import (
 // record stores device, evidence, certificate and their audit entries in
 // one transaction. A rebind that raced with another enrollment of the same
 // EK fails, as does an enrollment of an identity another device came to
-// hold since policy decided on held.
-func (s *Service) record(ctx context.Context, res *attest.Result, cert *x509.Certificate, digest string, d policy.Decision, prevAK string, held holders) error {
+// hold since policy decided on held. Concurrent first enrollments of a
+// device with the same AK (the host's) all succeed. A rebind (an AK
+// replacement) also logs which identities the device held, mine, and how
+// their workloads recover.
+func (s *Service) record(ctx context.Context, res *attest.Result, cert *x509.Certificate, digest string, d policy.Decision, prevAK string, held holders, mine []string) error {
 	bundle, err := json.Marshal(res.Evidence)
 	if err != nil {
 		return fmt.Errorf("enroll: encode evidence: %w", err)
@@ -31,6 +34,16 @@ func (s *Service) record(ctx context.Context, res *attest.Result, cert *x509.Cer
 	if err != nil {
 		return err
 	}
+	if prevAK != "" {
+		replaced, err := store.NewAuditEntry(audit.DeviceAKReplaced, now, audit.AKReplacement{
+			EKHash: res.EK.Hash, PreviousAK: prevAK, AKHash: res.AK.Hash, Serial: device.Serial(cert),
+			Affected: mine, Recovery: akRecovery,
+		})
+		if err != nil {
+			return err
+		}
+		logged = append(logged, replaced)
+	}
 	err = s.Store.Tx(ctx, func(tx store.Tx) error {
 		got, err := tx.BindDevice(ctx, store.Device{
 			EKHash: res.EK.Hash, EKCertDER: res.Evidence.EKCertificate, EKPublicDER: res.Evidence.EKPublic,
@@ -39,7 +52,7 @@ func (s *Service) record(ctx context.Context, res *attest.Result, cert *x509.Cer
 		if err != nil {
 			return err
 		}
-		if got != prevAK {
+		if got != prevAK && (prevAK != "" || got != res.AK.Hash) {
 			return fmt.Errorf("%w: EK %s was rebound concurrently", store.ErrConflict, res.EK.Hash)
 		}
 		if err := held.recheck(ctx, tx, now); err != nil {
@@ -58,6 +71,13 @@ func (s *Service) record(ctx context.Context, res *attest.Result, cert *x509.Cer
 	}
 	return recordErr("issuance", err)
 }
+
+// akRecovery tells the workloads of a device whose AK was replaced what to
+// do; it is logged with the replacement and said again to each of them when
+// a renewal quotes with the old AK.
+const akRecovery = "workloads that use the host state holding the new AK renew with it as before; " +
+	"a workload whose state keeps the old AK (another host state, or state written before host state existed) " +
+	"enrolls again with the host state that holds the new AK (sigil enroll --host-state DIR)"
 
 // enrollmentEntries are the audit entries of an enrollment: the device with
 // its full evidence, and the certificate.

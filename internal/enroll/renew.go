@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/sigil-dev/sigil/api"
 	"github.com/sigil-dev/sigil/attest"
@@ -48,7 +49,7 @@ func (s *Service) RenewChallenge(ctx context.Context, peer *x509.Certificate) (*
 	if err := s.Store.CreateChallenge(ctx, ch); err != nil {
 		return nil, fmt.Errorf("enroll: store challenge: %w", err)
 	}
-	return &api.Challenge{ID: ch.ID, Nonce: nonce, PCRs: s.Verifier.PCRs(), ExpiresAt: ch.ExpiresAt}, nil
+	return &api.Challenge{ID: ch.ID, Nonce: nonce, PCRs: s.Verifier.PCRs(), ExpiresAt: ch.ExpiresAt, AKHash: dev.AKHash}, nil
 }
 
 type renewState struct {
@@ -76,16 +77,22 @@ func (s *Service) renew(ctx context.Context, ch store.Challenge, peer *x509.Cert
 	if err := json.Unmarshal(ch.Pending, &st); err != nil || st.Serial != device.Serial(peer) {
 		return nil, fmt.Errorf("%w: the challenge belongs to another certificate", ErrBadRequest)
 	}
-	_, dev, err := s.renewable(ctx, peer)
+	rec, dev, err := s.renewable(ctx, peer)
 	if err != nil {
 		return nil, err
 	}
 	if dev.AKHash != ch.AKHash {
-		return nil, fmt.Errorf("%w: the device was rebound to another AK since the challenge", ErrNotRenewable)
+		return nil, fmt.Errorf("%w: device %s was bound to AK %s since the challenge (sigil enroll --replace-ak); start the renewal again", ErrAKReplaced, dev.EKHash, dev.AKHash)
+	}
+	if req.AKHash != "" && req.AKHash != dev.AKHash {
+		return nil, akReplaced(dev, req.AKHash)
 	}
 	ev := &attest.Renewal{
 		Version: attest.EvidenceVersion, Identity: ch.SPIFFEID, Previous: st.Serial, EKHash: dev.EKHash,
 		AKPublic: dev.AKPublic, Nonce: ch.Nonce, Platform: platform(req.Platform), CSR: req.CSR, VerifiedAt: s.now().UTC(),
+	}
+	if err := ev.SetWorkload(workloadEvidence(req.Workload)); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadRequest, err)
 	}
 	boot, csr, err := s.Verifier.VerifyRenewal(ev, peer.PublicKey)
 	if attest.QuoteAuthentic(err) {
@@ -93,10 +100,47 @@ func (s *Service) renew(ctx context.Context, ch store.Challenge, peer *x509.Cert
 		// not explain: its boot state is not what it claims.
 		return nil, s.distrust(ctx, dev, ev, nil, err)
 	}
+	if attest.StepOf(err) == attest.StepQuote {
+		if ak := s.issuedUnder(ctx, rec); ak != "" && ak != dev.AKHash {
+			return nil, fmt.Errorf("%w (%w)", akReplaced(dev, ak), err)
+		}
+	}
 	if err != nil {
 		return nil, err // anyone could have sent this: it says nothing about the device
 	}
 	return s.reissue(ctx, peer, dev, ev, boot, csr)
+}
+
+// akReplaced is the refusal of a renewal by a workload that quoted with,
+// or was issued under, AK old, which the device is no longer bound to.
+func akReplaced(dev store.Device, old string) error {
+	return fmt.Errorf("%w: this workload quotes with AK %s, but device %s has been bound to AK %s since %s; %s",
+		ErrAKReplaced, old, dev.EKHash, dev.AKHash, dev.UpdatedAt.UTC().Format(time.RFC3339), akRecovery)
+}
+
+// issuedUnder is the AK hash of the evidence rec was issued on, "" when it
+// cannot be read: a diagnosis only.
+func (s *Service) issuedUnder(ctx context.Context, rec store.Certificate) string {
+	e, err := s.Store.Evidence(ctx, rec.EvidenceDigest)
+	if err != nil {
+		return ""
+	}
+	switch e.Kind {
+	case "enroll":
+		if ev, err := attest.ParseEvidence(e.Bundle); err == nil {
+			return hashHex(ev.AK.Public)
+		}
+	case "renew":
+		if r, err := attest.ParseRenewal(e.Bundle); err == nil {
+			return hashHex(r.AKPublic)
+		}
+	}
+	return ""
+}
+
+func hashHex(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
 }
 
 func (s *Service) reissue(ctx context.Context, peer *x509.Certificate, dev store.Device, ev *attest.Renewal, boot *attest.Boot, csr *x509.CertificateRequest) (*Issued, error) {
@@ -112,7 +156,16 @@ func (s *Service) reissue(ctx context.Context, peer *x509.Certificate, dev store
 	if err != nil {
 		return nil, err
 	}
-	d := s.Policy.Decide(policy.EnrollRequest{Action: policy.Renew, Device: facts, Identity: id.String(), OtherHolders: held.digests})
+	mine, err := deviceIdentities(ctx, s.Store, dev.EKHash, s.now())
+	if err != nil {
+		return nil, err
+	}
+	w, err := workloadFacts(ev.Workload)
+	if err != nil {
+		return nil, err
+	}
+	d := s.Policy.Decide(policy.EnrollRequest{Action: policy.Renew, Device: facts, Identity: id.String(), OtherHolders: held.digests,
+		DeviceIdentities: mine, Workload: w})
 	if !d.Allowed {
 		// The facts are the device's own, verified: policy no longer
 		// permits what they show.

@@ -40,6 +40,10 @@ func classify(err error) (status int, code, description string) {
 		return status, code, description + "; the device's certificates were revoked (" + revoked.Reason + "), with every token bound to them"
 	case errors.As(err, &denied):
 		return http.StatusForbidden, "policy_denied", denied.Error()
+	case errors.Is(err, enroll.ErrAKReplaced):
+		return http.StatusConflict, "ak_replaced", err.Error()
+	case errors.Is(err, enroll.ErrAKMismatch):
+		return http.StatusConflict, "ak_mismatch", err.Error()
 	case attest.StepOf(err) != "":
 		return http.StatusForbidden, "attestation_failed", "attestation evidence rejected at step " + string(attest.StepOf(err)) + "; the server log has the detail"
 	case errors.Is(err, errBadQuery):

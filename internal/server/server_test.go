@@ -103,6 +103,8 @@ func TestClassify(t *testing.T) {
 		{"expired", enroll.ErrChallengeExpired, http.StatusGone, "challenge_expired"},
 		{"disabled", enroll.ErrDeviceDisabled, http.StatusForbidden, "device_disabled"},
 		{"not-renewable", enroll.ErrNotRenewable, http.StatusForbidden, "not_renewable"},
+		{"ak-mismatch", fmt.Errorf("%w: x", enroll.ErrAKMismatch), http.StatusConflict, "ak_mismatch"},
+		{"ak-replaced", fmt.Errorf("%w: x (attest: quote: y)", enroll.ErrAKReplaced), http.StatusConflict, "ak_replaced"},
 		{"hsm-down", &hsm.Error{Op: "sign", Kind: hsm.ErrUnavailable}, http.StatusServiceUnavailable, "temporarily_unavailable"},
 		{"not-recorded", fmt.Errorf("enroll: %w: issuance: disk full", enroll.ErrNotRecorded), http.StatusServiceUnavailable, "temporarily_unavailable"},
 		{"other", errors.New("disk on fire"), http.StatusInternalServerError, "server_error"},
