@@ -42,7 +42,7 @@ func TestEnrollmentIsLogged(t *testing.T) {
 		t.Errorf("enrollment entry has evidence digest %s and %d bytes of evidence", en.EvidenceDigest, len(en.Evidence))
 	}
 
-	a := d.begin(t, srv.svc, d.newAK(t), workload("not/allowed"))
+	a := d.begin(t, srv.svc, d.host, workload("not/allowed"))
 	if _, err := srv.svc.Complete(ctx, a.req); err == nil {
 		t.Fatal("nested identity enrolled")
 	}

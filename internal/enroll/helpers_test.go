@@ -171,6 +171,7 @@ type machine struct {
 	tpm   *tpm.TPM
 	ek    tpm.EK
 	ekPub []byte // PKIX DER
+	host  *tpm.AK // the AK every enrollment of the device shares, made by the first
 }
 
 // newDevice starts a swtpm (a copy of the process's shared TPM identity),
@@ -247,8 +248,22 @@ type attempt struct {
 // begin asks svc for a challenge for ak and answers it (see answer).
 func (d *machine) begin(t testing.TB, svc *enroll.Service, ak *tpm.AK, identity string) *attempt {
 	t.Helper()
+	return d.beginRequest(t, svc, ak, d.challengeRequest(ak, identity))
+}
+
+// beginReplace is begin for an enrollment that replaces the device's AK.
+func (d *machine) beginReplace(t testing.TB, svc *enroll.Service, ak *tpm.AK, identity string) *attempt {
+	t.Helper()
+	req := d.challengeRequest(ak, identity)
+	req.ReplaceAK = true
+	return d.beginRequest(t, svc, ak, req)
+}
+
+func (d *machine) beginRequest(t testing.TB, svc *enroll.Service, ak *tpm.AK, creq api.ChallengeRequest) *attempt {
+	t.Helper()
 	ctx := testCtx(t)
-	ch, err := svc.Challenge(ctx, d.challengeRequest(ak, identity))
+	identity := creq.Identity
+	ch, err := svc.Challenge(ctx, creq)
 	if err != nil {
 		t.Fatalf("Challenge(%s): %v", identity, err)
 	}
@@ -285,11 +300,14 @@ func (d *machine) answer(ctx context.Context, ak *tpm.AK, ch *api.Challenge, ide
 	return api.CompleteRequest{ChallengeID: ch.ID, Secret: secret, Platform: platform, Key: certified(key), CSR: csr}, key, nil
 }
 
-// enroll runs a whole enrollment with a new AK and fails the test unless it
-// succeeds.
+// enroll runs a whole enrollment with the device's AK, as client.Enroll
+// does with the host state, and fails the test unless it succeeds.
 func (d *machine) enroll(t testing.TB, svc *enroll.Service, identity string) (*attempt, *enroll.Issued) {
 	t.Helper()
-	a := d.begin(t, svc, d.newAK(t), identity)
+	if d.host == nil {
+		d.host = d.newAK(t)
+	}
+	a := d.begin(t, svc, d.host, identity)
 	iss, err := svc.Complete(testCtx(t), a.req)
 	if err != nil {
 		t.Fatalf("Complete(%s): %v", identity, err)

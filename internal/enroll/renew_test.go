@@ -238,9 +238,12 @@ func TestRenew(t *testing.T) {
 
 	t.Run("rebound since the challenge", func(t *testing.T) {
 		ch := challenge(t)
-		d.enroll(t, srv.svc, workload("a")) // a new AK: the EK is rebound
-		if _, err := srv.svc.Renew(ctx, cert, renewRequest(t, a, ch)); !errors.Is(err, enroll.ErrNotRenewable) {
-			t.Errorf("Renew on a challenge pinned to the old AK = %v, want ErrNotRenewable", err)
+		b := d.beginReplace(t, srv.svc, d.newAK(t), workload("a")) // a new AK: the EK is rebound
+		if _, err := srv.svc.Complete(ctx, b.req); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := srv.svc.Renew(ctx, cert, renewRequest(t, a, ch)); !errors.Is(err, enroll.ErrAKReplaced) {
+			t.Errorf("Renew on a challenge pinned to the old AK = %v, want ErrAKReplaced", err)
 		}
 	})
 }
