@@ -170,7 +170,7 @@ type machine struct {
 	sw    *testenv.TPM
 	tpm   *tpm.TPM
 	ek    tpm.EK
-	ekPub []byte // PKIX DER
+	ekPub []byte  // PKIX DER
 	host  *tpm.AK // the AK every enrollment of the device shares, made by the first
 }
 
