@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -19,6 +18,9 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+
+	"github.com/sigil-dev/sigil/api"
+	"github.com/sigil-dev/sigil/tpm"
 )
 
 // Renewal defaults.
@@ -32,8 +34,23 @@ const (
 // Config configures New.
 type Config struct {
 	// StateDir holds the workload's enrollment, as `sigil enroll --state`
-	// wrote it. Required.
+	// wrote it. Required unless Agent is set.
 	StateDir string
+	// Agent, instead of StateDir, is the Unix socket of the host agent
+	// (sigil agent --host), which holds the TPM and the key: the workload
+	// gets Identity through it, as the kernel identifies this process.
+	Agent string
+	// Identity is the SPIFFE ID asked of the agent (with Agent only).
+	Identity string
+	// ServerAuth asks the agent, at first enrollment, for a certificate
+	// that also serves mTLS (with Agent only).
+	ServerAuth bool
+	// SharedTPM, if set, is a TPM the caller opened and shares between
+	// workloads (the host agent does); the client does not close it.
+	SharedTPM *tpm.TPM
+	// Facts are sent with every renewal on SharedTPM: what the host agent
+	// asserts about the process the workload is for.
+	Facts *api.Workload
 	// Enroll, if set, enrolls the workload first when StateDir holds no
 	// enrollment yet; its StateDir is replaced by Config.StateDir.
 	Enroll *EnrollConfig
@@ -74,27 +91,17 @@ type Client struct {
 }
 
 // New opens the workload in cfg.StateDir, enrolling it first when there is
-// none and cfg.Enroll says how, and starts renewing its certificate. Close
-// stops it.
+// none and cfg.Enroll says how, or, with cfg.Agent, through the host agent,
+// and starts renewing its certificate. Close stops it.
 func New(ctx context.Context, cfg Config) (*Client, error) {
-	if cfg.StateDir == "" {
-		return nil, errors.New("client: Config.StateDir is required")
-	}
 	if cfg.RenewAfter < 0 || cfg.RenewAfter >= 1 {
 		return nil, fmt.Errorf("client: Config.RenewAfter %v: want a fraction in [0, 1)", cfg.RenewAfter)
 	}
-	if _, err := LoadState(cfg.StateDir); errors.Is(err, fs.ErrNotExist) && cfg.Enroll != nil {
-		ec := *cfg.Enroll
-		ec.StateDir = cfg.StateDir
-		if _, err := Enroll(ctx, ec); err != nil {
-			return nil, err
-		}
-	}
-	w, err := Open(ctx, cfg.StateDir)
+	w, err := open(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
-	bundle, err := trustBundle(w.State(), cfg.StateDir)
+	bundle, err := trustBundle(w.State())
 	if err != nil {
 		w.Close()
 		return nil, err
@@ -114,18 +121,36 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	return c, nil
 }
 
-// trustBundle reads the bundle saved at enrollment in dir, for st's trust
-// domain.
-func trustBundle(st *State, dir string) (*x509bundle.Bundle, error) {
+// open opens the workload as cfg says: through the host agent, on a shared
+// TPM, or on the TPM of its state, enrolling it first if cfg.Enroll says
+// how.
+func open(ctx context.Context, cfg Config) (*Workload, error) {
+	if cfg.Agent != "" {
+		return OpenAgent(ctx, cfg.Agent, cfg.Identity, cfg.ServerAuth)
+	}
+	if cfg.StateDir == "" {
+		return nil, errors.New("client: Config.StateDir or Config.Agent is required")
+	}
+	if _, err := LoadState(cfg.StateDir); errors.Is(err, fs.ErrNotExist) && cfg.Enroll != nil {
+		ec := *cfg.Enroll
+		ec.StateDir = cfg.StateDir
+		if _, err := enrollOn(ctx, cfg.SharedTPM, ec); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.SharedTPM != nil {
+		return OpenShared(ctx, cfg.SharedTPM, cfg.StateDir, cfg.Facts)
+	}
+	return Open(ctx, cfg.StateDir)
+}
+
+// trustBundle is the bundle saved at enrollment, for st's trust domain.
+func trustBundle(st *State) (*x509bundle.Bundle, error) {
 	id, err := spiffeid.FromString(st.SPIFFEID)
 	if err != nil {
-		return nil, fmt.Errorf("client: %s: %w", dir, err)
+		return nil, fmt.Errorf("client: state: %w", err)
 	}
-	b, err := x509bundle.Load(id.TrustDomain(), filepath.Join(dir, BundleFile))
-	if err != nil {
-		return nil, fmt.Errorf("client: %s: %w", dir, err)
-	}
-	return b, nil
+	return x509bundle.FromX509Authorities(id.TrustDomain(), st.bundle), nil
 }
 
 // Close stops renewing and following the revocation feed, and releases
@@ -151,7 +176,7 @@ func (c *Client) GetX509SVID() (*x509svid.SVID, error) { return c.svid(), nil }
 func (c *Client) svid() *x509svid.SVID { return identitySVID(c.w.cur.Load(), c.w) }
 
 func identitySVID(id *identity, w *Workload) *x509svid.SVID {
-	return &x509svid.SVID{ID: spiffeid.RequireFromURI(id.state.Chain[0].URIs[0]), Certificates: id.state.Chain, PrivateKey: w.key}
+	return &x509svid.SVID{ID: spiffeid.RequireFromURI(id.state.Chain[0].URIs[0]), Certificates: id.state.Chain, PrivateKey: w.k.signer()}
 }
 
 // GetX509BundleForTrustDomain returns the trust bundle saved at enrollment

@@ -50,8 +50,30 @@ type EnrollConfig struct {
 
 // Enroll runs the enrollment protocol and saves the result in StateDir.
 func Enroll(ctx context.Context, c EnrollConfig) (*State, error) {
+	return enrollOn(ctx, nil, c)
+}
+
+// EnrollShared is Enroll on t, a TPM the caller opened and shares between
+// workloads (the host agent does); it leaves t open.
+func EnrollShared(ctx context.Context, t *tpm.TPM, c EnrollConfig) (*State, error) {
+	if t == nil {
+		return nil, errors.New("client: EnrollShared needs an open TPM")
+	}
+	return enrollOn(ctx, t, c)
+}
+
+// enrollOn enrolls on shared, or on the TPM c names when shared is nil.
+func enrollOn(ctx context.Context, shared *tpm.TPM, c EnrollConfig) (*State, error) {
 	if err := c.check(); err != nil {
 		return nil, err
+	}
+	roots, err := pool(c.CABundle)
+	if err != nil {
+		return nil, err
+	}
+	if shared != nil {
+		e := &enrollment{cfg: c, tpm: shared, hc: newHTTPClient(roots, nil)}
+		return e.run(ctx)
 	}
 	var opts []tpm.Option
 	if c.EventLog != "" {
@@ -62,10 +84,6 @@ func Enroll(ctx context.Context, c EnrollConfig) (*State, error) {
 		return nil, err
 	}
 	defer t.Close()
-	roots, err := pool(c.CABundle)
-	if err != nil {
-		return nil, err
-	}
 	e := &enrollment{cfg: c, tpm: t, hc: newHTTPClient(roots, nil)}
 	return e.run(ctx)
 }

@@ -47,7 +47,8 @@ type State struct {
 	// Chain is the leaf then the issuing CA.
 	Chain []*x509.Certificate `json:"-"`
 
-	roots *x509.CertPool
+	roots  *x509.CertPool
+	bundle []*x509.Certificate // the trust bundle's certificates
 }
 
 // save writes a first enrollment: key blobs, bundle, certificate, state. The
@@ -126,3 +127,6 @@ func writeFile(path string, data []byte) error {
 	}
 	return nil
 }
+
+// Bundle is the trust bundle saved at enrollment.
+func (st *State) Bundle() []*x509.Certificate { return st.bundle }

@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"crypto"
 	"crypto/tls"
 	"fmt"
 	"net/http"
@@ -16,16 +17,22 @@ import (
 	"github.com/sigil-dev/sigil/tpm"
 )
 
-// Workload is an enrolled workload opened from its state directory: its
-// certificate and the TPM key behind it, ready for mTLS to sigild.
+// Workload is an enrolled workload: its certificate and the TPM key behind
+// it, ready for mTLS to sigild. The key is used either directly with the
+// TPM (Open) or through the host's agent (OpenAgent); the API is the same.
 type Workload struct {
-	dir     string
-	tpm     *tpm.TPM
-	ak      *tpm.AK
-	key     *tpm.Key
-	facts   *api.Workload // asserted by a host agent with each renewal; nil otherwise
-	renewMu sync.Mutex    // one renewal at a time
+	k       keeper
+	renewMu sync.Mutex // one renewal at a time
 	cur     atomic.Pointer[identity]
+}
+
+// keeper holds a workload's key and renews its certificate: the TPM
+// itself (tpmKeeper) or the host agent (agentKeeper).
+type keeper interface {
+	signer() crypto.Signer
+	// renew renews the certificate of id and returns the new state.
+	renew(ctx context.Context, id *identity) (*State, error)
+	close() error
 }
 
 // identity is one certificate of the workload and what is bound to it: the
@@ -40,9 +47,15 @@ type identity struct {
 	peers peerTransports // to workload servers, presenting cert
 }
 
-func newIdentity(st *State, key *tpm.Key) *identity {
+func newIdentity(st *State, key crypto.Signer) *identity {
 	cert := &tls.Certificate{Certificate: st.chainDER(), PrivateKey: key, Leaf: st.Chain[0]}
 	return &identity{state: st, cert: cert, thumb: token.Thumbprint(st.Chain[0].Raw), hc: newHTTPClient(st.roots, cert)}
+}
+
+func newWorkload(st *State, k keeper) *Workload {
+	w := &Workload{k: k}
+	w.cur.Store(newIdentity(st, k.signer()))
+	return w
 }
 
 // Open opens the TPM named in dir's state and loads the workload's AK and
@@ -60,17 +73,36 @@ func Open(ctx context.Context, dir string) (*Workload, error) {
 	if err != nil {
 		return nil, err
 	}
+	w, err := openWith(ctx, t, st, dir, nil)
+	if err != nil {
+		t.Close()
+		return nil, err
+	}
+	w.k.(*tpmKeeper).ownTPM = true
+	return w, nil
+}
+
+// OpenShared opens the workload in dir on t, a TPM the caller opened and
+// shares between workloads (the host agent does): Close leaves t open.
+// facts, if not nil, are sent with every renewal as the host agent's
+// assertion about the process the workload is for.
+func OpenShared(ctx context.Context, t *tpm.TPM, dir string, facts *api.Workload) (*Workload, error) {
+	st, err := LoadState(dir)
+	if err != nil {
+		return nil, err
+	}
+	return openWith(ctx, t, st, dir, facts)
+}
+
+func openWith(ctx context.Context, t *tpm.TPM, st *State, dir string, facts *api.Workload) (*Workload, error) {
 	ak, key, err := loadWorkload(ctx, t, st, dir)
 	if err == nil && key == nil {
 		err = fmt.Errorf("client: %s holds no TPM key: enroll first", dir)
 	}
 	if err != nil {
-		t.Close()
 		return nil, err
 	}
-	w := &Workload{dir: dir, tpm: t, ak: ak, key: key}
-	w.cur.Store(newIdentity(st, key))
-	return w, nil
+	return newWorkload(st, &tpmKeeper{dir: dir, tpm: t, ak: ak, key: key, facts: facts}), nil
 }
 
 // loadWorkload loads the workload's key from dir and the AK it quotes with:
@@ -91,19 +123,23 @@ func loadWorkload(ctx context.Context, t *tpm.TPM, st *State, dir string) (*tpm.
 	return ak, key, err
 }
 
-// Close releases the key and the TPM.
-func (w *Workload) Close() error {
-	w.key.Close()
-	return w.tpm.Close()
-}
+// Close releases the key, and the TPM if the workload opened it.
+func (w *Workload) Close() error { return w.k.close() }
 
 // State is the workload's current enrollment: identity and certificate.
 func (w *Workload) State() *State { return w.cur.Load().state }
+
+// Signer is the workload's private key: the TPM key, used directly or
+// through the host agent.
+func (w *Workload) Signer() crypto.Signer { return w.k.signer() }
 
 // HTTPClient is an HTTPS client that presents the workload's current
 // certificate, signing the handshake with the TPM key.
 func (w *Workload) HTTPClient() *http.Client { return w.cur.Load().hc }
 
-func (w *Workload) url(path string) string {
-	return strings.TrimSuffix(w.State().Server, "/") + path
+func (w *Workload) url(path string) string { return w.State().serverURL(path) }
+
+// serverURL is path on the state's sigild.
+func (st *State) serverURL(path string) string {
+	return strings.TrimSuffix(st.Server, "/") + path
 }

@@ -10,11 +10,12 @@ import (
 	"syscall"
 
 	"github.com/sigil-dev/sigil/internal/agent"
+	"github.com/sigil-dev/sigil/internal/hostagent"
 )
 
 type agentCmd struct {
-	State     string   `help:"State directory written by sigil enroll." type:"existingdir" required:""`
-	Out       string   `help:"Directory for svid.pem, svid.pem.key (TSS2), bundle.pem, openssl.cnf, openssl.env." type:"path" required:""`
+	State     string   `help:"State directory written by sigil enroll (required without --host)." type:"existingdir"`
+	Out       string   `help:"Directory for svid.pem, svid.pem.key (TSS2), bundle.pem, openssl.cnf, openssl.env (required without --host)." type:"path"`
 	ReloadCmd string   `name:"reload-cmd" help:"Run this (with /bin/sh -c) after the files change." xor:"reload"`
 	PIDFile   string   `name:"pid-file" help:"Signal the process in this pid file after the files change." type:"path" xor:"reload"`
 	Signal    string   `help:"Signal for --pid-file: HUP, USR1, USR2." default:"HUP" enum:"HUP,USR1,USR2"`
@@ -33,10 +34,49 @@ type agentCmd struct {
 	Log       string   `name:"log-format" help:"Log format: text or json." default:"text" enum:"text,json"`
 
 	RenewAfter float64 `name:"renew-after" hidden:"" help:"Renew after this fraction of the certificate's lifetime (tests)."`
+
+	hostFlags
+}
+
+// hostFlags are those of host mode: once per host (a system service), the
+// agent owns the TPM and the host's AK and serves the host's workloads on
+// --socket, identifying each by the kernel's peer credentials.
+type hostFlags struct {
+	Host      bool   `help:"Host mode: own the TPM and serve every workload of this host on --socket (see README, Many workloads on one host)."`
+	Server    string `help:"sigild URL, https://HOST:PORT (host mode)." env:"SIGIL_SERVER"`
+	CABundle  string `name:"ca-bundle" help:"PEM trust bundle for the server (host mode)." env:"SIGIL_CA_BUNDLE" type:"path"`
+	TPM       string `name:"tpm" help:"TPM: /dev/tpmrm0 or swtpm:HOST:PORT (host mode)." default:"/dev/tpmrm0"`
+	EventLog  string `help:"Measured-boot event log (host mode; default: the kernel's)."`
+	HostState string `name:"host-state" help:"Host state directory: the host's AK and the agent's identities (default: $SIGIL_HOST_STATE, /var/lib/sigil/host for root)." env:"SIGIL_HOST_STATE" type:"path"`
+}
+
+// runHost runs host mode until SIGTERM or SIGINT.
+func (c agentCmd) runHost(sig signalContext) error {
+	if c.Socket == "" || c.Server == "" || c.CABundle == "" {
+		return errors.New("sigil agent --host needs --socket, --server and --ca-bundle")
+	}
+	bundle, err := os.ReadFile(c.CABundle)
+	if err != nil {
+		return err
+	}
+	err = hostagent.Run(sig, hostagent.Config{
+		Server: c.Server, CABundle: bundle, TPM: c.TPM, EventLog: c.EventLog, HostState: c.HostState,
+		Socket: c.Socket, RenewAfter: c.RenewAfter, Log: c.logger(),
+	})
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return exitCode(err)
 }
 
 // Run is the agent until SIGTERM or SIGINT; it ignores --timeout.
 func (c agentCmd) Run(sig signalContext) error {
+	if c.Host {
+		return c.runHost(sig)
+	}
+	if c.State == "" || c.Out == "" {
+		return errors.New("sigil agent needs --state and --out (or --host)")
+	}
 	cfg := agent.Config{
 		StateDir: c.State, OutDir: c.Out, TCTI: c.TCTI, OpenSSLCheck: agent.OpenSSLCheck(c.Check),
 		Socket: c.Socket, SocketGroup: c.Group,
