@@ -40,7 +40,7 @@ func OpenAgent(ctx context.Context, socket, identity string, serverAuth bool) (*
 	if err != nil {
 		return nil, err
 	}
-	k.key = &agentSigner{k: k, pub: st.Chain[0].PublicKey}
+	k.key, k.keyPEM = &agentSigner{k: k, pub: st.Chain[0].PublicKey}, svid.KeyPEM
 	return newWorkload(st, k), nil
 }
 
@@ -62,10 +62,21 @@ type agentKeeper struct {
 	identity string
 	hc       *http.Client
 	key      *agentSigner
+	keyPEM   string // the TSS2 PRIVATE KEY the agent gave
 }
 
 func (k *agentKeeper) signer() crypto.Signer { return k.key }
-func (k *agentKeeper) close() error          { k.hc.CloseIdleConnections(); return nil }
+
+// KeyPEM is, for a workload opened through the host agent, its TPM key as
+// the agent gave it: a TSS2 PRIVATE KEY PEM that works only with the
+// host's TPM (OpenSSL's tpm2 provider); "" otherwise.
+func (w *Workload) KeyPEM() string {
+	if k, ok := w.k.(*agentKeeper); ok {
+		return k.keyPEM
+	}
+	return ""
+}
+func (k *agentKeeper) close() error { k.hc.CloseIdleConnections(); return nil }
 
 // renew has the agent renew id's certificate, or hand over the newer one
 // it renewed meanwhile.

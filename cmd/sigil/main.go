@@ -27,6 +27,7 @@ type cli struct {
 	Introspect introspectCmd `cmd:"" help:"Show what sigild knows of a token (RFC 7662)."`
 	Revoke     revokeCmd     `cmd:"" help:"Revoke a token and every token exchanged from it (RFC 7009)."`
 
+	SVID  svidCmd  `cmd:"" name:"svid" help:"Get this process's X.509-SVID and TSS2 key from the host agent (sigil agent --host)."`
 	Agent agentCmd `cmd:"" help:"Run beside a service: keep the certificate renewed in files, serve tokens on a socket, be its mTLS sidecar."`
 
 	Policy policyCmd   `cmd:"" help:"Check and test Cedar policy directories."`
