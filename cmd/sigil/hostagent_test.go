@@ -94,11 +94,37 @@ func publicDir(t *testing.T) string {
 	return dir
 }
 
+// TestShowcaseOneHost runs the showcase's three services on one host (one
+// TPM) through one host agent: each gets its identity as the program of its
+// name, and a checkout runs through all three with the delegation chain.
+func TestShowcaseOneHost(t *testing.T) {
+	s := startStack(t, "1")
+	pub := publicDir(t)
+	a := startHostAgent(t, s, pub)
+	prog := func(name string) string { return programOf(t, filepath.Join(s.bin, "showcase"), pub, name) }
+	payments := s.serveWith(t, prog("payments"), "payments", "", "--agent", a.socket)
+	orders := s.serveWith(t, prog("orders"), "orders", payments, "--agent", a.socket)
+	frontend := s.serveWith(t, prog("frontend"), "frontend", orders, "--agent", a.socket)
+	id := func(n string) string { return "spiffe://sigil.test/workload/" + n }
+	user := s.userToken(t, "frontend", "orders:read orders:write payments:charge")
+	out, code := s.run("showcase", "call", "--ca-bundle", s.env["SIGIL_CA_BUNDLE"],
+		"--url", "https://"+frontend+"/checkout", "--id", id("frontend"), "--token", user)
+	if code != 0 || !strings.Contains(out, `"act":["`+id("orders")+`","`+id("frontend")+`"]`) || !strings.Contains(out, `"for":"alice"`) {
+		t.Fatalf("checkout through three services on one host (exit %d): %s\nagent log:\n%s", code, out, a.logText(t))
+	}
+}
+
 // program copies bin/sigil to dir/name, world-executable, so that the
 // agent sees a process running that executable.
 func program(t *testing.T, s *stack, dir, name string) string {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join(s.bin, "sigil"))
+	return programOf(t, filepath.Join(s.bin, "sigil"), dir, name)
+}
+
+// programOf copies the program at src to dir/name, world-executable.
+func programOf(t *testing.T, src, dir, name string) string {
+	t.Helper()
+	data, err := os.ReadFile(src)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -85,12 +85,19 @@ func TestShowcase(t *testing.T) {
 // address; the test's cleanup stops it.
 func (s *stack) serve(t *testing.T, role, next string) string {
 	t.Helper()
+	return s.serveWith(t, filepath.Join(s.bin, "showcase"), role, next, "--state", filepath.Join(s.dir, role))
+}
+
+// serveWith is serve for the showcase program prog, getting its identity as
+// source says (--state DIR or --agent SOCKET).
+func (s *stack) serveWith(t *testing.T, prog, role, next string, source ...string) string {
+	t.Helper()
 	ready := filepath.Join(s.dir, role+".addr")
-	args := []string{"serve", "--role", role, "--state", filepath.Join(s.dir, role), "--ready", ready}
+	args := append([]string{"serve", "--role", role, "--ready", ready}, source...)
 	if next != "" {
 		args = append(args, "--next", "https://"+next)
 	}
-	cmd := exec.Command(filepath.Join(s.bin, "showcase"), args...)
+	cmd := exec.Command(prog, args...)
 	logf, err := os.Create(filepath.Join(s.dir, role+".log"))
 	if err != nil {
 		t.Fatal(err)

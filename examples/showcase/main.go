@@ -64,7 +64,9 @@ var (
 
 type serveCmd struct {
 	Role   string `required:"" enum:"frontend,orders,payments" help:"frontend, orders or payments."`
-	State  string `required:"" type:"existingdir" help:"The workload's state directory (sigil enroll --state, with --server-auth)."`
+	State  string `type:"existingdir" xor:"source" required:"" help:"The workload's state directory (sigil enroll --state, with --server-auth)."`
+	Agent  string `type:"path" xor:"source" required:"" help:"Or: the host agent's socket (sigil agent --host); the service gets spiffe://TD/workload/ROLE through it."`
+	TD     string `name:"trust-domain" default:"sigil.test" help:"Trust domain of the identity asked of the host agent."`
 	Listen string `default:"127.0.0.1:0" help:"Address to listen on."`
 	Ready  string `type:"path" help:"Write the listening address to this file once serving."`
 	Next   string `help:"URL of the next service (frontend: orders; orders: payments)."`
@@ -73,7 +75,11 @@ type serveCmd struct {
 func (s serveCmd) Run(ctx context.Context) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})).With("service", s.Role)
 	// The workload identity: the TPM key, its certificate, kept renewed.
-	c, err := client.New(ctx, client.Config{StateDir: s.State, Log: log})
+	cfg := client.Config{StateDir: s.State, Log: log}
+	if s.Agent != "" {
+		cfg = client.Config{Agent: s.Agent, Identity: "spiffe://" + s.TD + "/workload/" + s.Role, ServerAuth: true, Log: log}
+	}
+	c, err := client.New(ctx, cfg)
 	if err != nil {
 		return err
 	}
