@@ -11,8 +11,9 @@
 # a logout and a compromised host disabled; a host that reboots into debug
 # firmware revoked by its failed renewal, and a policy change previewed with
 # what-if that revokes exactly one host, all of which an OpenID Shared Signals
-# receiver hears as CAEP events; verifies the audit log; and stops everything
-# again.
+# receiver hears as CAEP events; runs the host agent for the workloads of one
+# host and shows it refuse an impostor process; verifies the audit log; and
+# stops everything again.
 set -euo pipefail
 # What this writes (logs with subjects and token ids, the database, keys) is
 # readable by its owner only.
@@ -53,7 +54,16 @@ stop_receiver() { # the SSF receiver this demo started, by its PID
 	rm -f "$dir/ssf-receiver.pid"
 	return 0
 }
+stop_agent() { # the host agent of step 15, by its PID
+	local pid
+	[[ -s $dir/agent.pid ]] || return 0
+	pid=$(<"$dir/agent.pid")
+	tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "--socket $dir/run/agent.sock" && kill "$pid" 2>/dev/null
+	rm -f "$dir/agent.pid"
+	return 0
+}
 cleanup() {
+	stop_agent
 	stop_services
 	stop_receiver
 	"$root/testenv/down.sh" "$dir" 2>/dev/null
@@ -337,7 +347,35 @@ show "the SSF receiver's output since step 12: the CAEP events it verified (JWKS
 receiver_output "$dir/ssf.out"
 ok "a standard Shared Signals receiver heard each revocation above: certificates as credential-change, tokens as session-revoked, with the reason"
 
-step "15. An auditor verifies the log offline: checkpoint signatures, hashes, every enrollment's evidence"
+step "15. Many workloads on one host: the host agent attests local processes by their kernel credentials"
+echo "   One agent per host owns the TPM and the host's AK (shared by every enrollment on the host);"
+echo "   each local process asks it on a Unix socket, and sigild's policy sees uid, executable and unit."
+show "sigil agent --host --socket $dir/run/agent.sock --tpm $tpm_c   (payments' host)"
+"$sigil" agent --host --socket "$dir/run/agent.sock" --tpm "$tpm_c" --event-log "$log_c" 2>"$dir/agent.log" &
+echo $! >"$dir/agent.pid"
+for _ in $(seq 100); do [[ -S $dir/run/agent.sock ]] && break; sleep 0.1; done
+[[ -S $dir/run/agent.sock ]] || { echo "the host agent did not start:" >&2; cat "$dir/agent.log" >&2; exit 1; }
+mkdir -p "$dir/programs"
+cp "$sigil" "$dir/programs/payments"
+cp "$sigil" "$dir/programs/impostor"
+show "programs/payments svid --agent agent.sock --identity spiffe://sigil.test/workload/payments --out payments-agent"
+"$dir/programs/payments" svid --agent "$dir/run/agent.sock" --identity spiffe://sigil.test/workload/payments --out "$dir/payments-agent" | sed 's/^/   /'
+ok "the payments program got its certificate and its TSS2 key ($(head -1 "$dir/payments-agent/svid.key.pem"))"
+show "programs/impostor svid --agent agent.sock --identity spiffe://sigil.test/workload/payments"
+if "$dir/programs/impostor" svid --agent "$dir/run/agent.sock" --identity spiffe://sigil.test/workload/payments 2>&1 | sed 's/^/   /'; then
+	echo "the agent handed payments' identity to another program" >&2
+	exit 1
+fi
+refused "the agent refuses another program the identity it holds for payments"
+show "programs/impostor svid --agent agent.sock --identity spiffe://sigil.test/workload/orders"
+if "$dir/programs/impostor" svid --agent "$dir/run/agent.sock" --identity spiffe://sigil.test/workload/orders 2>&1 | sed 's/^/   /'; then
+	echo "sigild enrolled an impostor program as orders" >&2
+	exit 1
+fi
+refused "sigild's policy refuses the impostor on the agent's facts (recorded as the agent's assertion, not the TPM's)"
+stop_agent
+
+step "16. An auditor verifies the log offline: checkpoint signatures, hashes, every enrollment's evidence"
 echo "   (the log's public key comes out of band: sigild audit key)"
 echo "   The entries name users, scopes, chains and denial reasons: sigild serves them over mTLS only to the"
 echo "   identities in audit.readers, here spiffe://sigil.test/workload/auditor, enrolled on host A."

@@ -34,7 +34,7 @@ func startHostAgent(t *testing.T, s *stack, pub string) *hostAgent {
 	return a
 }
 
-func (a *hostAgent) start(t *testing.T) {
+func (a *hostAgent) start(t testing.TB) {
 	t.Helper()
 	addr, eventLog := a.s.tpm(0)
 	logf, err := os.OpenFile(a.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
