@@ -52,8 +52,11 @@ type hostFlags struct {
 
 // runHost runs host mode until SIGTERM or SIGINT.
 func (c agentCmd) runHost(sig signalContext) error {
-	if c.Socket == "" || c.Server == "" || c.CABundle == "" {
+	switch {
+	case c.Socket == "" || c.Server == "" || c.CABundle == "":
 		return errors.New("sigil agent --host needs --socket, --server and --ca-bundle")
+	case c.State != "" || c.Out != "" || c.Ingress != "" || c.Egress != "":
+		return errors.New("sigil agent --host serves every workload of the host on --socket; --state, --out, --ingress and --egress belong to one workload's agent")
 	}
 	bundle, err := os.ReadFile(c.CABundle)
 	if err != nil {

@@ -94,6 +94,37 @@ func publicDir(t *testing.T) string {
 	return dir
 }
 
+// sigil agent --host refuses options that do not make a host agent, before
+// it touches the TPM, and says which.
+func TestHostAgentRefusesBadOptions(t *testing.T) {
+	t.Parallel()
+	bin := buildCLI(t)
+	bundle := filepath.Join(t.TempDir(), "bundle.pem")
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no socket", []string{"--server", "https://127.0.0.1:1", "--ca-bundle", bundle}, "needs --socket, --server and --ca-bundle"},
+		{"one workload's options", []string{"--socket", "s", "--server", "https://127.0.0.1:1", "--ca-bundle", bundle, "--out", "o"}, "--state, --out, --ingress and --egress belong to one workload's agent"},
+		{"neither host nor state", nil, "sigil agent needs --state and --out (or --host)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := append([]string{"agent"}, tt.args...)
+			if tt.args != nil {
+				args = append([]string{"agent", "--host"}, tt.args...)
+			}
+			cmd := exec.Command(filepath.Join(bin, "sigil"), args...)
+			cmd.Env = append(os.Environ(), "SIGIL_SERVER=", "SIGIL_CA_BUNDLE=")
+			out, _ := cmd.CombinedOutput()
+			if code := cmd.ProcessState.ExitCode(); code != 1 || !strings.Contains(string(out), tt.want) {
+				t.Errorf("exit %d: %s\nwant exit 1 and %q", code, out, tt.want)
+			}
+		})
+	}
+}
+
 // TestShowcaseOneHost runs the showcase's three services on one host (one
 // TPM) through one host agent: each gets its identity as the program of its
 // name, and a checkout runs through all three with the delegation chain.
