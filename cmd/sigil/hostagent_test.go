@@ -1,9 +1,12 @@
 package main_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -237,6 +240,33 @@ func TestHostAgent(t *testing.T) {
 			if got := clients[i].Workload().State().Chain[0].SerialNumber.Text(16); got == first[i] {
 				t.Errorf("svc%d kept certificate %s after renewing", i, got)
 			}
+		}
+	})
+
+	t.Run("token service on the agent's socket", func(t *testing.T) {
+		hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", a.socket)
+		}}}
+		post := func(identity string) (int, string) {
+			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://agent/v1/token",
+				strings.NewReader(`{"audience":"spiffe://sigil.test/workload/svc1"}`))
+			if identity != "" {
+				req.Header.Set("Sigil-Identity", identity)
+			}
+			resp, err := hc.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			return resp.StatusCode, string(body)
+		}
+		if code, body := post("spiffe://sigil.test/workload/svc0"); code != http.StatusOK || !strings.Contains(body, `"access_token"`) {
+			t.Errorf("token for svc0 through the agent's socket: %d %s", code, body)
+		}
+		if code, body := post(""); code != http.StatusBadRequest || !strings.Contains(body, "holds 10 identities here; name one in the Sigil-Identity header") {
+			t.Errorf("token without naming one of ten identities: %d %s", code, body)
 		}
 	})
 
