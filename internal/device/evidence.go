@@ -81,3 +81,37 @@ func renewalFacts(ctx context.Context, r store.DeviceReader, v *attest.Verifier,
 	}
 	return RenewalFacts(dev, ren, boot)
 }
+
+// CertificateWorkload is what a host agent asserted about the process the
+// certificate rec was issued for (evidence format version 2), as policy
+// sees it in context.workload; nil when rec was issued without a host
+// agent.
+func CertificateWorkload(ctx context.Context, r store.EvidenceReader, rec store.Certificate) (*policy.WorkloadFacts, error) {
+	ev, err := r.Evidence(ctx, rec.EvidenceDigest)
+	if err != nil {
+		return nil, fmt.Errorf("device: evidence of certificate %s: %w", rec.Serial, err)
+	}
+	var w *attest.Workload
+	switch ev.Kind {
+	case "enroll":
+		e, err := attest.ParseEvidence(ev.Bundle)
+		if err != nil {
+			return nil, fmt.Errorf("device: evidence %s: %w", ev.Digest, err)
+		}
+		w = e.Workload
+	case "renew":
+		ren, err := attest.ParseRenewal(ev.Bundle)
+		if err != nil {
+			return nil, fmt.Errorf("device: renewal evidence %s: %w", ev.Digest, err)
+		}
+		w = ren.Workload
+	}
+	if w == nil {
+		return nil, nil
+	}
+	f, err := policy.ParseWorkloadFacts(w.UID, w.GID, w.User, w.Exe, w.ExeSHA256, w.Cgroup, w.Unit)
+	if err != nil {
+		return nil, fmt.Errorf("device: workload facts of evidence %s: %w", ev.Digest, err)
+	}
+	return f, nil
+}

@@ -108,6 +108,7 @@ func (pl Planner) Plan(ctx context.Context, set PolicySet, now time.Time) (Plan,
 		if err != nil {
 			return Plan{}, fmt.Errorf("trust: %w", err)
 		}
+		held := identities(certs)
 		if pl.Only != nil {
 			certs = slices.DeleteFunc(certs, func(c store.Certificate) bool { return !pl.Only(c) })
 		}
@@ -116,7 +117,7 @@ func (pl Planner) Plan(ctx context.Context, set PolicySet, now time.Time) (Plan,
 		}
 		p.Devices++
 		for _, c := range certs {
-			if err := pl.judge(ctx, set, c, now, &p); err != nil {
+			if err := pl.judge(ctx, set, c, held, now, &p); err != nil {
 				return Plan{}, err
 			}
 		}
@@ -124,11 +125,16 @@ func (pl Planner) Plan(ctx context.Context, set PolicySet, now time.Time) (Plan,
 	return p, nil
 }
 
-// judge decides c's renewal under set on the evidence c was issued on and
-// adds the outcome to p.
-func (pl Planner) judge(ctx context.Context, set PolicySet, c store.Certificate, now time.Time, p *Plan) error {
+// judge decides c's renewal under set on the evidence c was issued on (with
+// the host agent's facts, if it has them) and the identities its device
+// holds, held, and adds the outcome to p.
+func (pl Planner) judge(ctx context.Context, set PolicySet, c store.Certificate, held []string, now time.Time, p *Plan) error {
 	p.Certificates++
 	facts, err := device.CertificateFacts(ctx, pl.Store, pl.Verifier, c)
+	var w *policy.WorkloadFacts
+	if err == nil {
+		w, err = device.CertificateWorkload(ctx, pl.Store, c)
+	}
 	if err != nil {
 		p.Unverifiable = append(p.Unverifiable, Unverifiable{Serial: c.Serial, EKHash: c.EKHash, Error: err.Error()})
 		return nil
@@ -137,11 +143,23 @@ func (pl Planner) judge(ctx context.Context, set PolicySet, c store.Certificate,
 	if err != nil {
 		return err
 	}
-	d := set.Decide(policy.EnrollRequest{Action: policy.Renew, Device: facts, Identity: c.SPIFFEID, OtherHolders: others})
+	d := set.Decide(policy.EnrollRequest{Action: policy.Renew, Device: facts, Identity: c.SPIFFEID, OtherHolders: others,
+		DeviceIdentities: held, Workload: w})
 	if !d.Allowed {
 		p.Revoke = append(p.Revoke, Revocation{Serial: c.Serial, SPIFFEID: c.SPIFFEID, EKHash: c.EKHash, Decision: d.Reason(), PolicyIDs: d.PolicyIDs})
 	}
 	return nil
+}
+
+// identities are the SPIFFE IDs certs are for, sorted, each once: what
+// policy sees as context.device_identities.
+func identities(certs []store.Certificate) []string {
+	ids := []string{}
+	for _, c := range certs {
+		ids = append(ids, c.SPIFFEID)
+	}
+	slices.Sort(ids)
+	return slices.Compact(ids)
 }
 
 // otherHolders are the EK hashes of the other active devices holding
