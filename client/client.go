@@ -3,6 +3,7 @@ package client
 import (
 	"cmp"
 	"context"
+	"crypto"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -175,8 +176,12 @@ func (c *Client) GetX509SVID() (*x509svid.SVID, error) { return c.svid(), nil }
 
 func (c *Client) svid() *x509svid.SVID { return identitySVID(c.w.cur.Load(), c.w) }
 
-func identitySVID(id *identity, w *Workload) *x509svid.SVID {
-	return &x509svid.SVID{ID: spiffeid.RequireFromURI(id.state.Chain[0].URIs[0]), Certificates: id.state.Chain, PrivateKey: w.k.signer()}
+func identitySVID(id *identity, _ *Workload) *x509svid.SVID {
+	var key crypto.Signer
+	if id.cert != nil {
+		key, _ = id.cert.PrivateKey.(crypto.Signer) // newIdentity sets the workload's signer
+	}
+	return &x509svid.SVID{ID: spiffeid.RequireFromURI(id.state.Chain[0].URIs[0]), Certificates: id.state.Chain, PrivateKey: key}
 }
 
 // GetX509BundleForTrustDomain returns the trust bundle saved at enrollment
