@@ -3,7 +3,6 @@ package enroll
 import (
 	"context"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/sigil-dev/sigil/api"
@@ -41,16 +40,9 @@ func workloadFacts(w *attest.Workload) (*policy.WorkloadFacts, error) {
 // them as context.device_identities; an AK replacement names them as the
 // identities it affects.
 func deviceIdentities(ctx context.Context, r store.CertificateReader, ekHash string, now time.Time) ([]string, error) {
-	certs, err := r.DeviceCertificates(ctx, ekHash)
+	ids, err := r.DeviceIdentities(ctx, ekHash, now)
 	if err != nil {
 		return nil, fmt.Errorf("enroll: identities of device %s: %w", ekHash, err)
 	}
-	ids := []string{}
-	for _, c := range certs {
-		if c.RevokedAt == nil && now.Before(c.NotAfter) {
-			ids = append(ids, c.SPIFFEID)
-		}
-	}
-	slices.Sort(ids)
-	return slices.Compact(ids), nil
+	return ids, nil
 }

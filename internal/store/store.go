@@ -233,6 +233,12 @@ type CertificateReader interface {
 	CertificateByThumbprint(ctx context.Context, x5tS256 string) (Certificate, error)
 	// DeviceCertificates lists a device's certificates, oldest first.
 	DeviceCertificates(ctx context.Context, ekHash string) ([]Certificate, error)
+	// DeviceIdentities lists the SPIFFE IDs, sorted and each once, that
+	// the device ekHash holds at the given time: those of its certificates
+	// neither revoked nor expired then, whatever the device's status. It
+	// reads no certificate bodies, so its cost does not grow with the
+	// size of the device's history in Go.
+	DeviceIdentities(ctx context.Context, ekHash string, at time.Time) ([]string, error)
 	// IdentityHolders lists the EK hashes, sorted and each once, of the
 	// active devices that hold spiffeID at the given time: a certificate
 	// for it that is not revoked and whose NotAfter is after at. It is the

@@ -64,6 +64,19 @@ func (r reader) DeviceCertificates(ctx context.Context, ekHash string) ([]store.
 	return cs, nil
 }
 
+func (r reader) DeviceIdentities(ctx context.Context, ekHash string, at time.Time) ([]string, error) {
+	rows, err := r.q.Query(ctx, `SELECT DISTINCT spiffe_id FROM certificates
+		WHERE ek_hash = $1 AND revoked_at IS NULL AND not_after > $2 ORDER BY spiffe_id`, ekHash, micros(at))
+	if err != nil {
+		return nil, fmt.Errorf("store: identities of device %s: %w", ekHash, err)
+	}
+	ids, err := scanAll(rows, scanString)
+	if err != nil {
+		return nil, fmt.Errorf("store: identities of device %s: %w", ekHash, err)
+	}
+	return ids, nil
+}
+
 func (r reader) IdentityHolders(ctx context.Context, spiffeID string, at time.Time) ([]string, error) {
 	rows, err := r.q.Query(ctx, `SELECT DISTINCT c.ek_hash FROM certificates c
 		JOIN devices d ON d.ek_hash = c.ek_hash

@@ -63,6 +63,23 @@ func (r reader) DeviceCertificates(ctx context.Context, ekHash string) ([]store.
 	return cs, nil
 }
 
+func (r reader) DeviceIdentities(ctx context.Context, ekHash string, at time.Time) ([]string, error) {
+	rows, err := r.q.QueryContext(ctx, `SELECT DISTINCT spiffe_id FROM certificates
+		WHERE ek_hash = ? AND revoked_at IS NULL AND not_after > ? ORDER BY spiffe_id`, ekHash, micros(at))
+	if err != nil {
+		return nil, fmt.Errorf("store: identities of device %s: %w", ekHash, err)
+	}
+	ids, err := scanAll(rows, func(s scanner) (string, error) {
+		var id string
+		err := s.Scan(&id)
+		return id, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: identities of device %s: %w", ekHash, err)
+	}
+	return ids, nil
+}
+
 // identityHolders skips through the index certificates_holders one
 // device at a time (the recursive part finds the next ek_hash after the
 // last), then keeps the active devices with a live certificate, found by

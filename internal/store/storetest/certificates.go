@@ -219,3 +219,46 @@ func testIdentityHolders(t *testing.T, h *harness) {
 		t.Fatalf("IdentityHolders after the rollback = %v, %v; want the one holder", got, err)
 	}
 }
+
+// testDeviceIdentities: the identities a device holds at a time are those
+// of its certificates neither revoked nor expired then; each once, sorted;
+// other devices' certificates do not count.
+func testDeviceIdentities(t *testing.T, h *harness) {
+	st := h.fresh(t)
+	ctx := context.Background()
+	const orders, payments = "spiffe://sigil.test/workload/orders", "spiffe://sigil.test/workload/payments"
+	at := T0.Add(30 * time.Minute)
+	d, _ := insertHolding(t, st, "host", payments, T0.Add(time.Hour))
+	for i, c := range []struct {
+		id       string
+		notAfter time.Time
+		revoke   bool
+	}{
+		{orders, T0.Add(time.Hour), false},       // a second identity
+		{payments, T0.Add(2 * time.Hour), false}, // the same identity again: once
+		{"spiffe://sigil.test/workload/expired", at, false},
+		{"spiffe://sigil.test/workload/revoked", T0.Add(time.Hour), true},
+	} {
+		cert := Certificate(Serial("host", i+1), d, Evidence("host", d))
+		cert.SPIFFEID, cert.NotAfter = c.id, c.notAfter
+		if err := st.InsertCertificate(ctx, cert); err != nil {
+			t.Fatal(err)
+		}
+		if c.revoke {
+			if _, err := st.RevokeCertificate(ctx, cert.Serial, "superseded", T0); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	insertHolding(t, st, "elsewhere", "spiffe://sigil.test/workload/elsewhere", T0.Add(time.Hour))
+
+	if got, err := st.DeviceIdentities(ctx, d.EKHash, at); err != nil || !slices.Equal(got, []string{orders, payments}) {
+		t.Fatalf("DeviceIdentities = %v, %v; want [%s %s]", got, err, orders, payments)
+	}
+	if got, err := st.DeviceIdentities(ctx, d.EKHash, T0.Add(90*time.Minute)); err != nil || !slices.Equal(got, []string{payments}) {
+		t.Fatalf("DeviceIdentities after the first hour = %v, %v; want [%s]", got, err, payments)
+	}
+	if got, err := st.DeviceIdentities(ctx, "nope", at); err != nil || got == nil || len(got) != 0 {
+		t.Fatalf("DeviceIdentities(unknown) = %v, %v; want an empty slice", got, err)
+	}
+}

@@ -89,6 +89,7 @@ var tests = []test{
 	{"InsertCertificateErrors", testInsertCertificateErrors},
 	{"DeviceCertificates", testDeviceCertificates},
 	{"IdentityHolders", testIdentityHolders},
+	{"DeviceIdentities", testDeviceIdentities},
 	{"RevokeCertificate", testRevokeCertificate},
 	{"Revocations", testRevocations},
 	{"CertificateByThumbprint", testCertificateByThumbprint},
