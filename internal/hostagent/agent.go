@@ -66,9 +66,9 @@ type Agent struct {
 // held is an identity the agent holds for a process.
 type held struct {
 	owner  owner
-	dir    string
 	c      *client.Client
 	tokens *agent.TokenService
+	keyPEM string // the TSS2 key, which renewals keep: read once
 }
 
 // Run runs the host agent until ctx ends.
@@ -145,6 +145,10 @@ func (a *Agent) resume(ctx context.Context) error {
 
 // open starts keeping the identity in dir renewed, asserting o's facts.
 func (a *Agent) open(ctx context.Context, o owner, dir string) (*held, error) {
+	key, err := os.ReadFile(filepath.Join(dir, tpm.KeyPEMFile))
+	if err != nil {
+		return nil, fmt.Errorf("hostagent: read the TSS2 key: %w", err)
+	}
 	facts := o.Facts
 	c, err := client.New(ctx, client.Config{
 		StateDir: dir, SharedTPM: a.tpm, Facts: &facts, RenewAfter: a.cfg.RenewAfter,
@@ -153,7 +157,7 @@ func (a *Agent) open(ctx context.Context, o owner, dir string) (*held, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &held{owner: o, dir: dir, c: c, tokens: agent.NewTokenService(c, a.log)}, nil
+	return &held{owner: o, c: c, tokens: agent.NewTokenService(c, a.log), keyPEM: string(key)}, nil
 }
 
 // Close stops renewing and releases the TPM.

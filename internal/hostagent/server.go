@@ -12,14 +12,11 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"slices"
 
 	"github.com/sigil-dev/sigil/api"
 	"github.com/sigil-dev/sigil/client"
 	"github.com/sigil-dev/sigil/identity"
-	"github.com/sigil-dev/sigil/tpm"
 )
 
 type ctxKey struct{}
@@ -214,13 +211,8 @@ func refuse(w http.ResponseWriter, id string, owner, c api.Workload) {
 // answer writes the identity's current certificate and TSS2 key.
 func (a *Agent) answer(w http.ResponseWriter, h *held) {
 	st := h.c.Workload().State()
-	key, err := os.ReadFile(filepath.Join(h.dir, tpm.KeyPEMFile))
-	if err != nil {
-		fail(w, http.StatusInternalServerError, "server_error", "read the TSS2 key: "+err.Error())
-		return
-	}
 	out := api.HostSVID{
-		SPIFFEID: st.SPIFFEID, KeyPEM: string(key), Server: st.Server, ExpiresAt: st.ExpiresAt,
+		SPIFFEID: st.SPIFFEID, KeyPEM: h.keyPEM, Server: st.Server, ExpiresAt: st.ExpiresAt,
 		EvidenceDigest: st.EvidenceDigest, PolicyVersion: st.PolicyVersion,
 	}
 	for _, c := range st.Chain {
