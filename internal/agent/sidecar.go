@@ -19,6 +19,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/sigil-dev/sigil/client"
+	"github.com/sigil-dev/sigil/internal/jsonhttp"
 	"github.com/sigil-dev/sigil/token"
 	"github.com/sigil-dev/sigil/verify"
 )
@@ -238,7 +239,7 @@ func (e *Egress) Handler() http.Handler {
 		name, rest, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
 		p, ok := proxies[name]
 		if !ok {
-			fail(w, http.StatusNotFound, "invalid_request", fmt.Sprintf("no target %q: call /TARGET/PATH with a configured target", name))
+			jsonhttp.Fail(w, http.StatusNotFound, "invalid_request", fmt.Sprintf("no target %q: call /TARGET/PATH with a configured target", name))
 			return
 		}
 		ctx, ok := e.subject(w, r)
@@ -262,7 +263,7 @@ func (e *Egress) subject(w http.ResponseWriter, r *http.Request) (context.Contex
 	ctx := r.Context()
 	if txn := r.Header.Get(verify.TxnTokenHeader); txn != "" {
 		if len(txn) > verify.MaxTokenSize {
-			fail(w, http.StatusBadRequest, "invalid_request", verify.TxnTokenHeader+" is too long")
+			jsonhttp.Fail(w, http.StatusBadRequest, "invalid_request", verify.TxnTokenHeader+" is too long")
 			return nil, false
 		}
 		ctx = client.WithTxnToken(ctx, txn)
@@ -270,7 +271,7 @@ func (e *Egress) subject(w http.ResponseWriter, r *http.Request) (context.Contex
 	if h := r.Header.Get(HeaderContext); h != "" {
 		in, ok := e.contexts.get(h)
 		if !ok {
-			fail(w, http.StatusUnauthorized, "invalid_request", HeaderContext+" is unknown or its token has expired")
+			jsonhttp.Fail(w, http.StatusUnauthorized, "invalid_request", HeaderContext+" is unknown or its token has expired")
 			return nil, false
 		}
 		if in.txn != "" {
@@ -280,7 +281,7 @@ func (e *Egress) subject(w http.ResponseWriter, r *http.Request) (context.Contex
 	}
 	if tok := r.Header.Get(HeaderSubjectToken); tok != "" {
 		if len(tok) > verify.MaxTokenSize {
-			fail(w, http.StatusBadRequest, "invalid_request", HeaderSubjectToken+" is too long")
+			jsonhttp.Fail(w, http.StatusBadRequest, "invalid_request", HeaderSubjectToken+" is too long")
 			return nil, false
 		}
 		return client.WithSubjectToken(ctx, tok), true
@@ -301,7 +302,7 @@ func proxyError(log *slog.Logger, what string) func(http.ResponseWriter, *http.R
 		if status == http.StatusServiceUnavailable {
 			w.Header().Set("Retry-After", "5")
 		}
-		fail(w, status, code, err.Error())
+		jsonhttp.Fail(w, status, code, err.Error())
 	}
 }
 

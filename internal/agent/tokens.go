@@ -1,18 +1,16 @@
 package agent
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"strings"
 	"time"
 
 	"github.com/sigil-dev/sigil/client"
+	"github.com/sigil-dev/sigil/internal/jsonhttp"
 )
 
 // Tokens is what the token service needs of the workload: *client.Client.
@@ -92,7 +90,7 @@ func (s *TokenService) token(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if req.SubjectToken != "" {
-		fail(w, http.StatusBadRequest, "invalid_request", "subject_token belongs to /v1/exchange")
+		jsonhttp.Fail(w, http.StatusBadRequest, "invalid_request", "subject_token belongs to /v1/exchange")
 		return
 	}
 	s.issue(w, r, req)
@@ -104,7 +102,7 @@ func (s *TokenService) exchange(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if req.SubjectToken == "" {
-		fail(w, http.StatusBadRequest, "invalid_request", "subject_token is required")
+		jsonhttp.Fail(w, http.StatusBadRequest, "invalid_request", "subject_token is required")
 		return
 	}
 	s.issue(w, r, req)
@@ -116,7 +114,7 @@ func (s *TokenService) issue(w http.ResponseWriter, r *http.Request, req TokenRe
 		s.clientError(w, "token", err)
 		return
 	}
-	writeJSON(w, http.StatusOK, TokenAnswer{
+	jsonhttp.Write(w, http.StatusOK, TokenAnswer{
 		AccessToken: tok.AccessToken, TokenType: "Bearer",
 		ExpiresIn: int64(time.Until(tok.ExpiresAt).Seconds()), ExpiresAt: tok.ExpiresAt.UTC(),
 	})
@@ -130,14 +128,14 @@ func (s *TokenService) revoke(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if req.Token == "" {
-		fail(w, http.StatusBadRequest, "invalid_request", "token is required")
+		jsonhttp.Fail(w, http.StatusBadRequest, "invalid_request", "token is required")
 		return
 	}
 	if err := s.tokens.RevokeSubject(r.Context(), req.Token); err != nil {
 		s.clientError(w, "revoke", err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]bool{"revoked": true})
+	jsonhttp.Write(w, http.StatusOK, map[string]bool{"revoked": true})
 }
 
 // clientError answers a failure of the client library with the status its
@@ -148,7 +146,7 @@ func (s *TokenService) clientError(w http.ResponseWriter, op string, err error) 
 	if status == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", "5")
 	}
-	fail(w, status, code, err.Error())
+	jsonhttp.Fail(w, status, code, err.Error())
 }
 
 // errorStatus maps the client's typed errors to an HTTP status and an
@@ -166,11 +164,11 @@ func errorStatus(err error) (int, string) {
 func checkTokenRequest(w http.ResponseWriter, req TokenRequest) bool {
 	switch {
 	case req.Audience == "":
-		fail(w, http.StatusBadRequest, "invalid_request", "audience is required")
+		jsonhttp.Fail(w, http.StatusBadRequest, "invalid_request", "audience is required")
 	case len(req.Audience) > maxAudience:
-		fail(w, http.StatusBadRequest, "invalid_request", fmt.Sprintf("audience longer than %d bytes", maxAudience))
+		jsonhttp.Fail(w, http.StatusBadRequest, "invalid_request", fmt.Sprintf("audience longer than %d bytes", maxAudience))
 	case len(strings.Fields(req.Scope)) > maxScopes:
-		fail(w, http.StatusBadRequest, "invalid_request", fmt.Sprintf("more than %d scopes", maxScopes))
+		jsonhttp.Fail(w, http.StatusBadRequest, "invalid_request", fmt.Sprintf("more than %d scopes", maxScopes))
 	default:
 		return true
 	}
@@ -180,35 +178,5 @@ func checkTokenRequest(w http.ResponseWriter, req TokenRequest) bool {
 // decode reads a JSON body of at most maxTokenRequest bytes with no
 // unknown member into v, or answers 400.
 func decode(w http.ResponseWriter, r *http.Request, v any) bool {
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxTokenRequest+1))
-	if err != nil {
-		fail(w, http.StatusBadRequest, "invalid_request", "read body: "+err.Error())
-		return false
-	}
-	if len(body) > maxTokenRequest {
-		fail(w, http.StatusRequestEntityTooLarge, "invalid_request", fmt.Sprintf("body larger than %d bytes", maxTokenRequest))
-		return false
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		fail(w, http.StatusBadRequest, "invalid_request", "body: "+err.Error())
-		return false
-	}
-	if dec.More() {
-		fail(w, http.StatusBadRequest, "invalid_request", "body: data after the JSON object")
-		return false
-	}
-	return true
-}
-
-func fail(w http.ResponseWriter, status int, code, desc string) {
-	writeJSON(w, status, map[string]string{"error": code, "error_description": desc})
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(v)
+	return jsonhttp.Decode(w, r, v, maxTokenRequest)
 }

@@ -1,15 +1,12 @@
 package hostagent
 
 import (
-	"bytes"
 	"context"
 	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"slices"
@@ -17,6 +14,7 @@ import (
 	"github.com/sigil-dev/sigil/api"
 	"github.com/sigil-dev/sigil/client"
 	"github.com/sigil-dev/sigil/identity"
+	"github.com/sigil-dev/sigil/internal/jsonhttp"
 )
 
 type ctxKey struct{}
@@ -53,7 +51,7 @@ func (a *Agent) handler() http.Handler {
 func caller(w http.ResponseWriter, r *http.Request) (*api.Workload, bool) {
 	c, _ := r.Context().Value(ctxKey{}).(callerOf)
 	if c.facts == nil {
-		fail(w, http.StatusForbidden, "unidentified_caller", fmt.Sprintf("the agent could not identify the calling process: %v", c.err))
+		jsonhttp.Fail(w, http.StatusForbidden, "unidentified_caller", fmt.Sprintf("the agent could not identify the calling process: %v", c.err))
 		return nil, false
 	}
 	return c.facts, true
@@ -120,7 +118,7 @@ func (a *Agent) sign(w http.ResponseWriter, r *http.Request) {
 	}
 	hash, known := signHashes[req.Hash]
 	if !known || len(req.Digest) != hash.Size() {
-		fail(w, http.StatusBadRequest, "invalid_request", fmt.Sprintf("hash %q with a %d-byte digest: want SHA-256, SHA-384 or SHA-512 and a digest of its size", req.Hash, len(req.Digest)))
+		jsonhttp.Fail(w, http.StatusBadRequest, "invalid_request", fmt.Sprintf("hash %q with a %d-byte digest: want SHA-256, SHA-384 or SHA-512 and a digest of its size", req.Hash, len(req.Digest)))
 		return
 	}
 	var opts crypto.SignerOpts = hash
@@ -130,10 +128,10 @@ func (a *Agent) sign(w http.ResponseWriter, r *http.Request) {
 	sig, err := h.c.Workload().Signer().Sign(rand.Reader, req.Digest, opts)
 	if err != nil {
 		a.log.WarnContext(r.Context(), "sign with the TPM key failed", "spiffe_id", req.Identity, "err", err)
-		fail(w, http.StatusBadGateway, "server_error", "the TPM did not sign: "+err.Error())
+		jsonhttp.Fail(w, http.StatusBadGateway, "server_error", "the TPM did not sign: "+err.Error())
 		return
 	}
-	writeJSON(w, http.StatusOK, api.HostSignature{Signature: sig})
+	jsonhttp.Write(w, http.StatusOK, api.HostSignature{Signature: sig})
 }
 
 // tokens serves the token service of the caller's identity: the one named
@@ -147,14 +145,14 @@ func (a *Agent) tokens(w http.ResponseWriter, r *http.Request) {
 	if id == "" {
 		ids := a.heldBy(*facts)
 		if len(ids) != 1 {
-			fail(w, http.StatusBadRequest, "invalid_request", fmt.Sprintf("this process holds %d identities here; name one in the %s header", len(ids), api.HeaderHostIdentity))
+			jsonhttp.Fail(w, http.StatusBadRequest, "invalid_request", fmt.Sprintf("this process holds %d identities here; name one in the %s header", len(ids), api.HeaderHostIdentity))
 			return
 		}
 		id = ids[0]
 	}
 	h := a.lookup(id)
 	if h == nil {
-		fail(w, http.StatusNotFound, "unknown_identity", "the agent holds no identity "+id+": ask for it at "+api.PathHostSVID+" first")
+		jsonhttp.Fail(w, http.StatusNotFound, "unknown_identity", "the agent holds no identity "+id+": ask for it at "+api.PathHostSVID+" first")
 		return
 	}
 	if !sameProgram(h.owner.Facts, *facts) || h.owner.Facts.ExeSHA256 != facts.ExeSHA256 {
@@ -186,7 +184,7 @@ func (a *Agent) owned(w http.ResponseWriter, r *http.Request, req any, id func()
 	}
 	h := a.lookup(id())
 	if h == nil {
-		fail(w, http.StatusNotFound, "unknown_identity", "the agent holds no identity "+id()+": ask for it at "+api.PathHostSVID+" first")
+		jsonhttp.Fail(w, http.StatusNotFound, "unknown_identity", "the agent holds no identity "+id()+": ask for it at "+api.PathHostSVID+" first")
 		return nil, false
 	}
 	if !sameProgram(h.owner.Facts, *facts) || h.owner.Facts.ExeSHA256 != facts.ExeSHA256 {
@@ -203,7 +201,7 @@ func sameProgram(owner, c api.Workload) bool {
 
 // refuse answers a caller that is not the identity's owner, saying who is.
 func refuse(w http.ResponseWriter, id string, owner, c api.Workload) {
-	fail(w, http.StatusForbidden, "workload_refused", fmt.Sprintf(
+	jsonhttp.Fail(w, http.StatusForbidden, "workload_refused", fmt.Sprintf(
 		"%s is held on this host for uid %d running %s (sha256 %.12s…) in unit %q; this process is uid %d running %s (sha256 %.12s…) in unit %q",
 		id, owner.UID, owner.Exe, owner.ExeSHA256, owner.Unit, c.UID, c.Exe, c.ExeSHA256, c.Unit))
 }
@@ -221,7 +219,7 @@ func (a *Agent) answer(w http.ResponseWriter, h *held) {
 	for _, c := range st.Bundle() {
 		out.Bundle = append(out.Bundle, c.Raw)
 	}
-	writeJSON(w, http.StatusOK, out)
+	jsonhttp.Write(w, http.StatusOK, out)
 }
 
 // clientError answers a failure of sigild or the TPM: sigild's refusals
@@ -231,19 +229,19 @@ func (a *Agent) clientError(w http.ResponseWriter, op string, err error) {
 	var se *client.ServerError
 	switch {
 	case errors.As(err, &se) && se.Status < 500:
-		fail(w, http.StatusForbidden, se.Code, op+": "+se.Description)
+		jsonhttp.Fail(w, http.StatusForbidden, se.Code, op+": "+se.Description)
 	case errors.Is(err, client.ErrUnavailable):
 		w.Header().Set("Retry-After", "5")
-		fail(w, http.StatusServiceUnavailable, "temporarily_unavailable", op+": "+err.Error())
+		jsonhttp.Fail(w, http.StatusServiceUnavailable, "temporarily_unavailable", op+": "+err.Error())
 	default:
-		fail(w, http.StatusBadGateway, "server_error", op+": "+err.Error())
+		jsonhttp.Fail(w, http.StatusBadGateway, "server_error", op+": "+err.Error())
 	}
 }
 
 // checkIdentity checks a requested SPIFFE ID's form.
 func checkIdentity(w http.ResponseWriter, id string) bool {
 	if _, err := identity.Workload(id); err != nil {
-		fail(w, http.StatusBadRequest, "invalid_request", "identity: "+err.Error())
+		jsonhttp.Fail(w, http.StatusBadRequest, "invalid_request", "identity: "+err.Error())
 		return false
 	}
 	return true
@@ -252,34 +250,5 @@ func checkIdentity(w http.ResponseWriter, id string) bool {
 // decode reads one JSON object of at most api.MaxHostRequest bytes, no
 // unknown fields, nothing after it.
 func decode(w http.ResponseWriter, r *http.Request, v any) bool {
-	body, err := io.ReadAll(io.LimitReader(r.Body, api.MaxHostRequest+1))
-	switch {
-	case err != nil:
-		fail(w, http.StatusBadRequest, "invalid_request", "read body: "+err.Error())
-		return false
-	case len(body) > api.MaxHostRequest:
-		fail(w, http.StatusRequestEntityTooLarge, "invalid_request", fmt.Sprintf("body larger than %d bytes", api.MaxHostRequest))
-		return false
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		fail(w, http.StatusBadRequest, "invalid_request", "body: "+err.Error())
-		return false
-	}
-	if dec.More() {
-		fail(w, http.StatusBadRequest, "invalid_request", "body: data after the JSON object")
-		return false
-	}
-	return true
-}
-
-func fail(w http.ResponseWriter, status int, code, desc string) {
-	writeJSON(w, status, api.Error{Code: code, Description: desc})
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
+	return jsonhttp.Decode(w, r, v, api.MaxHostRequest)
 }
