@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto"
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
@@ -23,17 +24,26 @@ type auditCmd struct {
 
 type auditKeyCmd struct{}
 
-func (auditKeyCmd) Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+// auditPublicKey reads the audit log's public key from the HSM.
+func auditPublicKey(ctx context.Context, cfg *config.Config, log *slog.Logger) (crypto.PublicKey, error) {
 	h, err := daemon.OpenHSM(ctx, cfg, log, nil)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer h.Close()
 	k, err := h.Find(ctx, cfg.Audit.KeyLabel)
 	if err != nil {
-		return fmt.Errorf("%w (run `sigild init` first)", err)
+		return nil, fmt.Errorf("%w (run `sigild init` first)", err)
 	}
-	der, err := x509.MarshalPKIXPublicKey(k.Public())
+	return k.Public(), nil
+}
+
+func (auditKeyCmd) Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	pub, err := auditPublicKey(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	der, err := x509.MarshalPKIXPublicKey(pub)
 	if err != nil {
 		return err
 	}
@@ -43,21 +53,16 @@ func (auditKeyCmd) Run(ctx context.Context, cfg *config.Config, log *slog.Logger
 type auditWitnessKeyCmd struct{}
 
 func (auditWitnessKeyCmd) Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
-	h, err := daemon.OpenHSM(ctx, cfg, log, nil)
+	pub, err := auditPublicKey(ctx, cfg, log)
 	if err != nil {
 		return err
-	}
-	defer h.Close()
-	k, err := h.Find(ctx, cfg.Audit.KeyLabel)
-	if err != nil {
-		return fmt.Errorf("%w (run `sigild init` first)", err)
 	}
 	st, err := backend.Open(ctx, cfg.Store)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	v, err := daemon.LogVerifier(ctx, cfg, st, k.Public())
+	v, err := daemon.LogVerifier(ctx, cfg, st, pub)
 	if err != nil {
 		return err
 	}
