@@ -64,6 +64,7 @@ type Reevaluator struct {
 	mu       sync.Mutex
 	inEffect string // the version of the set Active was last called with
 	held     *Plan
+	gated    *Plan     // the plan Gate let a set through on, for Active to apply
 	pending  PolicySet // a set in effect whose application failed, for Retry
 	recheck  *recheck  // a set applied, whose stragglers Retry judges
 }
@@ -99,6 +100,14 @@ func (r *Reevaluator) Plan(ctx context.Context, set PolicySet, now time.Time) (P
 // change: under a lock, and skipped when set is the one applied last. A
 // plan that exceeds MaxRevokeFraction is a *HeldError unless confirmed.
 func (r *Reevaluator) Apply(ctx context.Context, set PolicySet, confirmed bool) (Applied, error) {
+	return r.applyPlanned(ctx, set, confirmed, nil)
+}
+
+// applyPlanned is Apply, on planned if it is set's plan rather than
+// evaluating the fleet again: the gate's, made just before set took
+// effect. What was recorded since under the previous set, Stragglers
+// judges requestGrace later; what was revoked since, revokePlan skips.
+func (r *Reevaluator) applyPlanned(ctx context.Context, set PolicySet, confirmed bool, planned *Plan) (Applied, error) {
 	unlock, err := r.lock(ctx)
 	if err != nil {
 		return Applied{}, err
@@ -112,8 +121,10 @@ func (r *Reevaluator) Apply(ctx context.Context, set PolicySet, confirmed bool) 
 		return Applied{Seq: prev.Seq, Skipped: true}, nil
 	}
 	now := r.now()
-	plan, err := r.Plan(ctx, set, now)
-	if err != nil {
+	var plan Plan
+	if planned != nil && planned.Version == set.Version() {
+		plan = *planned
+	} else if plan, err = r.Plan(ctx, set, now); err != nil {
 		return Applied{}, err
 	}
 	if !confirmed && plan.Exceeds(r.MaxRevokeFraction) {
@@ -200,17 +211,22 @@ func (r *Reevaluator) Gate(ctx context.Context, set *policy.Set) error {
 		return &HeldError{Plan: plan, Fraction: r.MaxRevokeFraction}
 	}
 	r.hold(ctx, nil)
+	r.mu.Lock()
+	r.gated = &plan
+	r.mu.Unlock()
 	return nil
 }
 
 // Active is for policy.WithOnActive: it applies a set that has just taken
-// effect (the gate let it through). A failure is logged and retried by
-// Retry.
+// effect (the gate let it through), on the plan the gate made of it. A
+// failure is logged and retried by Retry.
 func (r *Reevaluator) Active(ctx context.Context, set *policy.Set) {
 	r.mu.Lock()
 	r.inEffect = set.Version()
+	planned := r.gated
+	r.gated = nil
 	r.mu.Unlock()
-	r.apply(ctx, set)
+	r.apply(ctx, set, planned)
 }
 
 // Retry applies the set in effect again if its application failed, and,
@@ -223,7 +239,7 @@ func (r *Reevaluator) Retry(ctx context.Context) {
 	}
 	r.mu.Unlock()
 	if set != nil {
-		r.apply(ctx, set)
+		r.apply(ctx, set, nil)
 	}
 	if rc != nil && r.now().After(rc.due) {
 		if _, err := r.Stragglers(ctx, rc.set); err != nil {
@@ -270,8 +286,9 @@ func (r *Reevaluator) Stragglers(ctx context.Context, set PolicySet) (store.Revo
 	return revoked, nil
 }
 
-func (r *Reevaluator) apply(ctx context.Context, set PolicySet) {
-	_, err := r.Apply(ctx, set, true)
+// apply applies set, in effect, on planned if it is set's plan (the gate's).
+func (r *Reevaluator) apply(ctx context.Context, set PolicySet, planned *Plan) {
+	_, err := r.applyPlanned(ctx, set, true, planned)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if err != nil {
