@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"time"
 
@@ -70,4 +71,42 @@ func externalIssuers(cfg []config.ExternalIssuer) ([]signer.ExternalIssuer, erro
 // rotation lead, as the key set requires.
 func keyRefresh(lead time.Duration) time.Duration {
 	return min(max(lead/4, time.Second), time.Minute)
+}
+
+// purgeInterval is how often sigild deletes expired token records.
+const purgeInterval = 10 * time.Minute
+
+// purgeTokens deletes, every purgeInterval, the records of tokens expired
+// for longer than tokens.retention, and the challenges expired as long:
+// what an exchange adds to the store that no decision reads once the
+// token has expired. Their audit entries stay. A failure is logged and
+// retried at the next round.
+func (d *Daemon) purgeTokens(ctx context.Context) error {
+	keep := d.cfg.TokenRetention()
+	if keep <= 0 {
+		return nil
+	}
+	t := time.NewTicker(purgeInterval)
+	defer t.Stop()
+	for {
+		before := time.Now().Add(-keep)
+		tokens, err := d.store.PurgeExpiredTokens(ctx, before)
+		if err == nil {
+			var challenges int64
+			challenges, err = d.store.PurgeExpiredChallenges(ctx, before)
+			level := slog.LevelDebug
+			if tokens+challenges > 0 {
+				level = slog.LevelInfo
+			}
+			d.log.Log(ctx, level, "purged expired records", "tokens", tokens, "challenges", challenges, "expired_before", before)
+		}
+		if err != nil && ctx.Err() == nil {
+			d.log.WarnContext(ctx, "purge of expired records failed; retrying later", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
 }

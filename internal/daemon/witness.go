@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"crypto"
-	"log/slog"
 	"net/http"
 	"time"
 
@@ -78,42 +77,4 @@ type cosignedLog struct {
 
 func (c cosignedLog) Checkpoint(ctx context.Context) ([]byte, error) {
 	return c.published.Checkpoint(ctx)
-}
-
-// purgeInterval is how often sigild deletes expired token records.
-const purgeInterval = 10 * time.Minute
-
-// purgeTokens deletes, every purgeInterval, the records of tokens expired
-// for longer than tokens.retention, and the challenges expired as long:
-// what an exchange adds to the store that no decision reads once the
-// token has expired. Their audit entries stay. A failure is logged and
-// retried at the next round.
-func (d *Daemon) purgeTokens(ctx context.Context) error {
-	keep := d.cfg.TokenRetention()
-	if keep <= 0 {
-		return nil
-	}
-	t := time.NewTicker(purgeInterval)
-	defer t.Stop()
-	for {
-		before := time.Now().Add(-keep)
-		tokens, err := d.store.PurgeExpiredTokens(ctx, before)
-		if err == nil {
-			var challenges int64
-			challenges, err = d.store.PurgeExpiredChallenges(ctx, before)
-			level := slog.LevelDebug
-			if tokens+challenges > 0 {
-				level = slog.LevelInfo
-			}
-			d.log.Log(ctx, level, "purged expired records", "tokens", tokens, "challenges", challenges, "expired_before", before)
-		}
-		if err != nil && ctx.Err() == nil {
-			d.log.WarnContext(ctx, "purge of expired records failed; retrying later", "err", err)
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-	}
 }
