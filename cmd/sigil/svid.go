@@ -55,10 +55,14 @@ func writeSVID(dir string, st *client.State, w *client.Workload) error {
 	for _, c := range st.Bundle() {
 		bundle = append(bundle, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
 	}
-	files := map[string][]byte{"svid.pem": chain, "svid.key.pem": []byte(w.KeyPEM()), "bundle.pem": bundle}
-	for name, data := range files {
-		if err := atomicfile.Write(filepath.Join(dir, name), data); err != nil {
-			return fmt.Errorf("write %s: %w", name, err)
+	// The key and the bundle first, the chain last, as sigil agent writes
+	// them: a reader that sees the new chain finds its key.
+	for _, f := range []struct {
+		name string
+		data []byte
+	}{{"svid.key.pem", []byte(w.KeyPEM())}, {"bundle.pem", bundle}, {"svid.pem", chain}} {
+		if err := atomicfile.Write(filepath.Join(dir, f.name), f.data); err != nil {
+			return fmt.Errorf("write %s: %w", f.name, err)
 		}
 	}
 	return nil
