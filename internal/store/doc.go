@@ -43,7 +43,8 @@
 // embedded file, the default, one process) and internal/store/postgres
 // (several replicas on one database). internal/store/backend opens the one
 // a DSN names. Optional powers a backend may have, found by type
-// assertion: FeedNotifier (revocations notified across replicas).
+// assertion: FeedNotifier (revocations notified as they commit: across
+// replicas on PostgreSQL, across the handles of a process on SQLite).
 //
 // To add a backend: implement Store (embed Autocommit for the write
 // methods, use Token.Check and CompletedAuditNodes), then run the

@@ -318,13 +318,18 @@ type RevocationFeed interface {
 }
 
 // FeedNotifier is an optional power of a Store, found by type assertion:
-// it tells a follower of the RevocationFeed that revocation events have
-// committed, from any process writing the database (every replica), so
-// that it reads them at once instead of at its next poll.
+// it tells a follower of the RevocationFeed that revocation events of any
+// kind (a token's, a certificate's, a device's) have committed, so that it
+// reads them at once instead of at its next poll. PostgreSQL notifies the
+// commits of every process on the database (every replica); SQLite those
+// of every handle on the file in this process, and a follower finds
+// another process's (sigild's operator commands) at its next poll.
 type FeedNotifier interface {
 	// NotifyRevocations subscribes until ctx ends. Once it returns, every
-	// commit that appends revocation events is followed by a value on the
-	// channel: the Seq of that commit's last event. Values are coalesced:
+	// commit that appends revocation events is followed, after COMMIT, by
+	// a value on the channel: the Seq of that commit's last event (or a
+	// later one), never a Seq that cannot be read. A transaction rolled
+	// back notifies nothing. Values are coalesced:
 	// a receiver that falls behind gets the latest Seq, not each one. The
 	// channel is closed when ctx ends or the subscription breaks (a lost
 	// connection); then read RevocationEvents from the last Seq seen and

@@ -11,6 +11,10 @@
 //   - groupcommit.go: Store.Tx, which runs the fns of concurrent calls in
 //     one transaction, each in a savepoint, to share one fsync;
 //   - stmtcache.go: statements prepared once per connection;
+//   - notify.go: store.FeedNotifier in process: a Tx that committed
+//     revocation events (alone or in a batch, once per COMMIT) has the
+//     handle read the committed head and hand it to the subscribers on
+//     every handle of the file;
 //   - migrate.go and migrations/: the schema, numbered migrations
 //     applied in one transaction at Open, with Go steps where SQL is not
 //     enough;

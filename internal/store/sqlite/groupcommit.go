@@ -55,6 +55,9 @@ type txCall struct {
 	turn  chan turn  // committer → caller: run fn in this transaction, or why not
 	ran   chan error // caller → committer: fn's outcome, errPanicked if it did not return
 	done  chan error // committer → caller: Store.Tx's result, once the batch has ended
+	// revoked: fn returned nil having recorded revocation events (set
+	// before ran is sent).
+	revoked bool
 }
 
 type turn struct {
@@ -105,7 +108,7 @@ func (c *txCall) run(tx *sql.Tx, stmts *txStmts, fn func(store.Tx) error) {
 	if err == nil {
 		err = c.ctx.Err()
 	}
-	outcome = err
+	outcome, c.revoked = err, err == nil && q.revoked
 }
 
 // claim takes c into a batch unless its caller gave up.
@@ -118,6 +121,9 @@ type committer struct {
 	db       *sql.DB
 	stmts    *txStmts // on db
 	maxBatch int
+	// revoked, if set, is called after each COMMIT of revocation events
+	// (notify.go): once per transaction, alone or batched.
+	revoked func()
 
 	mu      sync.Mutex
 	queue   []*txCall
@@ -188,6 +194,9 @@ func (g *committer) alone(ctx context.Context, fn func(store.Tx) error) error {
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("store: commit: %w", classify(err))
 	}
+	if q.revoked && g.revoked != nil {
+		g.revoked()
+	}
 	return nil
 }
 
@@ -257,7 +266,7 @@ func (g *committer) commit(calls []*txCall) {
 			return
 		}
 	}
-	b.end()
+	b.end(g.revoked)
 }
 
 // batch is one database transaction shared by Tx calls.
@@ -267,6 +276,7 @@ type batch struct {
 	ran      []*txCall     // whose fn ran, or was refused for its ctx
 	outcomes []error
 	commits  bool // some fn returned nil
+	revoked  bool // and one of them recorded revocation events
 }
 
 // run gives c its turn in a savepoint. An error means the transaction can
@@ -286,7 +296,7 @@ func (b *batch) run(c *txCall) error {
 			return fmt.Errorf("rollback to savepoint: %w", err)
 		}
 	} else {
-		b.commits = true
+		b.commits, b.revoked = true, b.revoked || c.revoked
 	}
 	if err := b.exec(`RELEASE fn`); err != nil {
 		return fmt.Errorf("release savepoint: %w", err)
@@ -301,12 +311,15 @@ func (b *batch) exec(query string) error {
 }
 
 // end commits the batch, or rolls it back if no fn succeeded, and gives
-// every caller its result.
-func (b *batch) end() {
+// every caller its result, calling revoked first if the COMMIT included
+// revocation events.
+func (b *batch) end(revoked func()) {
 	var commitErr, rollbackErr error
 	if b.commits {
 		if err := b.tx.Commit(); err != nil {
 			commitErr = fmt.Errorf("store: commit: %w", classify(err))
+		} else if b.revoked && revoked != nil {
+			revoked()
 		}
 	} else if err := b.tx.Rollback(); err != nil {
 		rollbackErr = fmt.Errorf("store: rollback: %w", err)
@@ -340,10 +353,11 @@ func (b *batch) abort(err error) {
 // interrupted write would undo the whole batch); one started after its
 // context ended fails with the context's error.
 type batchQuerier struct {
-	tx     *sql.Tx
-	stmts  *txStmts
-	mu     sync.RWMutex // read-locked by statements, locked by close
-	closed bool
+	tx      *sql.Tx
+	stmts   *txStmts
+	mu      sync.RWMutex // read-locked by statements, locked by close
+	closed  bool
+	revoked bool // fn recorded revocation events (appendRevocations)
 }
 
 var _ querier = (*batchQuerier)(nil)

@@ -183,7 +183,8 @@ func inList(l []string) []any {
 
 // appendRevocations numbers an event for each of serials (revoked
 // certificates), then each of jtis (revoked tokens), in order, from the
-// sequence row.
+// sequence row, and marks the transaction for notification after its
+// COMMIT (notify.go).
 func (w writer) appendRevocations(ctx context.Context, serials, jtis []string, reason string, at time.Time) error {
 	n := len(serials) + len(jtis)
 	if n == 0 {
@@ -194,6 +195,9 @@ func (w writer) appendRevocations(ctx context.Context, serials, jtis []string, r
 		n).Scan(&last)
 	if err != nil {
 		return fmt.Errorf("revocation sequence: %w", err)
+	}
+	if q, ok := w.q.(*batchQuerier); ok {
+		q.revoked = true
 	}
 	seq := last - int64(n)
 	for _, serial := range serials {

@@ -48,9 +48,13 @@ type sqliteStore struct {
 	r                *sql.DB
 	rq               *stmtQuerier
 	gc               *committer // on w
+	notes            *notifier  // kicked by gc
 }
 
-var _ store.Store = (*sqliteStore)(nil)
+var (
+	_ store.Store        = (*sqliteStore)(nil)
+	_ store.FeedNotifier = (*sqliteStore)(nil)
+)
 
 // Open opens the SQLite database a DSN names, creating and migrating the
 // schema as needed:
@@ -103,6 +107,8 @@ func Open(ctx context.Context, dsn string, opts ...Option) (store.Store, error) 
 	rq := newStmtQuerier(r)
 	s := &sqliteStore{reader: reader{rq}, w: w, r: r, rq: rq}
 	s.gc = newCommitter(w, o.maxBatch)
+	s.notes = newNotifier(acquireHub(base), s.reader.LatestRevocationSeq)
+	s.gc.revoked = s.notes.revoked
 	s.Autocommit = store.Autocommit{Run: s.Tx}
 	return s, nil
 }
@@ -248,6 +254,7 @@ func (s *sqliteStore) Ping(ctx context.Context) error {
 func (s *sqliteStore) Close() error {
 	// Readers first, so that the writer, the last connection, checkpoints
 	// the WAL into the database file.
+	s.notes.close()
 	s.rq.close()
 	s.gc.stmts.close()
 	return errors.Join(s.r.Close(), s.w.Close())

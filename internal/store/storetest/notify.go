@@ -3,6 +3,7 @@ package storetest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -96,4 +97,118 @@ func awaitSeq(t *testing.T, ch <-chan uint64, want uint64) uint64 {
 			t.Fatalf("no notification of %d in %v (last %d)", want, notifyTimeout, last)
 		}
 	}
+}
+
+// testNotifyEveryRevocation: a FeedNotifier subscriber is woken, after
+// COMMIT, by every kind of revocation (a token's; a certificate's, by an
+// operator and for each trust reason; a device disabled), made through
+// the subscriber's handle or another one, alone or in concurrent
+// transactions (which SQLite commits in one batch), and every Seq it is
+// notified is an event it can read at once. A revocation rolled back, with
+// more events than the one committed after it, is never notified: the
+// waiter would be told of Seqs with no row.
+func testNotifyEveryRevocation(t *testing.T, h *harness) {
+	st, dsn := h.open(t)
+	fn, ok := st.(store.FeedNotifier)
+	if !ok {
+		t.Logf("%T has no FeedNotifier: followers poll", st)
+		return
+	}
+	other := h.reopen(t, dsn)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ch, err := fn.NotifyRevocations(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, certs := Enroll(t, other, "notify-certs", 4)
+	disabled, _, _ := Enroll(t, other, "notify-disabled", 1)
+	undone, _, _ := Enroll(t, other, "notify-undone", 3)
+	InsertTokens(t, other, Token("tok", ""), Token("after-undo", ""))
+	for i := range 8 {
+		InsertTokens(t, other, Token(fmt.Sprintf("batch-%d", i), ""))
+	}
+	var last uint64
+	// woken runs revoke, then waits for the notification of the head it
+	// left, checking that each Seq notified meanwhile can be read.
+	woken := func(kind string, revoke func() error) {
+		t.Helper()
+		if err := revoke(); err != nil {
+			t.Fatalf("%s: %v", kind, err)
+		}
+		head, err := st.LatestRevocationSeq(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if head <= last {
+			t.Fatalf("%s: no revocation event (head %d)", kind, head)
+		}
+		deadline := time.After(notifyTimeout)
+		for last < head {
+			select {
+			case seq, open := <-ch:
+				if !open {
+					t.Fatalf("%s: channel closed", kind)
+				}
+				events, err := st.RevocationEvents(ctx, seq-1, 1)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(events) != 1 || events[0].Seq != seq {
+					t.Fatalf("%s: notified %d, an event that cannot be read (%+v)", kind, seq, events)
+				}
+				if seq < last {
+					t.Fatalf("%s: notified %d after %d", kind, seq, last)
+				}
+				last = seq
+			case <-deadline:
+				t.Fatalf("%s: not woken in %v (notified %d, head %d)", kind, notifyTimeout, last, head)
+			}
+		}
+	}
+	certificate := func(s store.Store, i int, reason string) func() error {
+		return func() error {
+			_, err := s.RevokeCertificate(ctx, certs[i].Serial, reason, T0)
+			return err
+		}
+	}
+	woken("token", func() error { _, err := other.RevokeToken(ctx, "tok", "logout", T0); return err })
+	woken("certificate by an operator", certificate(other, 0, "keyCompromise"))
+	woken(store.ReasonAttestationFailed, certificate(other, 1, store.ReasonAttestationFailed))
+	woken(store.ReasonAttestationExpired, certificate(st, 2, store.ReasonAttestationExpired))
+	woken(store.ReasonPolicyChanged, certificate(other, 3, store.ReasonPolicyChanged))
+	woken("device disabled", func() error {
+		_, err := other.SetDeviceStatus(ctx, disabled.EKHash, store.DeviceDisabled, T0)
+		return err
+	})
+	woken("concurrent transactions", func() error {
+		errs := make(chan error, 8)
+		for i := range 8 {
+			go func() {
+				errs <- other.Tx(ctx, func(tx store.Tx) error {
+					_, err := tx.RevokeToken(ctx, fmt.Sprintf("batch-%d", i), "logout", T0)
+					return err
+				})
+			}()
+		}
+		var err error
+		for range 8 {
+			err = errors.Join(err, <-errs)
+		}
+		return err
+	})
+	errUndo := errors.New("undo")
+	woken("a revocation after one rolled back", func() error {
+		err := other.Tx(ctx, func(tx store.Tx) error {
+			if _, err := tx.SetDeviceStatus(ctx, undone.EKHash, store.DeviceDisabled, T0); err != nil {
+				return err // would be 3 events
+			}
+			return errUndo
+		})
+		if !errors.Is(err, errUndo) {
+			return fmt.Errorf("rolled-back Tx = %v, want the undo", err)
+		}
+		_, err = other.RevokeToken(ctx, "after-undo", "logout", T0) // 1 event
+		return err
+	})
 }

@@ -120,6 +120,7 @@ var tests = []test{
 	{"RevokeTokenRollsBack", testRevokeTokenRollsBack},
 	{"RevocationEventsPaging", testRevocationEventsPaging},
 	{"FeedNotifier", testFeedNotifier},
+	{"NotifyEveryRevocation", testNotifyEveryRevocation},
 	{"Locker", testLocker},
 	{"AuditAppendAndRead", testAuditAppendAndRead},
 	{"AuditRanges", testAuditRanges},
