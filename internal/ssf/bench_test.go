@@ -18,10 +18,10 @@ import (
 // logic) to its SET in the hands of a receiver long-polling its stream,
 // against the baseline of the same revocation reaching a subscriber of the
 // SSE revocation feed (GET /v1/revocations), measured in the same run, on
-// SQLite (the transmitter reads the store every PollInterval; the feed is
-// woken by the revoking request) and on PostgreSQL (both woken by
-// LISTEN/NOTIFY). Metrics: p50/p99 of each in ms, and the ratio of the
-// p50s.
+// SQLite and on PostgreSQL: on both, the store wakes the feed and the
+// transmitter as the revocation commits (store.FeedNotifier: in process on
+// SQLite, LISTEN/NOTIFY on PostgreSQL). Metrics: p50/p99 of each in ms,
+// and the ratio of the p50s.
 func BenchmarkPropagation(b *testing.B) {
 	b.Run("sqlite", func(b *testing.B) { propagation(b, tokenstest.New(b)) })
 	b.Run("postgres", func(b *testing.B) { propagation(b, tokenstest.NewOn(b, testenv.PostgresDB(b))) })

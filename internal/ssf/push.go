@@ -247,26 +247,38 @@ func (t *Transmitter) configured(receiver, endpoint string) bool {
 	return ok && slices.Contains(r.PushEndpoints, endpoint)
 }
 
-// follow wakes waiters whenever the revocation feed's head moves.
+// follow wakes waiters whenever the revocation feed's head moves: at once
+// when the store notifies a commit (a store.FeedNotifier, whose
+// subscription is renewed when it breaks), and at least every
+// PollInterval, which finds what the notifications do not carry: another
+// process's commits on SQLite, those made while a subscription was down.
 func (t *Transmitter) follow(ctx context.Context) {
+	n, _ := t.cfg.Store.(store.FeedNotifier)
 	var notes <-chan uint64
-	if n, ok := t.cfg.Store.(store.FeedNotifier); ok {
-		if ch, err := n.NotifyRevocations(ctx); err == nil {
-			notes = ch
-		}
-	}
 	tick := time.NewTicker(t.cfg.PollInterval)
 	defer tick.Stop()
 	var head uint64
+	subscribe := n != nil
 	for {
-		select {
-		case <-ctx.Done():
-			return
-		case _, ok := <-notes:
-			if !ok {
-				notes = nil
+		subscribed := false
+		if subscribe {
+			ch, err := n.NotifyRevocations(ctx)
+			if err != nil && ctx.Err() == nil {
+				t.log.WarnContext(ctx, "ssf: cannot subscribe to revocation notifications; polling", "err", err)
 			}
-		case <-tick.C:
+			notes, subscribe, subscribed = ch, false, err == nil
+		}
+		if !subscribed { // else read what committed before the subscription
+			select {
+			case <-ctx.Done():
+				return
+			case _, ok := <-notes:
+				if !ok {
+					notes = nil // read the head now, subscribe again at the next tick
+				}
+			case <-tick.C:
+				subscribe = notes == nil && n != nil
+			}
 		}
 		seq, err := t.cfg.Store.LatestRevocationSeq(ctx)
 		if err == nil && seq != head {

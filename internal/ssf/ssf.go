@@ -50,7 +50,7 @@ const (
 
 // Defaults and bounds of Config.
 const (
-	DefaultPollInterval       = 50 * time.Millisecond
+	DefaultPollInterval       = 200 * time.Millisecond
 	DefaultLongPoll           = 20 * time.Second
 	DefaultStreamsPerReceiver = 4
 	DefaultMaxEvents          = 100
@@ -99,7 +99,8 @@ type Config struct {
 	Now        func() time.Time
 
 	// PollInterval is how often the store is read for new revocation
-	// events (also the fallback when a store.FeedNotifier is down);
+	// events that no store.FeedNotifier announced: another process's
+	// commits on SQLite, or any while notifications are down;
 	// LongPoll is the longest an RFC 8936 poll without returnImmediately
 	// waits; StreamsPerReceiver bounds a receiver's streams.
 	PollInterval       time.Duration

@@ -159,11 +159,13 @@
 // number (Event.ID), so Last-Event-ID resumes without loss, and a resume
 // point the feed does not hold (another epoch: the database was restored;
 // ahead of the head) is ErrResync, for the subscriber to read the feed
-// again from the start rather than skip what it thinks it saw. This
-// replica's revocations are read from the store as soon as they commit;
-// other replicas' as soon as the store notifies them (a
-// store.FeedNotifier: PostgreSQL's LISTEN/NOTIFY), else at the next poll
-// (PollInterval), which stays the fallback while notifications are down. A
+// again from the start rather than skip what it thinks it saw. Every
+// revocation, whoever made it (this service, a device disabled, a failed
+// renewal, a policy change), is read from the store as soon as the store
+// notifies its commit (store.FeedNotifier: PostgreSQL's LISTEN/NOTIFY,
+// across replicas; SQLite's in-process notifier), else at the next poll
+// (PollInterval): another process writing the SQLite file (sigild's
+// operator commands), or notifications down. A
 // subscriber that falls behind is dropped (ErrLagged) and resumes.
 //
 // The same store events, the one durable outbox, reach OpenID Shared

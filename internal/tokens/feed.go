@@ -54,8 +54,9 @@ type signFunc func(context.Context, store.RevocationEvent) (string, error)
 
 // feed reads revocation events from the store in sequence order and hands
 // them, signed, to its subscribers. The store's sequence is the only
-// order: this replica's revocations wake the reader as soon as they
-// commit, and it polls for other replicas'. An event is signed once, when
+// order: the store notifies the reader of revocations as they commit
+// (store.FeedNotifier), and it polls for what notifications do not carry.
+// An event is signed once, when
 // first needed, and kept for resuming subscribers.
 type feed struct {
 	st       store.Reader
@@ -127,7 +128,8 @@ func (f *feed) run(ctx context.Context) error {
 }
 
 // follow wakes the feed whenever the store notifies a revocation committed
-// by any replica, until ctx ends, so that events reach subscribers well
+// (of any kind, by any replica on PostgreSQL, through any handle of this
+// process on SQLite), until ctx ends, so that events reach subscribers well
 // within the poll interval. A broken subscription is renewed after a poll
 // interval; the wake on renewal reads what committed while it was down,
 // and the ticker's polling covers the gap meanwhile.

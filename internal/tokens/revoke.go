@@ -92,8 +92,7 @@ func (s *Service) revoke(ctx context.Context, jti, reason string, external *stor
 		return nil, notRecorded("revocation of "+jti, err)
 	}
 	if len(revoked) > 0 {
-		s.nudge()
-		s.feed.wake()
+		s.nudge() // the store notifies the feed (store.FeedNotifier)
 	}
 	return revoked, nil
 }
