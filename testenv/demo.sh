@@ -360,7 +360,7 @@ cp "$sigil" "$dir/programs/payments"
 cp "$sigil" "$dir/programs/impostor"
 show "programs/payments svid --agent agent.sock --identity spiffe://sigil.test/workload/payments --out payments-agent"
 "$dir/programs/payments" svid --agent "$dir/run/agent.sock" --identity spiffe://sigil.test/workload/payments --out "$dir/payments-agent" | sed 's/^/   /'
-ok "the payments program got its certificate and its TSS2 key ($(head -1 "$dir/payments-agent/svid.key.pem"))"
+ok "the payments program got its certificate and its TSS2 key ($(head -1 "$dir/payments-agent/svid.pem.key"))"
 show "programs/impostor svid --agent agent.sock --identity spiffe://sigil.test/workload/payments"
 if "$dir/programs/impostor" svid --agent "$dir/run/agent.sock" --identity spiffe://sigil.test/workload/payments 2>&1 | sed 's/^/   /'; then
 	echo "the agent handed payments' identity to another program" >&2

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/sigil-dev/sigil/client"
+	"github.com/sigil-dev/sigil/internal/agent"
 	"github.com/sigil-dev/sigil/testenv"
 )
 
@@ -281,7 +282,7 @@ func TestHostAgent(t *testing.T) {
 		t.Fatalf("payments through the agent: exit %d\n%s\nagent log:\n%s", code, out, a.logText(t))
 	}
 	serial := serialOf(t, out)
-	key, err := os.ReadFile(filepath.Join(s.dir, "payments-out", "svid.key.pem"))
+	key, err := os.ReadFile(filepath.Join(s.dir, "payments-out", agent.KeyFile))
 	if err != nil || !strings.Contains(string(key), "TSS2 PRIVATE KEY") {
 		t.Errorf("the workload's key is not a TSS2 blob (%v):\n%.80s", err, key)
 	}

@@ -8,14 +8,20 @@ import (
 	"path/filepath"
 
 	"github.com/sigil-dev/sigil/client"
+	"github.com/sigil-dev/sigil/internal/agent"
 	"github.com/sigil-dev/sigil/internal/atomicfile"
 )
+
+// oldKeyFile is the name sigil svid gave the key before it took sigil
+// agent's (agent.KeyFile): still written where it exists, for the
+// configurations that name it.
+const oldKeyFile = "svid.key.pem"
 
 // svidCmd gets the calling process's X.509-SVID from the host agent.
 type svidCmd struct {
 	Agent      string `help:"The host agent's socket (sigil agent --host --socket)." env:"SIGIL_AGENT_SOCKET" required:""`
 	Identity   string `help:"SPIFFE ID to get; the agent enrolls it for this process on first use." required:""`
-	Out        string `help:"Write svid.pem (chain), svid.key.pem (TSS2 PRIVATE KEY, this TPM only) and bundle.pem here." type:"path"`
+	Out        string `help:"Write svid.pem (chain), svid.pem.key (TSS2 PRIVATE KEY, this TPM only) and bundle.pem here, as sigil agent --out does." type:"path"`
 	ServerAuth bool   `name:"server-auth" help:"At first enrollment, ask for a certificate that also serves mTLS."`
 	Renew      bool   `help:"Have the agent renew the certificate now."`
 }
@@ -33,8 +39,13 @@ func (c svidCmd) Run(ctx context.Context) error {
 		}
 	}
 	if c.Out != "" {
-		if err := writeSVID(c.Out, st, w); err != nil {
+		old, err := writeSVID(c.Out, st, []byte(w.KeyPEM()))
+		if err != nil {
 			return err
+		}
+		if old {
+			fmt.Fprintf(os.Stderr, "sigil svid: %s is the key's old name, still written; point your configuration at %s\n",
+				filepath.Join(c.Out, oldKeyFile), filepath.Join(c.Out, agent.KeyFile))
 		}
 	}
 	fmt.Printf("%s %s\n  certificate serial %s, expires %s\n  evidence %s, policy %s\n",
@@ -43,10 +54,16 @@ func (c svidCmd) Run(ctx context.Context) error {
 	return nil
 }
 
-// writeSVID writes the chain, the agent's TSS2 key and the bundle to dir.
-func writeSVID(dir string, st *client.State, w *client.Workload) error {
+// writeSVID writes the chain, the agent's TSS2 key and the bundle to dir,
+// under sigil agent's names (agent.ChainFile, KeyFile, BundleFile), each
+// replaced atomically, the key and the bundle first and the chain last, as
+// sigil agent writes them: a reader that sees the new chain finds its key.
+// A key under the old name (oldKeyFile) is replaced too, before the
+// others (unless it is a symbolic link: its user put it where they want
+// it); old reports that there was one.
+func writeSVID(dir string, st *client.State, key []byte) (old bool, err error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
+		return false, err
 	}
 	var chain, bundle []byte
 	for _, c := range st.Chain {
@@ -55,15 +72,18 @@ func writeSVID(dir string, st *client.State, w *client.Workload) error {
 	for _, c := range st.Bundle() {
 		bundle = append(bundle, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
 	}
-	// The key and the bundle first, the chain last, as sigil agent writes
-	// them: a reader that sees the new chain finds its key.
-	for _, f := range []struct {
+	type file struct {
 		name string
 		data []byte
-	}{{"svid.key.pem", []byte(w.KeyPEM())}, {"bundle.pem", bundle}, {"svid.pem", chain}} {
+	}
+	files := []file{{agent.KeyFile, key}, {agent.BundleFile, bundle}, {agent.ChainFile, chain}}
+	if fi, err := os.Lstat(filepath.Join(dir, oldKeyFile)); err == nil && fi.Mode().IsRegular() {
+		old, files = true, append([]file{{oldKeyFile, key}}, files...)
+	}
+	for _, f := range files {
 		if err := atomicfile.Write(filepath.Join(dir, f.name), f.data); err != nil {
-			return fmt.Errorf("write %s: %w", f.name, err)
+			return old, fmt.Errorf("write %s: %w", f.name, err)
 		}
 	}
-	return nil
+	return old, nil
 }
