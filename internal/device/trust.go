@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/sigil-dev/sigil/audit"
@@ -14,14 +13,14 @@ import (
 // CurrentCertificates lists the certificates of the device ekHash that are
 // neither revoked nor expired at now, oldest first: what a change of trust
 // in the device takes away.
+// It reads those only (store.CurrentDeviceCertificates), not the device's
+// history, which every renewal lengthens.
 func CurrentCertificates(ctx context.Context, r store.CertificateReader, ekHash string, now time.Time) ([]store.Certificate, error) {
-	all, err := r.DeviceCertificates(ctx, ekHash)
+	certs, err := r.CurrentDeviceCertificates(ctx, ekHash, now)
 	if err != nil {
 		return nil, fmt.Errorf("device: certificates of %s: %w", ekHash, err)
 	}
-	return slices.DeleteFunc(all, func(c store.Certificate) bool {
-		return c.RevokedAt != nil || !now.Before(c.NotAfter)
-	}), nil
+	return certs, nil
 }
 
 // Distrust is a change of trust in a device that revokes certificates of

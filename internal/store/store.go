@@ -233,6 +233,12 @@ type CertificateReader interface {
 	CertificateByThumbprint(ctx context.Context, x5tS256 string) (Certificate, error)
 	// DeviceCertificates lists a device's certificates, oldest first.
 	DeviceCertificates(ctx context.Context, ekHash string) ([]Certificate, error)
+	// CurrentDeviceCertificates lists the certificates of the device
+	// ekHash neither revoked nor expired at the given time (NotAfter after
+	// at), oldest first: what a change of trust in the device takes away.
+	// Its cost grows with the certificates current, not with the device's
+	// history (every renewal adds a certificate).
+	CurrentDeviceCertificates(ctx context.Context, ekHash string, at time.Time) ([]Certificate, error)
 	// DeviceIdentities lists the SPIFFE IDs, sorted and each once, that
 	// the device ekHash holds at the given time: those of its certificates
 	// neither revoked nor expired then, whatever the device's status. It

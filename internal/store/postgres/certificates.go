@@ -64,6 +64,19 @@ func (r reader) DeviceCertificates(ctx context.Context, ekHash string) ([]store.
 	return cs, nil
 }
 
+func (r reader) CurrentDeviceCertificates(ctx context.Context, ekHash string, at time.Time) ([]store.Certificate, error) {
+	rows, err := r.q.Query(ctx, `SELECT `+certificateColumns+` FROM certificates
+		WHERE ek_hash = $1 AND revoked_at IS NULL AND not_after > $2 ORDER BY not_before, serial`, ekHash, micros(at))
+	if err != nil {
+		return nil, fmt.Errorf("store: current certificates of device %s: %w", ekHash, err)
+	}
+	cs, err := scanAll(rows, scanCertificate)
+	if err != nil {
+		return nil, fmt.Errorf("store: current certificates of device %s: %w", ekHash, err)
+	}
+	return cs, nil
+}
+
 func (r reader) DeviceIdentities(ctx context.Context, ekHash string, at time.Time) ([]string, error) {
 	rows, err := r.q.Query(ctx, `SELECT DISTINCT spiffe_id FROM certificates
 		WHERE ek_hash = $1 AND revoked_at IS NULL AND not_after > $2 ORDER BY spiffe_id`, ekHash, micros(at))

@@ -71,6 +71,55 @@ func testDeviceCertificates(t *testing.T, h *harness) {
 	}
 }
 
+// testCurrentDeviceCertificates: the device's certificates neither revoked
+// nor expired at the time asked (NotAfter after it), oldest first; none of
+// another device's.
+func testCurrentDeviceCertificates(t *testing.T, h *harness) {
+	st := h.fresh(t)
+	ctx := context.Background()
+	d, _, certs := Enroll(t, st, "d1", 4) // NotAfter T0+1h, +1h1m, +1h2m, +1h3m
+	_, _, others := Enroll(t, st, "d2", 1)
+	if _, err := st.RevokeCertificate(ctx, certs[2].Serial, "superseded", T0); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		at   time.Time
+		want []store.Certificate
+	}{
+		{T0, []store.Certificate{certs[0], certs[1], certs[3]}},
+		{T0.Add(time.Hour + 30*time.Second), []store.Certificate{certs[1], certs[3]}},
+		{certs[1].NotAfter, []store.Certificate{certs[3]}}, // expired at its NotAfter
+		{certs[3].NotAfter, []store.Certificate{}},
+	} {
+		got, err := st.CurrentDeviceCertificates(ctx, d.EKHash, tc.at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var serials, want []string
+		for _, c := range got {
+			serials = append(serials, c.Serial)
+			if c.RevokedAt != nil || !tc.at.Before(c.NotAfter) || c.EKHash != d.EKHash {
+				t.Errorf("at %v: %+v is not current", tc.at, c)
+			}
+		}
+		for _, c := range tc.want {
+			want = append(want, c.Serial)
+		}
+		if !slices.Equal(serials, want) || got == nil {
+			t.Errorf("CurrentDeviceCertificates at %v = %v, want %v", tc.at, serials, want)
+		}
+		if len(got) > 0 && !reflect.DeepEqual(got[len(got)-1], certs[3]) {
+			t.Errorf("CurrentDeviceCertificates at %v: last =\n%+v\nwant\n%+v", tc.at, got[len(got)-1], certs[3])
+		}
+	}
+	if got, err := st.CurrentDeviceCertificates(ctx, others[0].EKHash, T0); err != nil || len(got) != 1 || got[0].Serial != others[0].Serial {
+		t.Errorf("CurrentDeviceCertificates of the other device = %v, %v", got, err)
+	}
+	if got, err := st.CurrentDeviceCertificates(ctx, "nope", T0); err != nil || got == nil || len(got) != 0 {
+		t.Fatalf("CurrentDeviceCertificates(unknown) = %v, %v; want an empty slice", got, err)
+	}
+}
+
 func testRevokeCertificate(t *testing.T, h *harness) {
 	st := h.fresh(t)
 	ctx := context.Background()

@@ -88,6 +88,7 @@ var tests = []test{
 	{"CertificateRoundTrip", testCertificateRoundTrip},
 	{"InsertCertificateErrors", testInsertCertificateErrors},
 	{"DeviceCertificates", testDeviceCertificates},
+	{"CurrentDeviceCertificates", testCurrentDeviceCertificates},
 	{"IdentityHolders", testIdentityHolders},
 	{"DeviceIdentities", testDeviceIdentities},
 	{"RevokeCertificate", testRevokeCertificate},
