@@ -62,6 +62,19 @@ func TestAttacks(t *testing.T) {
 		{"maxEvents too large", "POST", ssf.PathPoll + c.StreamID, siem, ssf.PollRequest{MaxEvents: ptr(ssf.MaxEvents + 1)}, 400, "invalid_request"},
 		{"poll of a push stream", "POST", ssf.PathPoll + pushed.StreamID, siem, ssf.PollRequest{ReturnImmediately: true}, 400, "invalid_request"},
 		{"delete without stream_id", "DELETE", ssf.PathStream, siem, nil, 400, "invalid_request"},
+		{"status without a token", "GET", ssf.PathStatus + "?stream_id=" + c.StreamID, "", nil, 401, "invalid_token"},
+		{"another's stream status read", "GET", ssf.PathStatus + "?stream_id=" + c.StreamID, other, nil, 404, "not_found"},
+		{"another's stream paused", "POST", ssf.PathStatus, other, ssf.StreamStatus{StreamID: c.StreamID, Status: ssf.StatusPaused}, 404, "not_found"},
+		{"another's stream disabled by a workload that is no receiver", "POST", ssf.PathStatus, f.token(t, f.stranger, audience), ssf.StreamStatus{StreamID: c.StreamID, Status: ssf.StatusDisabled}, 403, "access_denied"},
+		{"another's stream updated", "PATCH", ssf.PathStream, other, map[string]any{"stream_id": c.StreamID, "description": "mine"}, 404, "not_found"},
+		{"another's stream replaced", "PUT", ssf.PathStream, other, map[string]any{"stream_id": c.StreamID, "delivery": ssf.Delivery{Method: ssf.MethodPoll}}, 404, "not_found"},
+		{"an unknown status", "POST", ssf.PathStatus, siem, ssf.StreamStatus{StreamID: c.StreamID, Status: "deleted"}, 400, "invalid_request"},
+		{"a status reason on two lines", "POST", ssf.PathStatus, siem, ssf.StreamStatus{StreamID: c.StreamID, Status: ssf.StatusPaused, Reason: "a\r\nb"}, 400, "invalid_request"},
+		{"a status reason too long", "POST", ssf.PathStatus, siem, ssf.StreamStatus{StreamID: c.StreamID, Status: ssf.StatusPaused, Reason: strings.Repeat("x", 1025)}, 400, "invalid_request"},
+		{"an unknown field in a status", "POST", ssf.PathStatus, siem, map[string]string{"stream_id": c.StreamID, "status": ssf.StatusPaused, "subject": "x"}, 400, "invalid_request"},
+		{"status without stream_id", "GET", ssf.PathStatus, siem, nil, 400, "invalid_request"},
+		{"oversized update", "PATCH", ssf.PathStream, siem, big, 413, "invalid_request"},
+		{"oversized status", "POST", ssf.PathStatus, siem, big, 413, "invalid_request"},
 	} {
 		status, body := f.call(t, tc.method, tc.path, tc.bearer, tc.body)
 		if status != tc.status || !strings.Contains(string(body), `"error":"`+tc.code+`"`) {
@@ -70,6 +83,9 @@ func TestAttacks(t *testing.T) {
 	}
 	if status, body := f.call(t, "GET", ssf.PathStream+"?stream_id="+c.StreamID, siem, nil); status != 200 || !strings.Contains(string(body), c.StreamID) {
 		t.Fatalf("siem's stream after the attacks: %d %s", status, body)
+	}
+	if status, body := f.call(t, "GET", ssf.PathStatus+"?stream_id="+c.StreamID, siem, nil); status != 200 || !strings.Contains(string(body), `"status":"enabled"`) {
+		t.Fatalf("siem's stream status after the attacks: %d %s", status, body)
 	}
 	if status, body := f.call(t, "GET", ssf.PathStream, other, nil); status != 200 || strings.TrimSpace(string(body)) != "[]" {
 		t.Errorf("other's stream list: %d %s, want none", status, body)

@@ -44,7 +44,7 @@ type exchange struct {
 // batch is what an exchange hands out.
 type batch struct {
 	stream store.Stream
-	config StreamConfig
+	config storedConfig
 	epoch  string
 	items  []pending
 	more   bool
@@ -76,7 +76,13 @@ func (t *Transmitter) deliver(ctx context.Context, id, owner, method string, x e
 		if err := advance(ctx, tx, &s); err != nil {
 			return err
 		}
-		if err := t.collect(ctx, tx, &s, &b, x.max); err != nil {
+		switch b.config.status().Status {
+		case StatusEnabled:
+			err = t.collect(ctx, tx, &s, &b, x.max)
+		case StatusDisabled:
+			err = drop(ctx, tx, &s)
+		} // paused: held
+		if err != nil {
 			return err
 		}
 		if err := advance(ctx, tx, &s); err != nil {

@@ -36,8 +36,12 @@
 // (all if absent) within the supported session-revoked and
 // credential-change. A new stream starts at the revocation feed's head.
 // GET reads the caller's streams (or one, ?stream_id=), DELETE removes one,
-// and POST /ssf/verify queues a verification event with the receiver's
-// state (a new request replaces one not yet delivered). Streams, with
+// PATCH and PUT change one (update.go: receiver-supplied properties only,
+// checked as at creation), and POST /ssf/verify queues a verification
+// event with the receiver's state (a new request replaces one not yet
+// delivered). GET and POST /ssf/status read and set a stream's status
+// (status.go): paused holds events, disabled drops them; it is kept in the
+// stored configuration, never shown in it. Streams, with
 // their delivery position, are store.Streams: they survive a restart and
 // every replica serves them.
 //

@@ -1,6 +1,7 @@
 package ssf
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"encoding/json"
@@ -20,11 +21,16 @@ import (
 //	POST   /ssf/stream                      create a stream (201)
 //	GET    /ssf/stream[?stream_id=ID]       the caller's streams, or one
 //	DELETE /ssf/stream?stream_id=ID         delete one (204)
+//	PATCH  /ssf/stream                      change some of a stream's properties (StreamUpdate)
+//	PUT    /ssf/stream                      replace them
+//	GET    /ssf/status?stream_id=ID         a stream's status
+//	POST   /ssf/status                      {"stream_id", "status", "reason"}: set it
 //	POST   /ssf/verify                      {"stream_id", "state"}: a verification event (204)
 //	POST   /ssf/poll/ID                     RFC 8936 poll
 //
 // Every endpoint but the metadata takes an RFC 6750 bearer token in the
-// Authorization header. Request bodies are JSON of at most MaxBody bytes.
+// Authorization header. Request bodies are JSON of at most MaxBody bytes;
+// those of the update and status endpoints may hold no field but theirs.
 // fail, if not nil, answers internal errors (a store or HSM down);
 // otherwise they are 500.
 func (t *Transmitter) Routes(mux *http.ServeMux, fail func(http.ResponseWriter, *http.Request, error)) {
@@ -33,6 +39,10 @@ func (t *Transmitter) Routes(mux *http.ServeMux, fail func(http.ResponseWriter, 
 	mux.HandleFunc("POST "+PathStream, h.create)
 	mux.HandleFunc("GET "+PathStream, h.read)
 	mux.HandleFunc("DELETE "+PathStream, h.delete)
+	mux.HandleFunc("PATCH "+PathStream, h.update(false))
+	mux.HandleFunc("PUT "+PathStream, h.update(true))
+	mux.HandleFunc("GET "+PathStatus, h.status)
+	mux.HandleFunc("POST "+PathStatus, h.setStatus)
 	mux.HandleFunc("POST "+PathVerify, h.verify)
 	mux.HandleFunc("POST "+PathPoll+"{id}", h.poll)
 }
@@ -86,6 +96,48 @@ func (h *handler) delete(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
+func (h *handler) update(replace bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var req StreamUpdate
+		if !h.decodeStrict(w, r, &req) {
+			return
+		}
+		c, err := h.t.UpdateStream(r.Context(), bearer(r), peer(r), req, replace)
+		if err != nil {
+			h.error(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, c)
+	}
+}
+
+func (h *handler) status(w http.ResponseWriter, r *http.Request) {
+	id := r.URL.Query().Get("stream_id")
+	if id == "" {
+		h.error(w, r, badRequest("stream_id is required"))
+		return
+	}
+	st, err := h.t.Status(r.Context(), bearer(r), peer(r), id)
+	if err != nil {
+		h.error(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+func (h *handler) setStatus(w http.ResponseWriter, r *http.Request) {
+	var req StreamStatus
+	if !h.decodeStrict(w, r, &req) {
+		return
+	}
+	st, err := h.t.SetStatus(r.Context(), bearer(r), peer(r), req)
+	if err != nil {
+		h.error(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
 func (h *handler) verify(w http.ResponseWriter, r *http.Request) {
 	var req struct {
 		StreamID string `json:"stream_id"`
@@ -117,6 +169,16 @@ func (h *handler) poll(w http.ResponseWriter, r *http.Request) {
 // decode reads a JSON body of at most MaxBody bytes into v, answering 413
 // for a larger one and 400 for one that is not the expected JSON.
 func (h *handler) decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	return h.decodeJSON(w, r, v, false)
+}
+
+// decodeStrict is decode that also refuses fields v does not have, and
+// anything after the JSON value.
+func (h *handler) decodeStrict(w http.ResponseWriter, r *http.Request, v any) bool {
+	return h.decodeJSON(w, r, v, true)
+}
+
+func (h *handler) decodeJSON(w http.ResponseWriter, r *http.Request, v any, strict bool) bool {
 	if ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); ct != "application/json" {
 		h.error(w, r, &Error{Status: http.StatusUnsupportedMediaType, Code: "invalid_request", Description: "Content-Type must be application/json"})
 		return false
@@ -131,7 +193,7 @@ func (h *handler) decode(w http.ResponseWriter, r *http.Request, v any) bool {
 		h.error(w, r, badRequest("cannot read the request body"))
 		return false
 	}
-	if err := json.Unmarshal(body, v); err != nil {
+	if err := unmarshal(body, v, strict); err != nil {
 		h.error(w, r, badRequest("the body is not the expected JSON: "+err.Error()))
 		return false
 	}
@@ -156,6 +218,23 @@ func (h *handler) error(w http.ResponseWriter, r *http.Request, err error) {
 		h.t.log.ErrorContext(r.Context(), "ssf: request failed", "path", r.URL.Path, "err", err)
 		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": "server_error"})
 	}
+}
+
+// unmarshal decodes body into v; strict refuses unknown fields and
+// trailing data.
+func unmarshal(body []byte, v any, strict bool) error {
+	if !strict {
+		return json.Unmarshal(body, v)
+	}
+	d := json.NewDecoder(bytes.NewReader(body))
+	d.DisallowUnknownFields()
+	if err := d.Decode(v); err != nil {
+		return err
+	}
+	if _, err := d.Token(); err != io.EOF {
+		return errors.New("data after the JSON value")
+	}
+	return nil
 }
 
 // bearer returns the request's RFC 6750 bearer token, "" if none.

@@ -45,6 +45,7 @@ const (
 	PathConfiguration = "/.well-known/ssf-configuration"
 	PathStream        = "/ssf/stream"
 	PathVerify        = "/ssf/verify"
+	PathStatus        = "/ssf/status"
 	PathPoll          = "/ssf/poll/" // + stream id
 )
 
@@ -216,6 +217,7 @@ type Metadata struct {
 	DeliveryMethodsSupported []string              `json:"delivery_methods_supported"`
 	ConfigurationEndpoint    string                `json:"configuration_endpoint"`
 	VerificationEndpoint     string                `json:"verification_endpoint"`
+	StatusEndpoint           string                `json:"status_endpoint"`
 	AuthorizationSchemes     []AuthorizationScheme `json:"authorization_schemes"`
 	DefaultSubjects          string                `json:"default_subjects"`
 }
@@ -233,7 +235,7 @@ func (t *Transmitter) Metadata() Metadata {
 	return Metadata{
 		SpecVersion: SpecVersion, Issuer: t.cfg.Issuer, JWKSURI: base + "/jwks.json",
 		DeliveryMethodsSupported: []string{MethodPush, MethodPoll},
-		ConfigurationEndpoint:    base + PathStream, VerificationEndpoint: base + PathVerify,
+		ConfigurationEndpoint:    base + PathStream, VerificationEndpoint: base + PathVerify, StatusEndpoint: base + PathStatus,
 		AuthorizationSchemes: []AuthorizationScheme{{SpecURN: OAuthScheme}}, DefaultSubjects: "ALL",
 	}
 }

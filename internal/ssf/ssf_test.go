@@ -25,6 +25,7 @@ func TestMetadata(t *testing.T) {
 	want := map[string]any{
 		"spec_version": "1_0", "issuer": tokenstest.Issuer, "jwks_uri": tokenstest.Issuer + "/jwks.json",
 		"configuration_endpoint": tokenstest.Issuer + "/ssf/stream", "verification_endpoint": tokenstest.Issuer + "/ssf/verify",
+		"status_endpoint":  tokenstest.Issuer + "/ssf/status",
 		"default_subjects": "ALL",
 	}
 	for k, v := range want {

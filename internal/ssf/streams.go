@@ -55,7 +55,7 @@ func (t *Transmitter) CreateStream(ctx context.Context, bearer string, peer *x50
 	if err != nil {
 		return StreamConfig{}, err
 	}
-	cfg, err := t.newConfig(r, req)
+	cfg, err := t.newConfig(r, req, "")
 	if err != nil {
 		return StreamConfig{}, err
 	}
@@ -80,8 +80,9 @@ func (t *Transmitter) CreateStream(ctx context.Context, bearer string, peer *x50
 	return cfg.public(), nil
 }
 
-// newConfig checks a requested configuration and completes it.
-func (t *Transmitter) newConfig(r Receiver, req StreamConfig) (StreamConfig, error) {
+// newConfig checks a requested configuration and completes it, for the
+// stream id (a new one if id is empty).
+func (t *Transmitter) newConfig(r Receiver, req StreamConfig, id string) (StreamConfig, error) {
 	d := req.Delivery
 	switch {
 	case d.Method != MethodPoll && d.Method != MethodPush:
@@ -97,10 +98,13 @@ func (t *Transmitter) newConfig(r Receiver, req StreamConfig) (StreamConfig, err
 	case len(req.EventsRequested) > maxRequested || slices.ContainsFunc(req.EventsRequested, func(e string) bool { return len(e) > maxJTI }):
 		return StreamConfig{}, badRequest(fmt.Sprintf("events_requested lists more than %d event types, or one longer than %d bytes", maxRequested, maxJTI))
 	}
-	id := make([]byte, 16)
-	rand.Read(id)
+	if id == "" {
+		b := make([]byte, 16)
+		rand.Read(b)
+		id = base64.RawURLEncoding.EncodeToString(b)
+	}
 	cfg := StreamConfig{
-		StreamID: base64.RawURLEncoding.EncodeToString(id), Iss: t.cfg.Issuer, Aud: []string{r.ID},
+		StreamID: id, Iss: t.cfg.Issuer, Aud: []string{r.ID},
 		EventsSupported: Supported, EventsRequested: req.EventsRequested, Delivery: d, Description: req.Description,
 	}
 	for _, ev := range req.EventsRequested {
@@ -212,10 +216,10 @@ func (t *Transmitter) owned(ctx context.Context, tx store.Tx, r Receiver, id str
 	return s, err
 }
 
-func decodeConfig(s store.Stream) (StreamConfig, error) {
-	var c StreamConfig
+func decodeConfig(s store.Stream) (storedConfig, error) {
+	var c storedConfig
 	if err := json.Unmarshal(s.Config, &c); err != nil {
-		return StreamConfig{}, fmt.Errorf("ssf: stream %s: stored configuration: %w", s.ID, err)
+		return storedConfig{}, fmt.Errorf("ssf: stream %s: stored configuration: %w", s.ID, err)
 	}
 	return c, nil
 }
