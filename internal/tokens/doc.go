@@ -165,8 +165,8 @@
 // notifies its commit (store.FeedNotifier: PostgreSQL's LISTEN/NOTIFY,
 // across replicas; SQLite's in-process notifier), else at the next poll
 // (PollInterval): another process writing the SQLite file (sigild's
-// operator commands), or notifications down. A
-// subscriber that falls behind is dropped (ErrLagged) and resumes.
+// operator commands), or notifications down. A subscriber that falls
+// behind is dropped (ErrLagged) and resumes.
 //
 // The same store events, the one durable outbox, reach OpenID Shared
 // Signals receivers as CAEP events through internal/ssf, whose receivers

@@ -56,8 +56,8 @@ type signFunc func(context.Context, store.RevocationEvent) (string, error)
 // them, signed, to its subscribers. The store's sequence is the only
 // order: the store notifies the reader of revocations as they commit
 // (store.FeedNotifier), and it polls for what notifications do not carry.
-// An event is signed once, when
-// first needed, and kept for resuming subscribers.
+// An event is signed once, when first needed, and kept for resuming
+// subscribers.
 type feed struct {
 	st       store.Reader
 	sign     signFunc
