@@ -36,6 +36,10 @@ const (
 	// goes on from the restored entries, so checkpoints of the sizes
 	// after the restore point are signed twice, once in each lineage.
 	RestoreAcknowledged Kind = "restore.acknowledged" // Restore
+	// ShardStarted is the first entry of every shard of a log sharded by
+	// time (ShardLink): it names the shard and commits to the previous
+	// shard's final checkpoint.
+	ShardStarted Kind = "log.shard" // ShardLink
 )
 
 // MaxEntrySize bounds an encoded entry. Enrollments carry the evidence

@@ -129,6 +129,28 @@ type Restore struct {
 	FeedHead      uint64 `json:"feed_head"`
 }
 
+// ShardLink is the payload of ShardStarted, the first entry of a shard:
+// Name and Origin are the shard's own; Previous is the previous shard's
+// seal, absent only in the first shard of a log that was sharded from its
+// first entry.
+type ShardLink struct {
+	Name     string     `json:"name"`
+	Origin   string     `json:"origin"`
+	Previous *ShardSeal `json:"previous,omitempty"`
+}
+
+// ShardSeal is a sealed shard's final state: its origin, its first
+// entry's global index Start, and its final checkpoint Checkpoint (a
+// signed note of Size entries with root Root, base64 in JSON), which no
+// later checkpoint of that origin may extend.
+type ShardSeal struct {
+	Origin     string `json:"origin"`
+	Start      uint64 `json:"start"`
+	Size       uint64 `json:"size"`
+	Root       []byte `json:"root"`
+	Checkpoint string `json:"checkpoint"`
+}
+
 // payloads maps each kind to its payload type.
 var payloads = map[Kind]reflect.Type{
 	DeviceEnrolled:     reflect.TypeFor[Enrollment](),
@@ -148,6 +170,7 @@ var payloads = map[Kind]reflect.Type{
 	TokenRevoked:       reflect.TypeFor[Token](),
 
 	RestoreAcknowledged: reflect.TypeFor[Restore](),
+	ShardStarted:        reflect.TypeFor[ShardLink](),
 }
 
 // Known reports whether k is one of the Kind constants.

@@ -94,6 +94,13 @@ func (a Autocommit) PutCheckpoint(ctx context.Context, size uint64, note []byte)
 	return a.Run(ctx, func(tx Tx) error { return tx.PutCheckpoint(ctx, size, note) })
 }
 
+// StartAuditShard is Tx.StartAuditShard in a transaction of its own
+// (which leaves the new shard empty until its first entry: use a Tx).
+func (a Autocommit) StartAuditShard(ctx context.Context, name, origin string, at time.Time) (start uint64, err error) {
+	err = a.Run(ctx, func(tx Tx) error { start, err = tx.StartAuditShard(ctx, name, origin, at); return err })
+	return start, err
+}
+
 // AddCosignature is Tx.AddCosignature in a transaction of its own.
 func (a Autocommit) AddCosignature(ctx context.Context, size uint64, witness string, line []byte) error {
 	return a.Run(ctx, func(tx Tx) error { return tx.AddCosignature(ctx, size, witness, line) })

@@ -226,6 +226,16 @@ type Checkpoint struct {
 	Note []byte
 }
 
+// AuditShard is one shard of the audit log: a log of its own, with its
+// own origin and tree, over the global indices from Start up to the next
+// shard's Start (the current shard: up to the log's size).
+type AuditShard struct {
+	Start     uint64
+	Name      string
+	Origin    string
+	CreatedAt time.Time
+}
+
 // MaxAuditRange is the most items one AuditEntries, AuditLeafHashes or
 // AuditNodeHashes call returns: ask for a longer range in pieces.
 const MaxAuditRange = 100_000

@@ -460,6 +460,14 @@ type AuditReader interface {
 	// Cosignatures returns the witness cosignature lines stored for the
 	// checkpoint of size (AddCosignature), ordered by witness, or none.
 	Cosignatures(ctx context.Context, size uint64) ([][]byte, error)
+	// AuditShards lists the shards of the log (StartAuditShard), by
+	// start; none while the log is not sharded.
+	AuditShards(ctx context.Context) ([]AuditShard, error)
+	// AuditShardNodeHashes is AuditNodeHashes for the tree of the shard
+	// starting at global index shard, at shard-local indices: the entries
+	// [shard + start << level, shard + end << level). For shard 0 it is
+	// AuditNodeHashes. A node past the shard's entries is ErrNotFound.
+	AuditShardNodeHashes(ctx context.Context, shard uint64, level uint, start, end uint64) ([][]byte, error)
 }
 
 // AuditWriter appends to the audit log and stores its checkpoints.
@@ -502,6 +510,18 @@ type AuditWriter interface {
 	// of size is ErrNotFound. Stored checkpoint notes never change: the
 	// cosigned note is the stored note followed by Cosignatures.
 	AddCosignature(ctx context.Context, size uint64, witness string, line []byte) error
+
+	// StartAuditShard ends the current shard of the log at its size M and
+	// starts a shard named name with origin there, at global index M,
+	// which it returns: from then on AppendAudit appends to the new shard
+	// and stores the nodes of the new shard's tree (AuditShardNodeHashes).
+	// It takes the lock AppendAudit takes, so every entry is in exactly
+	// one shard: appends that commit before it are below M, the others at
+	// or above. Call it in a Tx that appends the new shard's first entry
+	// (audit.ShardStarted), so that no shard is ever empty. A name or
+	// origin already used, or a shard already starting at M, is
+	// ErrConflict.
+	StartAuditShard(ctx context.Context, name, origin string, at time.Time) (start uint64, err error)
 }
 
 // CRL is a signed certificate revocation list that replicas share: one

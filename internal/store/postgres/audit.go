@@ -129,7 +129,7 @@ func (w writer) AppendAudit(ctx context.Context, e store.AuditEntry) (uint64, er
 	if e.Data == nil {
 		e.Data = []byte{}
 	}
-	size, err := w.lockAuditHead(ctx, e.Keys)
+	size, shard, err := w.lockAuditHead(ctx, e.Keys)
 	if err != nil {
 		return 0, err
 	}
@@ -144,36 +144,36 @@ func (w writer) AppendAudit(ctx context.Context, e store.AuditEntry) (uint64, er
 	if err := w.batch(ctx, b); err != nil {
 		return 0, fmt.Errorf("store: append audit entry %d: %w", idx, classify(err))
 	}
-	if err := w.putAuditNodes(ctx, idx+1); err != nil {
+	if err := w.putAuditNodes(ctx, shard, idx+1); err != nil {
 		return 0, fmt.Errorf("store: append audit entry %d: %w", idx, err)
 	}
 	return idx, nil
 }
 
-// lockAuditHead locks audit_head, returns the log size, and refuses keys
-// that are stored or repeated.
-func (w writer) lockAuditHead(ctx context.Context, keys []string) (uint64, error) {
+// lockAuditHead locks audit_head, returns the log size and the current
+// shard's start, and refuses keys that are stored or repeated.
+func (w writer) lockAuditHead(ctx context.Context, keys []string) (size, shard uint64, err error) {
 	b := &pgx.Batch{}
-	b.Queue(`SELECT size FROM audit_head WHERE id = 1 FOR UPDATE`)
+	b.Queue(`SELECT size, shard_start FROM audit_head WHERE id = 1 FOR UPDATE`)
 	b.Queue(`SELECT key FROM audit_keys WHERE key = ANY($1) LIMIT 1`, keys)
 	res := w.q.SendBatch(ctx, b)
-	var size int64
+	var n, start int64
 	var taken string
-	errSize := res.QueryRow().Scan(&size)
+	errSize := res.QueryRow().Scan(&n, &start)
 	errKey := res.QueryRow().Scan(&taken)
 	if errors.Is(errKey, pgx.ErrNoRows) {
 		errKey = nil
 	}
 	if err := errors.Join(errSize, errKey, res.Close()); err != nil {
-		return 0, fmt.Errorf("store: append audit entry: log size: %w", err)
+		return 0, 0, fmt.Errorf("store: append audit entry: log size: %w", err)
 	}
 	if taken != "" {
-		return 0, fmt.Errorf("store: append audit entry %d: key %q: taken: %w", size, taken, store.ErrConflict)
+		return 0, 0, fmt.Errorf("store: append audit entry %d: key %q: taken: %w", n, taken, store.ErrConflict)
 	}
 	if dup := repeated(keys); dup != "" {
-		return 0, fmt.Errorf("store: append audit entry %d: key %q twice: %w", size, dup, store.ErrConflict)
+		return 0, 0, fmt.Errorf("store: append audit entry %d: key %q twice: %w", n, dup, store.ErrConflict)
 	}
-	return uint64(size), nil
+	return uint64(n), uint64(start), nil
 }
 
 // repeated returns a string that occurs twice in l, or "".
@@ -285,4 +285,43 @@ func (w writer) AddCosignature(ctx context.Context, size uint64, witness string,
 		return fmt.Errorf("%s: %w", what, classify(err))
 	}
 	return nil
+}
+
+func (r reader) AuditShards(ctx context.Context) ([]store.AuditShard, error) {
+	rows, err := r.q.Query(ctx, `SELECT start, name, origin, created_at FROM audit_shards ORDER BY start`)
+	if err != nil {
+		return nil, fmt.Errorf("store: list audit shards: %w", err)
+	}
+	shards, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.AuditShard, error) {
+		var sh store.AuditShard
+		var start, at int64
+		err := row.Scan(&start, &sh.Name, &sh.Origin, &at)
+		sh.Start, sh.CreatedAt = uint64(start), fromMicros(at)
+		return sh, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: list audit shards: %w", err)
+	}
+	return shards, nil
+}
+
+// StartAuditShard moves audit_head.shard_start to the size with an UPDATE,
+// whose row lock is the one AppendAudit takes (FOR UPDATE): appenders that
+// committed before are below the start, the others wait and append above.
+func (w writer) StartAuditShard(ctx context.Context, name, origin string, at time.Time) (uint64, error) {
+	what := fmt.Sprintf("store: start audit shard %q", name)
+	if name == "" || origin == "" {
+		return 0, fmt.Errorf("%s: empty name or origin", what)
+	}
+	var size int64
+	err := w.q.QueryRow(ctx, `UPDATE audit_head SET shard_start = size WHERE id = 1 RETURNING size`).Scan(&size)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", what, classify(err))
+	}
+	_, err = w.q.Exec(ctx, `INSERT INTO audit_shards (start, name, origin, created_at) VALUES ($1, $2, $3, $4)`,
+		size, name, origin, micros(at))
+	if err != nil {
+		return 0, fmt.Errorf("%s at %d: %w", what, size, classify(err))
+	}
+	return uint64(size), nil
 }

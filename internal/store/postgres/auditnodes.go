@@ -21,39 +21,58 @@ func (r reader) AuditNodeHashes(ctx context.Context, level uint, start, end uint
 		WHERE idx >= $1 AND idx < $2 AND level = $3 ORDER BY idx`, start, end, int64(level))
 }
 
+func (r reader) AuditShardNodeHashes(ctx context.Context, shard uint64, level uint, start, end uint64) ([][]byte, error) {
+	if shard == 0 {
+		return r.AuditNodeHashes(ctx, level, start, end)
+	}
+	name := fmt.Sprintf("nodes of shard %d at level %d", shard, level)
+	if level == 0 || level%store.AuditTileHeight != 0 || level >= 64 {
+		return nil, fmt.Errorf("store: audit %s: want a positive multiple of %d below 64", name, store.AuditTileHeight)
+	}
+	return r.auditRange(ctx, name, "node", `SELECT idx, hash FROM audit_shard_nodes
+		WHERE idx >= $1 AND idx < $2 AND shard = $3 AND level = $4 ORDER BY idx`, start, end, int64(shard), int64(level))
+}
+
 // putAuditNodes stores the nodes that the entry making the log size
-// entries long completes, in the entry's transaction.
-func (w writer) putAuditNodes(ctx context.Context, size uint64) error {
-	for _, n := range store.CompletedAuditNodes(size) {
-		if err := w.putAuditNode(ctx, n); err != nil {
+// entries long completes in the tree of the shard starting at shard, in
+// the entry's transaction.
+func (w writer) putAuditNodes(ctx context.Context, shard, size uint64) error {
+	for _, n := range store.CompletedAuditNodes(size - shard) {
+		if err := w.putAuditNode(ctx, shard, n); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// putAuditNode computes node n from its children (leaf hashes, or stored
-// nodes) and stores it.
-func (w writer) putAuditNode(ctx context.Context, n store.AuditNode) error {
+// putAuditNode computes node n of the tree of the shard starting at shard
+// from its children (leaf hashes, or stored nodes) and stores it: in
+// audit_nodes for shard 0, else in audit_shard_nodes.
+func (w writer) putAuditNode(ctx context.Context, shard uint64, n store.AuditNode) error {
 	start, end := n.Children()
 	var children [][]byte
 	var err error
 	if n.Level == store.AuditTileHeight {
-		children, err = w.reader().AuditLeafHashes(ctx, start, end)
+		children, err = w.reader().AuditLeafHashes(ctx, shard+start, shard+end)
 	} else {
-		children, err = w.reader().AuditNodeHashes(ctx, n.Level-store.AuditTileHeight, start, end)
+		children, err = w.reader().AuditShardNodeHashes(ctx, shard, n.Level-store.AuditTileHeight, start, end)
 	}
 	if err != nil {
-		return fmt.Errorf("audit node %d at level %d: %w", n.Index, n.Level, err)
+		return fmt.Errorf("audit node %d at level %d of shard %d: %w", n.Index, n.Level, shard, err)
 	}
 	hash, err := audit.SubtreeHash(children)
 	if err != nil {
-		return fmt.Errorf("audit node %d at level %d: %w", n.Index, n.Level, err)
+		return fmt.Errorf("audit node %d at level %d of shard %d: %w", n.Index, n.Level, shard, err)
 	}
-	_, err = w.q.Exec(ctx, `INSERT INTO audit_nodes (level, idx, hash) VALUES ($1, $2, $3)`,
-		int32(n.Level), int64(n.Index), hash)
+	if shard == 0 {
+		_, err = w.q.Exec(ctx, `INSERT INTO audit_nodes (level, idx, hash) VALUES ($1, $2, $3)`,
+			int32(n.Level), int64(n.Index), hash)
+	} else {
+		_, err = w.q.Exec(ctx, `INSERT INTO audit_shard_nodes (shard, level, idx, hash) VALUES ($1, $2, $3, $4)`,
+			int64(shard), int32(n.Level), int64(n.Index), hash)
+	}
 	if err != nil {
-		return fmt.Errorf("audit node %d at level %d: %w", n.Index, n.Level, classify(err))
+		return fmt.Errorf("audit node %d at level %d of shard %d: %w", n.Index, n.Level, shard, classify(err))
 	}
 	return nil
 }

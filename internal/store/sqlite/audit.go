@@ -141,8 +141,8 @@ func (w writer) AppendAudit(ctx context.Context, e store.AuditEntry) (uint64, er
 }
 
 func (w writer) appendAudit(ctx context.Context, e store.AuditEntry) (uint64, error) {
-	var size int64
-	err := w.q.QueryRowContext(ctx, `UPDATE audit_head SET size = size + 1 WHERE id = 1 RETURNING size`).Scan(&size)
+	var size, shard int64
+	err := w.q.QueryRowContext(ctx, `UPDATE audit_head SET size = size + 1 WHERE id = 1 RETURNING size, shard_start`).Scan(&size, &shard)
 	if err != nil {
 		return 0, fmt.Errorf("store: append audit entry: log size: %w", err)
 	}
@@ -157,7 +157,7 @@ func (w writer) appendAudit(ctx context.Context, e store.AuditEntry) (uint64, er
 			return 0, fmt.Errorf("store: append audit entry %d: key %q: %w", idx, k, classify(err))
 		}
 	}
-	if err := w.putAuditNodes(ctx, uint64(size)); err != nil {
+	if err := w.putAuditNodes(ctx, uint64(shard), uint64(size)); err != nil {
 		return 0, fmt.Errorf("store: append audit entry %d: %w", idx, err)
 	}
 	return uint64(idx), nil
@@ -237,4 +237,43 @@ func (w writer) AddCosignature(ctx context.Context, size uint64, witness string,
 		return fmt.Errorf("%s: %w", what, classify(err))
 	}
 	return nil
+}
+
+func (r reader) AuditShards(ctx context.Context) ([]store.AuditShard, error) {
+	rows, err := r.q.QueryContext(ctx, `SELECT start, name, origin, created_at FROM audit_shards ORDER BY start`)
+	if err != nil {
+		return nil, fmt.Errorf("store: list audit shards: %w", err)
+	}
+	shards, err := scanAll(rows, func(s scanner) (store.AuditShard, error) {
+		var sh store.AuditShard
+		var start, at int64
+		err := s.Scan(&start, &sh.Name, &sh.Origin, &at)
+		sh.Start, sh.CreatedAt = uint64(start), fromMicros(at)
+		return sh, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: list audit shards: %w", err)
+	}
+	return shards, nil
+}
+
+// StartAuditShard moves audit_head.shard_start to the size in the write
+// transaction, which SQLite runs one at a time, so no append interleaves;
+// the triggers refuse a start anywhere but the head.
+func (w writer) StartAuditShard(ctx context.Context, name, origin string, at time.Time) (uint64, error) {
+	what := fmt.Sprintf("store: start audit shard %q", name)
+	if name == "" || origin == "" {
+		return 0, fmt.Errorf("%s: empty name or origin", what)
+	}
+	var size int64
+	err := w.q.QueryRowContext(ctx, `UPDATE audit_head SET shard_start = size WHERE id = 1 RETURNING size`).Scan(&size)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", what, classify(err))
+	}
+	_, err = w.q.ExecContext(ctx, `INSERT INTO audit_shards (start, name, origin, created_at) VALUES (?, ?, ?, ?)`,
+		size, name, origin, micros(at))
+	if err != nil {
+		return 0, fmt.Errorf("%s at %d: %w", what, size, classify(err))
+	}
+	return uint64(size), nil
 }

@@ -21,39 +21,57 @@ func (r reader) AuditNodeHashes(ctx context.Context, level uint, start, end uint
 		WHERE level = ? AND idx >= ? AND idx < ? ORDER BY idx`, start, end, int64(level))
 }
 
+func (r reader) AuditShardNodeHashes(ctx context.Context, shard uint64, level uint, start, end uint64) ([][]byte, error) {
+	if shard == 0 {
+		return r.AuditNodeHashes(ctx, level, start, end)
+	}
+	name := fmt.Sprintf("nodes of shard %d at level %d", shard, level)
+	if level == 0 || level%store.AuditTileHeight != 0 || level >= 64 {
+		return nil, fmt.Errorf("store: audit %s: want a positive multiple of %d below 64", name, store.AuditTileHeight)
+	}
+	return r.auditRange(ctx, name, "node", `SELECT idx, hash FROM audit_shard_nodes
+		WHERE shard = ? AND level = ? AND idx >= ? AND idx < ? ORDER BY idx`, start, end, int64(shard), int64(level))
+}
+
 // putAuditNodes stores the nodes that the entry making the log size
-// entries long completes.
-func (w writer) putAuditNodes(ctx context.Context, size uint64) error {
-	for _, n := range store.CompletedAuditNodes(size) {
-		if err := w.putAuditNode(ctx, n); err != nil {
+// entries long completes in the tree of the shard starting at shard.
+func (w writer) putAuditNodes(ctx context.Context, shard, size uint64) error {
+	for _, n := range store.CompletedAuditNodes(size - shard) {
+		if err := w.putAuditNode(ctx, shard, n); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// putAuditNode computes node n from its children (leaf hashes, or stored
-// nodes) and stores it.
-func (w writer) putAuditNode(ctx context.Context, n store.AuditNode) error {
+// putAuditNode computes node n of the tree of the shard starting at shard
+// from its children (leaf hashes, or stored nodes) and stores it: in
+// audit_nodes for shard 0, else in audit_shard_nodes.
+func (w writer) putAuditNode(ctx context.Context, shard uint64, n store.AuditNode) error {
 	start, end := n.Children()
 	var children [][]byte
 	var err error
 	if n.Level == store.AuditTileHeight {
-		children, err = reader(w).AuditLeafHashes(ctx, start, end)
+		children, err = reader(w).AuditLeafHashes(ctx, shard+start, shard+end)
 	} else {
-		children, err = reader(w).AuditNodeHashes(ctx, n.Level-store.AuditTileHeight, start, end)
+		children, err = reader(w).AuditShardNodeHashes(ctx, shard, n.Level-store.AuditTileHeight, start, end)
 	}
 	if err != nil {
-		return fmt.Errorf("audit node %d at level %d: %w", n.Index, n.Level, err)
+		return fmt.Errorf("audit node %d at level %d of shard %d: %w", n.Index, n.Level, shard, err)
 	}
 	hash, err := audit.SubtreeHash(children)
 	if err != nil {
-		return fmt.Errorf("audit node %d at level %d: %w", n.Index, n.Level, err)
+		return fmt.Errorf("audit node %d at level %d of shard %d: %w", n.Index, n.Level, shard, err)
 	}
-	_, err = w.q.ExecContext(ctx, `INSERT INTO audit_nodes (level, idx, hash) VALUES (?, ?, ?)`,
-		int64(n.Level), int64(n.Index), hash)
+	if shard == 0 {
+		_, err = w.q.ExecContext(ctx, `INSERT INTO audit_nodes (level, idx, hash) VALUES (?, ?, ?)`,
+			int64(n.Level), int64(n.Index), hash)
+	} else {
+		_, err = w.q.ExecContext(ctx, `INSERT INTO audit_shard_nodes (shard, level, idx, hash) VALUES (?, ?, ?, ?)`,
+			int64(shard), int64(n.Level), int64(n.Index), hash)
+	}
 	if err != nil {
-		return fmt.Errorf("audit node %d at level %d: %w", n.Index, n.Level, classify(err))
+		return fmt.Errorf("audit node %d at level %d of shard %d: %w", n.Index, n.Level, shard, classify(err))
 	}
 	return nil
 }
@@ -72,7 +90,7 @@ func backfillAuditNodes(ctx context.Context, q querier) error {
 	}
 	for level := uint(store.AuditTileHeight); level < 64 && uint64(size)>>level > 0; level += store.AuditTileHeight {
 		for i := range uint64(size) >> level {
-			if err := (writer{q}).putAuditNode(ctx, store.AuditNode{Level: level, Index: i}); err != nil {
+			if err := (writer{q}).putAuditNode(ctx, 0, store.AuditNode{Level: level, Index: i}); err != nil {
 				return fmt.Errorf("backfill %w", err)
 			}
 		}
