@@ -135,6 +135,8 @@ var tests = []test{
 	{"PublisherFenced", testPublisherFenced},
 	{"AuditNodesCommitWithEntries", testAuditNodesCommitWithEntries},
 	{"AuditNodeHashesLevels", testAuditNodeHashesLevels},
+	{"AuditShards", testAuditShards},
+	{"ShardRotationRace", testShardRotationRace},
 	{"TxCommits", testTxCommits},
 	{"TxRollsBack", testTxRollsBack},
 	{"TxIsolation", testTxIsolation},
