@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -100,4 +101,49 @@ func CheckLink(first []byte, name, origin string, prev *ShardSeal, v *Verifier) 
 // shard of the same log (the log key signs every shard's checkpoints).
 func (v *Verifier) Renamed(name string) (*Verifier, error) {
 	return NewVerifier(name, v.pub)
+}
+
+// Next returns the Log of the next shard of l's log: storage and signer
+// are the new shard's (signer named origin, its origin), with l's options
+// and metrics. Run it in place of l once l's shard is sealed.
+func (l *Log) Next(storage Storage, signer *Signer, origin string) (*Log, error) {
+	switch {
+	case storage == nil || signer == nil:
+		return nil, errors.New("audit: next shard's log: nil storage or signer")
+	case signer.Name() != origin:
+		return nil, fmt.Errorf("audit: next shard's log: origin %q, but the signer's key is named %q", origin, signer.Name())
+	}
+	return &Log{storage: storage, signer: signer, origin: origin, o: l.o, m: l.m,
+		nudge: make(chan struct{}, 1), changed: make(chan struct{})}, nil
+}
+
+// Sealed is a sealed shard served read-only (C2SP tlog-tiles): its final
+// checkpoint and the tiles and entry bundles under it, which never change.
+type Sealed struct {
+	storage Storage
+	note    []byte
+	size    uint64
+}
+
+// NewSealed returns the sealed shard of storage with final checkpoint
+// note, which v (the log key under the shard's origin) must have signed.
+func NewSealed(storage Storage, note []byte, v *Verifier) (*Sealed, error) {
+	cp, err := OpenCheckpoint(note, v)
+	if err != nil {
+		return nil, fmt.Errorf("audit: sealed shard %s: %w", v.Name(), err)
+	}
+	return &Sealed{storage: storage, note: note, size: cp.Size}, nil
+}
+
+// Checkpoint returns the shard's final checkpoint.
+func (s *Sealed) Checkpoint(context.Context) ([]byte, error) { return s.note, nil }
+
+// Tile returns hash tile t of the shard.
+func (s *Sealed) Tile(ctx context.Context, t Tile) ([]byte, error) {
+	return HashTile(ctx, s.storage, t, s.size)
+}
+
+// EntryBundle returns entry bundle t of the shard.
+func (s *Sealed) EntryBundle(ctx context.Context, t Tile) ([]byte, error) {
+	return entryBundle(ctx, s.storage, t, s.size)
 }

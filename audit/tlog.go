@@ -259,18 +259,25 @@ func (l *Log) Tile(ctx context.Context, t Tile) ([]byte, error) {
 // fit the format. Each entry's leaf hash is LeafHash of the bytes served
 // (RFC 6962: SHA-256(0x00 || entry)).
 func (l *Log) EntryBundle(ctx context.Context, t Tile) ([]byte, error) {
-	if !t.Entries {
-		return nil, fmt.Errorf("audit: entry bundle: %s is a hash tile", t.Path())
-	}
 	size, err := l.latestSize(ctx)
 	if err != nil {
 		return nil, err
+	}
+	return entryBundle(ctx, l, t, size)
+}
+
+// entryBundle returns entry bundle t of the first size entries of r.
+func entryBundle(ctx context.Context, r interface {
+	Entries(ctx context.Context, start, end uint64) ([][]byte, error)
+}, t Tile, size uint64) ([]byte, error) {
+	if !t.Entries {
+		return nil, fmt.Errorf("audit: entry bundle: %s is a hash tile", t.Path())
 	}
 	start, end, err := t.span(size)
 	if err != nil {
 		return nil, err
 	}
-	entries, err := l.Entries(ctx, start, end)
+	entries, err := r.Entries(ctx, start, end)
 	if err != nil {
 		return nil, err
 	}

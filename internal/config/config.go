@@ -147,6 +147,14 @@ type Audit struct {
 	Witnesses []Witness `yaml:"witnesses"`
 	// WitnessTimeout bounds one submission to a witness. Default 10s.
 	WitnessTimeout time.Duration `yaml:"witness_timeout"`
+	// ShardPeriod shards the log by time: a new log (origin
+	// ORIGIN/<period start in UTC>) every period, whose first entry
+	// commits to the previous shard's final checkpoint, so that sealed
+	// shards can be archived (`sigild audit archive`). At least 1h; 0
+	// (default): one log, never sharded.
+	ShardPeriod time.Duration `yaml:"shard_period"`
+	// ShortShardPeriods lets ShardPeriod go down to 1s: for tests only.
+	ShortShardPeriods bool `yaml:"short_shard_periods_for_tests"`
 }
 
 // Witness is one witness of the audit log.
@@ -438,6 +446,13 @@ func (c *Config) validateAudit(bad reporter) {
 		bad("audit.checkpoint_interval", "want between 0 and 1m, got %v", c.Audit.CheckpointInterval)
 	}
 	spiffeIDs(bad, "audit.readers", c.Audit.Readers)
+	least := audit.MinShardPeriod
+	if c.Audit.ShortShardPeriods {
+		least = audit.MinTestShardPeriod
+	}
+	if p := c.Audit.ShardPeriod; p != 0 && (p < least || p%time.Second != 0) {
+		bad("audit.shard_period", "want 0 (not sharded) or whole seconds of at least %v, got %v", least, p)
+	}
 	if c.Audit.WitnessTimeout < 0 || c.Audit.WitnessTimeout > 5*time.Minute {
 		bad("audit.witness_timeout", "want between 0 and 5m, got %v", c.Audit.WitnessTimeout)
 	}

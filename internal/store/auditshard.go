@@ -274,3 +274,22 @@ func seal(ctx context.Context, tx Tx, key crypto.Signer, prev AuditShard, end ui
 	}
 	return &audit.ShardSeal{Origin: prev.Origin, Start: prev.Start, Size: size, Root: root, Checkpoint: string(note)}, nil
 }
+
+// CheckShardOrigin is the backends' check, in PutCheckpoint, that a
+// checkpoint stored at a global size belongs to the shard holding the
+// entries it ends with: shard is that shard's origin (nil before the first
+// shard), and the note must be of it. So a replica that has not yet seen a
+// rotation cannot sign its old shard past the seal: ErrConflict.
+func CheckShardOrigin(note []byte, shard *string) error {
+	if shard == nil {
+		return nil
+	}
+	cp, err := audit.PeekCheckpoint(note)
+	if err != nil {
+		return err
+	}
+	if cp.Origin != *shard {
+		return fmt.Errorf("a checkpoint of %q, but these entries are shard %q's (sealed since): %w", cp.Origin, *shard, ErrConflict)
+	}
+	return nil
+}

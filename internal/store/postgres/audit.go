@@ -216,9 +216,14 @@ func (w writer) PutCheckpoint(ctx context.Context, size uint64, note []byte) err
 	}
 	var latest *int64
 	var old []byte
+	var shard *string
 	err = w.q.QueryRow(ctx, `SELECT (SELECT max(size) FROM audit_checkpoints),
-		(SELECT note FROM audit_checkpoints WHERE size = $1)`, int64(size)).Scan(&latest, &old)
+		(SELECT note FROM audit_checkpoints WHERE size = $1),
+		(SELECT origin FROM audit_shards WHERE start < $1 ORDER BY start DESC LIMIT 1)`, int64(size)).Scan(&latest, &old, &shard)
 	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	if err := store.CheckShardOrigin(note, shard); err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
 	if stored, err := fence(what, size, note, latest, old); stored || err != nil {

@@ -118,6 +118,18 @@ func testAuditShards(t *testing.T, h *harness) {
 	if err := sealed.PutCheckpoint(ctx, 10, []byte("x")); !errors.Is(err, store.ErrConflict) {
 		t.Fatalf("a checkpoint inside a sealed shard: %v, want ErrConflict", err)
 	}
+	// A replica that has not seen the rotation yet signs s1 past its
+	// seal: the store refuses it, so s1 never continues after its seal.
+	AppendEntries(t, st, "h", 2)
+	stale := newLog(t, store.ShardStorage(st, s1, 0), signer)
+	if err := stale.Integrate(ctx); err == nil {
+		t.Fatal("a stale replica signed shard s1 past its seal")
+	}
+	if note, _ := st.LatestCheckpoint(ctx); note != nil {
+		if cp, _ := audit.PeekCheckpoint(note); cp.Origin == s1.Origin && cp.Size > s2.Start-3 {
+			t.Fatalf("stored a checkpoint of s1 of %d entries past its seal at %d", cp.Size, s2.Start-3)
+		}
+	}
 }
 
 // testShardRotationRace: writers on several handles append while
