@@ -176,10 +176,36 @@ const (
 // PathLog: PathLog+"checkpoint", PathLog+"tile/L/N[.p/W]" (hash tiles,
 // public) and PathLog+"tile/entries/N[.p/W]" (entry bundles, served only
 // to audit.readers over mTLS, as the entries of PathAuditEntries).
+//
+// A log sharded by time serves its current shard there, every shard under
+// PathLogShard+NAME+"/" with the same paths, and the chain of shards at
+// PathLogShards (LogShards).
 const (
 	PathLog           = "/log/"
 	PathLogCheckpoint = PathLog + "checkpoint"
+	PathLogShards     = PathLog + "shards"
+	PathLogShard      = PathLog + "shard/"
 )
+
+// LogShards is the chain of shards of a log sharded by time, oldest first:
+// each shard's first entry commits to the previous one's final
+// checkpoint.
+type LogShards struct {
+	Shards []LogShard `json:"shards"`
+}
+
+// LogShard is one shard of the log: its name (its path under
+// PathLogShard), origin, the global index of its first entry, its size
+// (of Checkpoint, its latest checkpoint: the final one once sealed), and
+// whether it is sealed (the next shard has started).
+type LogShard struct {
+	Name       string `json:"name"`
+	Origin     string `json:"origin"`
+	Start      uint64 `json:"start"`
+	Size       uint64 `json:"size"`
+	Sealed     bool   `json:"sealed"`
+	Checkpoint string `json:"checkpoint,omitempty"`
+}
 
 // AuditEntries is a page of log entries, in index order.
 type AuditEntries struct {

@@ -147,3 +147,6 @@ func (s *Sealed) Tile(ctx context.Context, t Tile) ([]byte, error) {
 func (s *Sealed) EntryBundle(ctx context.Context, t Tile) ([]byte, error) {
 	return entryBundle(ctx, s.storage, t, s.size)
 }
+
+// Origin returns the log's origin.
+func (l *Log) Origin() string { return l.origin }

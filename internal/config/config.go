@@ -453,6 +453,9 @@ func (c *Config) validateAudit(bad reporter) {
 	if p := c.Audit.ShardPeriod; p != 0 && (p < least || p%time.Second != 0) {
 		bad("audit.shard_period", "want 0 (not sharded) or whole seconds of at least %v, got %v", least, p)
 	}
+	if c.Audit.ShardPeriod != 0 && len(c.Audit.Witnesses) > 0 {
+		bad("audit.shard_period", "witnesses do not cosign a log sharded by time yet (each shard is a new origin): set audit.shard_period or audit.witnesses, not both")
+	}
 	if c.Audit.WitnessTimeout < 0 || c.Audit.WitnessTimeout > 5*time.Minute {
 		bad("audit.witness_timeout", "want between 0 and 5m, got %v", c.Audit.WitnessTimeout)
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"strings"
 
 	"github.com/sigil-dev/sigil/audit"
 	"github.com/sigil-dev/sigil/internal/atomicfile"
@@ -106,6 +107,9 @@ func checkAnchor(ctx context.Context, st store.Store, path string, v *audit.Veri
 		}
 		return s, nil
 	}
+	if v, err = anchorVerifier([]byte(s.Anchor.Checkpoint), v); err != nil {
+		return s, err
+	}
 	if s.Signed, err = audit.OpenCheckpoint([]byte(s.Anchor.Checkpoint), v); err != nil {
 		return s, fmt.Errorf("daemon: anchor %s: its checkpoint does not verify with the audit key: %w", path, err)
 	}
@@ -119,13 +123,19 @@ func checkAnchor(ctx context.Context, st store.Store, path string, v *audit.Veri
 // compareAnchor says why the database is not at or after the anchor, ""
 // if it is.
 func compareAnchor(ctx context.Context, st store.Store, s anchorState) (string, error) {
+	log, start, err := anchoredLog(ctx, st, s.Signed.Origin)
+	if err != nil {
+		return "", err
+	}
 	switch {
 	case s.Epoch != s.Anchor.Epoch:
 		return fmt.Sprintf("the database's epoch %s is not the anchor's %s", s.Epoch, s.Anchor.Epoch), nil
-	case s.Size < s.Signed.Size:
-		return fmt.Sprintf("the database has %d audit entries, sigild signed a checkpoint of %d", s.Size, s.Signed.Size), nil
+	case log == nil:
+		return fmt.Sprintf("the database has no audit shard %s, of which sigild signed a checkpoint", s.Signed.Origin), nil
+	case s.Size < start+s.Signed.Size:
+		return fmt.Sprintf("the database has %d audit entries, sigild signed a checkpoint of %d", s.Size, start+s.Signed.Size), nil
 	}
-	root, err := audit.RootHash(ctx, store.AuditStorage(st), s.Signed.Size)
+	root, err := audit.RootHash(ctx, log, s.Signed.Size)
 	if err != nil {
 		return "", err
 	}
@@ -133,6 +143,35 @@ func compareAnchor(ctx context.Context, st store.Store, s anchorState) (string, 
 		return fmt.Sprintf("the database's first %d audit entries are not those of the checkpoint sigild signed", s.Signed.Size), nil
 	}
 	return "", nil
+}
+
+// anchoredLog returns the log (the unsharded log, or a shard) of the
+// anchor's checkpoint of origin, and its start in the global log; a nil
+// log if the database has no shard of that origin.
+func anchoredLog(ctx context.Context, st store.Store, origin string) (audit.LeafHashReader, uint64, error) {
+	rows, err := st.AuditShards(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	for _, sh := range rows {
+		if sh.Origin == origin {
+			return store.ShardStorage(st, sh, 0), sh.Start, nil
+		}
+	}
+	if len(rows) > 0 && rows[0].Start == 0 {
+		return nil, 0, nil // sharded from the first entry: every checkpoint is a shard's
+	}
+	return store.AuditStorage(st), 0, nil
+}
+
+// anchorVerifier returns v under the origin of note, if it is a shard's
+// of v's log (v's name, "/", a shard name).
+func anchorVerifier(note []byte, v *audit.Verifier) (*audit.Verifier, error) {
+	cp, err := audit.PeekCheckpoint(note)
+	if err != nil || cp.Origin == v.Name() || !strings.HasPrefix(cp.Origin, v.Name()+"/") {
+		return v, nil
+	}
+	return v.Renamed(cp.Origin)
 }
 
 // checkAnchor refuses to serve a database older than the anchor
@@ -157,8 +196,10 @@ func (d *Daemon) checkAnchor(ctx context.Context) error {
 func (d *Daemon) keepAnchor(ctx context.Context) error {
 	var size uint64 // the anchor's, which checkAnchor has checked at start
 	if a, err := readAnchor(d.cfg.Audit.Anchor); err == nil && a != nil {
-		if cp, err := audit.OpenCheckpoint([]byte(a.Checkpoint), d.checkpoints); err == nil {
-			size = cp.Size
+		if v, err := anchorVerifier([]byte(a.Checkpoint), d.checkpoints); err == nil {
+			if cp, err := audit.OpenCheckpoint([]byte(a.Checkpoint), v); err == nil && cp.Origin == d.audit.log().Origin() {
+				size = cp.Size
+			}
 		}
 	}
 	for {

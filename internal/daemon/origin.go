@@ -5,9 +5,11 @@ import (
 	"crypto"
 	"fmt"
 	"log/slog"
+	"strings"
 
 	"github.com/sigil-dev/sigil/audit"
 	"github.com/sigil-dev/sigil/internal/config"
+	"github.com/sigil-dev/sigil/internal/store"
 )
 
 // checkpointReader reads the latest stored checkpoint note (a store.Store).
@@ -25,6 +27,16 @@ type checkpointReader interface {
 func AuditOrigin(ctx context.Context, cfg *config.Config, st checkpointReader, pub crypto.PublicKey, log *slog.Logger) (string, error) {
 	if cfg.Audit.Origin != "" {
 		return cfg.Audit.Origin, nil
+	}
+	if sh, ok := st.(store.AuditReader); ok {
+		// A sharded log keeps the origin its shards were named under.
+		rows, err := sh.AuditShards(ctx)
+		if err != nil {
+			return "", fmt.Errorf("daemon: audit origin: %w", err)
+		}
+		if len(rows) > 0 {
+			return strings.TrimSuffix(rows[0].Origin, "/"+rows[0].Name), nil
+		}
 	}
 	legacy := audit.LegacyOrigin(cfg.TrustDomain)
 	if keeps, err := signedAs(ctx, st, legacy, pub); err != nil || keeps {

@@ -139,6 +139,9 @@ func JoinReplica(ctx context.Context, cfg *config.Config, st store.Store, p *PKI
 	if err != nil {
 		return false, err
 	}
+	if v, err = anchorVerifier(note, v); err != nil {
+		return false, err
+	}
 	s := anchorState{Anchor: &anchor{Checkpoint: string(note)}}
 	if s.Signed, err = audit.OpenCheckpoint(note, v); err != nil {
 		return false, fmt.Errorf("daemon: join: the database's latest checkpoint does not verify with the audit key: %w", err)

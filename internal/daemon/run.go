@@ -43,9 +43,12 @@ type Daemon struct {
 	pki    *PKI
 	ca     *ca.CA
 	verify *attest.Verifier
-	audit  *audit.Log
-	// checkpoints verifies the log's checkpoints (the audit key's).
+	audit  *liveLog
+	// checkpoints verifies the log's checkpoints (the audit key's), under
+	// baseOrigin, the log's origin: the unsharded log's and the prefix of
+	// its shards' (a shard's: checkpoints.Renamed(origin)).
 	checkpoints *audit.Verifier
+	baseOrigin  string
 	// epoch is the database's, written into the anchor with each checkpoint.
 	epoch  string
 	tokens *tokens.Service
@@ -146,9 +149,10 @@ func (d *Daemon) open(ctx context.Context, reg prometheus.Registerer) error {
 	return err
 }
 
-// openAudit opens the log and checks the stored entries against its latest
-// signed checkpoint: a tampered database stops the service here.
-func (d *Daemon) openAudit(ctx context.Context, reg prometheus.Registerer) (*audit.Log, error) {
+// openAudit opens the log, at its current shard if it is sharded, and
+// checks the stored entries against its latest signed checkpoint: a
+// tampered database stops the service here.
+func (d *Daemon) openAudit(ctx context.Context, reg prometheus.Registerer) (*liveLog, error) {
 	origin, err := AuditOrigin(ctx, d.cfg, d.store, d.pki.AuditKey.Public(), d.log)
 	if err != nil {
 		return nil, err
@@ -157,20 +161,32 @@ func (d *Daemon) openAudit(ctx context.Context, reg prometheus.Registerer) (*aud
 	if err != nil {
 		return nil, err
 	}
-	d.checkpoints = signer.Verifier()
+	d.checkpoints, d.baseOrigin = signer.Verifier(), origin
 	opts := []audit.Option{audit.WithInterval(d.cfg.Audit.CheckpointInterval), audit.WithLogger(d.log), audit.WithMetrics(reg)}
 	if lk, ok := d.store.(store.Locker); ok {
 		d.lease = &publisherLease{locker: lk}
 		opts = append(opts, audit.WithLease(d.lease))
 	}
-	l, err := audit.New(store.AuditStorage(d.store), signer, origin, opts...)
+	sh, sharded, err := currentShard(ctx, d.store)
 	if err != nil {
 		return nil, err
+	}
+	var l *audit.Log
+	if sharded {
+		l, err = d.shardLog(nil, sh, opts)
+	} else {
+		l, err = audit.New(store.AuditStorage(d.store), signer, origin, opts...)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if sharded && len(d.cfg.Audit.Witnesses) > 0 {
+		return nil, errors.New("daemon: audit.witnesses: witnesses do not cosign a log sharded by time yet (each shard is a new origin); remove audit.witnesses")
 	}
 	if err := d.openWitnesses(l, reg); err != nil {
 		return nil, err
 	}
-	return l, l.Init(ctx)
+	return newLiveLog(l, sh), l.Init(ctx)
 }
 
 // policyLoaded logs every policy set that takes effect: its version and
@@ -194,6 +210,7 @@ func (d *Daemon) server(reg *prometheus.Registry) *server.Server {
 			Nudge: d.audit.Nudge,
 		},
 		Audit:        d.auditLog(),
+		AuditShards:  d.auditShards(),
 		AuditReaders: d.cfg.Audit.Readers,
 		Certificates: d.store,
 		Tokens:       d.tokens,
@@ -260,6 +277,9 @@ func (d *Daemon) ServeListener(ctx context.Context, ln net.Listener) error {
 	}
 	if d.cosigner != nil {
 		background["audit witnesses"] = d.cosigner.Run
+	}
+	if d.cfg.Audit.ShardPeriod > 0 {
+		background["audit shards"] = d.runShards
 	}
 	if d.ssf != nil {
 		background["shared signals"] = d.ssf.Run

@@ -71,7 +71,7 @@ func (d *Daemon) auditLog() server.AuditLog {
 
 // cosignedLog is the audit log with the published checkpoint.
 type cosignedLog struct {
-	*audit.Log
+	*liveLog
 	published *witness.Published
 }
 

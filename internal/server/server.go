@@ -49,6 +49,9 @@ type Server struct {
 	IssuerCert []byte
 	// Audit serves the audit log; nil leaves it unserved.
 	Audit AuditLog
+	// AuditShards serves the chain of shards of a log sharded by time
+	// (shards.go); nil for a log not sharded.
+	AuditShards LogShards
 	// AuditReaders are the SPIFFE IDs that may read audit entries and
 	// inclusion proofs, authenticated against Certificates (audit.go).
 	AuditReaders []string

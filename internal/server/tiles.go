@@ -46,6 +46,7 @@ func (s *Server) logRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET "+api.PathLogCheckpoint, s.logCheckpoint)
 	mux.HandleFunc("GET "+api.PathLog+"tile/entries/", s.auditReader(s.logTile(tiled, true)))
 	mux.HandleFunc("GET "+api.PathLog+"tile/", s.logTile(tiled, false))
+	s.shardRoutes(mux)
 }
 
 func (s *Server) logCheckpoint(w http.ResponseWriter, r *http.Request) {
@@ -63,36 +64,42 @@ func (s *Server) logCheckpoint(w http.ResponseWriter, r *http.Request) {
 // its own kind, so no path reaches a bundle past the readers' check.
 func (s *Server) logTile(l TiledLog, entries bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		t, err := audit.ParseTilePath(strings.TrimPrefix(r.URL.Path, api.PathLog))
-		if err == nil && t.Entries != entries {
-			err = errors.New("audit: not a hash tile path")
-		}
-		if err != nil {
-			writeError(w, http.StatusBadRequest, "invalid_request", err.Error())
-			return
-		}
-		var body []byte
-		if t.Entries {
-			body, err = l.EntryBundle(r.Context(), t)
-		} else {
-			body, err = l.Tile(r.Context(), t)
-		}
-		switch {
-		case errors.Is(err, audit.ErrTileNotFound):
-			writeError(w, http.StatusNotFound, "not_found", err.Error())
-			return
-		case errors.Is(err, audit.ErrBundleEntryTooLarge):
-			s.Log.ErrorContext(r.Context(), "audit: entry bundle not served", "path", r.URL.Path, "err", err)
-			writeError(w, http.StatusInternalServerError, "server_error", err.Error()+"; read the entries through "+api.PathAuditEntries)
-			return
-		case err != nil:
-			s.fail(w, r, err)
-			return
-		}
-		w.Header().Set("Content-Type", "application/octet-stream")
-		w.Header().Set("Cache-Control", tileCache(t))
-		w.Write(body)
+		s.serveTile(w, r, l, strings.TrimPrefix(r.URL.Path, api.PathLog), entries)
 	}
+}
+
+// serveTile serves the tile at path (relative to the log's prefix) of l:
+// an entry bundle if entries, else a hash tile.
+func (s *Server) serveTile(w http.ResponseWriter, r *http.Request, l TiledLog, path string, entries bool) {
+	t, err := audit.ParseTilePath(path)
+	if err == nil && t.Entries != entries {
+		err = errors.New("audit: not a hash tile path")
+	}
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "invalid_request", err.Error())
+		return
+	}
+	var body []byte
+	if t.Entries {
+		body, err = l.EntryBundle(r.Context(), t)
+	} else {
+		body, err = l.Tile(r.Context(), t)
+	}
+	switch {
+	case errors.Is(err, audit.ErrTileNotFound):
+		writeError(w, http.StatusNotFound, "not_found", err.Error())
+		return
+	case errors.Is(err, audit.ErrBundleEntryTooLarge):
+		s.Log.ErrorContext(r.Context(), "audit: entry bundle not served", "path", r.URL.Path, "err", err)
+		writeError(w, http.StatusInternalServerError, "server_error", err.Error()+"; read the entries through "+api.PathAuditEntries)
+		return
+	case err != nil:
+		s.fail(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Cache-Control", tileCache(t))
+	w.Write(body)
 }
 
 // tileCache is the Cache-Control of tile t.

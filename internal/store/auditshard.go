@@ -172,17 +172,22 @@ func (l ShardLog) AddCosignature(ctx context.Context, size uint64, witness strin
 	return l.rw.AddCosignature(ctx, l.Shard.Start+size, witness, line)
 }
 
+// UnshardedName names the implicit first shard of a log sharded after it
+// had entries: those entries, under the log's own origin. Shard names
+// (audit.ShardName) start with a digit, so it names no other.
+const UnshardedName = "unsharded"
+
 // Shards returns the shards of the audit log of st, by start, each with
 // its global end (0 for the current one). A log sharded after it had
 // entries has an implicit first shard: its entries from 0 under the base
-// origin, named "" (the unsharded log). No shard is a log not sharded.
+// origin, named UnshardedName. No shard is a log not sharded.
 func Shards(ctx context.Context, st AuditReader, base string) ([]AuditShard, []uint64, error) {
 	rows, err := st.AuditShards(ctx)
 	if err != nil || len(rows) == 0 {
 		return nil, nil, err
 	}
 	if rows[0].Start > 0 {
-		rows = append([]AuditShard{{Origin: base}}, rows...)
+		rows = append([]AuditShard{{Name: UnshardedName, Origin: base}}, rows...)
 	}
 	ends := make([]uint64, len(rows))
 	for i := range rows[:len(rows)-1] {
@@ -222,7 +227,7 @@ func StartShard(ctx context.Context, st Store, key crypto.Signer, base, name str
 		case len(shards) > 0:
 			prev = &shards[len(shards)-1]
 		case size > 0:
-			prev = &AuditShard{Origin: base}
+			prev = &AuditShard{Name: UnshardedName, Origin: base}
 		}
 		start, err := tx.StartAuditShard(ctx, name, origin, now)
 		if err != nil {

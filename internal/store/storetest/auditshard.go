@@ -184,9 +184,7 @@ func testShardRotationRace(t *testing.T, h *harness) {
 		if end == 0 {
 			end = size
 		}
-		if sh.Name == "" {
-			// The unsharded log before the first rotation.
-		} else {
+		if sh.Name != store.UnshardedName { // the log before the first rotation has no link
 			first, err := st.AuditEntries(ctx, sh.Start, sh.Start+1)
 			if err != nil {
 				t.Fatal(err)
