@@ -47,21 +47,22 @@ func ShardOrigin(base, name string) (string, error) {
 // final checkpoint, or a shard goes on after its seal.
 var ErrBrokenChain = errors.New("audit: broken shard chain")
 
+// UnshardedName names the implicit first shard of a log sharded after it
+// had entries: those entries, under the log's own origin. Shard names
+// (ShardName) start with a digit, so it names no other.
+const UnshardedName = "unsharded"
+
 // CheckLink checks that first, the first entry of the shard named name
 // with origin, links to prev: it is a ShardStarted for that name and
-// origin whose Previous is prev's origin, start and size, with a final
-// checkpoint signed by v under prev's origin that has exactly that size
-// and root. prev is nil for the first shard of a log sharded from its first
-// entry, which must link to nothing. It returns the link.
-func CheckLink(first []byte, name, origin string, prev *ShardSeal, v *Verifier) (ShardLink, error) {
-	e, err := Decode(first)
-	if err != nil {
-		return ShardLink{}, fmt.Errorf("%w: shard %s: first entry: %w", ErrBrokenChain, name, err)
+// origin whose Previous is prev's origin, start, size and root, with a
+// final checkpoint signed by v's key under prev's origin of exactly that
+// size and root. prev is nil for the first shard of a log sharded from
+// its first entry, which must link to nothing. It returns the link.
+func CheckLink(first Entry, name, origin string, prev *ShardSeal, v *Verifier) (ShardLink, error) {
+	if first.Kind != ShardStarted {
+		return ShardLink{}, fmt.Errorf("%w: shard %s: first entry is %s, not %s", ErrBrokenChain, name, first.Kind, ShardStarted)
 	}
-	if e.Kind != ShardStarted {
-		return ShardLink{}, fmt.Errorf("%w: shard %s: first entry is %s, not %s", ErrBrokenChain, name, e.Kind, ShardStarted)
-	}
-	p, err := e.Payload()
+	p, err := first.Payload()
 	if err != nil {
 		return ShardLink{}, fmt.Errorf("%w: shard %s: first entry: %w", ErrBrokenChain, name, err)
 	}
@@ -92,7 +93,7 @@ func CheckLink(first []byte, name, origin string, prev *ShardSeal, v *Verifier) 
 	case cp.Size != got.Size || !sameHash(cp.Hash, got.Root):
 		return link, fmt.Errorf("%w: shard %s: the link says %d entries with root %x, its checkpoint %d with root %x", ErrBrokenChain, name, got.Size, got.Root, cp.Size, cp.Hash)
 	case got.Size != prev.Size || !sameHash(got.Root, prev.Root):
-		return link, fmt.Errorf("%w: shard %s: seals %q at %d entries with root %x, but that shard has %d entries with root %x", ErrBrokenChain, name, prev.Origin, got.Size, got.Root, prev.Size, prev.Root)
+		return link, fmt.Errorf("%w: shard %s: seals %q at %d entries with root %x, but that shard has %d entries with root %x (truncated, or continued after its seal)", ErrBrokenChain, name, prev.Origin, got.Size, got.Root, prev.Size, prev.Root)
 	}
 	return link, nil
 }

@@ -172,10 +172,8 @@ func (l ShardLog) AddCosignature(ctx context.Context, size uint64, witness strin
 	return l.rw.AddCosignature(ctx, l.Shard.Start+size, witness, line)
 }
 
-// UnshardedName names the implicit first shard of a log sharded after it
-// had entries: those entries, under the log's own origin. Shard names
-// (audit.ShardName) start with a digit, so it names no other.
-const UnshardedName = "unsharded"
+// UnshardedName is audit.UnshardedName.
+const UnshardedName = audit.UnshardedName
 
 // Shards returns the shards of the audit log of st, by start, each with
 // its global end (0 for the current one). A log sharded after it had

@@ -49,7 +49,7 @@ func testAuditShards(t *testing.T, h *harness) {
 	}
 	root, _ := audit.RootHash(ctx, store.ShardStorage(st, store.AuditShard{Origin: shardBase}, 3), 3)
 	legacy := &audit.ShardSeal{Origin: shardBase, Size: 3, Root: root}
-	link, err := audit.CheckLink(first[0], "s1", s1.Origin, legacy, base.Verifier())
+	link, err := checkLink(t, first[0], "s1", s1.Origin, legacy, base.Verifier())
 	if err != nil || link.Previous.Checkpoint != string(stored) {
 		t.Fatalf("s1's link = %+v, %v; want the stored checkpoint of 3 %q", link, err, stored)
 	}
@@ -112,7 +112,7 @@ func testAuditShards(t *testing.T, h *harness) {
 		t.Fatal(err)
 	}
 	first, _ = st.AuditEntries(ctx, s2.Start, s2.Start+1)
-	if _, err := audit.CheckLink(first[0], "s2", s2.Origin, &audit.ShardSeal{Origin: s1.Origin, Start: 3, Size: s2.Start - 3, Root: r1}, base.Verifier()); err != nil {
+	if _, err := checkLink(t, first[0], "s2", s2.Origin, &audit.ShardSeal{Origin: s1.Origin, Start: 3, Size: s2.Start - 3, Root: r1}, base.Verifier()); err != nil {
 		t.Fatalf("s2's link: %v", err)
 	}
 	if err := sealed.PutCheckpoint(ctx, 10, []byte("x")); !errors.Is(err, store.ErrConflict) {
@@ -189,7 +189,7 @@ func testShardRotationRace(t *testing.T, h *harness) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := audit.CheckLink(first[0], sh.Name, sh.Origin, prev, v); err != nil {
+			if _, err := checkLink(t, first[0], sh.Name, sh.Origin, prev, v); err != nil {
 				t.Fatalf("shard %d: %v", i, err)
 			}
 		}
@@ -203,4 +203,14 @@ func testShardRotationRace(t *testing.T, h *harness) {
 		}
 		prev = &audit.ShardSeal{Origin: sh.Origin, Start: sh.Start, Size: end - sh.Start, Root: root}
 	}
+}
+
+// checkLink is audit.CheckLink of the encoded entry first.
+func checkLink(t *testing.T, first []byte, name, origin string, prev *audit.ShardSeal, v *audit.Verifier) (audit.ShardLink, error) {
+	t.Helper()
+	e, err := audit.Decode(first)
+	if err != nil {
+		t.Fatalf("shard %s: first entry: %v", name, err)
+	}
+	return audit.CheckLink(e, name, origin, prev, v)
 }
