@@ -51,6 +51,9 @@ func goldenEntries() map[string]audit.Entry {
 		"entry-key-created.json":         build(audit.KeyCreated, audit.Key{Label: "jwt.v1", KID: "kid", Alg: "ES256", Purpose: "jwt"}),
 		"entry-token-exchanged.json": build(audit.TokenExchanged, audit.Token{JTI: "j2", ParentJTI: "j1", Sub: "spiffe://sigil.test/workload/a",
 			Act: []string{"spiffe://sigil.test/workload/b"}, Aud: []string{"api"}, Scope: "read", Exp: t.Add(5 * time.Minute), CNF: "x5t"}),
+		"entry-log-shard.json": build(audit.ShardStarted, audit.ShardLink{Name: "2025-06-01T12Z", Origin: "sigil.test/sigil-audit/0011223344556677/2025-06-01T12Z",
+			Previous: &audit.ShardSeal{Origin: "sigil.test/sigil-audit/0011223344556677/2025-06-01T11Z", Start: 1000, Size: 42, Root: bytes.Repeat([]byte{7}, 32),
+				Checkpoint: "sigil.test/sigil-audit/0011223344556677/2025-06-01T11Z\n42\nBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=\n\n— sigil.test/sigil-audit/0011223344556677/2025-06-01T11Z AAAAAA==\n"}}),
 	}
 }
 
