@@ -1,10 +1,14 @@
 package client
 
 import (
+	"bytes"
+	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 
 	"github.com/sigil-dev/sigil/api"
@@ -18,6 +22,7 @@ import (
 // Workload). It is not safe for concurrent use.
 type TileSource struct {
 	server string
+	prefix string // a shard's api.PathLogShard+NAME+"/"; empty: api.PathLog
 	hc     *http.Client
 	size   uint64 // of the last checkpoint read: the widths of its bundles
 	last   bundle // the last bundle read, for reads that end inside it
@@ -52,6 +57,38 @@ func (w *Workload) TileSource(base string) *TileSource {
 	return &TileSource{server: strings.TrimSuffix(base, "/"), hc: w.HTTPClient()}
 }
 
+// Shard returns a reader of shard name of a log sharded by time (its
+// tiles under api.PathLogShard+name+"/"), over the same connection.
+func (s *TileSource) Shard(name string) *TileSource {
+	return &TileSource{server: s.server, prefix: api.PathLogShard + url.PathEscape(name) + "/", hc: s.hc}
+}
+
+// path is the path of the log's resource rel (C2SP tlog-tiles).
+func (s *TileSource) path(rel string) string { return cmp.Or(s.prefix, api.PathLog) + rel }
+
+// maxShards bounds the shard listing: some ten thousand shards.
+const maxShards = 8 << 20
+
+// Shards returns the chain of shards of a log sharded by time; a
+// ServerError of status 404 from a log that is not sharded.
+func (s *TileSource) Shards(ctx context.Context) ([]audit.ShardInfo, error) {
+	data, err := s.get(ctx, api.PathLogShards, maxShards)
+	if err != nil {
+		return nil, err
+	}
+	var list api.LogShards
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&list); err != nil {
+		return nil, fmt.Errorf("client: %s: %w", api.PathLogShards, err)
+	}
+	out := make([]audit.ShardInfo, len(list.Shards))
+	for i, sh := range list.Shards {
+		out[i] = audit.ShardInfo{Name: sh.Name, Origin: sh.Origin, Sealed: sh.Sealed}
+	}
+	return out, nil
+}
+
 // Served reports whether the server serves its log as tiles: false when
 // /log/checkpoint is not found (an older sigild).
 func (s *TileSource) Served(ctx context.Context) (bool, error) {
@@ -66,7 +103,7 @@ func (s *TileSource) Served(ctx context.Context) (bool, error) {
 // Checkpoint returns the latest signed checkpoint, and remembers its size
 // (unverified: only to choose the width of the last bundle).
 func (s *TileSource) Checkpoint(ctx context.Context) ([]byte, error) {
-	note, err := s.get(ctx, api.PathLogCheckpoint, audit.MaxCheckpointSize)
+	note, err := s.get(ctx, s.path("checkpoint"), audit.MaxCheckpointSize)
 	if err != nil {
 		return nil, err
 	}
@@ -110,7 +147,7 @@ func (s *TileSource) bundle(ctx context.Context, i, end uint64) ([][]byte, error
 	if s.last.tile == t {
 		return s.last.entries, nil
 	}
-	data, err := s.get(ctx, api.PathLog+t.Path(), maxBundle)
+	data, err := s.get(ctx, s.path(t.Path()), maxBundle)
 	if err != nil {
 		return nil, err
 	}

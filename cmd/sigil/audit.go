@@ -34,6 +34,7 @@ type auditVerifyCmd struct {
 	Wait     time.Duration `help:"With --server: first wait up to this long for a checkpoint that covers every entry the server holds (default: verify what is checkpointed now)."`
 	State    string        `help:"File keeping the last verified checkpoint, its tree's right edge and the evidence checker's context, so the next run reads only new entries (default: one per origin and key under the user's state directory)."`
 	Full     bool          `help:"Re-verify every entry from the first, not only those added since the state's checkpoint."`
+	Shard    string        `help:"With --dir: the export is of this shard of a log sharded by time (sigild audit archive), under origin ORIGIN/SHARD." env:"SIGIL_AUDIT_SHARD"`
 	TrustDom string        `name:"trust-domain" help:"Trust domain, for the default origin." env:"SIGIL_TRUST_DOMAIN" default:"sigil.test"`
 	witnessFlags
 }
@@ -58,12 +59,15 @@ func (c auditVerifyCmd) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	checker := attest.NewLogChecker(roots)
+	opts := audit.VerifyOptions{StatePath: state, OnEntry: checker.Entry, Context: checker, Full: c.Full}
+	if err := c.require(&opts); err != nil {
+		return err
+	}
+	ok := func() {
+		fmt.Printf("evidence re-verified offline: %d enrollments, %d renewals, %d refusals that revoked\nlog verified: OK\n", checker.Enrollments, checker.Renewals, checker.Refusals)
+	}
 	return c.withSource(ctx, func(src audit.Source) error {
-		checker := attest.NewLogChecker(roots)
-		opts := audit.VerifyOptions{StatePath: state, OnEntry: checker.Entry, Context: checker, Full: c.Full}
-		if err := c.require(&opts); err != nil {
-			return err
-		}
 		report, err := audit.Verify(ctx, src, v, opts)
 		if refused(err) {
 			return notReader(err) // no verdict on the log
@@ -75,9 +79,52 @@ func (c auditVerifyCmd) Run(ctx context.Context) error {
 		if err != nil {
 			return &exitError{code: 1, err: fmt.Errorf("audit log verification FAILED: %w", err)}
 		}
-		fmt.Printf("evidence re-verified offline: %d enrollments, %d renewals, %d refusals that revoked\nlog verified: OK\n", checker.Enrollments, checker.Renewals, checker.Refusals)
+		ok()
+		return nil
+	}, func(shards []audit.ShardInfo, tiles *client.TileSource) error {
+		copts, err := c.chainOptions(shards, v, opts)
+		if err != nil {
+			return err
+		}
+		open := func(name string) (audit.Source, error) { return tiles.Shard(name), nil }
+		rep, err := audit.VerifyChain(ctx, shards, open, v, copts)
+		if refused(err) {
+			return notReader(err)
+		}
+		for i, r := range rep.Shards {
+			fmt.Printf("shard %s:\n%s", shards[i].Name, r.String())
+		}
+		if errors.Is(err, audit.ErrKeyChanged) {
+			return keyChanged(v, state, err)
+		}
+		if err != nil {
+			return &exitError{code: 1, err: fmt.Errorf("audit log verification FAILED: %w", err)}
+		}
+		fmt.Printf("shard chain verified: %d shards, each linked to the previous one's final checkpoint\n", len(shards))
+		ok()
 		return nil
 	})
+}
+
+// chainOptions are opts for each shard of a sharded log: a state file per
+// shard's origin (by default under the user's state directory, as for a
+// log; with --state, FILE.NAME).
+func (c auditVerifyCmd) chainOptions(shards []audit.ShardInfo, v *audit.Verifier, opts audit.VerifyOptions) (audit.ChainOptions, error) {
+	paths := map[string]string{}
+	for _, sh := range shards {
+		sv, err := v.Renamed(sh.Origin)
+		if err != nil {
+			return audit.ChainOptions{}, err
+		}
+		path := c.State + "." + sh.Name
+		if c.State == "" {
+			if path, err = c.statePath(sv); err != nil {
+				return audit.ChainOptions{}, err
+			}
+		}
+		paths[sh.Origin] = path
+	}
+	return audit.ChainOptions{VerifyOptions: opts, StatePath: func(origin string) string { return paths[origin] }}, nil
 }
 
 // verifier is the log key of --key under --origin, by default the
@@ -93,14 +140,21 @@ func (c auditVerifyCmd) verifier(keyPEM []byte) (*audit.Verifier, error) {
 			return nil, err
 		}
 	}
+	if c.Shard != "" && c.Shard != audit.UnshardedName {
+		if origin, err = audit.ShardOrigin(origin, c.Shard); err != nil {
+			return nil, fmt.Errorf("--shard: %w", err)
+		}
+	}
 	return audit.NewVerifier(origin, pub)
 }
 
 // withSource calls fn with the log to verify: the export of --dir, the
 // server read as the --auditor workload, or anonymously (checkpoints
 // only, on a server that keeps entries to its readers). A server is read
-// as C2SP tlog-tiles if it serves them, else through its JSON API.
-func (c auditVerifyCmd) withSource(ctx context.Context, fn func(audit.Source) error) error {
+// as C2SP tlog-tiles if it serves them, else through its JSON API; a
+// server whose log is sharded by time (it lists /log/shards) goes to
+// chain, with the listing and the tiles reader.
+func (c auditVerifyCmd) withSource(ctx context.Context, fn func(audit.Source) error, chain func([]audit.ShardInfo, *client.TileSource) error) error {
 	var jsonAPI *client.AuditSource
 	var tiles *client.TileSource
 	switch {
@@ -129,6 +183,16 @@ func (c auditVerifyCmd) withSource(ctx context.Context, fn func(audit.Source) er
 		return err
 	}
 	if served, _ := tiles.Served(ctx); served {
+		shards, err := tiles.Shards(ctx)
+		var answer *client.ServerError
+		switch {
+		case errors.As(err, &answer) && answer.Status == http.StatusNotFound:
+		case err != nil:
+			return err
+		default:
+			fmt.Printf("reading the log as C2SP tlog-tiles, sharded by time: %d shards (/log/shards)\n", len(shards))
+			return chain(shards, tiles)
+		}
 		fmt.Println("reading the log as C2SP tlog-tiles (/log/)")
 		return fn(tiles)
 	}

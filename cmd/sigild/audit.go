@@ -5,9 +5,11 @@ import (
 	"crypto"
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 
 	"github.com/sigil-dev/sigil/audit"
 	"github.com/sigil-dev/sigil/internal/config"
@@ -20,6 +22,7 @@ type auditCmd struct {
 	Key        auditKeyCmd        `cmd:"" help:"Print the audit log's public key (PEM), to give auditors out of band."`
 	Export     auditExportCmd     `cmd:"" help:"Write the log's entries and checkpoints to a directory for offline audit."`
 	WitnessKey auditWitnessKeyCmd `cmd:"" name:"witness-key" help:"Print the log's origin and public key in the form a witness (C2SP tlog-witness, transparency-dev's omniwitness) is configured with."`
+	Archive    auditArchiveCmd    `cmd:"" help:"Write a sealed shard of a log sharded by time (audit.shard_period) to a directory, as an export that sigil audit verify --dir DIR --shard NAME verifies offline."`
 }
 
 type auditKeyCmd struct{}
@@ -80,15 +83,87 @@ func (c auditExportCmd) Run(ctx context.Context, cfg *config.Config) error {
 		return err
 	}
 	defer st.Close()
-	if err := audit.WriteExport(ctx, store.AuditStorage(st), c.Dir); err != nil {
+	var log audit.Storage = store.AuditStorage(st)
+	shards, ends, err := store.Shards(ctx, st, "")
+	if err != nil {
+		return err
+	}
+	if n := len(shards); n > 0 {
+		// A sharded log: its current shard (`sigild audit archive` the sealed ones).
+		log = store.ShardStorage(st, shards[n-1], ends[n-1])
+	}
+	if err := audit.WriteExport(ctx, log, c.Dir); err != nil {
 		return err
 	}
 	origin := "(no checkpoint yet)"
-	if note, err := st.LatestCheckpoint(ctx); err == nil && len(note) > 0 {
+	if note, err := log.LatestCheckpoint(ctx); err == nil && len(note) > 0 {
 		if cp, err := audit.PeekCheckpoint(note); err == nil {
 			origin = cp.Origin // for display: the auditor verifies it
 		}
 	}
 	fmt.Printf("exported the audit log of %s to %s\n", origin, c.Dir)
 	return nil
+}
+
+type auditArchiveCmd struct {
+	Shard string `required:"" help:"The sealed shard to archive, by name (GET /log/shards lists them)."`
+	Out   string `required:"" help:"Directory to write (created if missing)." type:"path"`
+}
+
+// Run exports a sealed shard: its entries, its checkpoints and its final
+// checkpoint, the one the next shard's first entry carries. It keeps the
+// shard in the store (dropping archived entries is not built).
+func (c auditArchiveCmd) Run(ctx context.Context, cfg *config.Config) error {
+	st, err := backend.Open(ctx, cfg.Store)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	shards, ends, err := store.Shards(ctx, st, "")
+	if err != nil {
+		return err
+	}
+	if len(shards) == 0 {
+		return errors.New("the audit log is not sharded (audit.shard_period): use sigild audit export")
+	}
+	i := slices.IndexFunc(shards, func(sh store.AuditShard) bool { return sh.Name == c.Shard })
+	switch {
+	case i < 0:
+		return fmt.Errorf("--shard %q: no such shard", c.Shard)
+	case ends[i] == 0:
+		return fmt.Errorf("--shard %q: the current shard is still open: only sealed shards are archived", c.Shard)
+	}
+	sh := shards[i]
+	if i == 0 && sh.Name == store.UnshardedName {
+		// The log's entries from before it was sharded, under its own
+		// origin: the next shard's link names it.
+		if sh.Origin, err = previousOrigin(ctx, st, ends[i]); err != nil {
+			return err
+		}
+	}
+	log := store.ShardStorage(st, sh, ends[i])
+	if err := audit.WriteExport(ctx, log, c.Out); err != nil {
+		return err
+	}
+	fmt.Printf("archived audit shard %s (%s, %d entries) to %s; verify it with: sigil audit verify --dir %s --shard %s\n",
+		sh.Name, sh.Origin, ends[i]-sh.Start, c.Out, c.Out, sh.Name)
+	return nil
+}
+
+// previousOrigin returns the origin of the shard that the shard starting
+// at start links to (its first entry, audit.ShardStarted).
+func previousOrigin(ctx context.Context, st store.Store, start uint64) (string, error) {
+	first, err := st.AuditEntries(ctx, start, start+1)
+	if err != nil {
+		return "", err
+	}
+	e, err := audit.Decode(first[0])
+	if err != nil {
+		return "", err
+	}
+	p, err := e.Payload()
+	if link, ok := p.(*audit.ShardLink); err == nil && ok && link.Previous != nil {
+		return link.Previous.Origin, nil
+	}
+	return "", fmt.Errorf("audit entry %d: not a shard link (%v)", start, err)
 }
