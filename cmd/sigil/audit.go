@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"go.step.sm/crypto/pemutil"
@@ -26,7 +28,7 @@ type auditCmd struct {
 type auditVerifyCmd struct {
 	Server   string        `help:"sigild URL (or use --dir)." env:"SIGIL_SERVER"`
 	CABundle string        `name:"ca-bundle" help:"PEM trust bundle for --server." env:"SIGIL_CA_BUNDLE"`
-	Dir      string        `help:"An export directory (sigild audit export); takes precedence over --server." type:"existingdir"`
+	Dir      []string      `help:"An export directory (sigild audit export); takes precedence over --server. Repeat it for the archived shards of a log sharded by time (sigild audit archive), oldest first, to verify them as one chain." type:"existingdir" sep:"none"`
 	Auditor  string        `help:"State directory (sigil enroll) of an identity listed in sigild's audit.readers: sigild serves entries only to those, over mTLS. With --server; default: the enrollment's server." env:"SIGIL_AUDITOR" type:"existingdir"`
 	Key      string        `help:"The log's public key, PEM, obtained out of band." env:"SIGIL_AUDIT_KEY" type:"existingfile" required:""`
 	Origin   string        `help:"The log's origin line; default TRUST_DOMAIN/sigil-audit/ID, ID derived from --key (what sigild init prints)." env:"SIGIL_AUDIT_ORIGIN"`
@@ -40,7 +42,7 @@ type auditVerifyCmd struct {
 }
 
 func (c auditVerifyCmd) Run(ctx context.Context) error {
-	if c.Server == "" && c.Dir == "" && c.Auditor == "" {
+	if c.Server == "" && len(c.Dir) == 0 && c.Auditor == "" {
 		return errors.New("give --auditor (and --server) or --dir")
 	}
 	keyPEM, err := os.ReadFile(c.Key)
@@ -77,6 +79,9 @@ func (c auditVerifyCmd) Run(ctx context.Context) error {
 			return keyChanged(v, state, err)
 		}
 		if err != nil {
+			if c.Shard != "" && c.Shard != audit.UnshardedName {
+				err = fmt.Errorf("%w (the renewals in a shard of devices enrolled in earlier shards verify only with those: give the archived shards in order, --dir OLDEST … --dir %s)", err, c.Dir[0])
+			}
 			return &exitError{code: 1, err: fmt.Errorf("audit log verification FAILED: %w", err)}
 		}
 		ok()
@@ -86,7 +91,12 @@ func (c auditVerifyCmd) Run(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		open := func(name string) (audit.Source, error) { return tiles.Shard(name), nil }
+		open := func(name string) (audit.Source, error) {
+			if tiles == nil {
+				return audit.DirSource(c.Dir[slices.IndexFunc(shards, func(sh audit.ShardInfo) bool { return sh.Name == name })]), nil
+			}
+			return tiles.Shard(name), nil
+		}
 		rep, err := audit.VerifyChain(ctx, shards, open, v, copts)
 		if refused(err) {
 			return notReader(err)
@@ -104,6 +114,41 @@ func (c auditVerifyCmd) Run(ctx context.Context) error {
 		ok()
 		return nil
 	})
+}
+
+// exportedShards lists the exports of --dir as the shards of the log of
+// --key, by the origin of each one's checkpoint (which VerifyChain then
+// verifies): the base origin for the unsharded log, else base/NAME. All
+// but the last are sealed.
+func (c auditVerifyCmd) exportedShards(ctx context.Context) ([]audit.ShardInfo, error) {
+	keyPEM, err := os.ReadFile(c.Key)
+	if err != nil {
+		return nil, err
+	}
+	v, err := c.verifier(keyPEM)
+	if err != nil {
+		return nil, err
+	}
+	var shards []audit.ShardInfo
+	for i, dir := range c.Dir {
+		note, err := audit.DirSource(dir).Checkpoint(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("--dir %s: %w", dir, err)
+		}
+		cp, err := audit.PeekCheckpoint(note)
+		if err != nil {
+			return nil, fmt.Errorf("--dir %s: %w", dir, err)
+		}
+		name, ok := strings.CutPrefix(cp.Origin, v.Name()+"/")
+		switch {
+		case cp.Origin == v.Name():
+			name = audit.UnshardedName
+		case !ok:
+			return nil, fmt.Errorf("--dir %s: an export of %s, not of a shard of %s", dir, cp.Origin, v.Name())
+		}
+		shards = append(shards, audit.ShardInfo{Name: name, Origin: cp.Origin, Sealed: i < len(c.Dir)-1})
+	}
+	return shards, nil
 }
 
 // chainOptions are opts for each shard of a sharded log: a state file per
@@ -158,8 +203,15 @@ func (c auditVerifyCmd) withSource(ctx context.Context, fn func(audit.Source) er
 	var jsonAPI *client.AuditSource
 	var tiles *client.TileSource
 	switch {
-	case c.Dir != "":
-		return fn(audit.DirSource(c.Dir))
+	case len(c.Dir) == 1:
+		return fn(audit.DirSource(c.Dir[0]))
+	case len(c.Dir) > 1:
+		shards, err := c.exportedShards(ctx)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("verifying %d exports as the shards of one log, in the order given\n", len(shards))
+		return chain(shards, nil)
 	case c.Auditor != "":
 		w, err := client.Open(ctx, c.Auditor)
 		if err != nil {

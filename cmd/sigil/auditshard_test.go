@@ -1,0 +1,100 @@
+package main_test
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sigil-dev/sigil/api"
+	"github.com/sigil-dev/sigil/internal/store"
+	"github.com/sigil-dev/sigil/testenv"
+)
+
+// A dev stack whose sigild is restarted with audit.shard_period 1s: the
+// log it had becomes the sealed "unsharded" shard, a new shard starts
+// every second, each linked to the previous one's final checkpoint; the
+// auditor follows the chain through the server (tiles per shard), again
+// incrementally, and a sealed shard archived with sigild audit archive
+// verifies offline from its export.
+func TestAuditShardChain(t *testing.T) {
+	t.Parallel()
+	s := startStack(t, "1")
+	s.auditor(t) // entries in the unsharded log
+	s.stopSigild(t)
+	config := filepath.Join(s.dir, "sigild.yaml")
+	yaml := strings.Replace(string(readFileT(t, config)), "audit:\n", "audit:\n  shard_period: 1s\n  short_shard_periods_for_tests: true\n", 1)
+	writeFile(t, config, yaml)
+	s.startSigild(t)
+	// A renewal in a shard of a device enrolled before sharding: the
+	// auditor re-verifies its evidence with what it learnt in earlier
+	// shards.
+	if out, code := s.run("sigil", "renew", "--state", s.auditor(t)); code != 0 {
+		t.Fatalf("renew: exit %d\n%s", code, out)
+	}
+
+	var list api.LogShards
+	getJSON(t, s, api.PathLogShards, &list)
+	renewed := len(list.Shards) // the renewal is in one of these
+	testenv.WaitFor(t, 30*time.Second, "two more shards", func() bool {
+		getJSON(t, s, api.PathLogShards, &list)
+		return len(list.Shards) >= max(3, renewed+1)
+	})
+	first := list.Shards[0]
+	if first.Name != store.UnshardedName || !first.Sealed || first.Start != 0 || first.Size == 0 || first.Checkpoint == "" {
+		t.Fatalf("first shard %+v: want the sealed unsharded log from 0", first)
+	}
+	for i, sh := range list.Shards[1:] {
+		prev := list.Shards[i]
+		if sh.Origin != first.Origin+"/"+sh.Name || sh.Start != prev.Start+prev.Size {
+			t.Fatalf("shard %d %+v after %+v: want origin %s/NAME, starting where the previous one ends", i+1, sh, prev, first.Origin)
+		}
+	}
+
+	home := t.TempDir()
+	s.env["XDG_STATE_HOME"] = home
+	verify := func() string {
+		t.Helper()
+		out, code := s.run("sigil", "audit", "verify", "--auditor", s.auditor(t), "--wait", "10s")
+		if code != 0 || !strings.Contains(out, "shard chain verified") || !strings.Contains(out, "log verified: OK") {
+			t.Fatalf("audit verify: exit %d\n%s", code, out)
+		}
+		return out
+	}
+	if out := verify(); !strings.Contains(out, "1 renewals") {
+		t.Fatalf("the renewal's evidence was not re-verified:\n%s", out)
+	}
+	if out := verify(); !strings.Contains(out, "(incremental: from") {
+		t.Fatalf("the second run is not incremental:\n%s", out)
+	}
+
+	// The sealed shards, archived, verify offline as one chain; the one
+	// with the renewal alone verifies but for the renewal of a device
+	// enrolled before it, and says what to give.
+	var exports []string
+	var args []string
+	for _, sh := range list.Shards[:len(list.Shards)-1] {
+		export := filepath.Join(t.TempDir(), sh.Name)
+		out, code := s.run("sigild", "--config", config, "audit", "archive", "--shard", sh.Name, "--out", export)
+		if code != 0 {
+			t.Fatalf("sigild audit archive --shard %s: exit %d\n%s", sh.Name, code, out)
+		}
+		exports, args = append(exports, export), append(args, "--dir", export)
+	}
+	out, code := s.run("sigil", append([]string{"audit", "verify", "--state", filepath.Join(t.TempDir(), "state")}, args...)...)
+	if code != 0 || !strings.Contains(out, fmt.Sprintf("shard chain verified: %d shards", len(exports))) || !strings.Contains(out, "1 renewals") {
+		t.Fatalf("verify the archived shards: exit %d\n%s", code, out)
+	}
+	for i, export := range exports[1:] {
+		sh := list.Shards[i+1]
+		out, code = s.run("sigil", "audit", "verify", "--dir", export, "--shard", sh.Name, "--state", filepath.Join(t.TempDir(), "state"))
+		if !strings.Contains(out, sh.Origin) || code != 0 && !strings.Contains(out, "--dir OLDEST") {
+			t.Fatalf("verify the archived shard %s alone: exit %d, want it verified, or its renewal refused with what to give\n%s", sh.Name, code, out)
+		}
+	}
+	out, code = s.run("sigild", "--config", config, "audit", "archive", "--shard", "2001-01-01T00Z", "--out", t.TempDir())
+	if code == 0 || !strings.Contains(out, "no such shard") {
+		t.Fatalf("archive of a shard that does not exist: exit %d\n%s", code, out)
+	}
+}
