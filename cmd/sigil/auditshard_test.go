@@ -93,6 +93,12 @@ func TestAuditShardChain(t *testing.T) {
 			t.Fatalf("verify the archived shard %s alone: exit %d, want it verified, or its renewal refused with what to give\n%s", sh.Name, code, out)
 		}
 	}
+	// A restart checks the database against the anchor, a checkpoint of
+	// the current shard, and goes on from the current shard.
+	s.stopSigild(t)
+	s.startSigild(t)
+	verify()
+
 	out, code = s.run("sigild", "--config", config, "audit", "archive", "--shard", "2001-01-01T00Z", "--out", t.TempDir())
 	if code == 0 || !strings.Contains(out, "no such shard") {
 		t.Fatalf("archive of a shard that does not exist: exit %d\n%s", code, out)
