@@ -212,24 +212,18 @@ func StartShard(ctx context.Context, st Store, key crypto.Signer, base, name str
 	}
 	var sh AuditShard
 	err = st.Tx(ctx, func(tx Tx) error {
+		start, err := tx.StartAuditShard(ctx, name, origin, now)
+		if err != nil {
+			return err
+		}
+		// Under the head's lock from here: what precedes start is final.
 		shards, _, err := Shards(ctx, tx, base)
 		if err != nil {
 			return err
 		}
-		size, err := tx.AuditSize(ctx)
-		if err != nil {
-			return err
-		}
-		var prev *AuditShard
-		switch {
-		case len(shards) > 0:
-			prev = &shards[len(shards)-1]
-		case size > 0:
-			prev = &AuditShard{Name: UnshardedName, Origin: base}
-		}
-		start, err := tx.StartAuditShard(ctx, name, origin, now)
-		if err != nil {
-			return err
+		var prev *AuditShard // the unsharded log's included (Shards)
+		if n := len(shards); n > 1 {
+			prev = &shards[n-2]
 		}
 		sh = AuditShard{Start: start, Name: name, Origin: origin, CreatedAt: now.UTC()}
 		link := audit.ShardLink{Name: name, Origin: origin}

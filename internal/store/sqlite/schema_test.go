@@ -222,7 +222,10 @@ func TestMigrateAuditHead(t *testing.T) {
 		{"shrink", `UPDATE audit_head SET size = 3`, "one entry at a time"},
 		{"skip", `UPDATE audit_head SET size = 8`, "one entry at a time"},
 		{"delete", `DELETE FROM audit_head`, "never deleted"},
-		{"second row", `INSERT INTO audit_head VALUES (2, 0)`, "CHECK constraint failed"},
+		{"second row", `INSERT INTO audit_head (id, size) VALUES (2, 0)`, "CHECK constraint failed"},
+		{"shard start off the head", `UPDATE audit_head SET shard_start = 2`, "a shard starts at the head"},
+		{"shard start with an entry", `UPDATE audit_head SET shard_start = size, size = size + 1`, "one entry at a time"},
+		{"shard row off the head", `INSERT INTO audit_shards VALUES (3, 'x', 'o/x', 0)`, "starts at the head"},
 		{"entry past the head", `INSERT INTO audit_entries VALUES (7, x'00', zeroblob(32), 0)`, "appended at the head"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
