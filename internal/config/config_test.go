@@ -169,7 +169,8 @@ func TestTokenIssuerDefault(t *testing.T) {
 	}
 }
 
-// TestWitnessesAndRetention: audit.witnesses and tokens.retention are
+// TestWitnessesAndRetention: audit.witnesses, audit.shard_period and
+// tokens.retention are
 // validated with errors naming the field.
 func TestWitnessesAndRetention(t *testing.T) {
 	_, key, err := note.GenerateKey(rand.Reader, "witness.test")
@@ -185,6 +186,11 @@ func TestWitnessesAndRetention(t *testing.T) {
 		{"twice", "audit:\n  witnesses:\n    - url: http://127.0.0.1:1\n      key: " + key + "\n    - url: http://127.0.0.1:2\n      key: " + key + "\n", "a second witness named"},
 		{"short retention", "tokens:\n  retention: 1m\n", "tokens.retention"},
 		{"keep forever", "tokens:\n  retention: 0s\n", ""},
+		{"shards", "audit:\n  shard_period: 24h\n", ""},
+		{"short shards", "audit:\n  shard_period: 10m\n", "audit.shard_period"},
+		{"fractional shards", "audit:\n  shard_period: 1500ms\n  short_shard_periods_for_tests: true\n", "audit.shard_period"},
+		{"test shards", "audit:\n  shard_period: 1s\n  short_shard_periods_for_tests: true\n", ""},
+		{"shards and witnesses", "audit:\n  shard_period: 24h\n  witnesses:\n    - url: http://127.0.0.1:1\n      key: " + key + "\n", "not both"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := config.Parse([]byte(valid + tc.yaml))
