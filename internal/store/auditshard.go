@@ -253,11 +253,13 @@ func seal(ctx context.Context, tx Tx, key crypto.Signer, prev AuditShard, end ui
 	if err != nil {
 		return nil, fmt.Errorf("seal shard %q: %w", prev.Origin, err)
 	}
-	note, err := view.LatestCheckpoint(ctx)
+	// The latest stored checkpoint (one read, not a list: the lock is
+	// held) is the shard's final one if the publisher signed it already.
+	note, err := tx.LatestCheckpoint(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if cp, perr := audit.PeekCheckpoint(note); note == nil || perr != nil || cp.Size != size {
+	if cp, perr := audit.PeekCheckpoint(note); note == nil || perr != nil || cp.Origin != prev.Origin || cp.Size != size {
 		signer, err := audit.NewSigner(prev.Origin, key)
 		if err != nil {
 			return nil, err
