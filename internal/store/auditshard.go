@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/sigil-dev/sigil/audit"
@@ -187,9 +188,16 @@ func Shards(ctx context.Context, st AuditReader, base string) ([]AuditShard, []u
 	if rows[0].Start > 0 {
 		rows = append([]AuditShard{{Name: UnshardedName, Origin: base}}, rows...)
 	}
+	archived, err := st.AuditArchived(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
 	ends := make([]uint64, len(rows))
 	for i := range rows[:len(rows)-1] {
 		ends[i] = rows[i+1].Start
+	}
+	for i := range rows {
+		rows[i].Archived = slices.Contains(archived, rows[i].Start)
 	}
 	return rows, ends, nil
 }

@@ -101,6 +101,11 @@ func (a Autocommit) StartAuditShard(ctx context.Context, name, origin string, at
 	return start, err
 }
 
+// ArchiveAuditShard is Tx.ArchiveAuditShard in a transaction of its own.
+func (a Autocommit) ArchiveAuditShard(ctx context.Context, start, end uint64, at time.Time) error {
+	return a.Run(ctx, func(tx Tx) error { return tx.ArchiveAuditShard(ctx, start, end, at) })
+}
+
 // AddCosignature is Tx.AddCosignature in a transaction of its own.
 func (a Autocommit) AddCosignature(ctx context.Context, size uint64, witness string, line []byte) error {
 	return a.Run(ctx, func(tx Tx) error { return tx.AddCosignature(ctx, size, witness, line) })

@@ -234,6 +234,9 @@ type AuditShard struct {
 	Name      string
 	Origin    string
 	CreatedAt time.Time
+	// Archived: its entries were deleted once exported (ArchiveAuditShard;
+	// set by Shards).
+	Archived bool
 }
 
 // MaxAuditRange is the most items one AuditEntries, AuditLeafHashes or

@@ -468,6 +468,9 @@ type AuditReader interface {
 	// [shard + start << level, shard + end << level). For shard 0 it is
 	// AuditNodeHashes. A node past the shard's entries is ErrNotFound.
 	AuditShardNodeHashes(ctx context.Context, shard uint64, level uint, start, end uint64) ([][]byte, error)
+	// AuditArchived lists the starts of the archived shards
+	// (ArchiveAuditShard), smallest first.
+	AuditArchived(ctx context.Context) ([]uint64, error)
 }
 
 // AuditWriter appends to the audit log and stores its checkpoints.
@@ -522,6 +525,15 @@ type AuditWriter interface {
 	// origin already used, or a shard already starting at M, is
 	// ErrConflict.
 	StartAuditShard(ctx context.Context, name, origin string, at time.Time) (start uint64, err error)
+
+	// ArchiveAuditShard deletes the entries [start, end) of the sealed
+	// shard starting at start and ending at end (the next shard's start),
+	// with their keys and the nodes of the shard's tree, and records the
+	// shard as archived; its row and checkpoints stay. Call it once its
+	// export is kept elsewhere. The schema refuses it for a shard not
+	// sealed, and refuses every other delete of the log. An archived
+	// shard is ErrConflict.
+	ArchiveAuditShard(ctx context.Context, start, end uint64, at time.Time) error
 }
 
 // CRL is a signed certificate revocation list that replicas share: one

@@ -330,3 +330,35 @@ func (w writer) StartAuditShard(ctx context.Context, name, origin string, at tim
 	}
 	return uint64(size), nil
 }
+
+func (r reader) AuditArchived(ctx context.Context) ([]uint64, error) {
+	rows, err := r.q.Query(ctx, `SELECT start FROM audit_archived ORDER BY start`)
+	if err != nil {
+		return nil, fmt.Errorf("store: list archived audit shards: %w", err)
+	}
+	starts, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (uint64, error) {
+		var start int64
+		err := row.Scan(&start)
+		return uint64(start), err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: list archived audit shards: %w", err)
+	}
+	return starts, nil
+}
+
+// ArchiveAuditShard records the archive first: the schema's triggers let
+// the deletes through only inside it.
+func (w writer) ArchiveAuditShard(ctx context.Context, start, end uint64, at time.Time) error {
+	what := fmt.Sprintf("store: archive audit shard [%d, %d)", start, end)
+	b := &pgx.Batch{}
+	b.Queue(`INSERT INTO audit_archived (start, end_idx, archived_at) VALUES ($1, $2, $3)`, int64(start), int64(end), micros(at))
+	b.Queue(`DELETE FROM audit_keys WHERE idx >= $1 AND idx < $2`, int64(start), int64(end))
+	b.Queue(`DELETE FROM audit_entries WHERE idx >= $1 AND idx < $2`, int64(start), int64(end))
+	b.Queue(`DELETE FROM audit_shard_nodes WHERE shard = $1`, int64(start))
+	b.Queue(`DELETE FROM audit_nodes WHERE $1::bigint = 0`, int64(start))
+	if err := w.batch(ctx, b); err != nil {
+		return fmt.Errorf("%s: %w", what, classify(err))
+	}
+	return nil
+}

@@ -282,3 +282,40 @@ func (w writer) StartAuditShard(ctx context.Context, name, origin string, at tim
 	}
 	return uint64(size), nil
 }
+
+func (r reader) AuditArchived(ctx context.Context) ([]uint64, error) {
+	rows, err := r.q.QueryContext(ctx, `SELECT start FROM audit_archived ORDER BY start`)
+	if err != nil {
+		return nil, fmt.Errorf("store: list archived audit shards: %w", err)
+	}
+	starts, err := scanAll(rows, func(s scanner) (uint64, error) {
+		var start int64
+		err := s.Scan(&start)
+		return uint64(start), err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: list archived audit shards: %w", err)
+	}
+	return starts, nil
+}
+
+// ArchiveAuditShard records the archive first: the schema's triggers let
+// the deletes through only inside it.
+func (w writer) ArchiveAuditShard(ctx context.Context, start, end uint64, at time.Time) error {
+	what := fmt.Sprintf("store: archive audit shard [%d, %d)", start, end)
+	for _, q := range []struct {
+		sql  string
+		args []any
+	}{
+		{`INSERT INTO audit_archived (start, end_idx, archived_at) VALUES (?, ?, ?)`, []any{int64(start), int64(end), micros(at)}},
+		{`DELETE FROM audit_keys WHERE idx >= ? AND idx < ?`, []any{int64(start), int64(end)}},
+		{`DELETE FROM audit_entries WHERE idx >= ? AND idx < ?`, []any{int64(start), int64(end)}},
+		{`DELETE FROM audit_shard_nodes WHERE shard = ?`, []any{int64(start)}},
+		{`DELETE FROM audit_nodes WHERE ? = 0`, []any{int64(start)}},
+	} {
+		if _, err := w.q.ExecContext(ctx, q.sql, q.args...); err != nil {
+			return fmt.Errorf("%s: %w", what, classify(err))
+		}
+	}
+	return nil
+}

@@ -226,6 +226,9 @@ func TestMigrateAuditHead(t *testing.T) {
 		{"shard start off the head", `UPDATE audit_head SET shard_start = 2`, "a shard starts at the head"},
 		{"shard start with an entry", `UPDATE audit_head SET shard_start = size, size = size + 1`, "one entry at a time"},
 		{"shard row off the head", `INSERT INTO audit_shards VALUES (3, 'x', 'o/x', 0)`, "starts at the head"},
+		{"delete an entry", `DELETE FROM audit_keys WHERE idx = 0; DELETE FROM audit_entries WHERE idx = 0`, "append-only"},
+		{"delete a key", `DELETE FROM audit_keys`, "append-only"},
+		{"archive the open log", `INSERT INTO audit_archived VALUES (0, 6, 0)`, "only a sealed audit shard"},
 		{"entry past the head", `INSERT INTO audit_entries VALUES (7, x'00', zeroblob(32), 0)`, "appended at the head"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

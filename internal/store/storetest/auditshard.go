@@ -130,6 +130,57 @@ func testAuditShards(t *testing.T, h *harness) {
 			t.Fatalf("stored a checkpoint of s1 of %d entries past its seal at %d", cp.Size, s2.Start-3)
 		}
 	}
+	testArchiveShards(t, st, s1.Start, s2.Start)
+}
+
+// testArchiveShards archives the sealed shards [0, s1) and [s1, s2) of
+// st: their entries, keys and nodes go, their rows and checkpoints stay;
+// the open shard, a range that is not one shard, and a shard archived
+// already are refused, and the open shard goes on.
+func testArchiveShards(t *testing.T, st store.Store, s1, s2 uint64) {
+	ctx := context.Background()
+	size, _ := st.AuditSize(ctx)
+	for _, bad := range [][2]uint64{{s2, size}, {0, s2}, {1, s1}, {s1, s2 - 1}} {
+		if err := st.ArchiveAuditShard(ctx, bad[0], bad[1], T0); err == nil {
+			t.Fatalf("archived [%d, %d), which is not one sealed shard", bad[0], bad[1])
+		}
+	}
+	if got, _ := st.AuditEntries(ctx, 0, size); len(got) != int(size) {
+		t.Fatalf("a refused archive deleted entries: %d left of %d", len(got), size)
+	}
+	for _, r := range [][2]uint64{{0, s1}, {s1, s2}} {
+		if err := st.ArchiveAuditShard(ctx, r[0], r[1], T0); err != nil {
+			t.Fatalf("archive [%d, %d): %v", r[0], r[1], err)
+		}
+	}
+	if err := st.ArchiveAuditShard(ctx, s1, s2, T0); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("archive again: %v, want ErrConflict", err)
+	}
+	if _, err := st.AuditEntries(ctx, s2-1, s2); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("an archived entry: %v, want ErrNotFound", err)
+	}
+	if _, err := st.AuditIndex(ctx, "jti:f-0"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("an archived entry's key: %v, want ErrNotFound", err)
+	}
+	if _, err := st.AuditShardNodeHashes(ctx, s1, 8, 0, 1); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("an archived shard's node: %v, want ErrNotFound", err)
+	}
+	shards, _, err := store.Shards(ctx, st, shardBase)
+	if err != nil || len(shards) != 3 || !shards[0].Archived || !shards[1].Archived || shards[2].Archived {
+		t.Fatalf("Shards after archiving = %+v, %v", shards, err)
+	}
+	if cs, _ := st.Checkpoints(ctx); len(cs) == 0 || cs[0].Size != s1 {
+		t.Fatalf("checkpoints after archiving: %+v; want the seals kept", cs)
+	}
+	es := AppendEntries(t, st, "after-archive", 2)
+	if es[1].Index != size+1 {
+		t.Fatalf("appends after archiving at %d, want %d", es[1].Index, size+1)
+	}
+	cur := store.ShardStorage(st, shards[2], 0)
+	signer, _ := audit.NewSigner(shards[2].Origin, newP256(t))
+	if err := newLog(t, cur, signer).Integrate(ctx); err != nil {
+		t.Fatalf("the open shard after archiving: %v", err)
+	}
 }
 
 // testShardRotationRace: writers on several handles append while

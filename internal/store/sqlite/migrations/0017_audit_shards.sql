@@ -55,3 +55,48 @@ BEGIN SELECT RAISE(ABORT, 'audit nodes are append-only'); END;
 
 CREATE TRIGGER audit_shard_nodes_no_delete BEFORE DELETE ON audit_shard_nodes
 BEGIN SELECT RAISE(ABORT, 'audit nodes are append-only'); END;
+
+-- Archived shards (sigild audit archive --drop): a sealed shard whose
+-- export an operator keeps elsewhere, its entries, keys and nodes deleted
+-- from the database; its row in audit_shards and its checkpoints stay, so
+-- the chain and the next shard's link still name it. Only a sealed shard
+-- is archived, and the append-only triggers let a delete through only
+-- inside an archived shard's range.
+CREATE TABLE audit_archived (
+    start       BIGINT  NOT NULL PRIMARY KEY CHECK (start >= 0),
+    end_idx     BIGINT  NOT NULL CHECK (end_idx > start),
+    archived_at INTEGER NOT NULL
+);
+
+CREATE TRIGGER audit_archived_sealed BEFORE INSERT ON audit_archived
+WHEN NOT EXISTS (SELECT 1 FROM audit_shards WHERE start = NEW.end_idx)
+  OR NOT (NEW.start = 0 OR EXISTS (SELECT 1 FROM audit_shards WHERE start = NEW.start))
+  OR EXISTS (SELECT 1 FROM audit_shards WHERE start > NEW.start AND start < NEW.end_idx)
+BEGIN SELECT RAISE(ABORT, 'only a sealed audit shard is archived'); END;
+
+CREATE TRIGGER audit_archived_no_update BEFORE UPDATE ON audit_archived
+BEGIN SELECT RAISE(ABORT, 'archived audit shards stay archived'); END;
+
+CREATE TRIGGER audit_archived_no_delete BEFORE DELETE ON audit_archived
+BEGIN SELECT RAISE(ABORT, 'archived audit shards stay archived'); END;
+
+DROP TRIGGER audit_entries_no_delete;
+CREATE TRIGGER audit_entries_no_delete BEFORE DELETE ON audit_entries
+WHEN NOT EXISTS (SELECT 1 FROM audit_archived WHERE OLD.idx >= start AND OLD.idx < end_idx)
+BEGIN SELECT RAISE(ABORT, 'audit entries are append-only'); END;
+
+DROP TRIGGER audit_keys_no_delete;
+CREATE TRIGGER audit_keys_no_delete BEFORE DELETE ON audit_keys
+WHEN NOT EXISTS (SELECT 1 FROM audit_archived WHERE OLD.idx >= start AND OLD.idx < end_idx)
+BEGIN SELECT RAISE(ABORT, 'audit keys are append-only'); END;
+
+-- audit_nodes are the tree of the shard at 0.
+DROP TRIGGER audit_nodes_no_delete;
+CREATE TRIGGER audit_nodes_no_delete BEFORE DELETE ON audit_nodes
+WHEN NOT EXISTS (SELECT 1 FROM audit_archived WHERE start = 0 AND ((OLD.idx + 1) << OLD.level) <= end_idx)
+BEGIN SELECT RAISE(ABORT, 'audit nodes are append-only'); END;
+
+DROP TRIGGER audit_shard_nodes_no_delete;
+CREATE TRIGGER audit_shard_nodes_no_delete BEFORE DELETE ON audit_shard_nodes
+WHEN NOT EXISTS (SELECT 1 FROM audit_archived WHERE start = OLD.shard)
+BEGIN SELECT RAISE(ABORT, 'audit nodes are append-only'); END;
