@@ -196,14 +196,17 @@ type LogShards struct {
 
 // LogShard is one shard of the log: its name (its path under
 // PathLogShard), origin, the global index of its first entry, its size
-// (of Checkpoint, its latest checkpoint: the final one once sealed), and
-// whether it is sealed (the next shard has started).
+// (of Checkpoint, its latest checkpoint: the final one once sealed),
+// whether it is sealed (the next shard has started), and whether it is
+// archived (its entries were deleted from the server once exported: its
+// tiles are no longer served; auditors verify its export).
 type LogShard struct {
 	Name       string `json:"name"`
 	Origin     string `json:"origin"`
 	Start      uint64 `json:"start"`
 	Size       uint64 `json:"size"`
 	Sealed     bool   `json:"sealed"`
+	Archived   bool   `json:"archived,omitempty"`
 	Checkpoint string `json:"checkpoint,omitempty"`
 }
 

@@ -15,6 +15,13 @@ type ShardInfo struct {
 	Name   string
 	Origin string
 	Sealed bool
+	// Archived: the server no longer holds its entries; VerifyChain takes
+	// it from the auditor's state, which must hold its final checkpoint
+	// (verify its export first).
+	Archived bool
+	// Checkpoint is its latest checkpoint as listed: the final one once
+	// sealed.
+	Checkpoint []byte
 }
 
 // ChainOptions tunes VerifyChain: VerifyOptions for each shard, but the
@@ -59,13 +66,29 @@ func VerifyChain(ctx context.Context, shards []ShardInfo, open func(name string)
 	var prev *ShardSeal
 	var start uint64
 	for i, sh := range shards {
-		src, err := open(sh.Name)
-		if err != nil {
-			return rep, fmt.Errorf("audit: shard %s: %w", sh.Name, err)
+		if prev != nil {
+			start = prev.Start + prev.Size
 		}
 		sv, err := v.Renamed(sh.Origin)
 		if err != nil {
 			return rep, err
+		}
+		if sh.Archived {
+			seal, err := archivedSeal(sh, sv, opts.StatePath, start)
+			if err != nil {
+				return rep, err
+			}
+			rep.Shards = append(rep.Shards, Report{Origin: sh.Origin, Size: seal.Size, Root: seal.Root,
+				HadState: true, PreviousSize: seal.Size, FirstBad: -1})
+			if err := keepSuccessor(opts.StatePath, prev, sh.Origin); err != nil {
+				return rep, err
+			}
+			prev = seal
+			continue
+		}
+		src, err := open(sh.Name)
+		if err != nil {
+			return rep, fmt.Errorf("audit: shard %s: %w", sh.Name, err)
 		}
 		o := opts.VerifyOptions
 		if opts.StatePath != nil {
@@ -77,17 +100,47 @@ func VerifyChain(ctx context.Context, shards []ShardInfo, open func(name string)
 		if err != nil {
 			return rep, fmt.Errorf("shard %s: %w", sh.Name, err)
 		}
-		if prev != nil {
-			if err := keepSuccessor(opts.StatePath, *prev, sh.Origin); err != nil {
-				return rep, err
-			}
-			start = prev.Start + prev.Size
+		if err := keepSuccessor(opts.StatePath, prev, sh.Origin); err != nil {
+			return rep, err
 		}
 		if i < len(shards)-1 || sh.Sealed {
 			prev = &ShardSeal{Origin: sh.Origin, Start: start, Size: r.Size, Root: r.Root}
 		}
 	}
 	return rep, nil
+}
+
+// archivedSeal returns the seal of archived shard sh, starting at start,
+// from the auditor's state of it, which must hold its final checkpoint:
+// its entries are no longer served, so only an auditor that verified them
+// (from the server before, or from the export) can go on past it.
+func archivedSeal(sh ShardInfo, v *Verifier, statePath func(string) string, start uint64) (*ShardSeal, error) {
+	verifyExport := fmt.Sprintf("verify its export first (sigil audit verify --dir EXPORT --shard %s), then the chain", sh.Name)
+	if !sh.Sealed {
+		return nil, fmt.Errorf("%w: shard %s is archived but not sealed", ErrBrokenChain, sh.Name)
+	}
+	path := ""
+	if statePath != nil {
+		path = statePath(sh.Origin)
+	}
+	if path == "" {
+		return nil, fmt.Errorf("audit: shard %s is archived (its entries are no longer served) and there is no state: %s", sh.Name, verifyExport)
+	}
+	st, err := loadState(path, v)
+	if err != nil {
+		return nil, err
+	}
+	if st == nil {
+		return nil, fmt.Errorf("audit: shard %s is archived (its entries are no longer served) and this auditor has not verified it: %s", sh.Name, verifyExport)
+	}
+	final, err := OpenCheckpoint(sh.Checkpoint, v)
+	if err != nil {
+		return nil, fmt.Errorf("%w: archived shard %s: its final checkpoint: %w", ErrBrokenChain, sh.Name, err)
+	}
+	if final.Size != st.cp.Size || !sameHash(final.Hash, st.cp.Hash) {
+		return nil, fmt.Errorf("audit: shard %s is archived, and this auditor verified %d of its entries, not its final %d: %s", sh.Name, st.cp.Size, final.Size, verifyExport)
+	}
+	return &ShardSeal{Origin: sh.Origin, Start: start, Size: st.cp.Size, Root: st.cp.Hash}, nil
 }
 
 // checkList checks the listing of shards against the base origin.
@@ -137,8 +190,8 @@ func linkChecker(sh ShardInfo, prev *ShardSeal, v *Verifier, next func(uint64, E
 // the runs that do not read next's first entry again (incremental): a
 // successor that changed is a split view (two shards claiming one
 // predecessor), a seal that changed a shard that went on after its seal.
-func keepSuccessor(statePath func(string) string, prev ShardSeal, next string) error {
-	if statePath == nil || statePath(prev.Origin) == "" {
+func keepSuccessor(statePath func(string) string, prev *ShardSeal, next string) error {
+	if prev == nil || statePath == nil || statePath(prev.Origin) == "" {
 		return nil
 	}
 	path := statePath(prev.Origin) + ".next"

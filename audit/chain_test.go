@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"errors"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -278,5 +279,36 @@ func TestVerifyChainSealedGrows(t *testing.T) {
 		if _, err := w.verify(t, d, w.list()); !errors.Is(err, audit.ErrBrokenChain) {
 			t.Fatalf("a sealed shard that grew: %v, want ErrBrokenChain", err)
 		}
+	}
+}
+
+// TestVerifyChainArchived: an archived shard is not served; an auditor
+// that verified it goes on from its state, one that did not is told to
+// verify the export first, and its final checkpoint must be what the
+// state holds.
+func TestVerifyChainArchived(t *testing.T) {
+	t.Parallel()
+	w := newChainWorld(t, 4)
+	w.rotate(t, "2026-12-06T00Z", nil)
+	w.grow(t, 2)
+	dir := t.TempDir()
+	if _, err := w.verify(t, dir, w.list()); err != nil {
+		t.Fatal(err)
+	}
+	archived := w.list()
+	archived[0].Archived = true
+	archived[0].Checkpoint, _ = w.shards[0].st.LatestCheckpoint(context.Background())
+	w.shards[0].st.edit(func([][]byte) [][]byte { return nil }) // its entries are gone
+	w.grow(t, 3)
+	if rep, err := w.verify(t, dir, archived); err != nil || rep.Shards[0].Size != 4 {
+		t.Fatalf("with the state of the archived shard: %+v, %v", rep, err)
+	}
+	if _, err := w.verify(t, t.TempDir(), archived); err == nil || !strings.Contains(err.Error(), "verify its export first") {
+		t.Fatalf("without a state of the archived shard: %v, want: verify its export first", err)
+	}
+	forged := slices.Clone(archived)
+	forged[0].Checkpoint, _ = newSigner(t, chainBase, w.key).Sign(audit.Checkpoint{Origin: chainBase, Size: 9, Hash: make([]byte, 32)})
+	if _, err := w.verify(t, dir, forged); err == nil || !strings.Contains(err.Error(), "not its final 9") {
+		t.Fatalf("an archived shard listed with another final checkpoint: %v", err)
 	}
 }

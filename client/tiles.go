@@ -84,7 +84,7 @@ func (s *TileSource) Shards(ctx context.Context) ([]audit.ShardInfo, error) {
 	}
 	out := make([]audit.ShardInfo, len(list.Shards))
 	for i, sh := range list.Shards {
-		out[i] = audit.ShardInfo{Name: sh.Name, Origin: sh.Origin, Sealed: sh.Sealed}
+		out[i] = audit.ShardInfo{Name: sh.Name, Origin: sh.Origin, Sealed: sh.Sealed, Archived: sh.Archived, Checkpoint: []byte(sh.Checkpoint)}
 	}
 	return out, nil
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/x509"
@@ -10,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"slices"
+	"time"
 
 	"github.com/sigil-dev/sigil/audit"
 	"github.com/sigil-dev/sigil/internal/config"
@@ -108,12 +110,13 @@ func (c auditExportCmd) Run(ctx context.Context, cfg *config.Config) error {
 type auditArchiveCmd struct {
 	Shard string `required:"" help:"The sealed shard to archive, by name (GET /log/shards lists them)."`
 	Out   string `required:"" help:"Directory to write (created if missing)." type:"path"`
+	Drop  bool   `help:"Then delete the shard's entries, keys and tree nodes from the database, once the export verifies against the shard's final checkpoint (its row and checkpoints stay; sigild no longer serves its tiles). Keep the export: it is the only copy."`
 }
 
 // Run exports a sealed shard: its entries, its checkpoints and its final
-// checkpoint, the one the next shard's first entry carries. It keeps the
-// shard in the store (dropping archived entries is not built).
-func (c auditArchiveCmd) Run(ctx context.Context, cfg *config.Config) error {
+// checkpoint, the one the next shard's first entry carries; with --drop,
+// verifies the export and deletes the shard's entries from the store.
+func (c auditArchiveCmd) Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	st, err := backend.Open(ctx, cfg.Store)
 	if err != nil {
 		return err
@@ -134,6 +137,9 @@ func (c auditArchiveCmd) Run(ctx context.Context, cfg *config.Config) error {
 		return fmt.Errorf("--shard %q: the current shard is still open: only sealed shards are archived", c.Shard)
 	}
 	sh := shards[i]
+	if sh.Archived {
+		return fmt.Errorf("--shard %q: archived already: its entries are no longer in the database", c.Shard)
+	}
 	if i == 0 && sh.Name == store.UnshardedName {
 		// The log's entries from before it was sharded, under its own
 		// origin: the next shard's link names it.
@@ -141,12 +147,22 @@ func (c auditArchiveCmd) Run(ctx context.Context, cfg *config.Config) error {
 			return err
 		}
 	}
-	log := store.ShardStorage(st, sh, ends[i])
-	if err := audit.WriteExport(ctx, log, c.Out); err != nil {
+	shard := store.ShardStorage(st, sh, ends[i])
+	if err := audit.WriteExport(ctx, shard, c.Out); err != nil {
 		return err
 	}
 	fmt.Printf("archived audit shard %s (%s, %d entries) to %s; verify it with: sigil audit verify --dir %s --shard %s\n",
 		sh.Name, sh.Origin, ends[i]-sh.Start, c.Out, c.Out, sh.Name)
+	if !c.Drop {
+		return nil
+	}
+	if err := verifyArchive(ctx, cfg, log, c.Out, shard); err != nil {
+		return err
+	}
+	if err := st.ArchiveAuditShard(ctx, sh.Start, ends[i], time.Now()); err != nil {
+		return err
+	}
+	fmt.Printf("deleted its %d entries from the database: the export is the only copy\n", ends[i]-sh.Start)
 	return nil
 }
 
@@ -166,4 +182,34 @@ func previousOrigin(ctx context.Context, st store.Store, start uint64) (string, 
 		return link.Previous.Origin, nil
 	}
 	return "", fmt.Errorf("audit entry %d: not a shard link (%v)", start, err)
+}
+
+// verifyArchive verifies the export in dir of the sealed shard with the
+// audit key, as an auditor would, and checks that it holds the shard's
+// final checkpoint: what --drop deletes must be in the export.
+func verifyArchive(ctx context.Context, cfg *config.Config, log *slog.Logger, dir string, shard store.ShardLog) error {
+	pub, err := auditPublicKey(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	final, err := shard.LatestCheckpoint(ctx)
+	if err != nil {
+		return err
+	}
+	cp, err := audit.PeekCheckpoint(final)
+	if err != nil {
+		return fmt.Errorf("shard %s: final checkpoint: %w", shard.Shard.Name, err)
+	}
+	v, err := audit.NewVerifier(cp.Origin, pub)
+	if err != nil {
+		return err
+	}
+	rep, err := audit.Verify(ctx, audit.DirSource(dir), v, audit.VerifyOptions{})
+	switch {
+	case err != nil:
+		return fmt.Errorf("the export does not verify, nothing deleted: %w", err)
+	case rep.Size != cp.Size || !bytes.Equal(rep.Root, cp.Hash) || shard.Shard.Start+rep.Size != shard.End:
+		return fmt.Errorf("the export holds %d entries with root %x, not the shard's final %d with root %x: nothing deleted", rep.Size, rep.Root, cp.Size, cp.Hash)
+	}
+	return nil
 }

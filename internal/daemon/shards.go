@@ -270,7 +270,9 @@ func (x *shardIndex) Shards(ctx context.Context) ([]api.LogShard, error) {
 			if err != nil {
 				return nil, err
 			}
-			out = append(out, s.info)
+			info := s.info
+			info.Archived = sh.Archived // archived since it was cached, perhaps
+			out = append(out, info)
 			continue
 		}
 		info := api.LogShard{Name: sh.Name, Origin: sh.Origin, Start: sh.Start}
@@ -294,6 +296,8 @@ func (x *shardIndex) Shard(ctx context.Context, name string) (server.ShardLog, e
 	for i, sh := range rows {
 		switch {
 		case sh.Name != name:
+		case sh.Archived:
+			return nil, fmt.Errorf("%w: %q is archived: its entries are no longer served, verify its export", server.ErrNoShard, name)
 		case ends[i] > 0:
 			s, err := x.sealedShard(ctx, sh, ends[i])
 			return s.log, err
@@ -315,24 +319,17 @@ func (x *shardIndex) sealedShard(ctx context.Context, sh store.AuditShard, end u
 	if ok {
 		return s, nil
 	}
-	first, err := x.d.store.AuditEntries(ctx, end, end+1)
-	if err != nil {
-		return sealedShard{}, err
-	}
-	e, err := audit.Decode(first[0])
-	if err != nil {
-		return sealedShard{}, err
-	}
-	p, err := e.Payload()
-	link, ok := p.(*audit.ShardLink)
-	if err != nil || !ok || link.Previous == nil || link.Previous.Origin != sh.Origin {
-		return sealedShard{}, fmt.Errorf("%w: the entry after shard %q is not its seal", audit.ErrTampered, sh.Name)
-	}
 	v, err := x.d.checkpoints.Renamed(sh.Origin)
 	if err != nil {
 		return sealedShard{}, err
 	}
-	note := []byte(link.Previous.Checkpoint)
+	note, err := store.ShardStorage(x.d.store, sh, end).LatestCheckpoint(ctx) // the seal, kept when archived
+	if err != nil {
+		return sealedShard{}, err
+	}
+	if cp, err := audit.OpenCheckpoint(note, v); err != nil || cp.Size != end-sh.Start {
+		return sealedShard{}, fmt.Errorf("%w: shard %q has no final checkpoint of its %d entries (%v)", audit.ErrTampered, sh.Name, end-sh.Start, err)
+	}
 	l, err := audit.NewSealed(store.ShardStorage(x.d.store, sh, end), note, v)
 	if err != nil {
 		return sealedShard{}, err
