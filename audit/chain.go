@@ -74,7 +74,7 @@ func VerifyChain(ctx context.Context, shards []ShardInfo, open func(name string)
 			return rep, err
 		}
 		if sh.Archived {
-			seal, err := archivedSeal(sh, sv, opts.StatePath, start)
+			seal, err := archivedSeal(sh, sv, opts.StatePath, start, opts.Context)
 			if err != nil {
 				return rep, err
 			}
@@ -114,7 +114,8 @@ func VerifyChain(ctx context.Context, shards []ShardInfo, open func(name string)
 // from the auditor's state of it, which must hold its final checkpoint:
 // its entries are no longer served, so only an auditor that verified them
 // (from the server before, or from the export) can go on past it.
-func archivedSeal(sh ShardInfo, v *Verifier, statePath func(string) string, start uint64) (*ShardSeal, error) {
+// The OnEntry checker's context goes on from the state's (c, if not nil).
+func archivedSeal(sh ShardInfo, v *Verifier, statePath func(string) string, start uint64, c Context) (*ShardSeal, error) {
 	verifyExport := fmt.Sprintf("verify its export first (sigil audit verify --dir EXPORT --shard %s), then the chain", sh.Name)
 	if !sh.Sealed {
 		return nil, fmt.Errorf("%w: shard %s is archived but not sealed", ErrBrokenChain, sh.Name)
@@ -139,6 +140,11 @@ func archivedSeal(sh ShardInfo, v *Verifier, statePath func(string) string, star
 	}
 	if final.Size != st.cp.Size || !sameHash(final.Hash, st.cp.Hash) {
 		return nil, fmt.Errorf("audit: shard %s is archived, and this auditor verified %d of its entries, not its final %d: %s", sh.Name, st.cp.Size, final.Size, verifyExport)
+	}
+	if c != nil && st.context != nil {
+		if err := c.UnmarshalBinary(st.context); err != nil {
+			return nil, fmt.Errorf("audit: shard %s: the state's checker context: %w", sh.Name, err)
+		}
 	}
 	return &ShardSeal{Origin: sh.Origin, Start: start, Size: st.cp.Size, Root: st.cp.Hash}, nil
 }

@@ -93,6 +93,31 @@ func TestAuditShardChain(t *testing.T) {
 			t.Fatalf("verify the archived shard %s alone: exit %d, want it verified, or its renewal refused with what to give\n%s", sh.Name, code, out)
 		}
 	}
+	// Dropped from the database once archived: the server lists it as
+	// archived; an auditor that verified it goes on past it, a new one
+	// verifies its export first.
+	dropped := filepath.Join(t.TempDir(), "dropped")
+	out, code = s.run("sigild", "--config", config, "audit", "archive", "--shard", store.UnshardedName, "--out", dropped, "--drop")
+	if code != 0 || !strings.Contains(out, "deleted its") {
+		t.Fatalf("sigild audit archive --drop: exit %d\n%s", code, out)
+	}
+	getJSON(t, s, api.PathLogShards, &list)
+	if !list.Shards[0].Archived || list.Shards[1].Archived {
+		t.Fatalf("after --drop: %+v", list.Shards[:2])
+	}
+	if out := verify(); !strings.Contains(out, "shard unsharded: archived") {
+		t.Fatalf("verify past the archived shard:\n%s", out)
+	}
+	s.env["XDG_STATE_HOME"] = t.TempDir()
+	out, code = s.run("sigil", "audit", "verify", "--auditor", s.auditor(t))
+	if code != 1 || !strings.Contains(out, "verify its export first") {
+		t.Fatalf("a new auditor past an archived shard: exit %d\n%s", code, out)
+	}
+	if out, code := s.run("sigil", "audit", "verify", "--dir", dropped, "--shard", store.UnshardedName); code != 0 {
+		t.Fatalf("verify the dropped shard's export: exit %d\n%s", code, out)
+	}
+	verify()
+
 	// A restart checks the database against the anchor, a checkpoint of
 	// the current shard, and goes on from the current shard.
 	s.stopSigild(t)
