@@ -1,4 +1,4 @@
--- The audit log sharded by time: SQLite's migration 0017 (see it for the
+-- The audit log sharded by time: SQLite's migration 0018 (see it for the
 -- design), with PostgreSQL's types and trigger functions.
 
 ALTER TABLE audit_head ADD COLUMN shard_start BIGINT NOT NULL DEFAULT 0 CHECK (shard_start >= 0);
@@ -39,7 +39,7 @@ CREATE TABLE audit_shard_nodes (
 CREATE TRIGGER audit_shard_nodes_no_update BEFORE UPDATE OR DELETE ON audit_shard_nodes
 FOR EACH ROW EXECUTE FUNCTION sigil_refuse('audit nodes are append-only');
 
--- Archived shards: see SQLite's migration 0017.
+-- Archived shards: see SQLite's migration 0018.
 CREATE TABLE audit_archived (
     start       BIGINT NOT NULL PRIMARY KEY CHECK (start >= 0),
     end_idx     BIGINT NOT NULL CHECK (end_idx > start),
