@@ -3,6 +3,7 @@ package signer
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -31,6 +32,7 @@ type Verifier struct {
 	external map[string]*issuer
 	o        *options
 	headers  token.HeaderCache[header]
+	sigs     *sigCache
 }
 
 // issuer is what the Verifier trusts of one issuer.
@@ -53,7 +55,7 @@ func NewVerifier(iss string, keys PublicKeys, opts ...Option) (*Verifier, error)
 	if iss == "" || keys == nil {
 		return nil, errors.New("signer: NewVerifier needs an issuer and its keys")
 	}
-	v := &Verifier{o: o, external: map[string]*issuer{}}
+	v := &Verifier{o: o, external: map[string]*issuer{}, sigs: newSigCache(maxCachedSignatures)}
 	v.ours = &issuer{name: iss, algs: ourAlgs, types: []string{string(token.AccessToken)}, lookup: ownKeys(keys)}
 	for _, e := range o.external {
 		if e.Issuer == iss || v.external[e.Issuer] != nil {
@@ -109,7 +111,7 @@ func (v *Verifier) check(ctx context.Context, tok, audience string, want token.T
 	if err != nil {
 		return nil, err
 	}
-	payload, err := iss.verifySignature(ctx, p)
+	payload, err := iss.verifySignature(ctx, p, v.sigs)
 	if err != nil {
 		return nil, err
 	}
@@ -127,11 +129,12 @@ func (v *Verifier) check(ctx context.Context, tok, audience string, want token.T
 type parsed struct {
 	header
 	iss       string
-	segment   string // the protected header as sent, base64url
-	cached    bool   // header came from v.headers
-	payload   []byte // decoded; trusted only once the signature verified
-	signature []byte // decoded
-	input     string // the signing input: header.payload as sent
+	segment   string            // the protected header as sent, base64url
+	cached    bool              // header came from v.headers
+	payload   []byte            // decoded; trusted only once the signature verified
+	signature []byte            // decoded
+	input     string            // the signing input: header.payload as sent
+	digest    [sha256.Size]byte // of the whole token as sent
 }
 
 // header is what the Verifier reads of a protected header.
@@ -157,7 +160,7 @@ func (v *Verifier) parse(token string) (*parsed, *TokenError) {
 		return nil, malformed("not base64url", nil)
 	}
 	i, j := strings.IndexByte(token, '.'), strings.LastIndexByte(token, '.')
-	p := &parsed{segment: token[:i], input: token[:j]}
+	p := &parsed{segment: token[:i], input: token[:j], digest: sha256.Sum256([]byte(token))}
 	var err error
 	for _, f := range []struct {
 		dst *[]byte
@@ -260,7 +263,10 @@ func (v *Verifier) issuerOf(p *parsed, want token.Type) (*issuer, *TokenError) {
 // verifySignature checks the signature with the issuer's key for the kid
 // (token.VerifySignature, the standard library's JWS algorithms; alg is
 // already on the issuer's allow-list) and returns the verified payload.
-func (iss *issuer) verifySignature(ctx context.Context, p *parsed) ([]byte, *TokenError) {
+// The key is resolved on every call; only the signature check itself is
+// skipped for a token whose signature verified before with that same key
+// (sigs).
+func (iss *issuer) verifySignature(ctx context.Context, p *parsed, sigs *sigCache) ([]byte, *TokenError) {
 	key, err := iss.lookup(ctx, p.kid)
 	if err != nil {
 		return nil, invalid("unknown key id", err)
@@ -268,9 +274,14 @@ func (iss *issuer) verifySignature(ctx context.Context, p *parsed) ([]byte, *Tok
 	if !key.Suits(p.alg) {
 		return nil, invalid("key does not match algorithm", nil)
 	}
+	v := verified{iss: iss.name, kid: p.kid, alg: p.alg, key: key.Key}
+	if sigs.hit(p.digest, v) {
+		return p.payload, nil
+	}
 	if err := token.VerifySignature(p.alg, key.Key, p.input, p.signature); err != nil {
 		return nil, invalid("bad signature", err)
 	}
+	sigs.add(p.digest, v)
 	return p.payload, nil
 }
 
