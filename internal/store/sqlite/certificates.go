@@ -35,11 +35,17 @@ func (r reader) Certificate(ctx context.Context, serial string) (store.Certifica
 	return c, nil
 }
 
+// certificateByThumbprint is CertificateByThumbprint's query. thumbprint
+// <> '' lets SQLite use the partial index certificates_thumbprint
+// (thumbprint = ? alone does not imply its WHERE, and would scan the table).
+const certificateByThumbprint = `SELECT ` + certificateColumns + ` FROM certificates
+	WHERE thumbprint = ? AND thumbprint <> ''`
+
 func (r reader) CertificateByThumbprint(ctx context.Context, x5tS256 string) (store.Certificate, error) {
 	if x5tS256 == "" {
 		return store.Certificate{}, fmt.Errorf("store: certificate by thumbprint: %w", store.ErrNotFound)
 	}
-	row := r.q.QueryRowContext(ctx, `SELECT `+certificateColumns+` FROM certificates WHERE thumbprint = ?`, x5tS256)
+	row := r.q.QueryRowContext(ctx, certificateByThumbprint, x5tS256)
 	c, err := scanCertificate(row)
 	if errors.Is(err, sql.ErrNoRows) {
 		return store.Certificate{}, fmt.Errorf("store: certificate by thumbprint %s: %w", x5tS256, store.ErrNotFound)
@@ -213,35 +219,6 @@ func (w writer) RevokeCertificate(ctx context.Context, serial, reason string, at
 		return store.Revoked{}, err
 	}
 	return revoked, nil
-}
-
-// holdCertificate locks the certificate t is bound to (its CNF) if it is
-// not revoked, as holdActiveDevice and holdParent do: a revocation that
-// updated the certificate first makes this match nothing
-// (ErrCertificateRevoked); one that comes after waits for this
-// transaction, and its next statement then finds t by its cnf. A CNF that
-// is no stored certificate's thumbprint holds nothing.
-func (w writer) holdCertificate(ctx context.Context, t store.Token) error {
-	res, err := w.q.ExecContext(ctx, `UPDATE certificates SET revoked_at = revoked_at
-		WHERE thumbprint = ? AND revoked_at IS NULL`, t.CNF)
-	if err != nil {
-		return fmt.Errorf("store: insert token %q: certificate %s: %w", t.JTI, t.CNF, err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return fmt.Errorf("store: insert token %q: certificate %s: %w", t.JTI, t.CNF, err)
-	}
-	if n == 1 {
-		return nil
-	}
-	c, err := reader(w).CertificateByThumbprint(ctx, t.CNF)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		return nil
-	case err != nil:
-		return fmt.Errorf("store: insert token %q: %w", t.JTI, err)
-	}
-	return fmt.Errorf("store: insert token %q: certificate %s: %w", t.JTI, c.Serial, store.ErrCertificateRevoked)
 }
 
 // backfillCertificateRevocations is the Go side of migration

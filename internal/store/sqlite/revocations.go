@@ -83,7 +83,7 @@ func (w writer) revokeIn(ctx context.Context, column string, values []string, re
 	var out []string
 	for chunk := range slices.Chunk(values, maxParentsPerStatement) {
 		args := inList(chunk)
-		jtis, err := w.revokeWhere(ctx, column+` IN (`+placeholders(len(args))+`)`, args, reason, at)
+		jtis, err := w.revokeWhere(ctx, inCond(column, len(args)), args, reason, at)
 		if err != nil {
 			return nil, err
 		}
@@ -98,9 +98,9 @@ func (w writer) revokeIn(ctx context.Context, column string, values []string, re
 // exchanged from those, and appends their events: the certificates' first,
 // by serial, then the tokens' in the order revokeBelow returns them.
 //
-// The certificates' UPDATE comes first and locks them, so a token that
-// InsertToken stored bound to one of them meanwhile (holding it, see
-// holdCertificate) is found by the tokens' statement that follows; and
+// SQLite runs one write transaction at a time, so a token that InsertToken
+// stored bound to one of them before is found by the tokens' statement that
+// follows, and one it stores after sees the certificate revoked; and
 // each level of the tokens' walk runs after the one above has revoked (and
 // locked) its parents, as in RevokeToken.
 func (w writer) revokeCertificatesWhere(ctx context.Context, cond string, args []any, reason string, at time.Time) (store.Revoked, error) {
@@ -151,15 +151,27 @@ func (w writer) revokeCertificatesWhere(ctx context.Context, cond string, args [
 // maxParentsPerStatement bounds the parameters of one level's UPDATE.
 const maxParentsPerStatement = 512
 
+// inCond is the condition that column is one of n values, none of them
+// empty. column <> '' lets SQLite use tokens_cnf, a partial index WHERE
+// cnf <> '' (IN alone does not imply it, and would scan the table).
+func inCond(column string, n int) string {
+	return column + ` IN (` + placeholders(n) + `) AND ` + column + ` <> ''`
+}
+
 // revokeWhere revokes the unrevoked tokens that match cond and returns
 // their jtis.
 func (w writer) revokeWhere(ctx context.Context, cond string, args []any, reason string, at time.Time) ([]string, error) {
-	rows, err := w.q.QueryContext(ctx, `UPDATE tokens SET revoked_at = ?, revocation_reason = ?
-		WHERE `+cond+` AND revoked_at IS NULL RETURNING jti`, append([]any{micros(at), reason}, args...)...)
+	rows, err := w.q.QueryContext(ctx, revokeTokensWhere(cond), append([]any{micros(at), reason}, args...)...)
 	if err != nil {
 		return nil, err
 	}
 	return scanAll(rows, func(s scanner) (v string, err error) { return v, s.Scan(&v) })
+}
+
+// revokeTokensWhere is the statement of revokeWhere.
+func revokeTokensWhere(cond string) string {
+	return `UPDATE tokens SET revoked_at = ?, revocation_reason = ?
+		WHERE ` + cond + ` AND revoked_at IS NULL RETURNING jti`
 }
 
 // placeholders returns n comma-separated "?".

@@ -248,12 +248,27 @@ func TestMigrateAuditHead(t *testing.T) {
 // certificates.
 func TestIdentityHoldersPlan(t *testing.T) {
 	_, path := openStore(t)
+	plan := queryPlan(t, path, identityHolders, "spiffe://sigil.test/workload/a", 0)
+	text := strings.Join(plan, "\n")
+	if !strings.Contains(text, "certificates_holders (spiffe_id=? AND ek_hash=? AND not_after>?)") {
+		t.Errorf("plan does not seek one device's live certificate in certificates_holders:\n%s", text)
+	}
+	for _, p := range plan {
+		if strings.HasPrefix(p, "SCAN") && strings.Contains(p, "certificates") || strings.Contains(p, "SCAN c ") {
+			t.Errorf("plan scans certificates: %q\n%s", p, text)
+		}
+	}
+}
+
+// queryPlan is SQLite's plan for query, one line per step.
+func queryPlan(t *testing.T, path, query string, args ...any) []string {
+	t.Helper()
 	db, err := sql.Open(driverName, path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	rows, err := db.Query(`EXPLAIN QUERY PLAN `+identityHolders, "spiffe://sigil.test/workload/a", 0)
+	rows, err := db.Query(`EXPLAIN QUERY PLAN `+query, args...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -270,13 +285,35 @@ func TestIdentityHoldersPlan(t *testing.T) {
 	if err := rows.Err(); err != nil {
 		t.Fatal(err)
 	}
-	text := strings.Join(plan, "\n")
-	if !strings.Contains(text, "certificates_holders (spiffe_id=? AND ek_hash=? AND not_after>?)") {
-		t.Errorf("plan does not seek one device's live certificate in certificates_holders:\n%s", text)
-	}
-	for _, p := range plan {
-		if strings.HasPrefix(p, "SCAN") && strings.Contains(p, "certificates") || strings.Contains(p, "SCAN c ") {
-			t.Errorf("plan scans certificates: %q\n%s", p, text)
-		}
+	return plan
+}
+
+// TestThumbprintPlans: the statements that find certificates and tokens by
+// thumbprint, on every exchange (InsertToken) and every certificate
+// revocation, seek the partial indexes certificates_thumbprint and
+// tokens_cnf instead of scanning their tables.
+func TestThumbprintPlans(t *testing.T) {
+	_, path := openStore(t)
+	for _, q := range []struct {
+		name, query, index string
+		args                []any
+	}{
+		{"CertificateByThumbprint", certificateByThumbprint, "certificates_thumbprint", []any{"x5t"}},
+		{"InsertToken", insertTokenBound, "certificates_thumbprint",
+			[]any{"j", "p", "s", "c", "[]", "[]", "", 1, 2, "x5t", "jwt", nil, "k"}},
+		{"revoke tokens by cnf", revokeTokensWhere(inCond("cnf", 2)), "tokens_cnf", []any{1, "r", "a", "b"}},
+	} {
+		t.Run(q.name, func(t *testing.T) {
+			plan := queryPlan(t, path, q.query, q.args...)
+			text := strings.Join(plan, "\n")
+			if !strings.Contains(text, q.index) {
+				t.Errorf("plan does not use %s:\n%s", q.index, text)
+			}
+			for _, p := range plan {
+				if strings.HasPrefix(p, "SCAN") && p != "SCAN CONSTANT ROW" {
+					t.Errorf("plan scans: %q\n%s", p, text)
+				}
+			}
+		})
 	}
 }

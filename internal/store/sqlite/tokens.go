@@ -97,57 +97,75 @@ func (r reader) TokenChildren(ctx context.Context, jti string) ([]store.Token, e
 	return ts, nil
 }
 
-// InsertToken first holds the certificate the token is bound to
-// (holdCertificate), then the parent: a conditional UPDATE that changes
-// nothing but matches only a live parent that expires no earlier than t,
-// so its row count says whether t may be exchanged from it, and the row
-// lock it takes, held until commit, orders it with a RevokeToken of the
-// parent on any database: a revocation that updated the parent first makes
-// this match nothing (ErrRevoked); one that comes after waits for this
-// transaction, and its cascade's next statement then finds t.
+// InsertToken is one statement: an INSERT … SELECT that inserts t only if
+// the certificate it is bound to (its CNF), if stored, is not revoked, and
+// its parent, if any, is live and expires no earlier than t. SQLite runs
+// one write transaction at a time (BEGIN IMMEDIATE takes the database's
+// write lock, across processes too), so nothing can revoke either between
+// that check and the insert: a RevokeToken or RevokeCertificate that
+// committed first makes this insert nothing, and one that comes after
+// finds t, by its cnf or its parent, in the tokens it revokes. Reading the
+// two rows costs less than locking them with an UPDATE, as the PostgreSQL
+// backend must, which would rewrite both rows and dirty their pages in
+// every exchange. When nothing is inserted, insertRefused says why.
 func (w writer) InsertToken(ctx context.Context, t store.Token) error {
 	if err := t.Check(); err != nil {
 		return fmt.Errorf("store: insert token %q: %w", t.JTI, err)
 	}
-	if t.CNF != "" { // the certificate first, as RevokeCertificate locks it before tokens
-		if err := w.holdCertificate(ctx, t); err != nil {
-			return err
-		}
-	}
-	if t.ParentJTI != "" {
-		if err := w.holdParent(ctx, t); err != nil {
-			return err
-		}
-	}
 	parent := sql.NullString{String: t.ParentJTI, Valid: t.ParentJTI != ""}
-	_, err := w.q.ExecContext(ctx, `INSERT INTO tokens (`+tokenColumns+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, '')`,
-		t.JTI, parent, t.Sub, t.ClientID, jsonList(t.Act), jsonList(t.Aud), t.Scope,
+	query := insertTokenUnbound
+	if t.CNF != "" {
+		query = insertTokenBound
+	}
+	res, err := w.q.ExecContext(ctx, query, t.JTI, parent, t.Sub, t.ClientID, jsonList(t.Act), jsonList(t.Aud), t.Scope,
 		micros(t.IssuedAt), micros(t.ExpiresAt), t.CNF, t.Kind, t.HandleHash, t.KID)
 	if err != nil {
 		return fmt.Errorf("store: insert token %q: %w", t.JTI, classify(err))
 	}
-	return nil
-}
-
-// holdParent locks t's parent if it is live and t does not outlive it.
-func (w writer) holdParent(ctx context.Context, t store.Token) error {
-	res, err := w.q.ExecContext(ctx, `UPDATE tokens SET revoked_at = revoked_at
-		WHERE jti = ? AND revoked_at IS NULL AND expires_at >= ?`, t.ParentJTI, micros(t.ExpiresAt))
-	if err != nil {
-		return fmt.Errorf("store: insert token %q: parent %q: %w", t.JTI, t.ParentJTI, err)
-	}
 	n, err := res.RowsAffected()
 	if err != nil {
-		return fmt.Errorf("store: insert token %q: parent %q: %w", t.JTI, t.ParentJTI, err)
+		return fmt.Errorf("store: insert token %q: %w", t.JTI, err)
 	}
 	if n == 1 {
 		return nil
 	}
+	return w.insertRefused(ctx, t)
+}
+
+// The statements of InsertToken: for a token bound to no certificate, and
+// for one bound to a certificate (whose thumbprint is ?10, the cnf). The
+// parent (?2) must be live and expire no earlier (?9).
+const (
+	insertTokenUnbound = `INSERT INTO tokens (` + tokenColumns + `)
+		SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, NULL, ''
+		WHERE (?2 IS NULL OR EXISTS (SELECT 1 FROM tokens
+			WHERE jti = ?2 AND revoked_at IS NULL AND expires_at >= ?9))`
+	insertTokenBound = insertTokenUnbound + `
+		AND NOT EXISTS (SELECT 1 FROM certificates
+			WHERE thumbprint = ?10 AND thumbprint <> '' AND revoked_at IS NOT NULL)`
+)
+
+// insertRefused says why InsertToken inserted nothing for t: its
+// certificate is revoked, or its parent is missing, revoked or expires
+// before it.
+func (w writer) insertRefused(ctx context.Context, t store.Token) error {
+	if t.CNF != "" {
+		c, err := reader(w).CertificateByThumbprint(ctx, t.CNF)
+		switch {
+		case err == nil && c.RevokedAt != nil:
+			return fmt.Errorf("store: insert token %q: certificate %s: %w", t.JTI, c.Serial, store.ErrCertificateRevoked)
+		case err != nil && !errors.Is(err, store.ErrNotFound):
+			return fmt.Errorf("store: insert token %q: %w", t.JTI, err)
+		}
+	}
+	if t.ParentJTI == "" {
+		return fmt.Errorf("store: insert token %q: nothing inserted, for no reason found", t.JTI)
+	}
 	return w.parentRefused(ctx, t)
 }
 
-// parentRefused says why InsertToken inserted nothing for t.
+// parentRefused says why InsertToken inserted nothing for t, whose
+// certificate is not revoked.
 func (w writer) parentRefused(ctx context.Context, t store.Token) error {
 	p, err := reader(w).Token(ctx, t.ParentJTI)
 	switch {
