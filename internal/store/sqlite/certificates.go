@@ -36,7 +36,7 @@ func (r reader) Certificate(ctx context.Context, serial string) (store.Certifica
 }
 
 // certificateByThumbprint is CertificateByThumbprint's query. thumbprint
-// <> '' lets SQLite use the partial index certificates_thumbprint
+// <> ” lets SQLite use the partial index certificates_thumbprint
 // (thumbprint = ? alone does not imply its WHERE, and would scan the table).
 const certificateByThumbprint = `SELECT ` + certificateColumns + ` FROM certificates
 	WHERE thumbprint = ? AND thumbprint <> ''`

@@ -296,7 +296,7 @@ func TestThumbprintPlans(t *testing.T) {
 	_, path := openStore(t)
 	for _, q := range []struct {
 		name, query, index string
-		args                []any
+		args               []any
 	}{
 		{"CertificateByThumbprint", certificateByThumbprint, "certificates_thumbprint", []any{"x5t"}},
 		{"InsertToken", insertTokenBound, "certificates_thumbprint",
