@@ -35,9 +35,10 @@ func (r reader) Certificate(ctx context.Context, serial string) (store.Certifica
 	return c, nil
 }
 
-// certificateByThumbprint is CertificateByThumbprint's query. thumbprint
-// <> ” lets SQLite use the partial index certificates_thumbprint
-// (thumbprint = ? alone does not imply its WHERE, and would scan the table).
+// certificateByThumbprint is CertificateByThumbprint's query. Saying that
+// the thumbprint is not empty lets SQLite use the partial index
+// certificates_thumbprint (thumbprint = ? alone does not imply its WHERE,
+// and would scan the table).
 const certificateByThumbprint = `SELECT ` + certificateColumns + ` FROM certificates
 	WHERE thumbprint = ? AND thumbprint <> ''`
 

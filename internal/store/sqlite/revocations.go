@@ -152,8 +152,9 @@ func (w writer) revokeCertificatesWhere(ctx context.Context, cond string, args [
 const maxParentsPerStatement = 512
 
 // inCond is the condition that column is one of n values, none of them
-// empty. column <> ” lets SQLite use tokens_cnf, a partial index WHERE
-// cnf <> ” (IN alone does not imply it, and would scan the table).
+// empty. Saying that it is not empty lets SQLite use tokens_cnf, a partial
+// index of the non-empty cnf (IN alone does not imply its WHERE, and would
+// scan the table).
 func inCond(column string, n int) string {
 	return column + ` IN (` + placeholders(n) + `) AND ` + column + ` <> ''`
 }
