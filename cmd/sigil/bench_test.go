@@ -94,6 +94,9 @@ var exchanges = func() int {
 //	of-floor-cpu                 floor-cpu-us/op over sigild-cpu-us/op:
 //	                             of-floor in CPU time, which the machine's
 //	                             other load disturbs less than rates
+//	sigild-rss-MB                sigild's peak resident set size (VmHWM;
+//	                             the largest replica's), read after the
+//	                             half-load run
 //
 // Other processes share the CPUs too: compare several runs on one machine.
 func BenchmarkExchange(b *testing.B) {
@@ -167,6 +170,29 @@ func benchmarkExchange(b *testing.B, s *stack) {
 	b.ReportMetric(us(pgCPU)/float64(exchanges), "postgres-cpu-us/op")
 	b.ReportMetric(us(floorCPU)/float64(exchanges), "floor-cpu-us/op")
 	b.ReportMetric(floorCPU.Seconds()/sigildCPU.Seconds(), "of-floor-cpu")
+	b.ReportMetric(peakRSS(b, sigilds)/(1<<20), "sigild-rss-MB")
+}
+
+// peakRSS is the largest peak resident set size (VmHWM) of processes pids,
+// in bytes: after the full-load run, that run's peak, unless starting up
+// took more.
+func peakRSS(b *testing.B, pids []int) float64 {
+	b.Helper()
+	var peak float64
+	for _, pid := range pids {
+		raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		if err != nil {
+			b.Fatal(err)
+		}
+		_, rest, ok := strings.Cut(string(raw), "\nVmHWM:")
+		line, _, _ := strings.Cut(rest, "\n")
+		kB, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(line), " kB"), 64)
+		if !ok || err != nil {
+			b.Fatalf("/proc/%d/status: no VmHWM in kB: %q", pid, line)
+		}
+		peak = max(peak, kB*1024)
+	}
+	return peak
 }
 
 // sigildPIDs are the stack's sigild processes: one, or every replica's.
