@@ -2,9 +2,14 @@ package sqlite
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
+
+	"github.com/sigil-dev/sigil/internal/store"
+	"github.com/sigil-dev/sigil/internal/store/storetest"
 )
 
 // BenchmarkTokenTx measures what a token exchange writes: one Tx that
@@ -50,5 +55,63 @@ func BenchmarkExchangeReads(b *testing.B) {
 		}
 		_, err := st.Token(ctx, "subject")
 		return err
+	})
+}
+
+// BenchmarkTokenTxGrown is BenchmarkTokenTx from 16 goroutines on a store
+// that has issued grownTokens tokens already, each with an audit entry of
+// an exchange's size, with random jtis as the token service makes them:
+// what an exchange's transaction costs once the tables outgrow SQLite's
+// page cache, and with it the random inserts into the jti, cnf and audit
+// key indexes. The setup takes about half a minute; the tokens inserted are
+// bound to a stored certificate, as an exchange's are.
+func BenchmarkTokenTxGrown(b *testing.B) {
+	ctx := context.Background()
+	st := openPath(b, filepath.Join(b.TempDir(), "sigil.db"))
+	d := testDevice("grown")
+	ch, e := testChallenge("grown", d), testEvidence("grown", d)
+	if err := st.CreateChallenge(ctx, ch); err != nil {
+		b.Fatal(err)
+	}
+	c := testCertificate("grown", d, e)
+	if err := completeEnrollment(ctx, st, ch.ID, d, e, c, nil); err != nil {
+		b.Fatal(err)
+	}
+	insertTokens(b, st, testToken("subject", ""))
+	pad := strings.Repeat("x", 700) // an exchange's audit entry is about 800 bytes
+	token := func() (store.Token, store.AuditEntry) {
+		jti := rand.Text()[:22]
+		t := testToken(jti, "subject")
+		t.CNF = c.Thumbprint()
+		entry := storetest.Entry(jti+pad, "jti:"+jti)
+		return t, entry
+	}
+	const grownTokens, perTx = 50_000, 500
+	for range grownTokens / perTx {
+		err := st.Tx(ctx, func(tx store.Tx) error {
+			for range perTx {
+				t, entry := token()
+				if err := tx.InsertToken(ctx, t); err != nil {
+					return err
+				}
+				if _, err := tx.AppendAudit(ctx, entry); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	driveTx(b, 16, func(int64) error {
+		t, entry := token()
+		return st.Tx(ctx, func(tx store.Tx) error {
+			if err := tx.InsertToken(ctx, t); err != nil {
+				return err
+			}
+			_, err := tx.AppendAudit(ctx, entry)
+			return err
+		})
 	})
 }
