@@ -299,8 +299,7 @@ func TestThumbprintPlans(t *testing.T) {
 		args               []any
 	}{
 		{"CertificateByThumbprint", certificateByThumbprint, "certificates_thumbprint", []any{"x5t"}},
-		{"InsertToken", insertTokenBound, "certificates_thumbprint",
-			[]any{"j", "p", "s", "c", "[]", "[]", "", 1, 2, "x5t", "jwt", nil, "k"}},
+		{"InsertToken", insertableBound, "certificates_thumbprint", []any{"x5t", "p", 2}},
 		{"revoke tokens by cnf", revokeTokensWhere(inCond("cnf", 2)), "tokens_cnf", []any{1, "r", "a", "b"}},
 	} {
 		t.Run(q.name, func(t *testing.T) {

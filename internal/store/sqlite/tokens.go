@@ -97,71 +97,76 @@ func (r reader) TokenChildren(ctx context.Context, jti string) ([]store.Token, e
 	return ts, nil
 }
 
-// InsertToken is one statement: an INSERT … SELECT that inserts t only if
-// the certificate it is bound to (its CNF), if stored, is not revoked, and
-// its parent, if any, is live and expires no earlier than t. SQLite runs
-// one write transaction at a time (BEGIN IMMEDIATE takes the database's
-// write lock, across processes too), so nothing can revoke either between
-// that check and the insert: a RevokeToken or RevokeCertificate that
-// committed first makes this insert nothing, and one that comes after
-// finds t, by its cnf or its parent, in the tokens it revokes. Reading the
-// two rows costs less than locking them with an UPDATE, as the PostgreSQL
-// backend must, which would rewrite both rows and dirty their pages in
-// every exchange. When nothing is inserted, insertRefused says why.
+// InsertToken checks, then inserts: the certificate t is bound to (its
+// CNF), if stored, must not be revoked, and its parent, if any, must be
+// live and expire no earlier than t. SQLite runs one write transaction at
+// a time (BEGIN IMMEDIATE takes the database's write lock, across
+// processes too), so nothing can revoke either between the check and the
+// insert: a RevokeToken or RevokeCertificate that committed first fails
+// the check, and one that comes after finds t, by its cnf or its parent,
+// in the tokens it revokes. Reading the two rows in one statement costs
+// less than locking them with UPDATEs, as the PostgreSQL backend must,
+// which would rewrite both rows and dirty their pages in every exchange.
+// (The check is a statement of its own: an INSERT … SELECT reading tokens
+// would copy its row through a temporary table.)
 func (w writer) InsertToken(ctx context.Context, t store.Token) error {
 	if err := t.Check(); err != nil {
 		return fmt.Errorf("store: insert token %q: %w", t.JTI, err)
 	}
-	parent := sql.NullString{String: t.ParentJTI, Valid: t.ParentJTI != ""}
-	query := insertTokenUnbound
-	if t.CNF != "" {
-		query = insertTokenBound
+	if err := w.insertable(ctx, t); err != nil {
+		return err
 	}
-	res, err := w.q.ExecContext(ctx, query, t.JTI, parent, t.Sub, t.ClientID, jsonList(t.Act), jsonList(t.Aud), t.Scope,
+	parent := sql.NullString{String: t.ParentJTI, Valid: t.ParentJTI != ""}
+	_, err := w.q.ExecContext(ctx, `INSERT INTO tokens (`+tokenColumns+`)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, '')`,
+		t.JTI, parent, t.Sub, t.ClientID, jsonList(t.Act), jsonList(t.Aud), t.Scope,
 		micros(t.IssuedAt), micros(t.ExpiresAt), t.CNF, t.Kind, t.HandleHash, t.KID)
 	if err != nil {
 		return fmt.Errorf("store: insert token %q: %w", t.JTI, classify(err))
 	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return fmt.Errorf("store: insert token %q: %w", t.JTI, err)
-	}
-	if n == 1 {
-		return nil
-	}
-	return w.insertRefused(ctx, t)
+	return nil
 }
 
-// The statements of InsertToken: for a token bound to no certificate, and
-// for one bound to a certificate (whose thumbprint is ?10, the cnf). The
-// parent (?2) must be live and expire no earlier (?9).
-const (
-	insertTokenUnbound = `INSERT INTO tokens (` + tokenColumns + `)
-		SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, NULL, ''
-		WHERE (?2 IS NULL OR EXISTS (SELECT 1 FROM tokens
-			WHERE jti = ?2 AND revoked_at IS NULL AND expires_at >= ?9))`
-	insertTokenBound = insertTokenUnbound + `
-		AND NOT EXISTS (SELECT 1 FROM certificates
-			WHERE thumbprint = ?10 AND thumbprint <> '' AND revoked_at IS NOT NULL)`
-)
+// insertableBound is InsertToken's check for a token bound to a
+// certificate: whether that certificate (thumbprint ?1) is stored and
+// revoked, and whether the parent (?2, NULL for none) is live and expires
+// no earlier than ?3.
+const insertableBound = `SELECT
+	EXISTS (SELECT 1 FROM certificates WHERE thumbprint = ?1 AND thumbprint <> '' AND revoked_at IS NOT NULL),
+	?2 IS NULL OR EXISTS (SELECT 1 FROM tokens WHERE jti = ?2 AND revoked_at IS NULL AND expires_at >= ?3)`
 
-// insertRefused says why InsertToken inserted nothing for t: its
-// certificate is revoked, or its parent is missing, revoked or expires
-// before it.
-func (w writer) insertRefused(ctx context.Context, t store.Token) error {
-	if t.CNF != "" {
+// insertable checks, in one statement, that t's certificate is not
+// revoked and that its parent is live and outlives it, and says which
+// failed.
+func (w writer) insertable(ctx context.Context, t store.Token) error {
+	var revoked, parentOK bool
+	switch {
+	case t.CNF != "":
+		parent := sql.NullString{String: t.ParentJTI, Valid: t.ParentJTI != ""}
+		err := w.q.QueryRowContext(ctx, insertableBound, t.CNF, parent, micros(t.ExpiresAt)).Scan(&revoked, &parentOK)
+		if err != nil {
+			return fmt.Errorf("store: insert token %q: check certificate and parent: %w", t.JTI, err)
+		}
+	case t.ParentJTI != "": // bound to no certificate: before migration 0008
+		err := w.q.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM tokens
+			WHERE jti = ? AND revoked_at IS NULL AND expires_at >= ?)`, t.ParentJTI, micros(t.ExpiresAt)).Scan(&parentOK)
+		if err != nil {
+			return fmt.Errorf("store: insert token %q: check parent: %w", t.JTI, err)
+		}
+	default:
+		return nil
+	}
+	if revoked {
 		c, err := reader(w).CertificateByThumbprint(ctx, t.CNF)
-		switch {
-		case err == nil && c.RevokedAt != nil:
-			return fmt.Errorf("store: insert token %q: certificate %s: %w", t.JTI, c.Serial, store.ErrCertificateRevoked)
-		case err != nil && !errors.Is(err, store.ErrNotFound):
+		if err != nil {
 			return fmt.Errorf("store: insert token %q: %w", t.JTI, err)
 		}
+		return fmt.Errorf("store: insert token %q: certificate %s: %w", t.JTI, c.Serial, store.ErrCertificateRevoked)
 	}
-	if t.ParentJTI == "" {
-		return fmt.Errorf("store: insert token %q: nothing inserted, for no reason found", t.JTI)
+	if !parentOK {
+		return w.parentRefused(ctx, t)
 	}
-	return w.parentRefused(ctx, t)
+	return nil
 }
 
 // parentRefused says why InsertToken inserted nothing for t, whose
