@@ -3,8 +3,11 @@ package signer
 import (
 	"crypto"
 	"crypto/sha256"
+	"slices"
 
 	lru "github.com/hashicorp/golang-lru/v2"
+
+	"github.com/sigil-dev/sigil/token"
 )
 
 // maxCachedSignatures bounds a Verifier's cache of verified signatures: the
@@ -29,10 +32,31 @@ type sigCache struct {
 }
 
 // verified is what a signature verified with: its issuer, kid, algorithm
-// and key.
+// and key; and for an external issuer's token, once decoded, its claims.
+// Those depend only on the token's bytes and the issuer's configuration,
+// and hold only strings, times and string slices (no act, cnf or
+// transaction context), so a copy (externalCopy) shares nothing with the
+// caller's.
 type verified struct {
 	iss, kid, alg string
 	key           crypto.PublicKey
+	claims        *token.Claims
+}
+
+// claimsCopy is a copy of the cached claims, nil if none.
+func (v verified) claimsCopy() *token.Claims {
+	if v.claims == nil {
+		return nil
+	}
+	return externalCopy(v.claims)
+}
+
+// externalCopy copies the claims of an external issuer's token: the
+// struct and its two slices.
+func externalCopy(c *token.Claims) *token.Claims {
+	cp := *c
+	cp.Audience, cp.Scope = slices.Clone(c.Audience), slices.Clone(c.Scope)
+	return &cp
 }
 
 func newSigCache(size int) *sigCache {
@@ -43,15 +67,18 @@ func newSigCache(size int) *sigCache {
 	return &sigCache{c: c}
 }
 
-// hit reports whether the token with digest d verified before under the
-// same issuer, kid and algorithm, with a key equal to key.
-func (s *sigCache) hit(d [sha256.Size]byte, want verified) bool {
+// get returns what the token with digest d verified with, if it verified
+// before under the same issuer, kid and algorithm as want, with a key
+// equal to want's.
+func (s *sigCache) get(d [sha256.Size]byte, want verified) (verified, bool) {
 	v, ok := s.c.Get(d)
 	if !ok || v.iss != want.iss || v.kid != want.kid || v.alg != want.alg {
-		return false
+		return verified{}, false
 	}
-	k, ok := v.key.(interface{ Equal(crypto.PublicKey) bool })
-	return ok && k.Equal(want.key)
+	if k, ok := v.key.(interface{ Equal(crypto.PublicKey) bool }); !ok || !k.Equal(want.key) {
+		return verified{}, false
+	}
+	return v, true
 }
 
 // add records that the token with digest d verified with v.

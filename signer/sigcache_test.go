@@ -121,3 +121,40 @@ func TestSignatureCacheBounded(t *testing.T) {
 		t.Fatalf("%d signatures cached, want %d", size(), bound)
 	}
 }
+
+// TestSignatureCacheExternalClaims: an external token's claims, cached with
+// its signature, come back as a copy the caller may change, and are still
+// checked for expiry and audience on every call.
+func TestSignatureCacheExternalClaims(t *testing.T) {
+	t.Parallel()
+	p := newIdP(t, t0)
+	var offset atomic.Int64
+	now := func() time.Time { return t0.Add(time.Duration(offset.Load())) }
+	v, err := signer.NewVerifier(issuer, staticKeys{}, signer.WithClock(now), signer.WithExternalIssuers(p.issuer()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	size := signer.SetSignatureCacheSize(v, 16)
+	tok := p.token(nil, nil)
+	first, err := v.Verify(t.Context(), tok, callerA.ID)
+	if err != nil {
+		t.Fatalf("Verify: %v", err)
+	}
+	first.Scope[0], first.Audience[0], first.Subject = "admin", callerB.ID, "mallory@example.com"
+	second, err := v.Verify(t.Context(), tok, callerA.ID)
+	switch {
+	case err != nil:
+		t.Fatalf("Verify again: %v", err)
+	case size() != 1:
+		t.Fatalf("%d signatures cached, want 1", size())
+	case second.Subject != "alice@example.com" || second.Scope[0] != "read" || second.Audience[0] != callerA.ID:
+		t.Fatalf("the second call saw the first caller's changes: %+v", second)
+	}
+	if _, err := v.Verify(t.Context(), tok, callerB.ID); err == nil {
+		t.Fatal("cached external token accepted for another audience")
+	}
+	offset.Store(int64(time.Hour))
+	if _, err := v.Verify(t.Context(), tok, callerA.ID); err == nil || !strings.Contains(err.Error(), "expired") {
+		t.Fatalf("cached external token past its expiry: %v, want expired", err)
+	}
+}

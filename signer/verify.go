@@ -111,16 +111,22 @@ func (v *Verifier) check(ctx context.Context, tok, audience string, want token.T
 	if err != nil {
 		return nil, err
 	}
-	payload, err := iss.verifySignature(ctx, p, v.sigs)
+	known, err := iss.verifySignature(ctx, p, v.sigs)
 	if err != nil {
 		return nil, err
 	}
 	if !p.cached {
 		v.headers.Put(p.segment, p.header)
 	}
-	c, err := iss.claims(payload, want)
-	if err != nil {
-		return nil, err
+	c := known.claimsCopy()
+	if c == nil {
+		if c, err = iss.claims(p.payload, want); err != nil {
+			return nil, err
+		}
+		if iss.ext != nil { // an external token's claims are plain values: see verified
+			known.claims = externalCopy(c)
+			v.sigs.add(p.digest, known)
+		}
 	}
 	return c, v.validate(c, audience, iss)
 }
@@ -262,27 +268,28 @@ func (v *Verifier) issuerOf(p *parsed, want token.Type) (*issuer, *TokenError) {
 
 // verifySignature checks the signature with the issuer's key for the kid
 // (token.VerifySignature, the standard library's JWS algorithms; alg is
-// already on the issuer's allow-list) and returns the verified payload.
+// already on the issuer's allow-list) and returns what it verified with.
 // The key is resolved on every call; only the signature check itself is
 // skipped for a token whose signature verified before with that same key
-// (sigs).
-func (iss *issuer) verifySignature(ctx context.Context, p *parsed, sigs *sigCache) ([]byte, *TokenError) {
+// (sigs), and then what is returned holds the token's claims if they were
+// cached with it.
+func (iss *issuer) verifySignature(ctx context.Context, p *parsed, sigs *sigCache) (verified, *TokenError) {
 	key, err := iss.lookup(ctx, p.kid)
 	if err != nil {
-		return nil, invalid("unknown key id", err)
+		return verified{}, invalid("unknown key id", err)
 	}
 	if !key.Suits(p.alg) {
-		return nil, invalid("key does not match algorithm", nil)
+		return verified{}, invalid("key does not match algorithm", nil)
 	}
 	v := verified{iss: iss.name, kid: p.kid, alg: p.alg, key: key.Key}
-	if sigs.hit(p.digest, v) {
-		return p.payload, nil
+	if known, ok := sigs.get(p.digest, v); ok {
+		return known, nil
 	}
 	if err := token.VerifySignature(p.alg, key.Key, p.input, p.signature); err != nil {
-		return nil, invalid("bad signature", err)
+		return verified{}, invalid("bad signature", err)
 	}
 	sigs.add(p.digest, v)
-	return p.payload, nil
+	return v, nil
 }
 
 // claims decodes a verified payload.
