@@ -222,6 +222,40 @@ func (w writer) RevokeCertificate(ctx context.Context, serial, reason string, at
 	return revoked, nil
 }
 
+// holdCertificate locks the certificate t is bound to (its CNF) if it is
+// not revoked, as holdActiveDevice and holdParent do: a revocation that
+// updated the certificate first makes this match nothing
+// (ErrCertificateRevoked); one that comes after waits for this
+// transaction, and its next statement then finds t by its cnf. A CNF that
+// is no stored certificate's thumbprint holds nothing.
+// holdCertificateQuery is holdCertificate's statement. Saying that the
+// thumbprint is not empty lets SQLite use certificates_thumbprint, as in
+// certificateByThumbprint.
+const holdCertificateQuery = `UPDATE certificates SET revoked_at = revoked_at
+	WHERE thumbprint = ? AND thumbprint <> '' AND revoked_at IS NULL`
+
+func (w writer) holdCertificate(ctx context.Context, t store.Token) error {
+	res, err := w.q.ExecContext(ctx, holdCertificateQuery, t.CNF)
+	if err != nil {
+		return fmt.Errorf("store: insert token %q: certificate %s: %w", t.JTI, t.CNF, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return fmt.Errorf("store: insert token %q: certificate %s: %w", t.JTI, t.CNF, err)
+	}
+	if n == 1 {
+		return nil
+	}
+	c, err := reader(w).CertificateByThumbprint(ctx, t.CNF)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil
+	case err != nil:
+		return fmt.Errorf("store: insert token %q: %w", t.JTI, err)
+	}
+	return fmt.Errorf("store: insert token %q: certificate %s: %w", t.JTI, c.Serial, store.ErrCertificateRevoked)
+}
+
 // backfillCertificateRevocations is the Go side of migration
 // 0008_certificate_revocations: it stores the thumbprint of every
 // certificate stored before it (SQL has no SHA-256 here), then appends a

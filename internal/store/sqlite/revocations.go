@@ -98,9 +98,9 @@ func (w writer) revokeIn(ctx context.Context, column string, values []string, re
 // exchanged from those, and appends their events: the certificates' first,
 // by serial, then the tokens' in the order revokeBelow returns them.
 //
-// SQLite runs one write transaction at a time, so a token that InsertToken
-// stored bound to one of them before is found by the tokens' statement that
-// follows, and one it stores after sees the certificate revoked; and
+// The certificates' UPDATE comes first and locks them, so a token that
+// InsertToken stored bound to one of them meanwhile (holding it, see
+// holdCertificate) is found by the tokens' statement that follows; and
 // each level of the tokens' walk runs after the one above has revoked (and
 // locked) its parents, as in RevokeToken.
 func (w writer) revokeCertificatesWhere(ctx context.Context, cond string, args []any, reason string, at time.Time) (store.Revoked, error) {

@@ -289,7 +289,7 @@ func queryPlan(t *testing.T, path, query string, args ...any) []string {
 }
 
 // TestThumbprintPlans: the statements that find certificates and tokens by
-// thumbprint, on every exchange (InsertToken) and every certificate
+// thumbprint, on every exchange (InsertToken's hold) and every certificate
 // revocation, seek the partial indexes certificates_thumbprint and
 // tokens_cnf instead of scanning their tables.
 func TestThumbprintPlans(t *testing.T) {
@@ -299,7 +299,7 @@ func TestThumbprintPlans(t *testing.T) {
 		args               []any
 	}{
 		{"CertificateByThumbprint", certificateByThumbprint, "certificates_thumbprint", []any{"x5t"}},
-		{"InsertToken", insertableBound, "certificates_thumbprint", []any{"x5t", "p", 2}},
+		{"InsertToken's hold of the certificate", holdCertificateQuery, "certificates_thumbprint", []any{"x5t"}},
 		{"revoke tokens by cnf", revokeTokensWhere(inCond("cnf", 2)), "tokens_cnf", []any{1, "r", "a", "b"}},
 	} {
 		t.Run(q.name, func(t *testing.T) {

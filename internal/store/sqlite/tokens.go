@@ -97,24 +97,27 @@ func (r reader) TokenChildren(ctx context.Context, jti string) ([]store.Token, e
 	return ts, nil
 }
 
-// InsertToken checks, then inserts: the certificate t is bound to (its
-// CNF), if stored, must not be revoked, and its parent, if any, must be
-// live and expire no earlier than t. SQLite runs one write transaction at
-// a time (BEGIN IMMEDIATE takes the database's write lock, across
-// processes too), so nothing can revoke either between the check and the
-// insert: a RevokeToken or RevokeCertificate that committed first fails
-// the check, and one that comes after finds t, by its cnf or its parent,
-// in the tokens it revokes. Reading the two rows in one statement costs
-// less than locking them with UPDATEs, as the PostgreSQL backend must,
-// which would rewrite both rows and dirty their pages in every exchange.
-// (The check is a statement of its own: an INSERT … SELECT reading tokens
-// would copy its row through a temporary table.)
+// InsertToken first holds the certificate the token is bound to
+// (holdCertificate), then the parent: a conditional UPDATE that changes
+// nothing but matches only a live parent that expires no earlier than t,
+// so its row count says whether t may be exchanged from it, and the row
+// lock it takes, held until commit, orders it with a RevokeToken of the
+// parent on any database: a revocation that updated the parent first makes
+// this match nothing (ErrRevoked); one that comes after waits for this
+// transaction, and its cascade's next statement then finds t.
 func (w writer) InsertToken(ctx context.Context, t store.Token) error {
 	if err := t.Check(); err != nil {
 		return fmt.Errorf("store: insert token %q: %w", t.JTI, err)
 	}
-	if err := w.insertable(ctx, t); err != nil {
-		return err
+	if t.CNF != "" { // the certificate first, as RevokeCertificate locks it before tokens
+		if err := w.holdCertificate(ctx, t); err != nil {
+			return err
+		}
+	}
+	if t.ParentJTI != "" {
+		if err := w.holdParent(ctx, t); err != nil {
+			return err
+		}
 	}
 	parent := sql.NullString{String: t.ParentJTI, Valid: t.ParentJTI != ""}
 	_, err := w.q.ExecContext(ctx, `INSERT INTO tokens (`+tokenColumns+`)
@@ -127,50 +130,24 @@ func (w writer) InsertToken(ctx context.Context, t store.Token) error {
 	return nil
 }
 
-// insertableBound is InsertToken's check for a token bound to a
-// certificate: whether that certificate (thumbprint ?1) is stored and
-// revoked, and whether the parent (?2, NULL for none) is live and expires
-// no earlier than ?3.
-const insertableBound = `SELECT
-	EXISTS (SELECT 1 FROM certificates WHERE thumbprint = ?1 AND thumbprint <> '' AND revoked_at IS NOT NULL),
-	?2 IS NULL OR EXISTS (SELECT 1 FROM tokens WHERE jti = ?2 AND revoked_at IS NULL AND expires_at >= ?3)`
-
-// insertable checks, in one statement, that t's certificate is not
-// revoked and that its parent is live and outlives it, and says which
-// failed.
-func (w writer) insertable(ctx context.Context, t store.Token) error {
-	var revoked, parentOK bool
-	switch {
-	case t.CNF != "":
-		parent := sql.NullString{String: t.ParentJTI, Valid: t.ParentJTI != ""}
-		err := w.q.QueryRowContext(ctx, insertableBound, t.CNF, parent, micros(t.ExpiresAt)).Scan(&revoked, &parentOK)
-		if err != nil {
-			return fmt.Errorf("store: insert token %q: check certificate and parent: %w", t.JTI, err)
-		}
-	case t.ParentJTI != "": // bound to no certificate: before migration 0008
-		err := w.q.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM tokens
-			WHERE jti = ? AND revoked_at IS NULL AND expires_at >= ?)`, t.ParentJTI, micros(t.ExpiresAt)).Scan(&parentOK)
-		if err != nil {
-			return fmt.Errorf("store: insert token %q: check parent: %w", t.JTI, err)
-		}
-	default:
+// holdParent locks t's parent if it is live and t does not outlive it.
+func (w writer) holdParent(ctx context.Context, t store.Token) error {
+	res, err := w.q.ExecContext(ctx, `UPDATE tokens SET revoked_at = revoked_at
+		WHERE jti = ? AND revoked_at IS NULL AND expires_at >= ?`, t.ParentJTI, micros(t.ExpiresAt))
+	if err != nil {
+		return fmt.Errorf("store: insert token %q: parent %q: %w", t.JTI, t.ParentJTI, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return fmt.Errorf("store: insert token %q: parent %q: %w", t.JTI, t.ParentJTI, err)
+	}
+	if n == 1 {
 		return nil
 	}
-	if revoked {
-		c, err := reader(w).CertificateByThumbprint(ctx, t.CNF)
-		if err != nil {
-			return fmt.Errorf("store: insert token %q: %w", t.JTI, err)
-		}
-		return fmt.Errorf("store: insert token %q: certificate %s: %w", t.JTI, c.Serial, store.ErrCertificateRevoked)
-	}
-	if !parentOK {
-		return w.parentRefused(ctx, t)
-	}
-	return nil
+	return w.parentRefused(ctx, t)
 }
 
-// parentRefused says why InsertToken inserted nothing for t, whose
-// certificate is not revoked.
+// parentRefused says why InsertToken inserted nothing for t.
 func (w writer) parentRefused(ctx context.Context, t store.Token) error {
 	p, err := reader(w).Token(ctx, t.ParentJTI)
 	switch {
