@@ -83,9 +83,26 @@ func (r reader) CurrentDeviceCertificates(ctx context.Context, ekHash string, at
 	return cs, nil
 }
 
+// deviceIdentities skips through the index certificates_identities one
+// identity at a time (the recursive part seeks the next spiffe_id after the
+// last, by ORDER BY ... LIMIT 1: SQLite answers min() with a WHERE by
+// reading every matching entry), then keeps those with a live certificate,
+// found by one seek on not_after: its cost grows with the identities the
+// device held, not with the certificates it renewed.
+const deviceIdentities = `WITH RECURSIVE ids(id) AS (
+		SELECT (SELECT spiffe_id FROM certificates WHERE ek_hash = ?1 AND revoked_at IS NULL
+			ORDER BY spiffe_id LIMIT 1)
+		UNION ALL
+		SELECT (SELECT spiffe_id FROM certificates WHERE ek_hash = ?1 AND revoked_at IS NULL AND spiffe_id > ids.id
+			ORDER BY spiffe_id LIMIT 1)
+		FROM ids WHERE ids.id IS NOT NULL
+	)
+	SELECT ids.id FROM ids WHERE ids.id IS NOT NULL AND EXISTS (SELECT 1 FROM certificates c
+		WHERE c.ek_hash = ?1 AND c.spiffe_id = ids.id AND c.revoked_at IS NULL AND c.not_after > ?2)
+	ORDER BY ids.id`
+
 func (r reader) DeviceIdentities(ctx context.Context, ekHash string, at time.Time) ([]string, error) {
-	rows, err := r.q.QueryContext(ctx, `SELECT DISTINCT spiffe_id FROM certificates
-		WHERE ek_hash = ? AND revoked_at IS NULL AND not_after > ? ORDER BY spiffe_id`, ekHash, micros(at))
+	rows, err := r.q.QueryContext(ctx, deviceIdentities, ekHash, micros(at))
 	if err != nil {
 		return nil, fmt.Errorf("store: identities of device %s: %w", ekHash, err)
 	}
@@ -101,14 +118,17 @@ func (r reader) DeviceIdentities(ctx context.Context, ekHash string, at time.Tim
 }
 
 // identityHolders skips through the index certificates_holders one
-// device at a time (the recursive part finds the next ek_hash after the
-// last), then keeps the active devices with a live certificate, found by
+// device at a time (the recursive part seeks the next ek_hash after the
+// last, by ORDER BY ... LIMIT 1: SQLite answers min() with a WHERE by
+// reading every matching entry, one per certificate), then keeps the active devices with a live certificate, found by
 // one seek on not_after: its cost grows with the devices that held the
 // identity, not with their certificates.
 const identityHolders = `WITH RECURSIVE held(ek) AS (
-		SELECT (SELECT min(ek_hash) FROM certificates WHERE spiffe_id = ?1 AND revoked_at IS NULL)
+		SELECT (SELECT ek_hash FROM certificates WHERE spiffe_id = ?1 AND revoked_at IS NULL
+			ORDER BY ek_hash LIMIT 1)
 		UNION ALL
-		SELECT (SELECT min(ek_hash) FROM certificates WHERE spiffe_id = ?1 AND revoked_at IS NULL AND ek_hash > held.ek)
+		SELECT (SELECT ek_hash FROM certificates WHERE spiffe_id = ?1 AND revoked_at IS NULL AND ek_hash > held.ek
+			ORDER BY ek_hash LIMIT 1)
 		FROM held WHERE held.ek IS NOT NULL
 	)
 	SELECT held.ek FROM held JOIN devices d ON d.ek_hash = held.ek

@@ -250,11 +250,33 @@ func TestIdentityHoldersPlan(t *testing.T) {
 	_, path := openStore(t)
 	plan := queryPlan(t, path, identityHolders, "spiffe://sigil.test/workload/a", 0)
 	text := strings.Join(plan, "\n")
-	if !strings.Contains(text, "certificates_holders (spiffe_id=? AND ek_hash=? AND not_after>?)") {
-		t.Errorf("plan does not seek one device's live certificate in certificates_holders:\n%s", text)
+	// The live certificate's seek may use either index on (identity,
+	// device, not_after): certificates_holders or certificates_identities.
+	if !strings.Contains(text, "certificates_holders (spiffe_id=? AND ek_hash=? AND not_after>?)") &&
+		!strings.Contains(text, "certificates_identities (ek_hash=? AND spiffe_id=? AND not_after>?)") {
+		t.Errorf("plan does not seek one device's live certificate by identity, device and not_after:\n%s", text)
 	}
 	for _, p := range plan {
 		if strings.HasPrefix(p, "SCAN") && strings.Contains(p, "certificates") || strings.Contains(p, "SCAN c ") {
+			t.Errorf("plan scans certificates: %q\n%s", p, text)
+		}
+	}
+}
+
+// TestDeviceIdentitiesPlan: DeviceIdentities skips through the index
+// certificates_identities one identity at a time and never scans a
+// device's certificates, so that a device renewing many times does not
+// make every renewal read all its certificates.
+func TestDeviceIdentitiesPlan(t *testing.T) {
+	_, path := openStore(t)
+	plan := queryPlan(t, path, deviceIdentities, "ek", 0)
+	text := strings.Join(plan, "\n")
+	if !strings.Contains(text, "certificates_identities (ek_hash=? AND spiffe_id=? AND not_after>?)") {
+		t.Errorf("plan does not seek one identity's live certificate in certificates_identities:\n%s", text)
+	}
+	for _, p := range plan {
+		if strings.HasPrefix(p, "SCAN") && strings.Contains(p, "certificates") || strings.Contains(p, "SCAN c ") ||
+			strings.Contains(p, "certificates_ek_hash") || strings.Contains(p, "certificates_current") {
 			t.Errorf("plan scans certificates: %q\n%s", p, text)
 		}
 	}
