@@ -237,19 +237,35 @@ func (d *Daemon) server(reg *prometheus.Registry) *server.Server {
 }
 
 func (d *Daemon) tlsConfig() *tls.Config {
-	roots := x509.NewCertPool()
-	roots.AddCert(d.pki.Root)
+	return serverTLS(tls.Certificate{
+		Certificate: [][]byte{d.pki.TLS.Raw, d.pki.Issuer.Raw},
+		PrivateKey:  d.pki.TLSKey,
+		Leaf:        d.pki.TLS,
+	}, d.pki.Issuer)
+}
+
+// serverTLS is sigild's TLS configuration: TLS 1.3, cert, and client
+// certificates verified when given.
+//
+// Client certificates are verified against the issuing CA itself as the
+// trust anchor, not the root: every certificate sigild issues (the root
+// allows one CA below it, and sigild makes only this one) is signed by
+// issuer, so a chain up to the root says nothing more, yet checking it
+// costs the root's P-384 signature on the issuing CA at every handshake.
+// The issuing CA's own validity period and its name constraints (the
+// trust domain) still apply, as they do to any anchor; whether the
+// certificate is still live (issued here, not revoked, its device active)
+// is checked for each request that uses it, against the store.
+func serverTLS(cert tls.Certificate, issuer *x509.Certificate) *tls.Config {
+	anchors := x509.NewCertPool()
+	anchors.AddCert(issuer)
 	return &tls.Config{
-		MinVersion: tls.VersionTLS13,
-		Certificates: []tls.Certificate{{
-			Certificate: [][]byte{d.pki.TLS.Raw, d.pki.Issuer.Raw},
-			PrivateKey:  d.pki.TLSKey,
-			Leaf:        d.pki.TLS,
-		}},
+		MinVersion:   tls.VersionTLS13,
+		Certificates: []tls.Certificate{cert},
 		// Enrollment is server-authenticated only; renewal and tokens
 		// present the workload's X.509-SVID.
 		ClientAuth: tls.VerifyClientCertIfGiven,
-		ClientCAs:  roots,
+		ClientCAs:  anchors,
 	}
 }
 
