@@ -83,22 +83,33 @@ func (r reader) CurrentDeviceCertificates(ctx context.Context, ekHash string, at
 	return cs, nil
 }
 
+// planStable: SQLite (3.54, as bundled by mattn/go-sqlite3) marks a
+// statement for re-preparation on every new binding when the planner
+// compared a bare parameter with another expression, as it does for an
+// ORDER BY (or min()) over a column constrained by "= ?": every run then
+// parses and plans the query again, which for these recursive queries cost
+// more than running them. A parameter written +?N is an expression, not a
+// bare parameter; its value, affinity and the index used are the same
+// (TestDeviceIdentitiesPlan, TestIdentityHoldersPlan), and the prepared
+// statement is reused.
+
 // deviceIdentities skips through the index certificates_identities one
 // identity at a time (the recursive part seeks the next spiffe_id after the
 // last, by ORDER BY ... LIMIT 1: SQLite answers min() with a WHERE by
 // reading every matching entry), then keeps those with a live certificate,
 // found by one seek on not_after: its cost grows with the identities the
-// device held, not with the certificates it renewed.
+// device held, not with the certificates it renewed. See planStable for
+// the unary plus on each parameter.
 const deviceIdentities = `WITH RECURSIVE ids(id) AS (
-		SELECT (SELECT spiffe_id FROM certificates WHERE ek_hash = ?1 AND revoked_at IS NULL
+		SELECT (SELECT spiffe_id FROM certificates WHERE ek_hash = +?1 AND revoked_at IS NULL
 			ORDER BY spiffe_id LIMIT 1)
 		UNION ALL
-		SELECT (SELECT spiffe_id FROM certificates WHERE ek_hash = ?1 AND revoked_at IS NULL AND spiffe_id > ids.id
+		SELECT (SELECT spiffe_id FROM certificates WHERE ek_hash = +?1 AND revoked_at IS NULL AND spiffe_id > ids.id
 			ORDER BY spiffe_id LIMIT 1)
 		FROM ids WHERE ids.id IS NOT NULL
 	)
 	SELECT ids.id FROM ids WHERE ids.id IS NOT NULL AND EXISTS (SELECT 1 FROM certificates c
-		WHERE c.ek_hash = ?1 AND c.spiffe_id = ids.id AND c.revoked_at IS NULL AND c.not_after > ?2)
+		WHERE c.ek_hash = +?1 AND c.spiffe_id = ids.id AND c.revoked_at IS NULL AND c.not_after > +?2)
 	ORDER BY ids.id`
 
 func (r reader) DeviceIdentities(ctx context.Context, ekHash string, at time.Time) ([]string, error) {
@@ -123,17 +134,18 @@ func (r reader) DeviceIdentities(ctx context.Context, ekHash string, at time.Tim
 // reading every matching entry, one per certificate), then keeps the active devices with a live certificate, found by
 // one seek on not_after: its cost grows with the devices that held the
 // identity, not with their certificates.
+// See planStable for the unary plus on each parameter.
 const identityHolders = `WITH RECURSIVE held(ek) AS (
-		SELECT (SELECT ek_hash FROM certificates WHERE spiffe_id = ?1 AND revoked_at IS NULL
+		SELECT (SELECT ek_hash FROM certificates WHERE spiffe_id = +?1 AND revoked_at IS NULL
 			ORDER BY ek_hash LIMIT 1)
 		UNION ALL
-		SELECT (SELECT ek_hash FROM certificates WHERE spiffe_id = ?1 AND revoked_at IS NULL AND ek_hash > held.ek
+		SELECT (SELECT ek_hash FROM certificates WHERE spiffe_id = +?1 AND revoked_at IS NULL AND ek_hash > held.ek
 			ORDER BY ek_hash LIMIT 1)
 		FROM held WHERE held.ek IS NOT NULL
 	)
 	SELECT held.ek FROM held JOIN devices d ON d.ek_hash = held.ek
 	WHERE d.status = 'active' AND EXISTS (SELECT 1 FROM certificates c
-		WHERE c.spiffe_id = ?1 AND c.ek_hash = held.ek AND c.revoked_at IS NULL AND c.not_after > ?2)
+		WHERE c.spiffe_id = +?1 AND c.ek_hash = held.ek AND c.revoked_at IS NULL AND c.not_after > +?2)
 	ORDER BY held.ek`
 
 func (r reader) IdentityHolders(ctx context.Context, spiffeID string, at time.Time) ([]string, error) {
