@@ -237,6 +237,24 @@ func (r *Renewal) Digest() ([]byte, error) {
 	return digestJSON(r)
 }
 
+// Encode is the evidence's encoding in its version, the bundle stored and
+// logged, with its SHA-256, Digest: one encoding for both.
+func (e *Evidence) Encode() (bundle, digest []byte, err error) {
+	if err := knownVersion(e.Version); err != nil {
+		return nil, nil, fmt.Errorf("attest: encode: %w", err)
+	}
+	return encodeJSON(e)
+}
+
+// Encode is the renewal's encoding in its version, the bundle stored and
+// logged, with its SHA-256, Digest: one encoding for both.
+func (r *Renewal) Encode() (bundle, digest []byte, err error) {
+	if err := knownVersion(r.Version); err != nil {
+		return nil, nil, fmt.Errorf("attest: encode: %w", err)
+	}
+	return encodeJSON(r)
+}
+
 // ParseEvidence decodes a stored enrollment record: one JSON object of a
 // known version, no unknown fields, nothing after it. It checks the format
 // only; Reverify checks what the record proves.
@@ -266,12 +284,18 @@ func ParseRenewal(data []byte) (*Renewal, error) {
 // digestJSON is the digest of a version 1 record: the SHA-256 of its
 // encoding/json encoding.
 func digestJSON(v any) ([]byte, error) {
+	_, digest, err := encodeJSON(v)
+	return digest, err
+}
+
+// encodeJSON is v's encoding and its SHA-256.
+func encodeJSON(v any) (bundle, digest []byte, err error) {
 	b, err := json.Marshal(v)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	sum := sha256.Sum256(b)
-	return sum[:], nil
+	return b, sum[:], nil
 }
 
 func knownVersion(v int) error {

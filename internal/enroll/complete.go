@@ -92,9 +92,9 @@ func (s *Service) issue(ctx context.Context, ch store.Challenge, res *attest.Res
 	if err != nil {
 		return nil, err
 	}
-	digest, err := res.Evidence.Digest()
+	bundle, digest, err := res.Evidence.Encode()
 	if err != nil {
-		return nil, fmt.Errorf("enroll: evidence digest: %w", err)
+		return nil, fmt.Errorf("enroll: evidence: %w", err)
 	}
 	ekHash, _ := hex.DecodeString(res.EK.Hash)
 	cert, err := s.CA.Issue(ctx, ca.Request{
@@ -104,7 +104,7 @@ func (s *Service) issue(ctx context.Context, ch store.Challenge, res *attest.Res
 	if err != nil {
 		return nil, err
 	}
-	if err := s.record(ctx, res, cert, hex.EncodeToString(digest), d, prevAK, held, mine); err != nil {
+	if err := s.record(ctx, res, cert, bundle, hex.EncodeToString(digest), d, prevAK, held, mine); err != nil {
 		return nil, err
 	}
 	return &Issued{Certificate: s.answer(cert, digest, d.Version), Result: res, Decision: d, PreviousAK: prevAK}, nil

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -17,18 +16,14 @@ import (
 	"github.com/sigil-dev/sigil/policy"
 )
 
-// record stores device, evidence, certificate and their audit entries in
-// one transaction. A rebind that raced with another enrollment of the same
+// record stores device, evidence (bundle, its encoding, whose SHA-256 is
+// digest), certificate and their audit entries in one transaction. A rebind that raced with another enrollment of the same
 // EK fails, as does an enrollment of an identity another device came to
 // hold since policy decided on held. Concurrent first enrollments of a
 // device with the same AK (the host's) all succeed. A rebind (an AK
 // replacement) also logs which identities the device held, mine, and how
 // their workloads recover.
-func (s *Service) record(ctx context.Context, res *attest.Result, cert *x509.Certificate, digest string, d policy.Decision, prevAK string, held holders, mine []string) error {
-	bundle, err := json.Marshal(res.Evidence)
-	if err != nil {
-		return fmt.Errorf("enroll: encode evidence: %w", err)
-	}
+func (s *Service) record(ctx context.Context, res *attest.Result, cert *x509.Certificate, bundle []byte, digest string, d policy.Decision, prevAK string, held holders, mine []string) error {
 	now := s.now()
 	logged, err := enrollmentEntries(res, cert, bundle, digest, d, prevAK, now)
 	if err != nil {

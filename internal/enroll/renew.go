@@ -171,9 +171,9 @@ func (s *Service) reissue(ctx context.Context, peer *x509.Certificate, dev store
 		// permits what they show.
 		return nil, s.distrust(ctx, dev, ev, &facts, &DeniedError{Identity: id.String() + " (renewal)", Decision: d})
 	}
-	digest, err := ev.Digest()
+	bundle, digest, err := ev.Encode()
 	if err != nil {
-		return nil, fmt.Errorf("enroll: evidence digest: %w", err)
+		return nil, fmt.Errorf("enroll: evidence: %w", err)
 	}
 	ekHash, _ := hex.DecodeString(dev.EKHash)
 	cert, err := s.CA.Issue(ctx, ca.Request{
@@ -183,7 +183,7 @@ func (s *Service) reissue(ctx context.Context, peer *x509.Certificate, dev store
 	if err != nil {
 		return nil, err
 	}
-	if err := s.recordRenewal(ctx, ev, cert, hex.EncodeToString(digest), d.Version, held); err != nil {
+	if err := s.recordRenewal(ctx, ev, cert, bundle, hex.EncodeToString(digest), d.Version, held); err != nil {
 		return nil, err
 	}
 	return &Issued{Certificate: s.answer(cert, digest, d.Version), Decision: d}, nil
@@ -216,11 +216,11 @@ func (s *Service) renewable(ctx context.Context, peer *x509.Certificate) (store.
 	return rec, dev, nil
 }
 
-func (s *Service) recordRenewal(ctx context.Context, ev *attest.Renewal, cert *x509.Certificate, digest, version string, held holders) error {
-	bundle, err := json.Marshal(ev)
-	if err != nil {
-		return fmt.Errorf("enroll: encode evidence: %w", err)
-	}
+// recordRenewal stores the renewal's evidence (bundle, its encoding, whose
+// SHA-256 is digest), the certificate and its audit entry in one
+// transaction, after checking again that no other device came to hold the
+// identity since policy decided.
+func (s *Service) recordRenewal(ctx context.Context, ev *attest.Renewal, cert *x509.Certificate, bundle []byte, digest, version string, held holders) error {
 	now := s.now()
 	logged, err := certificateEntry(audit.CertificateRenewed, cert, ev.EKHash, digest, version, bundle, now)
 	if err != nil {
