@@ -202,3 +202,88 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// TestEncodeNewIsEncode: EncodeNew gives Encode's bytes for every golden
+// entry and for payloads with what encoding/json escapes or replaces, and
+// refuses what Encode or NewEntry refuse.
+func TestEncodeNewIsEncode(t *testing.T) {
+	t.Parallel()
+	check := func(name string, k audit.Kind, at time.Time, p any) {
+		t.Helper()
+		e, err := audit.NewEntry(k, at, p)
+		if err != nil {
+			t.Fatalf("%s: NewEntry: %v", name, err)
+		}
+		want, err := audit.Encode(e)
+		if err != nil {
+			t.Fatalf("%s: Encode: %v", name, err)
+		}
+		got, err := audit.EncodeNew(k, at, p)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("%s: EncodeNew = %q, %v; want Encode's %q", name, got, err, want)
+		}
+		if _, err := audit.Decode(got); err != nil {
+			t.Fatalf("%s: Decode(EncodeNew) = %v", name, err)
+		}
+	}
+	for name, e := range goldenEntries() {
+		p, err := e.Payload()
+		if err != nil {
+			t.Fatal(err)
+		}
+		check(name, e.Kind, e.Time, p)
+	}
+	odd := "<&> \u2028\u2029 \"\\ \x00 \ufffd \\ufffd tab\t"
+	evidence, err := json.Marshal(map[string]any{"note": odd, "csr": []byte{0, 1, 2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	zoned := time.Date(2025, 6, 1, 12, 0, 0, 123456789, time.FixedZone("", -7*3600))
+	check("escaped strings", audit.CertificateRenewed, zoned, &audit.Certificate{
+		Serial: odd, SPIFFEID: "spiffe://sigil.test/" + odd, NotAfter: zoned, Evidence: evidence, PolicyIDs: []string{odd, ""},
+	})
+	check("whole seconds", audit.TokenIssued, time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC), audit.Token{JTI: "j", Aud: []string{}})
+
+	at := time.Now()
+	for name, tc := range map[string]struct {
+		kind audit.Kind
+		at   time.Time
+		p    any
+	}{
+		"zero time":          {audit.PolicyLoaded, time.Time{}, audit.Policy{Version: "v"}},
+		"year 10000":         {audit.PolicyLoaded, time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC), audit.Policy{Version: "v"}},
+		"unknown kind":       {audit.Kind("policy.deleted"), at, audit.Policy{Version: "v"}},
+		"wrong payload type": {audit.TokenIssued, at, audit.Key{}},
+		"map payload":        {audit.PolicyLoaded, at, map[string]any{"version": "v"}},
+		"invalid evidence":   {audit.DeviceEnrolled, at, audit.Enrollment{Evidence: json.RawMessage(`{"a":`)}},
+		"not UTF-8":          {audit.DeviceDisabled, at, audit.Device{EKHash: "ek\xff"}},
+		"too large":          {audit.DeviceEnrolled, at, audit.Enrollment{Evidence: json.RawMessage(`"` + strings.Repeat("a", audit.MaxEntrySize) + `"`)}},
+	} {
+		if got, err := audit.EncodeNew(tc.kind, tc.at, tc.p); !errors.Is(err, audit.ErrMalformedEntry) {
+			t.Errorf("%s: EncodeNew = %q, %v; want ErrMalformedEntry", name, got, err)
+		}
+	}
+}
+
+// FuzzEncodeNew: for any strings, times and evidence, EncodeNew gives
+// Encode's bytes, or fails where NewEntry or Encode fail.
+func FuzzEncodeNew(f *testing.F) {
+	f.Add("1f", "spiffe://sigil.test/workload/a", int64(1748779200123456789), int32(0), []byte(`{"version":1}`))
+	f.Add("<&>\u2028", "\xff", int64(0), int32(-3600), []byte(`"x"`))
+	f.Fuzz(func(t *testing.T, serial, id string, nanos int64, offset int32, evidence []byte) {
+		at := time.Unix(0, nanos).In(time.FixedZone("", int(offset%(24*3600))))
+		if !json.Valid(evidence) {
+			evidence = nil
+		}
+		p := audit.Certificate{Serial: serial, SPIFFEID: id, NotAfter: at, Evidence: evidence, PolicyIDs: []string{id}}
+		got, err := audit.EncodeNew(audit.CertificateRenewed, at, p)
+		var want []byte
+		e, werr := audit.NewEntry(audit.CertificateRenewed, at, p)
+		if werr == nil {
+			want, werr = audit.Encode(e)
+		}
+		if (err == nil) != (werr == nil) || !bytes.Equal(got, want) {
+			t.Fatalf("EncodeNew = %q, %v; Encode(NewEntry) = %q, %v", got, err, want, werr)
+		}
+	})
+}

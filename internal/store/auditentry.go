@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -14,16 +13,12 @@ import (
 // an operation whose entry cannot be committed does not take effect. The
 // audit package owns the entry format; the store owns where entries live.
 
-// NewAuditEntry encodes the audit entry of kind with payload, at time at,
-// with its leaf hash; keys find it again ("serial:…", "jti:…").
+// NewAuditEntry encodes the audit entry of kind with payload (a value of,
+// or pointer to, the kind's payload type), at time at, with its leaf hash; keys find it again ("serial:…", "jti:…").
 func NewAuditEntry(kind audit.Kind, at time.Time, payload any, keys ...string) (AuditEntry, error) {
-	data, err := json.Marshal(payload)
+	enc, err := audit.EncodeNew(kind, at, payload)
 	if err != nil {
-		return AuditEntry{}, fmt.Errorf("store: encode %s audit payload: %w", kind, err)
-	}
-	enc, err := audit.Encode(audit.Entry{Kind: kind, Time: at.UTC(), Data: data})
-	if err != nil {
-		return AuditEntry{}, err
+		return AuditEntry{}, fmt.Errorf("store: encode %s audit entry: %w", kind, err)
 	}
 	return AuditEntry{Data: enc, LeafHash: audit.LeafHash(enc), Keys: keys, CreatedAt: at}, nil
 }
