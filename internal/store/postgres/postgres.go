@@ -24,11 +24,13 @@ type pgStore struct {
 	store.Autocommit // through Tx
 	w, r             *pgxpool.Pool
 	channel          string // see revocationChannel
+	rec              recorder
 }
 
 var (
-	_ store.Store        = (*pgStore)(nil)
-	_ store.FeedNotifier = (*pgStore)(nil)
+	_ store.Store         = (*pgStore)(nil)
+	_ store.FeedNotifier  = (*pgStore)(nil)
+	_ store.TokenRecorder = (*pgStore)(nil)
 )
 
 // Open connects to the database a postgres:// URL names and migrates its

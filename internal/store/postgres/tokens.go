@@ -236,9 +236,7 @@ func (w writer) InsertExternalToken(ctx context.Context, t store.Token) error {
 	if err != nil {
 		return fmt.Errorf("store: insert external token %q: %w", t.JTI, err)
 	}
-	_, err = w.q.Exec(ctx, `INSERT INTO tokens (`+tokenColumns+`)
-		VALUES ($1, NULL, $2, '', $3, $4, $5, $6, $7, '', $8, NULL, '', NULL, '')
-		ON CONFLICT (jti) DO NOTHING`,
+	_, err = w.q.Exec(ctx, insertExternalToken,
 		t.JTI, t.Sub, jsonList(t.Act), jsonList(t.Aud), t.Scope, micros(t.IssuedAt), micros(t.ExpiresAt), t.Kind)
 	if err != nil {
 		return fmt.Errorf("store: insert external token %q: %w", t.JTI, classify(err))

@@ -187,16 +187,11 @@ func InsertTokens(t testing.TB, st store.Store, ts ...store.Token) {
 	}
 }
 
-// InsertAudited stores tok and its audit entry in one Tx, as the token
-// service does before returning a token.
+// InsertAudited stores tok and its audit entry as the token service does
+// before returning a token (store.RecordToken: the backend's RecordToken
+// if it has one, else one Tx).
 func InsertAudited(ctx context.Context, st store.Store, tok store.Token) error {
-	return st.Tx(ctx, func(tx store.Tx) error {
-		if err := tx.InsertToken(ctx, tok); err != nil {
-			return err
-		}
-		_, err := tx.AppendAudit(ctx, Entry(tok.JTI, "jti:"+tok.JTI))
-		return err
-	})
+	return store.RecordToken(ctx, st, store.TokenRecord{Token: tok, Entry: Entry(tok.JTI, "jti:"+tok.JTI)})
 }
 
 // Entry is an audit entry named name with keys.

@@ -1,0 +1,82 @@
+-- sigil_record_token stores an issued token and its audit entry (the
+-- store's RecordToken) in one statement, so that the token service's write
+-- is one round trip, and the records of concurrent exchanges can share one
+-- transaction: it raises no error for a refusal, it returns it, having
+-- written nothing, so that the others go on. It takes the same locks in
+-- the same order, with the same re-checks, as InsertToken followed by
+-- AppendAudit: the certificate the token is bound to FOR SHARE, then the
+-- parent FOR SHARE (live, expiring no earlier than the token), then the
+-- audit head FOR UPDATE, then the keys are checked under that lock.
+--
+-- It returns 'ok <index>', or what refused the token:
+--   'certificate-revoked <serial>', 'parent-missing', 'parent-revoked',
+--   'parent-expires <expires_at>', 'token-taken' (its jti or handle),
+--   'key-taken <key>'.
+-- With p_nowait, the certificate and the parent are locked NOWAIT: in a
+-- transaction that records several tokens, the audit head is held from
+-- the first record on, and a later record's waiting for a revocation that
+-- waits for the head would deadlock; locked by one, they raise 55P03
+-- instead, and the caller records each token alone.
+-- An entry that completes an audit tree node (its index + 1 a multiple of
+-- p_node_every) raises SQLSTATE SG001: the nodes are computed by the
+-- caller, which then records the token through InsertToken and AppendAudit.
+CREATE FUNCTION sigil_record_token(
+    p_jti TEXT, p_parent TEXT, p_sub TEXT, p_client_id TEXT, p_act TEXT, p_aud TEXT, p_scope TEXT,
+    p_issued BIGINT, p_expires BIGINT, p_cnf TEXT, p_kind TEXT, p_handle BYTEA, p_kid TEXT,
+    p_data BYTEA, p_leaf BYTEA, p_created BIGINT, p_keys TEXT[], p_node_every BIGINT,
+    p_nowait BOOLEAN
+) RETURNS TEXT LANGUAGE plpgsql AS $$
+DECLARE
+    v_serial  TEXT;
+    v_revoked BOOLEAN;
+    v_expires BIGINT;
+    v_size    BIGINT;
+    v_taken   TEXT;
+BEGIN
+    IF p_cnf <> '' AND p_nowait THEN
+        SELECT serial, revoked_at IS NOT NULL INTO v_serial, v_revoked
+            FROM certificates WHERE thumbprint = p_cnf FOR SHARE NOWAIT;
+    ELSIF p_cnf <> '' THEN
+        SELECT serial, revoked_at IS NOT NULL INTO v_serial, v_revoked
+            FROM certificates WHERE thumbprint = p_cnf FOR SHARE;
+    END IF;
+    IF v_revoked THEN
+        RETURN 'certificate-revoked ' || v_serial;
+    END IF;
+    IF p_parent IS NOT NULL AND p_nowait THEN
+        PERFORM 1 FROM tokens WHERE jti = p_parent AND revoked_at IS NULL AND expires_at >= p_expires FOR SHARE NOWAIT;
+    ELSIF p_parent IS NOT NULL THEN
+        PERFORM 1 FROM tokens WHERE jti = p_parent AND revoked_at IS NULL AND expires_at >= p_expires FOR SHARE;
+    END IF;
+    IF p_parent IS NOT NULL THEN
+        IF NOT FOUND THEN
+            SELECT revoked_at IS NOT NULL, expires_at INTO v_revoked, v_expires FROM tokens WHERE jti = p_parent;
+            IF NOT FOUND THEN
+                RETURN 'parent-missing';
+            ELSIF v_revoked THEN
+                RETURN 'parent-revoked';
+            END IF;
+            RETURN 'parent-expires ' || v_expires;
+        END IF;
+    END IF;
+    SELECT size INTO STRICT v_size FROM audit_head WHERE id = 1 FOR UPDATE;
+    SELECT key INTO v_taken FROM audit_keys WHERE key = ANY (p_keys) LIMIT 1;
+    IF v_taken IS NOT NULL THEN
+        RETURN 'key-taken ' || v_taken;
+    END IF;
+    INSERT INTO tokens (jti, parent_jti, sub, client_id, act, aud, scope, issued_at, expires_at,
+        cnf, kind, handle_hash, kid, revoked_at, revocation_reason)
+        VALUES (p_jti, p_parent, p_sub, p_client_id, p_act, p_aud, p_scope, p_issued, p_expires,
+        p_cnf, p_kind, p_handle, p_kid, NULL, '')
+        ON CONFLICT DO NOTHING;
+    IF NOT FOUND THEN
+        RETURN 'token-taken';
+    END IF;
+    UPDATE audit_head SET size = size + 1 WHERE id = 1;
+    INSERT INTO audit_entries (idx, data, leaf_hash, created_at) VALUES (v_size, p_data, p_leaf, p_created);
+    INSERT INTO audit_keys (key, idx) SELECT k, v_size FROM unnest(p_keys) AS k;
+    IF (v_size + 1) % p_node_every = 0 THEN
+        RAISE EXCEPTION 'audit entry % completes a tree node', v_size USING ERRCODE = 'SG001';
+    END IF;
+    RETURN 'ok ' || v_size;
+END $$;
