@@ -96,7 +96,8 @@ func recordOf(c *token.Claims, kind string) store.Token {
 }
 
 // record stores the token and its audit entry in one transaction, after
-// the record of its external subject token, if any and not stored yet. A
+// the record of its external subject token, if any and not stored yet
+// (store.RecordToken). A
 // subject token revoked meanwhile, or an external one revoked ever, fails
 // the exchange (invalid_request); the caller's certificate revoked
 // meanwhile fails the request (invalid_client); any other failure is
@@ -108,17 +109,7 @@ func (s *Service) record(ctx context.Context, kind audit.Kind, rec store.Token, 
 	if err != nil {
 		return notRecorded("token "+rec.JTI, err)
 	}
-	err = s.cfg.Store.Tx(ctx, func(tx store.Tx) error {
-		if external != nil {
-			if err := tx.InsertExternalToken(ctx, *external); err != nil {
-				return err
-			}
-		}
-		if err := tx.InsertToken(ctx, rec); err != nil {
-			return err
-		}
-		return store.AppendAuditEntries(ctx, tx, entry)
-	})
+	err = store.RecordToken(ctx, s.cfg.Store, store.TokenRecord{External: external, Token: rec, Entry: entry})
 	switch {
 	case err == nil:
 		s.nudge()
