@@ -113,6 +113,8 @@ var tests = []test{
 	{"InsertTokenRefuses", testInsertTokenRefuses},
 	{"InsertTokenNarrowLifetime", testInsertTokenNarrowLifetime},
 	{"InsertTokensConcurrently", testInsertTokensConcurrently},
+	{"RecordToken", testRecordToken},
+	{"RecordTokensConcurrently", testRecordTokensConcurrently},
 	{"PurgeExpiredTokens", testPurgeExpiredTokens},
 	{"ExternalToken", testExternalToken},
 	{"ExternalTokenRefused", testExternalTokenRefused},
