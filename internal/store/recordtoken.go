@@ -28,9 +28,12 @@ func (r TokenRecord) In(ctx context.Context, tx Tx) error {
 // TokenRecorder is a Store that stores a TokenRecord in one transaction of
 // its own more cheaply than a Tx running TokenRecord.In: with the same
 // outcome and the same errors (ErrConflict, ErrCertificateRevoked,
-// ErrRevoked, ErrNotFound), all or nothing stored, and the same guarantees
-// under concurrency as InsertToken and AppendAudit give, from any
-// process. The PostgreSQL backend sends it in one round trip and commits
+// ErrRevoked, ErrNotFound), the token and its entry both stored or
+// neither, and the same guarantees under concurrency as InsertToken and
+// AppendAudit give, from any process. Of a refused token, the external
+// token's record may stay stored: it is what InsertExternalToken stores on
+// its own (as before a RevokeToken), a record of a token seen, which no
+// exchange depends on. The PostgreSQL backend sends it in one round trip and commits
 // the records of concurrent calls together.
 type TokenRecorder interface {
 	RecordToken(ctx context.Context, r TokenRecord) error
