@@ -15,7 +15,10 @@
 //     auditnodes.go, signingkeys.go), the reader and writer over a
 //     querier: the read pool, or a transaction;
 //   - notify.go: store.FeedNotifier, LISTEN on the channel RevokeToken
-//     notifies in its transaction.
+//     notifies in its transaction;
+//   - recordtoken.go: store.TokenRecorder, the token service's write in
+//     one round trip (sigil_record_token, migration 0007), the records of
+//     concurrent calls committed in one transaction.
 //
 // It uses pgx directly, not through database/sql: LISTEN/NOTIFY needs a
 // pgx connection anyway, and pgx's native types (BYTEA, BIGINT, text
