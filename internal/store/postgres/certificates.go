@@ -37,11 +37,17 @@ func (r reader) Certificate(ctx context.Context, serial string) (store.Certifica
 	return c, nil
 }
 
+// certificateByThumbprint names the partial index's condition (thumbprint
+// is not empty) so that its generic plan can use the index (see
+// holdCertificate).
+const certificateByThumbprint = `SELECT ` + certificateColumns + ` FROM certificates
+	WHERE thumbprint = $1 AND thumbprint <> ''`
+
 func (r reader) CertificateByThumbprint(ctx context.Context, x5tS256 string) (store.Certificate, error) {
 	if x5tS256 == "" {
 		return store.Certificate{}, fmt.Errorf("store: certificate by thumbprint: %w", store.ErrNotFound)
 	}
-	c, err := scanCertificate(r.q.QueryRow(ctx, `SELECT `+certificateColumns+` FROM certificates WHERE thumbprint = $1`, x5tS256))
+	c, err := scanCertificate(r.q.QueryRow(ctx, certificateByThumbprint, x5tS256))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return store.Certificate{}, fmt.Errorf("store: certificate by thumbprint %s: %w", x5tS256, store.ErrNotFound)
 	}

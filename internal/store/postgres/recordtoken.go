@@ -36,11 +36,13 @@ import (
 // audit head serialises them in the database anyway). Indices stay dense
 // and in commit order: they come from the audit head, as AppendAudit's.
 //
-// An entry that completes an audit tree node makes sigil_record_token
-// raise (SG001): the node is computed in Go (putAuditNodes). Then, and on
-// any other error, the whole batch has been rolled back, and each of its
-// calls runs again alone through Tx (store.TokenRecord.In), which says
-// precisely what failed.
+// The tree nodes an entry completes are computed and stored by
+// sigil_record_token too (sigil_subtree_hash, the audit package's
+// SubtreeHash in SQL; the conformance suite checks them against it). On
+// any error (a lock NOWAIT refused, the database gone), the whole batch
+// has been rolled back, and each of its calls runs again alone through Tx
+// (store.TokenRecord.In), which waits for locks and says precisely what
+// failed.
 
 // maxRecordBatch bounds the records committed in one transaction.
 const maxRecordBatch = 64
@@ -168,7 +170,7 @@ func (s *pgStore) sendRecords(ctx context.Context, calls []*recordCall) ([]strin
 		}
 		b.Queue(recordToken, t.JTI, nullString(t.ParentJTI), t.Sub, t.ClientID, jsonList(t.Act), jsonList(t.Aud),
 			t.Scope, micros(t.IssuedAt), micros(t.ExpiresAt), t.CNF, t.Kind, t.HandleHash, t.KID,
-			data, e.LeafHash, micros(e.CreatedAt), e.Keys, int64(1)<<store.AuditTileHeight, nowait)
+			data, e.LeafHash, micros(e.CreatedAt), e.Keys, int32(store.AuditTileHeight), nowait)
 	}
 	res := s.w.SendBatch(ctx, b)
 	outcomes := make([]string, len(calls))

@@ -1,3 +1,25 @@
+-- sigil_subtree_hash is the RFC 6962 hash of the perfect tree whose
+-- bottom row is hashes, n of them (a power of two): the audit package's
+-- SubtreeHash. Fewer than n is an error: a node is stored complete or not
+-- at all.
+CREATE FUNCTION sigil_subtree_hash(hashes BYTEA[], n INTEGER) RETURNS BYTEA LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    up BYTEA[];
+BEGIN
+    IF coalesce(array_length(hashes, 1), 0) <> n THEN
+        RAISE EXCEPTION 'audit node: % children stored, want %', coalesce(array_length(hashes, 1), 0), n;
+    END IF;
+    WHILE n > 1 LOOP
+        up := '{}';
+        FOR i IN 1 .. n / 2 LOOP
+            up := up || sha256('\x01'::BYTEA || hashes[2 * i - 1] || hashes[2 * i]);
+        END LOOP;
+        hashes := up;
+        n := n / 2;
+    END LOOP;
+    RETURN hashes[1];
+END $$;
+
 -- sigil_record_token stores an issued token and its audit entry (the
 -- store's RecordToken) in one statement, so that the token service's write
 -- is one round trip, and the records of concurrent exchanges can share one
@@ -17,13 +39,13 @@
 -- the first record on, and a later record's waiting for a revocation that
 -- waits for the head would deadlock; locked by one, they raise 55P03
 -- instead, and the caller records each token alone.
--- An entry that completes an audit tree node (its index + 1 a multiple of
--- p_node_every) raises SQLSTATE SG001: the nodes are computed by the
--- caller, which then records the token through InsertToken and AppendAudit.
+-- The tree nodes the entry completes (store.CompletedAuditNodes) are stored
+-- with it, computed by sigil_subtree_hash from their stored children, as
+-- AppendAudit does in Go; p_tile_height is store.AuditTileHeight.
 CREATE FUNCTION sigil_record_token(
     p_jti TEXT, p_parent TEXT, p_sub TEXT, p_client_id TEXT, p_act TEXT, p_aud TEXT, p_scope TEXT,
     p_issued BIGINT, p_expires BIGINT, p_cnf TEXT, p_kind TEXT, p_handle BYTEA, p_kid TEXT,
-    p_data BYTEA, p_leaf BYTEA, p_created BIGINT, p_keys TEXT[], p_node_every BIGINT,
+    p_data BYTEA, p_leaf BYTEA, p_created BIGINT, p_keys TEXT[], p_tile_height INTEGER,
     p_nowait BOOLEAN
 ) RETURNS TEXT LANGUAGE plpgsql AS $$
 DECLARE
@@ -32,13 +54,16 @@ DECLARE
     v_expires BIGINT;
     v_size    BIGINT;
     v_taken   TEXT;
+    v_level   INTEGER;
+    v_node    BIGINT;
+    v_children BYTEA[];
 BEGIN
     IF p_cnf <> '' AND p_nowait THEN
         SELECT serial, revoked_at IS NOT NULL INTO v_serial, v_revoked
-            FROM certificates WHERE thumbprint = p_cnf FOR SHARE NOWAIT;
+            FROM certificates WHERE thumbprint = p_cnf AND thumbprint <> '' FOR SHARE NOWAIT;
     ELSIF p_cnf <> '' THEN
         SELECT serial, revoked_at IS NOT NULL INTO v_serial, v_revoked
-            FROM certificates WHERE thumbprint = p_cnf FOR SHARE;
+            FROM certificates WHERE thumbprint = p_cnf AND thumbprint <> '' FOR SHARE;
     END IF;
     IF v_revoked THEN
         RETURN 'certificate-revoked ' || v_serial;
@@ -75,8 +100,19 @@ BEGIN
     UPDATE audit_head SET size = size + 1 WHERE id = 1;
     INSERT INTO audit_entries (idx, data, leaf_hash, created_at) VALUES (v_size, p_data, p_leaf, p_created);
     INSERT INTO audit_keys (key, idx) SELECT k, v_size FROM unnest(p_keys) AS k;
-    IF (v_size + 1) % p_node_every = 0 THEN
-        RAISE EXCEPTION 'audit entry % completes a tree node', v_size USING ERRCODE = 'SG001';
-    END IF;
+    v_level := p_tile_height;
+    WHILE v_level < 64 AND (v_size + 1) & ((1::BIGINT << v_level) - 1) = 0 LOOP
+        v_node := ((v_size + 1) >> v_level) - 1;
+        IF v_level = p_tile_height THEN
+            SELECT array_agg(leaf_hash ORDER BY idx) INTO v_children FROM audit_entries
+                WHERE idx >= v_node << p_tile_height AND idx < (v_node + 1) << p_tile_height;
+        ELSE
+            SELECT array_agg(hash ORDER BY idx) INTO v_children FROM audit_nodes
+                WHERE level = v_level - p_tile_height
+                AND idx >= v_node << p_tile_height AND idx < (v_node + 1) << p_tile_height;
+        END IF;
+        INSERT INTO audit_nodes (level, idx, hash) VALUES (v_level, v_node, sigil_subtree_hash(v_children, 1 << p_tile_height));
+        v_level := v_level + p_tile_height;
+    END LOOP;
     RETURN 'ok ' || v_size;
 END $$;
