@@ -14,6 +14,7 @@ import (
 	"github.com/sigil-dev/sigil/internal/store"
 	"github.com/sigil-dev/sigil/internal/tokens"
 	"github.com/sigil-dev/sigil/internal/tokens/tokenstest"
+	"github.com/sigil-dev/sigil/testenv"
 	"github.com/sigil-dev/sigil/token"
 )
 
@@ -102,33 +103,44 @@ func TestCertificateRevocationKillsTokens(t *testing.T) {
 
 // The race: a certificate revoked while a token request of its holder is
 // in flight. The store refuses to record the token, and the service
-// answers invalid_client.
+// answers invalid_client: on SQLite, and on PostgreSQL, whose
+// RecordToken records in one round trip.
 func TestTokenForCertificateRevokedMeanwhile(t *testing.T) {
 	t.Parallel()
-	var env *tokenstest.Env
-	var a *tokenstest.Workload
-	revoked := false
-	env = tokenstest.New(t, func(c *tokens.Config) {
-		st := c.Store
-		c.Store = revokeOnTx{Store: st, before: func() {
-			if a != nil && !revoked {
-				revoked = true
-				if _, err := st.RevokeCertificate(t.Context(), device.Serial(a.Cert), "key compromise", time.Now()); err != nil {
-					t.Error(err)
-				}
+	for name, newEnv := range map[string]func(testing.TB, ...func(*tokens.Config)) *tokenstest.Env{
+		"sqlite": tokenstest.New,
+		"postgres": func(t testing.TB, opts ...func(*tokens.Config)) *tokenstest.Env {
+			return tokenstest.NewOn(t, testenv.PostgresDB(t), opts...)
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			var env *tokenstest.Env
+			var a *tokenstest.Workload
+			revoked := false
+			env = newEnv(t, func(c *tokens.Config) {
+				st := c.Store
+				c.Store = revokeOnTx{Store: st, before: func() {
+					if a != nil && !revoked {
+						revoked = true
+						if _, err := st.RevokeCertificate(t.Context(), device.Serial(a.Cert), "key compromise", time.Now()); err != nil {
+							t.Error(err)
+						}
+					}
+				}}
+			})
+			b := env.Workload(t, "b")
+			a = env.Workload(t, "a")
+			_, err := env.Service.Token(t.Context(), a.Cert, cc(b.ID))
+			if oe := oauthErr(t, err); oe.Code != tokens.InvalidClient || !strings.Contains(oe.Description, "revoked") {
+				t.Fatalf("Token with the certificate revoked meanwhile = %v, want invalid_client: revoked", err)
 			}
-		}}
-	})
-	b := env.Workload(t, "b")
-	a = env.Workload(t, "a")
-	_, err := env.Service.Token(t.Context(), a.Cert, cc(b.ID))
-	if oe := oauthErr(t, err); oe.Code != tokens.InvalidClient || !strings.Contains(oe.Description, "revoked") {
-		t.Fatalf("Token with the certificate revoked meanwhile = %v, want invalid_client: revoked", err)
+		})
 	}
 }
 
-// revokeOnTx calls before ahead of every Tx: after the service has
-// authenticated the caller, before it records the token.
+// revokeOnTx calls before ahead of every Tx and RecordToken: after the
+// service has authenticated the caller, before it records the token.
 type revokeOnTx struct {
 	store.Store
 	before func()
@@ -137,6 +149,15 @@ type revokeOnTx struct {
 func (r revokeOnTx) Tx(ctx context.Context, fn func(store.Tx) error) error {
 	r.before()
 	return r.Store.Tx(ctx, fn)
+}
+
+// RecordToken records through the store's own RecordToken, if it has one.
+func (r revokeOnTx) RecordToken(ctx context.Context, rec store.TokenRecord) error {
+	if st, ok := r.Store.(store.TokenRecorder); ok {
+		r.before()
+		return st.RecordToken(ctx, rec)
+	}
+	return r.Tx(ctx, func(tx store.Tx) error { return rec.In(ctx, tx) })
 }
 
 // certificateSET verifies a certificate revocation event as verifySET does
