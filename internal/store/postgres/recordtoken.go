@@ -27,12 +27,12 @@ import (
 // returns a refusal instead of raising it, having written nothing.
 //
 // Because a refusal writes nothing and raises nothing, the records of
-// concurrent calls can share the transaction, each isolated (the
-// external tokens' INSERTs first, then the records; a record after the
-// first locks its certificate and parent NOWAIT, see the migration): a call that
-// finds another batch in flight queues, and the calls queued meanwhile
-// go out as the next batch, up to maxRecordBatch, with one WAL flush for
-// all; there is no timer. One batch is in flight per store at a time (the
+// concurrent calls can share the transaction, each isolated (the external
+// tokens' INSERTs first, in jti order, then the records; a record in a
+// batch of several locks its certificate and parent NOWAIT, see the
+// migration): a call that finds another batch in flight queues, and the
+// calls queued meanwhile go out as the next batch, up to maxRecordBatch,
+// with one WAL flush for all; there is no timer. One batch is in flight per store at a time (the
 // audit head serialises them in the database anyway). Indices stay dense
 // and in commit order: they come from the audit head, as AppendAudit's.
 //
@@ -141,7 +141,9 @@ func (s *pgStore) recordBatch(calls []*recordCall) {
 	defer cancel()
 	outcomes, err := s.sendRecords(ctx, live)
 	if err != nil {
-		// Rolled back, all of it: each alone, through Tx.
+		// Rolled back, all of it (or, if the connection failed after
+		// the commit, committed: then Tx finds the jti taken, and the
+		// token is not returned): each alone, through Tx.
 		for _, c := range live {
 			c.done <- s.Tx(c.ctx, func(tx store.Tx) error { return c.r.In(c.ctx, tx) })
 		}
