@@ -15,14 +15,15 @@ import (
 	"github.com/sigil-dev/sigil/testenv"
 )
 
-// BenchmarkTokenTx measures what a token exchange writes, one Tx that
-// inserts the token record (exchanged from a stored subject token) and
-// appends its audit entry, on PostgreSQL (a private cluster on loopback,
-// fsync on) and on SQLite (a file, synchronous=FULL, group commit) in the
-// same run, from 1 and from 16 goroutines: pg-tx/s, sqlite-tx/s and their
-// ratio pg/sqlite. Every Tx on PostgreSQL takes the audit log's head row,
-// so appends are serialised by the database across replicas, as they must
-// be for one gap-free log.
+// BenchmarkTokenTx measures what a token exchange writes, the token
+// record (exchanged from a stored subject token) and its audit entry, as
+// the token service writes them (store.RecordToken: on PostgreSQL one
+// round trip, group-committed; on SQLite one Tx, group-committed), on
+// PostgreSQL (a private cluster on loopback, fsync on) and on SQLite (a
+// file, synchronous=FULL) in the same run, from 1 and from 16 goroutines:
+// pg-tx/s, sqlite-tx/s and their ratio pg/sqlite. Every record on
+// PostgreSQL takes the audit log's head row, so appends are serialised by
+// the database across replicas, as they must be for one gap-free log.
 func BenchmarkTokenTx(b *testing.B) {
 	pg := testenv.StartPostgres(b)
 	for _, goroutines := range []int{1, 16} {
