@@ -17,7 +17,7 @@
 //   - notify.go: store.FeedNotifier, LISTEN on the channel RevokeToken
 //     notifies in its transaction;
 //   - recordtoken.go: store.TokenRecorder, the token service's write in
-//     one round trip (sigil_record_token, migration 0008), the records of
+//     one round trip (sigil_record_token, migration 0009), the records of
 //     concurrent calls committed in one transaction.
 //
 // It uses pgx directly, not through database/sql: LISTEN/NOTIFY needs a

@@ -99,12 +99,35 @@ func testRecordToken(t *testing.T, h *harness) {
 // testRecordTokensConcurrently: 300 records from 16 goroutines, exchanged
 // from one external token and bound to one certificate, with a refused
 // one (a parent that does not exist) every tenth: the accepted are all
-// stored, each with its entry, the indices dense, and the tree nodes the
+// stored, each with its entry, the indices dense, and the tree node the
 // entries complete stored with the right hash, whichever records shared
-// a transaction (a backend's group commit).
+// a transaction (a backend's group commit); in an unsharded log, and in
+// a shard started after 3 entries (its nodes are its tree's).
 func testRecordTokensConcurrently(t *testing.T, h *harness) {
+	t.Run("unsharded", func(t *testing.T) {
+		st := h.fresh(t)
+		recordConcurrently(t, st, 0)
+		checkFirstNode(t, store.ShardStorage(st, store.AuditShard{Origin: shardBase}, 0))
+	})
+	t.Run("in a shard", func(t *testing.T) {
+		st := h.fresh(t)
+		AppendEntries(t, st, "e", 3)
+		s1, err := store.StartShard(context.Background(), st, newP256(t), shardBase, "s1", T0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		recordConcurrently(t, st, s1.Start+1) // after the shard's first entry, its link
+		checkFirstNode(t, store.ShardStorage(st, s1, 0))
+		if _, err := st.AuditNodeHashes(context.Background(), store.AuditTileHeight, 0, 1); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("global node 0 = %v, want ErrNotFound: the nodes are the shard's", err)
+		}
+	})
+}
+
+// recordConcurrently records 300 tokens in st, as above, the log holding
+// first entries before, and checks them.
+func recordConcurrently(t *testing.T, st store.Store, first uint64) {
 	ctx := context.Background()
-	st := h.fresh(t)
 	_, _, certs := Enroll(t, st, "d1", 1)
 	ext := ExternalToken("ext:alice")
 	const n, goroutines = 300, 16
@@ -149,16 +172,26 @@ func testRecordTokensConcurrently(t *testing.T, h *harness) {
 		}
 		seen[idx] = jti
 	}
-	want := uint64(n - n/10)
+	want := first + uint64(n-n/10)
 	if size := auditSize(t, st); size != want {
 		t.Fatalf("audit size %d, want %d", size, want)
 	}
-	for idx := range want {
+	for idx := first; idx < want; idx++ {
 		if _, ok := seen[idx]; !ok {
 			t.Fatalf("index %d holds none of the records", idx)
 		}
 	}
-	leaves, err := st.AuditLeafHashes(ctx, 0, 1<<store.AuditTileHeight)
+}
+
+// checkFirstNode checks the first node at level AuditTileHeight of the
+// tree view holds against audit.SubtreeHash of its leaves.
+func checkFirstNode(t *testing.T, view interface {
+	LeafHashes(ctx context.Context, start, end uint64) ([][]byte, error)
+	NodeHashes(ctx context.Context, level uint, start, end uint64) ([][]byte, error)
+}) {
+	t.Helper()
+	ctx := context.Background()
+	leaves, err := view.LeafHashes(ctx, 0, 1<<store.AuditTileHeight)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,9 +199,9 @@ func testRecordTokensConcurrently(t *testing.T, h *harness) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := st.AuditNodeHashes(ctx, store.AuditTileHeight, 0, 1)
+	got, err := view.NodeHashes(ctx, store.AuditTileHeight, 0, 1)
 	if err != nil || len(got) != 1 || !bytes.Equal(got[0], node) {
-		t.Fatalf("AuditNodeHashes = %x, %v; want %x", got, err, node)
+		t.Fatalf("node 0 at level %d = %x, %v; want %x", store.AuditTileHeight, got, err, node)
 	}
 }
 

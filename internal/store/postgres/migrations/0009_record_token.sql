@@ -39,9 +39,12 @@ END $$;
 -- the first record on, and a later record's waiting for a revocation that
 -- waits for the head would deadlock; locked by one, they raise 55P03
 -- instead, and the caller records each token alone.
--- The tree nodes the entry completes (store.CompletedAuditNodes) are stored
--- with it, computed by sigil_subtree_hash from their stored children, as
--- AppendAudit does in Go; p_tile_height is store.AuditTileHeight.
+-- The tree nodes the entry completes in the tree of its shard (the one
+-- audit_head.shard_start names, migration 0008; store.CompletedAuditNodes
+-- of its size within the shard) are stored with it, in audit_nodes for
+-- shard 0, else in audit_shard_nodes, computed by sigil_subtree_hash from
+-- their stored children, as AppendAudit does in Go; p_tile_height is
+-- store.AuditTileHeight.
 CREATE FUNCTION sigil_record_token(
     p_jti TEXT, p_parent TEXT, p_sub TEXT, p_client_id TEXT, p_act TEXT, p_aud TEXT, p_scope TEXT,
     p_issued BIGINT, p_expires BIGINT, p_cnf TEXT, p_kind TEXT, p_handle BYTEA, p_kid TEXT,
@@ -53,6 +56,7 @@ DECLARE
     v_revoked BOOLEAN;
     v_expires BIGINT;
     v_size    BIGINT;
+    v_shard   BIGINT;
     v_taken   TEXT;
     v_level   INTEGER;
     v_node    BIGINT;
@@ -84,7 +88,7 @@ BEGIN
             RETURN 'parent-expires ' || v_expires;
         END IF;
     END IF;
-    SELECT size INTO STRICT v_size FROM audit_head WHERE id = 1 FOR UPDATE;
+    SELECT size, shard_start INTO STRICT v_size, v_shard FROM audit_head WHERE id = 1 FOR UPDATE;
     SELECT key INTO v_taken FROM audit_keys WHERE key = ANY (p_keys) LIMIT 1;
     IF v_taken IS NOT NULL THEN
         RETURN 'key-taken ' || v_taken;
@@ -101,17 +105,27 @@ BEGIN
     INSERT INTO audit_entries (idx, data, leaf_hash, created_at) VALUES (v_size, p_data, p_leaf, p_created);
     INSERT INTO audit_keys (key, idx) SELECT k, v_size FROM unnest(p_keys) AS k;
     v_level := p_tile_height;
-    WHILE v_level < 64 AND (v_size + 1) & ((1::BIGINT << v_level) - 1) = 0 LOOP
-        v_node := ((v_size + 1) >> v_level) - 1;
+    WHILE v_level < 64 AND (v_size + 1 - v_shard) & ((1::BIGINT << v_level) - 1) = 0 LOOP
+        v_node := ((v_size + 1 - v_shard) >> v_level) - 1;
         IF v_level = p_tile_height THEN
             SELECT array_agg(leaf_hash ORDER BY idx) INTO v_children FROM audit_entries
-                WHERE idx >= v_node << p_tile_height AND idx < (v_node + 1) << p_tile_height;
-        ELSE
+                WHERE idx >= v_shard + (v_node << p_tile_height) AND idx < v_shard + ((v_node + 1) << p_tile_height);
+        ELSIF v_shard = 0 THEN
             SELECT array_agg(hash ORDER BY idx) INTO v_children FROM audit_nodes
                 WHERE level = v_level - p_tile_height
                 AND idx >= v_node << p_tile_height AND idx < (v_node + 1) << p_tile_height;
+        ELSE
+            SELECT array_agg(hash ORDER BY idx) INTO v_children FROM audit_shard_nodes
+                WHERE shard = v_shard AND level = v_level - p_tile_height
+                AND idx >= v_node << p_tile_height AND idx < (v_node + 1) << p_tile_height;
         END IF;
-        INSERT INTO audit_nodes (level, idx, hash) VALUES (v_level, v_node, sigil_subtree_hash(v_children, 1 << p_tile_height));
+        IF v_shard = 0 THEN
+            INSERT INTO audit_nodes (level, idx, hash)
+                VALUES (v_level, v_node, sigil_subtree_hash(v_children, 1 << p_tile_height));
+        ELSE
+            INSERT INTO audit_shard_nodes (shard, level, idx, hash)
+                VALUES (v_shard, v_level, v_node, sigil_subtree_hash(v_children, 1 << p_tile_height));
+        END IF;
         v_level := v_level + p_tile_height;
     END LOOP;
     RETURN 'ok ' || v_size;
