@@ -83,9 +83,58 @@ func (r reader) CurrentDeviceCertificates(ctx context.Context, ekHash string, at
 	return cs, nil
 }
 
+// deviceIdentities skips through the index certificates_identities one
+// identity at a time (the recursive part seeks the next spiffe_id after the
+// last, by ORDER BY ... LIMIT 1; PostgreSQL has no skip scan of its own, and
+// DISTINCT reads every matching entry), then keeps those with a live
+// certificate, found by one seek on not_after (a scalar subquery with
+// LIMIT 1, not EXISTS: the planner turns EXISTS into a semi-join that
+// hashes every live certificate of the device): its cost grows with the
+// identities the device held, not with the certificates it renewed
+// (TestDeviceIdentitiesPlan). The device is matched as a range (>= and <=,
+// then a row comparison from the last identity), not by "=", so that the
+// order asked for is (ek_hash, spiffe_id), which only
+// certificates_identities gives: with "=", ORDER BY spiffe_id alone
+// could be read from another index on spiffe_id, filtering by device,
+// and the planner took that when most certificates were one device's.
+const deviceIdentities = `WITH RECURSIVE ids(id) AS (
+		SELECT (SELECT spiffe_id FROM certificates WHERE ek_hash >= $1 AND ek_hash <= $1 AND revoked_at IS NULL
+			ORDER BY ek_hash, spiffe_id LIMIT 1)
+		UNION ALL
+		SELECT (SELECT spiffe_id FROM certificates WHERE (ek_hash, spiffe_id) > ($1, ids.id) AND ek_hash <= $1
+			AND revoked_at IS NULL ORDER BY ek_hash, spiffe_id LIMIT 1)
+		FROM ids WHERE ids.id IS NOT NULL
+	)
+	SELECT ids.id FROM ids WHERE ids.id IS NOT NULL AND (SELECT 1 FROM certificates c
+		WHERE c.ek_hash = $1 AND c.spiffe_id = ids.id AND c.revoked_at IS NULL AND c.not_after > $2 LIMIT 1) = 1
+	ORDER BY ids.id`
+
+// identityHolders skips through the index certificates_holders one device
+// at a time, as deviceIdentities does through identities, then keeps the
+// active devices (one primary-key lookup each, not a join the planner may
+// answer by reading every device) with a live certificate: its cost grows with the devices
+// that held the identity, not with their certificates
+// (TestIdentityHoldersPlan). The identity is matched as a range, as in
+// deviceIdentities, so that only certificates_holders gives the order:
+// with "=", the planner walked certificates_current in ek_hash order,
+// dropping every other device's certificates, when most certificates
+// were of that identity.
+const identityHolders = `WITH RECURSIVE held(ek) AS (
+		SELECT (SELECT ek_hash FROM certificates WHERE spiffe_id >= $1 AND spiffe_id <= $1 AND revoked_at IS NULL
+			ORDER BY spiffe_id, ek_hash LIMIT 1)
+		UNION ALL
+		SELECT (SELECT ek_hash FROM certificates WHERE (spiffe_id, ek_hash) > ($1, held.ek) AND spiffe_id <= $1
+			AND revoked_at IS NULL ORDER BY spiffe_id, ek_hash LIMIT 1)
+		FROM held WHERE held.ek IS NOT NULL
+	)
+	SELECT held.ek FROM held WHERE held.ek IS NOT NULL
+		AND (SELECT d.status FROM devices d WHERE d.ek_hash = held.ek) = 'active'
+		AND (SELECT 1 FROM certificates c
+			WHERE c.spiffe_id = $1 AND c.ek_hash = held.ek AND c.revoked_at IS NULL AND c.not_after > $2 LIMIT 1) = 1
+	ORDER BY held.ek`
+
 func (r reader) DeviceIdentities(ctx context.Context, ekHash string, at time.Time) ([]string, error) {
-	rows, err := r.q.Query(ctx, `SELECT DISTINCT spiffe_id FROM certificates
-		WHERE ek_hash = $1 AND revoked_at IS NULL AND not_after > $2 ORDER BY spiffe_id`, ekHash, micros(at))
+	rows, err := r.q.Query(ctx, deviceIdentities, ekHash, micros(at))
 	if err != nil {
 		return nil, fmt.Errorf("store: identities of device %s: %w", ekHash, err)
 	}
@@ -97,10 +146,7 @@ func (r reader) DeviceIdentities(ctx context.Context, ekHash string, at time.Tim
 }
 
 func (r reader) IdentityHolders(ctx context.Context, spiffeID string, at time.Time) ([]string, error) {
-	rows, err := r.q.Query(ctx, `SELECT DISTINCT c.ek_hash FROM certificates c
-		JOIN devices d ON d.ek_hash = c.ek_hash
-		WHERE c.spiffe_id = $1 AND c.revoked_at IS NULL AND c.not_after > $2 AND d.status = 'active'
-		ORDER BY c.ek_hash`, spiffeID, micros(at))
+	rows, err := r.q.Query(ctx, identityHolders, spiffeID, micros(at))
 	if err != nil {
 		return nil, fmt.Errorf("store: holders of %s: %w", spiffeID, err)
 	}
