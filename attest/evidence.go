@@ -16,6 +16,7 @@ type Result struct {
 	Boot     *Boot
 	// Key is the certified TPM application key; the certificate is for it.
 	Key crypto.PublicKey
+	// CSR is signed by Key and asks for it; its signature has been checked.
 	CSR *x509.CertificateRequest
 }
 

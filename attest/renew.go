@@ -8,7 +8,9 @@ import (
 )
 
 // VerifyRenewal checks the quotes and event log against the pinned AK and
-// nonce, and that the CSR is signed by key, the certificate's TPM key.
+// nonce, and that the CSR is signed by key, the certificate's TPM key. The
+// CSR it returns has had its signature checked (ca.Request's
+// CSRSignatureChecked).
 func (v *Verifier) VerifyRenewal(r *Renewal, key crypto.PublicKey) (*Boot, *x509.CertificateRequest, error) {
 	if err := knownVersion(r.Version); err != nil {
 		return nil, nil, &Error{Step: StepInput, Err: err}

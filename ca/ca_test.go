@@ -202,6 +202,15 @@ func TestIssueRejects(t *testing.T) {
 		{"evidence-without-digest", func(r *ca.Request) { r.Evidence.Digest = nil }, "must be SHA-256 digests"},
 		{"evidence-without-policy", func(r *ca.Request) { r.Evidence.PolicyVersion = "" }, "without a policy version"},
 		{"tampered-csr", func(r *ca.Request) { r.CSR.Signature[len(r.CSR.Signature)-1] ^= 1 }, "CSR signature"},
+		// A caller that checked the CSR's signature itself still gets
+		// every other check.
+		{"checked-csr-of-another-key", func(r *ca.Request) {
+			r.CSR, r.CSRSignatureChecked = newCSR(t, newKey(t)), true
+		}, "CSR public key is not the attested key"},
+		{"checked-csr-asks-for-another-id", func(r *ca.Request) {
+			r.CSR, r.CSRSignatureChecked = newCSRFor(t, key, "spiffe://sigil.test/workload/b"), true
+		}, "not the identity spiffe://sigil.test/workload/a"},
+		{"checked-no-csr", func(r *ca.Request) { r.CSR, r.CSRSignatureChecked = nil, true }, "needs a CSR"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -212,6 +221,24 @@ func TestIssueRejects(t *testing.T) {
 				t.Fatalf("Issue error = %v, want %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestIssueSkipsCheckedCSRSignature: a CSR whose signature the caller
+// checked (attest, in enrollment and renewal) is not checked again; the
+// same CSR unchecked is refused (TestIssueRejects/tampered-csr).
+func TestIssueSkipsCheckedCSRSignature(t *testing.T) {
+	f := newFixture(t)
+	key := newKey(t)
+	r := request(t, key, "spiffe://sigil.test/workload/a")
+	r.CSR.Signature[len(r.CSR.Signature)-1] ^= 1
+	r.CSRSignatureChecked = true
+	cert, err := f.ca.Issue(context.Background(), r)
+	if err != nil {
+		t.Fatalf("Issue with a checked CSR: %v", err)
+	}
+	if !key.PublicKey.Equal(cert.PublicKey) {
+		t.Error("certificate key is not the attested key")
 	}
 }
 

@@ -98,7 +98,7 @@ func (s *Service) issue(ctx context.Context, ch store.Challenge, res *attest.Res
 	}
 	ekHash, _ := hex.DecodeString(res.EK.Hash)
 	cert, err := s.CA.Issue(ctx, ca.Request{
-		CSR: res.CSR, Key: res.Key, ID: id, ServerAuth: serverAuth,
+		CSR: res.CSR, CSRSignatureChecked: true, Key: res.Key, ID: id, ServerAuth: serverAuth,
 		Evidence: ca.Evidence{Digest: digest, EKHash: ekHash, PolicyVersion: d.Version},
 	})
 	if err != nil {

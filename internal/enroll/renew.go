@@ -177,7 +177,7 @@ func (s *Service) reissue(ctx context.Context, peer *x509.Certificate, dev store
 	}
 	ekHash, _ := hex.DecodeString(dev.EKHash)
 	cert, err := s.CA.Issue(ctx, ca.Request{
-		CSR: csr, Key: peer.PublicKey, ID: id, ServerAuth: slices.Contains(peer.ExtKeyUsage, x509.ExtKeyUsageServerAuth),
+		CSR: csr, CSRSignatureChecked: true, Key: peer.PublicKey, ID: id, ServerAuth: slices.Contains(peer.ExtKeyUsage, x509.ExtKeyUsageServerAuth),
 		Evidence: ca.Evidence{Digest: digest, EKHash: ekHash, PolicyVersion: d.Version},
 	})
 	if err != nil {
