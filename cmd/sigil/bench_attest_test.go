@@ -51,9 +51,17 @@ func envCount(name string, def int) int {
 //	sigild-cpu                  sigild's CPU time over the run's duration
 //	hsm-sign-cpu-us/op          this process's CPU time per HSM signature
 //	of-hsm-sign                 sigild-cpu-us/op over hsm-sign-cpu-us/op
+//
+// It runs on each store: sqlite, and postgres (one replica, local database).
 func BenchmarkRenewal(b *testing.B) {
 	requireCPUs(b)
-	s := startStackArgs(b, "--tpms", strconv.Itoa(attestHosts), "--store", "sqlite")
+	for _, st := range []string{"sqlite", "postgres"} {
+		b.Run(st, func(b *testing.B) { benchmarkRenewal(b, st) })
+	}
+}
+
+func benchmarkRenewal(b *testing.B, store string) {
+	s := startStackArgs(b, "--tpms", strconv.Itoa(attestHosts), "--store", store)
 	ctx := context.Background()
 	pool := make(chan *client.Workload, attestHosts)
 	for i := range attestHosts {
