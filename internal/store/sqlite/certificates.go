@@ -57,9 +57,13 @@ func (r reader) CertificateByThumbprint(ctx context.Context, x5tS256 string) (st
 	return c, nil
 }
 
+// deviceCertificates reads a device's certificates by certificates_ek_hash
+// (TestDeviceCertificatesPlan); see planStable for the unary plus.
+const deviceCertificates = `SELECT ` + certificateColumns + ` FROM certificates
+	WHERE ek_hash = +?1 ORDER BY not_before, serial`
+
 func (r reader) DeviceCertificates(ctx context.Context, ekHash string) ([]store.Certificate, error) {
-	rows, err := r.q.QueryContext(ctx, `SELECT `+certificateColumns+` FROM certificates
-		WHERE ek_hash = ? ORDER BY not_before, serial`, ekHash)
+	rows, err := r.q.QueryContext(ctx, deviceCertificates, ekHash)
 	if err != nil {
 		return nil, fmt.Errorf("store: certificates of device %s: %w", ekHash, err)
 	}

@@ -294,6 +294,17 @@ func TestCurrentDeviceCertificatesPlan(t *testing.T) {
 	}
 }
 
+// TestDeviceCertificatesPlan: a device's certificates are read in order
+// from certificates_ek_hash, with no sort, parameters written +?N.
+func TestDeviceCertificatesPlan(t *testing.T) {
+	_, path := openStore(t)
+	plan := queryPlan(t, path, deviceCertificates, "ek")
+	text := strings.Join(plan, "\n")
+	if !strings.Contains(text, "certificates_ek_hash (ek_hash=?)") {
+		t.Errorf("plan does not seek the device's certificates in certificates_ek_hash:\n%s", text)
+	}
+}
+
 // queryPlan is SQLite's plan for query, one line per step.
 func queryPlan(t *testing.T, path, query string, args ...any) []string {
 	t.Helper()
