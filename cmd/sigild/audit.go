@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/sigil-dev/sigil/audit"
@@ -21,10 +22,11 @@ import (
 )
 
 type auditCmd struct {
-	Key        auditKeyCmd        `cmd:"" help:"Print the audit log's public key (PEM), to give auditors out of band."`
-	Export     auditExportCmd     `cmd:"" help:"Write the log's entries and checkpoints to a directory for offline audit."`
-	WitnessKey auditWitnessKeyCmd `cmd:"" name:"witness-key" help:"Print the log's origin and public key in the form a witness (C2SP tlog-witness, transparency-dev's omniwitness) is configured with."`
-	Archive    auditArchiveCmd    `cmd:"" help:"Write a sealed shard of a log sharded by time (audit.shard_period) to a directory, as an export that sigil audit verify --dir DIR --shard NAME verifies offline."`
+	Key        auditKeyCmd           `cmd:"" help:"Print the audit log's public key (PEM), to give auditors out of band."`
+	Export     auditExportCmd        `cmd:"" help:"Write the log's entries and checkpoints to a directory for offline audit."`
+	WitnessKey auditWitnessKeyCmd    `cmd:"" name:"witness-key" help:"Print the log's origin and public key in the form a witness (C2SP tlog-witness, transparency-dev's omniwitness) is configured with."`
+	WitnessCfg auditWitnessConfigCmd `cmd:"" name:"witness-config" help:"Print the log configuration of a witness (transparency-dev's omniwitness logs.yaml) for this log: its current shard and, with audit.shard_period, the next shards' origins, which a witness must know before their first checkpoints."`
+	Archive    auditArchiveCmd       `cmd:"" help:"Write a sealed shard of a log sharded by time (audit.shard_period) to a directory, as an export that sigil audit verify --dir DIR --shard NAME verifies offline."`
 }
 
 type auditKeyCmd struct{}
@@ -73,6 +75,92 @@ func (auditWitnessKeyCmd) Run(ctx context.Context, cfg *config.Config, log *slog
 	}
 	fmt.Printf("Origin: %s\nPublicKey: %s\n", v.Name(), v.WitnessKey())
 	return nil
+}
+
+type auditWitnessConfigCmd struct {
+	Next int `help:"How many shards after the current one to list (a log sharded by time), e.g. a month's worth; reconfigure the witness before they run out." default:"48"`
+}
+
+// maxNextShards bounds --next: a year of hourly shards.
+const maxNextShards = 24 * 366
+
+func (c auditWitnessConfigCmd) Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	if c.Next < 0 || c.Next > maxNextShards {
+		return fmt.Errorf("--next %d: want 0 to %d shards", c.Next, maxNextShards)
+	}
+	pub, err := auditPublicKey(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	st, err := backend.Open(ctx, cfg.Store)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	v, err := daemon.LogVerifier(ctx, cfg, st, pub)
+	if err != nil {
+		return err
+	}
+	rows, err := st.AuditShards(ctx)
+	if err != nil {
+		return err
+	}
+	current := ""
+	if len(rows) > 0 {
+		current = rows[len(rows)-1].Name
+	}
+	origins, err := witnessOrigins(v.Name(), current, cfg.Audit.ShardPeriod, time.Now(), c.Next)
+	if err != nil {
+		return err
+	}
+	fmt.Print(witnessLogsYAML(origins, v))
+	return nil
+}
+
+// witnessOrigins lists the origins a witness of the log with origin base
+// must know: the current shard's (base while not sharded), then, sharded
+// by period, the shards of the next periods from now on, next of them
+// after the one now is in.
+func witnessOrigins(base, current string, period time.Duration, now time.Time, next int) ([]string, error) {
+	origins := []string{base}
+	if current != "" {
+		o, err := audit.ShardOrigin(base, current)
+		if err != nil {
+			return nil, err
+		}
+		origins = []string{o}
+	}
+	if period <= 0 {
+		return origins, nil
+	}
+	for i := range next + 1 {
+		name := audit.ShardName(now.Add(time.Duration(i)*period), period)
+		if name <= current {
+			continue // the current shard, listed
+		}
+		o, err := audit.ShardOrigin(base, name)
+		if err != nil {
+			return nil, err
+		}
+		origins = append(origins, o)
+	}
+	return origins, nil
+}
+
+// witnessLogsYAML is the logs' list of an omniwitness configuration: each
+// origin with the log key v as a witness takes it (Verifier.WitnessKey),
+// the key's name being the origin.
+func witnessLogsYAML(origins []string, v *audit.Verifier) string {
+	var b strings.Builder
+	b.WriteString("Logs:\n")
+	for _, o := range origins {
+		sv, err := v.Renamed(o)
+		if err != nil {
+			continue // origins come from ShardOrigin, valid names
+		}
+		fmt.Fprintf(&b, "  - Origin: %q\n    PublicKey: %q\n", o, sv.WitnessKey())
+	}
+	return b.String()
 }
 
 type auditExportCmd struct {

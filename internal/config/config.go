@@ -143,7 +143,10 @@ type Audit struct {
 	// submits each new checkpoint to each, with a consistency proof from
 	// the last one it cosigned, and serves the checkpoint with their
 	// cosignatures. Each must be configured with the log's origin and the
-	// key `sigild audit witness-key` prints. Empty: no witnesses.
+	// key `sigild audit witness-key` prints; a log sharded by time
+	// (ShardPeriod) is a log per shard to a witness, each under its own
+	// origin, known to the witness before its first checkpoint (`sigild
+	// audit witness-config --next N`). Empty: no witnesses.
 	Witnesses []Witness `yaml:"witnesses"`
 	// WitnessTimeout bounds one submission to a witness. Default 10s.
 	WitnessTimeout time.Duration `yaml:"witness_timeout"`
@@ -452,9 +455,6 @@ func (c *Config) validateAudit(bad reporter) {
 	}
 	if p := c.Audit.ShardPeriod; p != 0 && (p < least || p%time.Second != 0) {
 		bad("audit.shard_period", "want 0 (not sharded) or whole seconds of at least %v, got %v", least, p)
-	}
-	if c.Audit.ShardPeriod != 0 && len(c.Audit.Witnesses) > 0 {
-		bad("audit.shard_period", "witnesses do not cosign a log sharded by time yet (each shard is a new origin): set audit.shard_period or audit.witnesses, not both")
 	}
 	if c.Audit.WitnessTimeout < 0 || c.Audit.WitnessTimeout > 5*time.Minute {
 		bad("audit.witness_timeout", "want between 0 and 5m, got %v", c.Audit.WitnessTimeout)

@@ -180,13 +180,11 @@ func (d *Daemon) openAudit(ctx context.Context, reg prometheus.Registerer) (*liv
 	if err != nil {
 		return nil, err
 	}
-	if sharded && len(d.cfg.Audit.Witnesses) > 0 {
-		return nil, errors.New("daemon: audit.witnesses: witnesses do not cosign a log sharded by time yet (each shard is a new origin); remove audit.witnesses")
-	}
-	if err := d.openWitnesses(l, reg); err != nil {
+	ll := newLiveLog(l, sh)
+	if err := d.openWitnesses(ll, sharded || d.cfg.Audit.ShardPeriod != 0, reg); err != nil {
 		return nil, err
 	}
-	return newLiveLog(l, sh), l.Init(ctx)
+	return ll, l.Init(ctx)
 }
 
 // policyLoaded logs every policy set that takes effect: its version and

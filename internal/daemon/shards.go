@@ -11,6 +11,7 @@ import (
 	"github.com/sigil-dev/sigil/audit"
 	"github.com/sigil-dev/sigil/internal/server"
 	"github.com/sigil-dev/sigil/internal/store"
+	"github.com/sigil-dev/sigil/internal/witness"
 )
 
 // liveLog is the audit log the daemon signs and serves: the Log of the
@@ -120,6 +121,32 @@ func (ll *liveLog) WaitFor(ctx context.Context, size uint64) ([]byte, error) {
 			return note, err
 		}
 		size = 1
+	}
+}
+
+// WaitPast returns the latest checkpoint once it covers at least size
+// entries of the shard with origin, or, when the log has rotated past that
+// shard, the current shard's first checkpoint (witness.PastWaiter).
+func (ll *liveLog) WaitPast(ctx context.Context, origin string, size uint64) ([]byte, error) {
+	for {
+		l, switched := ll.current()
+		want := size
+		if l.Origin() != origin {
+			want = 1
+		}
+		wctx, cancel := context.WithCancel(ctx)
+		go func() {
+			select {
+			case <-switched:
+				cancel()
+			case <-wctx.Done():
+			}
+		}()
+		note, err := l.WaitFor(wctx, want)
+		cancel()
+		if err == nil || ctx.Err() != nil {
+			return note, err
+		}
 	}
 }
 
@@ -300,9 +327,12 @@ func (x *shardIndex) Shard(ctx context.Context, name string) (server.ShardLog, e
 			return nil, fmt.Errorf("%w: %q is archived: its entries are no longer served, verify its export", server.ErrNoShard, name)
 		case ends[i] > 0:
 			s, err := x.sealedShard(ctx, sh, ends[i])
-			return s.log, err
+			if err != nil || x.d.published == nil {
+				return s.log, err
+			}
+			return cosignedShard{s.log, x.d.published}, nil
 		case x.d.audit.log().Origin() == sh.Origin:
-			return x.d.audit, nil
+			return x.d.auditLog().(server.ShardLog), nil
 		default:
 			return nil, fmt.Errorf("audit shard %s: not yet open on this replica", name)
 		}
@@ -352,4 +382,24 @@ func (d *Daemon) auditShards() server.LogShards {
 		return nil
 	}
 	return &shardIndex{d: d}
+}
+
+// cosignedShard is a sealed shard whose final checkpoint is served with
+// the witnesses' cosignatures stored for it.
+type cosignedShard struct {
+	*audit.Sealed
+	published *witness.Published
+}
+
+// Checkpoint returns the final checkpoint with its cosignatures; without
+// them if they cannot be read.
+func (c cosignedShard) Checkpoint(ctx context.Context) ([]byte, error) {
+	note, err := c.Sealed.Checkpoint(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if out, err := c.published.Cosign(ctx, note); err == nil {
+		return out, nil
+	}
+	return note, nil
 }

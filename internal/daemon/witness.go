@@ -4,7 +4,9 @@ import (
 	"cmp"
 	"context"
 	"crypto"
+	"fmt"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -33,8 +35,9 @@ const defaultWitnessTimeout = 10 * time.Second
 
 // openWitnesses sets up the Cosigner of l's checkpoints for the
 // configured witnesses, sharing the log's lease (one replica submits), and
-// the published view every replica serves.
-func (d *Daemon) openWitnesses(l *audit.Log, reg prometheus.Registerer) error {
+// the published view every replica serves; each shard's under its own
+// origin when the log is or will be sharded.
+func (d *Daemon) openWitnesses(l *liveLog, sharded bool, reg prometheus.Registerer) error {
 	if len(d.cfg.Audit.Witnesses) == 0 {
 		return nil
 	}
@@ -52,12 +55,87 @@ func (d *Daemon) openWitnesses(l *audit.Log, reg prometheus.Registerer) error {
 		opts = append(opts, witness.WithLease(d.lease))
 	}
 	st := store.AuditStorage(d.store)
+	d.published = witness.NewPublished(l, st)
+	if sharded {
+		shards := &witnessShards{d: d}
+		opts = append(opts, witness.WithShards(shards))
+		d.published = witness.NewShardedPublished(l, shards)
+	}
 	c, err := witness.New(l, st, d.checkpoints, ws, opts...)
 	if err != nil {
 		return err
 	}
-	d.cosigner, d.published = c, witness.NewPublished(l, st)
+	d.cosigner = c
 	return nil
+}
+
+// witnessShards finds the shards of the log for the witnesses, by origin:
+// the current one from the live log, sealed ones from the store (kept,
+// they never change).
+type witnessShards struct {
+	d *Daemon
+
+	mu     sync.Mutex
+	sealed map[string]witness.Shard // by origin
+}
+
+// ShardOf returns the shard with origin: the log's own origin while it is
+// not sharded.
+func (s *witnessShards) ShardOf(ctx context.Context, origin string) (witness.Shard, error) {
+	d := s.d
+	v, err := d.checkpoints.Renamed(origin)
+	if err != nil {
+		return witness.Shard{}, err
+	}
+	if cur := d.audit.Shard(); cur.Origin == origin || cur.Name == "" && origin == d.baseOrigin {
+		if cur.Name == "" {
+			st := store.AuditStorage(d.store)
+			return witness.Shard{Key: v, Proofs: prover{st}, Store: st}, nil
+		}
+		view := store.ShardStorage(d.store, cur, 0)
+		return witness.Shard{Name: cur.Name, Key: v, Proofs: prover{view}, Store: view}, nil
+	}
+	s.mu.Lock()
+	sh, ok := s.sealed[origin]
+	s.mu.Unlock()
+	if ok {
+		return sh, nil
+	}
+	rows, ends, err := store.Shards(ctx, d.store, d.baseOrigin)
+	if err != nil {
+		return witness.Shard{}, err
+	}
+	for i, row := range rows {
+		if row.Origin != origin {
+			continue
+		}
+		view := store.ShardStorage(d.store, row, ends[i])
+		sh := witness.Shard{Name: row.Name, Key: v, Proofs: prover{view}, Store: view}
+		if ends[i] == 0 {
+			return sh, nil // current in the store, not yet on this replica
+		}
+		if sh.Final, err = view.LatestCheckpoint(ctx); err != nil {
+			return witness.Shard{}, err
+		}
+		if cp, err := audit.OpenCheckpoint(sh.Final, v); err != nil || cp.Size != ends[i]-row.Start {
+			return witness.Shard{}, fmt.Errorf("%w: shard %q has no final checkpoint of its %d entries (%v)", audit.ErrTampered, row.Name, ends[i]-row.Start, err)
+		}
+		s.mu.Lock()
+		if s.sealed == nil {
+			s.sealed = map[string]witness.Shard{}
+		}
+		s.sealed[origin] = sh
+		s.mu.Unlock()
+		return sh, nil
+	}
+	return witness.Shard{}, fmt.Errorf("audit: no shard of origin %q", origin)
+}
+
+// prover proves consistency within one shard's stored tree.
+type prover struct{ r audit.LeafHashReader }
+
+func (p prover) ConsistencyProof(ctx context.Context, m, n uint64) ([][]byte, error) {
+	return audit.ConsistencyProof(ctx, p.r, m, n)
 }
 
 // auditLog is the log the API serves: with witnesses, its checkpoint
@@ -78,3 +156,5 @@ type cosignedLog struct {
 func (c cosignedLog) Checkpoint(ctx context.Context) ([]byte, error) {
 	return c.published.Checkpoint(ctx)
 }
+
+var _ server.ShardLog = cosignedLog{}

@@ -21,6 +21,7 @@ const (
 // metrics holds the collectors WithMetrics registers; nil records nothing.
 type metrics struct {
 	lagEntries *prometheus.GaugeVec
+	shardLags  *prometheus.GaugeVec
 	size       *prometheus.GaugeVec
 	results    *prometheus.CounterVec
 }
@@ -34,6 +35,10 @@ func newMetrics(r prometheus.Registerer, ws []*Client) (*metrics, error) {
 			Name: "sigil_audit_witness_lag_entries",
 			Help: "Entries the log's latest checkpoint covers beyond the last one the witness cosigned, as seen by the replica that submits (the checkpoint lease holder).",
 		}, []string{"witness"}),
+		shardLags: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "sigil_audit_witness_shard_lag_entries",
+			Help: "For a log sharded by time: entries of the shard's latest checkpoint (a sealed shard's final one) beyond the last one the witness cosigned. A sealed shard's series goes once its final checkpoint is cosigned; one that stays was given up.",
+		}, []string{"witness", "shard"}),
 		size: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "sigil_audit_witness_cosigned_size",
 			Help: "Size of the last checkpoint the witness cosigned.",
@@ -43,7 +48,7 @@ func newMetrics(r prometheus.Registerer, ws []*Client) (*metrics, error) {
 			Help: "Checkpoints submitted to the witness, by result: cosigned, unreachable, refused (not configured for this log), inconsistent (split view or fork), pushback, other.",
 		}, []string{"witness", "result"}),
 	}
-	for _, c := range []prometheus.Collector{m.lagEntries, m.size, m.results} {
+	for _, c := range []prometheus.Collector{m.lagEntries, m.shardLags, m.size, m.results} {
 		if err := r.Register(c); err != nil {
 			return nil, fmt.Errorf("witness: register metrics: %w", err)
 		}
@@ -60,6 +65,26 @@ func newMetrics(r prometheus.Registerer, ws []*Client) (*metrics, error) {
 func (m *metrics) lag(w *Client, entries uint64) {
 	if m != nil {
 		m.lagEntries.WithLabelValues(w.ID()).Set(float64(entries))
+	}
+}
+
+// shardLag sets the lag of a shard of a sharded log (named; "" is a log
+// not sharded, which has only the witness's lag).
+func (m *metrics) shardLag(w *Client, shard string, entries uint64) {
+	if m != nil && shard != "" {
+		m.shardLags.WithLabelValues(w.ID(), shard).Set(float64(entries))
+	}
+}
+
+// shardCosigned records a shard's latest checkpoint cosigned: a sealed
+// shard's series goes, it is done.
+func (m *metrics) shardCosigned(w *Client, shard string, sealed bool) {
+	switch {
+	case m == nil || shard == "":
+	case sealed:
+		m.shardLags.DeleteLabelValues(w.ID(), shard)
+	default:
+		m.shardLags.WithLabelValues(w.ID(), shard).Set(0)
 	}
 }
 

@@ -29,8 +29,9 @@ const PublishedTTL = 250 * time.Millisecond
 // stays live when witnesses are not: a checkpoint not cosigned yet is
 // served with the cosignatures it has, none at first.
 type Published struct {
-	log   Checkpointer
-	store Cosignatures
+	log    Checkpointer
+	store  Cosignatures
+	shards Shards // nil: a log not sharded
 
 	mu    sync.Mutex
 	base  []byte // the log's note the cache is of
@@ -42,6 +43,42 @@ type Published struct {
 // in st.
 func NewPublished(log Checkpointer, st Cosignatures) *Published {
 	return &Published{log: log, store: st}
+}
+
+// NewShardedPublished returns the published view of log, sharded by time:
+// each checkpoint with the cosignatures stored for its shard, which shards
+// finds by the checkpoint's origin.
+func NewShardedPublished(log Checkpointer, shards Shards) *Published {
+	return &Published{log: log, shards: shards}
+}
+
+// Cosign returns note, a checkpoint of the log (of any of its shards),
+// with the cosignatures stored for it, up to audit.MaxCheckpointSize.
+func (p *Published) Cosign(ctx context.Context, note []byte) ([]byte, error) {
+	cp, err := audit.PeekCheckpoint(note)
+	if err != nil {
+		return nil, err
+	}
+	st := p.store
+	if p.shards != nil {
+		sh, err := p.shards.ShardOf(ctx, cp.Origin)
+		if err != nil {
+			return nil, err
+		}
+		st = sh.Store
+	}
+	lines, err := st.Cosignatures(ctx, cp.Size)
+	if err != nil {
+		return nil, err
+	}
+	out := bytes.Clone(note)
+	for _, l := range lines {
+		if len(out)+len(l) > audit.MaxCheckpointSize {
+			break
+		}
+		out = append(out, l...)
+	}
+	return out, nil
 }
 
 // Checkpoint returns the latest checkpoint note with its cosignatures. A
@@ -57,20 +94,12 @@ func (p *Published) Checkpoint(ctx context.Context) ([]byte, error) {
 		return bytes.Clone(p.note), nil
 	}
 	p.mu.Unlock()
-	cp, err := audit.PeekCheckpoint(note)
-	if err != nil {
+	if _, err := audit.PeekCheckpoint(note); err != nil {
 		return nil, err
 	}
-	lines, err := p.store.Cosignatures(ctx, cp.Size)
+	out, err := p.Cosign(ctx, note)
 	if err != nil {
 		return note, nil
-	}
-	out := bytes.Clone(note)
-	for _, l := range lines {
-		if len(out)+len(l) > audit.MaxCheckpointSize {
-			break
-		}
-		out = append(out, l...)
 	}
 	p.mu.Lock()
 	p.base, p.note, p.until = note, out, time.Now().Add(PublishedTTL)
