@@ -80,20 +80,18 @@ type witnessShards struct {
 }
 
 // ShardOf returns the shard with origin: the log's own origin while it is
-// not sharded.
+// not sharded. A current shard is read from the store's list of shards
+// once per new checkpoint's shard a witness's loop moves to, and for each
+// published checkpoint (cached for PublishedTTL).
 func (s *witnessShards) ShardOf(ctx context.Context, origin string) (witness.Shard, error) {
 	d := s.d
 	v, err := d.checkpoints.Renamed(origin)
 	if err != nil {
 		return witness.Shard{}, err
 	}
-	if cur := d.audit.Shard(); cur.Origin == origin || cur.Name == "" && origin == d.baseOrigin {
-		if cur.Name == "" {
-			st := store.AuditStorage(d.store)
-			return witness.Shard{Key: v, Proofs: prover{st}, Store: st}, nil
-		}
-		view := store.ShardStorage(d.store, cur, 0)
-		return witness.Shard{Name: cur.Name, Key: v, Proofs: prover{view}, Store: view}, nil
+	if cur := d.audit.Shard(); cur.Name == "" && origin == d.baseOrigin {
+		st := store.AuditStorage(d.store)
+		return witness.Shard{Key: v, Proofs: prover{st}, Store: st}, nil
 	}
 	s.mu.Lock()
 	sh, ok := s.sealed[origin]
@@ -111,6 +109,9 @@ func (s *witnessShards) ShardOf(ctx context.Context, origin string) (witness.Sha
 		}
 		view := store.ShardStorage(d.store, row, ends[i])
 		sh := witness.Shard{Name: row.Name, Key: v, Proofs: prover{view}, Store: view}
+		if i > 0 {
+			sh.Previous = rows[i-1].Origin
+		}
 		if ends[i] == 0 {
 			return sh, nil // current in the store, not yet on this replica
 		}

@@ -53,7 +53,15 @@ type Shard struct {
 	Proofs Prover          // consistency proofs within the shard
 	Store  ShardStore      // where the shard's cosignatures are kept
 	Final  []byte          // the sealed shard's final checkpoint; nil while current
+	// Previous is the origin of the shard before it; "" for the first.
+	Previous string
 }
+
+// maxSealsBack is how many sealed shards back from the current one a
+// witness's loop submits the final checkpoints of when it moves to a new
+// shard: those it skipped (a shard period shorter than a submission's
+// delays), or, when it starts, those sealed just before.
+const maxSealsBack = 4
 
 // DefaultSealAttempts is how many times the Cosigner submits a sealed
 // shard's final checkpoint to a witness (with the retry delays of
@@ -162,7 +170,6 @@ func (storeOnly) Cosignatures(context.Context, uint64) ([][]byte, error) {
 type shardState struct {
 	Shard
 	origin   string
-	seen     bool   // a checkpoint of it was submitted here
 	known    uint64 // the witness's latest size for the shard, as far as known
 	cosigned uint64 // the size of the last checkpoint it cosigned here
 }
@@ -191,8 +198,9 @@ func (k *worker) wait(ctx context.Context) ([]byte, error) {
 }
 
 // follow moves the worker to the shard with origin, once the log has
-// rotated to it, and has the previous shard's final checkpoint cosigned
-// meanwhile.
+// rotated to it, and has the final checkpoints of the shards sealed since
+// the last one it submitted to cosigned meanwhile (the one before it, when
+// it has submitted to none yet).
 func (k *worker) follow(ctx context.Context, origin string) error {
 	if k.c.o.shards == nil || origin == k.sh.origin {
 		return nil
@@ -203,8 +211,24 @@ func (k *worker) follow(ctx context.Context, origin string) error {
 	}
 	prev := k.sh
 	k.sh = &shardState{Shard: sh, origin: origin}
-	if prev.seen {
-		k.wg.Go(func() { k.seal(ctx, prev) })
+	back := sh.Previous
+	for range maxSealsBack {
+		if back == "" {
+			break
+		}
+		s := &shardState{origin: back}
+		if back == prev.origin {
+			s = prev // with what the witness is known to have seen of it
+		}
+		k.wg.Go(func() { k.seal(ctx, s) })
+		if back == prev.origin {
+			break
+		}
+		p, err := k.c.o.shards.ShardOf(ctx, back)
+		if err != nil {
+			break // the seal's loop says what failed
+		}
+		back = p.Previous
 	}
 	return nil
 }
@@ -228,6 +252,9 @@ func (k *worker) seal(ctx context.Context, s *shardState) {
 		if err == nil || ctx.Err() != nil {
 			return
 		}
+		if !errors.Is(err, errFollowing) {
+			k.c.o.logger.WarnContext(ctx, "witness: a sealed shard's final checkpoint not cosigned; retrying", "witness", k.w.ID(), "shard", s.origin, "attempt", attempt+1, "err", err)
+		}
 	}
 	k.c.o.logger.ErrorContext(ctx, "witness: a sealed shard's final checkpoint was not cosigned; given up", "witness", k.w.ID(), "shard", s.origin, "attempts", k.c.o.seals, "err", err)
 }
@@ -249,6 +276,7 @@ func (k *worker) submitSeal(ctx context.Context, s *shardState) error {
 		return err
 	}
 	if cp.Size <= s.cosigned {
+		k.c.m.shardCosigned(k.w, s.Name, true) // before it was sealed
 		return nil
 	}
 	return k.round(ctx, s, s.Final, cp)
@@ -266,7 +294,6 @@ func (k *worker) run(ctx context.Context) {
 			err = k.follow(ctx, cp.Origin)
 		}
 		if err == nil {
-			k.sh.seen = true
 			err = k.round(ctx, k.sh, signed, cp)
 		}
 		switch {
@@ -307,8 +334,8 @@ func (k *worker) round(ctx context.Context, s *shardState, signed []byte, cp aud
 	}
 	current := s.Final == nil
 	lag := cp.Size - min(cp.Size, s.cosigned)
-	if current {
-		k.c.m.lag(k.w, lag)
+	if s.Name == "" {
+		k.c.m.lag(k.w, lag) // a log not sharded
 	}
 	k.c.m.shardLag(k.w, s.Name, lag)
 	err := k.submit(ctx, s, signed, cp)

@@ -3,6 +3,7 @@ package witness
 import (
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -22,6 +23,8 @@ const (
 type metrics struct {
 	lagEntries *prometheus.GaugeVec
 	shardLags  *prometheus.GaugeVec
+	mu         sync.Mutex
+	lags       map[string]map[string]uint64 // by witness, by shard
 	size       *prometheus.GaugeVec
 	results    *prometheus.CounterVec
 }
@@ -33,7 +36,7 @@ func newMetrics(r prometheus.Registerer, ws []*Client) (*metrics, error) {
 	m := &metrics{
 		lagEntries: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "sigil_audit_witness_lag_entries",
-			Help: "Entries the log's latest checkpoint covers beyond the last one the witness cosigned, as seen by the replica that submits (the checkpoint lease holder).",
+			Help: "Entries the log's latest checkpoint covers beyond the last one the witness cosigned, as seen by the replica that submits (the checkpoint lease holder); for a log sharded by time, the sum over the current shard and the sealed shards whose final checkpoints the witness has not cosigned.",
 		}, []string{"witness"}),
 		shardLags: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "sigil_audit_witness_shard_lag_entries",
@@ -69,23 +72,51 @@ func (m *metrics) lag(w *Client, entries uint64) {
 }
 
 // shardLag sets the lag of a shard of a sharded log (named; "" is a log
-// not sharded, which has only the witness's lag).
+// not sharded, which has only the witness's lag); the witness's lag is
+// then the sum over its shards: the current one's and the sealed ones'
+// whose final checkpoints it has not cosigned.
 func (m *metrics) shardLag(w *Client, shard string, entries uint64) {
-	if m != nil && shard != "" {
-		m.shardLags.WithLabelValues(w.ID(), shard).Set(float64(entries))
+	if m == nil || shard == "" {
+		return
 	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.lags == nil {
+		m.lags = map[string]map[string]uint64{}
+	}
+	if m.lags[w.ID()] == nil {
+		m.lags[w.ID()] = map[string]uint64{}
+	}
+	m.lags[w.ID()][shard] = entries
+	m.shardLags.WithLabelValues(w.ID(), shard).Set(float64(entries))
+	m.sumLag(w)
 }
 
 // shardCosigned records a shard's latest checkpoint cosigned: a sealed
 // shard's series goes, it is done.
 func (m *metrics) shardCosigned(w *Client, shard string, sealed bool) {
-	switch {
-	case m == nil || shard == "":
-	case sealed:
+	if m == nil || shard == "" {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if sealed {
+		delete(m.lags[w.ID()], shard)
 		m.shardLags.DeleteLabelValues(w.ID(), shard)
-	default:
+	} else if m.lags[w.ID()] != nil {
+		m.lags[w.ID()][shard] = 0
 		m.shardLags.WithLabelValues(w.ID(), shard).Set(0)
 	}
+	m.sumLag(w)
+}
+
+// sumLag sets the witness's lag to the sum of its shards'; m.mu held.
+func (m *metrics) sumLag(w *Client) {
+	var sum uint64
+	for _, n := range m.lags[w.ID()] {
+		sum += n
+	}
+	m.lagEntries.WithLabelValues(w.ID()).Set(float64(sum))
 }
 
 func (m *metrics) cosigned(w *Client, size uint64) {
