@@ -221,4 +221,10 @@ type AuditProof struct {
 	From   uint64   `json:"from,omitempty"`
 	Size   uint64   `json:"size"`
 	Hashes [][]byte `json:"hashes"`
+	// Shard names the sealed shard of a log sharded by time the entry
+	// found by serial or jti is in: Index and Size are then within it,
+	// the proof is against its final Checkpoint (with the witnesses'
+	// cosignatures). Empty: the current shard, or a log not sharded.
+	Shard      string `json:"shard,omitempty"`
+	Checkpoint string `json:"checkpoint,omitempty"`
 }

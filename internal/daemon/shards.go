@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -402,4 +403,59 @@ func (c cosignedShard) Checkpoint(ctx context.Context) ([]byte, error) {
 		return out, nil
 	}
 	return note, nil
+}
+
+// FindSealed finds the entry appended with key in a sealed shard
+// (server.ShardFinder): its proof against the shard's final checkpoint,
+// cosigned when there are witnesses. An entry of an archived shard is
+// found only while the store keeps its key (sigild audit archive --drop
+// deletes the keys with the entries: then it is not found, and the error
+// lists the archived shards not searched).
+func (x *shardIndex) FindSealed(ctx context.Context, key string) (api.AuditProof, error) {
+	rows, ends, err := store.Shards(ctx, x.d.store, x.d.baseOrigin)
+	if err != nil {
+		return api.AuditProof{}, err
+	}
+	i, err := x.d.store.AuditIndex(ctx, key)
+	if errors.Is(err, store.ErrNotFound) {
+		var archived []string
+		for _, sh := range rows {
+			if sh.Archived {
+				archived = append(archived, sh.Name)
+			}
+		}
+		if len(archived) > 0 { // archiving drops a shard's keys with its entries
+			err = fmt.Errorf("%w; not in the served shards: archived shards (%s) are not searched, look in their exports", err, strings.Join(archived, ", "))
+		}
+	}
+	if err != nil {
+		return api.AuditProof{}, err
+	}
+	for j, sh := range rows {
+		switch {
+		case i < sh.Start || ends[j] > 0 && i >= ends[j]:
+		case ends[j] == 0:
+			return api.AuditProof{}, server.ErrInCurrentShard
+		case sh.Archived:
+			return api.AuditProof{}, fmt.Errorf("%w (shard %s)", server.ErrArchivedShard, sh.Name)
+		default:
+			s, err := x.sealedShard(ctx, sh, ends[j])
+			if err != nil {
+				return api.AuditProof{}, err
+			}
+			size := ends[j] - sh.Start
+			hashes, err := audit.InclusionProof(ctx, store.ShardStorage(x.d.store, sh, ends[j]), i-sh.Start, size)
+			if err != nil {
+				return api.AuditProof{}, err
+			}
+			note := []byte(s.info.Checkpoint)
+			if x.d.published != nil {
+				if cosigned, err := x.d.published.Cosign(ctx, note); err == nil {
+					note = cosigned
+				}
+			}
+			return api.AuditProof{Index: i - sh.Start, Size: size, Hashes: hashes, Shard: sh.Name, Checkpoint: string(note)}, nil
+		}
+	}
+	return api.AuditProof{}, server.ErrInCurrentShard // not sharded yet
 }

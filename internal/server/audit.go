@@ -78,6 +78,9 @@ func (s *Server) auditEntries(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) auditInclusion(w http.ResponseWriter, r *http.Request) {
+	if s.sealedInclusion(w, r) {
+		return
+	}
 	index, err := s.entryIndex(r)
 	q := queryInts(r, "size")
 	if err == nil {
@@ -93,6 +96,37 @@ func (s *Server) auditInclusion(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, api.AuditProof{Index: index, Size: q.v["size"], Hashes: hashes})
+}
+
+// sealedInclusion answers an entry looked up by ?serial= or ?jti= that is
+// in a sealed shard of a log sharded by time: its proof against that
+// shard's final checkpoint, the shard named; 410 if the shard is archived.
+// It returns whether it answered: false when the entry is not in a sealed
+// shard, to be served from the current one.
+func (s *Server) sealedInclusion(w http.ResponseWriter, r *http.Request) bool {
+	f, ok := s.AuditShards.(ShardFinder)
+	if !ok {
+		return false
+	}
+	for _, key := range []string{"serial", "jti"} {
+		v := r.URL.Query().Get(key)
+		if v == "" || len(v) > 128 {
+			continue
+		}
+		proof, err := f.FindSealed(r.Context(), key+":"+v)
+		switch {
+		case err == nil:
+			writeJSON(w, http.StatusOK, proof)
+		case errors.Is(err, ErrInCurrentShard):
+			return false
+		case errors.Is(err, ErrArchivedShard):
+			writeError(w, http.StatusGone, "archived", err.Error())
+		default:
+			s.fail(w, r, err)
+		}
+		return true
+	}
+	return false
 }
 
 // entryIndex reads ?index=, or finds the entry of ?serial= or ?jti=.

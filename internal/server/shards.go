@@ -26,6 +26,24 @@ type LogShards interface {
 	Shard(ctx context.Context, name string) (ShardLog, error)
 }
 
+// ShardFinder finds entries by key ("serial:…", "jti:…") in the sealed
+// shards of a log sharded by time (LogShards may implement it).
+type ShardFinder interface {
+	// FindSealed returns the inclusion proof of the entry appended with
+	// key in the sealed shard it is in, against that shard's final
+	// checkpoint, with the shard named; ErrInCurrentShard if it is in the
+	// current shard; an error matching ErrArchivedShard, naming the
+	// shard, if that shard is archived.
+	FindSealed(ctx context.Context, key string) (api.AuditProof, error)
+}
+
+// ErrInCurrentShard: the entry is in the current shard, served as the log.
+var ErrInCurrentShard = errors.New("audit entry in the current shard")
+
+// ErrArchivedShard: the entry is in a shard that was archived (sigild
+// audit archive --drop): verify it from the shard's export.
+var ErrArchivedShard = errors.New("audit entry in an archived shard: its entries are no longer served, verify it from the shard's export")
+
 // ErrNoShard: the log has no shard of that name.
 var ErrNoShard = errors.New("no such audit shard")
 

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -38,6 +39,26 @@ func (s sealedShards) Shard(_ context.Context, name string) (ShardLog, error) {
 		return l, nil
 	}
 	return nil, fmt.Errorf("%w: %q", ErrNoShard, name)
+}
+
+// findingShards are sealedShards that find entries by key: "jti:in-s1"
+// is entry 5 of s1, "jti:in-s0" in archived shard s0, any other in the
+// current shard.
+type findingShards struct {
+	sealedShards
+	s1 store.ShardLog
+}
+
+func (f findingShards) FindSealed(ctx context.Context, key string) (api.AuditProof, error) {
+	switch key {
+	case "jti:in-s1":
+		size := f.list[0].Size
+		hashes, err := audit.InclusionProof(ctx, f.s1, 5, size)
+		return api.AuditProof{Index: 5, Size: size, Hashes: hashes, Shard: "s1", Checkpoint: f.list[0].Checkpoint}, err
+	case "jti:in-s0":
+		return api.AuditProof{}, fmt.Errorf("%w (shard s0)", ErrArchivedShard)
+	}
+	return api.AuditProof{}, ErrInCurrentShard
 }
 
 // appendPolicies appends n entries to st, named from first.
@@ -117,8 +138,43 @@ func TestShardTilesReadByTessera(t *testing.T) {
 	}
 	w := tokenstest.New(t)
 	o := serve(t, w, nil, func(s *Server) {
-		s.Audit, s.AuditShards, s.AuditReaders, s.Certificates = l, shards, []string{auditor}, w.Store
+		s.Audit, s.AuditShards, s.AuditReaders, s.Certificates = l, findingShards{shards, store.ShardStorage(st, s1, s2.Start)}, []string{auditor}, w.Store
 	})
+
+	// An entry found by key in a sealed shard: its proof against the
+	// shard's final checkpoint, the shard named; in an archived one, 410
+	// naming it; in the current one, the log's answer (none here: 404).
+	reader := o.client(o.Client(t, auditor))
+	for query, want := range map[string]int{"?jti=in-s1&size=3": http.StatusOK, "?jti=in-s0&size=3": http.StatusGone, "?jti=nope&size=3": http.StatusNotFound} {
+		resp, err := reader.Get(o.url + api.PathAuditInclusion + query)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body struct {
+			api.AuditProof
+			Description string `json:"error_description"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != want {
+			t.Fatalf("inclusion %s = %d (%v), want %d", query, resp.StatusCode, err, want)
+		}
+		switch want {
+		case http.StatusOK:
+			sealCP, err := audit.OpenCheckpoint([]byte(body.Checkpoint), v)
+			if err != nil || body.Shard != "s1" || body.Size != sealCP.Size {
+				t.Fatalf("inclusion in s1: shard %q, size %d, checkpoint %v", body.Shard, body.Size, err)
+			}
+			first, _ := store.ShardStorage(st, s1, s2.Start).Entries(ctx, 5, 6)
+			if err := audit.VerifyInclusion(audit.LeafHash(first[0]), 5, body.Size, body.Hashes, sealCP.Hash); err != nil {
+				t.Fatalf("inclusion in s1 does not verify against its seal: %v", err)
+			}
+		case http.StatusGone:
+			if !strings.Contains(body.Description, "archived") || !strings.Contains(body.Description, "shard s0") {
+				t.Fatalf("inclusion in archived s0: %q, want it named archived", body.Description)
+			}
+		}
+	}
 
 	u, _ := url.Parse(o.url + api.PathLogShard + "s1/")
 	f, err := tclient.NewHTTPFetcher(u, o.client(o.Client(t, auditor)))
