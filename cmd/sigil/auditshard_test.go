@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/sigil-dev/sigil/api"
+	"github.com/sigil-dev/sigil/audit"
+	"github.com/sigil-dev/sigil/client"
 	"github.com/sigil-dev/sigil/internal/store"
 	"github.com/sigil-dev/sigil/testenv"
 )
@@ -21,7 +23,8 @@ import (
 func TestAuditShardChain(t *testing.T) {
 	t.Parallel()
 	s := startStack(t, "1")
-	s.auditor(t) // entries in the unsharded log
+	// entries in the unsharded log, the auditor's certificate's among them
+	serial := readPEM(t, filepath.Join(s.auditor(t), "cert.pem"))[0].SerialNumber.Text(16)
 	s.stopSigild(t)
 	config := filepath.Join(s.dir, "sigild.yaml")
 	yaml := strings.Replace(string(readFileT(t, config)), "audit:\n", "audit:\n  shard_period: 1s\n  short_shard_periods_for_tests: true\n", 1)
@@ -50,6 +53,30 @@ func TestAuditShardChain(t *testing.T) {
 		if sh.Origin != first.Origin+"/"+sh.Name || sh.Start != prev.Start+prev.Size {
 			t.Fatalf("shard %d %+v after %+v: want origin %s/NAME, starting where the previous one ends", i+1, sh, prev, first.Origin)
 		}
+	}
+
+	// The certificate's entry, found by serial in the sealed unsharded
+	// shard: the proof is against that shard's final checkpoint.
+	var inc api.AuditProof
+	getJSON(t, s, fmt.Sprintf("%s?serial=%s&size=1", api.PathAuditInclusion, serial), &inc)
+	if inc.Shard != store.UnshardedName || inc.Checkpoint != first.Checkpoint || inc.Size != first.Size {
+		t.Fatalf("inclusion of serial %s: shard %q, size %d; want the sealed %s shard's, of %d entries", serial, inc.Shard, inc.Size, first.Name, first.Size)
+	}
+	seal, err := audit.PeekCheckpoint([]byte(inc.Checkpoint))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := client.Open(t.Context(), s.auditor(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries, err := w.TileSource("").Shard(inc.Shard).Entries(t.Context(), inc.Index, inc.Index+1)
+	w.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := audit.VerifyInclusion(audit.LeafHash(entries[0]), inc.Index, inc.Size, inc.Hashes, seal.Hash); err != nil {
+		t.Fatalf("inclusion of serial %s in the sealed shard: %v", serial, err)
 	}
 
 	home := t.TempDir()
