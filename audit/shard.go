@@ -139,6 +139,10 @@ func NewSealed(storage Storage, note []byte, v *Verifier) (*Sealed, error) {
 // Checkpoint returns the shard's final checkpoint.
 func (s *Sealed) Checkpoint(context.Context) ([]byte, error) { return s.note, nil }
 
+// Immutable reports that the shard's tiles and bundles never change, the
+// partial ones at its end included.
+func (s *Sealed) Immutable() bool { return true }
+
 // Tile returns hash tile t of the shard.
 func (s *Sealed) Tile(ctx context.Context, t Tile) ([]byte, error) {
 	return HashTile(ctx, s.storage, t, s.size)

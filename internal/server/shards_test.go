@@ -253,5 +253,8 @@ func TestShardTilesReadByTessera(t *testing.T) {
 		if resp.StatusCode != want {
 			t.Errorf("GET %s = %d, want %d", path, resp.StatusCode, want)
 		}
+		if cc := resp.Header.Get("Cache-Control"); want == http.StatusOK && cc != cacheImmutable {
+			t.Errorf("GET %s: Cache-Control %q, want %q: a sealed shard's partial tile is final", path, cc, cacheImmutable)
+		}
 	}
 }

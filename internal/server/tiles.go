@@ -97,10 +97,17 @@ func (s *Server) serveTile(w http.ResponseWriter, r *http.Request, l TiledLog, p
 		s.fail(w, r, err)
 		return
 	}
+	if im, ok := l.(immutable); ok && im.Immutable() {
+		t.Width = audit.TileWidth // a sealed shard's partial tiles are final
+	}
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("Cache-Control", tileCache(t))
 	w.Write(body)
 }
+
+// immutable is a log whose tiles never change, partial ones included: a
+// sealed shard (audit.Sealed).
+type immutable interface{ Immutable() bool }
 
 // tileCache is the Cache-Control of tile t.
 func tileCache(t audit.Tile) string {
