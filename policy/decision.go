@@ -26,6 +26,14 @@ type Decision struct {
 // Decide evaluates req against the policy set. It never fails: an invalid
 // request is denied, with the reason in Errors.
 func (s *Set) Decide(req Request) Decision {
+	if r, ok := req.(TokenRequest); ok {
+		return s.decided.decide(r, func() Decision { return s.decide(req) })
+	}
+	return s.decide(req)
+}
+
+// decide evaluates req, without the decision cache.
+func (s *Set) decide(req Request) Decision {
 	d := Decision{Version: s.version}
 	b, err := buildChecked(req, s.callers)
 	if err != nil {

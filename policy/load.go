@@ -23,7 +23,8 @@ type Set struct {
 	version  string
 	policies *cedar.PolicySet
 	sources  map[cedar.PolicyID]source
-	callers  *callerCache // saves work; no decision depends on it
+	callers  *callerCache   // saves work; no decision depends on it
+	decided  *decisionCache // this set's TokenRequest decisions
 }
 
 // source records where a policy was defined, for messages.
@@ -157,6 +158,7 @@ func compile(dir string, files []file) (*Set, error) {
 		policies: cedar.NewPolicySet(),
 		sources:  map[cedar.PolicyID]source{},
 		callers:  newCallerCache(),
+		decided:  newDecisionCache(),
 	}
 	var problems []Problem
 	for _, f := range files {
