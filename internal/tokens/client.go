@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 
+	lru "github.com/hashicorp/golang-lru/v2"
+
 	"github.com/sigil-dev/sigil/identity"
 	"github.com/sigil-dev/sigil/internal/device"
 	"github.com/sigil-dev/sigil/internal/store"
@@ -58,6 +60,60 @@ func (s *Service) authenticate(ctx context.Context, cert *x509.Certificate) (*cl
 		ID: rec.SPIFFEID, Thumbprint: token.Thumbprint(cert.Raw),
 		Evidence: rec.EvidenceDigest, Policy: rec.PolicyVersion,
 	}}, nil
+}
+
+// maxCachedClients bounds the clients [Service.authenticateIssuing]
+// remembers: about one per TLS connection in use.
+const maxCachedClients = 1024
+
+// clientCache remembers the clients authenticated from each client
+// certificate object. crypto/tls parses the peer's certificate once per
+// connection, so every request on a kept-alive connection presents the same
+// *x509.Certificate, and a new connection a new one: an entry is, in
+// effect, the connection's authentication, which only the certificate's
+// revocation can change (everything else authenticate checks is fixed in
+// the certificate and its record, or, like expiry, checked again).
+type clientCache = lru.Cache[*x509.Certificate, *client]
+
+func newClientCache() *clientCache {
+	c, err := lru.New[*x509.Certificate, *client](maxCachedClients)
+	if err != nil {
+		panic("tokens: client cache: " + err.Error()) // only for a size <= 0
+	}
+	return c
+}
+
+// authenticateIssuing is authenticate for requests that issue a token,
+// done once per certificate object (per TLS connection) rather than once
+// per request. It skips the store's revocation check on later requests:
+// such a request issues nothing unless InsertToken records the token bound
+// (cnf) to this certificate, which fails with store.ErrCertificateRevoked,
+// inside the writing transaction, if the certificate has been revoked
+// meanwhile (see [Service.record]). The caller must call forget when that
+// happens, or on any failure to record.
+func (s *Service) authenticateIssuing(ctx context.Context, cert *x509.Certificate) (*client, error) {
+	if cert != nil {
+		if c, ok := s.clients.Get(cert); ok {
+			if !s.now().Before(c.record.NotAfter) {
+				s.clients.Remove(cert)
+				return nil, invalidClient("the client certificate has expired: renew or enroll again")
+			}
+			return c, nil
+		}
+	}
+	c, err := s.authenticate(ctx, cert)
+	if err == nil {
+		s.clients.Add(cert, c)
+	}
+	return c, err
+}
+
+// forget drops cert's cached authentication: the next request with it is
+// checked against the store again.
+func (s *Service) forget(cert *x509.Certificate) {
+	if cert != nil {
+		s.clients.Remove(cert)
+	}
 }
 
 func (s *Service) admin(c *client) bool { return s.admins[c.caller.ID] }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -233,4 +234,48 @@ func (s certRevokedStore) CertificateByThumbprint(ctx context.Context, x5t strin
 		c.RevokedAt, c.RevocationReason = &at, "key compromise"
 	}
 	return c, err
+}
+
+// The attack on the per-connection authentication: a workload keeps its
+// kept-alive connection (the same certificate object) after its
+// certificate is revoked. The first request after the revocation is
+// refused by the writing transaction, every later one by the store lookup
+// again; none is issued.
+func TestTokenOnConnectionAfterRevocation(t *testing.T) {
+	t.Parallel()
+	e := tokenstest.New(t)
+	b := e.Workload(t, "b")
+	a := e.Workload(t, "a")
+	for range 2 { // authenticated once, from the cache the second time
+		if _, err := e.Service.Token(t.Context(), a.Cert, cc(b.ID)); err != nil {
+			t.Fatalf("Token before the revocation: %v", err)
+		}
+	}
+	e.RevokeCertificate(t, a)
+	for i := range 3 {
+		resp, err := e.Service.Token(t.Context(), a.Cert, cc(b.ID))
+		if oe := oauthErr(t, err); resp != nil || oe.Code != tokens.InvalidClient || !strings.Contains(oe.Description, "revoked") {
+			t.Fatalf("request %d after the revocation: %+v, %v; want invalid_client: revoked", i, resp, err)
+		}
+	}
+}
+
+// The per-connection authentication still checks expiry at every request:
+// a connection outliving its certificate gets no token.
+func TestTokenOnConnectionAfterExpiry(t *testing.T) {
+	t.Parallel()
+	var skew atomic.Int64
+	e := tokenstest.New(t, func(c *tokens.Config) {
+		c.Now = func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
+	})
+	b := e.Workload(t, "b")
+	a := e.Workload(t, "a")
+	if _, err := e.Service.Token(t.Context(), a.Cert, cc(b.ID)); err != nil {
+		t.Fatalf("Token before expiry: %v", err)
+	}
+	skew.Store(int64(time.Until(a.Cert.NotAfter) + time.Second))
+	resp, err := e.Service.Token(t.Context(), a.Cert, cc(b.ID))
+	if oe := oauthErr(t, err); resp != nil || oe.Code != tokens.InvalidClient || !strings.Contains(oe.Description, "expired") {
+		t.Fatalf("Token after expiry: %+v, %v; want invalid_client: expired", resp, err)
+	}
 }

@@ -108,6 +108,7 @@ type Service struct {
 	txnAudience string
 	admins      map[string]bool
 	facts       *factsCache
+	clients     *clientCache // see authenticateIssuing
 	feed        *feed
 }
 
@@ -134,6 +135,7 @@ func New(c Config) (*Service, error) {
 	if c.MaxSubscribers == 0 {
 		s.cfg.MaxSubscribers = DefaultMaxSubscribers
 	}
+	s.clients = newClientCache()
 	s.facts = newFactsCache(c.Store, c.Attest, s.now, maxCachedFacts)
 	s.feed = newFeed(c.Store, s.signEvent, s.log, s.cfg.PollInterval, s.cfg.MaxSubscribers)
 	return s, nil

@@ -3,6 +3,7 @@ package tokens
 import (
 	"context"
 	"crypto/x509"
+	"fmt"
 	"net/url"
 
 	"github.com/sigil-dev/sigil/attest"
@@ -44,8 +45,9 @@ func (s *Service) Token(ctx context.Context, caller *x509.Certificate, form url.
 }
 
 func (s *Service) token(ctx context.Context, cert *x509.Certificate, form url.Values) (*Response, error) {
-	// 1. Parse: who asks, for what.
-	c, err := s.authenticate(ctx, cert)
+	// 1. Parse: who asks, for what. The certificate's revocation is
+	// checked again when the token is recorded (step 5).
+	c, err := s.authenticateIssuing(ctx, cert)
 	if err != nil {
 		return nil, err
 	}
@@ -82,12 +84,18 @@ func (s *Service) token(ctx context.Context, cert *x509.Certificate, form url.Va
 	if err != nil {
 		return nil, err
 	}
-	// 5. Record, with the audit entry, before answering.
+	// 5. Record, with the audit entry, before answering. The token is bound
+	// to the caller's certificate, so that recording it checks that the
+	// certificate is not revoked (authenticateIssuing relies on it).
+	if m.record.CNF == "" || m.record.CNF != c.caller.Thumbprint {
+		return nil, fmt.Errorf("tokens: token %s not bound to the client certificate (cnf %q)", m.record.JTI, m.record.CNF)
+	}
 	kind := audit.TokenIssued
 	if sub != nil {
 		kind, m.record.ParentJTI = audit.TokenExchanged, sub.parent
 	}
 	if err := s.record(ctx, kind, m.record, permits, sub.externalRecord(claims.IssuedAt)); err != nil {
+		s.forget(cert)
 		return nil, err
 	}
 	s.log.InfoContext(ctx, "tokens: issued", "jti", m.record.JTI, "kind", m.record.Kind, "grant", f.grant,
