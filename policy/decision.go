@@ -24,7 +24,9 @@ type Decision struct {
 }
 
 // Decide evaluates req against the policy set. It never fails: an invalid
-// request is denied, with the reason in Errors.
+// request is denied, with the reason in Errors. Decisions about a
+// TokenRequest are cached in the set, keyed by every field of the request
+// (see decisionCache): evaluation depends on nothing else.
 func (s *Set) Decide(req Request) Decision {
 	if r, ok := req.(TokenRequest); ok {
 		return s.decided.decide(r, func() Decision { return s.decide(req) })

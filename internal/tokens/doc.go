@@ -24,7 +24,9 @@
 // OAuth error the client gets (RFC 6749 §5.2, RFC 8693 §2.2.2, RFC 8707).
 //
 //  1. Parse. authenticate: the caller is its certificate (invalid_client,
-//     above). parseTokenForm (form.go): grant_type client_credentials
+//     above), looked up once per certificate object, that is per TLS
+//     connection (authenticateIssuing, client.go); its revocation is
+//     checked again, for every request, in step 5. parseTokenForm (form.go): grant_type client_credentials
 //     gives a token for the caller itself, token exchange one acting for
 //     the subject of subject_token; single-valued parameters may not
 //     repeat (invalid_request), audience and resource may.
@@ -56,7 +58,9 @@
 //  4. Mint (issue.go): signer.Minter signs a JWT and says with which kid;
 //     a reference token is a random handle.
 //  5. Record (issue.go): the token and its audit entry, in one
-//     transaction, before it is returned.
+//     transaction, before it is returned. The token is bound (cnf) to the
+//     caller's certificate, so InsertToken refuses it if the certificate
+//     has been revoked meanwhile (invalid_client).
 //
 // Policy is asked (Cedar action "token" or "exchange") with the caller's
 // SPIFFE ID, the policy version of its certificate and the facts of the
