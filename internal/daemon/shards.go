@@ -103,19 +103,26 @@ func (ll *liveLog) EntryBundle(ctx context.Context, t audit.Tile) ([]byte, error
 	return ll.log().EntryBundle(ctx, t)
 }
 
+// untilSwitch returns the current Log and a context of ctx cancelled when
+// that Log is replaced; call cancel when done with it.
+func (ll *liveLog) untilSwitch(ctx context.Context) (*audit.Log, context.Context, context.CancelFunc) {
+	l, switched := ll.current()
+	cctx, cancel := context.WithCancel(ctx)
+	go func() {
+		select {
+		case <-switched:
+			cancel()
+		case <-cctx.Done():
+		}
+	}()
+	return l, cctx, cancel
+}
+
 // WaitFor waits for a checkpoint of the current shard of at least size
 // entries; if the log rotates meanwhile, for the new shard's first one.
 func (ll *liveLog) WaitFor(ctx context.Context, size uint64) ([]byte, error) {
 	for {
-		l, switched := ll.current()
-		wctx, cancel := context.WithCancel(ctx)
-		go func() {
-			select {
-			case <-switched:
-				cancel()
-			case <-wctx.Done():
-			}
-		}()
+		l, wctx, cancel := ll.untilSwitch(ctx)
 		note, err := l.WaitFor(wctx, size)
 		cancel()
 		if err == nil || ctx.Err() != nil {
@@ -130,19 +137,11 @@ func (ll *liveLog) WaitFor(ctx context.Context, size uint64) ([]byte, error) {
 // shard, the current shard's first checkpoint (witness.PastWaiter).
 func (ll *liveLog) WaitPast(ctx context.Context, origin string, size uint64) ([]byte, error) {
 	for {
-		l, switched := ll.current()
+		l, wctx, cancel := ll.untilSwitch(ctx)
 		want := size
 		if l.Origin() != origin {
 			want = 1
 		}
-		wctx, cancel := context.WithCancel(ctx)
-		go func() {
-			select {
-			case <-switched:
-				cancel()
-			case <-wctx.Done():
-			}
-		}()
 		note, err := l.WaitFor(wctx, want)
 		cancel()
 		if err == nil || ctx.Err() != nil {
@@ -155,15 +154,7 @@ func (ll *liveLog) WaitPast(ctx context.Context, origin string, size uint64) ([]
 // rotation.
 func (ll *liveLog) Run(ctx context.Context) error {
 	for {
-		l, switched := ll.current()
-		rctx, cancel := context.WithCancel(ctx)
-		go func() {
-			select {
-			case <-switched:
-				cancel()
-			case <-rctx.Done():
-			}
-		}()
+		l, rctx, cancel := ll.untilSwitch(ctx)
 		err := l.Run(rctx)
 		cancel()
 		if ctx.Err() != nil || err != nil {
