@@ -345,14 +345,12 @@ func (x *shardIndex) sealedShard(ctx context.Context, sh store.AuditShard, end u
 	if err != nil {
 		return sealedShard{}, err
 	}
-	note, err := store.ShardStorage(x.d.store, sh, end).LatestCheckpoint(ctx) // the seal, kept when archived
+	view := store.ShardStorage(x.d.store, sh, end)
+	note, err := finalCheckpoint(ctx, view, v) // the seal, kept when archived
 	if err != nil {
 		return sealedShard{}, err
 	}
-	if cp, err := audit.OpenCheckpoint(note, v); err != nil || cp.Size != end-sh.Start {
-		return sealedShard{}, fmt.Errorf("%w: shard %q has no final checkpoint of its %d entries (%v)", audit.ErrTampered, sh.Name, end-sh.Start, err)
-	}
-	l, err := audit.NewSealed(store.ShardStorage(x.d.store, sh, end), note, v)
+	l, err := audit.NewSealed(view, note, v)
 	if err != nil {
 		return sealedShard{}, err
 	}
@@ -365,6 +363,20 @@ func (x *shardIndex) sealedShard(ctx context.Context, sh store.AuditShard, end u
 	x.sealed[sh.Name] = s
 	x.mu.Unlock()
 	return s, nil
+}
+
+// finalCheckpoint returns the final checkpoint of sealed shard view,
+// which v must have signed, of all its entries: audit.ErrTampered if not.
+func finalCheckpoint(ctx context.Context, view store.ShardLog, v *audit.Verifier) ([]byte, error) {
+	note, err := view.LatestCheckpoint(ctx)
+	if err != nil {
+		return nil, err
+	}
+	size := view.End - view.Shard.Start
+	if cp, err := audit.OpenCheckpoint(note, v); err != nil || cp.Size != size {
+		return nil, fmt.Errorf("%w: shard %q has no final checkpoint of its %d entries (%v)", audit.ErrTampered, view.Shard.Name, size, err)
+	}
+	return note, nil
 }
 
 // auditShards serves the chain of shards when the log is or will be
