@@ -402,10 +402,19 @@ func (c cosignedShard) Checkpoint(ctx context.Context) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if out, err := c.published.Cosign(ctx, note); err == nil {
-		return out, nil
+	return cosigned(ctx, c.published, note), nil
+}
+
+// cosigned returns note with the witnesses' cosignatures stored for it;
+// note itself without witnesses (p nil) or if they cannot be read.
+func cosigned(ctx context.Context, p *witness.Published, note []byte) []byte {
+	if p == nil {
+		return note
 	}
-	return note, nil
+	if out, err := p.Cosign(ctx, note); err == nil {
+		return out
+	}
+	return note
 }
 
 // FindSealed finds the entry appended with key in a sealed shard
@@ -451,12 +460,7 @@ func (x *shardIndex) FindSealed(ctx context.Context, key string) (api.AuditProof
 			if err != nil {
 				return api.AuditProof{}, err
 			}
-			note := []byte(s.info.Checkpoint)
-			if x.d.published != nil {
-				if cosigned, err := x.d.published.Cosign(ctx, note); err == nil {
-					note = cosigned
-				}
-			}
+			note := cosigned(ctx, x.d.published, []byte(s.info.Checkpoint))
 			return api.AuditProof{Index: i - sh.Start, Size: size, Hashes: hashes, Shard: sh.Name, Checkpoint: string(note)}, nil
 		}
 	}
