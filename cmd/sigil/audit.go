@@ -69,7 +69,7 @@ func (c auditVerifyCmd) Run(ctx context.Context) error {
 	ok := func() {
 		fmt.Printf("evidence re-verified offline: %d enrollments, %d renewals, %d refusals that revoked\nlog verified: OK\n", checker.Enrollments, checker.Renewals, checker.Refusals)
 	}
-	return c.withSource(ctx, func(src audit.Source) error {
+	return c.withSource(ctx, v, func(src audit.Source) error {
 		report, err := audit.Verify(ctx, src, v, opts)
 		if refused(err) {
 			return notReader(err) // no verdict on the log
@@ -121,18 +121,10 @@ func (c auditVerifyCmd) Run(ctx context.Context) error {
 }
 
 // exportedShards lists the exports of --dir as the shards of the log of
-// --key, by the origin of each one's checkpoint (which VerifyChain then
-// verifies): the base origin for the unsharded log, else base/NAME. All
-// but the last are sealed.
-func (c auditVerifyCmd) exportedShards(ctx context.Context) ([]audit.ShardInfo, error) {
-	keyPEM, err := os.ReadFile(c.Key)
-	if err != nil {
-		return nil, err
-	}
-	v, err := c.verifier(keyPEM)
-	if err != nil {
-		return nil, err
-	}
+// --key, v, by the origin of each one's checkpoint (which VerifyChain
+// then verifies): the base origin for the unsharded log, else base/NAME.
+// All but the last are sealed.
+func (c auditVerifyCmd) exportedShards(ctx context.Context, v *audit.Verifier) ([]audit.ShardInfo, error) {
 	var shards []audit.ShardInfo
 	for i, dir := range c.Dir {
 		note, err := audit.DirSource(dir).Checkpoint(ctx)
@@ -202,15 +194,16 @@ func (c auditVerifyCmd) verifier(keyPEM []byte) (*audit.Verifier, error) {
 // only, on a server that keeps entries to its readers). A server is read
 // as C2SP tlog-tiles if it serves them, else through its JSON API; a
 // server whose log is sharded by time (it lists /log/shards) goes to
-// chain, with the listing and the tiles reader.
-func (c auditVerifyCmd) withSource(ctx context.Context, fn func(audit.Source) error, chain func([]audit.ShardInfo, *client.TileSource) error) error {
+// chain, with the listing and the tiles reader. v is the log key of
+// --key, which names the shards of exports.
+func (c auditVerifyCmd) withSource(ctx context.Context, v *audit.Verifier, fn func(audit.Source) error, chain func([]audit.ShardInfo, *client.TileSource) error) error {
 	var jsonAPI *client.AuditSource
 	var tiles *client.TileSource
 	switch {
 	case len(c.Dir) == 1:
 		return fn(audit.DirSource(c.Dir[0]))
 	case len(c.Dir) > 1:
-		shards, err := c.exportedShards(ctx)
+		shards, err := c.exportedShards(ctx, v)
 		if err != nil {
 			return err
 		}
