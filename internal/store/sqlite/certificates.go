@@ -265,18 +265,18 @@ func (w writer) RevokeCertificate(ctx context.Context, serial, reason string, at
 	return revoked, nil
 }
 
-// holdCertificate locks the certificate t is bound to (its CNF) if it is
-// not revoked, as holdActiveDevice and holdParent do: a revocation that
-// updated the certificate first makes this match nothing
-// (ErrCertificateRevoked); one that comes after waits for this
-// transaction, and its next statement then finds t by its cnf. A CNF that
-// is no stored certificate's thumbprint holds nothing.
 // holdCertificateQuery is holdCertificate's statement. Saying that the
 // thumbprint is not empty lets SQLite use certificates_thumbprint, as in
 // certificateByThumbprint.
 const holdCertificateQuery = `UPDATE certificates SET revoked_at = revoked_at
 	WHERE thumbprint = ? AND thumbprint <> '' AND revoked_at IS NULL`
 
+// holdCertificate locks the certificate t is bound to (its CNF) if it is
+// not revoked, as holdActiveDevice and holdParent do: a revocation that
+// updated the certificate first makes this match nothing
+// (ErrCertificateRevoked); one that comes after waits for this
+// transaction, and its next statement then finds t by its cnf. A CNF that
+// is no stored certificate's thumbprint holds nothing.
 func (w writer) holdCertificate(ctx context.Context, t store.Token) error {
 	res, err := w.q.ExecContext(ctx, holdCertificateQuery, t.CNF)
 	if err != nil {
