@@ -3,7 +3,6 @@ package enroll
 import (
 	"context"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -48,13 +47,9 @@ func (s *Service) distrust(ctx context.Context, dev store.Device, ev *attest.Ren
 	if err != nil {
 		return fmt.Errorf("%w (and the device's certificates could not be read: %v)", cause, err)
 	}
-	bundle, err := json.Marshal(ev)
+	bundle, digest, err := ev.Encode()
 	if err != nil {
 		return fmt.Errorf("%w (and the evidence could not be encoded: %v)", cause, err)
-	}
-	digest, err := ev.Digest()
-	if err != nil {
-		return fmt.Errorf("%w (and the evidence could not be hashed: %v)", cause, err)
 	}
 	refusal := denial(ev, cause)
 	refusal.EvidenceDigest, refusal.Evidence = hex.EncodeToString(digest), bundle
