@@ -222,19 +222,15 @@ var ErrEvidenceVersion = errors.New("unknown evidence format version")
 // Digest is the SHA-256 of the evidence's encoding in its version: the
 // evidence digest of the certificate issued on it.
 func (e *Evidence) Digest() ([]byte, error) {
-	if err := knownVersion(e.Version); err != nil {
-		return nil, fmt.Errorf("attest: digest: %w", err)
-	}
-	return digestJSON(e)
+	_, digest, err := e.Encode()
+	return digest, err
 }
 
 // Digest is the SHA-256 of the renewal's encoding in its version: the
 // evidence digest of the certificate issued on it.
 func (r *Renewal) Digest() ([]byte, error) {
-	if err := knownVersion(r.Version); err != nil {
-		return nil, fmt.Errorf("attest: digest: %w", err)
-	}
-	return digestJSON(r)
+	_, digest, err := r.Encode()
+	return digest, err
 }
 
 // Encode is the evidence's encoding in its version, the bundle stored and
@@ -281,14 +277,8 @@ func ParseRenewal(data []byte) (*Renewal, error) {
 	return &r, nil
 }
 
-// digestJSON is the digest of a version 1 record: the SHA-256 of its
-// encoding/json encoding.
-func digestJSON(v any) ([]byte, error) {
-	_, digest, err := encodeJSON(v)
-	return digest, err
-}
-
-// encodeJSON is v's encoding and its SHA-256.
+// encodeJSON is a version 1 record's encoding, its encoding/json
+// encoding, and the SHA-256 of that: its digest.
 func encodeJSON(v any) (bundle, digest []byte, err error) {
 	b, err := json.Marshal(v)
 	if err != nil {
