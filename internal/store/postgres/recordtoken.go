@@ -221,13 +221,9 @@ const (
 // checkRecord makes the checks InsertExternalToken, InsertToken and
 // AppendAudit make before they write, with their errors.
 func checkRecord(r store.TokenRecord) error {
-	if x := r.External; x != nil {
-		err := x.Check()
-		if err == nil && x.Kind != store.TokenExternal {
-			err = fmt.Errorf("a %s token, want %s", x.Kind, store.TokenExternal)
-		}
-		if err != nil {
-			return fmt.Errorf("store: insert external token %q: %w", x.JTI, err)
+	if r.External != nil {
+		if err := checkExternalToken(*r.External); err != nil {
+			return err
 		}
 	}
 	if err := r.Token.Check(); err != nil {

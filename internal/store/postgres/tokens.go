@@ -230,9 +230,9 @@ func (w writer) PurgeExpiredTokens(ctx context.Context, before time.Time) (int64
 	return tag.RowsAffected(), nil
 }
 
-// InsertExternalToken is one statement: an INSERT that does nothing for a
-// stored jti.
-func (w writer) InsertExternalToken(ctx context.Context, t store.Token) error {
+// checkExternalToken is the check InsertExternalToken makes before it
+// writes, with its error.
+func checkExternalToken(t store.Token) error {
 	err := t.Check()
 	if err == nil && t.Kind != store.TokenExternal {
 		err = fmt.Errorf("a %s token, want %s", t.Kind, store.TokenExternal)
@@ -240,7 +240,16 @@ func (w writer) InsertExternalToken(ctx context.Context, t store.Token) error {
 	if err != nil {
 		return fmt.Errorf("store: insert external token %q: %w", t.JTI, err)
 	}
-	_, err = w.q.Exec(ctx, insertExternalToken,
+	return nil
+}
+
+// InsertExternalToken is one statement: an INSERT that does nothing for a
+// stored jti.
+func (w writer) InsertExternalToken(ctx context.Context, t store.Token) error {
+	if err := checkExternalToken(t); err != nil {
+		return err
+	}
+	_, err := w.q.Exec(ctx, insertExternalToken,
 		t.JTI, t.Sub, jsonList(t.Act), jsonList(t.Aud), t.Scope, micros(t.IssuedAt), micros(t.ExpiresAt), t.Kind)
 	if err != nil {
 		return fmt.Errorf("store: insert external token %q: %w", t.JTI, classify(err))
