@@ -31,7 +31,8 @@ import (
 // unwinds the caller's own stack, and the committer only rolls back to the
 // savepoint. There is no timer: a batch is what is queued when the
 // committer starts it, and the calls that arrive during one batch's fsync
-// make up the next. A Tx that finds the committer idle runs alone on its
+// make up the next. A Tx that finds the committer idle yields once (so that
+// goroutines already runnable can queue behind it) and runs alone on its
 // own goroutine, without a savepoint or a hand-over, and the calls that
 // queue meanwhile start the committer when it is done.
 //

@@ -230,6 +230,13 @@ func (s *sqliteStore) Tx(ctx context.Context, fn func(store.Tx) error) error {
 	c := s.gc.enter(ctx)
 	if c == nil {
 		defer s.gc.leave()
+		// Let goroutines already runnable reach Tx before this one
+		// commits: they queue and share the next batch's COMMIT. On one
+		// CPU, without it, a commit's CPU-bound work never overlaps
+		// another request's, nothing queues and every exchange pays its
+		// own COMMIT (BenchmarkExchange/sqlite: about 10 % less sigild
+		// CPU per exchange and 20 % more exchanges/s with it).
+		runtime.Gosched()
 		return s.gc.alone(ctx, fn)
 	}
 	tx, err := c.await()
