@@ -41,7 +41,7 @@ func (e *RevokedError) Unwrap() error { return e.Err }
 // with the evidence, and each revocation in one transaction. It returns the
 // error to answer: a *RevokedError wrapping cause, or cause itself if
 // nothing was left to revoke.
-func (s *Service) distrust(ctx context.Context, dev store.Device, ev *attest.Renewal, facts *policy.DeviceFacts, cause error) error {
+func (s *Service) distrust(ctx context.Context, dev store.Device, ev *attest.Renewal, facts *policy.DeviceFacts, ch renewChallenge, cause error) error {
 	now := s.now()
 	certs, err := device.CurrentCertificates(ctx, s.Store, dev.EKHash, now)
 	if err != nil {
@@ -55,6 +55,11 @@ func (s *Service) distrust(ctx context.Context, dev store.Device, ev *attest.Ren
 	refusal.EvidenceDigest, refusal.Evidence = hex.EncodeToString(digest), bundle
 	var revoked store.Revoked
 	err = s.Store.Tx(ctx, func(tx store.Tx) error {
+		// A concurrent attempt with the same challenge may have burnt it:
+		// the quote is still the device's own, so revoke all the same.
+		if err := tx.UseChallenge(ctx, ch.ID, ch.ExpiresAt); err != nil && !errors.Is(err, store.ErrChallengeUsed) {
+			return err
+		}
 		logged, err := store.NewAuditEntry(audit.EnrollmentDenied, now, refusal)
 		if err != nil {
 			return err

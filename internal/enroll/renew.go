@@ -3,11 +3,9 @@ package enroll
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -27,69 +25,101 @@ import (
 // or its device disabled (403); the workload must enroll again.
 var ErrNotRenewable = errors.New("certificate not renewable")
 
-// renewSecret fills the secret hash of renewal challenges, which activate no
-// credential: the AK is pinned by the device record instead.
-var renewSecret = sha256.Sum256([]byte("sigil renewal: no credential"))
-
 // RenewChallenge starts a renewal for the holder of peer, the verified
-// client certificate: a nonce for a fresh quote by the pinned AK.
+// client certificate: a nonce for a fresh quote by the pinned AK. Nothing
+// is stored: the challenge is MAC'd for this device and certificate (see
+// renewChallenge).
 func (s *Service) RenewChallenge(ctx context.Context, peer *x509.Certificate) (*api.Challenge, error) {
 	rec, dev, err := s.renewable(ctx, peer)
 	if err != nil {
 		return nil, err
 	}
-	nonce := make([]byte, attest.NonceSize)
-	_, _ = rand.Read(nonce) // crypto/rand.Read never fails
-	state, _ := json.Marshal(renewState{Serial: rec.Serial})
-	now := s.now()
-	ch := store.Challenge{
-		ID: randomID(), EKHash: dev.EKHash, AKHash: dev.AKHash, Nonce: nonce, SecretHash: renewSecret[:],
-		SPIFFEID: rec.SPIFFEID, Kind: store.ChallengeRenew, Pending: state, CreatedAt: now, ExpiresAt: now.Add(s.ChallengeTTL),
+	key, err := challengeKey(ctx, s.Store)
+	if err != nil {
+		return nil, err
 	}
-	if err := s.Store.CreateChallenge(ctx, ch); err != nil {
-		return nil, fmt.Errorf("enroll: store challenge: %w", err)
-	}
-	return &api.Challenge{ID: ch.ID, Nonce: nonce, PCRs: s.Verifier.PCRs(), ExpiresAt: ch.ExpiresAt, AKHash: dev.AKHash}, nil
-}
-
-type renewState struct {
-	Serial string `json:"serial"`
+	ch := newRenewChallenge(key, dev.EKHash, rec.Serial, s.now().Add(s.ChallengeTTL))
+	return &api.Challenge{ID: ch.ID, Nonce: ch.Nonce(), PCRs: s.Verifier.PCRs(), ExpiresAt: ch.ExpiresAt, AKHash: dev.AKHash}, nil
 }
 
 // Renew verifies a fresh quote by the device's pinned AK and a CSR by the
 // certificate's key, asks policy, and issues a new certificate for the same
-// identity and key. The challenge is burnt whatever the outcome.
+// identity and key. The challenge is burnt whatever the outcome: in the
+// transaction that records the certificate, or the revocation, or alone.
 func (s *Service) Renew(ctx context.Context, peer *x509.Certificate, req api.RenewRequest) (*Issued, error) {
-	ch, err := s.consume(ctx, req.ChallengeID, store.ChallengeRenew)
+	ch, err := s.renewChallenge(ctx, peer, req.ChallengeID)
 	if err != nil {
 		return nil, err
 	}
 	issued, err := s.renew(ctx, ch, peer, req)
-	var revoked *RevokedError
-	if err != nil && !errors.As(err, &revoked) && !errors.Is(err, ErrNotRecorded) {
-		s.recordDenial(ctx, ch, err) // a revocation recorded its refusal with it
+	if err == nil {
+		return issued, nil
 	}
-	return issued, err
+	var revoked *RevokedError
+	if !errors.As(err, &revoked) && !errors.Is(err, ErrNotRecorded) {
+		// a revocation recorded its refusal, and burnt the challenge, with it
+		s.recordDenial(ctx, store.Challenge{SPIFFEID: ch.identity, EKHash: ch.ekHash}, err)
+	}
+	if !errors.Is(err, ErrChallengeUsed) {
+		if berr := s.Store.UseChallenge(ctx, ch.ID, ch.ExpiresAt); berr != nil && !errors.Is(berr, store.ErrChallengeUsed) {
+			s.Log.ErrorContext(ctx, "enroll: cannot burn a renewal challenge", "ek_hash", ch.ekHash, "err", berr)
+		}
+	}
+	return nil, err
 }
 
-func (s *Service) renew(ctx context.Context, ch store.Challenge, peer *x509.Certificate, req api.RenewRequest) (*Issued, error) {
-	var st renewState
-	if err := json.Unmarshal(ch.Pending, &st); err != nil || st.Serial != device.Serial(peer) {
-		return nil, fmt.Errorf("%w: the challenge belongs to another certificate", ErrBadRequest)
+// issuedChallenge is a renewal challenge checked against the certificate
+// and device it names.
+type issuedChallenge struct {
+	renewChallenge
+	identity, ekHash string
+}
+
+// renewChallenge parses id and checks that this store's key MAC'd it for
+// peer's certificate and device, that it has not expired and was not used.
+func (s *Service) renewChallenge(ctx context.Context, peer *x509.Certificate, id string) (issuedChallenge, error) {
+	if id == "" || len(id) > 64 {
+		return issuedChallenge{}, fmt.Errorf("%w: challenge id missing or too long", ErrBadRequest)
 	}
+	c, err := parseRenewChallenge(id)
+	if err != nil {
+		return issuedChallenge{}, fmt.Errorf("%w: %q: %w", ErrUnknownChallenge, id, err)
+	}
+	rec, _, err := s.renewable(ctx, peer)
+	if err != nil {
+		return issuedChallenge{}, err
+	}
+	key, err := challengeKey(ctx, s.Store)
+	if err != nil {
+		return issuedChallenge{}, err
+	}
+	if !c.verify(key, rec.EKHash, rec.Serial) {
+		return issuedChallenge{}, fmt.Errorf("%w: %q was not issued here for certificate %s", ErrUnknownChallenge, id, rec.Serial)
+	}
+	if !s.now().Before(c.ExpiresAt) {
+		return issuedChallenge{}, fmt.Errorf("%w: %q expired at %s", ErrChallengeExpired, id, c.ExpiresAt.UTC().Format(time.RFC3339))
+	}
+	used, err := s.Store.ChallengeUsed(ctx, id)
+	switch {
+	case err != nil:
+		return issuedChallenge{}, fmt.Errorf("enroll: challenge state: %w", err)
+	case used:
+		return issuedChallenge{}, fmt.Errorf("%w: %q", ErrChallengeUsed, id)
+	}
+	return issuedChallenge{renewChallenge: c, identity: rec.SPIFFEID, ekHash: rec.EKHash}, nil
+}
+
+func (s *Service) renew(ctx context.Context, ch issuedChallenge, peer *x509.Certificate, req api.RenewRequest) (*Issued, error) {
 	rec, dev, err := s.renewable(ctx, peer)
 	if err != nil {
 		return nil, err
-	}
-	if dev.AKHash != ch.AKHash {
-		return nil, fmt.Errorf("%w: device %s was bound to AK %s since the challenge (sigil enroll --replace-ak); start the renewal again", ErrAKReplaced, dev.EKHash, dev.AKHash)
 	}
 	if req.AKHash != "" && req.AKHash != dev.AKHash {
 		return nil, akReplaced(dev, req.AKHash)
 	}
 	ev := &attest.Renewal{
-		Version: attest.EvidenceVersion, Identity: ch.SPIFFEID, Previous: st.Serial, EKHash: dev.EKHash,
-		AKPublic: dev.AKPublic, Nonce: ch.Nonce, Platform: platform(req.Platform), CSR: req.CSR, VerifiedAt: s.now().UTC(),
+		Version: attest.EvidenceVersion, Identity: rec.SPIFFEID, Previous: rec.Serial, EKHash: dev.EKHash,
+		AKPublic: dev.AKPublic, Nonce: ch.Nonce(), Platform: platform(req.Platform), CSR: req.CSR, VerifiedAt: s.now().UTC(),
 	}
 	if err := ev.SetWorkload(workloadEvidence(req.Workload)); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadRequest, err)
@@ -98,7 +128,7 @@ func (s *Service) renew(ctx context.Context, ch store.Challenge, peer *x509.Cert
 	if attest.QuoteAuthentic(err) {
 		// The device's own quote, over our nonce, that its event log does
 		// not explain: its boot state is not what it claims.
-		return nil, s.distrust(ctx, dev, ev, nil, err)
+		return nil, s.distrust(ctx, dev, ev, nil, ch.renewChallenge, err)
 	}
 	if attest.StepOf(err) == attest.StepQuote {
 		if ak := s.issuedUnder(ctx, rec); ak != "" && ak != dev.AKHash {
@@ -108,7 +138,7 @@ func (s *Service) renew(ctx context.Context, ch store.Challenge, peer *x509.Cert
 	if err != nil {
 		return nil, err // anyone could have sent this: it says nothing about the device
 	}
-	return s.reissue(ctx, peer, dev, ev, boot, csr)
+	return s.reissue(ctx, peer, dev, ev, boot, csr, ch.renewChallenge)
 }
 
 // akReplaced is the refusal of a renewal by a workload that quoted with,
@@ -143,7 +173,7 @@ func hashHex(b []byte) string {
 	return hex.EncodeToString(sum[:])
 }
 
-func (s *Service) reissue(ctx context.Context, peer *x509.Certificate, dev store.Device, ev *attest.Renewal, boot *attest.Boot, csr *x509.CertificateRequest) (*Issued, error) {
+func (s *Service) reissue(ctx context.Context, peer *x509.Certificate, dev store.Device, ev *attest.Renewal, boot *attest.Boot, csr *x509.CertificateRequest, ch renewChallenge) (*Issued, error) {
 	id, err := identity.Workload(ev.Identity)
 	if err != nil {
 		return nil, fmt.Errorf("enroll: stored identity: %w", err)
@@ -169,7 +199,7 @@ func (s *Service) reissue(ctx context.Context, peer *x509.Certificate, dev store
 	if !d.Allowed {
 		// The facts are the device's own, verified: policy no longer
 		// permits what they show.
-		return nil, s.distrust(ctx, dev, ev, &facts, &DeniedError{Identity: id.String() + " (renewal)", Decision: d})
+		return nil, s.distrust(ctx, dev, ev, &facts, ch, &DeniedError{Identity: id.String() + " (renewal)", Decision: d})
 	}
 	bundle, digest, err := ev.Encode()
 	if err != nil {
@@ -183,7 +213,7 @@ func (s *Service) reissue(ctx context.Context, peer *x509.Certificate, dev store
 	if err != nil {
 		return nil, err
 	}
-	if err := s.recordRenewal(ctx, ev, cert, bundle, hex.EncodeToString(digest), d.Version, held); err != nil {
+	if err := s.recordRenewal(ctx, ev, cert, bundle, hex.EncodeToString(digest), d.Version, held, ch); err != nil {
 		return nil, err
 	}
 	return &Issued{Certificate: s.answer(cert, digest, d.Version), Decision: d}, nil
@@ -218,15 +248,18 @@ func (s *Service) renewable(ctx context.Context, peer *x509.Certificate) (store.
 
 // recordRenewal stores the renewal's evidence (bundle, its encoding, whose
 // SHA-256 is digest), the certificate and its audit entry in one
-// transaction, after checking again that no other device came to hold the
-// identity since policy decided.
-func (s *Service) recordRenewal(ctx context.Context, ev *attest.Renewal, cert *x509.Certificate, bundle []byte, digest, version string, held holders) error {
+// transaction, which burns the challenge ch, after checking again that no
+// other device came to hold the identity since policy decided.
+func (s *Service) recordRenewal(ctx context.Context, ev *attest.Renewal, cert *x509.Certificate, bundle []byte, digest, version string, held holders, ch renewChallenge) error {
 	now := s.now()
 	logged, err := certificateEntry(audit.CertificateRenewed, cert, ev.EKHash, digest, version, bundle, now)
 	if err != nil {
 		return err
 	}
 	err = s.Store.Tx(ctx, func(tx store.Tx) error {
+		if err := tx.UseChallenge(ctx, ch.ID, ch.ExpiresAt); err != nil {
+			return err
+		}
 		if err := held.recheck(ctx, tx, now); err != nil {
 			return err
 		}
@@ -238,6 +271,9 @@ func (s *Service) recordRenewal(ctx context.Context, ev *attest.Renewal, cert *x
 		}
 		return store.AppendAuditEntries(ctx, tx, logged)
 	})
+	if errors.Is(err, store.ErrChallengeUsed) {
+		return fmt.Errorf("%w: %q (by a concurrent renewal)", ErrChallengeUsed, ch.ID)
+	}
 	if err == nil {
 		s.nudge()
 	}

@@ -154,3 +154,14 @@ func (a Autocommit) UpdateStream(ctx context.Context, s Stream) error {
 func (a Autocommit) DeleteStream(ctx context.Context, id string) error {
 	return a.Run(ctx, func(tx Tx) error { return tx.DeleteStream(ctx, id) })
 }
+
+// UseChallenge is Tx.UseChallenge in a transaction of its own.
+func (a Autocommit) UseChallenge(ctx context.Context, id string, expiresAt time.Time) error {
+	return a.Run(ctx, func(tx Tx) error { return tx.UseChallenge(ctx, id, expiresAt) })
+}
+
+// ChallengeKey is Tx.ChallengeKey in a transaction of its own.
+func (a Autocommit) ChallengeKey(ctx context.Context, candidate []byte) (key []byte, err error) {
+	err = a.Run(ctx, func(tx Tx) error { key, err = tx.ChallengeKey(ctx, candidate); return err })
+	return key, err
+}

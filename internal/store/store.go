@@ -165,6 +165,8 @@ type Writer interface {
 // ChallengeReader reads enrollment and renewal challenges.
 type ChallengeReader interface {
 	Challenge(ctx context.Context, id string) (Challenge, error)
+	// ChallengeUsed reports whether UseChallenge recorded id.
+	ChallengeUsed(ctx context.Context, id string) (bool, error)
 }
 
 // ChallengeWriter issues and consumes challenges.
@@ -184,8 +186,21 @@ type ChallengeWriter interface {
 	ConsumeChallenge(ctx context.Context, id string, now time.Time) (Challenge, error)
 
 	// PurgeExpiredChallenges deletes challenges that expired before the
-	// given time, consumed or not, and returns how many it deleted.
+	// given time, consumed or not, and the records of used stateless
+	// challenges that expired before it, and returns how many it deleted.
 	PurgeExpiredChallenges(ctx context.Context, before time.Time) (int64, error)
+
+	// UseChallenge records that the stateless challenge id, valid until
+	// expiresAt, was used. Of any number of calls for one id, from
+	// goroutines or from other processes on the same database, exactly one
+	// succeeds; the others get ErrChallengeUsed. Call it in the transaction
+	// that completes the challenge, or alone to burn it on a failure.
+	UseChallenge(ctx context.Context, id string, expiresAt time.Time) error
+
+	// ChallengeKey returns the key that MACs stateless challenges, shared
+	// by every replica on the database: candidate if none was stored yet
+	// (it is stored), else the stored one.
+	ChallengeKey(ctx context.Context, candidate []byte) ([]byte, error)
 }
 
 // DeviceReader reads devices.

@@ -76,9 +76,51 @@ func (w writer) ConsumeChallenge(ctx context.Context, id string, now time.Time) 
 }
 
 func (w writer) PurgeExpiredChallenges(ctx context.Context, before time.Time) (int64, error) {
-	tag, err := w.q.Exec(ctx, `DELETE FROM challenges WHERE expires_at < $1`, micros(before))
-	if err != nil {
-		return 0, fmt.Errorf("store: purge challenges: %w", err)
+	var n int64
+	for _, q := range []string{`DELETE FROM challenges WHERE expires_at < $1`, `DELETE FROM used_challenges WHERE expires_at < $1`} {
+		tag, err := w.q.Exec(ctx, q, micros(before))
+		if err != nil {
+			return 0, fmt.Errorf("store: purge challenges: %w", err)
+		}
+		n += tag.RowsAffected()
 	}
-	return tag.RowsAffected(), nil
+	return n, nil
+}
+
+func (r reader) ChallengeUsed(ctx context.Context, id string) (bool, error) {
+	var one int
+	err := r.q.QueryRow(ctx, `SELECT 1 FROM used_challenges WHERE id = $1`, id).Scan(&one)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("store: challenge %q used: %w", id, err)
+	}
+	return true, nil
+}
+
+// UseChallenge's ON CONFLICT DO NOTHING waits for a concurrent insert of
+// the same id to commit or roll back, then inserts nothing or the row: it
+// never aborts the transaction.
+func (w writer) UseChallenge(ctx context.Context, id string, expiresAt time.Time) error {
+	tag, err := w.q.Exec(ctx, `INSERT INTO used_challenges (id, expires_at) VALUES ($1, $2) ON CONFLICT DO NOTHING`,
+		id, micros(expiresAt))
+	if err != nil {
+		return fmt.Errorf("store: use challenge %q: %w", id, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("store: use challenge %q: %w", id, store.ErrChallengeUsed)
+	}
+	return nil
+}
+
+func (w writer) ChallengeKey(ctx context.Context, candidate []byte) ([]byte, error) {
+	if _, err := w.q.Exec(ctx, `INSERT INTO challenge_keys (id, key) VALUES (1, $1) ON CONFLICT DO NOTHING`, candidate); err != nil {
+		return nil, fmt.Errorf("store: challenge key: %w", err)
+	}
+	var key []byte
+	if err := w.q.QueryRow(ctx, `SELECT key FROM challenge_keys WHERE id = 1`).Scan(&key); err != nil {
+		return nil, fmt.Errorf("store: challenge key: %w", err)
+	}
+	return key, nil
 }

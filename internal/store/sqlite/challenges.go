@@ -73,13 +73,54 @@ func (w writer) ConsumeChallenge(ctx context.Context, id string, now time.Time) 
 }
 
 func (w writer) PurgeExpiredChallenges(ctx context.Context, before time.Time) (int64, error) {
-	res, err := w.q.ExecContext(ctx, `DELETE FROM challenges WHERE expires_at < ?`, micros(before))
-	if err != nil {
-		return 0, fmt.Errorf("store: purge challenges: %w", err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return 0, fmt.Errorf("store: purge challenges: %w", err)
+	var n int64
+	for _, q := range []string{`DELETE FROM challenges WHERE expires_at < ?`, `DELETE FROM used_challenges WHERE expires_at < ?`} {
+		res, err := w.q.ExecContext(ctx, q, micros(before))
+		if err != nil {
+			return 0, fmt.Errorf("store: purge challenges: %w", err)
+		}
+		d, err := res.RowsAffected()
+		if err != nil {
+			return 0, fmt.Errorf("store: purge challenges: %w", err)
+		}
+		n += d
 	}
 	return n, nil
+}
+
+func (r reader) ChallengeUsed(ctx context.Context, id string) (bool, error) {
+	var one int
+	err := r.q.QueryRowContext(ctx, `SELECT 1 FROM used_challenges WHERE id = ?`, id).Scan(&one)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("store: challenge %q used: %w", id, err)
+	}
+	return true, nil
+}
+
+func (w writer) UseChallenge(ctx context.Context, id string, expiresAt time.Time) error {
+	res, err := w.q.ExecContext(ctx, `INSERT INTO used_challenges (id, expires_at) VALUES (?, ?) ON CONFLICT DO NOTHING`,
+		id, micros(expiresAt))
+	if err != nil {
+		return fmt.Errorf("store: use challenge %q: %w", id, err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("store: use challenge %q: %w", id, err)
+	} else if n == 0 {
+		return fmt.Errorf("store: use challenge %q: %w", id, store.ErrChallengeUsed)
+	}
+	return nil
+}
+
+func (w writer) ChallengeKey(ctx context.Context, candidate []byte) ([]byte, error) {
+	if _, err := w.q.ExecContext(ctx, `INSERT INTO challenge_keys (id, key) VALUES (1, ?) ON CONFLICT DO NOTHING`, candidate); err != nil {
+		return nil, fmt.Errorf("store: challenge key: %w", err)
+	}
+	var key []byte
+	if err := w.q.QueryRowContext(ctx, `SELECT key FROM challenge_keys WHERE id = 1`).Scan(&key); err != nil {
+		return nil, fmt.Errorf("store: challenge key: %w", err)
+	}
+	return key, nil
 }
