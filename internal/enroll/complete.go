@@ -118,6 +118,9 @@ func (s *Service) consume(ctx context.Context, id string, kind store.ChallengeKi
 	ch, err := s.Store.ConsumeChallenge(ctx, id, s.now())
 	switch {
 	case errors.Is(err, store.ErrNotFound):
+		if _, perr := parseRenewChallenge(id); perr == nil {
+			return ch, fmt.Errorf("%w: challenge %q is for renew, not %s", ErrBadRequest, id, kind)
+		}
 		return ch, fmt.Errorf("%w: %q", ErrUnknownChallenge, id)
 	case errors.Is(err, store.ErrChallengeUsed):
 		return ch, fmt.Errorf("%w: %q", ErrChallengeUsed, id)

@@ -73,6 +73,8 @@ func (s *Service) Renew(ctx context.Context, peer *x509.Certificate, req api.Ren
 type issuedChallenge struct {
 	renewChallenge
 	identity, ekHash string
+	rec              store.Certificate
+	dev              store.Device
 }
 
 // renewChallenge parses id and checks that this store's key MAC'd it for
@@ -83,9 +85,12 @@ func (s *Service) renewChallenge(ctx context.Context, peer *x509.Certificate, id
 	}
 	c, err := parseRenewChallenge(id)
 	if err != nil {
+		if _, serr := s.Store.Challenge(ctx, id); serr == nil {
+			return issuedChallenge{}, fmt.Errorf("%w: challenge %q is for enroll, not renew", ErrBadRequest, id)
+		}
 		return issuedChallenge{}, fmt.Errorf("%w: %q: %w", ErrUnknownChallenge, id, err)
 	}
-	rec, _, err := s.renewable(ctx, peer)
+	rec, dev, err := s.renewable(ctx, peer)
 	if err != nil {
 		return issuedChallenge{}, err
 	}
@@ -94,7 +99,7 @@ func (s *Service) renewChallenge(ctx context.Context, peer *x509.Certificate, id
 		return issuedChallenge{}, err
 	}
 	if !c.verify(key, rec.EKHash, rec.Serial) {
-		return issuedChallenge{}, fmt.Errorf("%w: %q was not issued here for certificate %s", ErrUnknownChallenge, id, rec.Serial)
+		return issuedChallenge{}, fmt.Errorf("%w: challenge %q was not issued here for certificate %s: it belongs to another certificate or is forged", ErrBadRequest, id, rec.Serial)
 	}
 	if !s.now().Before(c.ExpiresAt) {
 		return issuedChallenge{}, fmt.Errorf("%w: %q expired at %s", ErrChallengeExpired, id, c.ExpiresAt.UTC().Format(time.RFC3339))
@@ -106,14 +111,13 @@ func (s *Service) renewChallenge(ctx context.Context, peer *x509.Certificate, id
 	case used:
 		return issuedChallenge{}, fmt.Errorf("%w: %q", ErrChallengeUsed, id)
 	}
-	return issuedChallenge{renewChallenge: c, identity: rec.SPIFFEID, ekHash: rec.EKHash}, nil
+	return issuedChallenge{renewChallenge: c, identity: rec.SPIFFEID, ekHash: rec.EKHash, rec: rec, dev: dev}, nil
 }
 
+// renew checks the evidence for ch, whose certificate and device
+// renewChallenge found renewable.
 func (s *Service) renew(ctx context.Context, ch issuedChallenge, peer *x509.Certificate, req api.RenewRequest) (*Issued, error) {
-	rec, dev, err := s.renewable(ctx, peer)
-	if err != nil {
-		return nil, err
-	}
+	rec, dev := ch.rec, ch.dev
 	if req.AKHash != "" && req.AKHash != dev.AKHash {
 		return nil, akReplaced(dev, req.AKHash)
 	}
