@@ -78,6 +78,9 @@ func TestRenewChallengeAttacks(t *testing.T) {
 		}
 		_, err := svc[1].Renew(ctx, cert, renewRequest(t, a, ch))
 		refused(t, err, enroll.ErrChallengeUsed)
+		// A burnt challenge is refused before its evidence is looked at.
+		_, err = svc[0].Renew(ctx, cert, bad)
+		refused(t, err, enroll.ErrChallengeUsed)
 	})
 	t.Run("challenge for another device", func(t *testing.T) {
 		ch2, err := svc[0].RenewChallenge(ctx, cert2)
