@@ -145,3 +145,15 @@ func challengeKey(ctx context.Context, st keyStore) ([]byte, error) {
 	}
 	return key, nil
 }
+
+// maxChallengeSkew is how far another replica's clock may run ahead of
+// this one's when it issues a challenge.
+const maxChallengeSkew = time.Minute
+
+// expiresWithin reports whether c expires no later than a challenge issued
+// now with ttl would (give or take maxChallengeSkew). Every challenge
+// issued here does; one that claims a later expiry was made by someone
+// else holding the key, and must not buy a quote that stays usable longer.
+func (c renewChallenge) expiresWithin(now time.Time, ttl time.Duration) bool {
+	return !c.ExpiresAt.After(now.Add(ttl + maxChallengeSkew))
+}

@@ -77,3 +77,26 @@ func newRenewChallengeFrom(key []byte, c renewChallenge) renewChallenge {
 	c.ID = base64.RawURLEncoding.EncodeToString(c.raw[:])
 	return c
 }
+
+// TestRenewChallengeExpiryBounded: a challenge claiming a later expiry than
+// any this service issues (made with a leaked key) is refused, whatever its
+// MAC says.
+func TestRenewChallengeExpiryBounded(t *testing.T) {
+	t.Parallel()
+	key := bytes.Repeat([]byte{7}, challengeKeySize)
+	now, ttl := time.Now(), 5*time.Minute
+	for _, tc := range []struct {
+		expires time.Time
+		ok      bool
+	}{
+		{now.Add(ttl), true},
+		{now.Add(ttl + maxChallengeSkew), true},
+		{now.Add(ttl + maxChallengeSkew + time.Second), false},
+		{now.Add(24 * time.Hour), false},
+	} {
+		c := newRenewChallenge(key, "ek1", "serial1", tc.expires)
+		if got := c.expiresWithin(now, ttl); got != tc.ok {
+			t.Errorf("expiry now+%v: within = %v, want %v", tc.expires.Sub(now), got, tc.ok)
+		}
+	}
+}

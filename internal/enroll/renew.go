@@ -104,6 +104,9 @@ func (s *Service) renewChallenge(ctx context.Context, peer *x509.Certificate, id
 	if !s.now().Before(c.ExpiresAt) {
 		return issuedChallenge{}, fmt.Errorf("%w: %q expired at %s", ErrChallengeExpired, id, c.ExpiresAt.UTC().Format(time.RFC3339))
 	}
+	if !c.expiresWithin(s.now(), s.ChallengeTTL) {
+		return issuedChallenge{}, fmt.Errorf("%w: challenge %q expires at %s, later than any challenge issued here: forged with the challenge key", ErrBadRequest, id, c.ExpiresAt.UTC().Format(time.RFC3339))
+	}
 	used, err := s.Store.ChallengeUsed(ctx, id)
 	switch {
 	case err != nil:
