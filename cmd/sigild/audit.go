@@ -60,21 +60,33 @@ func (auditKeyCmd) Run(ctx context.Context, cfg *config.Config, log *slog.Logger
 type auditWitnessKeyCmd struct{}
 
 func (auditWitnessKeyCmd) Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
-	pub, err := auditPublicKey(ctx, cfg, log)
-	if err != nil {
-		return err
-	}
-	st, err := backend.Open(ctx, cfg.Store)
+	st, v, err := openLogVerifier(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	v, err := daemon.LogVerifier(ctx, cfg, st, pub)
-	if err != nil {
-		return err
-	}
 	fmt.Printf("Origin: %s\nPublicKey: %s\n", v.Name(), v.WitnessKey())
 	return nil
+}
+
+// openLogVerifier opens the store and returns it with the verifier of the
+// log's checkpoints (its origin and the HSM audit key), as the witness
+// commands print them. The caller closes the store.
+func openLogVerifier(ctx context.Context, cfg *config.Config, log *slog.Logger) (store.Store, *audit.Verifier, error) {
+	pub, err := auditPublicKey(ctx, cfg, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := backend.Open(ctx, cfg.Store)
+	if err != nil {
+		return nil, nil, err
+	}
+	v, err := daemon.LogVerifier(ctx, cfg, st, pub)
+	if err != nil {
+		st.Close()
+		return nil, nil, err
+	}
+	return st, v, nil
 }
 
 type auditWitnessConfigCmd struct {
@@ -88,19 +100,11 @@ func (c auditWitnessConfigCmd) Run(ctx context.Context, cfg *config.Config, log 
 	if c.Next < 0 || c.Next > maxNextShards {
 		return fmt.Errorf("--next %d: want 0 to %d shards", c.Next, maxNextShards)
 	}
-	pub, err := auditPublicKey(ctx, cfg, log)
-	if err != nil {
-		return err
-	}
-	st, err := backend.Open(ctx, cfg.Store)
+	st, v, err := openLogVerifier(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	v, err := daemon.LogVerifier(ctx, cfg, st, pub)
-	if err != nil {
-		return err
-	}
 	rows, err := st.AuditShards(ctx)
 	if err != nil {
 		return err
