@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -51,10 +50,7 @@ func (t *Transmitter) Status(ctx context.Context, bearer string, peer *x509.Cert
 	if err != nil {
 		return StreamStatus{}, err
 	}
-	s, err := t.cfg.Store.Stream(ctx, id)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && s.Receiver != r.ID) {
-		return StreamStatus{}, errNoStream
-	}
+	s, err := t.owned(ctx, t.cfg.Store.Stream, r, id)
 	if err != nil {
 		return StreamStatus{}, err
 	}
@@ -86,7 +82,7 @@ func (t *Transmitter) SetStatus(ctx context.Context, bearer string, peer *x509.C
 	}
 	var was string
 	err = t.cfg.Store.Tx(ctx, func(tx store.Tx) error {
-		s, err := t.owned(ctx, tx, r, req.StreamID)
+		s, err := t.owned(ctx, tx.LockStream, r, req.StreamID)
 		if err != nil {
 			return err
 		}

@@ -164,7 +164,7 @@ func (t *Transmitter) DeleteStream(ctx context.Context, bearer string, peer *x50
 		return err
 	}
 	err = t.cfg.Store.Tx(ctx, func(tx store.Tx) error {
-		if _, err := t.owned(ctx, tx, r, id); err != nil {
+		if _, err := t.owned(ctx, tx.LockStream, r, id); err != nil {
 			return err
 		}
 		return tx.DeleteStream(ctx, id)
@@ -188,7 +188,7 @@ func (t *Transmitter) Verify(ctx context.Context, bearer string, peer *x509.Cert
 		return badRequest(fmt.Sprintf("state is longer than %d bytes", maxDescription))
 	}
 	err = t.cfg.Store.Tx(ctx, func(tx store.Tx) error {
-		s, err := t.owned(ctx, tx, r, id)
+		s, err := t.owned(ctx, tx.LockStream, r, id)
 		if err != nil {
 			return err
 		}
@@ -203,10 +203,11 @@ func (t *Transmitter) Verify(ctx context.Context, bearer string, peer *x509.Cert
 	return nil
 }
 
-// owned locks the stream id for update if it is r's; another's, or none,
-// is errNoStream.
-func (t *Transmitter) owned(ctx context.Context, tx store.Tx, r Receiver, id string) (store.Stream, error) {
-	s, err := tx.LockStream(ctx, id)
+// owned reads the stream id with get (tx.LockStream to update it, the
+// store's Stream to read it) if it is r's; another's, or none, is
+// errNoStream.
+func (t *Transmitter) owned(ctx context.Context, get func(context.Context, string) (store.Stream, error), r Receiver, id string) (store.Stream, error) {
+	s, err := get(ctx, id)
 	if errors.Is(err, store.ErrNotFound) || (err == nil && s.Receiver != r.ID) {
 		if err == nil {
 			t.log.WarnContext(ctx, "ssf: a receiver asked for another's stream", "stream", id, "receiver", r.ID, "owner", s.Receiver)

@@ -43,7 +43,7 @@ func (t *Transmitter) UpdateStream(ctx context.Context, bearer string, peer *x50
 	}
 	var cfg StreamConfig
 	err = t.cfg.Store.Tx(ctx, func(tx store.Tx) error {
-		s, err := t.owned(ctx, tx, r, req.StreamID)
+		s, err := t.owned(ctx, tx.LockStream, r, req.StreamID)
 		if err != nil {
 			return err
 		}
