@@ -125,6 +125,10 @@ type committer struct {
 	// revoked, if set, is called after each COMMIT of revocation events
 	// (notify.go): once per transaction, alone or batched.
 	revoked func()
+	// committed, if set, is called after each COMMIT (checkpoint.go).
+	committed func()
+	// stats counts transactions and the calls they ran.
+	stats commitStats
 
 	mu      sync.Mutex
 	queue   []*txCall
@@ -195,10 +199,27 @@ func (g *committer) alone(ctx context.Context, fn func(store.Tx) error) error {
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("store: commit: %w", classify(err))
 	}
-	if q.revoked && g.revoked != nil {
+	g.stats.alone.Add(1)
+	g.afterCommit(q.revoked)
+	return nil
+}
+
+// afterCommit calls the hooks of a COMMIT, which included revocation
+// events if revoked.
+func (g *committer) afterCommit(revoked bool) {
+	if revoked && g.revoked != nil {
 		g.revoked()
 	}
-	return nil
+	if g.committed != nil {
+		g.committed()
+	}
+}
+
+// commitStats counts what the committer ran: Tx calls run alone, batches,
+// and the calls the batches ran. The benchmarks report them (mean batch
+// size); they cost an atomic add per transaction.
+type commitStats struct {
+	alone, batches, batched atomic.Int64
 }
 
 // begin prepares the statements queued since the last transaction, while
@@ -267,7 +288,7 @@ func (g *committer) commit(calls []*txCall) {
 			return
 		}
 	}
-	b.end(g.revoked)
+	b.end(g)
 }
 
 // batch is one database transaction shared by Tx calls.
@@ -312,15 +333,17 @@ func (b *batch) exec(query string) error {
 }
 
 // end commits the batch, or rolls it back if no fn succeeded, and gives
-// every caller its result, calling revoked first if the COMMIT included
-// revocation events.
-func (b *batch) end(revoked func()) {
+// every caller its result, calling g's hooks first (afterCommit) if it
+// committed.
+func (b *batch) end(g *committer) {
 	var commitErr, rollbackErr error
 	if b.commits {
 		if err := b.tx.Commit(); err != nil {
 			commitErr = fmt.Errorf("store: commit: %w", classify(err))
-		} else if b.revoked && revoked != nil {
-			revoked()
+		} else {
+			g.stats.batches.Add(1)
+			g.stats.batched.Add(int64(len(b.ran)))
+			g.afterCommit(b.revoked)
 		}
 	} else if err := b.tx.Rollback(); err != nil {
 		rollbackErr = fmt.Errorf("store: rollback: %w", err)

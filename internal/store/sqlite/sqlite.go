@@ -39,7 +39,7 @@ const (
 
 // sqliteManaged are the DSN parameters and pragmas the store sets itself.
 var sqliteManaged = []string{"_txlock", "_journal_mode", "_journal", "_foreign_keys", "_fk",
-	"_query_only", "journal_mode", "foreign_keys", "query_only", "locking_mode"}
+	"_query_only", "journal_mode", "foreign_keys", "query_only", "locking_mode", "wal_autocheckpoint"}
 
 type sqliteStore struct {
 	reader           // on the read pool, through rq
@@ -47,8 +47,9 @@ type sqliteStore struct {
 	w                *sql.DB
 	r                *sql.DB
 	rq               *stmtQuerier
-	gc               *committer // on w
-	notes            *notifier  // kicked by gc
+	gc               *committer    // on w
+	notes            *notifier     // kicked by gc
+	ck               *checkpointer // kicked by gc
 }
 
 var (
@@ -65,10 +66,11 @@ var (
 //
 // The DSN may carry driver query parameters (for example
 // "?_pragma=synchronous(NORMAL)"); the store manages journal_mode,
-// foreign_keys, query_only and _txlock itself. An in-memory database is
+// foreign_keys, query_only, wal_autocheckpoint (checkpoint.go) and _txlock
+// itself. An in-memory database is
 // refused: the store's connections would each see a different one.
 func Open(ctx context.Context, dsn string, opts ...Option) (store.Store, error) {
-	o := options{maxBatch: defaultMaxBatch}
+	o := options{maxBatch: defaultMaxBatch, checkpoints: defaultCheckpoints}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -85,7 +87,7 @@ func Open(ctx context.Context, dsn string, opts ...Option) (store.Store, error) 
 	if err := createPrivate(base); err != nil {
 		return nil, err
 	}
-	w, err := openSQLitePool(ctx, base+"&_txlock=immediate&_pragma=journal_mode(WAL)", 1)
+	w, err := openSQLitePool(ctx, base+"&_txlock=immediate&_pragma=journal_mode(WAL)&_pragma=wal_autocheckpoint(0)", 1)
 	if err != nil {
 		return nil, err
 	}
@@ -104,11 +106,23 @@ func Open(ctx context.Context, dsn string, opts ...Option) (store.Store, error) 
 		w.Close()
 		return nil, err
 	}
+	ckDB, err := openSQLitePool(ctx, base, 1)
+	if err != nil {
+		r.Close()
+		w.Close()
+		return nil, err
+	}
 	rq := newStmtQuerier(r)
 	s := &sqliteStore{reader: reader{rq}, w: w, r: r, rq: rq}
 	s.gc = newCommitter(w, o.maxBatch)
+	if s.ck, err = newCheckpointer(ctx, o.checkpoints, ckDB, s.Tx); err != nil {
+		ckDB.Close()
+		r.Close()
+		w.Close()
+		return nil, err
+	}
 	s.notes = newNotifier(acquireHub(base), s.reader.LatestRevocationSeq)
-	s.gc.revoked = s.notes.revoked
+	s.gc.revoked, s.gc.committed = s.notes.revoked, s.ck.committed
 	s.Autocommit = store.Autocommit{Run: s.Tx}
 	return s, nil
 }
@@ -117,7 +131,8 @@ func Open(ctx context.Context, dsn string, opts ...Option) (store.Store, error) 
 type Option func(*options)
 
 type options struct {
-	maxBatch int
+	maxBatch    int
+	checkpoints checkpointConfig
 }
 
 const defaultMaxBatch = 64
@@ -259,12 +274,14 @@ func (s *sqliteStore) Ping(ctx context.Context) error {
 }
 
 func (s *sqliteStore) Close() error {
-	// Readers first, so that the writer, the last connection, checkpoints
-	// the WAL into the database file.
+	// The checkpointer first (it may be running a Tx), then the readers,
+	// so that the writer, the last connection, checkpoints the WAL into
+	// the database file.
+	ckErr := s.ck.close()
 	s.notes.close()
 	s.rq.close()
 	s.gc.stmts.close()
-	return errors.Join(s.r.Close(), s.w.Close())
+	return errors.Join(ckErr, s.r.Close(), s.w.Close())
 }
 
 // constraintKind is which kind of constraint a statement broke.
