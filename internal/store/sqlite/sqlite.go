@@ -303,3 +303,8 @@ func classify(err error) error {
 	}
 	return err
 }
+
+// withCheckpoints sets when the checkpointer checkpoints (tests).
+func withCheckpoints(cfg checkpointConfig) Option {
+	return func(o *options) { o.checkpoints = cfg }
+}
