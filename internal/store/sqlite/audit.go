@@ -123,12 +123,6 @@ func (r reader) Checkpoints(ctx context.Context) ([]store.Checkpoint, error) {
 // the nodes it completes go in a savepoint, so that a duplicate key stores
 // nothing even if fn goes on.
 func (w writer) AppendAudit(ctx context.Context, e store.AuditEntry) (uint64, error) {
-	if err := e.Check(); err != nil {
-		return 0, fmt.Errorf("store: append audit entry: %w", err)
-	}
-	if e.Data == nil {
-		e.Data = []byte{}
-	}
 	var idx uint64
 	err := w.savepoint(ctx, "append_audit", func() (err error) {
 		idx, err = w.appendAudit(ctx, e)
@@ -140,7 +134,15 @@ func (w writer) AppendAudit(ctx context.Context, e store.AuditEntry) (uint64, er
 	return idx, nil
 }
 
+// appendAudit is AppendAudit without its savepoint, for a caller whose
+// own failure undoes the entry's writes when this fails (RecordToken).
 func (w writer) appendAudit(ctx context.Context, e store.AuditEntry) (uint64, error) {
+	if err := e.Check(); err != nil {
+		return 0, fmt.Errorf("store: append audit entry: %w", err)
+	}
+	if e.Data == nil {
+		e.Data = []byte{}
+	}
 	var size, shard int64
 	err := w.q.QueryRowContext(ctx, `UPDATE audit_head SET size = size + 1 WHERE id = 1 RETURNING size, shard_start`).Scan(&size, &shard)
 	if err != nil {
