@@ -62,7 +62,7 @@ type txCall struct {
 }
 
 type turn struct {
-	tx  *sql.Tx
+	tx  *txLocal
 	err error
 }
 
@@ -76,7 +76,7 @@ func newTxCall(ctx context.Context) *txCall {
 
 // await waits for c's turn. It returns ctx.Err() if ctx ends first; then
 // fn will not run.
-func (c *txCall) await() (*sql.Tx, error) {
+func (c *txCall) await() (*txLocal, error) {
 	select {
 	case t := <-c.turn:
 		return t.tx, t.err
@@ -92,8 +92,8 @@ func (c *txCall) await() (*sql.Tx, error) {
 // run runs fn in tx, unless ctx has ended, and reports the outcome. If fn
 // panics, run waits for the batch to end, so that fn's writes are undone,
 // and lets the panic go on.
-func (c *txCall) run(tx *sql.Tx, stmts *txStmts, fn func(store.Tx) error) {
-	q := &batchQuerier{tx: tx, stmts: stmts}
+func (c *txCall) run(tx *txLocal, stmts *txStmts, fn func(store.Tx) error) {
+	q := newBatchQuerier(tx, stmts)
 	outcome := errPanicked
 	defer func() {
 		q.close()
@@ -177,7 +177,7 @@ func (g *committer) alone(ctx context.Context, fn func(store.Tx) error) error {
 	if err != nil {
 		return err
 	}
-	q := &batchQuerier{tx: tx, stmts: g.stmts}
+	q := newBatchQuerier(newTxLocal(tx), g.stmts)
 	defer func() {
 		q.close()
 		tx.Rollback() // after a panic; else a no-op
@@ -277,7 +277,8 @@ func (g *committer) commit(calls []*txCall) {
 		}
 		return
 	}
-	b := &batch{tx: tx, q: &batchQuerier{tx: tx, stmts: g.stmts}}
+	local := newTxLocal(tx)
+	b := &batch{tx: tx, local: local, q: newBatchQuerier(local, g.stmts)}
 	for i, c := range calls {
 		if !c.claim() {
 			continue
@@ -294,6 +295,7 @@ func (g *committer) commit(calls []*txCall) {
 // batch is one database transaction shared by Tx calls.
 type batch struct {
 	tx       *sql.Tx
+	local    *txLocal      // tx's statements, shared by its fns
 	q        *batchQuerier // for the savepoints
 	ran      []*txCall     // whose fn ran, or was refused for its ctx
 	outcomes []error
@@ -308,7 +310,7 @@ func (b *batch) run(c *txCall) error {
 		c.turn <- turn{err: fmt.Errorf("store: begin: savepoint: %w", err)}
 		return err
 	}
-	c.turn <- turn{tx: b.tx}
+	c.turn <- turn{tx: b.local}
 	outcome := <-c.ran
 	b.ran, b.outcomes = append(b.ran, c), append(b.outcomes, outcome)
 	if outcome != nil {
@@ -378,6 +380,7 @@ func (b *batch) abort(err error) {
 // context ended fails with the context's error.
 type batchQuerier struct {
 	tx      *sql.Tx
+	local   *txLocal // tx's handles of stmts' statements
 	stmts   *txStmts
 	mu      sync.RWMutex // read-locked by statements, locked by close
 	closed  bool
@@ -385,6 +388,10 @@ type batchQuerier struct {
 }
 
 var _ querier = (*batchQuerier)(nil)
+
+func newBatchQuerier(tx *txLocal, stmts *txStmts) *batchQuerier {
+	return &batchQuerier{tx: tx.tx, local: tx, stmts: stmts}
+}
 
 // start read-locks q for a statement and returns the statement's context,
 // or unlocks and fails.
@@ -407,7 +414,7 @@ func (q *batchQuerier) ExecContext(ctx context.Context, query string, args ...an
 		return nil, err
 	}
 	defer q.mu.RUnlock()
-	if st := q.stmts.stmt(sctx, q.tx, query); st != nil {
+	if st := q.stmts.stmt(sctx, q.local, query); st != nil {
 		return st.ExecContext(sctx, args...)
 	}
 	return q.tx.ExecContext(sctx, query, args...)
@@ -419,7 +426,7 @@ func (q *batchQuerier) QueryContext(ctx context.Context, query string, args ...a
 		return nil, err
 	}
 	defer q.mu.RUnlock()
-	if st := q.stmts.stmt(sctx, q.tx, query); st != nil {
+	if st := q.stmts.stmt(sctx, q.local, query); st != nil {
 		return st.QueryContext(sctx, args...)
 	}
 	return q.tx.QueryContext(sctx, query, args...)
@@ -431,7 +438,7 @@ func (q *batchQuerier) QueryRowContext(ctx context.Context, query string, args .
 		return errRow{err}
 	}
 	defer q.mu.RUnlock()
-	if st := q.stmts.stmt(sctx, q.tx, query); st != nil {
+	if st := q.stmts.stmt(sctx, q.local, query); st != nil {
 		return st.QueryRowContext(sctx, args...)
 	}
 	return q.tx.QueryRowContext(sctx, query, args...)

@@ -106,7 +106,10 @@ func newTxStmts(db *sql.DB) *txStmts {
 
 // stmt returns query's prepared statement for use in tx, or nil, and then
 // the caller runs the query unprepared.
-func (s *txStmts) stmt(ctx context.Context, tx *sql.Tx, query string) *sql.Stmt {
+func (s *txStmts) stmt(ctx context.Context, tx *txLocal, query string) *sql.Stmt {
+	if st := tx.get(query); st != nil {
+		return st
+	}
 	s.mu.Lock()
 	st, ok := s.m[query]
 	if !ok && len(s.m) < maxCachedStatements {
@@ -117,7 +120,35 @@ func (s *txStmts) stmt(ctx context.Context, tx *sql.Tx, query string) *sql.Stmt 
 	if st == nil {
 		return nil
 	}
-	return tx.StmtContext(ctx, st)
+	return tx.put(query, tx.tx.StmtContext(ctx, st))
+}
+
+// txLocal is one transaction with its handles of txStmts' statements
+// (sql.Tx.StmtContext, which allocates and registers a new one on every
+// call), kept for the transaction's fns: a batch's fns run the same
+// statements. They close with the transaction.
+type txLocal struct {
+	tx *sql.Tx
+	mu sync.Mutex
+	m  map[string]*sql.Stmt
+}
+
+func newTxLocal(tx *sql.Tx) *txLocal { return &txLocal{tx: tx} }
+
+func (l *txLocal) get(query string) *sql.Stmt {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.m[query]
+}
+
+func (l *txLocal) put(query string, st *sql.Stmt) *sql.Stmt {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.m == nil {
+		l.m = map[string]*sql.Stmt{}
+	}
+	l.m[query] = st
+	return st
 }
 
 // prepare prepares the queued queries. Call it only while no transaction
