@@ -88,6 +88,7 @@ type checkpointer struct {
 // checkpointStats counts checkpoints by kind, for tests and benchmarks.
 type checkpointStats struct {
 	passive, held, truncate, failed atomic.Int64
+	frames                          atomic.Int64 // WAL frames the PASSIVE checkpoints found new, about all written
 }
 
 // walState is what PRAGMA wal_checkpoint reports.
@@ -185,6 +186,7 @@ func (c *checkpointer) adapt(commits int64, st walState) {
 		frames = st.log
 	}
 	c.lastLog = st.log
+	c.stats.frames.Add(max(frames, 0))
 	if commits <= 0 || frames <= 0 {
 		return
 	}
