@@ -30,8 +30,8 @@ import (
 // transaction and waits for fn to end, so a panic (or runtime.Goexit)
 // unwinds the caller's own stack, and the committer only rolls back to the
 // savepoint. There is no timer: a batch is what is queued when the
-// committer starts it, and the calls that arrive during one batch's fsync
-// make up the next. A Tx that finds the committer idle yields once (so that
+// committer starts it and what queues while its fns run, up to maxBatch,
+// and the calls that arrive during one batch's COMMIT make up the next. A Tx that finds the committer idle yields once (so that
 // goroutines already runnable can queue behind it) and runs alone on its
 // own goroutine, without a savepoint or a hand-over, and the calls that
 // queue meanwhile start the committer when it is done.
@@ -279,17 +279,41 @@ func (g *committer) commit(calls []*txCall) {
 	}
 	local := newTxLocal(tx)
 	b := &batch{tx: tx, local: local, q: newBatchQuerier(local, g.stmts)}
-	for i, c := range calls {
-		if !c.claim() {
-			continue
+	for taken := len(calls); len(calls) > 0; taken += len(calls) {
+		for i, c := range calls {
+			if !c.claim() {
+				continue
+			}
+			if err := b.run(c); err != nil {
+				g.requeue(calls[i+1:])
+				b.abort(err)
+				return
+			}
 		}
-		if err := b.run(c); err != nil {
-			g.requeue(calls[i+1:])
-			b.abort(err)
-			return
-		}
+		calls = g.more(g.maxBatch - taken)
 	}
 	b.end(g)
+}
+
+// more removes up to n calls queued while a batch ran its fns, for the
+// same batch: they share its COMMIT instead of waiting for it and paying
+// their own. They arrived after the batch began; it commits once nothing
+// more has queued, or it holds maxBatch calls.
+func (g *committer) more(n int) []*txCall {
+	if n <= 0 {
+		return nil
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var calls []*txCall
+	k := 0
+	for ; k < len(g.queue) && len(calls) < n; k++ {
+		if c := g.queue[k]; c.state.Load() == callQueued {
+			calls = append(calls, c)
+		}
+	}
+	g.queue = slices.Delete(g.queue, 0, k)
+	return calls
 }
 
 // batch is one database transaction shared by Tx calls.

@@ -153,6 +153,52 @@ func TestGroupCommitMaxBatch(t *testing.T) {
 	}
 }
 
+// TestGroupCommitJoinsRunningBatch: a call that queues while a batch runs
+// its fns joins that batch, and shares its COMMIT, rather than waiting for
+// the next.
+func TestGroupCommitJoinsRunningBatch(t *testing.T) {
+	st, _ := openStore(t)
+	ctx := context.Background()
+	release := holdCommitter(t, st)
+	q := &txQueue{t: t, st: st}
+	aRan, bQueued := make(chan struct{}), make(chan struct{})
+	a := q.add(ctx, func(tx store.Tx) error {
+		if _, err := tx.AppendAudit(ctx, testEntry("a")); err != nil {
+			return err
+		}
+		close(aRan)
+		<-bQueued
+		return nil
+	})
+	release()
+	<-aRan
+	b := make(chan error, 1)
+	go func() {
+		b <- st.Tx(ctx, func(tx store.Tx) error {
+			inTx, err := tx.AuditSize(ctx)
+			if err != nil {
+				return err
+			}
+			committed, err := st.AuditSize(ctx)
+			if err != nil {
+				return err
+			}
+			if inTx != 1 || committed != 0 {
+				return fmt.Errorf("b sees %d entries, %d committed; want 1, 0 (a's batch)", inTx, committed)
+			}
+			return nil
+		})
+	}()
+	waitQueued(t, st, 1)
+	close(bQueued)
+	if err := <-a; err != nil {
+		t.Errorf("a: %v", err)
+	}
+	if err := <-b; err != nil {
+		t.Errorf("b: %v", err)
+	}
+}
+
 func TestOpenMaxBatchInvalid(t *testing.T) {
 	_, err := Open(context.Background(), filepath.Join(t.TempDir(), "sigil.db"), WithMaxBatch(0))
 	if err == nil || err.Error() != "store: WithMaxBatch(0): want at least 1" {
