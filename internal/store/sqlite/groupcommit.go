@@ -31,10 +31,11 @@ import (
 // unwinds the caller's own stack, and the committer only rolls back to the
 // savepoint. There is no timer: a batch is what is queued when the
 // committer starts it and what queues while its fns run, up to maxBatch,
-// and the calls that arrive during one batch's COMMIT make up the next. A Tx that finds the committer idle yields once (so that
-// goroutines already runnable can queue behind it) and runs alone on its
-// own goroutine, without a savepoint or a hand-over, and the calls that
-// queue meanwhile start the committer when it is done.
+// and the calls that arrive during one batch's COMMIT make up the next. A
+// Tx that finds the committer idle yields once (so that goroutines already
+// runnable can queue behind it) and runs alone on its own goroutine,
+// without a savepoint or a hand-over, and the calls that queue meanwhile
+// start the committer when it is done.
 //
 // The transaction's context is not a caller's: a caller's ctx ending must
 // not undo the others' work. SQLite undoes the whole transaction when a
