@@ -10,6 +10,10 @@
 //     pool of query_only connections) and the DSN's pragmas;
 //   - groupcommit.go: Store.Tx, which runs the fns of concurrent calls in
 //     one transaction, each in a savepoint, to share one fsync;
+//     recordtoken.go: store.TokenRecorder, a token exchange's record in
+//     one Tx with fewer statements;
+//   - checkpoint.go: WAL checkpoints on a connection of their own, off
+//     the writer's COMMITs, keeping the WAL bounded;
 //   - stmtcache.go: statements prepared once per connection;
 //   - notify.go: store.FeedNotifier in process: a Tx that committed
 //     revocation events (alone or in a batch, once per COMMIT) has the
