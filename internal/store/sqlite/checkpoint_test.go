@@ -163,16 +163,28 @@ func TestWALBounded(t *testing.T) {
 }
 
 // TestWriterDoesNotCheckpoint: the writer connection has
-// wal_autocheckpoint off, and a DSN setting it is refused.
+// wal_autocheckpoint off, and a DSN setting it is refused; closing the
+// store still folds the WAL into the database file and removes it.
 func TestWriterDoesNotCheckpoint(t *testing.T) {
 	t.Parallel()
-	st, _ := openStore(t)
+	st, path := openStore(t)
 	var pages int
 	err := st.Tx(context.Background(), func(tx store.Tx) error {
 		return tx.(txn).writer.q.QueryRowContext(context.Background(), `PRAGMA wal_autocheckpoint`).Scan(&pages)
 	})
 	if err != nil || pages != 0 {
 		t.Errorf("writer's wal_autocheckpoint = %d (%v), want 0", pages, err)
+	}
+	appendEntries(t, st, "close", 3)
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(path + "-wal"); !os.IsNotExist(err) {
+		t.Errorf("after Close, the WAL file: %v, want it removed", err)
+	}
+	st = openPath(t, path)
+	if n, err := st.AuditSize(context.Background()); err != nil || n != 3 {
+		t.Errorf("reopened: AuditSize = %d, %v; want 3", n, err)
 	}
 	dsn := filepath.Join(t.TempDir(), "sigil.db") + "?_pragma=wal_autocheckpoint(100)"
 	if _, err := Open(context.Background(), dsn); err == nil || !strings.Contains(err.Error(), "wal_autocheckpoint") {
