@@ -39,8 +39,9 @@ import (
 //   - after a quiet cfg.idle, a TRUNCATE checkpoint, which empties the WAL
 //     file.
 //
-// A checkpoint that fails is retried on the next kick; the WAL grows
-// meanwhile, as it would with SQLite's own checkpoints failing. The
+// A checkpoint that fails is retried on the next kick (stats.failed
+// counts them; nothing is logged, as SQLite logs nothing of its own); the
+// WAL grows meanwhile, as it would with SQLite's own checkpoints failing. The
 // durability of a COMMIT does not depend on checkpoints: it is the WAL's
 // fsync (synchronous=FULL); the checkpointer's connection has the DSN's
 // synchronous setting, with which SQLite fsyncs the database file before
@@ -194,8 +195,8 @@ func (c *checkpointer) adapt(commits int64, st walState) {
 	c.every.Store(min(max(every, 1), 1024))
 }
 
-// truncate empties the WAL file once nothing is committing, giving up at
-// once if the writer or a reader is busy.
+// truncate empties the WAL file once nothing is committing, giving up
+// after checkpointBusyMS if the writer or a reader is busy.
 func (c *checkpointer) truncate() {
 	st, err := c.run(context.Background(), "TRUNCATE")
 	if err == nil && !st.busy {
