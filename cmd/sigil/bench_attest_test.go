@@ -51,6 +51,11 @@ func envCount(name string, def int) int {
 //	sigild-cpu                  sigild's CPU time over the run's duration
 //	hsm-sign-cpu-us/op          this process's CPU time per HSM signature
 //	of-hsm-sign                 sigild-cpu-us/op over hsm-sign-cpu-us/op
+//	floor-cpu-us/op             the renewal's floor (renewalFloor): this
+//	                            process's CPU per renewal for the work no
+//	                            implementation can skip, pinned as above
+//	floor-tls-cpu-us/op         the part of it that is the TLS handshake
+//	of-floor                    sigild-cpu-us/op over floor-cpu-us/op
 //
 // It runs on each store: sqlite, and postgres (one replica, local database).
 func BenchmarkRenewal(b *testing.B) {
@@ -88,11 +93,13 @@ func benchmarkRenewal(b *testing.B, store string) {
 	}
 	defer pin(b, self, affinity(b, fmt.Sprintf("/proc/%d/status", self)))
 	signCPU := hsmSignCPU(b, s, "sigil-issuer")
-	pin(b, self, clientCPU)
 	for _, pid := range swtpmPIDs(b, s) {
 		pin(b, pid, clientCPU)
 	}
+	pin(b, self, clientCPU)
 	warm(b, attestHosts, 2*time.Second, renew)
+	floor := renewalFloor(b, s, loggedRenewal(b, s))
+	pin(b, self, clientCPU)
 
 	b.ResetTimer()
 	cpu := cpuTimes(b, sigilds)
@@ -107,6 +114,11 @@ func benchmarkRenewal(b *testing.B, store string) {
 	b.ReportMetric(perOp, "sigild-cpu-us/op")
 	b.ReportMetric(signCPU, "hsm-sign-cpu-us/op")
 	b.ReportMetric(perOp/signCPU, "of-hsm-sign")
+	b.ReportMetric(floor.total(), "floor-cpu-us/op")
+	b.ReportMetric(floor.tls, "floor-tls-cpu-us/op")
+	b.ReportMetric(perOp/floor.total(), "of-floor")
+	b.Logf("renewal floor, µs CPU: TLS server handshake %.0f, quote and CSR checks %.0f, HSM certificate %.0f; sigild %.0f (%.1f× the floor)",
+		floor.tls, floor.attest, floor.sign, perOp, perOp/floor.total())
 }
 
 // BenchmarkEnrollment measures enrollment end to end as `sigil enroll`
