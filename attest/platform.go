@@ -60,15 +60,16 @@ func (v *Verifier) verifyPlatform(ak *AK, nonce []byte, p Platform) (*Boot, erro
 			return nil, fail(StepQuote, "quote does not cover SHA-256 PCR %d, which policy requires", want)
 		}
 	}
-	if err := replay(p.EventLog, quoted, boot); err != nil {
+	if err := replay(p.EventLog, quoted, boot, v.secureBoot); err != nil {
 		return nil, err
 	}
 	return boot, nil
 }
 
 // replay checks the event log against the quoted PCRs and records the
-// digests of the events that replayed.
-func replay(log []byte, quoted []attest.PCR, boot *Boot) error {
+// digests of the events that replayed, and what they say of Secure Boot
+// (through sb, which may be nil).
+func replay(log []byte, quoted []attest.PCR, boot *Boot, sb *secureBootCache) error {
 	if len(log) == 0 || len(log) > maxEventLog {
 		return fail(StepEventLog, "event log missing or larger than %d bytes", maxEventLog)
 	}
@@ -93,9 +94,7 @@ func replay(log []byte, quoted []attest.PCR, boot *Boot) error {
 			return fail(StepEventLog, "PCR %d was extended but the event log has no events for it", pcr.Index)
 		}
 	}
-	if sb, err := attest.ParseSecurebootState(events); err == nil {
-		boot.SecureBoot = sb.Enabled
-	}
+	boot.SecureBoot = sb.enabled(events)
 	return nil
 }
 

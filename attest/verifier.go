@@ -18,6 +18,7 @@ type Verifier struct {
 	ekAllow         []string
 	pcrs            []int
 	now             func() time.Time
+	secureBoot      *secureBootCache
 }
 
 // Config is the trust configuration of a Verifier.
@@ -41,7 +42,7 @@ func NewVerifier(c Config) (*Verifier, error) {
 	if len(c.PCRs) == 0 {
 		return nil, errors.New("attest: no PCRs to quote")
 	}
-	v := &Verifier{pcrs: slices.Sorted(slices.Values(c.PCRs)), now: time.Now}
+	v := &Verifier{pcrs: slices.Sorted(slices.Values(c.PCRs)), now: time.Now, secureBoot: newSecureBootCache(secureBootCacheSize)}
 	v.pcrs = slices.Compact(v.pcrs)
 	if len(c.EKRoots) > 0 {
 		v.ekRoots, v.ekIntermediates = x509.NewCertPool(), x509.NewCertPool()
