@@ -255,8 +255,10 @@ func (s *Service) renewable(ctx context.Context, peer *x509.Certificate) (store.
 
 // recordRenewal stores the renewal's evidence (bundle, its encoding, whose
 // SHA-256 is digest), the certificate and its audit entry in one
-// transaction, which burns the challenge ch, after checking again that no
-// other device came to hold the identity since policy decided.
+// transaction, which burns the challenge ch, after checking again that the
+// certificate renewed, ev.Previous, is not revoked and that no other device
+// came to hold the identity since policy decided. (Its device being
+// disabled meanwhile is InsertCertificate's refusal.)
 func (s *Service) recordRenewal(ctx context.Context, ev *attest.Renewal, cert *x509.Certificate, bundle []byte, digest, version string, held holders, ch renewChallenge) error {
 	now := s.now()
 	logged, err := certificateEntry(audit.CertificateRenewed, cert, ev.EKHash, digest, version, bundle, now)
@@ -265,6 +267,9 @@ func (s *Service) recordRenewal(ctx context.Context, ev *attest.Renewal, cert *x
 	}
 	err = s.Store.Tx(ctx, func(tx store.Tx) error {
 		if err := tx.UseChallenge(ctx, ch.ID, ch.ExpiresAt); err != nil {
+			return err
+		}
+		if err := stillLive(ctx, tx, ev.Previous); err != nil {
 			return err
 		}
 		if err := held.recheck(ctx, tx, now); err != nil {
@@ -278,11 +283,29 @@ func (s *Service) recordRenewal(ctx context.Context, ev *attest.Renewal, cert *x
 		}
 		return store.AppendAuditEntries(ctx, tx, logged)
 	})
-	if errors.Is(err, store.ErrChallengeUsed) {
+	switch {
+	case errors.Is(err, store.ErrChallengeUsed):
 		return fmt.Errorf("%w: %q (by a concurrent renewal)", ErrChallengeUsed, ch.ID)
-	}
-	if err == nil {
+	case errors.Is(err, ErrNotRenewable):
+		return err
+	case err == nil:
 		s.nudge()
 	}
 	return recordErr("renewal", err)
+}
+
+// stillLive checks in tx, the transaction that records a renewal, that the
+// certificate renewed (serial) has not been revoked since renewable read
+// it: a revocation that commits first refuses the renewal; one that
+// commits later revokes a certificate already renewed, as it would have
+// had the renewal finished earlier.
+func stillLive(ctx context.Context, tx store.CertificateReader, serial string) error {
+	rec, err := tx.Certificate(ctx, serial)
+	if err != nil {
+		return fmt.Errorf("enroll: look up certificate %s again: %w", serial, err)
+	}
+	if rec.RevokedAt != nil {
+		return fmt.Errorf("%w: certificate %s was revoked while it renewed (%s)", ErrNotRenewable, serial, rec.RevocationReason)
+	}
+	return nil
 }
