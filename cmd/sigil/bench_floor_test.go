@@ -107,9 +107,12 @@ func floorClient(addr, dir, count string) error {
 	return nil
 }
 
-// floorParts are a renewal floor's CPU per operation, in µs.
+// floorParts are a renewal floor's CPU per operation, in µs; classicTLS is
+// the handshake with X25519 alone instead of Go's default hybrid
+// X25519MLKEM768 (which the floor, as sigild, uses): the post-quantum
+// key exchange's own cost is tls - classicTLS.
 type floorParts struct {
-	tls, attest, sign float64
+	tls, attest, sign, classicTLS float64
 }
 
 func (f floorParts) total() float64 { return f.tls + f.attest + f.sign }
@@ -158,10 +161,15 @@ func renewalFloor(b *testing.B, s *stack, ev *attest.Renewal) floorParts {
 	pin(b, self, serverCPU)
 
 	var parts floorParts
-	handshake := floorHandshakes(b, issuer, issuerKey, tlsCert, tlsKey, n)
+	handshake := floorHandshakes(b, issuer, issuerKey, tlsCert, tlsKey, n, nil)
 	cpu := cpuTime(b, self)
 	drive(b, exchangeConcurrency, n, 0, handshake)
 	parts.tls = us(cpuTime(b, self)-cpu) / n
+
+	handshake = floorHandshakes(b, issuer, issuerKey, tlsCert, tlsKey, n, []tls.CurveID{tls.X25519})
+	cpu = cpuTime(b, self)
+	drive(b, exchangeConcurrency, n, 0, handshake)
+	parts.classicTLS = us(cpuTime(b, self)-cpu) / n
 
 	verify := floorVerify(b, ev)
 	cpu = cpuTime(b, self)
@@ -176,8 +184,10 @@ func renewalFloor(b *testing.B, s *stack, ev *attest.Renewal) floorParts {
 }
 
 // floorHandshakes starts the child client for n handshakes and returns
-// the server side of one: accept a connection, handshake, close.
-func floorHandshakes(b *testing.B, issuer *x509.Certificate, issuerKey crypto.Signer, tlsCert *x509.Certificate, tlsKey crypto.Signer, n int) func() error {
+// the server side of one: accept a connection, handshake, close. Non-nil
+// curves restrict the server's key exchange (the client offers Go's
+// default, the hybrid and X25519).
+func floorHandshakes(b *testing.B, issuer *x509.Certificate, issuerKey crypto.Signer, tlsCert *x509.Certificate, tlsKey crypto.Signer, n int, curves []tls.CurveID) func() error {
 	b.Helper()
 	dir := b.TempDir()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -218,6 +228,8 @@ func floorHandshakes(b *testing.B, issuer *x509.Certificate, issuerKey crypto.Si
 		Certificates: []tls.Certificate{{Certificate: [][]byte{tlsCert.Raw, issuer.Raw}, PrivateKey: tlsKey, Leaf: tlsCert}},
 		ClientAuth:   tls.VerifyClientCertIfGiven,
 		ClientCAs:    anchors,
+		// nil: Go's default, X25519MLKEM768 first, as sigild.
+		CurvePreferences: curves,
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
