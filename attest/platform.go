@@ -29,16 +29,21 @@ type Boot struct {
 // verifyPlatform checks that the quotes are signed by ak over nonce, cover
 // every required PCR, and that the event log replays to them.
 func (v *Verifier) verifyPlatform(ak *AK, nonce []byte, p Platform) (*Boot, error) {
+	akPub, err := attest.ParseAKPublic(ak.params.Public)
+	if err != nil {
+		return nil, fail(StepQuote, "AK public: %v", err)
+	}
+	return v.verifyQuotes(akPub, nonce, p)
+}
+
+// verifyQuotes is verifyPlatform with the AK's public area parsed.
+func (v *Verifier) verifyQuotes(akPub *attest.AKPublic, nonce []byte, p Platform) (*Boot, error) {
 	if len(p.Quotes) == 0 || len(p.Quotes) > maxQuotes {
 		return nil, fail(StepQuote, "want 1 to %d quotes, got %d", maxQuotes, len(p.Quotes))
 	}
 	pcrs, err := convertPCRs(p.PCRs)
 	if err != nil {
 		return nil, err
-	}
-	akPub, err := attest.ParseAKPublic(ak.params.Public)
-	if err != nil {
-		return nil, fail(StepQuote, "AK public: %v", err)
 	}
 	quotes := make([]attest.Quote, len(p.Quotes))
 	for i, q := range p.Quotes {

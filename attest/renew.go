@@ -21,11 +21,11 @@ func (v *Verifier) VerifyRenewal(r *Renewal, key crypto.PublicKey) (*Boot, *x509
 	if len(r.AKPublic) == 0 || len(r.AKPublic) > maxTPMBlob {
 		return nil, nil, fail(StepAK, "pinned AK public area missing or too large")
 	}
-	if _, err := attest.ParseAKPublic(r.AKPublic); err != nil {
+	akPub, err := attest.ParseAKPublic(r.AKPublic)
+	if err != nil {
 		return nil, nil, fail(StepAK, "pinned AK: %v", err)
 	}
-	ak := &AK{Hash: blobHash(r.AKPublic), params: attest.AttestationParameters{Public: r.AKPublic}}
-	boot, err := v.verifyPlatform(ak, r.Nonce, r.Platform)
+	boot, err := v.verifyQuotes(akPub, r.Nonce, r.Platform)
 	if err != nil {
 		return nil, nil, err
 	}
