@@ -84,11 +84,12 @@ func floorClient(addr, dir, count string) error {
 	for range floorClientConcurrency {
 		go func() {
 			for left.Add(-1) >= 0 {
-				c, err := tls.Dial("tcp", addr, cfg)
+				c, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", addr, cfg)
 				if err != nil {
 					errs <- err
 					return
 				}
+				c.SetDeadline(time.Now().Add(10 * time.Second))
 				_, err = io.Copy(io.Discard, c)
 				c.Close()
 				if err != nil {
@@ -258,8 +259,16 @@ func floorHandshakes(b *testing.B, issuer *x509.Certificate, issuerKey crypto.Si
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	b.Cleanup(func() {
-		if err := <-done; err != nil {
-			b.Errorf("renewal floor client: %v\n%s", err, stderr.String())
+		ln.Close() // a client still dialing fails, and ends
+		select {
+		case err := <-done:
+			if err != nil {
+				b.Errorf("renewal floor client: %v\n%s", err, stderr.String())
+			}
+		case <-time.After(30 * time.Second):
+			cmd.Process.Kill()
+			<-done
+			b.Errorf("renewal floor client did not end; killed\n%s", stderr.String())
 		}
 	})
 	return func() error {
