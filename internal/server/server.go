@@ -93,7 +93,8 @@ type Server struct {
 	metrics *metrics
 }
 
-// Handler returns the API's routes.
+// Handler returns the API's routes, served on long-lived goroutines
+// (workers.go).
 func (s *Server) Handler() http.Handler {
 	s.metrics = newMetrics(s.Registry)
 	mux := http.NewServeMux()
@@ -118,7 +119,7 @@ func (s *Server) Handler() http.Handler {
 		s.SSF.Routes(mux, s.fail)
 	}
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.Registry, promhttp.HandlerOpts{}))
-	return s.metrics.instrument(mux)
+	return newWorkers(maxWorkers, workerIdle).handler(s.metrics.instrument(mux))
 }
 
 // readyTimeout bounds a readiness check: a dependency that does not
