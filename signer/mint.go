@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/sigil-dev/sigil/token"
@@ -91,7 +92,10 @@ func (m *Minter) mint(ctx context.Context, typ token.Type, c token.Claims) (*Min
 	if len(tok) > MaxTokenSize {
 		return nil, fmt.Errorf("signer: mint: token of %d bytes exceeds MaxTokenSize: fewer audiences, scopes or context", len(tok))
 	}
-	m.o.log.DebugContext(ctx, "signer: token minted", "typ", typ, "jti", c.ID, "kid", kid, "sub", c.Subject, "exp", c.Expiry)
+	if m.o.log.Enabled(ctx, slog.LevelDebug) { // its arguments would be allocated, logged or not
+		m.o.log.LogAttrs(ctx, slog.LevelDebug, "signer: token minted", slog.String("typ", string(typ)), slog.String("jti", c.ID),
+			slog.String("kid", kid), slog.String("sub", c.Subject), slog.Time("exp", c.Expiry))
+	}
 	return &Minted{Token: tok, Claims: &c, KID: kid}, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"fmt"
+	"log/slog"
 	"net/url"
 
 	"github.com/sigil-dev/sigil/attest"
@@ -98,9 +99,12 @@ func (s *Service) token(ctx context.Context, cert *x509.Certificate, form url.Va
 		s.forget(cert)
 		return nil, err
 	}
-	s.log.InfoContext(ctx, "tokens: issued", "jti", m.record.JTI, "kind", m.record.Kind, "grant", f.grant,
-		"parent", m.record.ParentJTI, "sub", m.record.Sub, "client_id", c.caller.ID, "aud", m.record.Aud,
-		"scope", m.record.Scope, "exp", m.record.ExpiresAt, "policies", permits)
+	// Attributes, not key-value pairs: once per exchange, and the strings
+	// and time then need no allocation each.
+	s.log.LogAttrs(ctx, slog.LevelInfo, "tokens: issued", slog.String("jti", m.record.JTI), slog.String("kind", m.record.Kind),
+		slog.String("grant", f.grant), slog.String("parent", m.record.ParentJTI), slog.String("sub", m.record.Sub),
+		slog.String("client_id", c.caller.ID), slog.Any("aud", m.record.Aud), slog.String("scope", m.record.Scope),
+		slog.Time("exp", m.record.ExpiresAt), slog.Any("policies", permits))
 	return s.response(m), nil
 }
 
