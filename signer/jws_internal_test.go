@@ -55,3 +55,23 @@ func TestRawECDSA(t *testing.T) {
 		})
 	}
 }
+
+// isBase64URL accepts exactly the base64url alphabet, and dots only when
+// asked, for every byte value, alone and inside a token.
+func TestIsBase64URLEveryByte(t *testing.T) {
+	for b := range 256 {
+		c := byte(b)
+		alphabet := 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_'
+		for _, dots := range []bool{false, true} {
+			want := alphabet || dots && c == '.'
+			for _, s := range []string{string([]byte{c}), "eyJh" + string([]byte{c}) + "bGc"} {
+				if got := isBase64URL(s, dots); got != want {
+					t.Errorf("isBase64URL(%q, %v) = %v, want %v", s, dots, got, want)
+				}
+			}
+		}
+	}
+	if !isBase64URL("", false) || !isBase64URL("a.b.c", true) || isBase64URL("a.b.c", false) {
+		t.Error("isBase64URL: wrong answer for the empty string or a compact JWS")
+	}
+}
