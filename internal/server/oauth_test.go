@@ -485,3 +485,21 @@ func TestOAuthFeedIdle(t *testing.T) {
 		t.Errorf("event for %s, want %s", got, jtiOf(t, tok))
 	}
 }
+
+// formMediaType answers as mime.ParseMediaType did before its fast path.
+func TestFormMediaType(t *testing.T) {
+	t.Parallel()
+	for ct, want := range map[string]bool{
+		"application/x-www-form-urlencoded":                true,
+		"application/x-www-form-urlencoded; charset=utf-8": true,
+		"Application/X-WWW-Form-Urlencoded":                true,
+		"application/x-www-form-urlencodedx":               false,
+		"application/x-www-form-urlencoded; charset":       false,
+		"application/json":                                 false,
+		"":                                                 false,
+	} {
+		if got := formMediaType(ct); got != want {
+			t.Errorf("formMediaType(%q) = %v, want %v", ct, got, want)
+		}
+	}
+}
