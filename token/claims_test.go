@@ -169,3 +169,31 @@ func TestThumbprint(t *testing.T) {
 		t.Fatalf("Thumbprint = %q, want %q", got, want)
 	}
 }
+
+// TestClaimsMarshalJSONIsCompact: signer mints with Claims.MarshalJSON
+// directly, skipping the pass in which json.Marshal checks and compacts a
+// marshaler's output; the bytes must be those json.Marshal writes, HTML
+// characters, line separators and nested marshalers (aud, act, tctx)
+// included, so that tokens do not change.
+func TestClaimsMarshalJSONIsCompact(t *testing.T) {
+	odd := "a<b>&c\u2028d\u2029e\"f\\g\x01"
+	for _, c := range []token.Claims{
+		{},
+		{Subject: "s", Audience: []string{"one"}},
+		{
+			Issuer: "https://sigil.test", Subject: odd, Audience: []string{odd, "b"}, ID: "j", ClientID: odd,
+			IssuedAt: t0, NotBefore: t0, Expiry: t0.Add(time.Minute), Scope: []string{"r", odd},
+			Confirmation: odd, Actor: token.NewActor([]string{odd, "a"}), SubjectIssuer: odd, Evidence: odd, Policy: odd,
+			Txn: odd, RequestingWorkload: odd, TxnContext: map[string]any{odd: []any{odd, 1.5, nil, true}}, RequestContext: map[string]any{"ip": odd},
+		},
+	} {
+		want, err := json.Marshal(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := c.MarshalJSON()
+		if err != nil || string(got) != string(want) {
+			t.Errorf("MarshalJSON = %s, %v\njson.Marshal = %s", got, err, want)
+		}
+	}
+}
