@@ -155,20 +155,17 @@ func (w writer) AppendAudit(ctx context.Context, e store.AuditEntry) (uint64, er
 func (w writer) lockAuditHead(ctx context.Context, keys []string) (size, shard uint64, err error) {
 	b := &pgx.Batch{}
 	b.Queue(`SELECT size, shard_start FROM audit_head WHERE id = 1 FOR UPDATE`)
-	b.Queue(`SELECT key FROM audit_keys WHERE key = ANY($1) LIMIT 1`, keys)
+	b.Queue(`SELECT sigil_audit_key_taken($1)`, keys) // one index lookup a key (migration 0012)
 	res := w.q.SendBatch(ctx, b)
 	var n, start int64
-	var taken string
+	var taken *string
 	errSize := res.QueryRow().Scan(&n, &start)
 	errKey := res.QueryRow().Scan(&taken)
-	if errors.Is(errKey, pgx.ErrNoRows) {
-		errKey = nil
-	}
 	if err := errors.Join(errSize, errKey, res.Close()); err != nil {
 		return 0, 0, fmt.Errorf("store: append audit entry: log size: %w", err)
 	}
-	if taken != "" {
-		return 0, 0, fmt.Errorf("store: append audit entry %d: key %q: taken: %w", n, taken, store.ErrConflict)
+	if taken != nil {
+		return 0, 0, fmt.Errorf("store: append audit entry %d: key %q: taken: %w", n, *taken, store.ErrConflict)
 	}
 	if dup := repeated(keys); dup != "" {
 		return 0, 0, fmt.Errorf("store: append audit entry %d: key %q twice: %w", n, dup, store.ErrConflict)
