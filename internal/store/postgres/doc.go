@@ -25,6 +25,16 @@
 // arrays for = ANY($1)), its per-connection statement cache and its error
 // codes need no adapter.
 //
+// Plans: pgx's cached statements and plpgsql's statements are planned once
+// per connection, generic after five runs, with the statistics of that
+// moment; on a new database every table is a page. A statement on a table
+// that grows must be one whose plan stays an index lookup at any size (an
+// equality on a key, not = ANY(…) with LIMIT, which a small table turns
+// into a sequential scan for the connection's life; migration 0012).
+// Tables written once per statement keep few CHECK constraints: they are
+// parsed and planned for every statement (the tokens table's are a
+// trigger, migration 0013).
+//
 // Every transaction runs at READ COMMITTED. What the contract promises
 // under concurrency, across processes, is kept with statements that are
 // correct at that level, never by a retry: a conditional UPDATE and its

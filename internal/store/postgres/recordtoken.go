@@ -22,7 +22,7 @@ import (
 // flush. RecordToken sends it as one pgx batch, which PostgreSQL runs as
 // one implicit transaction (one Sync: all committed, or on an error all
 // rolled back): the external token's INSERT … ON CONFLICT DO NOTHING,
-// then sigil_record_token (migration 0009), which takes InsertToken's and
+// then sigil_record_token (migration 0009; 0012 its key check), which takes InsertToken's and
 // AppendAudit's locks in their order, re-checks what they re-check, and
 // returns a refusal instead of raising it, having written nothing.
 //
