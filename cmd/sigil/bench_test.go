@@ -1,12 +1,15 @@
 package main_test
 
 import (
+	"cmp"
 	"context"
 	"crypto"
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -157,8 +160,12 @@ func benchmarkExchange(b *testing.B, s *stack) {
 	sigildCPU, pgCPU := cpuTimes(b, sigilds), postgresCPU(b, s)
 	full := drive(b, exchangeConcurrency, exchanges, 0, exchange)
 	sigildCPU, pgCPU = cpuTimes(b, sigilds)-sigildCPU, postgresCPU(b, s)-pgCPU
+	stopTrace := traceSigild(b)
 	half := drive(b, exchangeConcurrency, exchanges/2, time.Duration(float64(time.Second)/(full.rate/2)), exchange)
 	b.StopTimer()
+	stopTrace()
+	dumpLatencies(b, "full", full)
+	dumpLatencies(b, "half", half)
 	b.ReportMetric(full.rate, "exchanges/s")
 	b.ReportMetric(ms(full.p50), "p50-ms")
 	b.ReportMetric(ms(full.p99), "p99-ms")
@@ -382,6 +389,13 @@ type load struct {
 	rate     float64
 	elapsed  time.Duration
 	p50, p99 time.Duration
+	samples  []sample // every operation, in the order they ended
+}
+
+// sample is one operation of drive: when it started and how long it took.
+type sample struct {
+	start time.Time
+	took  time.Duration
 }
 
 // warm runs op from g goroutines for d.
@@ -408,6 +422,7 @@ func drive(b *testing.B, g, n int, every time.Duration, op func() error) load {
 	b.Helper()
 	jobs := make(chan struct{})
 	lat := make([]time.Duration, 0, n)
+	samples := make([]sample, 0, n)
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for range g {
@@ -417,8 +432,10 @@ func drive(b *testing.B, g, n int, every time.Duration, op func() error) load {
 				if err := op(); err != nil {
 					b.Error(err)
 				}
+				took := time.Since(start)
 				mu.Lock()
-				lat = append(lat, time.Since(start))
+				lat = append(lat, took)
+				samples = append(samples, sample{start, took})
 				mu.Unlock()
 			}
 		})
@@ -434,9 +451,64 @@ func drive(b *testing.B, g, n int, every time.Duration, op func() error) load {
 	wg.Wait()
 	elapsed := time.Since(began)
 	slices.Sort(lat)
-	return load{rate: float64(n) / elapsed.Seconds(), elapsed: elapsed, p50: lat[len(lat)/2], p99: lat[len(lat)*99/100]}
+	return load{rate: float64(n) / elapsed.Seconds(), elapsed: elapsed, p50: lat[len(lat)/2], p99: lat[len(lat)*99/100], samples: samples}
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
+
+// Tail-latency diagnostics, off unless asked for. SIGIL_BENCH_LATENCIES=DIR
+// writes every operation of a measured run (DIR/NAME.tsv: start in Unix
+// nanoseconds, latency in nanoseconds); SIGIL_BENCH_TRACE=HOST:PORT,FILE
+// (sigild started with SIGILD_FLAGS="--pprof HOST:PORT") saves sigild's
+// runtime trace of the half-load run's first SIGIL_BENCH_TRACE_SECONDS
+// (default 5) to FILE, and FILE.start its request's Unix nanoseconds.
+// Neither changes what the benchmark reports.
+
+// dumpLatencies writes l's samples to SIGIL_BENCH_LATENCIES/name.tsv.
+func dumpLatencies(b *testing.B, name string, l load) {
+	b.Helper()
+	dir := os.Getenv("SIGIL_BENCH_LATENCIES")
+	if dir == "" {
+		return
+	}
+	var sb strings.Builder
+	for _, s := range l.samples {
+		fmt.Fprintf(&sb, "%d\t%d\n", s.start.UnixNano(), s.took.Nanoseconds())
+	}
+	if err := os.WriteFile(filepath.Join(dir, name+".tsv"), []byte(sb.String()), 0o644); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// traceSigild starts fetching sigild's runtime trace as SIGIL_BENCH_TRACE
+// says; the function returned waits for it to be saved.
+func traceSigild(b *testing.B) func() {
+	b.Helper()
+	addr, file, ok := strings.Cut(os.Getenv("SIGIL_BENCH_TRACE"), ",")
+	if !ok {
+		return func() {}
+	}
+	secs := cmp.Or(os.Getenv("SIGIL_BENCH_TRACE_SECONDS"), "5")
+	done := make(chan struct{})
+	began := time.Now()
+	go func() {
+		defer close(done)
+		resp, err := http.Get("http://" + addr + "/debug/pprof/trace?seconds=" + secs)
+		if err != nil {
+			b.Error(err)
+			return
+		}
+		defer resp.Body.Close()
+		data, err := io.ReadAll(resp.Body)
+		if err != nil {
+			b.Error(err)
+			return
+		}
+		if err := errors.Join(os.WriteFile(file, data, 0o644), os.WriteFile(file+".start", fmt.Appendf(nil, "%d\n", began.UnixNano()), 0o644)); err != nil {
+			b.Error(err)
+		}
+	}()
+	return func() { <-done }
+}
