@@ -51,6 +51,10 @@ import (
 // writer or readers before it gives up until the next quiet spell.
 const checkpointBusyMS = 20
 
+// heldPause is the least time between two checkpoints that hold the
+// writer while the WAL has not grown by a quarter of cfg.frames.
+const heldPause = 10 * time.Millisecond
+
 // checkpointConfig is when the checkpointer checkpoints.
 type checkpointConfig struct {
 	frames  int64         // about this many new frames: PASSIVE
@@ -83,6 +87,16 @@ type checkpointer struct {
 
 	// Of the loop's goroutine.
 	lastLog int64 // frames in the WAL after the last checkpoint
+	// heldLog and heldAt: frames in the WAL when a checkpoint last held the
+	// writer (0 once the WAL has started over since), and when. A reader
+	// (of this process or another) that pins the WAL keeps it from starting
+	// over however often the writer is held, and the held checkpoint's own
+	// COMMIT counts as a commit and kicks the checkpointer again: without
+	// a pause, it would hold the writer back to back for as long as the
+	// reader lasted. So it holds again only once the WAL has grown by a
+	// quarter of cfg.frames or heldPause has passed.
+	heldLog int64
+	heldAt  time.Time
 	stats   checkpointStats
 }
 
@@ -165,8 +179,14 @@ func (c *checkpointer) checkpoint() {
 	}
 	c.stats.passive.Add(1)
 	c.adapt(commits, st)
+	if st.log < c.heldLog { // the WAL started over
+		c.heldLog = 0
+	}
 	if st.log < c.cfg.restart {
 		return
+	}
+	if c.heldLog > 0 && st.log < c.heldLog+c.cfg.frames/4 && time.Since(c.heldAt) < heldPause {
+		return // held for already, just now
 	}
 	err = c.tx(context.Background(), func(store.Tx) error {
 		st, err = c.run(context.Background(), "PASSIVE")
@@ -175,6 +195,7 @@ func (c *checkpointer) checkpoint() {
 	if err == nil {
 		c.stats.held.Add(1)
 		c.lastLog = st.log
+		c.heldLog, c.heldAt = max(st.log, 1), time.Now()
 	}
 }
 
