@@ -96,6 +96,7 @@ func (initCmd) Run(ctx context.Context, cfg *config.Config, log *slog.Logger) er
 }
 
 func (c serveCmd) Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	tuneGC()
 	if c.Pprof != "" {
 		if err := servePprof(c.Pprof, log); err != nil {
 			return err

@@ -279,7 +279,6 @@ func (d *Daemon) Serve(ctx context.Context) error {
 
 // ServeListener is Serve on a given listener.
 func (d *Daemon) ServeListener(ctx context.Context, ln net.Listener) error {
-	tuneGC()
 	errc := make(chan error, 8)
 	go func() { errc <- d.srv.ServeTLS(ln, "", "") }()
 	background := map[string]func(context.Context) error{
