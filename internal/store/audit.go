@@ -14,6 +14,15 @@ import (
 // package's TileHeight.
 const AuditTileHeight = 8
 
+// CheckAuditNodeLevel checks that level is one whose nodes the store keeps
+// (AuditNodeHashes): a positive multiple of AuditTileHeight below 64.
+func CheckAuditNodeLevel(level uint) error {
+	if level == 0 || level%AuditTileHeight != 0 || level >= 64 {
+		return fmt.Errorf("want a positive multiple of %d below 64", AuditTileHeight)
+	}
+	return nil
+}
+
 // AuditNode names a perfect subtree of the audit log's Merkle tree: the
 // 2^Level entries [Index << Level, (Index+1) << Level).
 type AuditNode struct {
@@ -94,11 +103,16 @@ func (l AuditLog) Checkpoints(ctx context.Context) ([][]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	notes := make([][]byte, len(cs))
+	return notes(cs), nil
+}
+
+// notes are the notes of checkpoints cs, in their order.
+func notes(cs []Checkpoint) [][]byte {
+	out := make([][]byte, len(cs))
 	for i, c := range cs {
-		notes[i] = c.Note
+		out[i] = c.Note
 	}
-	return notes, nil
+	return out
 }
 
 // MaxCosignatureLine bounds one stored signature line: a name of at most a

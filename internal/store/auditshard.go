@@ -154,11 +154,7 @@ func (l ShardLog) Checkpoints(ctx context.Context) ([][]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	notes := make([][]byte, len(cs))
-	for i, c := range cs {
-		notes[i] = c.Note
-	}
-	return notes, nil
+	return notes(cs), nil
 }
 
 // Cosignatures is the Store's Cosignatures of the shard's checkpoint of

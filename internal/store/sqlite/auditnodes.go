@@ -14,8 +14,8 @@ import (
 
 func (r reader) AuditNodeHashes(ctx context.Context, level uint, start, end uint64) ([][]byte, error) {
 	name := fmt.Sprintf("nodes at level %d", level)
-	if level == 0 || level%store.AuditTileHeight != 0 || level >= 64 {
-		return nil, fmt.Errorf("store: audit %s: want a positive multiple of %d below 64", name, store.AuditTileHeight)
+	if err := store.CheckAuditNodeLevel(level); err != nil {
+		return nil, fmt.Errorf("store: audit %s: %w", name, err)
 	}
 	return r.auditRange(ctx, name, "node", `SELECT idx, hash FROM audit_nodes
 		WHERE level = ? AND idx >= ? AND idx < ? ORDER BY idx`, start, end, int64(level))
@@ -26,8 +26,8 @@ func (r reader) AuditShardNodeHashes(ctx context.Context, shard uint64, level ui
 		return r.AuditNodeHashes(ctx, level, start, end)
 	}
 	name := fmt.Sprintf("nodes of shard %d at level %d", shard, level)
-	if level == 0 || level%store.AuditTileHeight != 0 || level >= 64 {
-		return nil, fmt.Errorf("store: audit %s: want a positive multiple of %d below 64", name, store.AuditTileHeight)
+	if err := store.CheckAuditNodeLevel(level); err != nil {
+		return nil, fmt.Errorf("store: audit %s: %w", name, err)
 	}
 	return r.auditRange(ctx, name, "node", `SELECT idx, hash FROM audit_shard_nodes
 		WHERE shard = ? AND level = ? AND idx >= ? AND idx < ? ORDER BY idx`, start, end, int64(shard), int64(level))
