@@ -5,9 +5,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
-	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -15,6 +12,7 @@ import (
 
 	"github.com/sigil-dev/sigil/internal/tokens"
 	"github.com/sigil-dev/sigil/internal/tokens/tokenstest"
+	"github.com/sigil-dev/sigil/testenv"
 )
 
 // BenchmarkTokenEndpoint is BenchmarkExchangeInProcess (internal/tokens)
@@ -51,41 +49,13 @@ func BenchmarkTokenEndpoint(b *testing.B) {
 		}
 		return nil
 	}
-	drive(b, 200, exchange) // warm: the connection, statements, caches
+	testenv.RunConcurrently(b, 200, 16, exchange) // warm: the connection, statements, caches
 	b.ReportAllocs()
 	b.ResetTimer()
-	cpu := drive(b, b.N, exchange)
+	cpu := testenv.RunConcurrently(b, b.N, 16, exchange)
 	b.ReportMetric(float64(cpu)/float64(time.Microsecond)/float64(b.N), "cpu-us/op")
 }
 
 type statusError struct{ status int }
 
 func (e *statusError) Error() string { return http.StatusText(e.status) }
-
-// drive does op n times from 16 goroutines and returns the CPU time this
-// process used meanwhile.
-func drive(b *testing.B, n int, op func() error) time.Duration {
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	start := processCPU(b)
-	for range 16 {
-		wg.Go(func() {
-			for next.Add(1) <= int64(n) {
-				if err := op(); err != nil {
-					b.Error(err)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	return processCPU(b) - start
-}
-
-func processCPU(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}

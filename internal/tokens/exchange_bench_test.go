@@ -2,13 +2,11 @@ package tokens_test
 
 import (
 	"context"
-	"sync"
-	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/sigil-dev/sigil/internal/tokens/tokenstest"
+	"github.com/sigil-dev/sigil/testenv"
 	"github.com/sigil-dev/sigil/token"
 )
 
@@ -35,41 +33,13 @@ func BenchmarkExchangeInProcess(b *testing.B) {
 		return err
 	}
 	exch := func() error { _, err := e.Service.Token(ctx, frontend.Cert, f); return err }
-	run(b, 200, exch) // warm: statements prepared, caches filled
+	testenv.RunConcurrently(b, 200, 16, exch) // warm: statements prepared, caches filled
 	b.ResetTimer()
-	floorCPU := run(b, b.N, floor)
-	cpu := run(b, b.N, exch)
+	floorCPU := testenv.RunConcurrently(b, b.N, 16, floor)
+	cpu := testenv.RunConcurrently(b, b.N, 16, exch)
 	b.ReportMetric(us(cpu)/float64(b.N), "cpu-us/op")
 	b.ReportMetric(us(floorCPU)/float64(b.N), "floor-cpu-us/op")
 	b.ReportMetric(floorCPU.Seconds()/cpu.Seconds(), "of-floor-cpu")
-}
-
-// run does op n times from 16 goroutines and returns the CPU time this
-// process used meanwhile.
-func run(b *testing.B, n int, op func() error) time.Duration {
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	start := processCPU(b)
-	for range 16 {
-		wg.Go(func() {
-			for next.Add(1) <= int64(n) {
-				if err := op(); err != nil {
-					b.Error(err)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	return processCPU(b) - start
-}
-
-func processCPU(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }

@@ -9,7 +9,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -94,7 +93,7 @@ func (c recordCost) rate() float64     { return float64(c.n) / c.took.Seconds() 
 func measureRecords(b *testing.B, pg *testenv.Postgres, n int, op func() error) recordCost {
 	var next atomic.Int64
 	var wg sync.WaitGroup
-	cpu, pgCPU, began := selfCPU(b), serverCPU(b, pg), time.Now()
+	cpu, pgCPU, began := testenv.ProcessCPU(b), serverCPU(b, pg), time.Now()
 	for range 16 {
 		wg.Go(func() {
 			for next.Add(1) <= int64(n) {
@@ -106,15 +105,7 @@ func measureRecords(b *testing.B, pg *testenv.Postgres, n int, op func() error) 
 		})
 	}
 	wg.Wait()
-	return recordCost{n: n, cpu: selfCPU(b) - cpu, pg: serverCPU(b, pg) - pgCPU, took: time.Since(began)}
-}
-
-func selfCPU(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	return recordCost{n: n, cpu: testenv.ProcessCPU(b) - cpu, pg: serverCPU(b, pg) - pgCPU, took: time.Since(began)}
 }
 
 // serverCPU is the CPU time of pg's postmaster, its reaped children and

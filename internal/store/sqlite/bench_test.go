@@ -10,11 +10,11 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/sigil-dev/sigil/audit"
+	"github.com/sigil-dev/sigil/testenv"
 
 	"github.com/sigil-dev/sigil/internal/store"
 )
@@ -123,7 +123,7 @@ func driveTx(b *testing.B, goroutines int, op func(i int64) error) {
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	b.ResetTimer()
-	began, cpu := time.Now(), processCPU(b)
+	began, cpu := time.Now(), testenv.ProcessCPU(b)
 	for range goroutines {
 		wg.Go(func() {
 			for i := next.Add(1) - 1; i < int64(b.N); i = next.Add(1) - 1 {
@@ -136,17 +136,7 @@ func driveTx(b *testing.B, goroutines int, op func(i int64) error) {
 	}
 	wg.Wait()
 	b.ReportMetric(float64(b.N)/time.Since(began).Seconds(), "tx/s")
-	b.ReportMetric(float64((processCPU(b)-cpu).Microseconds())/float64(b.N), "cpu-us/op")
-}
-
-// processCPU is the user and system CPU time this process has used: the
-// driver's cost per transaction, which waiting for fsync does not blur.
-func processCPU(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	b.ReportMetric(float64((testenv.ProcessCPU(b)-cpu).Microseconds())/float64(b.N), "cpu-us/op")
 }
 
 // BenchmarkAuditProof: an inclusion and a consistency proof over a log of
