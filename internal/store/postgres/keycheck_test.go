@@ -4,9 +4,6 @@ import (
 	"context"
 	"fmt"
 	"testing"
-
-	"github.com/jackc/pgx/v5"
-	"github.com/sigil-dev/sigil/testenv"
 )
 
 // TestAuditKeyCheckStaysIndexed: the taken-key check of AppendAudit and
@@ -17,17 +14,7 @@ import (
 func TestAuditKeyCheckStaysIndexed(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	dsn := testenv.PostgresDB(t)
-	st, err := Open(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st.Close()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close(ctx) })
+	conn := migratedConn(t)
 	exec := func(sql string, args ...any) {
 		t.Helper()
 		if _, err := conn.Exec(ctx, sql, args...); err != nil {

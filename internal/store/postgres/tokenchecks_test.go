@@ -5,9 +5,7 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/sigil-dev/sigil/testenv"
 )
 
 // TestTokenRowChecks: the tokens table refuses, by itself, every row the
@@ -17,17 +15,7 @@ import (
 func TestTokenRowChecks(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	dsn := testenv.PostgresDB(t)
-	st, err := Open(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st.Close()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close(ctx) })
+	conn := migratedConn(t)
 	const insert = `INSERT INTO tokens (jti, parent_jti, sub, client_id, act, aud, scope, issued_at, expires_at,
 		cnf, kind, handle_hash, kid, revoked_at, revocation_reason) VALUES `
 	const good = `('p', NULL, 's', 'c', '[]', '[]', '', 1, 2, 'x', 'jwt', NULL, 'k', NULL, '')`
@@ -68,7 +56,7 @@ func TestTokenRowChecks(t *testing.T) {
 	}
 	// Updates: only revocation may change a token (tokens_immutable), and
 	// a reason needs it.
-	_, err = conn.Exec(ctx, `UPDATE tokens SET revocation_reason = 'why' WHERE jti = 'p'`)
+	_, err := conn.Exec(ctx, `UPDATE tokens SET revocation_reason = 'why' WHERE jti = 'p'`)
 	if pe := (*pgconn.PgError)(nil); !errors.As(err, &pe) || pe.Code != "23514" {
 		t.Errorf("a reason without a revocation: updated, or not a check_violation: %v", err)
 	}
