@@ -2,6 +2,7 @@ package ssf
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -43,11 +44,12 @@ type exchange struct {
 
 // batch is what an exchange hands out.
 type batch struct {
-	stream store.Stream
-	config storedConfig
-	epoch  string
-	items  []pending
-	more   bool
+	stream  store.Stream
+	config  storedConfig
+	removed []subject // config's removed subjects, parsed
+	epoch   string
+	items   []pending
+	more    bool
 }
 
 // deliver runs one exchange on stream id, which must be delivered by
@@ -65,6 +67,9 @@ func (t *Transmitter) deliver(ctx context.Context, id, owner, method string, x e
 		}
 		if b.config, err = decodeConfig(s); err != nil {
 			return err
+		}
+		if b.removed, err = b.config.removedSubjects(); err != nil {
+			return fmt.Errorf("ssf: stream %s: %w", s.ID, err)
 		}
 		if b.config.Delivery.Method != method {
 			return errMethod
@@ -155,7 +160,7 @@ func advance(ctx context.Context, r store.RevocationFeed, s *store.Stream) error
 
 // collect hands out up to limit SETs: a pending verification first, then
 // the unacknowledged events after the cursor, in order.
-func (t *Transmitter) collect(ctx context.Context, r store.RevocationFeed, s *store.Stream, b *batch, limit int) error {
+func (t *Transmitter) collect(ctx context.Context, r feedReader, s *store.Stream, b *batch, limit int) error {
 	if limit <= 0 {
 		return nil
 	}
@@ -179,7 +184,13 @@ func (t *Transmitter) collect(ctx context.Context, r store.RevocationFeed, s *st
 				continue
 			}
 			s.Delivered = max(s.Delivered, e.Seq)
-			if !wants(b.config.EventsDelivered, e) {
+			skip := !wants(b.config.EventsDelivered, e)
+			if !skip && len(b.removed) > 0 {
+				if skip, err = t.removed(ctx, r, b.removed, e); err != nil {
+					return err
+				}
+			}
+			if skip {
 				i, _ := slices.BinarySearch(s.Acked, e.Seq)
 				s.Acked = slices.Insert(s.Acked, i, e.Seq)
 				continue
@@ -195,6 +206,30 @@ func (t *Transmitter) collect(ctx context.Context, r store.RevocationFeed, s *st
 			return nil
 		}
 	}
+}
+
+// feedReader reads the revocation feed and the certificates its events
+// name.
+type feedReader interface {
+	store.RevocationFeed
+	certificates
+}
+
+// removed reports whether one of a stream's removed subjects covers e.
+func (t *Transmitter) removed(ctx context.Context, certs certificates, removed []subject, e store.RevocationEvent) (bool, error) {
+	sub, _, err := eventSubject(ctx, certs, t.cfg.Issuer, e)
+	if err != nil {
+		return false, err
+	}
+	raw, err := json.Marshal(sub)
+	if err != nil {
+		return false, err
+	}
+	ev, err := parseSubject(raw)
+	if err != nil {
+		return false, fmt.Errorf("ssf: subject of event %d: %w", e.Seq, err)
+	}
+	return slices.ContainsFunc(removed, func(s subject) bool { return s.covers(ev) }), nil
 }
 
 // signed signs b's items for its stream, in order.

@@ -79,26 +79,44 @@ func (t *Transmitter) claims(ctx context.Context, stream string, aud []string, e
 	if e.Reason != "" {
 		common.ReasonAdmin = map[string]string{"en": e.Reason}
 	}
+	sub, cert, err := eventSubject(ctx, t.cfg.Store, t.cfg.Issuer, e)
+	if err != nil {
+		return SETClaims{}, err
+	}
+	c.SubID = sub
 	if e.Serial == "" {
-		c.SubID = tokenSubject(t.cfg.Issuer, e.JTI)
 		c.Events = map[string]any{EventSessionRevoked: common}
 		return c, nil
-	}
-	cert, err := t.cfg.Store.Certificate(ctx, e.Serial)
-	if err != nil {
-		return SETClaims{}, fmt.Errorf("ssf: certificate %s of event %d: %w", e.Serial, e.Seq, err)
 	}
 	parsed, err := x509.ParseCertificate(cert.DER)
 	if err != nil {
 		return SETClaims{}, fmt.Errorf("ssf: certificate %s of event %d: %w", e.Serial, e.Seq, err)
 	}
-	c.SubID = map[string]any{"format": "complex",
-		"user":   map[string]string{"format": "uri", "uri": cert.SPIFFEID},
-		"device": map[string]string{"format": "opaque", "id": cert.EKHash}}
 	c.Events = map[string]any{EventCredentialChange: credentialChange{caepCommon: common,
 		CredentialType: "x509", ChangeType: "revoke", FriendlyName: cert.SPIFFEID,
 		X509Issuer: parsed.Issuer.String(), X509Serial: e.Serial}}
 	return c, nil
+}
+
+// certificates reads the certificate of a certificate event.
+type certificates interface {
+	Certificate(ctx context.Context, serial string) (store.Certificate, error)
+}
+
+// eventSubject is the subject (sub_id) of e's SET: a token event's token,
+// a certificate event's workload and device as a complex subject, with the
+// certificate read from certs.
+func eventSubject(ctx context.Context, certs certificates, issuer string, e store.RevocationEvent) (map[string]any, store.Certificate, error) {
+	if e.Serial == "" {
+		return tokenSubject(issuer, e.JTI), store.Certificate{}, nil
+	}
+	cert, err := certs.Certificate(ctx, e.Serial)
+	if err != nil {
+		return nil, store.Certificate{}, fmt.Errorf("ssf: certificate %s of event %d: %w", e.Serial, e.Seq, err)
+	}
+	return map[string]any{"format": "complex",
+		"user":   map[string]string{"format": "uri", "uri": cert.SPIFFEID},
+		"device": map[string]string{"format": "opaque", "id": cert.EKHash}}, cert, nil
 }
 
 // tokenSubject names a revoked token: one of ours by the SSF "jwt_id"

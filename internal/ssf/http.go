@@ -26,11 +26,14 @@ import (
 //	GET    /ssf/status?stream_id=ID         a stream's status
 //	POST   /ssf/status                      {"stream_id", "status", "reason"}: set it
 //	POST   /ssf/verify                      {"stream_id", "state"}: a verification event (204)
+//	POST   /ssf/subjects:add                SubjectRequest: the subject's events again (200)
+//	POST   /ssf/subjects:remove             SubjectRequest: no more events of the subject (204)
 //	POST   /ssf/poll/ID                     RFC 8936 poll
 //
 // Every endpoint but the metadata takes an RFC 6750 bearer token in the
 // Authorization header. Request bodies are JSON of at most MaxBody bytes;
-// those of the update and status endpoints may hold no field but theirs.
+// those of the update, status and subject endpoints may hold no field but
+// theirs.
 // fail, if not nil, answers internal errors (a store or HSM down);
 // otherwise they are 500.
 func (t *Transmitter) Routes(mux *http.ServeMux, fail func(http.ResponseWriter, *http.Request, error)) {
@@ -44,6 +47,8 @@ func (t *Transmitter) Routes(mux *http.ServeMux, fail func(http.ResponseWriter, 
 	mux.HandleFunc("GET "+PathStatus, h.status)
 	mux.HandleFunc("POST "+PathStatus, h.setStatus)
 	mux.HandleFunc("POST "+PathVerify, h.verify)
+	mux.HandleFunc("POST "+PathAddSubject, h.subjects(h.t.AddSubject, http.StatusOK))
+	mux.HandleFunc("POST "+PathRemoveSubject, h.subjects(h.t.RemoveSubject, http.StatusNoContent))
 	mux.HandleFunc("POST "+PathPoll+"{id}", h.poll)
 }
 
@@ -151,6 +156,22 @@ func (h *handler) verify(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// subjects answers a subject request with change, and status if it
+// succeeds.
+func (h *handler) subjects(change func(context.Context, string, *x509.Certificate, SubjectRequest) error, status int) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var req SubjectRequest
+		if !h.decodeStrict(w, r, &req) {
+			return
+		}
+		if err := change(r.Context(), bearer(r), peer(r), req); err != nil {
+			h.error(w, r, err)
+			return
+		}
+		w.WriteHeader(status)
+	}
 }
 
 func (h *handler) poll(w http.ResponseWriter, r *http.Request) {

@@ -46,6 +46,8 @@ const (
 	PathStream        = "/ssf/stream"
 	PathVerify        = "/ssf/verify"
 	PathStatus        = "/ssf/status"
+	PathAddSubject    = "/ssf/subjects:add"
+	PathRemoveSubject = "/ssf/subjects:remove"
 	PathPoll          = "/ssf/poll/" // + stream id
 )
 
@@ -218,6 +220,8 @@ type Metadata struct {
 	ConfigurationEndpoint    string                `json:"configuration_endpoint"`
 	VerificationEndpoint     string                `json:"verification_endpoint"`
 	StatusEndpoint           string                `json:"status_endpoint"`
+	AddSubjectEndpoint       string                `json:"add_subject_endpoint"`
+	RemoveSubjectEndpoint    string                `json:"remove_subject_endpoint"`
 	AuthorizationSchemes     []AuthorizationScheme `json:"authorization_schemes"`
 	DefaultSubjects          string                `json:"default_subjects"`
 }
@@ -229,13 +233,14 @@ type AuthorizationScheme struct {
 
 // Metadata returns the transmitter's configuration metadata, served at
 // PathConfiguration. Every subject's events go to every stream
-// (default_subjects ALL); there are no subject endpoints.
+// (default_subjects ALL) but those its receiver removed (subjects.go).
 func (t *Transmitter) Metadata() Metadata {
 	base := strings.TrimSuffix(t.cfg.Issuer, "/")
 	return Metadata{
 		SpecVersion: SpecVersion, Issuer: t.cfg.Issuer, JWKSURI: base + "/jwks.json",
 		DeliveryMethodsSupported: []string{MethodPush, MethodPoll},
 		ConfigurationEndpoint:    base + PathStream, VerificationEndpoint: base + PathVerify, StatusEndpoint: base + PathStatus,
+		AddSubjectEndpoint: base + PathAddSubject, RemoveSubjectEndpoint: base + PathRemoveSubject,
 		AuthorizationSchemes: []AuthorizationScheme{{SpecURN: OAuthScheme}}, DefaultSubjects: "ALL",
 	}
 }

@@ -25,8 +25,10 @@ func TestMetadata(t *testing.T) {
 	want := map[string]any{
 		"spec_version": "1_0", "issuer": tokenstest.Issuer, "jwks_uri": tokenstest.Issuer + "/jwks.json",
 		"configuration_endpoint": tokenstest.Issuer + "/ssf/stream", "verification_endpoint": tokenstest.Issuer + "/ssf/verify",
-		"status_endpoint":  tokenstest.Issuer + "/ssf/status",
-		"default_subjects": "ALL",
+		"status_endpoint":         tokenstest.Issuer + "/ssf/status",
+		"add_subject_endpoint":    tokenstest.Issuer + "/ssf/subjects:add",
+		"remove_subject_endpoint": tokenstest.Issuer + "/ssf/subjects:remove",
+		"default_subjects":        "ALL",
 	}
 	for k, v := range want {
 		if m[k] != v {

@@ -34,6 +34,9 @@ type storedConfig struct {
 	StreamConfig
 	Status       string `json:"sigil_status,omitempty"` // "" is enabled
 	StatusReason string `json:"sigil_status_reason,omitempty"`
+	// Removed are the subjects the receiver removed (subjects.go), each
+	// as its canonical JSON.
+	Removed []json.RawMessage `json:"sigil_removed_subjects,omitempty"`
 }
 
 func (c storedConfig) status() StreamStatus {
