@@ -228,6 +228,16 @@ func firstOf(m map[string]string) string {
 	return ""
 }
 
+// subjectsOf is the sub_id of each SET in sets, as JSON.
+func subjectsOf(t *testing.T, sets map[string]string) []string {
+	t.Helper()
+	var subjects []string
+	for _, raw := range sets {
+		subjects = append(subjects, string(mustJSON(claimsOf(t, raw)["sub_id"])))
+	}
+	return subjects
+}
+
 func mustJSON(v any) []byte {
 	b, _ := json.Marshal(v)
 	return b

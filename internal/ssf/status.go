@@ -84,26 +84,15 @@ func (t *Transmitter) SetStatus(ctx context.Context, bearer string, peer *x509.C
 		return StreamStatus{}, badRequest(fmt.Sprintf("reason must be one line of at most %d bytes", maxDescription))
 	}
 	var was string
-	err = t.cfg.Store.Tx(ctx, func(tx store.Tx) error {
-		s, err := t.owned(ctx, tx.LockStream, r, req.StreamID)
-		if err != nil {
-			return err
-		}
-		c, err := decodeConfig(s)
-		if err != nil {
-			return err
-		}
+	err = t.reconfigure(ctx, r, req.StreamID, func(tx store.Tx, s *store.Stream, c *storedConfig) error {
 		was = c.status().Status
 		if req.Status == StatusDisabled || was == StatusDisabled {
-			if err := drop(ctx, tx, &s); err != nil {
+			if err := drop(ctx, tx, s); err != nil {
 				return err
 			}
 		}
 		c.Status, c.StatusReason = req.Status, req.Reason
-		if s.Config, err = json.Marshal(c); err != nil {
-			return err
-		}
-		return tx.UpdateStream(ctx, s)
+		return nil
 	})
 	if err != nil {
 		return StreamStatus{}, err

@@ -47,11 +47,7 @@ func TestStatus(t *testing.T) {
 		if len(r.Sets) > 0 {
 			f.poll(t, siem, c.StreamID, ssf.PollRequest{ReturnImmediately: true, Ack: keys(r.Sets), MaxEvents: ptr(0)})
 		}
-		var subjects []string
-		for _, raw := range r.Sets {
-			subjects = append(subjects, string(mustJSON(claimsOf(t, raw)["sub_id"])))
-		}
-		return subjects
+		return subjectsOf(t, r.Sets)
 	}
 	about := func(subjects []string, jtis ...string) bool {
 		if len(subjects) != len(jtis) {

@@ -217,6 +217,28 @@ func (t *Transmitter) owned(ctx context.Context, get func(context.Context, strin
 	return s, err
 }
 
+// reconfigure changes the configuration of r's stream id with change, in
+// a transaction that holds the stream's lock.
+func (t *Transmitter) reconfigure(ctx context.Context, r Receiver, id string, change func(store.Tx, *store.Stream, *storedConfig) error) error {
+	return t.cfg.Store.Tx(ctx, func(tx store.Tx) error {
+		s, err := t.owned(ctx, tx.LockStream, r, id)
+		if err != nil {
+			return err
+		}
+		c, err := decodeConfig(s)
+		if err != nil {
+			return err
+		}
+		if err := change(tx, &s, &c); err != nil {
+			return err
+		}
+		if s.Config, err = json.Marshal(c); err != nil {
+			return err
+		}
+		return tx.UpdateStream(ctx, s)
+	})
+}
+
 func decodeConfig(s store.Stream) (storedConfig, error) {
 	var c storedConfig
 	if err := json.Unmarshal(s.Config, &c); err != nil {

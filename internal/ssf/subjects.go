@@ -284,22 +284,8 @@ func (t *Transmitter) changeSubjects(ctx context.Context, bearer string, peer *x
 	if err != nil {
 		return badRequest(err.Error())
 	}
-	err = t.cfg.Store.Tx(ctx, func(tx store.Tx) error {
-		s, err := t.owned(ctx, tx.LockStream, r, req.StreamID)
-		if err != nil {
-			return err
-		}
-		c, err := decodeConfig(s)
-		if err != nil {
-			return err
-		}
-		if err := change(&c, sub); err != nil {
-			return err
-		}
-		if s.Config, err = json.Marshal(c); err != nil {
-			return err
-		}
-		return tx.UpdateStream(ctx, s)
+	err = t.reconfigure(ctx, r, req.StreamID, func(_ store.Tx, _ *store.Stream, c *storedConfig) error {
+		return change(c, sub)
 	})
 	if err != nil {
 		return err

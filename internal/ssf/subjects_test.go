@@ -40,10 +40,7 @@ func TestSubjects(t *testing.T) {
 		}
 	}
 	r := f.poll(t, siem, c.StreamID, ssf.PollRequest{ReturnImmediately: true})
-	var got []string
-	for _, raw := range r.Sets {
-		got = append(got, string(mustJSON(claimsOf(t, raw)["sub_id"])))
-	}
+	got := subjectsOf(t, r.Sets)
 	if len(got) != 2 || !slices.ContainsFunc(got, contains(heard)) || !slices.ContainsFunc(got, contains(readded)) {
 		t.Fatalf("delivered the subjects %v, want the tokens %s and %s alone", got, heard, readded)
 	}
@@ -72,10 +69,7 @@ func TestSubjectsComplex(t *testing.T) {
 	f.env.RevokeCertificate(t, muted)
 	f.env.RevokeCertificate(t, heard)
 	r := f.poll(t, siem, c.StreamID, ssf.PollRequest{ReturnImmediately: true})
-	var got []string
-	for _, raw := range r.Sets {
-		got = append(got, string(mustJSON(claimsOf(t, raw)["sub_id"])))
-	}
+	got := subjectsOf(t, r.Sets)
 	if len(got) != 1 || !strings.Contains(got[0], heard.ID) {
 		t.Fatalf("delivered the subjects %v, want %s's certificate alone", got, heard.ID)
 	}

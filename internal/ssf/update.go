@@ -3,7 +3,6 @@ package ssf
 import (
 	"context"
 	"crypto/x509"
-	"encoding/json"
 	"slices"
 
 	"github.com/sigil-dev/sigil/internal/store"
@@ -42,15 +41,7 @@ func (t *Transmitter) UpdateStream(ctx context.Context, bearer string, peer *x50
 		return StreamConfig{}, badRequest("stream_id is required")
 	}
 	var cfg StreamConfig
-	err = t.cfg.Store.Tx(ctx, func(tx store.Tx) error {
-		s, err := t.owned(ctx, tx.LockStream, r, req.StreamID)
-		if err != nil {
-			return err
-		}
-		c, err := decodeConfig(s)
-		if err != nil {
-			return err
-		}
+	err = t.reconfigure(ctx, r, req.StreamID, func(_ store.Tx, s *store.Stream, c *storedConfig) error {
 		want, err := c.updated(req, replace)
 		if err != nil {
 			return err
@@ -59,10 +50,7 @@ func (t *Transmitter) UpdateStream(ctx context.Context, bearer string, peer *x50
 			return err
 		}
 		c.StreamConfig = cfg
-		if s.Config, err = json.Marshal(c); err != nil {
-			return err
-		}
-		return tx.UpdateStream(ctx, s)
+		return nil
 	})
 	if err != nil {
 		return StreamConfig{}, err
