@@ -463,8 +463,9 @@ func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond)
 // nanoseconds, latency in nanoseconds); SIGIL_BENCH_TRACE=HOST:PORT,FILE
 // (sigild started with SIGILD_FLAGS="--pprof HOST:PORT") saves sigild's
 // runtime trace of the half-load run's first SIGIL_BENCH_TRACE_SECONDS
-// (default 5) to FILE, and FILE.start its request's Unix nanoseconds.
-// Neither changes what the benchmark reports.
+// (default 5) to FILE, and FILE.start its request's Unix nanoseconds;
+// `go run ./testenv/cmd/tracebreak FILE` says where those exchanges spent
+// their wall time. Neither changes what the benchmark reports.
 
 // dumpLatencies writes l's samples to SIGIL_BENCH_LATENCIES/name.tsv.
 func dumpLatencies(b *testing.B, name string, l load) {
