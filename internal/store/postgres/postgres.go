@@ -25,6 +25,7 @@ type pgStore struct {
 	w, r             *pgxpool.Pool
 	channel          string // see revocationChannel
 	rec              recorder
+	known            store.KnownTokens // see RecordToken
 }
 
 var (

@@ -43,6 +43,12 @@ import (
 // has been rolled back, and each of its calls runs again alone through Tx
 // (store.TokenRecord.In), which waits for locks and says precisely what
 // failed.
+//
+// An external token whose record this store has committed before
+// (store.KnownTokens) is not inserted again: sigil_record_token finds it
+// as the parent, revoked or not. If it was purged since, by any replica,
+// the outcome is "parent-missing", and the call runs again through Tx,
+// which stores it.
 
 // maxRecordBatch bounds the records committed in one transaction.
 const maxRecordBatch = 64
@@ -139,7 +145,8 @@ func (s *pgStore) recordBatch(calls []*recordCall) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), recordTimeout)
 	defer cancel()
-	outcomes, err := s.sendRecords(ctx, live)
+	inserts := s.inserts(live)
+	outcomes, err := s.sendRecords(ctx, live, inserts)
 	if err != nil {
 		// Rolled back, all of it (or, if the connection failed after
 		// the commit, committed: then Tx finds the jti taken, and the
@@ -150,15 +157,37 @@ func (s *pgStore) recordBatch(calls []*recordCall) {
 		return
 	}
 	for i, c := range live {
+		x, what := c.r.External, outcomeName(outcomes[i])
+		switch {
+		case x == nil:
+		case what == "ok":
+			s.known.Add(*x)
+		case what == "parent-missing" && !inserts[i]:
+			// Known, but purged since (by any replica): store it again.
+			s.known.Forget(x.JTI)
+			c.done <- s.Tx(c.ctx, func(tx store.Tx) error { return c.r.In(c.ctx, tx) })
+			continue
+		}
 		c.done <- outcomeErr(c.r.Token, outcomes[i])
 	}
 }
 
+// inserts tells, for each of calls, whether its batch is to insert its
+// external token: it has one, not known to be stored (store.KnownTokens).
+func (s *pgStore) inserts(calls []*recordCall) []bool {
+	ins := make([]bool, len(calls))
+	for i, c := range calls {
+		ins[i] = c.r.External != nil && !s.known.Known(c.r.External.JTI)
+	}
+	return ins
+}
+
 // sendRecords sends the records of calls as one batch, one implicit
-// transaction, and returns sigil_record_token's outcome for each.
-func (s *pgStore) sendRecords(ctx context.Context, calls []*recordCall) ([]string, error) {
+// transaction, and returns sigil_record_token's outcome for each. It
+// inserts the external tokens of the calls inserts marks.
+func (s *pgStore) sendRecords(ctx context.Context, calls []*recordCall, inserts []bool) ([]string, error) {
 	b := &pgx.Batch{QueuedQueries: make([]*pgx.QueuedQuery, 0, 2*len(calls))}
-	exts := externals(calls)
+	exts := externals(calls, inserts)
 	for _, x := range exts {
 		b.Queue(insertExternalToken, x.JTI, x.Sub, jsonList(x.Act), jsonList(x.Aud), x.Scope,
 			micros(x.IssuedAt), micros(x.ExpiresAt), x.Kind)
@@ -194,14 +223,14 @@ func (s *pgStore) sendRecords(ctx context.Context, calls []*recordCall) ([]strin
 	return outcomes, nil
 }
 
-// externals are the external tokens of calls, each once, in jti order:
+// externals are the external tokens of the calls inserts marks, each once, in jti order:
 // their INSERTs come first in a batch, before the audit head is locked,
 // and in one order in every batch, so that batches of two replicas
 // inserting the same ones wait for each other without a deadlock.
-func externals(calls []*recordCall) []*store.Token {
+func externals(calls []*recordCall, inserts []bool) []*store.Token {
 	var xs []*store.Token
-	for _, c := range calls {
-		if c.r.External != nil {
+	for i, c := range calls {
+		if inserts[i] {
 			xs = append(xs, c.r.External)
 		}
 	}
@@ -236,6 +265,13 @@ func checkRecord(r store.TokenRecord) error {
 		return fmt.Errorf("store: append audit entry: key %q twice: %w", dup, store.ErrConflict)
 	}
 	return nil
+}
+
+// outcomeName is the name of a sigil_record_token outcome: "ok",
+// "parent-missing"…, without its argument.
+func outcomeName(outcome string) string {
+	what, _, _ := strings.Cut(outcome, " ")
+	return what
 }
 
 // outcomeErr turns sigil_record_token's outcome for t into the error

@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/sigil-dev/sigil/internal/store"
@@ -13,22 +14,42 @@ var _ store.TokenRecorder = (*sqliteStore)(nil)
 // same statements but for AppendAudit's savepoint: a failed append fails
 // the whole fn, which the Tx then undoes (alone, by ROLLBACK; batched, by
 // rolling back to the fn's savepoint), so the entry's own savepoint would
-// undo nothing more. Two statements fewer in every token exchange. The
+// undo nothing more. Two statements fewer in every token exchange, and a
+// third fewer when the external token's record is known to be committed
+// (store.KnownTokens): InsertToken then finds it as the parent, revoked
+// or not, and if it was purged meanwhile the fn stores it after all. The
 // errors are In's.
 func (s *sqliteStore) RecordToken(ctx context.Context, r store.TokenRecord) error {
-	return s.Tx(ctx, func(tx store.Tx) error {
-		w := tx.(txn).writer
-		if r.External != nil {
-			if err := w.InsertExternalToken(ctx, *r.External); err != nil {
-				return err
-			}
-		}
-		if err := w.InsertToken(ctx, r.Token); err != nil {
+	err := s.Tx(ctx, func(tx store.Tx) error {
+		return s.record(ctx, tx.(txn).writer, r)
+	})
+	if err == nil && r.External != nil {
+		s.known.Add(*r.External)
+	}
+	return err
+}
+
+// record is RecordToken's fn.
+func (s *sqliteStore) record(ctx context.Context, w writer, r store.TokenRecord) error {
+	known := r.External != nil && s.known.Known(r.External.JTI)
+	if r.External != nil && !known {
+		if err := w.InsertExternalToken(ctx, *r.External); err != nil {
 			return err
 		}
-		if _, err := w.appendAudit(ctx, r.Entry); err != nil {
-			return fmt.Errorf("store: append audit entry: %w", err)
+	}
+	err := w.InsertToken(ctx, r.Token)
+	if known && errors.Is(err, store.ErrNotFound) {
+		s.known.Forget(r.External.JTI) // purged since: store it again
+		if err := w.InsertExternalToken(ctx, *r.External); err != nil {
+			return err
 		}
-		return nil
-	})
+		err = w.InsertToken(ctx, r.Token)
+	}
+	if err != nil {
+		return err
+	}
+	if _, err := w.appendAudit(ctx, r.Entry); err != nil {
+		return fmt.Errorf("store: append audit entry: %w", err)
+	}
+	return nil
 }

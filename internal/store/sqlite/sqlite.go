@@ -47,9 +47,10 @@ type sqliteStore struct {
 	w                *sql.DB
 	r                *sql.DB
 	rq               *stmtQuerier
-	gc               *committer    // on w
-	notes            *notifier     // kicked by gc
-	ck               *checkpointer // kicked by gc
+	gc               *committer        // on w
+	notes            *notifier         // kicked by gc
+	ck               *checkpointer     // kicked by gc
+	known            store.KnownTokens // see RecordToken
 }
 
 var (

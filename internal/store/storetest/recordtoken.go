@@ -96,6 +96,49 @@ func testRecordToken(t *testing.T, h *harness) {
 	}
 }
 
+// testRecordTokenExternalAgain: an external token presented again after
+// its record was purged by another handle (a replica, an operator's
+// purge) is stored again, whatever this handle remembers of having stored
+// it; and once another handle revokes it, it refuses children, whether or
+// not this handle inserts it again.
+func testRecordTokenExternalAgain(t *testing.T, h *harness) {
+	ctx := context.Background()
+	st, dsn := h.open(t)
+	other := h.reopen(t, dsn)
+	_, _, certs := Enroll(t, st, "d1", 1)
+	ext := ExternalToken("ext:alice")
+	record := func(jti string) error {
+		r := store.TokenRecord{External: &ext, Token: BoundToken(jti, ext.JTI, certs[0]), Entry: Entry(jti, "jti:"+jti)}
+		return store.RecordToken(ctx, st, r)
+	}
+	for _, jti := range []string{"A", "B"} {
+		if err := record(jti); err != nil {
+			t.Fatalf("RecordToken(%s): %v", jti, err)
+		}
+	}
+	if n, err := other.PurgeExpiredTokens(ctx, ext.ExpiresAt.Add(time.Second)); err != nil || n != 3 {
+		t.Fatalf("PurgeExpiredTokens = %d, %v; want the external token, A and B", n, err)
+	}
+	if err := record("C"); err != nil {
+		t.Fatalf("RecordToken after the external token's record was purged: %v", err)
+	}
+	if got, err := st.Token(ctx, ext.JTI); err != nil || got.Sub != ext.Sub {
+		t.Fatalf("external token after the purge = %+v, %v; want it stored again", got, err)
+	}
+	if err := record("D"); err != nil {
+		t.Fatalf("RecordToken(D): %v", err)
+	}
+	if _, err := other.RevokeToken(ctx, ext.JTI, "revoked by its audience", T0); err != nil {
+		t.Fatal(err)
+	}
+	if err := record("E"); !errors.Is(err, store.ErrRevoked) {
+		t.Fatalf("RecordToken exchanged from a revoked external token = %v, want ErrRevoked", err)
+	}
+	if _, err := st.Token(ctx, "E"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("refused token stored: %v", err)
+	}
+}
+
 // testRecordTokensConcurrently: 300 records from 16 goroutines, exchanged
 // from one external token and bound to one certificate, with a refused
 // one (a parent that does not exist) every tenth: the accepted are all
@@ -212,4 +255,33 @@ func auditSize(t *testing.T, st store.Store) uint64 {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// KnownExternalNotInserted checks that a store of b leaves out the insert
+// of an external token whose record it has committed (store.KnownTokens):
+// refuse must add to the database dsn names a trigger that fails every
+// insert of an external token's row, ON CONFLICT or not. Once it has, the
+// store that recorded the token records another exchange from it, and a
+// new handle, which knows nothing, fails to: the trigger works.
+func KnownExternalNotInserted(t *testing.T, b Backend, refuse func(t *testing.T, dsn string)) {
+	t.Helper()
+	h := &harness{t: t, b: b}
+	ctx := context.Background()
+	st, dsn := h.open(t)
+	_, _, certs := Enroll(t, st, "d1", 1)
+	ext := ExternalToken("ext:alice")
+	record := func(st store.Store, jti string) error {
+		r := store.TokenRecord{External: &ext, Token: BoundToken(jti, ext.JTI, certs[0]), Entry: Entry(jti, "jti:"+jti)}
+		return store.RecordToken(ctx, st, r)
+	}
+	if err := record(st, "A"); err != nil {
+		t.Fatalf("RecordToken(A): %v", err)
+	}
+	refuse(t, dsn)
+	if err := record(st, "B"); err != nil {
+		t.Fatalf("RecordToken from a known external token inserted it again: %v", err)
+	}
+	if err := record(h.reopen(t, dsn), "C"); err == nil {
+		t.Fatal("RecordToken on a new handle succeeded: the trigger does not refuse external inserts")
+	}
 }

@@ -117,6 +117,7 @@ var tests = []test{
 	{"InsertTokenNarrowLifetime", testInsertTokenNarrowLifetime},
 	{"InsertTokensConcurrently", testInsertTokensConcurrently},
 	{"RecordToken", testRecordToken},
+	{"RecordTokenExternalAgain", testRecordTokenExternalAgain},
 	{"RecordTokensConcurrently", testRecordTokensConcurrently},
 	{"PurgeExpiredTokens", testPurgeExpiredTokens},
 	{"ExternalToken", testExternalToken},
