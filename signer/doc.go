@@ -25,7 +25,7 @@
 // key's ES256 (default), ES384 or PS256 and kid its RFC 7638 thumbprint.
 // Claims:
 //
-//	iss, sub, aud (always an array), iat, nbf, exp, jti (128 random bits, base64url)
+//	iss, sub, aud (always an array), iat, nbf, exp, jti (a millisecond time and 96 random bits, base64url: NewID)
 //	client_id       the client the token was issued to (the caller's SPIFFE ID)
 //	scope           space-separated
 //	cnf             {"x5t#S256": base64url(SHA-256(caller certificate DER))} (RFC 8705)

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -132,12 +133,19 @@ func (m *Minter) check(c *token.Claims, now time.Time) error {
 	return nil
 }
 
-// NewID returns 128 random bits, base64url: a jti or txn. Minter gives
-// every token one; the token service gives one to reference tokens.
+// NewID returns a new jti or txn: 18 bytes, base64url (24 characters), a
+// 48-bit big-endian Unix time in milliseconds, then 96 random bits.
+// Minter gives every token one; the token service gives one to reference
+// tokens. The random bits make it unguessable and unique; the time makes
+// the IDs made within a few seconds share a prefix, so that a store's
+// inserts of them into the indexes keyed by jti land on a few B-tree
+// pages instead of one random page each. It tells no more than the
+// token's iat. Nothing parses it: a jti is an opaque string.
 func NewID() string {
-	b := make([]byte, 16)
-	_, _ = rand.Read(b) // never fails (crypto/rand, Go 1.24+)
-	return base64.RawURLEncoding.EncodeToString(b)
+	var b [18]byte
+	binary.BigEndian.PutUint64(b[:8], uint64(time.Now().UnixMilli())<<16)
+	_, _ = rand.Read(b[6:]) // never fails (crypto/rand, Go 1.24+)
+	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
 // referenceLen is the length of a reference token: 32 bytes, base64url.
