@@ -31,7 +31,13 @@ func (s *sqliteStore) RecordToken(ctx context.Context, r store.TokenRecord) erro
 
 // record is RecordToken's fn.
 func (s *sqliteStore) record(ctx context.Context, w writer, r store.TokenRecord) error {
-	known := r.External != nil && s.known.Known(r.External.JTI)
+	known := false
+	if r.External != nil {
+		if err := checkExternal(*r.External); err != nil {
+			return err
+		}
+		known = s.known.Known(r.External.JTI)
+	}
 	if r.External != nil && !known {
 		if err := w.InsertExternalToken(ctx, *r.External); err != nil {
 			return err

@@ -128,6 +128,12 @@ func testRecordTokenExternalAgain(t *testing.T, h *harness) {
 	if err := record("D"); err != nil {
 		t.Fatalf("RecordToken(D): %v", err)
 	}
+	bad := ext
+	bad.ExpiresAt = bad.IssuedAt
+	r := store.TokenRecord{External: &bad, Token: BoundToken("X", ext.JTI, certs[0]), Entry: Entry("X", "jti:X")}
+	if err := store.RecordToken(ctx, st, r); err == nil || !strings.Contains(err.Error(), "insert external token") {
+		t.Fatalf("RecordToken with an invalid record of a known external token = %v, want it refused", err)
+	}
 	if _, err := other.RevokeToken(ctx, ext.JTI, "revoked by its audience", T0); err != nil {
 		t.Fatal(err)
 	}
