@@ -10,6 +10,26 @@ import (
 
 var _ store.TokenRecorder = (*sqliteStore)(nil)
 
+// What an exchange writes, B-tree by B-tree, and the queries that need
+// each (none is written that no query needs; measured in
+// BenchmarkRecordToken's wal-frames/op):
+//
+//	tokens (rowid)            the row; appends
+//	tokens' jti key           Token, the holds, FKs; where NewID's time
+//	                          prefix puts it: a few pages per COMMIT
+//	tokens_parent_jti         revocation's cascade, TokenChildren, the FK check
+//	                          of a purge; one hot page per parent
+//	tokens_expires_at         PurgeExpiredTokens; appends
+//	tokens_cnf (cnf <> '')    RevokeCertificate's cascade; one page a holder
+//	tokens_handle_hash        opaque tokens only (partial)
+//	audit_entries (rowid)     the entry, about 800 bytes; appends
+//	audit_keys (WITHOUT ROWID) AuditIndex, key uniqueness; "jti:" + NewID
+//	audit_head                the size; one row
+//	audit_nodes               one node every 256 entries
+//
+// and the holds rewrite the certificate's row and the parent's (the
+// external token's) in place, indexes untouched.
+
 // RecordToken stores r as store.TokenRecord.In does, in one Tx, with the
 // same statements but for AppendAudit's savepoint: a failed append fails
 // the whole fn, which the Tx then undoes (alone, by ROLLBACK; batched, by
