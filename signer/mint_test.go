@@ -48,8 +48,8 @@ func checkClaimValues(t *testing.T, c map[string]any, signed *token.Claims) {
 	t.Helper()
 	jti, err := base64.RawURLEncoding.DecodeString(c["jti"].(string))
 	switch {
-	case err != nil || len(jti) != 16:
-		t.Fatalf("jti %v is not 128 bits base64url", c["jti"])
+	case err != nil || len(jti) != 18:
+		t.Fatalf("jti %v is not 18 bytes (NewID's) base64url", c["jti"])
 	case !reflect.DeepEqual(c["aud"], []any{callerC.ID}):
 		t.Fatalf("aud %v is not an array", c["aud"])
 	case c["scope"] != "read write" || c["iss"] != issuer || c["client_id"] != callerB.ID:
