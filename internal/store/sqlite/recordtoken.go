@@ -23,7 +23,8 @@ var _ store.TokenRecorder = (*sqliteStore)(nil)
 //	tokens_cnf (cnf <> '')    RevokeCertificate's cascade; one page a holder
 //	tokens_handle_hash        opaque tokens only (partial)
 //	audit_entries (rowid)     the entry, about 800 bytes; appends
-//	audit_keys (WITHOUT ROWID) AuditIndex, key uniqueness; "jti:" + NewID
+//	audit_keys                AuditIndex, key uniqueness (WITHOUT ROWID);
+//	                          "jti:" + NewID, placed as tokens' jti key
 //	audit_head                the size; one row
 //	audit_nodes               one node every 256 entries
 //
@@ -52,15 +53,14 @@ func (s *sqliteStore) RecordToken(ctx context.Context, r store.TokenRecord) erro
 // record is RecordToken's fn.
 func (s *sqliteStore) record(ctx context.Context, w writer, r store.TokenRecord) error {
 	known := false
-	if r.External != nil {
-		if err := checkExternal(*r.External); err != nil {
+	if x := r.External; x != nil {
+		if err := checkExternal(*x); err != nil { // as if it were inserted
 			return err
 		}
-		known = s.known.Known(r.External.JTI)
-	}
-	if r.External != nil && !known {
-		if err := w.InsertExternalToken(ctx, *r.External); err != nil {
-			return err
+		if known = s.known.Known(x.JTI); !known {
+			if err := w.InsertExternalToken(ctx, *x); err != nil {
+				return err
+			}
 		}
 	}
 	err := w.InsertToken(ctx, r.Token)
