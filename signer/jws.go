@@ -4,12 +4,13 @@ import (
 	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
-	"encoding/asn1"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/big"
+
+	"golang.org/x/crypto/cryptobyte"
+	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 
 	"github.com/sigil-dev/sigil/token"
 )
@@ -87,18 +88,32 @@ func (s *jwsSigner) sign(typ token.Type, payload []byte) (string, error) {
 }
 
 // rawECDSA turns an ASN.1 DER ECDSA signature, as crypto.Signer returns
-// it, into JWS's R||S, each of size bytes.
+// it, into JWS's R||S, each of size bytes. It reads the DER with
+// cryptobyte, in place: encoding/asn1 and big.Int cost about twenty
+// allocations a signature. R and S must be positive minimal INTEGERs of at
+// most size bytes, with nothing after the SEQUENCE.
 func rawECDSA(der []byte, size int) ([]byte, error) {
-	var rs struct{ R, S *big.Int }
-	rest, err := asn1.Unmarshal(der, &rs)
-	switch {
-	case err != nil:
-		return nil, fmt.Errorf("signer: ECDSA signature: %w", err)
-	case len(rest) != 0 || rs.R.Sign() <= 0 || rs.S.Sign() <= 0 || rs.R.BitLen() > 8*size || rs.S.BitLen() > 8*size:
+	var (
+		seq  cryptobyte.String
+		r, s []byte
+	)
+	in := cryptobyte.String(der)
+	if !in.ReadASN1(&seq, cbasn1.SEQUENCE) || !in.Empty() ||
+		!seq.ReadASN1Integer(&r) || !seq.ReadASN1Integer(&s) || !seq.Empty() {
+		return nil, errors.New("signer: ECDSA signature: malformed DER")
+	}
+	if !fitsPositive(r, size) || !fitsPositive(s, size) {
 		return nil, errors.New("signer: ECDSA signature out of range")
 	}
 	out := make([]byte, 2*size)
-	rs.R.FillBytes(out[:size])
-	rs.S.FillBytes(out[size:])
+	copy(out[size-len(r):size], r)
+	copy(out[2*size-len(s):], s)
 	return out, nil
+}
+
+// fitsPositive reports whether b, a non-negative INTEGER's minimal
+// big-endian bytes as cryptobyte reads them (zero is one zero byte), is
+// above zero and fits in size bytes.
+func fitsPositive(b []byte, size int) bool {
+	return len(b) <= size && !(len(b) == 1 && b[0] == 0)
 }

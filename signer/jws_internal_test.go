@@ -19,16 +19,20 @@ func TestRawECDSA(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := sha256.Sum256([]byte("payload"))
-	der, err := ecdsa.SignASN1(rand.Reader, k, d[:])
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, err := rawECDSA(der, 32)
-	if err != nil || len(raw) != 64 {
-		t.Fatalf("rawECDSA = %x, %v", raw, err)
-	}
-	if !ecdsa.Verify(&k.PublicKey, d[:], new(big.Int).SetBytes(raw[:32]), new(big.Int).SetBytes(raw[32:])) {
-		t.Fatal("R||S does not verify")
+	var der []byte
+	// 64 signatures: R and S of 33 DER bytes (a leading zero for the sign)
+	// and of fewer than 32 both occur.
+	for range 64 {
+		if der, err = ecdsa.SignASN1(rand.Reader, k, d[:]); err != nil {
+			t.Fatal(err)
+		}
+		raw, err := rawECDSA(der, 32)
+		if err != nil || len(raw) != 64 {
+			t.Fatalf("rawECDSA(%x) = %x, %v", der, raw, err)
+		}
+		if !ecdsa.Verify(&k.PublicKey, d[:], new(big.Int).SetBytes(raw[:32]), new(big.Int).SetBytes(raw[32:])) {
+			t.Fatalf("R||S of %x does not verify", der)
+		}
 	}
 	pair := func(r, s *big.Int) []byte {
 		b, err := asn1.Marshal(struct{ R, S *big.Int }{r, s})
@@ -47,6 +51,10 @@ func TestRawECDSA(t *testing.T) {
 		{"zero-r", pair(big.NewInt(0), big.NewInt(1))},
 		{"negative-s", pair(big.NewInt(1), big.NewInt(-1))},
 		{"r-too-long", pair(big33, big.NewInt(1))},
+		{"r-not-minimal", []byte{0x30, 0x07, 0x02, 0x02, 0x00, 0x01, 0x02, 0x01, 0x01}},
+		{"s-missing", []byte{0x30, 0x03, 0x02, 0x01, 0x01}},
+		{"third-integer", []byte{0x30, 0x09, 0x02, 0x01, 0x01, 0x02, 0x01, 0x01, 0x02, 0x01, 0x01}},
+		{"long-form-length", append([]byte{0x30, 0x81, byte(len(der) - 2)}, der[2:]...)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if raw, err := rawECDSA(tc.der, 32); err == nil {
