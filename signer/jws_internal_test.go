@@ -20,8 +20,8 @@ func TestRawECDSA(t *testing.T) {
 	}
 	d := sha256.Sum256([]byte("payload"))
 	var der []byte
-	// 64 signatures: R and S of 33 DER bytes (a leading zero for the sign)
-	// and of fewer than 32 both occur.
+	// 64 signatures: R or S of 33 DER bytes (a leading zero for the sign)
+	// occurs in almost every run.
 	for range 64 {
 		if der, err = ecdsa.SignASN1(rand.Reader, k, d[:]); err != nil {
 			t.Fatal(err)

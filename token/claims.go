@@ -89,19 +89,10 @@ type Confirmation struct {
 	X5tS256 string `json:"x5t#S256,omitempty"`
 }
 
-// MarshalJSON writes the claims set; absent claims are left out.
+// MarshalJSON writes the claims set; absent claims are left out. The
+// object is wireClaims', written by appendClaims without reflection.
 func (c Claims) MarshalJSON() ([]byte, error) {
-	w := wireClaims{
-		Iss: c.Issuer, Sub: c.Subject, Aud: c.Audience, Jti: c.ID, ClientID: c.ClientID,
-		Scope: strings.Join(c.Scope, " "), Act: c.Actor, SubIss: c.SubjectIssuer,
-		Evidence: c.Evidence, Policy: c.Policy, Txn: c.Txn, ReqWL: c.RequestingWorkload, Tctx: c.TxnContext, Rctx: c.RequestContext,
-		Exp: NewNumericDate(c.Expiry), Nbf: NewNumericDate(c.NotBefore), Iat: NewNumericDate(c.IssuedAt),
-	}
-	if c.Confirmation != "" {
-		w.Cnf = &Confirmation{X5tS256: c.Confirmation}
-	}
-	w.SubID = c.subjectID()
-	return json.Marshal(w)
+	return appendClaims(make([]byte, 0, claimsSize), &c)
 }
 
 // UnmarshalJSON reads a claims set. Type is kept; every claim is replaced.
