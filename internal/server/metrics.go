@@ -3,6 +3,7 @@ package server
 import (
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -12,10 +13,14 @@ type metrics struct {
 	enrollments *prometheus.CounterVec
 	requests    *prometheus.HistogramVec
 	unrecorded  prometheus.Counter
+
+	mu        sync.RWMutex
+	observers map[routeStatus]prometheus.Observer // of requests
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
+		observers: map[routeStatus]prometheus.Observer{},
 		enrollments: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sigil_enrollment_requests_total",
 			Help: "Enrollment requests by step and outcome.",
@@ -59,6 +64,31 @@ func (m *metrics) instrument(mux *http.ServeMux) http.Handler {
 		if route == "" {
 			route = "unmatched"
 		}
-		m.requests.WithLabelValues(route, strconv.Itoa(sw.status)).Observe(time.Since(start).Seconds())
+		m.observer(route, sw.status).Observe(time.Since(start).Seconds())
 	})
+}
+
+// routeStatus is a label pair of the request histogram.
+type routeStatus struct {
+	route  string
+	status int
+}
+
+// observer returns the request histogram of route and status, looked up
+// in the vector (hashing both labels, formatting the status) once per pair.
+// Routes are the mux's patterns and statuses a few dozen codes, so the
+// map stays small.
+func (m *metrics) observer(route string, status int) prometheus.Observer {
+	key := routeStatus{route, status}
+	m.mu.RLock()
+	o, ok := m.observers[key]
+	m.mu.RUnlock()
+	if ok {
+		return o
+	}
+	o = m.requests.WithLabelValues(route, strconv.Itoa(status))
+	m.mu.Lock()
+	m.observers[key] = o
+	m.mu.Unlock()
+	return o
 }

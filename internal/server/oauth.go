@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -68,6 +70,7 @@ func (s *Server) oauthRoutes(mux *http.ServeMux) {
 		Name: "sigil_oauth_requests_total",
 		Help: "OAuth requests by endpoint and outcome (ok or the OAuth error code).",
 	}, []string{"endpoint", "outcome"})}
+	o.tokenOK = o.requests.WithLabelValues("token", "ok")
 	o.streams = newStreamLimiter(s.FeedStreams, s.FeedStreamsPerIdentity, s.Registry)
 	if s.Registry != nil {
 		s.Registry.MustRegister(o.requests)
@@ -79,7 +82,8 @@ func (s *Server) oauthRoutes(mux *http.ServeMux) {
 type oauth struct {
 	*Server
 	requests *prometheus.CounterVec
-	streams  *streamLimiter // of the revocation feed
+	tokenOK  prometheus.Counter // requests' token/ok, looked up once
+	streams  *streamLimiter     // of the revocation feed
 }
 
 func (s *oauth) routes(mux *http.ServeMux) {
@@ -105,9 +109,34 @@ func (s *oauth) token(w http.ResponseWriter, r *http.Request) {
 		s.oauthFail(w, r, "token", err)
 		return
 	}
-	s.requests.WithLabelValues("token", "ok").Inc()
-	w.Header().Set("Pragma", "no-cache")
-	writeJSON(w, http.StatusOK, resp)
+	s.tokenOK.Inc()
+	writeTokenResponse(w, resp)
+}
+
+// Header values of a token response, shared by every response: net/http
+// copies the header map before it writes it and never changes a value.
+var (
+	headerJSON    = []string{"application/json"}
+	headerNoStore = []string{"no-store"}
+	headerNoCache = []string{"no-cache"}
+)
+
+// writeTokenResponse writes a successful token response as writeJSON
+// would, the same headers and the same body (encoding/json's, with its
+// newline), in one Write, and with the header values set without a new
+// slice each. net/http sets Content-Length itself for a body written
+// whole before the handler returns.
+func writeTokenResponse(w http.ResponseWriter, resp *tokens.Response) {
+	body, err := json.Marshal(resp)
+	if err != nil { // a Response of strings and an int always encodes
+		writeJSON(w, http.StatusOK, resp)
+		return
+	}
+	body = append(body, '\n')
+	h := w.Header()
+	h["Content-Type"], h["Cache-Control"], h["Pragma"] = headerJSON, headerNoStore, headerNoCache
+	w.WriteHeader(http.StatusOK)
+	w.Write(body)
 }
 
 func (s *oauth) introspect(w http.ResponseWriter, r *http.Request) {
@@ -158,8 +187,8 @@ func (s *oauth) oauthForm(w http.ResponseWriter, r *http.Request, endpoint strin
 	if !formMediaType(r.Header.Get("Content-Type")) {
 		return fail(http.StatusBadRequest, tokens.InvalidRequest, "the body must be application/x-www-form-urlencoded")
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, MaxOAuthForm)
-	if err := r.ParseForm(); err != nil {
+	form, err := readForm(w, r)
+	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
 			return fail(http.StatusRequestEntityTooLarge, tokens.InvalidRequest, fmt.Sprintf("request body exceeds %d bytes", MaxOAuthForm))
@@ -169,7 +198,32 @@ func (s *oauth) oauthForm(w http.ResponseWriter, r *http.Request, endpoint strin
 	if peerCertificate(r) == nil {
 		return fail(http.StatusUnauthorized, tokens.InvalidClient, "a client certificate is required: authenticate with the workload's X.509-SVID over mutual TLS (tls_client_auth)")
 	}
-	return r.PostForm, true
+	return form, true
+}
+
+// formBuffers hold request bodies while they are parsed; those of at most
+// keptFormBuffer bytes are kept (an exchange's body is about 1.5 KB).
+const keptFormBuffer = 16 << 10
+
+var formBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// readForm reads and parses the body of r, at most MaxOAuthForm bytes
+// (else a *http.MaxBytesError), as r.ParseForm would but once: ParseForm
+// parses into PostForm and then copies it, with the URL's query, into
+// Form, which these endpoints do not read. The body is read into a pooled
+// buffer and parsed from one string.
+func readForm(w http.ResponseWriter, r *http.Request) (url.Values, error) {
+	buf := formBuffers.Get().(*bytes.Buffer)
+	defer func() {
+		if buf.Cap() <= keptFormBuffer { // one that grew for a large body is dropped
+			buf.Reset()
+			formBuffers.Put(buf)
+		}
+	}()
+	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, MaxOAuthForm)); err != nil {
+		return nil, err
+	}
+	return url.ParseQuery(buf.String())
 }
 
 // formMediaType reports whether a Content-Type is a form body's. The

@@ -87,18 +87,27 @@ func (p *workers) start(j *job) {
 	go p.work(j)
 }
 
-// work runs j and then whatever jobs come, until none has for p.idle.
+// work runs j and then whatever jobs come, until none has for p.idle (so
+// it ends between idle and twice idle after its last job). The timer is
+// not reset per job, which cost a timer update on every request: when it
+// fires, the worker ends only if it ran nothing since it last fired.
 func (p *workers) work(j *job) {
 	defer p.kept.Add(-1)
 	t := time.NewTimer(p.idle)
 	defer t.Stop()
+	j.run()
+	ran := true // since t last fired
 	for {
-		j.run()
-		t.Reset(p.idle)
 		select {
 		case j = <-p.jobs:
+			j.run()
+			ran = true
 		case <-t.C:
-			return
+			if !ran {
+				return
+			}
+			ran = false
+			t.Reset(p.idle)
 		}
 	}
 }

@@ -96,6 +96,9 @@ var (
 // itself (request parsing, client authentication). Anything else passes
 // unchanged: ErrNotRecorded, a key that cannot sign, a server error.
 func oauthError(err error) error {
+	if err == nil { // before the targets of errors.As, which escape: four allocations
+		return nil
+	}
 	var (
 		oe *Error
 		re *signer.RuleError
@@ -103,8 +106,6 @@ func oauthError(err error) error {
 		de *denial
 	)
 	switch {
-	case err == nil:
-		return nil
 	case errors.As(err, &oe):
 		return oe
 	case errors.As(err, &re):
