@@ -1,7 +1,9 @@
 package signer
 
 import (
+	"crypto"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
@@ -81,5 +83,44 @@ func TestIsBase64URLEveryByte(t *testing.T) {
 	}
 	if !isBase64URL("", false) || !isBase64URL("a.b.c", true) || isBase64URL("a.b.c", false) {
 		t.Error("isBase64URL: wrong answer for the empty string or a compact JWS")
+	}
+}
+
+// sameKey: the same object, an equal copy and equal ed25519 keys (slices,
+// which == on interfaces would panic on) are the same key; another key,
+// another type or no key is not.
+func TestSameKey(t *testing.T) {
+	k1, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k2, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copy1 := k1.PublicKey
+	edPub, _, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edCopy := append(ed25519.PublicKey(nil), edPub...)
+	for _, tc := range []struct {
+		name string
+		a, b crypto.PublicKey
+		want bool
+	}{
+		{"same-object", &k1.PublicKey, &k1.PublicKey, true},
+		{"equal-copy", &k1.PublicKey, &copy1, true},
+		{"other-key", &k1.PublicKey, &k2.PublicKey, false},
+		{"ed25519-equal", edPub, edCopy, true},
+		{"ed25519-vs-ecdsa", edPub, &k1.PublicKey, false},
+		{"ecdsa-vs-ed25519", &k1.PublicKey, edPub, false},
+		{"untyped-nil", nil, nil, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := sameKey(tc.a, tc.b); got != tc.want {
+				t.Fatalf("sameKey = %v, want %v", got, tc.want)
+			}
+		})
 	}
 }

@@ -2,6 +2,7 @@ package signer
 
 import (
 	"crypto"
+	"crypto/ecdsa"
 	"crypto/sha256"
 	"slices"
 
@@ -75,10 +76,24 @@ func (s *sigCache) get(d [sha256.Size]byte, want verified) (verified, bool) {
 	if !ok || v.iss != want.iss || v.kid != want.kid || v.alg != want.alg {
 		return verified{}, false
 	}
-	if k, ok := v.key.(interface{ Equal(crypto.PublicKey) bool }); !ok || !k.Equal(want.key) {
+	if !sameKey(v.key, want.key) {
 		return verified{}, false
 	}
 	return v, true
+}
+
+// sameKey reports whether a and b are equal public keys. The issuer's key
+// set usually resolves the same *ecdsa.PublicKey object on every call,
+// which is equal without the value comparison: ecdsa's Equal copies both
+// points out of their big.Ints, four allocations per presented token.
+func sameKey(a, b crypto.PublicKey) bool {
+	if pa, ok := a.(*ecdsa.PublicKey); ok && pa != nil {
+		if pb, ok := b.(*ecdsa.PublicKey); ok && pa == pb {
+			return true
+		}
+	}
+	k, ok := a.(interface{ Equal(crypto.PublicKey) bool })
+	return ok && k.Equal(b)
 }
 
 // add records that the token with digest d verified with v.
