@@ -28,6 +28,7 @@ import (
 	"github.com/sigil-dev/sigil/internal/config"
 	"github.com/sigil-dev/sigil/internal/daemon"
 	"github.com/sigil-dev/sigil/internal/store/backend"
+	"github.com/sigil-dev/sigil/internal/tokens"
 )
 
 type cli struct {
@@ -135,7 +136,8 @@ func exit(code int) {
 func main() {
 	var c cli
 	k := kong.Parse(&c, kong.Name("sigild"), kong.Description("sigil: hardware-rooted workload identity service."), kong.Exit(exit))
-	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level(c.LogLevel)}))
+	log, logs := newLogger(os.Stderr, level(c.LogLevel), tokens.LogIssued)
+	defer logs.Flush()
 	cfg, err := config.Load(c.Config)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "sigild:", err)

@@ -29,6 +29,12 @@ type Response struct {
 	JTI string `json:"-"`
 }
 
+// LogIssued is the message of the Info line logged for every token
+// issued, with its jti, kind, grant, parent, sub, client_id, aud, scope,
+// exp and the ids of the policies that permitted it. It is the one line
+// per request at Info, which sigild writes in batches.
+const LogIssued = "tokens: issued"
+
 // Token answers a token request (form, the POST body) from the holder of
 // caller, the TLS-verified client certificate: client_credentials, a
 // token for the caller itself, or an RFC 8693 token exchange. The token
@@ -101,7 +107,7 @@ func (s *Service) token(ctx context.Context, cert *x509.Certificate, form url.Va
 	}
 	// Attributes, not key-value pairs: once per exchange, and the strings
 	// and time then need no allocation each.
-	s.log.LogAttrs(ctx, slog.LevelInfo, "tokens: issued", slog.String("jti", m.record.JTI), slog.String("kind", m.record.Kind),
+	s.log.LogAttrs(ctx, slog.LevelInfo, LogIssued, slog.String("jti", m.record.JTI), slog.String("kind", m.record.Kind),
 		slog.String("grant", f.grant), slog.String("parent", m.record.ParentJTI), slog.String("sub", m.record.Sub),
 		slog.String("client_id", c.caller.ID), slog.Any("aud", m.record.Aud), slog.String("scope", m.record.Scope),
 		slog.Time("exp", m.record.ExpiresAt), slog.Any("policies", permits))
