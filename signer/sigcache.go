@@ -96,6 +96,11 @@ func sameKey(a, b crypto.PublicKey) bool {
 	return ok && k.Equal(b)
 }
 
+// peek returns what the token with digest d verified with, if it did,
+// leaving the entry's recency alone; get, which checks it against the key
+// resolved now, is what admits the signature.
+func (s *sigCache) peek(d [sha256.Size]byte) (verified, bool) { return s.c.Peek(d) }
+
 // add records that the token with digest d verified with v.
 func (s *sigCache) add(d [sha256.Size]byte, v verified) { s.c.Add(d, v) }
 
