@@ -140,6 +140,12 @@ func appendStrings(b []byte, ss []string) []byte {
 	return append(b, ']')
 }
 
+// AppendJSONString appends s as a JSON string, the bytes encoding/json
+// writes for it: for the encoders of fixed messages written without
+// reflection (the claims set here, the token response in
+// internal/tokens).
+func AppendJSONString(b []byte, s string) []byte { return appendString(b, s) }
+
 // appendString writes s as a JSON string. Printable ASCII that
 // encoding/json leaves as it is (all but " \ < > &) is copied; anything
 // else, rare in claims, goes through encoding/json, so that every escape

@@ -123,16 +123,11 @@ var (
 
 // writeTokenResponse writes a successful token response as writeJSON
 // would, the same headers and the same body (encoding/json's, with its
-// newline), in one Write, and with the header values set without a new
+// newline; see Response.AppendJSON), in one Write, and with the header values set without a new
 // slice each. net/http sets Content-Length itself for a body written
 // whole before the handler returns.
 func writeTokenResponse(w http.ResponseWriter, resp *tokens.Response) {
-	body, err := json.Marshal(resp)
-	if err != nil { // a Response of strings and an int always encodes
-		writeJSON(w, http.StatusOK, resp)
-		return
-	}
-	body = append(body, '\n')
+	body := append(resp.AppendJSON(make([]byte, 0, len(resp.AccessToken)+256)), '\n')
 	h := w.Header()
 	h["Content-Type"], h["Cache-Control"], h["Pragma"] = headerJSON, headerNoStore, headerNoCache
 	w.WriteHeader(http.StatusOK)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"strconv"
 
 	"github.com/sigil-dev/sigil/attest"
 	"github.com/sigil-dev/sigil/audit"
@@ -27,6 +28,26 @@ type Response struct {
 	Scope     string `json:"scope,omitempty"`
 	// JTI identifies the token in logs and the audit log; not sent.
 	JTI string `json:"-"`
+}
+
+// AppendJSON appends r's JSON, the bytes json.Marshal writes for it
+// (TestResponseJSONMatchesEncodingJSON), without reflection: the token
+// endpoint writes one per request, and encoding/json checks every byte of
+// the access token on its way.
+func (r *Response) AppendJSON(b []byte) []byte {
+	b = append(b, `{"access_token":`...)
+	b = token.AppendJSONString(b, r.AccessToken)
+	b = append(b, `,"issued_token_type":`...)
+	b = token.AppendJSONString(b, r.IssuedTokenType)
+	b = append(b, `,"token_type":`...)
+	b = token.AppendJSONString(b, r.TokenType)
+	b = append(b, `,"expires_in":`...)
+	b = strconv.AppendInt(b, r.ExpiresIn, 10)
+	if r.Scope != "" {
+		b = append(b, `,"scope":`...)
+		b = token.AppendJSONString(b, r.Scope)
+	}
+	return append(b, '}')
 }
 
 // LogIssued is the message of the Info line logged for every token
