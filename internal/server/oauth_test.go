@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -138,8 +139,9 @@ func TestOAuthFlow(t *testing.T) {
 	a, b, c, rs := o.Workload(t, "a"), o.Workload(t, "b"), o.Workload(t, "c"), o.Workload(t, "rs")
 	feed := o.subscribe(t, o.client(rs), "")
 	ab := o.token(t, o.client(a), ccForm(b.ID, "scope", "read write"))
-	if ab.header.Get("Cache-Control") != "no-store" || ab.header.Get("Pragma") != "no-cache" || ab.str("token_type") != "Bearer" {
-		t.Errorf("token answer headers %v, body %s", ab.header, ab.raw)
+	if ab.header.Get("Cache-Control") != "no-store" || ab.header.Get("Pragma") != "no-cache" || ab.str("token_type") != "Bearer" ||
+		ab.header.Get("Content-Type") != "application/json" || ab.header.Get("Content-Length") != strconv.Itoa(len(ab.raw)) || !strings.HasSuffix(ab.raw, "}\n") {
+		t.Errorf("token answer headers %v, body %q", ab.header, ab.raw)
 	}
 	bc := o.token(t, o.client(b), exchangeForm(ab.str("access_token"), c.ID, "scope", "read"))
 	if bc.str("issued_token_type") != api.TokenTypeAccessToken || bc.str("scope") != "read" || bc.body["expires_in"].(float64) <= 0 {
