@@ -123,9 +123,9 @@ var (
 
 // writeTokenResponse writes a successful token response as writeJSON
 // would, the same headers and the same body (encoding/json's, with its
-// newline; see Response.AppendJSON), in one Write, and with the header values set without a new
-// slice each. net/http sets Content-Length itself for a body written
-// whole before the handler returns.
+// newline; see Response.AppendJSON), in one Write, and with the header
+// values set without a new slice each. net/http sets Content-Length
+// itself for a body written whole before the handler returns.
 func writeTokenResponse(w http.ResponseWriter, resp *tokens.Response) {
 	body := append(resp.AppendJSON(make([]byte, 0, len(resp.AccessToken)+256)), '\n')
 	h := w.Header()
@@ -208,6 +208,9 @@ var formBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 // Form, which these endpoints do not read. The body is read into a pooled
 // buffer and parsed from one string.
 func readForm(w http.ResponseWriter, r *http.Request) (url.Values, error) {
+	if r.Body == nil {
+		return nil, errors.New("missing form body")
+	}
 	buf := formBuffers.Get().(*bytes.Buffer)
 	defer func() {
 		if buf.Cap() <= keptFormBuffer { // one that grew for a large body is dropped
