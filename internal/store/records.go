@@ -177,6 +177,19 @@ func (t Token) Check() error {
 	return nil
 }
 
+// CheckExternal makes InsertExternalToken's checks of t, an external
+// token's record, with the error a backend's InsertExternalToken returns.
+func (t Token) CheckExternal() error {
+	err := t.Check()
+	if err == nil && t.Kind != TokenExternal {
+		err = fmt.Errorf("a %s token, want %s", t.Kind, TokenExternal)
+	}
+	if err != nil {
+		return fmt.Errorf("store: insert external token %q: %w", t.JTI, err)
+	}
+	return nil
+}
+
 // RevocationEvent is one entry of the revocation feed: a token revoked
 // (JTI set) or a certificate revoked (Serial, Thumbprint and NotAfter
 // set).

@@ -251,7 +251,7 @@ const (
 // AppendAudit make before they write, with their errors.
 func checkRecord(r store.TokenRecord) error {
 	if r.External != nil {
-		if err := checkExternalToken(*r.External); err != nil {
+		if err := r.External.CheckExternal(); err != nil {
 			return err
 		}
 	}

@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"crypto/rand"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -14,7 +13,6 @@ import (
 
 	"github.com/sigil-dev/sigil/internal/store"
 	"github.com/sigil-dev/sigil/internal/store/storetest"
-	"github.com/sigil-dev/sigil/signer"
 	"github.com/sigil-dev/sigil/testenv"
 )
 
@@ -31,14 +29,8 @@ import (
 // record/tx. jti=random is 128 random bits, as jtis were; jti=NewID the
 // jtis tokens now have (time-ordered: the index inserts share pages).
 func BenchmarkRecordToken(b *testing.B) {
-	for _, jtis := range []struct {
-		name string
-		new  func() string
-	}{
-		{"jti=random", func() string { return rand.Text()[:22] }},
-		{"jti=NewID", signer.NewID},
-	} {
-		b.Run(jtis.name, func(b *testing.B) { benchRecordToken(b, jtis.new) })
+	for _, jtis := range storetest.JTIs {
+		b.Run(jtis.Name, func(b *testing.B) { benchRecordToken(b, jtis.New) })
 	}
 }
 

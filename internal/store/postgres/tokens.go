@@ -230,23 +230,10 @@ func (w writer) PurgeExpiredTokens(ctx context.Context, before time.Time) (int64
 	return tag.RowsAffected(), nil
 }
 
-// checkExternalToken is the check InsertExternalToken makes before it
-// writes, with its error.
-func checkExternalToken(t store.Token) error {
-	err := t.Check()
-	if err == nil && t.Kind != store.TokenExternal {
-		err = fmt.Errorf("a %s token, want %s", t.Kind, store.TokenExternal)
-	}
-	if err != nil {
-		return fmt.Errorf("store: insert external token %q: %w", t.JTI, err)
-	}
-	return nil
-}
-
 // InsertExternalToken is one statement: an INSERT that does nothing for a
 // stored jti.
 func (w writer) InsertExternalToken(ctx context.Context, t store.Token) error {
-	if err := checkExternalToken(t); err != nil {
+	if err := t.CheckExternal(); err != nil {
 		return err
 	}
 	_, err := w.q.Exec(ctx, insertExternalToken,

@@ -54,7 +54,7 @@ func (s *sqliteStore) RecordToken(ctx context.Context, r store.TokenRecord) erro
 func (s *sqliteStore) record(ctx context.Context, w writer, r store.TokenRecord) error {
 	known := false
 	if x := r.External; x != nil {
-		if err := checkExternal(*x); err != nil { // as if it were inserted
+		if err := x.CheckExternal(); err != nil { // as if it were inserted
 			return err
 		}
 		if known = s.known.Known(x.JTI); !known {

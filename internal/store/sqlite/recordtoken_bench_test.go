@@ -2,14 +2,12 @@ package sqlite
 
 import (
 	"context"
-	"crypto/rand"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/sigil-dev/sigil/internal/store"
 	"github.com/sigil-dev/sigil/internal/store/storetest"
-	"github.com/sigil-dev/sigil/signer"
 )
 
 // BenchmarkRecordToken measures the token service's write as a token
@@ -21,14 +19,8 @@ import (
 // COMMIT (calls/commit) and the share of calls that ran alone. jti=random
 // is 128 random bits, as jtis were; jti=NewID the jtis tokens now have.
 func BenchmarkRecordToken(b *testing.B) {
-	for _, jtis := range []struct {
-		name string
-		new  func() string
-	}{
-		{"jti=random", func() string { return rand.Text()[:22] }},
-		{"jti=NewID", signer.NewID},
-	} {
-		b.Run(jtis.name, func(b *testing.B) { benchRecordToken(b, jtis.new) })
+	for _, jtis := range storetest.JTIs {
+		b.Run(jtis.Name, func(b *testing.B) { benchRecordToken(b, jtis.New) })
 	}
 }
 

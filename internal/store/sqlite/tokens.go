@@ -163,18 +163,6 @@ func (w writer) parentRefused(ctx context.Context, t store.Token) error {
 	}
 }
 
-// checkExternal makes InsertExternalToken's checks of t, with its errors.
-func checkExternal(t store.Token) error {
-	err := t.Check()
-	if err == nil && t.Kind != store.TokenExternal {
-		err = fmt.Errorf("a %s token, want %s", t.Kind, store.TokenExternal)
-	}
-	if err != nil {
-		return fmt.Errorf("store: insert external token %q: %w", t.JTI, err)
-	}
-	return nil
-}
-
 // PurgeExpiredTokens deletes the tokens that expired before the given
 // time, revoked or not, and with them (ON DELETE CASCADE) their revocation
 // events, and returns how many tokens it deleted. A token never outlives
@@ -201,7 +189,7 @@ func (w writer) PurgeExpiredTokens(ctx context.Context, before time.Time) (int64
 // CONFLICT (jti), not OR IGNORE, which would also skip a row that breaks a
 // CHECK constraint).
 func (w writer) InsertExternalToken(ctx context.Context, t store.Token) error {
-	if err := checkExternal(t); err != nil {
+	if err := t.CheckExternal(); err != nil {
 		return err
 	}
 	_, err := w.q.ExecContext(ctx, `INSERT INTO tokens (`+tokenColumns+`)

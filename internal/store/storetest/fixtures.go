@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sigil-dev/sigil/internal/store"
+	"github.com/sigil-dev/sigil/signer"
 )
 
 // T0 is the fixtures' clock, at microsecond precision so that it
@@ -237,4 +239,15 @@ func LeafHashesOf(es []store.AuditEntry) LeafHashes {
 		out[i] = e.LeafHash
 	}
 	return out
+}
+
+// JTIs are the jti generators the backends' BenchmarkRecordToken compare,
+// by name: 128 random bits (as jtis were) and signer.NewID, the
+// time-ordered jtis tokens have (their index inserts share pages).
+var JTIs = []struct {
+	Name string
+	New  func() string
+}{
+	{"jti=random", func() string { return rand.Text()[:22] }},
+	{"jti=NewID", signer.NewID},
 }
