@@ -304,3 +304,23 @@ func TestRotateTokenKeyPublishesBeforeSigning(t *testing.T) {
 		t.Errorf("rotation entry not findable by kid: %v", err)
 	}
 }
+
+// TestSQLiteMetrics: sigild on SQLite exports its store's commits and
+// checkpoints on /metrics (sigil_sqlite_*), none of them failed.
+func TestSQLiteMetrics(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	p := e.init(t)
+	roots := x509.NewCertPool()
+	roots.AddCert(p.Root)
+	s := serve(t, replicaConfig(e.cfg), roots, p, e.st)
+	if v := s.metric(t, "sigil_sqlite_checkpoint_failures_total"); v != 0 {
+		t.Errorf("sigil_sqlite_checkpoint_failures_total = %v", v)
+	}
+	_, body := s.get(t, "/metrics")
+	for _, series := range []string{`sigil_sqlite_commits_total{how="alone"}`, `sigil_sqlite_checkpoints_total{kind="passive"}`, "sigil_sqlite_wal_frames"} {
+		if !strings.Contains(body, "\n"+series+" ") {
+			t.Errorf("/metrics has no %s", series)
+		}
+	}
+}

@@ -124,6 +124,11 @@ func (d *Daemon) open(ctx context.Context, reg prometheus.Registerer) error {
 	if d.store, err = backend.Open(ctx, d.cfg.Store); err != nil {
 		return err
 	}
+	if c, ok := d.store.(prometheus.Collector); ok { // SQLite's committer and checkpointer
+		if err := reg.Register(c); err != nil {
+			return err
+		}
+	}
 	if d.audit, err = d.openAudit(ctx, reg); err != nil {
 		return err
 	}

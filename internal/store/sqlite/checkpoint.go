@@ -40,8 +40,8 @@ import (
 //     file.
 //
 // A checkpoint that fails is retried on the next kick (stats.failed
-// counts them; nothing is logged, as SQLite logs nothing of its own); the
-// WAL grows meanwhile, as it would with SQLite's own checkpoints failing. The
+// counts them, and the store's metrics show them: metrics.go); the WAL
+// grows meanwhile, as it would with SQLite's own checkpoints failing. The
 // durability of a COMMIT does not depend on checkpoints: it is the WAL's
 // fsync (synchronous=FULL); the checkpointer's connection has the DSN's
 // synchronous setting, with which SQLite fsyncs the database file before
@@ -100,10 +100,12 @@ type checkpointer struct {
 	stats   checkpointStats
 }
 
-// checkpointStats counts checkpoints by kind, for tests and benchmarks.
+// checkpointStats counts checkpoints by kind, for the store's metrics,
+// tests and benchmarks.
 type checkpointStats struct {
 	passive, held, truncate, failed atomic.Int64
 	frames                          atomic.Int64 // WAL frames the PASSIVE checkpoints found new, about all written
+	walFrames                       atomic.Int64 // frames in the WAL at the last checkpoint
 }
 
 // walState is what PRAGMA wal_checkpoint reports.
@@ -236,6 +238,7 @@ func (c *checkpointer) run(ctx context.Context, mode string) (walState, error) {
 		return walState{}, fmt.Errorf("store: wal checkpoint (%s): %w", mode, err)
 	}
 	st.busy = busy != 0
+	c.stats.walFrames.Store(st.log)
 	return st, nil
 }
 

@@ -217,8 +217,8 @@ func (g *committer) afterCommit(revoked bool) {
 }
 
 // commitStats counts what the committer ran: Tx calls run alone, batches,
-// and the calls the batches ran. The benchmarks report them (mean batch
-// size); they cost an atomic add per transaction.
+// and the calls the batches ran. The store's metrics and the benchmarks
+// report them (mean batch size); they cost an atomic add per transaction.
 type commitStats struct {
 	alone, batches, batched atomic.Int64
 }
