@@ -54,13 +54,14 @@ func (s *sqliteStore) RecordToken(ctx context.Context, r store.TokenRecord) erro
 func (s *sqliteStore) record(ctx context.Context, w writer, r store.TokenRecord) error {
 	known := false
 	if x := r.External; x != nil {
-		if err := x.CheckExternal(); err != nil { // as if it were inserted
-			return err
+		var err error
+		if known = s.known.Known(x.JTI); known {
+			err = x.CheckExternal() // as InsertExternalToken would
+		} else {
+			err = w.InsertExternalToken(ctx, *x)
 		}
-		if known = s.known.Known(x.JTI); !known {
-			if err := w.InsertExternalToken(ctx, *x); err != nil {
-				return err
-			}
+		if err != nil {
+			return err
 		}
 	}
 	err := w.InsertToken(ctx, r.Token)
