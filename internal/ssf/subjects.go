@@ -66,13 +66,9 @@ type subject struct {
 
 // parseSubject checks raw as a subject identifier a receiver may name.
 func parseSubject(raw []byte) (subject, error) {
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &fields); err != nil || fields == nil {
-		return subject{}, errors.New("subject must be a JSON object")
-	}
-	var format string
-	if err := json.Unmarshal(fields["format"], &format); err != nil || format == "" {
-		return subject{}, errors.New(`subject has no "format"`)
+	fields, format, err := identifier(raw)
+	if err != nil {
+		return subject{}, err
 	}
 	switch format {
 	case "aliases":
@@ -120,13 +116,24 @@ func sortedFormats() []string {
 	return f
 }
 
+// identifier decodes raw as a subject identifier's object: its members
+// and its format.
+func identifier(raw []byte) (fields map[string]json.RawMessage, format string, err error) {
+	if err := json.Unmarshal(raw, &fields); err != nil || fields == nil {
+		return nil, "", errors.New("subject must be a JSON object")
+	}
+	if err := json.Unmarshal(fields["format"], &format); err != nil || format == "" {
+		return nil, "", errors.New(`subject has no "format"`)
+	}
+	return fields, format, nil
+}
+
 // parseNested checks raw as a simple identifier inside an aliases or a
 // complex one.
 func parseNested(raw json.RawMessage) (string, error) {
-	var fields map[string]json.RawMessage
-	var format string
-	if err := json.Unmarshal(raw, &fields); err != nil || fields == nil || json.Unmarshal(fields["format"], &format) != nil {
-		return "", errors.New("a nested subject must be an object with a format")
+	fields, format, err := identifier(raw)
+	if err != nil {
+		return "", err
 	}
 	return parseSimple(format, fields)
 }
