@@ -185,8 +185,12 @@ func (t *Transmitter) collect(ctx context.Context, r feedReader, s *store.Stream
 			}
 			s.Delivered = max(s.Delivered, e.Seq)
 			skip := !wants(b.config.EventsDelivered, e)
+			var about *eventSubject
 			if !skip && len(b.removed) > 0 {
-				if skip, err = t.removed(ctx, r, b.removed, e); err != nil {
+				if about, err = t.subjectOf(ctx, r, e); err != nil {
+					return err
+				}
+				if skip, err = removed(b.removed, about, e); err != nil {
 					return err
 				}
 			}
@@ -195,7 +199,7 @@ func (t *Transmitter) collect(ctx context.Context, r feedReader, s *store.Stream
 				s.Acked = slices.Insert(s.Acked, i, e.Seq)
 				continue
 			}
-			b.items = append(b.items, pending{jti: eventJTI(s.ID, b.epoch, e.Seq), event: &e})
+			b.items = append(b.items, pending{jti: eventJTI(s.ID, b.epoch, e.Seq), event: &e, about: about})
 		}
 		scanned += len(events)
 		if len(events) < store.MaxRevocationEvents {
@@ -215,13 +219,10 @@ type feedReader interface {
 	certificates
 }
 
-// removed reports whether one of a stream's removed subjects covers e.
-func (t *Transmitter) removed(ctx context.Context, certs certificates, removed []subject, e store.RevocationEvent) (bool, error) {
-	sub, _, err := eventSubject(ctx, certs, t.cfg.Issuer, e)
-	if err != nil {
-		return false, err
-	}
-	raw, err := json.Marshal(sub)
+// removed reports whether one of a stream's removed subjects covers e,
+// which is about about.
+func removed(removed []subject, about *eventSubject, e store.RevocationEvent) (bool, error) {
+	raw, err := json.Marshal(about.sub)
 	if err != nil {
 		return false, err
 	}

@@ -31,7 +31,8 @@ type SETClaims struct {
 type pending struct {
 	jti    string
 	event  *store.RevocationEvent
-	verify uint64 // the verification request's number, if it is one
+	about  *eventSubject // the event's, if collect read it already
+	verify uint64        // the verification request's number, if it is one
 	state  string
 }
 
@@ -79,15 +80,19 @@ func (t *Transmitter) claims(ctx context.Context, stream string, aud []string, e
 	if e.Reason != "" {
 		common.ReasonAdmin = map[string]string{"en": e.Reason}
 	}
-	sub, cert, err := eventSubject(ctx, t.cfg.Store, t.cfg.Issuer, e)
-	if err != nil {
-		return SETClaims{}, err
+	about := p.about
+	if about == nil {
+		var err error
+		if about, err = t.subjectOf(ctx, t.cfg.Store, e); err != nil {
+			return SETClaims{}, err
+		}
 	}
-	c.SubID = sub
+	c.SubID = about.sub
 	if e.Serial == "" {
 		c.Events = map[string]any{EventSessionRevoked: common}
 		return c, nil
 	}
+	cert := about.cert
 	parsed, err := x509.ParseCertificate(cert.DER)
 	if err != nil {
 		return SETClaims{}, fmt.Errorf("ssf: certificate %s of event %d: %w", e.Serial, e.Seq, err)
@@ -103,20 +108,27 @@ type certificates interface {
 	Certificate(ctx context.Context, serial string) (store.Certificate, error)
 }
 
-// eventSubject is the subject (sub_id) of e's SET: a token event's token,
-// a certificate event's workload and device as a complex subject, with the
-// certificate read from certs.
-func eventSubject(ctx context.Context, certs certificates, issuer string, e store.RevocationEvent) (map[string]any, store.Certificate, error) {
+// eventSubject is what a revocation event's SET is about: its subject
+// (sub_id), and for a certificate event the certificate.
+type eventSubject struct {
+	sub  map[string]any
+	cert store.Certificate
+}
+
+// subjectOf reads what e is about: a token event's token, a certificate
+// event's workload and device as a complex subject, with the certificate
+// read from certs.
+func (t *Transmitter) subjectOf(ctx context.Context, certs certificates, e store.RevocationEvent) (*eventSubject, error) {
 	if e.Serial == "" {
-		return tokenSubject(issuer, e.JTI), store.Certificate{}, nil
+		return &eventSubject{sub: tokenSubject(t.cfg.Issuer, e.JTI)}, nil
 	}
 	cert, err := certs.Certificate(ctx, e.Serial)
 	if err != nil {
-		return nil, store.Certificate{}, fmt.Errorf("ssf: certificate %s of event %d: %w", e.Serial, e.Seq, err)
+		return nil, fmt.Errorf("ssf: certificate %s of event %d: %w", e.Serial, e.Seq, err)
 	}
-	return map[string]any{"format": "complex",
+	return &eventSubject{cert: cert, sub: map[string]any{"format": "complex",
 		"user":   map[string]string{"format": "uri", "uri": cert.SPIFFEID},
-		"device": map[string]string{"format": "opaque", "id": cert.EKHash}}, cert, nil
+		"device": map[string]string{"format": "opaque", "id": cert.EKHash}}}, nil
 }
 
 // tokenSubject names a revoked token: one of ours by the SSF "jwt_id"
