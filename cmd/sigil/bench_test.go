@@ -5,6 +5,9 @@ import (
 	"context"
 	"crypto"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,6 +26,7 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
+	_ "github.com/mattn/go-sqlite3"
 
 	"github.com/sigil-dev/sigil/client"
 	"github.com/sigil-dev/sigil/hsm"
@@ -91,12 +95,22 @@ var exchanges = func() int {
 //	                             the client) or, on a busy machine, CPU 1
 //	                             was shared
 //	sigild-cpu-us/op             sigild's CPU time per exchange at full load
+//	sigild-sys-us/op             the part of it spent in the kernel
+//	                             (system calls: fsync, socket writes…)
+//	commits/op                   SQLite transactions committed per
+//	                             exchange at full load (one fsync each;
+//	                             below 1, exchanges shared a COMMIT)
 //	postgres-cpu-us/op           PostgreSQL's (every server process's) CPU
 //	                             time per exchange at full load
 //	floor-cpu-us/op              this process's CPU time per floor operation
 //	of-floor-cpu                 floor-cpu-us/op over sigild-cpu-us/op:
 //	                             of-floor in CPU time, which the machine's
 //	                             other load disturbs less than rates
+//	commit-cpu-us                this process's CPU time per durable
+//	                             SQLite commit of one small row (fsync
+//	                             included), pinned like sigild: multiplied
+//	                             by commits/op, the COMMITs' share of
+//	                             sigild-cpu-us/op
 //	sigild-rss-MB                sigild's peak resident set size (VmHWM;
 //	                             the largest replica's), read after the
 //	                             half-load run
@@ -152,14 +166,23 @@ func benchmarkExchange(b *testing.B, s *stack) {
 	floorCPU := cpuTime(b, self)
 	base := drive(b, exchangeConcurrency, exchanges, 0, floor)
 	floorCPU = cpuTime(b, self) - floorCPU
+	commit := durableCommit(b)
+	commitCPU := cpuTime(b, self)
+	drive(b, 1, commitOps, 0, commit)
+	commitCPU = cpuTime(b, self) - commitCPU
 	b.StopTimer()
 	pin(b, self, clientCPU)
 	warm(b, exchangeConcurrency, 2*time.Second, exchange)
 
 	b.StartTimer()
-	sigildCPU, pgCPU := cpuTimes(b, sigilds), postgresCPU(b, s)
+	sigildCPU, sigildSys, pgCPU := cpuTimes(b, sigilds), sysTimes(b, sigilds), postgresCPU(b, s)
+	commits, sqlite := sqliteCommits(b, s)
 	full := drive(b, exchangeConcurrency, exchanges, 0, exchange)
-	sigildCPU, pgCPU = cpuTimes(b, sigilds)-sigildCPU, postgresCPU(b, s)-pgCPU
+	sigildCPU, sigildSys, pgCPU = cpuTimes(b, sigilds)-sigildCPU, sysTimes(b, sigilds)-sigildSys, postgresCPU(b, s)-pgCPU
+	if sqlite {
+		after, _ := sqliteCommits(b, s)
+		b.ReportMetric((after-commits)/float64(exchanges), "commits/op")
+	}
 	stopTrace := traceSigild(b)
 	half := drive(b, exchangeConcurrency, exchanges/2, time.Duration(float64(time.Second)/(full.rate/2)), exchange)
 	b.StopTimer()
@@ -174,9 +197,11 @@ func benchmarkExchange(b *testing.B, s *stack) {
 	b.ReportMetric(ms(half.p99), "half-load-p99-ms")
 	b.ReportMetric(sigildCPU.Seconds()/full.elapsed.Seconds(), "sigild-cpu")
 	b.ReportMetric(us(sigildCPU)/float64(exchanges), "sigild-cpu-us/op")
+	b.ReportMetric(us(sigildSys)/float64(exchanges), "sigild-sys-us/op")
 	b.ReportMetric(us(pgCPU)/float64(exchanges), "postgres-cpu-us/op")
 	b.ReportMetric(us(floorCPU)/float64(exchanges), "floor-cpu-us/op")
 	b.ReportMetric(floorCPU.Seconds()/sigildCPU.Seconds(), "of-floor-cpu")
+	b.ReportMetric(us(commitCPU)/commitOps, "commit-cpu-us")
 	b.ReportMetric(peakRSS(b, sigilds)/(1<<20), "sigild-rss-MB")
 }
 
@@ -226,6 +251,49 @@ func cpuTimes(b *testing.B, pids []int) time.Duration {
 	return sum
 }
 
+// sysTimes is the system CPU time processes pids have used, in all.
+func sysTimes(b *testing.B, pids []int) time.Duration {
+	b.Helper()
+	var sum time.Duration
+	for _, pid := range pids {
+		_, sys := userSys(b, pid)
+		sum += sys
+	}
+	return sum
+}
+
+// sqliteCommits is how many transactions sigild's SQLite store has
+// committed, alone and batched, from its /metrics; ok is false without
+// SQLite.
+func sqliteCommits(b *testing.B, s *stack) (commits float64, ok bool) {
+	b.Helper()
+	roots := x509.NewCertPool()
+	for _, c := range readPEM(b, s.env["SIGIL_CA_BUNDLE"]) {
+		roots.AddCert(c)
+	}
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
+	defer c.CloseIdleConnections()
+	resp, err := c.Get(s.env["SIGIL_SERVER"] + "/metrics")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil || resp.StatusCode != http.StatusOK {
+		b.Fatalf("GET /metrics: %d %v", resp.StatusCode, err)
+	}
+	for _, line := range strings.Split(string(body), "\n") {
+		if series, v, found := strings.Cut(line, " "); found && strings.HasPrefix(series, "sigil_sqlite_commits_total{") {
+			n, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				b.Fatalf("/metrics: %q: %v", line, err)
+			}
+			commits, ok = commits+n, true
+		}
+	}
+	return commits, ok
+}
+
 // postgresCPU is the CPU time the stack's PostgreSQL server has used: the
 // postmaster, its reaped children, and its running children (the
 // connections' backends, the writers). 0 without PostgreSQL.
@@ -264,6 +332,30 @@ func postgresCPU(b *testing.B, s *stack) time.Duration {
 		}
 	}
 	return sum
+}
+
+// commitOps is how many transactions durableCommit's baseline commits.
+const commitOps = 1000
+
+// durableCommit is one SQLite transaction of one small row, committed as
+// sigild's store commits (WAL, synchronous=FULL: an fsync each), alone: what
+// a COMMIT costs before the rows in it, which exchanges batched together
+// share (commits/op).
+func durableCommit(b *testing.B) func() error {
+	b.Helper()
+	db, err := sql.Open("sqlite3", "file:"+filepath.Join(b.TempDir(), "commit.db")+"?_journal_mode=WAL&_synchronous=FULL")
+	if err == nil {
+		b.Cleanup(func() { db.Close() })
+		db.SetMaxOpenConns(1)
+		_, err = db.Exec(`CREATE TABLE t (v BLOB)`)
+	}
+	if err != nil {
+		b.Fatal(err)
+	}
+	return func() error {
+		_, err := db.Exec(`INSERT INTO t (v) VALUES (randomblob(200))`)
+		return err
+	}
 }
 
 // statFields are the fields of a /proc/PID/stat file from field 3, the
@@ -369,6 +461,13 @@ func affinity(b *testing.B, status string) string {
 // cpuTime is the user and system CPU time process pid has used.
 func cpuTime(b *testing.B, pid int) time.Duration {
 	b.Helper()
+	user, sys := userSys(b, pid)
+	return user + sys
+}
+
+// userSys is the user and the system CPU time process pid has used.
+func userSys(b *testing.B, pid int) (user, sys time.Duration) {
+	b.Helper()
 	f := statFields(fmt.Sprintf("/proc/%d/stat", pid))
 	if f == nil {
 		b.Fatalf("process %d is gone", pid)
@@ -378,7 +477,7 @@ func cpuTime(b *testing.B, pid int) time.Duration {
 	if err1 != nil || err2 != nil {
 		b.Fatalf("/proc/%d/stat: %q", pid, f)
 	}
-	return time.Duration(utime+stime) * time.Second / clockTicks
+	return time.Duration(utime) * time.Second / clockTicks, time.Duration(stime) * time.Second / clockTicks
 }
 
 // clockTicks is USER_HZ, the unit of /proc/PID/stat times: 100 on every

@@ -268,7 +268,7 @@ func opensslVerify(t *testing.T, s *stack, state string) {
 	}
 }
 
-func readPEM(t *testing.T, path string) []*x509.Certificate {
+func readPEM(t testing.TB, path string) []*x509.Certificate {
 	t.Helper()
 	data, err := os.ReadFile(path)
 	if err != nil {
