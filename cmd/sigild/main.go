@@ -138,6 +138,10 @@ func main() {
 	k := kong.Parse(&c, kong.Name("sigild"), kong.Description("sigil: hardware-rooted workload identity service."), kong.Exit(exit))
 	log, logs := newLogger(os.Stderr, level(c.LogLevel), tokens.LogIssued)
 	defer logs.Flush()
+	if err := checkTimerSlack(); err != nil {
+		fmt.Fprintln(os.Stderr, "sigild:", err)
+		os.Exit(exitUsage)
+	}
 	cfg, err := config.Load(c.Config)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "sigild:", err)
