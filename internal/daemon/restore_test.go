@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -11,8 +12,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	_ "github.com/mattn/go-sqlite3"
+	"golang.org/x/sys/unix"
 
 	"github.com/sigil-dev/sigil/audit"
 	"github.com/sigil-dev/sigil/internal/daemon"
@@ -69,6 +72,12 @@ func (s *stack) store(t *testing.T) store.Store {
 // returned, fn not run, when sigild refuses to start.
 func (s *stack) serve(t *testing.T, fn func()) error {
 	t.Helper()
+	return s.serveDaemon(t, func(*daemon.Daemon) { fn() })
+}
+
+// serveDaemon is serve with fn given the serving daemon.
+func (s *stack) serveDaemon(t *testing.T, fn func(*daemon.Daemon)) error {
+	t.Helper()
 	s.closeStore(t)
 	d, err := daemon.New(t.Context(), s.cfg, s.log)
 	if err != nil {
@@ -82,7 +91,7 @@ func (s *stack) serve(t *testing.T, fn func()) error {
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- d.ServeListener(ctx, ln) }()
-	fn()
+	fn(d)
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("Serve: %v", err)
@@ -358,5 +367,85 @@ func TestDatabaseOfAnotherLineageRefused(t *testing.T) {
 	}
 	if err := s.serve(t, func() {}); !errors.Is(err, daemon.ErrRestored) {
 		t.Fatalf("New on a database of another epoch = %v, want ErrRestored", err)
+	}
+}
+
+// TestAnchorOncePerInterval: under load (entries appended and the log
+// nudged, as the services do) the log signs a checkpoint every
+// audit.NudgeGap, but sigild writes the anchor (two fsyncs, a rename and a
+// directory fsync) at most once per audit.checkpoint_interval.
+func TestAnchorOncePerInterval(t *testing.T) {
+	s := newStack(t)
+	s.cfg.Audit.CheckpointInterval = time.Second
+	const window = 3 * time.Second
+	var renames, checkpoints int
+	if err := s.serveDaemon(t, func(d *daemon.Daemon) {
+		before := len(checkpointsOf(t, s.store(t)))
+		count := watchRenames(t, s.cfg.Audit.Anchor)
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for end, i := time.Now().Add(window), 0; time.Now().Before(end); i++ {
+			issue(t, s.store(t), fmt.Sprintf("load-%d", i))
+			daemon.NudgeAudit(d)
+			<-tick.C
+		}
+		renames = count()
+		checkpoints = len(checkpointsOf(t, s.store(t))) - before
+	}); err != nil {
+		t.Fatal(err)
+	}
+	most := int(window/s.cfg.Audit.CheckpointInterval) + 1
+	if renames == 0 || renames > most {
+		t.Errorf("the anchor was written %d times in %v, want 1 to %d (once per %v)", renames, window, most, s.cfg.Audit.CheckpointInterval)
+	}
+	if checkpoints < 4*most {
+		t.Errorf("%d checkpoints signed in %v, want at least %d (one every audit.NudgeGap, %v): too few to tell the anchor's limit", checkpoints, window, 4*most, audit.NudgeGap)
+	}
+}
+
+// checkpointsOf lists st's stored checkpoints.
+func checkpointsOf(t *testing.T, st store.Store) []store.Checkpoint {
+	t.Helper()
+	cs, err := st.Checkpoints(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cs
+}
+
+// watchRenames counts the files renamed onto path from now on (inotify);
+// count returns how many so far and stops counting. It watches the
+// renames from the temporary files too: inotify merges identical events
+// in a row, and the temporary files' names tell the renames apart.
+func watchRenames(t *testing.T, path string) (count func() int) {
+	t.Helper()
+	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := unix.InotifyAddWatch(fd, filepath.Dir(path), unix.IN_MOVED_FROM|unix.IN_MOVED_TO); err != nil {
+		unix.Close(fd)
+		t.Fatal(err)
+	}
+	return func() int {
+		defer unix.Close(fd)
+		n, buf := 0, make([]byte, 64<<10)
+		for {
+			r, err := unix.Read(fd, buf)
+			if errors.Is(err, unix.EAGAIN) {
+				return n
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			for off := 0; off+unix.SizeofInotifyEvent <= r; {
+				ev := (*unix.InotifyEvent)(unsafe.Pointer(&buf[off]))
+				name := strings.TrimRight(string(buf[off+unix.SizeofInotifyEvent:off+unix.SizeofInotifyEvent+int(ev.Len)]), "\x00")
+				if ev.Mask&unix.IN_MOVED_TO != 0 && name == filepath.Base(path) {
+					n++
+				}
+				off += unix.SizeofInotifyEvent + int(ev.Len)
+			}
+		}
 	}
 }
