@@ -71,6 +71,14 @@ var deniedCodes = map[string]bool{
 }
 
 // newHTTPClient returns a client that trusts only roots, over TLS 1.3.
+//
+// sigild speaks HTTP/2, where one connection carries every request. Over
+// HTTP/1.1 (HTTP/2 turned off, or lost on the way) each request in flight
+// needs a connection of its own, and Go keeps only 2 idle ones per host by
+// default: with more requests in flight, connections were closed after
+// each answer and each new one cost a handshake signed by the TPM, and
+// sigild a handshake's CPU, per request. So it keeps as many idle
+// connections as the service transports do (Client.Transport).
 func newHTTPClient(roots *x509.CertPool, cert *tls.Certificate) *http.Client {
 	cfg := &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: roots}
 	if cert != nil {
@@ -78,9 +86,15 @@ func newHTTPClient(roots *x509.CertPool, cert *tls.Certificate) *http.Client {
 	}
 	return &http.Client{
 		Timeout:   30 * time.Second,
-		Transport: &http.Transport{TLSClientConfig: cfg, ForceAttemptHTTP2: true},
+		Transport: &http.Transport{TLSClientConfig: cfg, ForceAttemptHTTP2: true, IdleConnTimeout: idleConnTimeout, MaxIdleConnsPerHost: maxIdleConnsPerHost},
 	}
 }
+
+// How long, and how many per host, a client keeps idle connections.
+const (
+	idleConnTimeout     = 90 * time.Second
+	maxIdleConnsPerHost = 64
+)
 
 // post sends in as JSON and decodes the answer into out.
 func post(ctx context.Context, hc *http.Client, url string, in, out any) error {

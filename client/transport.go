@@ -126,7 +126,7 @@ func (id *identity) peer(c *Client, server spiffeid.ID) *http.Transport {
 	cfg := tlsconfig.MTLSClientConfig(identitySVID(id, c.w), c, tlsconfig.AuthorizeID(server))
 	cfg.MinVersion = tls.VersionTLS13
 	c.withRevocation(cfg)
-	tr := &http.Transport{TLSClientConfig: cfg, ForceAttemptHTTP2: true, IdleConnTimeout: 90 * time.Second, MaxIdleConnsPerHost: 64}
+	tr := &http.Transport{TLSClientConfig: cfg, ForceAttemptHTTP2: true, IdleConnTimeout: idleConnTimeout, MaxIdleConnsPerHost: maxIdleConnsPerHost}
 	if id.peers.m == nil {
 		id.peers.m = make(map[spiffeid.ID]*http.Transport)
 	}
