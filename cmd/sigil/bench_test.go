@@ -5,8 +5,6 @@ import (
 	"context"
 	"crypto"
 	"crypto/sha256"
-	"crypto/tls"
-	"crypto/x509"
 	"database/sql"
 	"encoding/json"
 	"errors"
@@ -267,21 +265,7 @@ func sysTimes(b *testing.B, pids []int) time.Duration {
 // SQLite.
 func sqliteCommits(b *testing.B, s *stack) (commits float64, ok bool) {
 	b.Helper()
-	roots := x509.NewCertPool()
-	for _, c := range readPEM(b, s.env["SIGIL_CA_BUNDLE"]) {
-		roots.AddCert(c)
-	}
-	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
-	defer c.CloseIdleConnections()
-	resp, err := c.Get(s.env["SIGIL_SERVER"] + "/metrics")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil || resp.StatusCode != http.StatusOK {
-		b.Fatalf("GET /metrics: %d %v", resp.StatusCode, err)
-	}
+	body := stackGet(b, s, s.env["SIGIL_SERVER"]+"/metrics")
 	for _, line := range strings.Split(string(body), "\n") {
 		if series, v, found := strings.Cut(line, " "); found && strings.HasPrefix(series, "sigil_sqlite_commits_total{") {
 			n, err := strconv.ParseFloat(v, 64)

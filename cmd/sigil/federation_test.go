@@ -14,7 +14,7 @@ import (
 )
 
 // stackGet fetches url from the stack's sigild, trusting its bundle.
-func stackGet(t *testing.T, s *stack, url string) []byte {
+func stackGet(t testing.TB, s *stack, url string) []byte {
 	t.Helper()
 	roots := x509.NewCertPool()
 	for _, c := range readPEM(t, s.env["SIGIL_CA_BUNDLE"]) {
