@@ -2,7 +2,6 @@ package ssf
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -190,9 +189,7 @@ func (t *Transmitter) collect(ctx context.Context, r feedReader, s *store.Stream
 				if about, err = t.subjectOf(ctx, r, e); err != nil {
 					return err
 				}
-				if skip, err = removed(b.removed, about, e); err != nil {
-					return err
-				}
+				skip = slices.ContainsFunc(b.removed, func(r subject) bool { return r.covers(about.subject) })
 			}
 			if skip {
 				i, _ := slices.BinarySearch(s.Acked, e.Seq)
@@ -217,20 +214,6 @@ func (t *Transmitter) collect(ctx context.Context, r feedReader, s *store.Stream
 type feedReader interface {
 	store.RevocationFeed
 	certificates
-}
-
-// removed reports whether one of a stream's removed subjects covers e,
-// which is about about.
-func removed(removed []subject, about *eventSubject, e store.RevocationEvent) (bool, error) {
-	raw, err := json.Marshal(about.sub)
-	if err != nil {
-		return false, err
-	}
-	ev, err := parseSubject(raw)
-	if err != nil {
-		return false, fmt.Errorf("ssf: subject of event %d: %w", e.Seq, err)
-	}
-	return slices.ContainsFunc(removed, func(s subject) bool { return s.covers(ev) }), nil
 }
 
 // signed signs b's items for its stream, in order.

@@ -108,11 +108,14 @@ type certificates interface {
 	Certificate(ctx context.Context, serial string) (store.Certificate, error)
 }
 
-// eventSubject is what a revocation event's SET is about: its subject
-// (sub_id), and for a certificate event the certificate.
+// eventSubject is what a revocation event's SET is about: its subject, as
+// the SET's sub_id and as the subject a receiver's removed ones are
+// matched against (subject.covers), and for a certificate event the
+// certificate.
 type eventSubject struct {
-	sub  map[string]any
-	cert store.Certificate
+	sub     map[string]any
+	subject subject
+	cert    store.Certificate
 }
 
 // subjectOf reads what e is about: a token event's token, a certificate
@@ -120,15 +123,17 @@ type eventSubject struct {
 // read from certs.
 func (t *Transmitter) subjectOf(ctx context.Context, certs certificates, e store.RevocationEvent) (*eventSubject, error) {
 	if e.Serial == "" {
-		return &eventSubject{sub: tokenSubject(t.cfg.Issuer, e.JTI)}, nil
+		id := tokenSubject(t.cfg.Issuer, e.JTI)
+		return &eventSubject{sub: id, subject: simpleSubject(canonical(id))}, nil
 	}
 	cert, err := certs.Certificate(ctx, e.Serial)
 	if err != nil {
 		return nil, fmt.Errorf("ssf: certificate %s of event %d: %w", e.Serial, e.Seq, err)
 	}
-	return &eventSubject{cert: cert, sub: map[string]any{"format": "complex",
-		"user":   map[string]string{"format": "uri", "uri": cert.SPIFFEID},
-		"device": map[string]string{"format": "opaque", "id": cert.EKHash}}}, nil
+	user := map[string]any{"format": "uri", "uri": cert.SPIFFEID}
+	device := map[string]any{"format": "opaque", "id": cert.EKHash}
+	return &eventSubject{cert: cert, sub: map[string]any{"format": "complex", "user": user, "device": device},
+		subject: complexSubject(map[string]string{"user": canonical(user), "device": canonical(device)})}, nil
 }
 
 // tokenSubject names a revoked token: one of ours by the SSF "jwt_id"

@@ -80,8 +80,11 @@ func parseSubject(raw []byte) (subject, error) {
 	if err != nil {
 		return subject{}, err
 	}
-	return subject{key: id, ids: []string{id}}, nil
+	return simpleSubject(id), nil
 }
+
+// simpleSubject is the subject of the simple identifier whose key is id.
+func simpleSubject(id string) subject { return subject{key: id, ids: []string{id}} }
 
 // parseSimple checks a simple identifier of format and returns its key.
 func parseSimple(format string, fields map[string]json.RawMessage) (string, error) {
@@ -89,7 +92,7 @@ func parseSimple(format string, fields map[string]json.RawMessage) (string, erro
 	if !ok {
 		return "", fmt.Errorf("subject format %q is not supported (supported: aliases, complex, %s)", format, strings.Join(sortedFormats(), ", "))
 	}
-	id := map[string]string{"format": format}
+	id := map[string]any{"format": format}
 	for _, m := range members {
 		var v string
 		if err := json.Unmarshal(fields[m], &v); err != nil || v == "" {
@@ -103,8 +106,7 @@ func parseSimple(format string, fields map[string]json.RawMessage) (string, erro
 	if len(fields) != len(members)+1 {
 		return "", fmt.Errorf("a %q subject has no members but format, %s", format, strings.Join(members, ", "))
 	}
-	key, err := json.Marshal(id) // maps marshal with sorted keys
-	return string(key), err
+	return canonical(id), nil
 }
 
 func sortedFormats() []string {
@@ -159,7 +161,7 @@ func parseAliases(fields map[string]json.RawMessage) (subject, error) {
 }
 
 func parseComplex(fields map[string]json.RawMessage) (subject, error) {
-	s := subject{members: map[string]string{}}
+	members := map[string]string{}
 	for name, raw := range fields {
 		if name == "format" {
 			continue
@@ -171,17 +173,22 @@ func parseComplex(fields map[string]json.RawMessage) (subject, error) {
 		if err != nil {
 			return subject{}, fmt.Errorf("complex subject member %s: %w", name, err)
 		}
-		s.members[name] = id
+		members[name] = id
 	}
-	if len(s.members) == 0 {
+	if len(members) == 0 {
 		return subject{}, errors.New("a complex subject needs at least one member")
 	}
+	return complexSubject(members), nil
+}
+
+// complexSubject is the complex subject of members, each a simple
+// identifier's key by its member name.
+func complexSubject(members map[string]string) subject {
 	m := map[string]any{"format": "complex"}
-	for name, id := range s.members {
+	for name, id := range members {
 		m[name] = json.RawMessage(id)
 	}
-	s.key = canonical(m)
-	return s, nil
+	return subject{key: canonical(m), members: members}
 }
 
 func rawList(ids []string) []json.RawMessage {

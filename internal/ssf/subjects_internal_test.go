@@ -1,6 +1,13 @@
 package ssf
 
-import "testing"
+import (
+	"context"
+	"encoding/json"
+	"reflect"
+	"testing"
+
+	"github.com/sigil-dev/sigil/internal/store"
+)
 
 // TestCovers: which removed subjects cover which events' subjects.
 func TestCovers(t *testing.T) {
@@ -41,4 +48,40 @@ func TestCovers(t *testing.T) {
 			t.Errorf("%s covers the certificate event: %v, want %v", tc.removed, got, tc.cert)
 		}
 	}
+}
+
+// TestEventSubject: the subject an event is matched as is the one a
+// receiver gets by naming the event's sub_id: subjectOf builds it without
+// encoding and parsing the sub_id again.
+func TestEventSubject(t *testing.T) {
+	t.Parallel()
+	tr := &Transmitter{cfg: Config{Issuer: "https://sigil"}}
+	certs := certificate{Serial: "01", SPIFFEID: "spiffe://sigil.test/w", EKHash: "ek"}
+	for _, e := range []store.RevocationEvent{{Seq: 1, JTI: "j1"}, {Seq: 2, JTI: store.ExternalPrefix + "x"}, {Seq: 3, Serial: "01"}} {
+		about, err := tr.subjectOf(t.Context(), certs, e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, err := json.Marshal(about.sub)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := parseSubject(raw)
+		if err != nil {
+			t.Fatalf("event %d's sub_id %s: %v", e.Seq, raw, err)
+		}
+		if !reflect.DeepEqual(about.subject, want) {
+			t.Errorf("event %d: subject %+v, want %+v (parsed from %s)", e.Seq, about.subject, want, raw)
+		}
+	}
+}
+
+// certificate is a certificates reader of one certificate.
+type certificate store.Certificate
+
+func (c certificate) Certificate(_ context.Context, serial string) (store.Certificate, error) {
+	if serial != c.Serial {
+		return store.Certificate{}, store.ErrNotFound
+	}
+	return store.Certificate(c), nil
 }
