@@ -75,7 +75,7 @@ func (o *object) key(k string) {
 		o.b = append(o.b, ',')
 	}
 	o.more = true
-	o.b = appendString(o.b, k)
+	o.b = AppendJSONString(o.b, k)
 	o.b = append(o.b, ':')
 }
 
@@ -89,7 +89,7 @@ func (o *object) str(k, v string) {
 // always writes k: v, even empty.
 func (o *object) always(k, v string) {
 	o.key(k)
-	o.b = appendString(o.b, v)
+	o.b = AppendJSONString(o.b, v)
 }
 
 // date writes k: the NumericDate secs unless the time is zero.
@@ -135,22 +135,19 @@ func appendStrings(b []byte, ss []string) []byte {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = appendString(b, s)
+		b = AppendJSONString(b, s)
 	}
 	return append(b, ']')
 }
 
 // AppendJSONString appends s as a JSON string, the bytes encoding/json
-// writes for it: for the encoders of fixed messages written without
+// writes for it, for the encoders of fixed messages written without
 // reflection (the claims set here, the token response in
-// internal/tokens).
-func AppendJSONString(b []byte, s string) []byte { return appendString(b, s) }
-
-// appendString writes s as a JSON string. Printable ASCII that
-// encoding/json leaves as it is (all but " \ < > &) is copied; anything
-// else, rare in claims, goes through encoding/json, so that every escape
-// (HTML-safe, U+2028, invalid UTF-8) is exactly its.
-func appendString(b []byte, s string) []byte {
+// internal/tokens). Printable ASCII that encoding/json leaves as it is
+// (all but " \ < > &) is copied; anything else, rare in claims, goes
+// through encoding/json, so that every escape (HTML-safe, U+2028, invalid
+// UTF-8) is exactly its.
+func AppendJSONString(b []byte, s string) []byte {
 	for i := 0; i < len(s); i++ {
 		if !plainJSON[s[i]] {
 			v, _ := json.Marshal(s) // a string always encodes
