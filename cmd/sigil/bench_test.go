@@ -87,6 +87,11 @@ var exchanges = func() int {
 //	of-floor                     exchanges/s over floor-ops/s
 //	half-load-p99-ms             p99 of exchanges started at a steady half
 //	                             of the exchanges/s measured
+//	floor-half-p99-ms            its baseline: the p99 of the latency floor
+//	                             (bench_latfloor_test.go: HTTP/2, one HSM
+//	                             signature, a durable SQLite record) driven
+//	                             the same way on sigild's CPU; one sigild
+//	                             only
 //	sigild-cpu                   sigild's CPU time (all replicas) in the
 //	                             full-load run over its duration: below 1,
 //	                             sigild waited (for fsync, the database,
@@ -185,6 +190,10 @@ func benchmarkExchange(b *testing.B, s *stack) {
 	half := drive(b, exchangeConcurrency, exchanges/2, time.Duration(float64(time.Second)/(full.rate/2)), exchange)
 	b.StopTimer()
 	stopTrace()
+	if len(sigilds) == 1 { // with replicas, the load goes through HAProxy
+		floor := latencyFloor(b, s, exchanges/2, time.Duration(float64(time.Second)/(full.rate/2)), s.userToken(b, "frontend", "orders:read"))
+		b.ReportMetric(ms(floor.p99), "floor-half-p99-ms")
+	}
 	dumpLatencies(b, "full", full)
 	dumpLatencies(b, "half", half)
 	b.ReportMetric(full.rate, "exchanges/s")
