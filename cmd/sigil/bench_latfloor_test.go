@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/sigil-dev/sigil/hsm"
+	"github.com/sigil-dev/sigil/testenv"
 )
 
 // The latency floor is half-load-p99-ms's baseline in the same run: the
@@ -199,20 +200,16 @@ func latencyFloor(b *testing.B, s *stack, n int, every time.Duration, token stri
 	}()
 	pin(b, cmd.Process.Pid, serverCPU)
 	var addr []byte
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		var err error
-		if addr, err = os.ReadFile(filepath.Join(dir, "addr")); err == nil {
-			break
+	testenv.WaitForNil(b, 30*time.Second, "the latency floor server's address", func() (err error) {
+		if addr, err = os.ReadFile(filepath.Join(dir, "addr")); err != nil {
+			return fmt.Errorf("%w\n%s", err, stderr.String())
 		}
-		if time.Now().After(deadline) {
-			b.Fatalf("latency floor server did not start in 30 s\n%s", stderr.String())
-		}
-	}
+		return nil
+	})
 	roots := x509.NewCertPool()
 	for _, c := range readPEM(b, filepath.Join(dir, "cert.pem")) {
 		roots.AddCert(c)
 	}
-	pin(b, cmd.Process.Pid, serverCPU) // threads started meanwhile
 	body := url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:token-exchange"}, "subject_token": {token}}.Encode()
 	var posts []func() error
 	for range 2 { // two connections, as the two workloads

@@ -187,11 +187,12 @@ func benchmarkExchange(b *testing.B, s *stack) {
 		b.ReportMetric((after-commits)/float64(exchanges), "commits/op")
 	}
 	stopTrace := traceSigild(b)
-	half := drive(b, exchangeConcurrency, exchanges/2, time.Duration(float64(time.Second)/(full.rate/2)), exchange)
+	halfEvery := time.Duration(float64(time.Second) / (full.rate / 2))
+	half := drive(b, exchangeConcurrency, exchanges/2, halfEvery, exchange)
 	b.StopTimer()
 	stopTrace()
 	if len(sigilds) == 1 { // with replicas, the load goes through HAProxy
-		floor := latencyFloor(b, s, exchanges/2, time.Duration(float64(time.Second)/(full.rate/2)), s.userToken(b, "frontend", "orders:read"))
+		floor := latencyFloor(b, s, exchanges/2, halfEvery, s.userToken(b, "frontend", "orders:read"))
 		b.ReportMetric(ms(floor.p99), "floor-half-p99-ms")
 	}
 	dumpLatencies(b, "full", full)
