@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/sigil-dev/sigil/client"
-	"github.com/sigil-dev/sigil/hsm"
 )
 
 // attestHosts is how many swtpm hosts renew at once in BenchmarkRenewal,
@@ -219,11 +218,7 @@ func hsmSignCPU(b *testing.B, s *stack, name string) float64 {
 	self := os.Getpid()
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 	pin(b, self, serverCPU)
-	os.Setenv("SOFTHSM2_CONF", s.env["SOFTHSM2_CONF"])
-	h, err := hsm.Open(context.Background(), s.env["SIGIL_HSM_URI"])
-	if err != nil {
-		b.Fatal(err)
-	}
+	h := openStackHSM(b, s)
 	defer h.Close()
 	key, err := h.Find(context.Background(), name)
 	if err != nil {

@@ -21,6 +21,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -131,14 +132,7 @@ func (f floorParts) total() float64 { return f.tls + f.attest + f.sign }
 func renewalFloor(b *testing.B, s *stack, ev *attest.Renewal) floorParts {
 	b.Helper()
 	ctx := context.Background()
-	os.Setenv("SOFTHSM2_CONF", s.env["SOFTHSM2_CONF"])
-	if a := s.env["P11_KIT_SERVER_ADDRESS"]; a != "" {
-		os.Setenv("P11_KIT_SERVER_ADDRESS", a)
-	}
-	h, err := hsm.Open(ctx, s.env["SIGIL_HSM_URI"])
-	if err != nil {
-		b.Fatal(err)
-	}
+	h := openStackHSM(b, s)
 	defer h.Close()
 	issuerKey, err := h.Find(ctx, "sigil-issuer")
 	if err != nil {
@@ -182,6 +176,32 @@ func renewalFloor(b *testing.B, s *stack, ev *attest.Renewal) floorParts {
 	drive(b, exchangeConcurrency, n, 0, sign)
 	parts.sign = us(cpuTime(b, self)-cpu) / n
 	return parts
+}
+
+// stackHSMEnv is the environment in which a process reaches the stack's
+// HSM as sigild does: SoftHSM's configuration, and p11-kit server's address
+// when the stack shares the HSM through it.
+func stackHSMEnv(s *stack) []string {
+	env := []string{"SOFTHSM2_CONF=" + s.env["SOFTHSM2_CONF"]}
+	if a := s.env["P11_KIT_SERVER_ADDRESS"]; a != "" {
+		env = append(env, "P11_KIT_SERVER_ADDRESS="+a)
+	}
+	return env
+}
+
+// openStackHSM opens the stack's HSM in this process, as sigild reaches it
+// (stackHSMEnv); the caller closes it.
+func openStackHSM(b *testing.B, s *stack) *hsm.HSM {
+	b.Helper()
+	for _, kv := range stackHSMEnv(s) {
+		k, v, _ := strings.Cut(kv, "=")
+		os.Setenv(k, v)
+	}
+	h, err := hsm.Open(context.Background(), s.env["SIGIL_HSM_URI"])
+	if err != nil {
+		b.Fatal(err)
+	}
+	return h
 }
 
 // floorHandshakes starts the child client for n handshakes and returns

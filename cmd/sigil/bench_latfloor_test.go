@@ -184,11 +184,8 @@ func latencyFloor(b *testing.B, s *stack, n int, every time.Duration, token stri
 	b.Helper()
 	dir := b.TempDir()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), latencyFloorDir+"="+dir, "GOMAXPROCS=1",
-		"SOFTHSM2_CONF="+s.env["SOFTHSM2_CONF"], "SIGIL_HSM_URI="+s.env["SIGIL_HSM_URI"])
-	if a := s.env["P11_KIT_SERVER_ADDRESS"]; a != "" { // the HSM as sigild reaches it
-		cmd.Env = append(cmd.Env, "P11_KIT_SERVER_ADDRESS="+a)
-	}
+	cmd.Env = append(os.Environ(), latencyFloorDir+"="+dir, "GOMAXPROCS=1", "SIGIL_HSM_URI="+s.env["SIGIL_HSM_URI"])
+	cmd.Env = append(cmd.Env, stackHSMEnv(s)...)
 	var stderr syncBuffer
 	cmd.Stdout, cmd.Stderr = &stderr, &stderr
 	if err := cmd.Start(); err != nil {

@@ -27,7 +27,6 @@ import (
 	_ "github.com/mattn/go-sqlite3"
 
 	"github.com/sigil-dev/sigil/client"
-	"github.com/sigil-dev/sigil/hsm"
 )
 
 // exchangeConcurrency is how many goroutines drive the exchanges, and the
@@ -376,14 +375,7 @@ func cryptoFloor(b *testing.B, s *stack, token string) func() error {
 	if err != nil {
 		b.Fatal(err)
 	}
-	os.Setenv("SOFTHSM2_CONF", s.env["SOFTHSM2_CONF"])
-	if a := s.env["P11_KIT_SERVER_ADDRESS"]; a != "" { // the HSM through p11-kit, as sigild reaches it
-		os.Setenv("P11_KIT_SERVER_ADDRESS", a)
-	}
-	h, err := hsm.Open(context.Background(), s.env["SIGIL_HSM_URI"])
-	if err != nil {
-		b.Fatal(err)
-	}
+	h := openStackHSM(b, s)
 	b.Cleanup(func() { h.Close() })
 	key, err := h.Find(context.Background(), "sigil-token")
 	if err != nil {
