@@ -74,12 +74,8 @@ func latencyFloorServer(dir string) error {
 	if err != nil {
 		return err
 	}
-	db, err := sql.Open("sqlite3", "file:"+filepath.Join(dir, "floor.db")+"?_journal_mode=WAL&_synchronous=FULL")
+	db, err := openDurableSQLite(filepath.Join(dir, "floor.db"), `CREATE TABLE tokens (jti TEXT PRIMARY KEY, token TEXT NOT NULL)`)
 	if err != nil {
-		return err
-	}
-	db.SetMaxOpenConns(1)
-	if _, err := db.Exec(`CREATE TABLE tokens (jti TEXT PRIMARY KEY, token TEXT NOT NULL)`); err != nil {
 		return err
 	}
 	records := make(chan floorRecord, exchangeConcurrency)

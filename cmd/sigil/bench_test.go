@@ -336,19 +336,31 @@ const commitOps = 1000
 // share (commits/op).
 func durableCommit(b *testing.B) func() error {
 	b.Helper()
-	db, err := sql.Open("sqlite3", "file:"+filepath.Join(b.TempDir(), "commit.db")+"?_journal_mode=WAL&_synchronous=FULL")
-	if err == nil {
-		b.Cleanup(func() { db.Close() })
-		db.SetMaxOpenConns(1)
-		_, err = db.Exec(`CREATE TABLE t (v BLOB)`)
-	}
+	db, err := openDurableSQLite(filepath.Join(b.TempDir(), "commit.db"), `CREATE TABLE t (v BLOB)`)
 	if err != nil {
 		b.Fatal(err)
 	}
+	b.Cleanup(func() { db.Close() })
 	return func() error {
 		_, err := db.Exec(`INSERT INTO t (v) VALUES (randomblob(200))`)
 		return err
 	}
+}
+
+// openDurableSQLite creates the SQLite database path, committed as
+// sigild's store commits (WAL, synchronous=FULL), with one connection, and
+// runs schema in it.
+func openDurableSQLite(path, schema string) (*sql.DB, error) {
+	db, err := sql.Open("sqlite3", "file:"+path+"?_journal_mode=WAL&_synchronous=FULL")
+	if err != nil {
+		return nil, err
+	}
+	db.SetMaxOpenConns(1)
+	if _, err := db.Exec(schema); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
 }
 
 // statFields are the fields of a /proc/PID/stat file from field 3, the
